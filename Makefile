@@ -1,0 +1,50 @@
+# hakmem build. `make` builds the release library, `make debug` the checking
+# one, `make test` builds and runs every test, `make bench` compares hakmem
+# with glibc and the installed peer allocators.
+
+CC      ?= gcc
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+BASE    := -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -ftls-model=initial-exec \
+           -fno-plt -fno-semantic-interposition -fno-builtin-malloc -fno-builtin-free \
+           -pthread -Iinclude -Isrc $(WARN)
+RELEASE := -O2 -DHAK_DEBUG=0 -DNDEBUG
+DEBUG   := -O1 -g -DHAK_DEBUG=1
+LDSO    := -shared -Wl,-z,nodelete -Wl,-z,now -Wl,--version-script=src/exports.map
+
+SRC     := $(sort $(wildcard src/*.c))
+HDR     := $(wildcard src/*.h include/*.h)
+OBJ_R   := $(SRC:src/%.c=build/release/%.o)
+OBJ_D   := $(SRC:src/%.c=build/debug/%.o)
+
+.PHONY: all debug clean test bench
+all: libhakmem.so libhakmem.a
+
+debug: debug/libhakmem.so debug/libhakmem.a
+
+build/release/%.o: src/%.c $(HDR) Makefile
+	@mkdir -p $(@D)
+	$(CC) $(BASE) $(RELEASE) $(CFLAGS) -c $< -o $@
+
+build/debug/%.o: src/%.c $(HDR) Makefile
+	@mkdir -p $(@D)
+	$(CC) $(BASE) $(DEBUG) $(CFLAGS) -c $< -o $@
+
+libhakmem.so: $(OBJ_R) src/exports.map
+	$(CC) $(LDSO) -o $@ $(OBJ_R) -pthread
+
+libhakmem.a: $(OBJ_R)
+	rm -f $@ && ar rcs $@ $(OBJ_R)
+
+debug/libhakmem.so: $(OBJ_D) src/exports.map
+	@mkdir -p $(@D)
+	$(CC) $(LDSO) -o $@ $(OBJ_D) -pthread
+
+debug/libhakmem.a: $(OBJ_D)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $(OBJ_D)
+
+include tests/tests.mk
+include bench/bench.mk
+
+clean: test-clean bench-clean
+	rm -rf build debug libhakmem.so libhakmem.a

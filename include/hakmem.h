@@ -1,0 +1,70 @@
+/* hakmem — a general-purpose memory allocator for Linux x86-64.
+ *
+ * Loaded with LD_PRELOAD=libhakmem.so or linked with -lhakmem, hakmem replaces
+ * malloc, free and the rest of the C allocation API. This header declares the
+ * hak_* entry points, which work whether or not hakmem is the process malloc
+ * (for example after dlopen), plus statistics and version queries. */
+#ifndef HAKMEM_H
+#define HAKMEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HAKMEM_VERSION_MAJOR 0
+#define HAKMEM_VERSION_MINOR 1
+#define HAKMEM_VERSION_PATCH 0
+
+/* "hakmem 0.1.0" (a static string). */
+const char *hak_version(void);
+
+/* The allocation API; each behaves exactly like its C/POSIX namesake,
+ * errno included (see README, "API behaviour"). */
+void *hak_malloc(size_t size);
+void hak_free(void *p);
+void *hak_calloc(size_t n, size_t size);
+void *hak_realloc(void *p, size_t size);
+void *hak_aligned_alloc(size_t alignment, size_t size);
+int hak_posix_memalign(void **out, size_t alignment, size_t size);
+size_t hak_usable_size(const void *p);
+/* Releases every free page to the OS now; returns 1 if any was released. */
+int hak_trim(void);
+
+/* Process-wide statistics. Counters are exact at the moment of the call for
+ * this thread and for exited threads; other live threads' counters are
+ * merged when they exit or call hak_stats_flush(). */
+typedef struct hak_stats {
+  size_t mapped;            /* bytes of address space hakmem has mapped */
+  size_t committed;         /* bytes mapped and possibly resident (not purged) */
+  size_t in_use;            /* bytes in live blocks (block sizes, not requests) */
+  size_t peak_in_use;       /* high-water mark of in_use */
+  size_t large_in_use;      /* bytes in live Large blocks (own mappings) */
+  size_t bigcache_bytes;    /* bytes held in BigCache now */
+  uint64_t bigcache_hits;   /* Large requests served from BigCache */
+  uint64_t bigcache_misses; /* Large requests that needed a new mapping */
+  uint64_t superslabs;      /* SuperSlabs in existence */
+  uint64_t slabs;           /* slabs carved out of SuperSlabs, live now */
+  uint64_t slabs_detached;  /* slabs detached (full, thread exit, fork) */
+  uint64_t slabs_adopted;   /* detached slabs claimed by an allocating thread */
+  uint64_t purged;          /* bytes returned to the OS with madvise, total */
+  uint64_t unmapped;        /* bytes unmapped, total */
+  uint64_t heaps;           /* thread heaps alive now */
+  uint64_t invalid_frees;   /* frees of pointers hakmem did not hand out */
+} hak_stats_t;
+
+/* Fills *out; returns 0. */
+int hak_stats(hak_stats_t *out);
+/* Merges the calling thread's counters into the process totals. */
+void hak_stats_flush(void);
+/* Writes a human-readable report (what malloc_stats prints) to fd. */
+void hak_stats_print(int fd);
+/* Writes the same figures as one JSON object, with per-size-class rows. */
+void hak_stats_json(int fd);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
