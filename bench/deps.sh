@@ -1,0 +1,49 @@
+#!/bin/sh
+# deps.sh bench|instr: installs what the benchmarks need when it is missing,
+# with apt-get (root, or sudo without a password). Never fails: whatever
+# cannot be installed is reported and skipped later (a missing peer allocator
+# is skipped by the runner, a missing gnuplot means no chart, a missing
+# valgrind means no instruction counts). BENCH_NO_INSTALL=1 installs nothing.
+what=${1:-bench}
+missing=""
+have_lib() {
+  for d in /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/local/lib /usr/lib; do
+    [ -f "$d/$1" ] && return 0
+  done
+  return 1
+}
+if [ "$what" = instr ]; then
+  command -v valgrind >/dev/null 2>&1 || missing="$missing valgrind"
+else
+  command -v gnuplot >/dev/null 2>&1 || missing="$missing gnuplot-nox"
+fi
+have_lib libmimalloc.so.2 || missing="$missing libmimalloc2.0"
+have_lib libjemalloc.so.2 || missing="$missing libjemalloc2"
+have_lib libtcmalloc_minimal.so.4 || missing="$missing libtcmalloc-minimal4"
+[ -n "$missing" ] || exit 0
+
+if [ -n "${BENCH_NO_INSTALL:-}" ]; then
+  echo "bench: not installing (BENCH_NO_INSTALL set):$missing"
+  exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "bench: no apt-get; not installed:$missing"
+  exit 0
+fi
+if [ "$(id -u)" = 0 ]; then
+  sudo=""
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+  sudo="sudo -n"
+else
+  echo "bench: not root; not installed:$missing"
+  exit 0
+fi
+echo "bench: installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq >/dev/null 2>&1 || echo "bench: apt-get update failed"
+# One at a time, so that a package the archive lacks does not stop the others.
+for p in $missing; do
+  $sudo apt-get install -y -qq --no-install-recommends "$p" >/dev/null 2>&1 ||
+    echo "bench: could not install $p (skipped)"
+done
+exit 0

@@ -1,0 +1,319 @@
+#!/usr/bin/env bash
+# Benchmark runner: runs every benchmark under hakmem (./libhakmem.so), glibc
+# and each installed peer allocator, alternating allocators run by run, and
+# writes bench/results/latest.md (medians and ratios) and latest.svg (chart).
+# Only bash, awk (mawk is enough) and coreutils; gnuplot for the chart.
+#
+# Environment (all optional):
+#   BENCH_QUICK=1        short arguments and 3 runs (about 2 minutes on 2 cores)
+#   BENCH_RUNS=N         runs per allocator and benchmark (default 5, quick 3)
+#   BENCH_THREADS=N      threads for the multi-threaded benchmarks (default: CPUs)
+#   BENCH_ONLY='a b'     only benchmarks whose name matches one of these globs
+#   BENCH_ALLOCATORS='hakmem glibc'  only these allocators
+#   BENCH_HAKMEM=path    the hakmem library (default ./libhakmem.so)
+#   BENCH_PEERS='name=/path/lib.so ...'  extra allocators to compare
+#   BENCH_TIMEOUT=s      per-run limit in seconds (default 60, quick 30)
+#   BENCH_OUT=dir        where latest.md / latest.svg go (default bench/results)
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+bin="$here/bin"
+out_dir=${BENCH_OUT:-$here/results}
+tmp="$here/results/tmp"
+quick=${BENCH_QUICK:-0}
+[[ $quick == 0 || $quick == "" ]] && quick=0 || quick=1
+runs=${BENCH_RUNS:-}
+[[ -n $runs ]] || { ((quick)) && runs=3 || runs=5; }
+ncpu=$(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc 2>/dev/null || echo 1)
+threads=${BENCH_THREADS:-$ncpu}
+timeout=${BENCH_TIMEOUT:-}
+[[ -n $timeout ]] || { ((quick)) && timeout=30 || timeout=60; }
+export BENCH_THREADS=$threads
+
+die() { echo "bench: $*" >&2; exit 1; }
+[[ $runs =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
+[[ $threads =~ ^[1-9][0-9]*$ ]] || die "BENCH_THREADS must be a positive integer"
+[[ -x $bin/measure ]] || die "benchmarks not built: run 'make bench-build'"
+
+# ---- benchmarks: name | program | full arguments | quick arguments ----------
+# @T stands for the thread count.
+specs=(
+  "fixed_size/64|fixed_size|64 100M 1000|64 25M 1000"
+  "fixed_size/8192|fixed_size|8192 40M 1000|8192 10M 1000"
+  "random_mixed|random_mixed|40M 8192|10M 8192"
+  "mid_large_mt|mid_large_mt|@T 4M 256|@T 1M 256"
+  "comprehensive/lifo|comprehensive|lifo 30M @T|lifo 8M @T"
+  "comprehensive/fifo|comprehensive|fifo 30M @T|fifo 8M @T"
+  "comprehensive/random|comprehensive|random 30M @T|random 8M @T"
+  "comprehensive/realloc|comprehensive|realloc 3M @T|realloc 1M @T"
+  "comprehensive/calloc|comprehensive|calloc 4M @T|calloc 1M @T"
+  "comprehensive/aligned|comprehensive|aligned 10M @T|aligned 3M @T"
+  "comprehensive/prodcons|comprehensive|prodcons 10M @T|prodcons 3M @T"
+  "larson|larson|1.5 8 1000 5000 100 4141 @T|0.4 8 1000 5000 100 4141 @T"
+  "xthread_churn|xthread_churn|@T 2000 2000|@T 500 2000"
+  "mem_efficiency|mem_efficiency|64 8|32 6"
+)
+
+# ---- allocators --------------------------------------------------------------
+alloc_names=()
+alloc_libs=()
+alloc_vers=()
+declare -A want=()
+for a in ${BENCH_ALLOCATORS:-}; do want[$a]=1; done
+wanted() { [[ ${#want[@]} -eq 0 || -n ${want[$1]:-} ]]; }
+
+pkg_version() { # library path -> "package version", or ""
+  command -v dpkg-query >/dev/null 2>&1 || return 0
+  local real pkg
+  real=$(readlink -f "$1")
+  pkg=$(dpkg-query -S "$real" 2>/dev/null | head -1 | cut -d: -f1)
+  [[ -n $pkg ]] || pkg=$(dpkg-query -S "$1" 2>/dev/null | head -1 | cut -d: -f1)
+  [[ -n $pkg ]] && echo "$pkg $(dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null)"
+}
+
+add_alloc() { alloc_names+=("$1"); alloc_libs+=("$2"); alloc_vers+=("$3"); }
+
+hakmem_lib=${BENCH_HAKMEM:-$root/libhakmem.so}
+if wanted hakmem; then
+  if [[ -f $hakmem_lib ]]; then
+    hv=$(sed -n 's/^#define HAKMEM_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\).*/\2/p' "$root/include/hakmem.h" 2>/dev/null | paste -sd. -)
+    gv=$(git -C "$root" describe --always --dirty 2>/dev/null)
+    add_alloc hakmem "$(readlink -f "$hakmem_lib")" "hakmem ${hv:-?}${gv:+ (git $gv)}"
+  else
+    echo "skipped: hakmem ($hakmem_lib not found; 'make' builds it)"
+  fi
+fi
+if wanted glibc; then
+  add_alloc glibc "" "glibc $(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')"
+fi
+libdirs="/usr/lib/x86_64-linux-gnu /usr/lib64 /usr/local/lib /usr/lib"
+find_lib() { local d; for d in $libdirs; do [[ -f $d/$1 ]] && { echo "$d/$1"; return; }; done; }
+# name soname [quiet if absent]
+for peer in "mimalloc libmimalloc.so.2" "jemalloc libjemalloc.so.2" "tcmalloc libtcmalloc_minimal.so.4" \
+            "snmalloc libsnmallocshim.so quiet" "rpmalloc librpmalloc.so quiet"; do
+  set -- $peer
+  wanted "$1" || continue
+  lib=$(find_lib "$2")
+  if [[ -n $lib ]]; then
+    v=$(pkg_version "$lib")
+    add_alloc "$1" "$lib" "${v:-$(basename "$(readlink -f "$lib")")}"
+  elif [[ -z ${3:-} ]]; then
+    echo "skipped: $1 ($2 not installed)"
+  fi
+done
+for p in ${BENCH_PEERS:-}; do
+  n=${p%%=*} l=${p#*=}
+  if [[ -f $l ]]; then add_alloc "$n" "$(readlink -f "$l")" "$(basename "$(readlink -f "$l")")"
+  else echo "skipped: $n ($l not found)"; fi
+done
+((${#alloc_names[@]})) || die "no allocator to run"
+nalloc=${#alloc_names[@]}
+
+# ---- run ---------------------------------------------------------------------
+rm -rf "$tmp"
+mkdir -p "$tmp/runs" "$out_dir" || die "cannot create $tmp"
+raw="$tmp/raw.tsv"
+: >"$raw"
+bench_list=()
+bench_args=()
+start_all=$(date +%s)
+echo "bench: $( ((quick)) && echo quick || echo full) run, $runs runs each, $threads threads," \
+     "allocators: ${alloc_names[*]}"
+
+field() { # key line -> value of key=value in line
+  local kv
+  for kv in $2; do [[ ${kv%%=*} == "$1" ]] && { echo "${kv#*=}"; return; }; done
+}
+
+for spec in "${specs[@]}"; do
+  IFS='|' read -r name prog full_args quick_args <<<"$spec"
+  if [[ -n ${BENCH_ONLY:-} ]]; then
+    match=0
+    for g in $BENCH_ONLY; do [[ $name == $g ]] && match=1; done
+    ((match)) || continue
+  fi
+  args=$full_args
+  ((quick)) && args=$quick_args
+  args=${args//@T/$threads}
+  bench_list+=("$name")
+  bench_args+=("$prog $args")
+  declare -A failed=()
+  for ((r = 0; r < runs; r++)); do
+    for ((k = 0; k < nalloc; k++)); do
+      i=$(((k + r) % nalloc)) # rotate the order each repetition
+      a=${alloc_names[$i]}
+      [[ -n ${failed[$a]:-} ]] && continue
+      base="$tmp/runs/${name//\//_}.$a.$r"
+      # shellcheck disable=SC2086
+      "$bin/measure" -p "${alloc_libs[$i]}" -t "$timeout" -o "$base.m" -- "$bin/$prog" $args \
+        >"$base.out" 2>"$base.err" </dev/null
+      m=$(cat "$base.m" 2>/dev/null)
+      res=$(grep -m1 '^RESULT ' "$base.out" 2>/dev/null)
+      status=$(field status "$m")
+      ops=$(field ops_per_sec "$res")
+      rss=$(field maxrss_kb "$m")
+      if [[ $status != ok || -z $ops ]]; then
+        [[ -z $status ]] && status="no report"
+        [[ $status == ok ]] && status="no RESULT line"
+        echo "FAILED: $name with $a (run $((r + 1))): $status; remaining runs of $a skipped"
+        echo "  command: LD_PRELOAD=${alloc_libs[$i]} bench/bin/$prog $args"
+        tail -n 5 "$base.err" "$base.out" 2>/dev/null | sed 's/^/  | /'
+        failed[$a]=1
+        printf '%s\t%s\t%d\tFAILED\t%s\t\t\t\t%s\n' "$name" "$a" "$r" "${rss:-}" "${status// /_}" >>"$raw"
+        continue
+      fi
+      frag=$(field frag_ratio "$res")
+      after=$(field rss_after_free_kb "$res")
+      printf '%s\t%s\t%d\tok\t%s\t%s\t%s\t%s\t\n' "$name" "$a" "$r" "$rss" "$ops" "${frag:-}" "${after:-}" >>"$raw"
+    done
+  done
+  unset failed
+  # progress line: median throughput (M ops/s) per allocator
+  awk -F'\t' -v b="$name" -v order="${alloc_names[*]}" '
+    function med(s, n,  a, i, j, t, c) { c = split(s, a, " ");
+      for (i = 2; i <= c; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+      return c % 2 ? a[(c + 1) / 2] : (a[c / 2] + a[c / 2 + 1]) / 2 }
+    $1 == b && $4 == "ok" { v[$2] = v[$2] " " $6 } $1 == b && $4 == "FAILED" { f[$2] = 1 }
+    END { line = sprintf("%-24s", b); n = split(order, o, " ")
+      for (i = 1; i <= n; i++) line = line sprintf("  %s %s", o[i], f[o[i]] ? "FAILED" : v[o[i]] == "" ? "-" : sprintf("%.1fM", med(v[o[i]]) / 1e6))
+      print line }' "$raw"
+done
+elapsed=$(($(date +%s) - start_all))
+
+# ---- report ------------------------------------------------------------------
+cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null)
+thp=$(sed -n 's/.*\[\(.*\)\].*/\1/p' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)
+md="$out_dir/latest.md"
+{
+  echo "# hakmem benchmarks"
+  echo
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "- machine: $(uname -m), ${cpu:-unknown CPU}, $ncpu cores, Linux $(uname -r), THP ${thp:-?}"
+  echo "- mode: $( ((quick)) && echo 'quick (BENCH_QUICK=1)' || echo full), $runs runs per allocator," \
+       "allocators alternated run by run; $threads threads for multi-threaded benchmarks; took ${elapsed}s"
+  echo "- allocators:"
+  for ((i = 0; i < nalloc; i++)); do
+    echo "  - ${alloc_names[$i]}: ${alloc_vers[$i]}${alloc_libs[$i]:+ (\`${alloc_libs[$i]/#$root/.}\`)}"
+  done
+  echo
+  awk -F'\t' -v order="${alloc_names[*]}" -v benches="${bench_list[*]}" -v runs="$runs" -v dat="$tmp/chart.dat" '
+    function med(s,  a, i, j, t, c) { c = split(s, a, " ");
+      for (i = 2; i <= c; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+      return c % 2 ? a[(c + 1) / 2] + 0 : (a[c / 2] + a[c / 2 + 1]) / 2 }
+    function fmt_ops(x) { return x >= 1e8 ? sprintf("%.0f", x / 1e6) : x >= 1e7 ? sprintf("%.1f", x / 1e6) : sprintf("%.2f", x / 1e6) }
+    function fmt_mib(kb) { return kb >= 102400 ? sprintf("%.0f", kb / 1024) : sprintf("%.1f", kb / 1024) }
+    $4 == "ok" { k = $1 SUBSEP $2; rss[k] = rss[k] " " $5; ops[k] = ops[k] " " $6
+                 if ($7 != "") frag[k] = frag[k] " " $7; if ($8 != "") aft[k] = aft[k] " " $8 }
+    $4 == "FAILED" { bad[$1 SUBSEP $2] = $9 }
+    # one markdown row: metric m ("ops" higher is better, "rss"/"frag"/"aft" lower is better)
+    function row(b, m, label,  i, a, k, v, have, best, bestv, hv, line, cell, higher, peer, pv, r) {
+      higher = (m == "ops"); have = 0
+      for (i = 1; i <= na; i++) { a = al[i]; k = b SUBSEP a
+        s = (m == "ops") ? ops[k] : (m == "rss") ? rss[k] : (m == "frag") ? frag[k] : aft[k]
+        if (!(k in bad) && s != "") { v[a] = med(s); if (!have || (higher ? v[a] > bestv : v[a] < bestv)) { bestv = v[a]; best = a }; have = 1 } }
+      line = "| " label " |"
+      for (i = 1; i <= na; i++) { a = al[i]; k = b SUBSEP a
+        if (k in bad) cell = "FAILED"
+        else if (!(a in v)) cell = "–"
+        else { cell = (m == "ops") ? fmt_ops(v[a]) : (m == "frag") ? sprintf("%.2f", v[a]) : fmt_mib(v[a])
+               if (a == best && na > 1) cell = "**" cell "**" }
+        line = line " " cell " |" }
+      if (has_hak) {
+        peer = ""; pv = 0
+        for (i = 1; i <= na; i++) { a = al[i]; if (a != "hakmem" && (a in v) && (peer == "" || (higher ? v[a] > pv : v[a] < pv))) { peer = a; pv = v[a] } }
+        k = b SUBSEP "hakmem"
+        if (k in bad) r = "hakmem FAILED"
+        else if (!("hakmem" in v) || peer == "" || pv == 0) r = "–"
+        else r = sprintf("%.2f (%s)", v["hakmem"] / pv, peer)
+        line = line " " r " |" }
+      print line
+      if ((m == "ops" || m == "rss") && dat != "") {
+        f = (m == "ops") ? dat : dat ".rss"
+        g = ("glibc" in v) ? v["glibc"] : 0
+        cell = "\"" b "\""
+        for (i = 1; i <= na; i++) { a = al[i]
+          cell = cell " " ((g > 0 && (a in v)) ? sprintf("%.4f", v[a] / g) : "NaN")
+          if (m == "ops" && g > 0 && (a in v) && v[a] > 0) { lg[a] += log(v[a] / g); ng[a]++ } }
+        print cell > f }
+    }
+    function header(title, note,  i, line, sep) {
+      print "## " title; print ""; if (note != "") { print note; print "" }
+      line = "| benchmark |"; sep = "|---|"
+      for (i = 1; i <= na; i++) { line = line " " al[i] " |"; sep = sep "---:|" }
+      if (has_hak) { line = line " hakmem / best peer |"; sep = sep "---:|" }
+      print line; print sep }
+    END {
+      na = split(order, al, " "); nb = split(benches, bl, " ")
+      for (i = 1; i <= na; i++) if (al[i] == "hakmem") has_hak = 1
+      header("Throughput: median million operations per second (higher is better)",
+             "One operation is one allocation-API call (see bench/README.md per benchmark). Bold: best. The last column is hakmem divided by the best other allocator: above 1.00 hakmem is faster.")
+      for (j = 1; j <= nb; j++) if (bl[j] != "mem_efficiency") row(bl[j], "ops", bl[j])
+      if (nb > 1) {
+        line = "| geometric mean vs glibc |"
+        for (i = 1; i <= na; i++) line = line " " (ng[al[i]] ? sprintf("%.2f", exp(lg[al[i]] / ng[al[i]])) : "–") " |"
+        if (has_hak) line = line " |"
+        print line }
+      print ""
+      header("Peak RSS: median MiB (lower is better)",
+             "Peak resident set size of the whole benchmark process (ru_maxrss). The last column is hakmem divided by the lowest other allocator: below 1.00 hakmem uses less.")
+      for (j = 1; j <= nb; j++) row(bl[j], "rss", bl[j])
+      print ""
+      for (j = 1; j <= nb; j++) if (bl[j] == "mem_efficiency") {
+        header("Memory efficiency (lower is better)",
+               "mem_efficiency: fragmentation ratio = (peak RSS - baseline RSS) / peak live bytes (1.00 is perfect); RSS after free = VmRSS once every block is freed (memory given back).")
+        row("mem_efficiency", "frag", "fragmentation ratio")
+        row("mem_efficiency", "aft", "RSS after free, MiB")
+        print "" }
+    }' "$raw"
+  echo "## Benchmarks run"
+  echo
+  echo "| benchmark | command (under each allocator, LD_PRELOAD) |"
+  echo "|---|---|"
+  for ((j = 0; j < ${#bench_list[@]}; j++)); do echo "| ${bench_list[$j]} | \`bench/bin/${bench_args[$j]}\` |"; done
+  echo
+  echo "Cells say FAILED when a run crashed, timed out (${timeout} s), exited non-zero or printed no RESULT line;"
+  echo "the runner then skips that allocator's remaining runs of that benchmark. Raw data: bench/results/tmp/raw.tsv."
+} >"$md"
+
+# ---- chart ---------------------------------------------------------------------
+svg="$out_dir/latest.svg"
+if command -v gnuplot >/dev/null 2>&1 && [[ -s $tmp/chart.dat ]]; then
+  nb=$(wc -l <"$tmp/chart.dat")
+  {
+    echo "set terminal svg size $((300 + nb * 26 * nalloc / 2 + 200)),900 dynamic font 'sans,11' background '#ffffff'"
+    echo "set output '$svg'"
+    echo "set datafile missing 'NaN'"
+    echo "set style data histograms"
+    echo "set style histogram clustered gap 1"
+    echo "set style fill solid 0.85 border -1"
+    echo "set boxwidth 0.9"
+    echo "set grid ytics"
+    echo "set key outside right top vertical"
+    echo "set xtics rotate by -35 nomirror font 'sans,10'"
+    echo "set yrange [0:*]"
+    echo "set multiplot layout 2,1 title 'hakmem benchmarks: median of $runs runs, $(uname -m), $ncpu cores ($(date -u +%Y-%m-%d))'"
+    echo "set title 'Throughput relative to glibc (higher is better)'"
+    echo "set ylabel 'x glibc'"
+    printf "plot 1 with lines lc rgb '#888888' dt 2 notitle"
+    for ((i = 0; i < nalloc; i++)); do printf ", '%s' using %d:xtic(1) title '%s'" "$tmp/chart.dat" $((i + 2)) "${alloc_names[$i]}"; done
+    echo
+    echo "set title 'Peak RSS relative to glibc (lower is better)'"
+    printf "plot 1 with lines lc rgb '#888888' dt 2 notitle"
+    for ((i = 0; i < nalloc; i++)); do printf ", '%s' using %d:xtic(1) title '%s'" "$tmp/chart.dat.rss" $((i + 2)) "${alloc_names[$i]}"; done
+    echo
+    echo "unset multiplot"
+  } >"$tmp/chart.gp"
+  if gnuplot "$tmp/chart.gp" 2>"$tmp/gnuplot.err"; then
+    echo "chart: ${svg/#$root\//}"
+  else
+    echo "chart: gnuplot failed, no chart:"; sed 's/^/  /' "$tmp/gnuplot.err"
+  fi
+else
+  command -v gnuplot >/dev/null 2>&1 || echo "chart: skipped (gnuplot not installed)"
+fi
+
+echo
+cat "$md"
+echo
+echo "report: ${md/#$root\//} (${elapsed}s)"
