@@ -1,0 +1,334 @@
+/* tests/util.h — helpers shared by the test binaries: block patterns, RSS,
+ * the hak_* entry points, and child processes with captured stderr.
+ *
+ * Each test is built three ways (see tests.mk): linked with -lhakmem
+ * (TEST_LINKED), linked -static with libhakmem.a (TEST_STATIC), or plain
+ * glibc-linked for LD_PRELOAD runs; in the last case the hak_* functions are
+ * found with dlsym, so the binary links without hakmem. */
+#ifndef HAK_TEST_UTIL_H
+#define HAK_TEST_UTIL_H
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hakmem.h"
+
+#define KiB ((size_t)1 << 10)
+#define MiB ((size_t)1 << 20)
+
+/* Hides a value from the optimiser, so calls with huge constant sizes are
+ * neither folded nor warned about, and malloc/free pairs are not elided. */
+#define LAUNDER(x)                                                             \
+  ({                                                                           \
+    __typeof__((x) + 0) l_ = (x);                                                    \
+    __asm__ volatile("" : "+r"(l_));                                           \
+    l_;                                                                        \
+  })
+
+/* ---- patterns ----------------------------------------------------------
+ * Byte i of the pattern for `seed` depends only on (seed, i), so a prefix of
+ * a block can be checked after realloc. Blocks that never move use
+ * pat_seed(p, n) so the pattern also depends on address and size. */
+static inline uint64_t mix64(uint64_t x)
+{
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ULL;
+  x ^= x >> 33;
+  return x;
+}
+
+static inline uint64_t pat_seed(const void *p, size_t n)
+{
+  return mix64((uint64_t)(uintptr_t)p * 31 + n);
+}
+
+static inline uint64_t pat_word(uint64_t seed, size_t off)
+{
+  return (seed | 1) * (uint64_t)(off + 1) + (seed >> 17) + off * 0x9E3779B97F4A7C15ULL;
+}
+
+__attribute__((unused)) static void pat_fill(void *p, size_t n, uint64_t seed)
+{
+  unsigned char *b = p;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t v = pat_word(seed, i);
+    memcpy(b + i, &v, 8);
+  }
+  if (i < n) {
+    uint64_t v = pat_word(seed, i);
+    memcpy(b + i, &v, n - i);
+  }
+}
+
+/* Offset of the first byte of p[0..n) that differs from the pattern, or
+ * SIZE_MAX when all match. */
+__attribute__((unused)) static size_t pat_check(const void *p, size_t n, uint64_t seed)
+{
+  const unsigned char *b = p;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t v = pat_word(seed, i), w;
+    memcpy(&w, b + i, 8);
+    if (v != w)
+      break;
+  }
+  for (; i < n; i++) {
+    uint64_t v = pat_word(seed, i & ~(size_t)7);
+    if (b[i] != (unsigned char)(v >> (8 * (i & 7))))
+      return i;
+  }
+  return SIZE_MAX;
+}
+
+/* 1 if every byte of p[0..n) is c. */
+__attribute__((unused)) static int all_bytes(const void *p, size_t n, unsigned char c)
+{
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++)
+    if (b[i] != c)
+      return 0;
+  return 1;
+}
+
+/* ---- time, RNG, RSS ---------------------------------------------------- */
+__attribute__((unused)) static double now_s(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static inline uint64_t rng_next(uint64_t *s)
+{
+  *s += 0x9E3779B97F4A7C15ULL;
+  return mix64(*s);
+}
+
+/* A field of /proc/self/status in kB (VmRSS, VmSize...), read with
+ * open/read so that it allocates nothing; -1 if not found. */
+__attribute__((unused)) static long proc_status_kb(const char *field)
+{
+  char buf[8192];
+  int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  ssize_t n = 0, r;
+  while (n < (ssize_t)sizeof buf - 1 && (r = read(fd, buf + n, sizeof buf - 1 - (size_t)n)) > 0)
+    n += r;
+  close(fd);
+  buf[n] = 0;
+  size_t fl = strlen(field);
+  for (char *s = buf; (s = strstr(s, field)) != NULL; s++)
+    if ((s == buf || s[-1] == '\n') && s[fl] == ':')
+      return strtol(s + fl + 1, NULL, 10);
+  return -1;
+}
+
+__attribute__((unused)) static long rss_kb(void) { return proc_status_kb("VmRSS"); }
+
+/* ---- the hak_* API ------------------------------------------------------ */
+typedef struct {
+  const char *(*version)(void);
+  void *(*malloc_)(size_t);
+  void (*free_)(void *);
+  void *(*calloc_)(size_t, size_t);
+  void *(*realloc_)(void *, size_t);
+  void *(*aligned_alloc_)(size_t, size_t);
+  int (*posix_memalign_)(void **, size_t, size_t);
+  size_t (*usable_size)(const void *);
+  int (*trim)(void);
+  int (*stats)(hak_stats_t *);
+  void (*stats_flush)(void);
+  void (*stats_print)(int);
+  void (*stats_json)(int);
+} hak_api_t;
+
+static hak_api_t hak;
+
+/* Fills `hak`; returns 1 when every entry point was found. */
+__attribute__((unused)) static int hak_load(void)
+{
+#if defined(TEST_LINKED) || defined(TEST_STATIC)
+  hak = (hak_api_t){hak_version,   hak_malloc, hak_free,       hak_calloc,
+                    hak_realloc,   hak_aligned_alloc, hak_posix_memalign,
+                    hak_usable_size, hak_trim, hak_stats,      hak_stats_flush,
+                    hak_stats_print, hak_stats_json};
+#else
+#define HAK_SYM(field, name) *(void **)&hak.field = dlsym(RTLD_DEFAULT, name)
+  HAK_SYM(version, "hak_version");
+  HAK_SYM(malloc_, "hak_malloc");
+  HAK_SYM(free_, "hak_free");
+  HAK_SYM(calloc_, "hak_calloc");
+  HAK_SYM(realloc_, "hak_realloc");
+  HAK_SYM(aligned_alloc_, "hak_aligned_alloc");
+  HAK_SYM(posix_memalign_, "hak_posix_memalign");
+  HAK_SYM(usable_size, "hak_usable_size");
+  HAK_SYM(trim, "hak_trim");
+  HAK_SYM(stats, "hak_stats");
+  HAK_SYM(stats_flush, "hak_stats_flush");
+  HAK_SYM(stats_print, "hak_stats_print");
+  HAK_SYM(stats_json, "hak_stats_json");
+#undef HAK_SYM
+#endif
+  void **f = (void **)&hak;
+  for (size_t i = 0; i < sizeof hak / sizeof(void *); i++)
+    if (!f[i])
+      return 0;
+  return 1;
+}
+
+/* Address of a symbol as the process resolves it (NULL if absent). In the
+ * static build there is no dynamic symbol table: returns NULL. */
+__attribute__((unused)) static void *sym_default(const char *name)
+{
+#ifdef TEST_STATIC
+  (void)name;
+  return NULL;
+#else
+  return dlsym(RTLD_DEFAULT, name);
+#endif
+}
+
+/* 1 if both addresses lie in the same loaded object (always 1 when
+ * static, where everything is in the executable). */
+__attribute__((unused)) static int same_object(const void *a, const void *b)
+{
+#ifdef TEST_STATIC
+  return a && b;
+#else
+  Dl_info ia, ib;
+  if (!a || !b || !dladdr(a, &ia) || !dladdr(b, &ib))
+    return 0;
+  return ia.dli_fbase == ib.dli_fbase;
+#endif
+}
+
+/* 1 when hakmem is the process malloc: its API is present, malloc and
+ * hak_version live in the same object, and hakmem recognises a block from
+ * malloc. Call hak_load() first. */
+__attribute__((unused)) static int hakmem_is_malloc(void)
+{
+  if (!hak.version || strncmp(hak.version(), "hakmem ", 7) != 0)
+    return 0;
+  void *(*volatile m)(size_t) = malloc;
+  if (!same_object((const void *)m, (const void *)hak.version))
+    return 0;
+  void *p = malloc(LAUNDER((size_t)1000));
+  int ok = p && hak.usable_size(p) >= 1000;
+  free(p);
+  return ok;
+}
+
+/* ---- child processes ----------------------------------------------------- */
+typedef struct {
+  int status;   /* as from waitpid */
+  size_t len;   /* bytes of stderr captured */
+  char err[1 << 16]; /* the child's stderr, NUL-terminated (truncated) */
+} child_t;
+
+static void child_collect(int fd, pid_t pid, child_t *c)
+{
+  c->len = 0;
+  ssize_t r;
+  char sink[4096];
+  for (;;) {
+    if (c->len < sizeof c->err - 1)
+      r = read(fd, c->err + c->len, sizeof c->err - 1 - c->len);
+    else
+      r = read(fd, sink, sizeof sink);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    if (c->len < sizeof c->err - 1)
+      c->len += (size_t)r;
+  }
+  c->err[c->len] = 0;
+  close(fd);
+  while (waitpid(pid, &c->status, 0) < 0 && errno == EINTR)
+    ;
+}
+
+/* Runs exit(fn(arg)) in a forked child with stderr sent to a pipe, killed by
+ * SIGALRM after timeout_s seconds; returns 0 when it could be run. */
+__attribute__((unused)) static int run_child(int (*fn)(void *), void *arg, child_t *c,
+                                             unsigned timeout_s)
+{
+  int fds[2];
+  fflush(NULL);
+  if (pipe(fds) != 0)
+    return -1;
+  pid_t pid = fork();
+  if (pid < 0)
+    return -1;
+  if (pid == 0) {
+    close(fds[0]);
+    dup2(fds[1], 2);
+    close(fds[1]);
+    alarm(timeout_s);
+    exit(fn(arg));
+  }
+  close(fds[1]);
+  child_collect(fds[0], pid, c);
+  return 0;
+}
+
+/* Runs argv with envp, stderr to a pipe, stdout to /dev/null; as run_child. */
+__attribute__((unused)) static int run_exec(char *const argv[], char *const envp[], child_t *c,
+                                            unsigned timeout_s)
+{
+  int fds[2];
+  fflush(NULL);
+  if (pipe(fds) != 0)
+    return -1;
+  pid_t pid = fork();
+  if (pid < 0)
+    return -1;
+  if (pid == 0) {
+    close(fds[0]);
+    dup2(fds[1], 2);
+    close(fds[1]);
+    int nul = open("/dev/null", O_WRONLY);
+    if (nul >= 0)
+      dup2(nul, 1);
+    alarm(timeout_s);
+    execve(argv[0], argv, envp);
+    _exit(127);
+  }
+  close(fds[1]);
+  child_collect(fds[0], pid, c);
+  return 0;
+}
+
+__attribute__((unused)) static int exited_ok(int status)
+{
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* Number of lines of s containing needle. */
+__attribute__((unused)) static int count_lines_with(const char *s, const char *needle)
+{
+  int n = 0;
+  while (*s) {
+    const char *e = strchr(s, '\n');
+    size_t len = e ? (size_t)(e - s) : strlen(s);
+    const char *f = strstr(s, needle);
+    if (f && f < s + len)
+      n++;
+    s += len + (e ? 1 : 0);
+  }
+  return n;
+}
+
+#endif
