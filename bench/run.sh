@@ -39,14 +39,14 @@ die() { echo "bench: $*" >&2; exit 1; }
 # ---- benchmarks: name | program | full arguments | quick arguments ----------
 # @T stands for the thread count.
 specs=(
-  "fixed_size/64|fixed_size|64 100M 1000|64 25M 1000"
-  "fixed_size/8192|fixed_size|8192 40M 1000|8192 10M 1000"
-  "random_mixed|random_mixed|40M 8192|10M 8192"
+  "fixed_size/64|fixed_size|64 150M 1000|64 40M 1000"
+  "fixed_size/8192|fixed_size|8192 60M 1000|8192 15M 1000"
+  "random_mixed|random_mixed|40M 8192|12M 8192"
   "mid_large_mt|mid_large_mt|@T 4M 256|@T 1M 256"
-  "comprehensive/lifo|comprehensive|lifo 30M @T|lifo 8M @T"
-  "comprehensive/fifo|comprehensive|fifo 30M @T|fifo 8M @T"
-  "comprehensive/random|comprehensive|random 30M @T|random 8M @T"
-  "comprehensive/realloc|comprehensive|realloc 3M @T|realloc 1M @T"
+  "comprehensive/lifo|comprehensive|lifo 40M @T|lifo 10M @T"
+  "comprehensive/fifo|comprehensive|fifo 40M @T|fifo 10M @T"
+  "comprehensive/random|comprehensive|random 40M @T|random 10M @T"
+  "comprehensive/realloc|comprehensive|realloc 2M @T|realloc 600k @T"
   "comprehensive/calloc|comprehensive|calloc 4M @T|calloc 1M @T"
   "comprehensive/aligned|comprehensive|aligned 10M @T|aligned 3M @T"
   "comprehensive/prodcons|comprehensive|prodcons 10M @T|prodcons 3M @T"
@@ -158,7 +158,7 @@ for spec in "${specs[@]}"; do
         [[ $status == ok ]] && status="no RESULT line"
         echo "FAILED: $name with $a (run $((r + 1))): $status; remaining runs of $a skipped"
         echo "  command: LD_PRELOAD=${alloc_libs[$i]} bench/bin/$prog $args"
-        tail -n 5 "$base.err" "$base.out" 2>/dev/null | sed 's/^/  | /'
+        for f in "$base.err" "$base.out"; do [[ -s $f ]] && tail -n 5 "$f" | sed "s/^/  | /"; done
         failed[$a]=1
         printf '%s\t%s\t%d\tFAILED\t%s\t\t\t\t%s\n' "$name" "$a" "$r" "${rss:-}" "${status// /_}" >>"$raw"
         continue
@@ -266,6 +266,12 @@ md="$out_dir/latest.md"
         row("mem_efficiency", "aft", "RSS after free, MiB")
         print "" }
     }' "$raw"
+  if grep -q $'\tFAILED\t' "$raw"; then
+    echo "## Failures"
+    echo
+    awk -F"\t" -v OFS="" '$4 == "FAILED" { print "- ", $1, " with ", $2, ", run ", $3 + 1, ": ", $9 }' "$raw"
+    echo
+  fi
   echo "## Benchmarks run"
   echo
   echo "| benchmark | command (under each allocator, LD_PRELOAD) |"
@@ -281,7 +287,7 @@ svg="$out_dir/latest.svg"
 if command -v gnuplot >/dev/null 2>&1 && [[ -s $tmp/chart.dat ]]; then
   nb=$(wc -l <"$tmp/chart.dat")
   {
-    echo "set terminal svg size $((300 + nb * 26 * nalloc / 2 + 200)),900 dynamic font 'sans,11' background '#ffffff'"
+    echo "set terminal svg size $((300 + nb * 26 * nalloc / 2 + 200)),900 dynamic noenhanced font 'sans,11' background '#ffffff'"
     echo "set output '$svg'"
     echo "set datafile missing 'NaN'"
     echo "set style data histograms"
@@ -290,8 +296,10 @@ if command -v gnuplot >/dev/null 2>&1 && [[ -s $tmp/chart.dat ]]; then
     echo "set boxwidth 0.9"
     echo "set grid ytics"
     echo "set key outside right top vertical"
-    echo "set xtics rotate by -35 nomirror font 'sans,10'"
+    echo "set xtics rotate by 30 right nomirror font 'sans,10'"
     echo "set yrange [0:*]"
+    echo "set bmargin 7"
+    echo "set lmargin 8"
     echo "set multiplot layout 2,1 title 'hakmem benchmarks: median of $runs runs, $(uname -m), $ncpu cores ($(date -u +%Y-%m-%d))'"
     echo "set title 'Throughput relative to glibc (higher is better)'"
     echo "set ylabel 'x glibc'"

@@ -20,8 +20,9 @@
 #include "bench.h"
 
 static const char usage[] =
-    "usage: comprehensive [pattern=all] [ops=20M] [threads=ncpu] [seed=1]\n"
-    "  pattern: lifo fifo random realloc calloc aligned prodcons all\n";
+    "usage: comprehensive [pattern=all] [ops] [threads=ncpu] [seed=1]\n"
+    "  pattern: lifo fifo random realloc calloc aligned prodcons all\n"
+    "  ops defaults per pattern: 20M lifo/fifo/random, 2M realloc, 4M calloc, 10M aligned/prodcons\n";
 
 enum { BATCH = 1024, NSIZES = 4096, NPERM = 8 };
 
@@ -146,7 +147,7 @@ static double slot_pattern(long ops, int kind) {
 }
 
 /* prodcons: single-producer single-consumer rings of block pointers. */
-enum { RING = 1024 };
+enum { RING = 4096, PUBLISH = 64 }; /* the producer publishes every PUBLISH blocks */
 typedef struct {
   _Alignas(64) _Atomic unsigned long head; /* written by the consumer */
   _Alignas(64) _Atomic unsigned long tail; /* written by the producer */
@@ -164,8 +165,8 @@ static void *producer(void *arg) {
     char *p = malloc(sz);
     bench_touch(p, sz);
     while (tail - atomic_load_explicit(&q->head, memory_order_acquire) >= RING) sched_yield();
-    q->buf[tail % RING] = p;
-    atomic_store_explicit(&q->tail, ++tail, memory_order_release);
+    q->buf[tail++ % RING] = p;
+    if (tail % PUBLISH == 0 || i == q->count - 1) atomic_store_explicit(&q->tail, tail, memory_order_release);
   }
   return NULL;
 }
@@ -217,7 +218,10 @@ static double prodcons_pattern(long ops, int threads) {
 
 static const char *const names[] = {"lifo", "fifo", "random", "realloc", "calloc", "aligned", "prodcons"};
 
+static const long default_ops[] = {20000000, 20000000, 20000000, 2000000, 4000000, 10000000, 10000000};
+
 static void run(int which, long ops, int threads) {
+  if (ops <= 0) ops = default_ops[which];
   uint64_t t0 = bench_now_ns();
   double done;
   switch (which) {
@@ -236,7 +240,7 @@ static void run(int which, long ops, int threads) {
 int main(int argc, char **argv) {
   if (bench_wants_help(argc, argv, usage)) return 0;
   const char *pat = argc > 1 && strcmp(argv[1], "-") != 0 ? argv[1] : "all";
-  long ops = bench_argl(argc, argv, 2, 20000000);
+  long ops = bench_argl(argc, argv, 2, 0);
   int threads = bench_threads(argc, argv, 3);
   seed_arg = (uint64_t)bench_argl(argc, argv, 4, 1);
   init_tables();
