@@ -43,8 +43,8 @@ debug/libhakmem.a: $(OBJ_D)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $(OBJ_D)
 
-include tests/tests.mk
-include bench/bench.mk
+-include tests/tests.mk
+-include bench/bench.mk
 
 clean: test-clean bench-clean
 	rm -rf build debug libhakmem.so libhakmem.a

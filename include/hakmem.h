@@ -40,8 +40,9 @@ typedef struct hak_stats {
   size_t mapped;            /* bytes of address space hakmem has mapped */
   size_t committed;         /* bytes mapped and possibly resident (not purged) */
   size_t in_use;            /* bytes in live blocks (block sizes, not requests) */
-  size_t peak_in_use;       /* high-water mark of in_use */
-  size_t large_in_use;      /* bytes in live Large blocks (own mappings) */
+  size_t peak_committed;    /* high-water mark of committed */
+  size_t large_in_use;      /* bytes mapped for live Large blocks (own mappings) */
+  uint64_t large_blocks;    /* live Large blocks */
   size_t bigcache_bytes;    /* bytes held in BigCache now */
   uint64_t bigcache_hits;   /* Large requests served from BigCache */
   uint64_t bigcache_misses; /* Large requests that needed a new mapping */

@@ -1,0 +1,133 @@
+/* api.c — the semantics of the C allocation API beyond the fast paths:
+ * sizes above the inline path, calloc, realloc, aligned allocation, usable
+ * size, trimming, and the report of invalid pointers. override.c exports
+ * them under the standard names. */
+#include <errno.h>
+#include <string.h>
+
+#include "alloc.h"
+
+void *_hak_alloc_slow(size_t size) {
+  if (size <= HAK_POOL_MAX) return hak_alloc_class(hak_class_of(size));
+  void *p = _hak_large_alloc(size, 0, false);
+  if (!p) errno = ENOMEM;
+  return p;
+}
+
+void *_hak_calloc(size_t n, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (total > HAK_POOL_MAX) {
+    void *p = _hak_large_alloc(total, 0, true);
+    if (!p) errno = ENOMEM;
+    return p;
+  }
+  void *p = hak_alloc_inline(total);
+  if (p) memset(p, 0, total);
+  return p;
+}
+
+/* Alignments up to 64 KiB with sizes up to 1 MiB come from a class whose
+ * block size is a multiple of the alignment: slabs start 64 KiB aligned
+ * (4 KiB in unit 0, which only holds blocks up to 4 KiB), so every block of
+ * such a class is aligned. The rest are Large. */
+void *_hak_alloc_aligned(size_t align, size_t size) {
+  if (align <= 16) return hak_alloc_inline(size);
+  if (size > PTRDIFF_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (align <= HAK_UNIT_SIZE) {
+    size_t rounded = (size + align - 1) & ~(align - 1);
+    if (rounded == 0) rounded = align;
+    if (rounded <= HAK_POOL_MAX) {
+      size_t cls = hak_class_of(rounded);
+      while (hak_class_size(cls) & (align - 1)) cls++;
+      return hak_alloc_class(cls);
+    }
+  }
+  void *p = _hak_large_alloc(size, align, false);
+  if (!p) errno = ENOMEM;
+  return p;
+}
+
+void _hak_report_invalid(const char *who, const void *p, const char *what) {
+  static _Atomic int reported;
+  atomic_fetch_add_explicit(&_hak_invalid_frees, 1, memory_order_relaxed);
+  long mode = hak_opt(HAK_OPT_INVALID_FREE);
+  if (mode == 0) return;
+  if (mode == 2 || !atomic_exchange_explicit(&reported, 1, memory_order_relaxed)) {
+    hak_buf_t b = {.fd = 2};
+    _hak_buf_str(&b, "hakmem: ");
+    _hak_buf_str(&b, who);
+    _hak_buf_str(&b, "(): ");
+    _hak_buf_hex(&b, (uintptr_t)p);
+    _hak_buf_str(&b, " ");
+    _hak_buf_str(&b, what);
+    _hak_buf_str(&b, mode == 2 ? "; aborting\n" : "; ignored (further invalid pointers are counted, not reported)\n");
+    _hak_buf_flush(&b);
+  }
+  if (mode == 2) _hak_os_abort();
+}
+
+/* The usable size of p, or 0 (reported) if hakmem did not hand p out. */
+size_t _hak_usable_size(const void *p, const char *who) {
+  if (!p) return 0;
+  uintptr_t a = (uintptr_t)p;
+  uint8_t kind = ((a - 1) >> HAK_ADDR_BITS) ? HAK_CHUNK_NONE : _hak_chunk_map[(a - 1) >> HAK_SS_SHIFT];
+  if (kind == HAK_CHUNK_SUPERSLAB) {
+    hak_superslab_t *ss = hak_superslab_of(p);
+    hak_slab_t *u = hak_unit_of(ss, a);
+    hak_slab_t *s = hak_slab_head(u);
+    if (!((__atomic_load_n(&ss->free_units, __ATOMIC_RELAXED) >> hak_slab_unit(u)) & 1u) &&
+        _hak_slab_block_valid(s, p))
+      return s->block_size;
+    _hak_report_invalid(who, p, "is not the start of a hakmem block");
+    return 0;
+  }
+  if (kind == HAK_CHUNK_LARGE) {
+    const char *problem = _hak_large_problem(p);
+    if (!problem) return _hak_large_usable(p);
+    _hak_report_invalid(who, p, problem);
+    return 0;
+  }
+  _hak_report_invalid(who, p, "was not allocated by hakmem");
+  return 0;
+}
+
+void *_hak_realloc(void *p, size_t size) {
+  if (!p) return hak_alloc_inline(size);
+  if (size == 0) {
+    hak_free_inline(p, "realloc");
+    return NULL;
+  }
+  size_t old = _hak_usable_size(p, "realloc");
+  if (old == 0) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (size > PTRDIFF_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (old > HAK_POOL_MAX && size > HAK_POOL_MAX) {
+    void *q = _hak_large_realloc(p, size);
+    if (q) return q;
+  } else if (size <= old && (size > old / 2 || hak_class_size(hak_class_of(size)) >= old)) {
+    return p; /* a smaller block would not save half */
+  }
+  void *q = hak_alloc_inline(size);
+  if (!q) return NULL;
+  memcpy(q, p, size < old ? size : old);
+  hak_free_inline(p, "realloc");
+  return q;
+}
+
+int _hak_trim(void) {
+  size_t n = _hak_purge(true);
+  n += _hak_large_trim();
+  return n > 0;
+}

@@ -1,0 +1,323 @@
+/* heap.c — thread heaps: creation, the allocation and free slow paths, the
+ * slabs a heap holds (current, partial, full), teardown at thread exit, the
+ * locked global heap used after teardown, and the fork child's clean-up. */
+#include <errno.h>
+
+#include "internal.h"
+
+const hak_front_t _hak_heap_empty = {.key = HAK_KEY_NONE};
+const hak_front_t _hak_heap_dead = {.key = HAK_KEY_NONE};
+__thread hak_front_t *hak_tls_heap __attribute__((tls_model("initial-exec"))) =
+    (hak_front_t *)&_hak_heap_empty;
+
+hak_lock_t _hak_heap_registry_lock = HAK_LOCK_INIT;
+hak_lock_t _hak_global_heap_lock = HAK_LOCK_INIT;
+
+static hak_heap_t *live_heaps;    /* registry lock */
+static hak_heap_t *spare_heaps;   /* registry lock: torn-down heaps, reused whole */
+static uint32_t next_heap_id = 2; /* id 1 is the global heap */
+static uint64_t heaps_alive;
+static hak_heap_t global_heap = {.front = {.key = 1u << 2}, .id = 1, .locked = true};
+
+static uint32_t heap_owner(const hak_heap_t *h) { return h->front.key & ~3u; }
+
+/* `busy` tells the fork child that this heap was inside a slow path. */
+static void heap_enter(hak_heap_t *h) {
+  h->front.busy = 1;
+  atomic_signal_fence(memory_order_seq_cst);
+}
+static void heap_leave(hak_heap_t *h) {
+  atomic_signal_fence(memory_order_seq_cst);
+  h->front.busy = 0;
+}
+
+static void list_push_tail(hak_slab_list_t *l, hak_slab_t *s) {
+  s->next = NULL;
+  s->prev = l->tail;
+  if (l->tail) l->tail->next = s;
+  else l->head = s;
+  l->tail = s;
+  l->count++;
+}
+
+static void list_remove(hak_slab_list_t *l, hak_slab_t *s) {
+  if (s->prev) s->prev->next = s->next;
+  else l->head = s->next;
+  if (s->next) s->next->prev = s->prev;
+  else l->tail = s->prev;
+  s->next = s->prev = NULL;
+  l->count--;
+}
+
+static hak_heap_t *heap_create(void) {
+  _hak_init();
+  if (hak_tls_heap != &_hak_heap_empty) /* made by a malloc inside _hak_init */
+    return (hak_heap_t *)hak_tls_heap;
+  _hak_lock(&_hak_heap_registry_lock);
+  hak_heap_t *h = spare_heaps;
+  if (h) {
+    spare_heaps = h->next_spare;
+  } else {
+    h = _hak_meta_alloc(sizeof *h);
+    if (h) h->id = next_heap_id++;
+  }
+  if (h) {
+    h->prev_live = NULL;
+    h->next_live = live_heaps;
+    if (live_heaps) live_heaps->prev_live = h;
+    live_heaps = h;
+    heaps_alive++;
+  }
+  _hak_unlock(&_hak_heap_registry_lock);
+  if (!h) return NULL;
+  for (size_t i = 0; i < HAK_STAT_COUNT; i++) h->stat[i] = 0;
+  h->front.key = (h->id << 2) | (hak_opt(HAK_OPT_CHECK) ? HAK_KEY_CHECK : 0);
+  hak_tls_heap = &h->front;
+  if (_hak_key_ready()) _hak_set_specific(h); /* may allocate: the heap is already set */
+  return h;
+}
+
+/* The current slab of cls is full: flag it and keep it on the full list;
+ * past HAK_FULL_KEEP full slabs, detach the oldest. */
+static void heap_retire_full(hak_heap_t *h, hak_slab_t *s) {
+  atomic_store_explicit(&s->owner, heap_owner(h) | HAK_OWNER_FULL, memory_order_relaxed);
+  hak_slab_list_t *full = &h->full[s->cls];
+  list_push_tail(full, s);
+  if (full->count > HAK_FULL_KEEP) {
+    hak_slab_t *old = full->head;
+    list_remove(full, old);
+    h->stat[HAK_STAT_slabs_detached]++;
+    _hak_slab_detach(old);
+  }
+}
+
+/* Next slab for cls: a partial one, a full one with remote frees waiting,
+ * an abandoned one, or a fresh one. NULL when out of memory. */
+static hak_slab_t *heap_next_slab(hak_heap_t *h, size_t cls) {
+  hak_slab_t *s = h->partial[cls].head;
+  if (s) {
+    list_remove(&h->partial[cls], s);
+    return s;
+  }
+  for (s = h->full[cls].head; s; s = s->next)
+    if (atomic_load_explicit(&s->thread_free, memory_order_relaxed)) {
+      list_remove(&h->full[cls], s);
+      atomic_store_explicit(&s->owner, heap_owner(h), memory_order_relaxed);
+      return s;
+    }
+  s = _hak_slab_adopt(cls, heap_owner(h));
+  if (s) {
+    h->stat[HAK_STAT_slabs_adopted]++;
+    return s;
+  }
+  s = _hak_slab_alloc(cls, heap_owner(h));
+  if (s) h->stat[HAK_STAT_slabs_new]++;
+  return s;
+}
+
+/* Pops a block of cls, refilling the heap's list from its slabs. */
+static void *heap_alloc(hak_heap_t *h, size_t cls) {
+  hak_block_t *b = h->front.free[cls];
+  if (b) {
+    h->front.free[cls] = b->next;
+    return b;
+  }
+  heap_enter(h);
+  hak_slab_t *s = h->cur[cls];
+  uint32_t n;
+  for (;;) {
+    if (s && (b = _hak_slab_take(s, &n)) != NULL) break;
+    if (s) heap_retire_full(h, s);
+    s = h->cur[cls] = heap_next_slab(h, cls);
+    if (!s) {
+      heap_leave(h);
+      return NULL;
+    }
+  }
+  h->stat[HAK_STAT_refills]++;
+  h->front.free[cls] = b->next;
+  if (hak_cfg_debug) _hak_slab_check(s, &h->front);
+  heap_leave(h);
+  return b;
+}
+
+static void *global_alloc(size_t cls) {
+  _hak_lock(&_hak_global_heap_lock);
+  void *p = heap_alloc(&global_heap, cls);
+  _hak_unlock(&_hak_global_heap_lock);
+  return p;
+}
+
+void *_hak_alloc_refill(size_t cls) {
+  hak_front_t *f = hak_tls_heap;
+  if (cls == 0) cls = 1; /* malloc(0): the smallest block */
+  if (f == &_hak_heap_empty) {
+    hak_heap_t *h = heap_create();
+    f = h ? &h->front : (hak_front_t *)&_hak_heap_dead;
+  }
+  void *p = f == &_hak_heap_dead ? global_alloc(cls) : heap_alloc((hak_heap_t *)f, cls);
+  if (!p) errno = ENOMEM;
+  return p;
+}
+
+/* A local free made s empty (used reached 0 on the fast path, or here). */
+static void heap_slab_empty(hak_heap_t *h, hak_slab_t *s) {
+  if (h->cur[s->cls] == s) return; /* keep the current slab */
+  heap_enter(h);
+  list_remove(&h->partial[s->cls], s);
+  h->stat[HAK_STAT_slabs_released]++;
+  _hak_slab_release(s);
+  heap_leave(h);
+}
+
+/* Free of a block of a slab held by this thread's heap, off the fast path:
+ * the slab is flagged full, or checking is on, or the slab became empty. */
+static void heap_free_local(hak_heap_t *h, hak_slab_t *s, hak_block_t *b, uint32_t owner) {
+  if (owner & HAK_OWNER_FULL) {
+    heap_enter(h);
+    list_remove(&h->full[s->cls], s);
+    atomic_store_explicit(&s->owner, heap_owner(h), memory_order_relaxed);
+    list_push_tail(&h->partial[s->cls], s);
+    heap_leave(h);
+  }
+  b->next = s->local_free;
+  s->local_free = b;
+  if (--s->used == 0) heap_slab_empty(h, s);
+  else if (hak_cfg_debug) _hak_slab_check(s, &h->front);
+}
+
+void _hak_free_slow(void *p, const char *who) {
+  if (!p) return;
+  uintptr_t a = (uintptr_t)p;
+  uint8_t kind = ((a - 1) >> HAK_ADDR_BITS) ? HAK_CHUNK_NONE : _hak_chunk_map[(a - 1) >> HAK_SS_SHIFT];
+  if (kind == HAK_CHUNK_LARGE) {
+    const char *problem = _hak_large_problem(p);
+    if (problem) _hak_report_invalid(who, p, problem);
+    else _hak_large_free(p);
+    return;
+  }
+  if (kind != HAK_CHUNK_SUPERSLAB) {
+    _hak_report_invalid(who, p, "was not allocated by hakmem");
+    return;
+  }
+  hak_superslab_t *ss = hak_superslab_of(p);
+  hak_slab_t *u = hak_unit_of(ss, a);
+  hak_slab_t *s = hak_slab_head(u);
+  uint32_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
+  if ((__atomic_load_n(&ss->free_units, __ATOMIC_RELAXED) >> hak_slab_unit(u)) & 1u ||
+      !_hak_slab_block_valid(s, p)) {
+    _hak_report_invalid(who, p, "is not the start of a hakmem block");
+    return;
+  }
+  hak_front_t *f = hak_tls_heap;
+  hak_block_t *b = p;
+  bool real_heap = f != &_hak_heap_empty && f != &_hak_heap_dead;
+  bool mine = owner && real_heap && (owner & ~3u) == (f->key & ~3u);
+  if ((f->key & HAK_KEY_CHECK) || hak_cfg_debug) {
+    if (_hak_slab_block_is_free(s, b, mine ? f : NULL)) {
+      _hak_report_invalid(who, p, "was already freed (double free)");
+      return;
+    }
+  }
+  if (real_heap) ((hak_heap_t *)f)->stat[HAK_STAT_slow_frees]++;
+  if (mine) {
+    heap_free_local((hak_heap_t *)f, s, b, owner);
+    return;
+  }
+  if (real_heap) ((hak_heap_t *)f)->stat[HAK_STAT_remote_frees]++;
+  _hak_slab_free_remote(s, b);
+}
+
+void _hak_free_local_empty(hak_slab_t *s) {
+  heap_slab_empty((hak_heap_t *)hak_tls_heap, s);
+}
+
+/* Lets go of every slab h holds. */
+static void heap_detach_all(hak_heap_t *h, bool recount) {
+  for (size_t c = 1; c < HAK_CLASSES; c++) {
+    hak_slab_t *s = h->cur[c];
+    if (s) {
+      if (recount) _hak_slab_recount(s);
+      _hak_slab_return_list(s, h->front.free[c]);
+      h->front.free[c] = NULL;
+      h->cur[c] = NULL;
+      h->stat[HAK_STAT_slabs_detached]++;
+      _hak_slab_detach(s);
+    }
+    hak_slab_list_t *lists[2] = {&h->partial[c], &h->full[c]};
+    for (int i = 0; i < 2; i++)
+      while ((s = lists[i]->head) != NULL) {
+        list_remove(lists[i], s);
+        if (recount) _hak_slab_recount(s);
+        h->stat[HAK_STAT_slabs_detached]++;
+        _hak_slab_detach(s);
+      }
+  }
+}
+
+/* Unlinks h from the live registry; with `reuse`, keeps it for a new thread. */
+static void heap_retire(hak_heap_t *h, bool reuse) {
+  _hak_stats_merge(h->stat);
+  for (size_t i = 0; i < HAK_STAT_COUNT; i++) h->stat[i] = 0;
+  _hak_lock(&_hak_heap_registry_lock);
+  if (h->prev_live) h->prev_live->next_live = h->next_live;
+  else live_heaps = h->next_live;
+  if (h->next_live) h->next_live->prev_live = h->prev_live;
+  h->next_live = h->prev_live = NULL;
+  if (reuse) {
+    h->next_spare = spare_heaps;
+    spare_heaps = h;
+  }
+  heaps_alive--;
+  _hak_unlock(&_hak_heap_registry_lock);
+}
+
+void _hak_heap_destructor(void *arg) {
+  hak_heap_t *h = arg;
+  hak_tls_heap = (hak_front_t *)&_hak_heap_dead; /* later calls use the global heap */
+  heap_enter(h);
+  heap_detach_all(h, false);
+  heap_leave(h);
+  heap_retire(h, true);
+}
+
+/* In the fork child (single-threaded, locks reinitialised): let go of the
+ * slabs of every heap whose thread does not exist here. A heap that was in
+ * the middle of a slow path when fork happened cannot be trusted: it is
+ * retired with its slabs (they stay held by an id no thread will have). */
+void _hak_heap_fork_child(void) {
+  hak_front_t *me = hak_tls_heap;
+  hak_heap_t *next;
+  for (hak_heap_t *h = live_heaps; h; h = next) {
+    next = h->next_live;
+    if (&h->front == me) continue;
+    bool sound = !h->front.busy;
+    if (sound) heap_detach_all(h, true);
+    heap_retire(h, sound);
+  }
+}
+
+void _hak_heaps_stats(uint64_t *stat) {
+  _hak_lock(&_hak_heap_registry_lock);
+  for (hak_heap_t *h = live_heaps; h; h = h->next_live)
+    for (size_t i = 0; i < HAK_STAT_COUNT; i++) stat[i] += __atomic_load_n(&h->stat[i], __ATOMIC_RELAXED);
+  _hak_unlock(&_hak_heap_registry_lock);
+  _hak_lock(&_hak_global_heap_lock);
+  for (size_t i = 0; i < HAK_STAT_COUNT; i++) stat[i] += global_heap.stat[i];
+  _hak_unlock(&_hak_global_heap_lock);
+}
+
+uint64_t _hak_heaps_live(void) {
+  _hak_lock(&_hak_heap_registry_lock);
+  uint64_t n = heaps_alive;
+  _hak_unlock(&_hak_heap_registry_lock);
+  return n;
+}
+
+void _hak_heap_flush_stats(void) {
+  hak_front_t *f = hak_tls_heap;
+  if (f == &_hak_heap_empty || f == &_hak_heap_dead) return;
+  hak_heap_t *h = (hak_heap_t *)f;
+  _hak_stats_merge(h->stat);
+  for (size_t i = 0; i < HAK_STAT_COUNT; i++) h->stat[i] = 0;
+}

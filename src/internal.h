@@ -1,0 +1,328 @@
+/* internal.h — the types shared by hakmem's sources, their invariants, and
+ * every _hak_ function shared between files (grouped by the file that
+ * defines it).
+ *
+ * Map of the main types:
+ *   hak_superslab_t  2 MiB region aligned to 2 MiB; its first page is the
+ *                    header (one hak_slab_t per 64 KiB unit), the rest holds
+ *                    blocks. Carved from large reservations.
+ *   hak_slab_t       a slab is a run of units holding blocks of one class;
+ *                    the descriptor of its first unit describes it, the
+ *                    descriptors of its other units point back to that one.
+ *   hak_front_t      what the fast paths read from a heap: owner key and the
+ *                    per-class free-list heads.
+ *   hak_heap_t       a thread's heap: a hak_front_t plus the slabs it holds.
+ *   hak_block_t      a free block; its first word links the list it is on.
+ *   chunk map        one byte per 2 MiB of the 47-bit address space; marks
+ *                    the chunks that start a SuperSlab or a Large mapping.
+ *
+ * Invariants (checked by the debug build after every slow-path step):
+ *   I1  header(p) = (p - 1) rounded down to 2 MiB, for every block p.
+ *   I2  for a slab s held by heap h, with F = |h->free[cls]| if s is h's
+ *       current slab of its class and 0 otherwise:
+ *         s.used + |s.local_free| + |s.thread_free| == s.carved <= s.capacity
+ *         F <= s.used   (blocks in the heap's list count as used)
+ *       and every block on these lists lies in s at a block boundary.
+ *   I3  a slab is held by exactly one heap (owner = that heap's key, the
+ *       thread_free word has HAK_DETACHED clear), or detached (owner = 0,
+ *       HAK_DETACHED set), or transiently claimed by one thread (owner = 0,
+ *       HAK_DETACHED clear) which either releases it or detaches it again.
+ *       A detached slab with free space is on its class's abandoned list.
+ *   I4  ss.free_units and the slabs of a SuperSlab partition its 32 units;
+ *       dirty_units is a subset of free_units. */
+#ifndef HAK_INTERNAL_H
+#define HAK_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hakmem.h"
+#include "size_class.h"
+
+#ifndef HAK_DEBUG
+#define HAK_DEBUG 0
+#endif
+static const bool hak_cfg_debug = HAK_DEBUG;
+
+#define HAK_API __attribute__((visibility("default")))
+#define HAK_NOINLINE __attribute__((noinline))
+#define HAK_LIKELY(x) __builtin_expect(!!(x), 1)
+#define HAK_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- layout ------------------------------------------------------------ */
+#define HAK_PAGE ((size_t)4096)
+#define HAK_SS_SHIFT 21
+#define HAK_SS_SIZE ((size_t)1 << HAK_SS_SHIFT)          /* SuperSlab and chunk size */
+#define HAK_UNIT_SHIFT 16
+#define HAK_UNIT_SIZE ((size_t)1 << HAK_UNIT_SHIFT)      /* 64 KiB */
+#define HAK_UNITS (HAK_SS_SIZE / HAK_UNIT_SIZE)          /* 32 units per SuperSlab */
+#define HAK_SS_HEADER HAK_PAGE                           /* unit 0 loses this much */
+#define HAK_ADDR_BITS 47
+#define HAK_CHUNKS ((size_t)1 << (HAK_ADDR_BITS - HAK_SS_SHIFT))
+#define HAK_RESERVATION ((size_t)64 << 20)               /* SuperSlabs are carved from these */
+#define HAK_FULL_KEEP 2      /* full slabs a heap keeps per class before detaching */
+#define HAK_UNIT0_MAX_BLOCK HAK_PAGE /* unit 0 starts 4 KiB aligned: only for blocks <= 4 KiB */
+
+enum { HAK_CHUNK_NONE = 0, HAK_CHUNK_SUPERSLAB = 1, HAK_CHUNK_LARGE = 2 };
+
+/* Owner word: heap key (id << 2) | flags; 0 = detached or free. */
+#define HAK_OWNER_FULL 1u    /* slab is on its heap's full list */
+#define HAK_KEY_CHECK 2u     /* in a heap key: never equal to an owner word, so
+                                every free takes the checking slow path */
+#define HAK_KEY_NONE 3u      /* key of the static heaps: matches nothing */
+/* thread_free word: stack head | HAK_DETACHED. */
+#define HAK_DETACHED ((uintptr_t)1)
+
+typedef struct hak_block {
+  struct hak_block *next;
+} hak_block_t;
+
+typedef struct hak_slab hak_slab_t;
+struct hak_slab {
+  _Atomic uint32_t owner;          /* holder's key | HAK_OWNER_FULL; 0 = none */
+  uint32_t head_offset;            /* bytes back to the slab's first descriptor */
+  hak_block_t *local_free;         /* blocks freed by the holder */
+  uint32_t used;                   /* blocks out: with the program or in the holder's list */
+  uint32_t carved;                 /* blocks carved so far (lazily, a page at a time) */
+  _Atomic uintptr_t thread_free;   /* blocks freed by other threads | HAK_DETACHED */
+  uint32_t block_size;             /* bytes per block */
+  uint32_t capacity;               /* blocks that fit */
+  hak_slab_t *next, *prev;         /* heap's partial/full list, or abandoned list */
+  uint8_t cls;                     /* size class */
+  uint8_t units;                   /* units spanned (head descriptor only) */
+  uint8_t listed;                  /* on its class's abandoned list */
+  uint8_t pad[5];
+};
+_Static_assert(sizeof(hak_slab_t) == 64, "one cache line per unit descriptor");
+
+typedef struct hak_reservation hak_reservation_t;
+typedef struct hak_superslab hak_superslab_t;
+struct hak_superslab {
+  hak_slab_t slab[HAK_UNITS];      /* first: the free path indexes it from the address */
+  uint32_t free_units;             /* bit u: unit u belongs to no slab */
+  uint32_t dirty_units;            /* free units that may still be resident */
+  hak_superslab_t *next, *prev;    /* list of all SuperSlabs (ss lock) */
+  hak_reservation_t *res;          /* reservation it was carved from */
+  uint32_t index;                  /* position in its reservation */
+};
+_Static_assert((HAK_SS_SIZE & (HAK_SS_SIZE - 1)) == 0, "SuperSlab size is a power of two");
+_Static_assert(sizeof(hak_superslab_t) <= HAK_SS_HEADER, "header fits before unit 0's blocks");
+_Static_assert(HAK_UNITS == 32, "unit bitmaps are 32 bits");
+
+typedef struct hak_slab_list {
+  hak_slab_t *head, *tail;
+  uint32_t count;
+} hak_slab_list_t;
+
+/* ---- statistics (per-thread counters, merged into the process totals) -- */
+#define HAK_STAT_LIST(X)                                                         \
+  X(refills, "free lists handed to the fast path")                              \
+  X(carved_pages, "pages of fresh blocks carved")                               \
+  X(remote_frees, "blocks freed by a thread other than the holder")             \
+  X(slow_frees, "frees that left the fast path")                                \
+  X(slabs_new, "slabs taken from SuperSlabs")                                   \
+  X(slabs_released, "empty slabs given back to their SuperSlab")                \
+  X(slabs_detached, "slabs detached (full, thread exit, fork)")                 \
+  X(slabs_adopted, "detached slabs claimed by an allocating thread")           \
+  X(large_allocs, "Large blocks handed out")
+enum {
+#define HAK_STAT_ENUM(name, desc) HAK_STAT_##name,
+  HAK_STAT_LIST(HAK_STAT_ENUM)
+#undef HAK_STAT_ENUM
+  HAK_STAT_COUNT
+};
+
+/* ---- heaps ------------------------------------------------------------- */
+typedef struct hak_front {
+  uint32_t key;                    /* owner word of the slabs it holds, or a never-matching key */
+  uint32_t busy;                   /* inside a slow path that changes its slabs (fork child reads) */
+  hak_block_t *free[HAK_CLASSES];  /* free-list heads; free[0] stays NULL */
+} hak_front_t;
+
+typedef struct hak_heap hak_heap_t;
+struct hak_heap {
+  hak_front_t front;                       /* first: the TLS pointer points here */
+  hak_slab_t *cur[HAK_CLASSES];            /* slab whose blocks front.free[c] holds */
+  hak_slab_list_t partial[HAK_CLASSES];    /* held slabs, not current, not flagged full */
+  hak_slab_list_t full[HAK_CLASSES];       /* held slabs flagged full, oldest first */
+  uint64_t stat[HAK_STAT_COUNT];           /* this thread's counters */
+  hak_heap_t *next_live, *prev_live;       /* registry of live heaps */
+  hak_heap_t *next_spare;                  /* registry of spare heaps */
+  uint32_t id;                             /* key = id << 2; ids are never reused by another struct */
+  bool locked;                             /* the global heap: used under hak_global_heap_lock */
+};
+
+/* The one thread-local: starts at the read-only empty heap. */
+extern __thread hak_front_t *hak_tls_heap __attribute__((tls_model("initial-exec")));
+extern const hak_front_t _hak_heap_empty;  /* before the thread's first allocation */
+extern const hak_front_t _hak_heap_dead;   /* after the thread's teardown */
+
+/* ---- locks: one type; fork takes them all (init.c documents the order) -- */
+typedef struct hak_lock {
+  _Atomic int state; /* 0 free, 1 held, 2 held with waiters */
+} hak_lock_t;
+#define HAK_LOCK_INIT {0}
+void _hak_lock_slow(hak_lock_t *l);
+static inline void _hak_lock(hak_lock_t *l) {
+  int expect = 0;
+  if (!atomic_compare_exchange_strong_explicit(&l->state, &expect, 1, memory_order_acquire,
+                                               memory_order_relaxed))
+    _hak_lock_slow(l);
+}
+void _hak_unlock(hak_lock_t *l);
+
+/* ---- chunk map --------------------------------------------------------- */
+extern uint8_t _hak_chunk_map[HAK_CHUNKS];
+
+static inline hak_superslab_t *hak_superslab_of(const void *p) {
+  return (hak_superslab_t *)(((uintptr_t)p - 1) & ~(HAK_SS_SIZE - 1));
+}
+/* The unit descriptor of the unit holding address a (a inside the SuperSlab). */
+static inline hak_slab_t *hak_unit_of(hak_superslab_t *ss, uintptr_t a) {
+  return (hak_slab_t *)((char *)ss + ((a >> (HAK_UNIT_SHIFT - 6)) & ((HAK_UNITS - 1) << 6)));
+}
+static inline hak_slab_t *hak_slab_head(hak_slab_t *u) {
+  return (hak_slab_t *)((char *)u - u->head_offset);
+}
+static inline unsigned hak_slab_unit(const hak_slab_t *s) {
+  return (unsigned)(((uintptr_t)s & (HAK_SS_SIZE - 1)) / sizeof(hak_slab_t));
+}
+static inline char *hak_slab_start(const hak_slab_t *s) {
+  uintptr_t ss = (uintptr_t)s & ~(HAK_SS_SIZE - 1);
+  unsigned u = hak_slab_unit(s);
+  return (char *)ss + ((size_t)u << HAK_UNIT_SHIFT) + (u == 0 ? HAK_SS_HEADER : 0);
+}
+
+/* ---- os.c: every system call (raw, no libc on allocator paths) ----------
+ * _hak_os_map: fresh zeroed read-write private anonymous memory, not
+ * reserved against overcommit; NULL on failure. `align` (a power of two,
+ * >= page) aligns the start. Other calls return 0 on success, -errno on
+ * failure. */
+void *_hak_os_map(size_t size, size_t align);
+int _hak_os_unmap(void *p, size_t size);
+int _hak_os_purge(void *p, size_t size);          /* MADV_DONTNEED, or MADV_FREE by option */
+int _hak_os_hugepage(void *p, size_t size, int mode); /* mode: 1 request, 2 forbid */
+void *_hak_os_remap(void *p, size_t old_size, size_t new_size, void *fixed); /* NULL on failure */
+long _hak_os_write(int fd, const void *buf, size_t n);
+void _hak_os_futex_wait(_Atomic int *addr, int val);
+void _hak_os_futex_wake(_Atomic int *addr, int n);
+uint64_t _hak_os_now_ms(void);                    /* monotonic clock */
+int _hak_os_getpid(void);
+void _hak_os_abort(void);
+
+/* ---- meta.c: metadata memory (heaps, tables), never returned ---------- */
+extern hak_lock_t _hak_meta_lock;
+void *_hak_meta_alloc(size_t size); /* zeroed, 64-byte aligned; NULL on failure */
+
+/* ---- superslab.c: reservations, SuperSlabs, slab runs, purging -------- */
+extern hak_lock_t _hak_ss_lock;
+hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner); /* a fresh slab of class cls */
+void _hak_slab_release(hak_slab_t *s);                   /* give an empty slab's units back */
+size_t _hak_purge(bool all);                             /* bytes purged */
+void _hak_superslab_stats(hak_stats_t *st, uint64_t *class_slabs, uint64_t *class_used);
+size_t _hak_slab_units(size_t cls);
+void _hak_superslab_check(hak_superslab_t *ss);
+
+/* ---- slab.c: a slab's lists and its ownership transitions ------------- */
+extern hak_lock_t _hak_abandoned_lock[HAK_CLASSES];
+hak_block_t *_hak_slab_take(hak_slab_t *s, uint32_t *n);   /* all free blocks, or a fresh page */
+uint32_t _hak_slab_collect(hak_slab_t *s);                  /* thread_free → local_free */
+void _hak_slab_return_list(hak_slab_t *s, hak_block_t *list);
+void _hak_slab_detach(hak_slab_t *s);
+hak_slab_t *_hak_slab_adopt(size_t cls, uint32_t key);
+void _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b);
+bool _hak_slab_block_valid(const hak_slab_t *s, const void *p);
+bool _hak_slab_block_is_free(hak_slab_t *s, const hak_block_t *b, const hak_front_t *h);
+void _hak_slab_recount(hak_slab_t *s);
+void _hak_slab_check(hak_slab_t *s, const hak_front_t *h);
+
+/* ---- heap.c: thread heaps ---------------------------------------------- */
+extern hak_lock_t _hak_heap_registry_lock;
+extern hak_lock_t _hak_global_heap_lock;
+void *_hak_alloc_refill(size_t cls);          /* free[cls] was empty */
+void _hak_free_slow(void *p, const char *who); /* who: the API call, for messages */
+void _hak_free_local_empty(hak_slab_t *s);     /* the fast path's free emptied s */
+void _hak_heap_flush_stats(void);
+void _hak_heap_destructor(void *arg);
+void _hak_heap_fork_child(void);
+void _hak_heaps_stats(uint64_t *stat);
+uint64_t _hak_heaps_live(void);
+
+/* ---- large.c: blocks above the pool, own mappings, BigCache ----------- */
+extern hak_lock_t _hak_large_lock;
+void *_hak_large_alloc(size_t size, size_t align, bool zero);
+void _hak_large_free(void *p);
+size_t _hak_large_usable(const void *p);
+void *_hak_large_realloc(void *p, size_t size);
+const char *_hak_large_problem(const void *p); /* NULL if p is a live Large block */
+void _hak_large_decay(void);
+size_t _hak_large_trim(void);
+void _hak_large_stats(hak_stats_t *st);
+
+/* ---- api.c: the semantics of the C allocation API ---------------------- */
+void *_hak_alloc_slow(size_t size);
+void *_hak_calloc(size_t n, size_t size);
+void *_hak_realloc(void *p, size_t size);
+void *_hak_alloc_aligned(size_t align, size_t size);
+size_t _hak_usable_size(const void *p, const char *who);
+int _hak_trim(void);
+void _hak_report_invalid(const char *who, const void *p, const char *what);
+
+/* ---- options.c: the HAKMEM_* table ------------------------------------- */
+#define HAK_OPTION_LIST(X)                                                                  \
+  X(VERBOSE, 0, 0, 1, "print the options in force at start-up")                             \
+  X(STATS, 0, 0, 3, "at exit print statistics: 1 a line, 2 the report, 3 JSON")             \
+  X(INVALID_FREE, 1, 0, 2, "pointer hakmem did not hand out: 0 ignore, 1 report once, 2 abort") \
+  X(CHECK, 0, 0, 1, "validate every free (double free, interior pointer) on the slow path") \
+  X(RETAIN_KB, 4096, 0, 1048576, "empty committed memory kept before purging (KiB)")        \
+  X(UNMAP_DELAY_MS, 10000, 0, 3600000, "delay before a wholly free reservation is unmapped") \
+  X(MADV_FREE, 0, 0, 1, "purge with MADV_FREE instead of MADV_DONTNEED")                    \
+  X(THP, 0, 0, 2, "transparent huge pages for SuperSlabs: 0 system default, 1 request, 2 forbid") \
+  X(BIGCACHE_MB, 32, 0, 65536, "bytes of freed Large mappings kept for reuse (MiB)")        \
+  X(BIGCACHE_DECAY_MS, 1000, 0, 3600000, "age after which a cached Large mapping is unmapped")
+enum {
+#define HAK_OPTION_ENUM(name, def, lo, hi, desc) HAK_OPT_##name,
+  HAK_OPTION_LIST(HAK_OPTION_ENUM)
+#undef HAK_OPTION_ENUM
+  HAK_OPT_COUNT
+};
+extern _Atomic long _hak_options[HAK_OPT_COUNT];
+static inline long hak_opt(int id) {
+  return atomic_load_explicit(&_hak_options[id], memory_order_relaxed);
+}
+void _hak_options_load(void);
+void _hak_options_print(int fd);
+
+/* ---- stats.c ----------------------------------------------------------- */
+extern _Atomic uint64_t _hak_stat_total[HAK_STAT_COUNT]; /* exited threads' counters */
+extern _Atomic uint64_t _hak_invalid_frees;
+void _hak_stats_merge(uint64_t *stat);
+void _hak_stats_exit_report(void);
+void _hak_stats_xml(int fd);
+
+/* ---- print.c: formatting without stdio (no allocation) ----------------- */
+typedef struct hak_buf {
+  char data[1024];
+  size_t len;
+  int fd; /* flushed here when full, and by _hak_buf_flush */
+} hak_buf_t;
+void _hak_buf_str(hak_buf_t *b, const char *s);
+void _hak_buf_dec(hak_buf_t *b, uint64_t v);
+void _hak_buf_hex(hak_buf_t *b, uint64_t v);
+void _hak_buf_pad(hak_buf_t *b, size_t width); /* spaces up to column `width` of the current line */
+void _hak_buf_flush(hak_buf_t *b);
+void _hak_message(const char *a, const char *b, const char *c); /* "hakmem: " a b c "\n" on fd 2 */
+
+/* ---- init.c ------------------------------------------------------------ */
+void _hak_init(void);
+bool _hak_key_ready(void);
+int _hak_set_specific(void *heap);
+
+/* ---- assertions -------------------------------------------------------- */
+void _hak_assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));
+#define HAK_ASSERT(e) ((e) ? (void)0 : _hak_assert_fail(#e, __FILE__, __LINE__))
+#define HAK_DEBUG_ASSERT(e) (hak_cfg_debug ? HAK_ASSERT(e) : (void)0)
+
+#endif

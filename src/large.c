@@ -1,0 +1,250 @@
+/* large.c — blocks above the pool (and over-aligned ones): each in its own
+ * mapping, 2 MiB aligned, whose first page is the header. The block starts
+ * `offset` bytes in (a page, or the alignment up to 2 MiB), so (p - 1)
+ * rounded down to 2 MiB is the header, whose chunk the chunk map marks
+ * HAK_CHUNK_LARGE. BigCache keeps freed mappings for the next request that
+ * fits, within a byte budget and for a limited time (both options). */
+#include <string.h>
+
+#include "internal.h"
+
+#define LARGE_MAGIC 0x6c6172676568616bull /* live block */
+#define CACHE_FIT_SLACK 8 /* a cached mapping serves requests that use 7/8 of it */
+#define SHRINK_MIN HAK_SS_SIZE /* realloc gives back a tail of at least this */
+
+typedef struct hak_large {
+  uint64_t magic;  /* LARGE_MAGIC while live, 0 once freed */
+  size_t map_size; /* bytes mapped from the header on */
+  size_t offset;   /* block start - header */
+} hak_large_t;
+
+typedef struct cache_entry {
+  char *base;
+  size_t size;
+  uint64_t freed_at; /* ms */
+} cache_entry_t;
+
+hak_lock_t _hak_large_lock = HAK_LOCK_INIT;
+static cache_entry_t *cache; /* BigCache, oldest first; the table grows as needed */
+static size_t cache_len, cache_cap, cache_bytes;
+static uint64_t cache_hits, cache_misses;
+static size_t live_bytes, live_count, mapped_bytes;
+
+static size_t page_round(size_t n) { return (n + HAK_PAGE - 1) & ~(HAK_PAGE - 1); }
+
+static hak_large_t *header_of(const void *p) { return (hak_large_t *)hak_superslab_of(p); }
+
+/* The block starts in (0, 2 MiB] after the header so that (p - 1) finds it. */
+static size_t offset_for(size_t align) {
+  if (align <= HAK_PAGE) return HAK_PAGE;
+  return align < HAK_SS_SIZE ? align : HAK_SS_SIZE;
+}
+
+static void cache_remove_at(size_t i) {
+  cache_bytes -= cache[i].size;
+  memmove(&cache[i], &cache[i + 1], (cache_len - i - 1) * sizeof *cache);
+  cache_len--;
+}
+
+static void unmap_region(char *base, size_t size) {
+  _hak_chunk_map[(uintptr_t)base >> HAK_SS_SHIFT] = HAK_CHUNK_NONE;
+  _hak_os_unmap(base, size);
+  mapped_bytes -= size;
+}
+
+/* Unmaps the oldest entries while over the budget, older than the decay, or
+ * all of them. Large lock held. */
+static size_t cache_decay(uint64_t now, bool all) {
+  size_t budget = (size_t)hak_opt(HAK_OPT_BIGCACHE_MB) << 20, n = 0;
+  uint64_t decay = (uint64_t)hak_opt(HAK_OPT_BIGCACHE_DECAY_MS);
+  while (cache_len && (all || cache_bytes > budget || now - cache[0].freed_at >= decay)) {
+    n += cache[0].size;
+    unmap_region(cache[0].base, cache[0].size);
+    cache_remove_at(0);
+  }
+  return n;
+}
+
+static bool cache_reserve(void) {
+  if (cache_len < cache_cap) return true;
+  size_t cap = cache_cap ? cache_cap * 2 : 256;
+  cache_entry_t *t = _hak_os_map(cap * sizeof *t, HAK_PAGE);
+  if (!t) return false;
+  if (cache) {
+    memcpy(t, cache, cache_len * sizeof *t);
+    _hak_os_unmap(cache, cache_cap * sizeof *t);
+  }
+  cache = t;
+  cache_cap = cap;
+  return true;
+}
+
+/* The best-fitting cached mapping for `need` bytes, taken out of the cache. */
+static char *cache_take(size_t need, size_t *size) {
+  size_t best = SIZE_MAX;
+  for (size_t i = 0; i < cache_len; i++) {
+    size_t s = cache[i].size;
+    if (s >= need && s - need <= s / CACHE_FIT_SLACK && (best == SIZE_MAX || s < cache[best].size))
+      best = i;
+  }
+  if (best == SIZE_MAX) return NULL;
+  char *base = cache[best].base;
+  *size = cache[best].size;
+  cache_remove_at(best);
+  return base;
+}
+
+/* A fresh mapping of `need` bytes whose header is 2 MiB aligned and whose
+ * block (at `offset`) is `align` aligned. */
+static char *map_fresh(size_t need, size_t align) {
+  if (align <= HAK_SS_SIZE) return _hak_os_map(need, HAK_SS_SIZE);
+  /* The header goes 2 MiB before an aligned address. */
+  char *r = _hak_os_map(need + align, HAK_SS_SIZE);
+  if (!r) return NULL;
+  char *base = (char *)((((uintptr_t)r + HAK_SS_SIZE + align - 1) & ~(uintptr_t)(align - 1)) - HAK_SS_SIZE);
+  if (base > r) _hak_os_unmap(r, (size_t)(base - r));
+  char *end = base + need, *r_end = r + need + align;
+  if (r_end > end) _hak_os_unmap(end, (size_t)(r_end - end));
+  return base;
+}
+
+void *_hak_large_alloc(size_t size, size_t align, bool zero) {
+  size_t offset = offset_for(align);
+  size_t need = offset + page_round(size);
+  if (size > PTRDIFF_MAX || need < size) return NULL;
+  uint64_t now = _hak_os_now_ms();
+  size_t got = 0;
+  _hak_lock(&_hak_large_lock);
+  char *base = align <= HAK_SS_SIZE ? cache_take(need, &got) : NULL;
+  if (base) {
+    cache_hits++;
+    live_bytes += got;
+    live_count++;
+  } else {
+    cache_misses++;
+  }
+  cache_decay(now, false);
+  _hak_unlock(&_hak_large_lock);
+  if (base) {
+    if (zero) memset(base + offset, 0, got - offset);
+  } else {
+    base = map_fresh(need, align); /* fresh pages are zero: calloc skips the memset */
+    if (!base) return NULL;
+    got = need;
+    _hak_lock(&_hak_large_lock);
+    live_bytes += got;
+    live_count++;
+    mapped_bytes += got;
+    _hak_unlock(&_hak_large_lock);
+  }
+  hak_large_t *h = (hak_large_t *)base;
+  h->magic = LARGE_MAGIC;
+  h->map_size = got;
+  h->offset = offset;
+  _hak_chunk_map[(uintptr_t)base >> HAK_SS_SHIFT] = HAK_CHUNK_LARGE;
+  return base + offset;
+}
+
+const char *_hak_large_problem(const void *p) {
+  hak_large_t *h = header_of(p);
+  if ((const char *)p != (const char *)h + h->offset || h->offset == 0 || h->offset > HAK_SS_SIZE)
+    return "is not the start of a hakmem block";
+  if (h->magic != LARGE_MAGIC) return "was already freed (double free)";
+  return NULL;
+}
+
+void _hak_large_free(void *p) {
+  hak_large_t *h = header_of(p);
+  char *base = (char *)h;
+  size_t size = h->map_size;
+  h->magic = 0;
+  uint64_t now = _hak_os_now_ms();
+  _hak_lock(&_hak_large_lock);
+  live_bytes -= size;
+  live_count--;
+  if (size <= (size_t)hak_opt(HAK_OPT_BIGCACHE_MB) << 20 && cache_reserve()) {
+    cache[cache_len++] = (cache_entry_t){base, size, now};
+    cache_bytes += size;
+    cache_decay(now, false);
+  } else {
+    unmap_region(base, size);
+  }
+  _hak_unlock(&_hak_large_lock);
+}
+
+size_t _hak_large_usable(const void *p) {
+  hak_large_t *h = header_of(p);
+  return h->map_size - h->offset;
+}
+
+/* Resizes in place (mremap without moving, or unmapping the tail), else
+ * moves the pages to a new 2 MiB aligned place with mremap; NULL if neither
+ * works (the caller then copies). */
+void *_hak_large_realloc(void *p, size_t size) {
+  hak_large_t *h = header_of(p);
+  char *base = (char *)h;
+  size_t offset = h->offset, old = h->map_size, need = offset + page_round(size);
+  if (size > PTRDIFF_MAX || need < size) return NULL;
+  if (need <= old) {
+    if (old - need >= SHRINK_MIN && old - need >= old / 4) {
+      _hak_os_unmap(base + need, old - need);
+      h->map_size = need;
+      _hak_lock(&_hak_large_lock);
+      live_bytes -= old - need;
+      mapped_bytes -= old - need;
+      _hak_unlock(&_hak_large_lock);
+    }
+    return p;
+  }
+  char *moved = NULL;
+  if (!_hak_os_remap(base, old, need, NULL)) {
+    char *target = _hak_os_map(need, HAK_SS_SIZE);
+    if (!target) return NULL;
+    moved = _hak_os_remap(base, old, need, target);
+    if (!moved) {
+      _hak_os_unmap(target, need);
+      return NULL;
+    }
+  }
+  _hak_lock(&_hak_large_lock);
+  live_bytes += need - old;
+  mapped_bytes += need - old;
+  _hak_unlock(&_hak_large_lock);
+  if (!moved) {
+    h->map_size = need;
+    return p;
+  }
+  /* The chunk map follows the header before the block is handed back. */
+  _hak_chunk_map[(uintptr_t)moved >> HAK_SS_SHIFT] = HAK_CHUNK_LARGE;
+  _hak_chunk_map[(uintptr_t)base >> HAK_SS_SHIFT] = HAK_CHUNK_NONE;
+  ((hak_large_t *)moved)->map_size = need;
+  return moved + offset;
+}
+
+size_t _hak_large_trim(void) {
+  _hak_lock(&_hak_large_lock);
+  size_t n = cache_decay(0, true);
+  _hak_unlock(&_hak_large_lock);
+  return n;
+}
+
+void _hak_large_decay(void) {
+  if (!__atomic_load_n(&cache_len, __ATOMIC_RELAXED)) return;
+  uint64_t now = _hak_os_now_ms();
+  _hak_lock(&_hak_large_lock);
+  cache_decay(now, false);
+  _hak_unlock(&_hak_large_lock);
+}
+
+void _hak_large_stats(hak_stats_t *st) {
+  _hak_lock(&_hak_large_lock);
+  st->mapped += mapped_bytes;
+  st->committed += mapped_bytes;
+  st->large_in_use += live_bytes;
+  st->large_blocks += live_count;
+  st->in_use += live_bytes;
+  st->bigcache_bytes += cache_bytes;
+  st->bigcache_hits += cache_hits;
+  st->bigcache_misses += cache_misses;
+  _hak_unlock(&_hak_large_lock);
+}

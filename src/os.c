@@ -1,0 +1,97 @@
+/* os.c — every system call hakmem makes. They are issued directly (inline
+ * `syscall` instruction), not through libc: no allocator path can re-enter
+ * an interposed libc function, holding a lock across one is harmless, and
+ * errno is never touched. */
+#include <errno.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+
+#include "internal.h"
+
+static long sys6(long n, long a, long b, long c, long d, long e, long f) {
+  register long r10 __asm__("r10") = d;
+  register long r8 __asm__("r8") = e;
+  register long r9 __asm__("r9") = f;
+  long ret;
+  __asm__ volatile("syscall"
+                   : "=a"(ret)
+                   : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                   : "rcx", "r11", "memory");
+  return ret;
+}
+#define SYS(n, a, b, c) sys6((n), (long)(a), (long)(b), (long)(c), 0, 0, 0)
+
+static bool is_error(long r) { return (unsigned long)r > (unsigned long)-4096L; }
+
+static void *map_raw(void *hint, size_t size, int flags) {
+  long r = sys6(SYS_mmap, (long)hint, (long)size, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | flags, -1, 0);
+  return is_error(r) ? NULL : (void *)r;
+}
+
+void *_hak_os_map(size_t size, size_t align) {
+  if (align <= HAK_PAGE) return map_raw(NULL, size, 0);
+  /* Over-map by the alignment and cut the ends off. */
+  size_t span = size + align - HAK_PAGE;
+  if (span < size) return NULL;
+  char *p = map_raw(NULL, span, 0);
+  if (!p) return NULL;
+  char *start = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+  if (start > p) SYS(SYS_munmap, p, start - p, 0);
+  char *end = start + size, *map_end = p + span;
+  if (map_end > end) SYS(SYS_munmap, end, map_end - end, 0);
+  return start;
+}
+
+int _hak_os_unmap(void *p, size_t size) { return (int)SYS(SYS_munmap, p, size, 0); }
+
+int _hak_os_purge(void *p, size_t size) {
+  int advice = hak_opt(HAK_OPT_MADV_FREE) ? MADV_FREE : MADV_DONTNEED;
+  return (int)SYS(SYS_madvise, p, size, advice);
+}
+
+int _hak_os_hugepage(void *p, size_t size, int mode) {
+  return (int)SYS(SYS_madvise, p, size, mode == 1 ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+}
+
+void *_hak_os_remap(void *p, size_t old_size, size_t new_size, void *fixed) {
+  long flags = fixed ? MREMAP_MAYMOVE | MREMAP_FIXED : 0;
+  long r = sys6(SYS_mremap, (long)p, (long)old_size, (long)new_size, flags, (long)fixed, 0);
+  return is_error(r) ? NULL : (void *)r;
+}
+
+long _hak_os_write(int fd, const void *buf, size_t n) {
+  const char *c = buf;
+  size_t done = 0;
+  while (done < n) {
+    long r = SYS(SYS_write, fd, c + done, n - done);
+    if (r == -EINTR) continue;
+    if (r <= 0) return done ? (long)done : r;
+    done += (size_t)r;
+  }
+  return (long)done;
+}
+
+void _hak_os_futex_wait(_Atomic int *addr, int val) {
+  sys6(SYS_futex, (long)addr, FUTEX_WAIT_PRIVATE, val, 0, 0, 0);
+}
+
+void _hak_os_futex_wake(_Atomic int *addr, int n) {
+  sys6(SYS_futex, (long)addr, FUTEX_WAKE_PRIVATE, n, 0, 0, 0);
+}
+
+uint64_t _hak_os_now_ms(void) {
+  struct timespec ts;
+  /* vDSO-free, so it is safe under any lock; called only on slow paths. */
+  SYS(SYS_clock_gettime, CLOCK_MONOTONIC, &ts, 0);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int _hak_os_getpid(void) { return (int)SYS(SYS_getpid, 0, 0, 0); }
+
+void _hak_os_abort(void) {
+  SYS(SYS_kill, SYS(SYS_getpid, 0, 0, 0), 6 /* SIGABRT */, 0);
+  for (;;) SYS(SYS_exit_group, 127, 0, 0);
+}

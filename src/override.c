@@ -1,0 +1,186 @@
+/* override.c — the exported entry points: the C allocation API under its
+ * standard names, glibc's __libc_* aliases (so that a -static link does not
+ * pull glibc's malloc.o), and the hak_* API of include/hakmem.h. */
+#include <errno.h>
+#include <limits.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "alloc.h"
+
+#define ALIAS(name) __attribute__((alias(#name), copy(name), visibility("default"), used))
+
+HAK_API void *malloc(size_t size) { return hak_alloc_inline(size); }
+
+HAK_API void free(void *p) { hak_free_inline(p, "free"); }
+
+HAK_API void *calloc(size_t n, size_t size) { return _hak_calloc(n, size); }
+
+HAK_API void *realloc(void *p, size_t size) { return _hak_realloc(p, size); }
+
+HAK_API void *reallocarray(void *p, size_t n, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return _hak_realloc(p, total);
+}
+
+static bool power_of_two(size_t a) { return a && !(a & (a - 1)); }
+
+HAK_API int posix_memalign(void **out, size_t align, size_t size) {
+  if (!power_of_two(align) || align < sizeof(void *)) return EINVAL;
+  int saved = errno;
+  void *p = _hak_alloc_aligned(align, size);
+  if (!p) return ENOMEM;
+  errno = saved;
+  *out = p;
+  return 0;
+}
+
+/* C11 (DR 460) and glibc >= 2.38: an alignment that is not a power of two
+ * is an error. */
+HAK_API void *aligned_alloc(size_t align, size_t size) {
+  if (!power_of_two(align)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return _hak_alloc_aligned(align, size);
+}
+
+/* glibc: an alignment that is not a power of two is rounded up to one. */
+HAK_API void *memalign(size_t align, size_t size) {
+  if (align > ((size_t)1 << (sizeof(size_t) * 8 - 1))) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (!power_of_two(align)) align = align <= 1 ? 1 : (size_t)1 << (64 - __builtin_clzl(align - 1));
+  return _hak_alloc_aligned(align, size);
+}
+
+HAK_API void *valloc(size_t size) { return _hak_alloc_aligned(HAK_PAGE, size); }
+
+HAK_API void *pvalloc(size_t size) {
+  if (size > PTRDIFF_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return _hak_alloc_aligned(HAK_PAGE, (size + HAK_PAGE - 1) & ~(HAK_PAGE - 1));
+}
+
+HAK_API size_t malloc_usable_size(void *p) { return _hak_usable_size(p, "malloc_usable_size"); }
+
+/* C23 and legacy names that glibc 2.36's headers do not declare. */
+void free_sized(void *p, size_t size);
+void free_aligned_sized(void *p, size_t align, size_t size);
+void cfree(void *p);
+
+/* C23: the size is a promise we do not trust; checking mode verifies it. */
+static void free_checked(void *p, size_t size, const char *who) {
+  if (p && hak_opt(HAK_OPT_CHECK)) {
+    size_t usable = _hak_usable_size(p, who);
+    if (!usable) return;
+    if (size > usable) {
+      _hak_report_invalid(who, p, "was freed with a size larger than its block");
+      return;
+    }
+  }
+  hak_free_inline(p, who);
+}
+
+HAK_API void free_sized(void *p, size_t size) { free_checked(p, size, "free_sized"); }
+
+HAK_API void free_aligned_sized(void *p, size_t align, size_t size) {
+  (void)align;
+  free_checked(p, size, "free_aligned_sized");
+}
+
+HAK_API void cfree(void *p) { hak_free_inline(p, "cfree"); }
+
+HAK_API int malloc_trim(size_t pad) {
+  (void)pad;
+  return _hak_trim();
+}
+
+/* mallinfo2's fields, in hakmem's terms (README: "Statistics"). */
+HAK_API struct mallinfo2 mallinfo2(void) {
+  hak_stats_t st;
+  hak_stats(&st);
+  size_t large = st.large_in_use + st.bigcache_bytes; /* Large mappings, live and cached */
+  struct mallinfo2 mi = {0};
+  mi.arena = st.committed - large;             /* SuperSlab memory that may be resident */
+  mi.ordblks = st.slabs;                       /* slabs */
+  mi.hblks = st.large_blocks;                  /* live Large blocks */
+  mi.hblkhd = st.large_in_use;                 /* bytes in their mappings */
+  mi.usmblks = st.peak_committed;              /* high-water mark of committed memory */
+  mi.uordblks = st.in_use - st.large_in_use;   /* bytes in small blocks in use */
+  mi.fordblks = mi.arena > mi.uordblks ? mi.arena - mi.uordblks : 0;
+  mi.keepcost = st.bigcache_bytes;             /* freed Large mappings kept for reuse */
+  return mi;
+}
+
+static int clamp_int(size_t v) { return v > INT_MAX ? INT_MAX : (int)v; }
+
+HAK_API struct mallinfo mallinfo(void) {
+  struct mallinfo2 m = mallinfo2();
+  struct mallinfo mi = {
+      .arena = clamp_int(m.arena), .ordblks = clamp_int(m.ordblks), .smblks = clamp_int(m.smblks),
+      .hblks = clamp_int(m.hblks), .hblkhd = clamp_int(m.hblkhd), .usmblks = clamp_int(m.usmblks),
+      .fsmblks = clamp_int(m.fsmblks), .uordblks = clamp_int(m.uordblks),
+      .fordblks = clamp_int(m.fordblks), .keepcost = clamp_int(m.keepcost)};
+  return mi;
+}
+
+/* glibc's parameters that have a hakmem meaning; 0 for the rest. */
+HAK_API int mallopt(int param, int value) {
+  switch (param) {
+  case M_TRIM_THRESHOLD:
+    if (value < 0) return 0;
+    atomic_store_explicit(&_hak_options[HAK_OPT_RETAIN_KB], (long)value >> 10, memory_order_relaxed);
+    return 1;
+  case M_CHECK_ACTION:
+    atomic_store_explicit(&_hak_options[HAK_OPT_INVALID_FREE], value == 0 ? 0 : (value & 2) ? 2 : 1,
+                          memory_order_relaxed);
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+HAK_API void malloc_stats(void) { hak_stats_print(2); }
+
+HAK_API int malloc_info(int options, FILE *fp) {
+  int fd = fp ? fileno(fp) : -1;
+  if (options != 0 || fd < 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  fflush(fp);
+  _hak_stats_xml(fd);
+  return 0;
+}
+
+/* glibc's internal names, defined so that nothing needs glibc's malloc. */
+void *__libc_malloc(size_t) ALIAS(malloc);
+void __libc_free(void *) ALIAS(free);
+void *__libc_calloc(size_t, size_t) ALIAS(calloc);
+void *__libc_realloc(void *, size_t) ALIAS(realloc);
+void *__libc_memalign(size_t, size_t) ALIAS(memalign);
+void *__libc_valloc(size_t) ALIAS(valloc);
+void *__libc_pvalloc(size_t) ALIAS(pvalloc);
+int __posix_memalign(void **, size_t, size_t) ALIAS(posix_memalign);
+
+/* The hak_* API: the same functions under hakmem's own names, for programs
+ * that use hakmem beside another malloc (dlopen, RTLD_DEEPBIND). */
+void *hak_malloc(size_t) ALIAS(malloc);
+void hak_free(void *) ALIAS(free);
+void *hak_calloc(size_t, size_t) ALIAS(calloc);
+void *hak_realloc(void *, size_t) ALIAS(realloc);
+void *hak_aligned_alloc(size_t, size_t) ALIAS(aligned_alloc);
+int hak_posix_memalign(void **, size_t, size_t) ALIAS(posix_memalign);
+
+HAK_API size_t hak_usable_size(const void *p) { return _hak_usable_size(p, "hak_usable_size"); }
+
+HAK_API int hak_trim(void) { return _hak_trim(); }

@@ -1,0 +1,76 @@
+/* print.c — formatted output without stdio: a fixed buffer flushed with
+ * write(2), so messages and reports never allocate. */
+#include <string.h>
+
+#include "internal.h"
+
+void _hak_buf_flush(hak_buf_t *b) {
+  if (b->len) _hak_os_write(b->fd, b->data, b->len);
+  b->len = 0;
+}
+
+static void put(hak_buf_t *b, const char *s, size_t n) {
+  while (n) {
+    if (b->len == sizeof b->data) _hak_buf_flush(b);
+    size_t k = sizeof b->data - b->len;
+    if (k > n) k = n;
+    memcpy(b->data + b->len, s, k);
+    b->len += k;
+    s += k;
+    n -= k;
+  }
+}
+
+void _hak_buf_str(hak_buf_t *b, const char *s) { put(b, s, strlen(s)); }
+
+void _hak_buf_dec(hak_buf_t *b, uint64_t v) {
+  char t[24];
+  size_t i = sizeof t;
+  do {
+    t[--i] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  put(b, t + i, sizeof t - i);
+}
+
+void _hak_buf_hex(hak_buf_t *b, uint64_t v) {
+  char t[18];
+  size_t i = sizeof t;
+  do {
+    t[--i] = "0123456789abcdef"[v & 15];
+    v >>= 4;
+  } while (v);
+  t[--i] = 'x';
+  t[--i] = '0';
+  put(b, t + i, sizeof t - i);
+}
+
+void _hak_buf_pad(hak_buf_t *b, size_t width) {
+  size_t col = 0;
+  for (size_t i = b->len; i > 0 && b->data[i - 1] != '\n'; i--) col++;
+  while (col++ < width) put(b, " ", 1);
+}
+
+void _hak_message(const char *a, const char *b, const char *c) {
+  hak_buf_t buf = {.fd = 2};
+  _hak_buf_str(&buf, "hakmem: ");
+  _hak_buf_str(&buf, a);
+  _hak_buf_str(&buf, b);
+  _hak_buf_str(&buf, c);
+  _hak_buf_str(&buf, "\n");
+  _hak_buf_flush(&buf);
+}
+
+void _hak_assert_fail(const char *expr, const char *file, int line) {
+  hak_buf_t buf = {.fd = 2};
+  _hak_buf_str(&buf, "hakmem: internal check failed: ");
+  _hak_buf_str(&buf, expr);
+  _hak_buf_str(&buf, " at ");
+  _hak_buf_str(&buf, file);
+  _hak_buf_str(&buf, ":");
+  _hak_buf_dec(&buf, (uint64_t)line);
+  _hak_buf_str(&buf, "\n");
+  _hak_buf_flush(&buf);
+  _hak_os_abort();
+  __builtin_unreachable();
+}

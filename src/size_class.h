@@ -1,0 +1,42 @@
+/* size_class.h — request size → size class → block size, all arithmetic.
+ *
+ * Class 0 is the class of malloc(0): it never holds blocks, so the fast path
+ * misses and the slow path serves the request from class 1.
+ * Classes 1..64 (Tiny) step by 16 bytes up to 1 KiB: class = (size + 15) / 16.
+ * Above 1 KiB each doubling (2^b, 2^(b+1)] has 8 classes of step 2^(b-3), so
+ * a block wastes at most 1/9 of its size: Mid up to 32 KiB (classes 65..104),
+ * the L2.5 pool up to 1 MiB (classes 105..144). Every block size is a multiple
+ * of 16, and every power of two from 16 to 1 MiB is a block size. */
+#ifndef HAK_SIZE_CLASS_H
+#define HAK_SIZE_CLASS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HAK_TINY_MAX ((size_t)1024)       /* largest Tiny block */
+#define HAK_MID_MAX ((size_t)32 << 10)    /* largest Mid block: the inline path's limit */
+#define HAK_POOL_MAX ((size_t)1 << 20)    /* largest pool block; above it, Large */
+#define HAK_CLASS_TINY_LAST 64
+#define HAK_CLASS_MID_LAST 104
+#define HAK_CLASS_LAST 144
+#define HAK_CLASSES (HAK_CLASS_LAST + 1)
+
+/* Class of a request of 1 .. 1 MiB bytes (and 0 for 0). */
+static inline size_t hak_class_of(size_t size) {
+  if (size <= HAK_TINY_MAX) return (size + 15) >> 4;
+  size_t m = size - 1;
+  unsigned b = 63u - (unsigned)__builtin_clzl(m); /* 10 .. 19 */
+  return HAK_CLASS_TINY_LAST + 1 + ((size_t)(b - 10) << 3) + ((m >> (b - 3)) & 7);
+}
+
+/* Block size of class c (1 .. HAK_CLASS_LAST). */
+static inline size_t hak_class_size(size_t c) {
+  if (c <= HAK_CLASS_TINY_LAST) return c << 4;
+  size_t k = c - (HAK_CLASS_TINY_LAST + 1), b = 10 + (k >> 3);
+  return ((size_t)1 << b) + (((k & 7) + 1) << (b - 3));
+}
+
+_Static_assert(HAK_CLASS_MID_LAST == HAK_CLASS_TINY_LAST + 5 * 8, "five doublings 1..32 KiB");
+_Static_assert(HAK_CLASS_LAST == HAK_CLASS_MID_LAST + 5 * 8, "five doublings 32 KiB..1 MiB");
+
+#endif

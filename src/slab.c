@@ -1,0 +1,219 @@
+/* slab.c — the blocks of one slab and its one ownership transition.
+ *
+ * Counting: `used` is every carved block not on local_free (blocks with the
+ * program, in the holder's fast-path list, or on thread_free), so
+ *   used + |local_free| == carved <= capacity,
+ * a local free is `used--`, and used reaching 0 means the slab is empty.
+ *
+ * Ownership: a slab is held by one heap, or detached (owner 0, HAK_DETACHED
+ * set in thread_free). Whoever clears HAK_DETACHED with one compare-and-swap
+ * has claimed it: an allocating thread adopting it, or a thread freeing into
+ * it, which then releases it if empty or detaches it again. Detaching sets
+ * the flag only on an empty thread_free word, so a block pushed while the
+ * slab was held is always collected by a holder. */
+#include "internal.h"
+
+hak_lock_t _hak_abandoned_lock[HAK_CLASSES];
+static hak_slab_list_t abandoned[HAK_CLASSES]; /* detached slabs with free space */
+
+static void list_push(hak_slab_list_t *l, hak_slab_t *s) {
+  s->prev = NULL;
+  s->next = l->head;
+  if (l->head) l->head->prev = s;
+  else l->tail = s;
+  l->head = s;
+  l->count++;
+}
+
+static void list_remove(hak_slab_list_t *l, hak_slab_t *s) {
+  if (s->prev) s->prev->next = s->next;
+  else l->head = s->next;
+  if (s->next) s->next->prev = s->prev;
+  else l->tail = s->prev;
+  s->next = s->prev = NULL;
+  l->count--;
+}
+
+/* Appends the list starting at `head` to local_free; returns its length. */
+static uint32_t splice_local(hak_slab_t *s, hak_block_t *head) {
+  if (!head) return 0;
+  uint32_t n = 1;
+  hak_block_t *tail = head;
+  while (tail->next) {
+    tail = tail->next;
+    n++;
+  }
+  tail->next = s->local_free;
+  s->local_free = head;
+  return n;
+}
+
+uint32_t _hak_slab_collect(hak_slab_t *s) {
+  if (!atomic_load_explicit(&s->thread_free, memory_order_relaxed)) return 0;
+  uintptr_t tf = atomic_exchange_explicit(&s->thread_free, 0, memory_order_acquire);
+  HAK_DEBUG_ASSERT(!(tf & HAK_DETACHED));
+  uint32_t n = splice_local(s, (hak_block_t *)tf);
+  s->used -= n;
+  return n;
+}
+
+void _hak_slab_return_list(hak_slab_t *s, hak_block_t *list) {
+  s->used -= splice_local(s, list);
+}
+
+hak_block_t *_hak_slab_take(hak_slab_t *s, uint32_t *n) {
+  if (!s->local_free) _hak_slab_collect(s);
+  hak_block_t *list = s->local_free;
+  if (list) {
+    *n = s->carved - s->used;
+    s->local_free = NULL;
+    s->used = s->carved;
+    return list;
+  }
+  if (s->carved == s->capacity) return NULL;
+  /* Carve about one page of fresh blocks, at least one block. */
+  uint32_t k = (uint32_t)(HAK_PAGE / s->block_size);
+  if (k == 0) k = 1;
+  if (k > s->capacity - s->carved) k = s->capacity - s->carved;
+  char *b = hak_slab_start(s) + (size_t)s->carved * s->block_size;
+  list = (hak_block_t *)b;
+  for (uint32_t i = 1; i < k; i++, b += s->block_size)
+    ((hak_block_t *)b)->next = (hak_block_t *)(b + s->block_size);
+  ((hak_block_t *)b)->next = NULL;
+  s->carved += k;
+  s->used += k;
+  *n = k;
+  return list;
+}
+
+static void publish(hak_slab_t *s) {
+  if (s->listed) return; /* only the holder changes `listed`, under the lock */
+  _hak_lock(&_hak_abandoned_lock[s->cls]);
+  list_push(&abandoned[s->cls], s);
+  s->listed = 1;
+  _hak_unlock(&_hak_abandoned_lock[s->cls]);
+}
+
+static void unpublish(hak_slab_t *s) {
+  if (!s->listed) return;
+  _hak_lock(&_hak_abandoned_lock[s->cls]);
+  list_remove(&abandoned[s->cls], s);
+  s->listed = 0;
+  _hak_unlock(&_hak_abandoned_lock[s->cls]);
+}
+
+/* The holder lets go of s (owner already 0): release it if empty, else put
+ * it on the abandoned list if it has free space, and set HAK_DETACHED. */
+static void let_go(hak_slab_t *s) {
+  for (;;) {
+    _hak_slab_collect(s);
+    if (s->used == 0) {
+      unpublish(s);
+      _hak_slab_release(s);
+      return;
+    }
+    if (s->used < s->capacity) publish(s);
+    uintptr_t expect = 0;
+    if (atomic_compare_exchange_strong_explicit(&s->thread_free, &expect, HAK_DETACHED,
+                                                memory_order_release, memory_order_relaxed))
+      return;
+  }
+}
+
+void _hak_slab_detach(hak_slab_t *s) {
+  atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
+  let_go(s);
+}
+
+hak_slab_t *_hak_slab_adopt(size_t cls, uint32_t key) {
+  hak_slab_t *s;
+  _hak_lock(&_hak_abandoned_lock[cls]);
+  for (s = abandoned[cls].head; s; s = s->next) {
+    uintptr_t tf = atomic_load_explicit(&s->thread_free, memory_order_relaxed);
+    if ((tf & HAK_DETACHED) &&
+        atomic_compare_exchange_strong_explicit(&s->thread_free, &tf, tf & ~HAK_DETACHED,
+                                                memory_order_acquire, memory_order_relaxed))
+      break;
+  }
+  if (s) {
+    list_remove(&abandoned[cls], s);
+    s->listed = 0;
+  }
+  _hak_unlock(&_hak_abandoned_lock[cls]);
+  if (s) atomic_store_explicit(&s->owner, key, memory_order_relaxed);
+  return s;
+}
+
+void _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b) {
+  uintptr_t tf = atomic_load_explicit(&s->thread_free, memory_order_relaxed);
+  for (;;) {
+    if (tf & HAK_DETACHED) {
+      if (atomic_compare_exchange_weak_explicit(&s->thread_free, &tf, tf & ~HAK_DETACHED,
+                                                memory_order_acquire, memory_order_relaxed)) {
+        /* Claimed: free the block here, then release or detach again. */
+        b->next = s->local_free;
+        s->local_free = b;
+        s->used--;
+        let_go(s);
+        return;
+      }
+      continue;
+    }
+    b->next = (hak_block_t *)tf;
+    if (atomic_compare_exchange_weak_explicit(&s->thread_free, &tf, (uintptr_t)b,
+                                              memory_order_release, memory_order_relaxed))
+      return;
+  }
+}
+
+bool _hak_slab_block_valid(const hak_slab_t *s, const void *p) {
+  const char *start = hak_slab_start(s);
+  if ((const char *)p < start) return false;
+  size_t off = (size_t)((const char *)p - start);
+  return off % s->block_size == 0 && off / s->block_size < s->carved;
+}
+
+static bool on_list(const hak_block_t *l, const hak_block_t *b) {
+  for (; l; l = l->next)
+    if (l == b) return true;
+  return false;
+}
+
+/* Whether b is already free (checking mode and debug build). The caller
+ * holds s, or s is held by another thread: then only thread_free is read,
+ * whose nodes below a loaded head never change. */
+bool _hak_slab_block_is_free(hak_slab_t *s, const hak_block_t *b, const hak_front_t *h) {
+  const hak_block_t *tf =
+      (const hak_block_t *)(atomic_load_explicit(&s->thread_free, memory_order_acquire) & ~HAK_DETACHED);
+  if (on_list(tf, b)) return true;
+  if (!h) return false;
+  return on_list(s->local_free, b) || (((const hak_heap_t *)h)->cur[s->cls] == s && on_list(h->free[s->cls], b));
+}
+
+static uint32_t list_length(const hak_slab_t *s, const hak_block_t *l) {
+  uint32_t n = 0;
+  for (; l; l = l->next, n++) {
+    HAK_ASSERT(_hak_slab_block_valid(s, l));
+    HAK_ASSERT(n <= s->capacity);
+  }
+  return n;
+}
+
+/* After fork, for a slab of a heap whose thread is gone: the lists are
+ * consistent (the fast paths publish a block before moving a head), but
+ * `used` may be off by the one free that was in flight. */
+void _hak_slab_recount(hak_slab_t *s) {
+  s->used = s->carved - list_length(s, s->local_free);
+}
+
+void _hak_slab_check(hak_slab_t *s, const hak_front_t *h) {
+  HAK_ASSERT(s->head_offset == 0 && s->carved <= s->capacity);
+  HAK_ASSERT(s->block_size == hak_class_size(s->cls));
+  uint32_t local = list_length(s, s->local_free);
+  HAK_ASSERT(s->used + local == s->carved);
+  uintptr_t tfw = atomic_load_explicit(&s->thread_free, memory_order_acquire);
+  uint32_t remote = list_length(s, (const hak_block_t *)(tfw & ~HAK_DETACHED));
+  uint32_t in_heap = 0;
+  if (h && ((const hak_heap_t *)h)->cur[s->cls] == s) in_heap = list_length(s, h->free[s->cls]);
+  HAK_ASSERT(remote + in_heap <= s->used);
+}

@@ -1,0 +1,329 @@
+/* superslab.c — hakmem's address space for Tiny, Mid and pool blocks:
+ * reservations (64 MiB), the SuperSlabs carved from them, the chunk map that
+ * marks them, runs of 64 KiB units handed out as slabs, and giving memory
+ * back (purging empty units, unmapping wholly free reservations).
+ * Everything here runs under _hak_ss_lock. */
+#include "internal.h"
+
+/* One byte per 2 MiB chunk of the 47-bit address space: 64 MiB of .bss,
+ * zero until touched, so it needs no initialisation and is valid before any
+ * constructor runs. Only chunks that start a SuperSlab or a Large mapping
+ * are marked. */
+uint8_t _hak_chunk_map[HAK_CHUNKS] __attribute__((aligned(4096)));
+
+hak_lock_t _hak_ss_lock = HAK_LOCK_INIT;
+
+struct hak_reservation {
+  char *base;                      /* 2 MiB aligned */
+  uint32_t carved;                 /* SuperSlabs carved so far, from the start */
+  uint32_t empty;                  /* carved SuperSlabs whose units are all free */
+  uint64_t empty_since;            /* when `empty` reached `carved` (ms), or 0 */
+  hak_reservation_t *next, *prev;  /* all reservations */
+};
+#define RES_SUPERSLABS ((uint32_t)(HAK_RESERVATION / HAK_SS_SIZE))
+
+static hak_reservation_t *res_list;    /* newest first */
+static hak_reservation_t *res_spare;   /* records of unmapped reservations */
+static hak_superslab_t *avail_head, *avail_tail; /* SuperSlabs with a free unit */
+static size_t dirty_bytes;             /* free units not purged */
+static size_t slab_bytes;              /* units inside slabs */
+static size_t mapped_bytes, peak_committed;
+static uint64_t superslab_count, slab_count;
+static uint64_t purged_total, unmapped_total;
+static uint32_t res_pending_unmap;     /* reservations with empty_since set */
+static uint64_t class_slabs[HAK_CLASSES], class_slabs_peak[HAK_CLASSES];
+
+static uint32_t unit_bits(unsigned u, unsigned n) {
+  return (uint32_t)((((uint64_t)1 << n) - 1) << u);
+}
+
+
+static char *unit_addr(hak_superslab_t *ss, unsigned u) {
+  return (char *)ss + ((size_t)u << HAK_UNIT_SHIFT) + (u == 0 ? HAK_SS_HEADER : 0);
+}
+
+/* Bytes of block space in the units of `bits` (unit 0 has the header). */
+static size_t bits_bytes(uint32_t bits) {
+  return ((size_t)__builtin_popcount(bits) << HAK_UNIT_SHIFT) - ((bits & 1u) ? HAK_SS_HEADER : 0);
+}
+
+static size_t committed_bytes(void) {
+  return slab_bytes + dirty_bytes + superslab_count * HAK_SS_HEADER;
+}
+
+/* Slab geometry: Tiny slabs are one unit; larger classes get enough units
+ * for 8 blocks (Mid) or 4 (pool), at most 16 units (1 MiB). */
+size_t _hak_slab_units(size_t cls) {
+  if (cls <= HAK_CLASS_TINY_LAST) return 1;
+  size_t size = hak_class_size(cls);
+  size_t want = size * (cls <= HAK_CLASS_MID_LAST ? 8 : 4);
+  size_t units = (want + HAK_UNIT_SIZE - 1) >> HAK_UNIT_SHIFT;
+  size_t min = (size + HAK_UNIT_SIZE - 1) >> HAK_UNIT_SHIFT;
+  if (units > 16) units = 16;
+  return units < min ? min : units;
+}
+
+static void avail_push(hak_superslab_t *ss) {
+  ss->next = NULL;
+  ss->prev = avail_tail;
+  if (avail_tail) avail_tail->next = ss;
+  else avail_head = ss;
+  avail_tail = ss;
+}
+
+static void avail_remove(hak_superslab_t *ss) {
+  if (ss->prev) ss->prev->next = ss->next;
+  else avail_head = ss->next;
+  if (ss->next) ss->next->prev = ss->prev;
+  else avail_tail = ss->prev;
+  ss->next = ss->prev = NULL;
+}
+
+static hak_reservation_t *reservation_new(void) {
+  char *base = _hak_os_map(HAK_RESERVATION, HAK_SS_SIZE);
+  if (!base) return NULL;
+  hak_reservation_t *r = res_spare;
+  if (r) res_spare = r->next;
+  else r = _hak_meta_alloc(sizeof *r);
+  if (!r) {
+    _hak_os_unmap(base, HAK_RESERVATION);
+    return NULL;
+  }
+  *r = (hak_reservation_t){.base = base, .next = res_list};
+  if (res_list) res_list->prev = r;
+  res_list = r;
+  mapped_bytes += HAK_RESERVATION;
+  long thp = hak_opt(HAK_OPT_THP);
+  if (thp) _hak_os_hugepage(base, HAK_RESERVATION, (int)thp);
+  return r;
+}
+
+static hak_superslab_t *superslab_new(void) {
+  hak_reservation_t *r = res_list;
+  if (!r || r->carved == RES_SUPERSLABS) r = reservation_new();
+  if (!r) return NULL;
+  hak_superslab_t *ss = (hak_superslab_t *)(r->base + (size_t)r->carved * HAK_SS_SIZE);
+  ss->index = r->carved++;
+  ss->res = r;
+  ss->free_units = UINT32_MAX;
+  ss->dirty_units = 0;
+  r->empty++; /* a new SuperSlab is wholly free: the reservation's state is unchanged */
+  _hak_chunk_map[(uintptr_t)ss >> HAK_SS_SHIFT] = HAK_CHUNK_SUPERSLAB;
+  superslab_count++;
+  avail_push(ss);
+  return ss;
+}
+
+/* Lowest unit u such that units u .. u+n-1 are all free (and u > 0 if the
+ * blocks need more than unit 0's 4 KiB alignment); -1 if none. */
+static int find_run(uint32_t free_units, unsigned n, bool skip_unit0) {
+  uint32_t m = free_units;
+  for (unsigned i = 1; i < n && m; i++) m &= free_units >> i;
+  m &= (uint32_t)(UINT32_MAX >> (n - 1)); /* the run must end inside the SuperSlab */
+  if (skip_unit0) m &= ~(uint32_t)1;
+  return m ? __builtin_ctz(m) : -1;
+}
+
+static void reservation_note_empty(hak_reservation_t *r, int delta) {
+  bool was = r->empty == r->carved;
+  r->empty = (uint32_t)((int)r->empty + delta);
+  bool is = r->empty == r->carved;
+  if (is && !was) {
+    r->empty_since = _hak_os_now_ms() | 1;
+    res_pending_unmap++;
+  } else if (was && !is && r->empty_since) {
+    r->empty_since = 0;
+    res_pending_unmap--;
+  }
+}
+
+hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner) {
+  unsigned n = (unsigned)_hak_slab_units(cls);
+  size_t size = hak_class_size(cls);
+  bool skip0 = size > HAK_UNIT0_MAX_BLOCK;
+  _hak_lock(&_hak_ss_lock);
+  hak_superslab_t *ss = avail_head;
+  int u = -1;
+  for (; ss; ss = ss->next)
+    if ((u = find_run(ss->free_units, n, skip0)) >= 0) break;
+  if (!ss) {
+    ss = superslab_new();
+    if (!ss) {
+      _hak_unlock(&_hak_ss_lock);
+      return NULL;
+    }
+    u = find_run(ss->free_units, n, skip0);
+  }
+  uint32_t bits = unit_bits((unsigned)u, n);
+  if (ss->free_units == UINT32_MAX) reservation_note_empty(ss->res, -1);
+  dirty_bytes -= bits_bytes(ss->dirty_units & bits);
+  ss->free_units &= ~bits;
+  ss->dirty_units &= ~bits;
+  if (!ss->free_units) avail_remove(ss);
+  slab_bytes += bits_bytes(bits);
+  slab_count++;
+  if (++class_slabs[cls] > class_slabs_peak[cls]) class_slabs_peak[cls] = class_slabs[cls];
+  if (committed_bytes() > peak_committed) peak_committed = committed_bytes();
+  hak_slab_t *s = &ss->slab[u];
+  for (unsigned i = 1; i < n; i++) s[i].head_offset = (uint32_t)(i * sizeof(hak_slab_t));
+  s->head_offset = 0;
+  s->units = (uint8_t)n;
+  if (hak_cfg_debug) _hak_superslab_check(ss);
+  _hak_unlock(&_hak_ss_lock);
+
+  s->local_free = NULL;
+  s->used = 0;
+  s->carved = 0;
+  atomic_store_explicit(&s->thread_free, 0, memory_order_relaxed);
+  s->block_size = (uint32_t)size;
+  s->capacity = (uint32_t)(bits_bytes(bits) / size);
+  s->next = s->prev = NULL;
+  s->cls = (uint8_t)cls;
+  s->listed = 0;
+  atomic_store_explicit(&s->owner, owner, memory_order_relaxed);
+  return s;
+}
+
+/* Purge free dirty units until no more than `keep` bytes stay dirty: one
+ * madvise per run of contiguous dirty units. */
+static size_t purge_to(size_t keep) {
+  size_t purged = 0;
+  for (hak_superslab_t *ss = avail_head; ss && dirty_bytes > keep; ss = ss->next) {
+    uint32_t d = ss->dirty_units;
+    while (d && dirty_bytes > keep) {
+      unsigned u = (unsigned)__builtin_ctz(d);
+      unsigned n = (unsigned)__builtin_ctz(~(d >> u)); /* run length */
+      if (u + n > HAK_UNITS) n = HAK_UNITS - u;
+      size_t bytes = bits_bytes(unit_bits(u, n));
+      _hak_os_purge(unit_addr(ss, u), bytes);
+      uint32_t bits = unit_bits(u, n);
+      ss->dirty_units &= ~bits;
+      d &= ~bits;
+      dirty_bytes -= bytes;
+      purged += bytes;
+    }
+  }
+  purged_total += purged;
+  return purged;
+}
+
+static void reservation_unmap(hak_reservation_t *r) {
+  for (uint32_t i = 0; i < r->carved; i++) {
+    hak_superslab_t *ss = (hak_superslab_t *)(r->base + (size_t)i * HAK_SS_SIZE);
+    avail_remove(ss);
+    dirty_bytes -= bits_bytes(ss->dirty_units);
+    _hak_chunk_map[(uintptr_t)ss >> HAK_SS_SHIFT] = HAK_CHUNK_NONE;
+    superslab_count--;
+  }
+  if (r->prev) r->prev->next = r->next;
+  else res_list = r->next;
+  if (r->next) r->next->prev = r->prev;
+  if (r->empty_since) res_pending_unmap--;
+  _hak_os_unmap(r->base, HAK_RESERVATION);
+  mapped_bytes -= HAK_RESERVATION;
+  unmapped_total += HAK_RESERVATION;
+  r->next = res_spare;
+  res_spare = r;
+}
+
+/* Unmap reservations that have been wholly free for the unmap delay (all
+ * of them if `now_all`). The newest reservation is kept unless now_all: it
+ * is where the next SuperSlab comes from. */
+static size_t unmap_idle(bool now_all) {
+  if (!res_pending_unmap) return 0;
+  uint64_t now = _hak_os_now_ms();
+  uint64_t delay = (uint64_t)hak_opt(HAK_OPT_UNMAP_DELAY_MS);
+  size_t n = 0;
+  hak_reservation_t *next;
+  for (hak_reservation_t *r = res_list; r; r = next) {
+    next = r->next;
+    if (!r->empty_since || (r == res_list && !now_all)) continue;
+    if (now_all || now - r->empty_since >= delay) {
+      reservation_unmap(r);
+      n += HAK_RESERVATION;
+    }
+  }
+  return n;
+}
+
+void _hak_slab_release(hak_slab_t *s) {
+  hak_superslab_t *ss = hak_superslab_of((char *)s + 1);
+  unsigned u = hak_slab_unit(s), n = s->units;
+  size_t cls = s->cls;
+  uint32_t bits = unit_bits(u, n);
+  atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
+  _hak_lock(&_hak_ss_lock);
+  for (unsigned i = 0; i < n; i++) s[i].head_offset = 0;
+  if (!ss->free_units) avail_push(ss);
+  ss->free_units |= bits;
+  ss->dirty_units |= bits;
+  size_t bytes = bits_bytes(bits);
+  dirty_bytes += bytes;
+  slab_bytes -= bytes;
+  slab_count--;
+  class_slabs[cls]--;
+  if (hak_cfg_debug) _hak_superslab_check(ss);
+  if (ss->free_units == UINT32_MAX) reservation_note_empty(ss->res, +1);
+  size_t retain = (size_t)hak_opt(HAK_OPT_RETAIN_KB) << 10;
+  if (dirty_bytes > retain) purge_to(retain / 2);
+  unmap_idle(false);
+  _hak_unlock(&_hak_ss_lock);
+}
+
+size_t _hak_purge(bool all) {
+  _hak_lock(&_hak_ss_lock);
+  size_t retain = all ? 0 : (size_t)hak_opt(HAK_OPT_RETAIN_KB) << 10;
+  size_t n = dirty_bytes > retain ? purge_to(retain) : 0;
+  n += unmap_idle(all);
+  _hak_unlock(&_hak_ss_lock);
+  return n;
+}
+
+void _hak_superslab_check(hak_superslab_t *ss) {
+  uint32_t covered = 0;
+  for (unsigned u = 0; u < HAK_UNITS;) {
+    hak_slab_t *s = &ss->slab[u];
+    if (ss->free_units & (1u << u)) {
+      HAK_ASSERT(s->head_offset == 0);
+      u++;
+      continue;
+    }
+    HAK_ASSERT(s->head_offset == 0 && s->units >= 1 && u + s->units <= HAK_UNITS);
+    for (unsigned i = 1; i < s->units; i++)
+      HAK_ASSERT(s[i].head_offset == i * sizeof(hak_slab_t) && !(ss->free_units & (1u << (u + i))));
+    covered |= unit_bits(u, s->units);
+    u += s->units;
+  }
+  HAK_ASSERT((covered | ss->free_units) == UINT32_MAX && !(covered & ss->free_units));
+  HAK_ASSERT((ss->dirty_units & ~ss->free_units) == 0);
+}
+
+void _hak_superslab_stats(hak_stats_t *st, uint64_t *cls_slabs, uint64_t *cls_used) {
+  _hak_lock(&_hak_ss_lock);
+  st->mapped += mapped_bytes;
+  st->committed += committed_bytes();
+  st->peak_committed += peak_committed;
+  st->superslabs += superslab_count;
+  st->slabs += slab_count;
+  st->purged += purged_total;
+  st->unmapped += unmapped_total;
+  for (hak_reservation_t *r = res_list; r; r = r->next) {
+    for (uint32_t i = 0; i < r->carved; i++) {
+      hak_superslab_t *ss = (hak_superslab_t *)(r->base + (size_t)i * HAK_SS_SIZE);
+      for (unsigned u = 0; u < HAK_UNITS; u++) {
+        hak_slab_t *s = &ss->slab[u];
+        if ((ss->free_units & (1u << u)) || s->head_offset) continue;
+        /* A racy read of another thread's counter: a statistic, not a decision. */
+        uint32_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED);
+        st->in_use += (size_t)used * s->block_size;
+        if (cls_used) cls_used[s->cls] += used;
+      }
+    }
+  }
+  if (cls_slabs)
+    for (size_t c = 0; c < HAK_CLASSES; c++) {
+      cls_slabs[2 * c] = class_slabs[c];
+      cls_slabs[2 * c + 1] = class_slabs_peak[c];
+    }
+  _hak_unlock(&_hak_ss_lock);
+}
