@@ -9,10 +9,17 @@
 #define HAK_TEST_HARNESS_H
 
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 
+#ifdef __cplusplus
+#include <atomic>
+static std::atomic<long> th_passed, th_failed;
+#define atomic_fetch_add(a, v) (a)->fetch_add(v)
+#define atomic_load(a) (a)->load()
+#else
+#include <stdatomic.h>
 static atomic_long th_passed, th_failed;
+#endif
 
 __attribute__((format(printf, 4, 5), unused)) static int
 th_check(int ok, const char *file, int line, const char *fmt, ...)

@@ -59,7 +59,7 @@ static inline uint64_t pat_word(uint64_t seed, size_t off)
 
 __attribute__((unused)) static void pat_fill(void *p, size_t n, uint64_t seed)
 {
-  unsigned char *b = p;
+  unsigned char *b = (unsigned char *)p;
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     uint64_t v = pat_word(seed, i);
@@ -75,7 +75,7 @@ __attribute__((unused)) static void pat_fill(void *p, size_t n, uint64_t seed)
  * SIZE_MAX when all match. */
 __attribute__((unused)) static size_t pat_check(const void *p, size_t n, uint64_t seed)
 {
-  const unsigned char *b = p;
+  const unsigned char *b = (const unsigned char *)p;
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     uint64_t v = pat_word(seed, i), w;
@@ -94,7 +94,7 @@ __attribute__((unused)) static size_t pat_check(const void *p, size_t n, uint64_
 /* 1 if every byte of p[0..n) is c. */
 __attribute__((unused)) static int all_bytes(const void *p, size_t n, unsigned char c)
 {
-  const unsigned char *b = p;
+  const unsigned char *b = (const unsigned char *)p;
   for (size_t i = 0; i < n; i++)
     if (b[i] != c)
       return 0;

@@ -1,0 +1,252 @@
+#!/bin/bash
+# tests/run.sh — runs the whole hakmem test suite (make test builds what it
+# needs first). Prints one line per test binary or script check, then exactly
+# one closing line `N passed, N failed`: the checks of every binary plus one
+# per script-level check. Exit status 0 iff nothing failed.
+#
+#   tests/bin/NAME          linked with -lhakmem (release)
+#   tests/bin/debug/NAME    linked with the debug library
+#   tests/bin/api-static    linked -static with libhakmem.a
+#   tests/bin/glibc/NAME    plain glibc binaries, run with LD_PRELOAD
+# then the library's TLS segment and exports, and real programs (python3,
+# gcc, git, sort, a build of this project) under LD_PRELOAD, whose output
+# must be byte-identical to a run without it.
+#
+# TEST_TIMEOUT (default 300) bounds each command in seconds.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$PWD
+REL=$ROOT/libhakmem.so
+DBG=$ROOT/debug/libhakmem.so
+B=tests/bin
+TESTS="api cxx stress fork churn foreign tdtor options"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/hakmem-tests.XXXXXX") || exit 1
+trap 'rm -rf "$TMP"' EXIT
+PASSED=0
+FAILED=0
+START=$SECONDS
+
+# Settings of the caller must not leak into the tests.
+unset LD_PRELOAD
+for v in $(env | sed -n 's/^\(HAKMEM_[A-Za-z0-9_]*\)=.*/\1/p'); do
+  unset "$v"
+done
+
+# run_bin LABEL CMD...: runs one test binary and adds its closing line to the
+# totals; a binary that crashes, times out or exits non-zero without
+# reporting a failure counts as one failure.
+run_bin() {
+  local label=$1 out=$TMP/out t=$SECONDS rc line p=0 f=0 why=""
+  shift
+  timeout -k 10 "${TEST_TIMEOUT:-300}" "$@" >"$out" 2>&1 </dev/null
+  rc=$?
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
+  if [ -n "$line" ]; then
+    p=${line%% passed*}
+    f=${line#*, }
+    f=${f%% failed}
+  fi
+  if [ "$rc" -ne 0 ]; then
+    case $rc in
+    124 | 137) why=" (timed out after ${TEST_TIMEOUT:-300} s)" ;;
+    *) if [ "$rc" -gt 128 ]; then why=" (killed by signal $((rc - 128)))"; else why=" (exit status $rc)"; fi ;;
+    esac
+    [ -z "$line" ] && why="$why, no closing line"
+    [ "$f" -eq 0 ] && f=1
+  fi
+  PASSED=$((PASSED + p))
+  FAILED=$((FAILED + f))
+  if [ "$f" -eq 0 ]; then
+    printf 'ok    %-34s %4d checks %4d s\n' "$label" "$p" $((SECONDS - t))
+  else
+    printf 'FAIL  %-34s %4d ok, %d bad%s\n' "$label" "$p" "$f" "$why"
+    grep -vE '^[0-9]+ passed, [0-9]+ failed$' "$out" | head -n 40 | sed 's/^/        /'
+  fi
+}
+
+# check LABEL OK [DETAIL-FILE]: one script-level check; OK is 1 or 0.
+check() {
+  local label=$1 ok=$2 detail=${3:-}
+  if [ "$ok" = 1 ]; then
+    PASSED=$((PASSED + 1))
+    printf 'ok    %s\n' "$label"
+  else
+    FAILED=$((FAILED + 1))
+    printf 'FAIL  %s\n' "$label"
+    if [ -n "$detail" ] && [ -s "$detail" ]; then
+      tail -n 20 "$detail" | sed 's/^/        /'
+    fi
+  fi
+}
+
+skip() { printf 'skip  %s\n' "$*"; }
+
+# ---- the libraries --------------------------------------------------------------
+libs_ok=1
+for lib in "$REL" "$DBG" "$ROOT/libhakmem.a" "$ROOT/debug/libhakmem.a"; do
+  [ -f "$lib" ] || libs_ok=0
+done
+check "libraries built (libhakmem.so/.a, debug/libhakmem.so/.a)" $libs_ok
+
+# Exactly one thread-local in the library: one TLS program header, MemSiz 8.
+for lib in "$REL" "$DBG"; do
+  name=${lib#"$ROOT"/}
+  readelf -lW "$lib" >"$TMP/phdr" 2>&1
+  tls=$(awk '$1 == "TLS"' "$TMP/phdr")
+  n=$(printf '%s' "$tls" | grep -c TLS)
+  memsz=$(printf '%s' "$tls" | awk '{print $6}')
+  ok=0
+  [ "$n" = 1 ] && [ $((memsz)) -eq 8 ] && ok=1
+  printf '%s\n' "TLS program headers: $n; MemSiz ${memsz:-none}" >"$TMP/tlsinfo"
+  check "$name has one TLS segment of MemSiz 0x8 (one pointer)" $ok "$TMP/tlsinfo"
+done
+
+# The whole malloc API is exported; internal _hak_ names are not.
+need="malloc free calloc realloc reallocarray posix_memalign aligned_alloc memalign valloc
+pvalloc malloc_usable_size free_sized free_aligned_sized cfree mallinfo mallinfo2 malloc_trim
+mallopt malloc_stats malloc_info __libc_malloc __libc_calloc __libc_realloc __libc_free
+__libc_memalign __libc_valloc __libc_pvalloc __posix_memalign hak_version hak_malloc hak_free
+hak_calloc hak_realloc hak_aligned_alloc hak_posix_memalign hak_usable_size hak_trim hak_stats
+hak_stats_flush hak_stats_print hak_stats_json"
+for lib in "$REL" "$DBG"; do
+  name=${lib#"$ROOT"/}
+  nm -D --defined-only "$lib" 2>/dev/null | awk '{print $NF}' | sed 's/@.*//' | sort -u >"$TMP/syms"
+  : >"$TMP/missing"
+  for s in $need; do
+    grep -qx "$s" "$TMP/syms" || echo "missing: $s" >>"$TMP/missing"
+  done
+  grep '^_hak_' "$TMP/syms" | sed 's/^/exported internal: /' >>"$TMP/missing"
+  ok=0
+  [ -s "$TMP/syms" ] && [ ! -s "$TMP/missing" ] && ok=1
+  check "$name exports the malloc API and hak_*, no _hak_ internals" $ok "$TMP/missing"
+done
+
+# ---- test binaries ---------------------------------------------------------------
+for t in $TESTS; do
+  run_bin "$t" "$B/$t"
+  run_bin "$t (debug)" "$B/debug/$t"
+done
+run_bin "api (static, libhakmem.a)" "$B/api-static"
+run_bin "dlopen" "$B/glibc/dlopen" "$REL"
+run_bin "dlopen (debug)" "$B/glibc/dlopen" "$DBG"
+for t in $TESTS; do
+  run_bin "$t (LD_PRELOAD)" env LD_PRELOAD="$REL" "$B/glibc/$t"
+done
+run_bin "stress (LD_PRELOAD debug)" env LD_PRELOAD="$DBG" "$B/glibc/stress"
+run_bin "fork (LD_PRELOAD debug)" env LD_PRELOAD="$DBG" "$B/glibc/fork"
+
+# ---- real programs under LD_PRELOAD ---------------------------------------------
+# same_output LABEL PLAIN PRELOADED ERRFILE PATTERN: one check that both runs
+# succeeded (status files hold their exit codes), gave identical output, and
+# that the preloaded run's stderr shows hakmem was in use (PATTERN).
+same_output() {
+  local label=$1 a=$2 b=$3 err=$4 pat=$5 ok=0
+  : >"$TMP/why"
+  if [ "$(cat "$a.rc")" != 0 ]; then
+    echo "the run without LD_PRELOAD failed (exit $(cat "$a.rc"))" >>"$TMP/why"
+  elif [ "$(cat "$b.rc")" != 0 ]; then
+    echo "the run with LD_PRELOAD failed (exit $(cat "$b.rc")); its stderr:" >>"$TMP/why"
+    tail -n 15 "$err" >>"$TMP/why"
+  elif ! cmp -s "$a" "$b"; then
+    echo "output differs with LD_PRELOAD: $(cmp "$a" "$b" 2>&1)" >>"$TMP/why"
+  elif ! grep -q "$pat" "$err"; then
+    echo "hakmem was not in use: no line matching '$pat' on stderr:" >>"$TMP/why"
+    tail -n 15 "$err" >>"$TMP/why"
+  else
+    ok=1
+  fi
+  check "$label" $ok "$TMP/why"
+}
+
+# run_to OUT CMD...: runs CMD with stdout to OUT, its exit code to OUT.rc.
+run_to() {
+  local out=$1
+  shift
+  timeout -k 10 "${TEST_TIMEOUT:-300}" "$@" >"$out" </dev/null
+  echo $? >"$out.rc"
+}
+
+PRE=(env LD_PRELOAD="$REL" HAKMEM_STATS=1)
+
+if command -v python3 >/dev/null 2>&1; then
+  cat >"$TMP/dict.py" <<'EOF'
+import hashlib, os, sys
+d = {}
+for i in range(400000):
+    d["k%d" % (i * 7919 % 1000003)] = [i, str(i) * 3, (i, i * 2)]
+items = sorted(d.items(), key=lambda kv: (kv[1][0] % 977, kv[0]))
+values = sorted((v[1] for v in d.values()), reverse=True)
+h = hashlib.sha256()
+for k, v in items:
+    h.update(k.encode())
+    h.update(v[1].encode())
+for s in values:
+    h.update(s.encode())
+print(len(d), len(values), h.hexdigest())
+if os.environ.get("HAK_CHECK"):
+    import ctypes
+    f = ctypes.CDLL(None).hak_version
+    f.restype = ctypes.c_char_p
+    sys.stderr.write("hak_version=%s\n" % f().decode())
+EOF
+  run_to "$TMP/py.plain" python3 "$TMP/dict.py"
+  run_to "$TMP/py.pre" env LD_PRELOAD="$REL" HAK_CHECK=1 python3 "$TMP/dict.py" 2>"$TMP/py.err"
+  same_output "python3 dict/sort digest identical under LD_PRELOAD (ctypes sees hak_version)" \
+    "$TMP/py.plain" "$TMP/py.pre" "$TMP/py.err" '^hak_version=hakmem '
+else
+  skip "python3 under LD_PRELOAD: python3 is not installed"
+fi
+
+if command -v gcc >/dev/null 2>&1; then
+  GCC_ARGS=(-O2 -g -std=gnu11 -D_GNU_SOURCE -Iinclude -c tests/api.c)
+  run_to "$TMP/gcc.plain.log" gcc "${GCC_ARGS[@]}" -o "$TMP/plain.o"
+  run_to "$TMP/gcc.pre.log" "${PRE[@]}" gcc "${GCC_ARGS[@]}" -o "$TMP/pre.o" 2>"$TMP/gcc.err"
+  cp "$TMP/plain.o" "$TMP/gcc.plain" 2>/dev/null || : >"$TMP/gcc.plain"
+  cp "$TMP/pre.o" "$TMP/gcc.pre" 2>/dev/null || : >"$TMP/gcc.pre"
+  cp "$TMP/gcc.plain.log.rc" "$TMP/gcc.plain.rc"
+  cp "$TMP/gcc.pre.log.rc" "$TMP/gcc.pre.rc"
+  same_output "gcc -O2 -g builds an identical .o under LD_PRELOAD" \
+    "$TMP/gcc.plain" "$TMP/gcc.pre" "$TMP/gcc.err" '^hakmem: '
+else
+  skip "gcc under LD_PRELOAD: gcc is not installed"
+fi
+
+if command -v git >/dev/null 2>&1 && head=$(git rev-parse -q --verify HEAD 2>/dev/null); then
+  run_to "$TMP/git.plain" git --no-pager log --stat -p "$head"
+  run_to "$TMP/git.pre" "${PRE[@]}" git --no-pager log --stat -p "$head" 2>"$TMP/git.err"
+  same_output "git log --stat -p identical under LD_PRELOAD" \
+    "$TMP/git.plain" "$TMP/git.pre" "$TMP/git.err" '^hakmem: '
+else
+  skip "git log under LD_PRELOAD: git is not installed or this is not a git checkout"
+fi
+
+awk 'BEGIN { x = 12345
+  for (i = 0; i < 300000; i++) {
+    x = (x * 1103515245 + 12345) % 2147483648
+    printf "%010d %d line-%d\n", x, i % 1000, i
+  } }' >"$TMP/sort.in"
+SORT_ARGS=(-S 2M -T "$TMP" --parallel=2 -k2,2n -k1,1 "$TMP/sort.in")
+run_to "$TMP/sort.plain" env LC_ALL=C sort "${SORT_ARGS[@]}"
+run_to "$TMP/sort.pre" "${PRE[@]}" LC_ALL=C sort "${SORT_ARGS[@]}" 2>"$TMP/sort.err"
+same_output "sort of a $(($(wc -c <"$TMP/sort.in") / 1048576)) MB file identical under LD_PRELOAD" \
+  "$TMP/sort.plain" "$TMP/sort.pre" "$TMP/sort.err" '^hakmem: '
+
+# A full build of the library in a copy of the tree, without and with
+# LD_PRELOAD (make, gcc, cc1, as, ld all on hakmem): identical libhakmem.so.
+BD=$TMP/build
+mkdir -p "$BD/tests" "$BD/bench"
+cp -r src include Makefile "$BD/" && cp tests/tests.mk "$BD/tests/"
+cp bench/*.mk "$BD/bench/" 2>/dev/null
+run_to "$TMP/build1.log" make -C "$BD" -j2 libhakmem.so
+cp "$BD/libhakmem.so" "$TMP/build.plain" 2>/dev/null || : >"$TMP/build.plain"
+cp "$TMP/build1.log.rc" "$TMP/build.plain.rc"
+rm -rf "$BD/build" "$BD/libhakmem.so"
+run_to "$TMP/build2.log" "${PRE[@]}" make -C "$BD" -j2 libhakmem.so 2>"$TMP/build.err"
+cp "$BD/libhakmem.so" "$TMP/build.pre" 2>/dev/null || : >"$TMP/build.pre"
+cp "$TMP/build2.log.rc" "$TMP/build.pre.rc"
+same_output "a build of this project under LD_PRELOAD gives an identical libhakmem.so" \
+  "$TMP/build.plain" "$TMP/build.pre" "$TMP/build.err" '^hakmem: '
+
+printf 'time: %d s\n' $((SECONDS - START))
+printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
+[ "$FAILED" -eq 0 ]
