@@ -23,11 +23,13 @@ debug: debug/libhakmem.so debug/libhakmem.a
 
 build/release/%.o: src/%.c $(HDR) Makefile
 	@mkdir -p $(@D)
-	$(CC) $(BASE) $(RELEASE) $(CFLAGS) -c $< -o $@
+	@echo "  CC      $@"
+	@$(CC) $(BASE) $(RELEASE) $(CFLAGS) -c $< -o $@
 
 build/debug/%.o: src/%.c $(HDR) Makefile
 	@mkdir -p $(@D)
-	$(CC) $(BASE) $(DEBUG) $(CFLAGS) -c $< -o $@
+	@echo "  CC      $@"
+	@$(CC) $(BASE) $(DEBUG) $(CFLAGS) -c $< -o $@
 
 libhakmem.so: $(OBJ_R) src/exports.map
 	$(CC) $(LDSO) -o $@ $(OBJ_R) -pthread

@@ -1,44 +1,57 @@
 /* alloc.h — the malloc and free fast paths, inline in override.c and api.c.
  * malloc: size → class → pop the heap's free-list head. free: chunk map says
- * SuperSlab → slab descriptor → held by this thread's heap (one compare) →
- * push on the slab's local list. Everything else is a slow path. */
+ * SuperSlab → slab descriptor → the heap's current slab of that class: push
+ * on the heap's list; else held by this heap (one compare): push on the
+ * slab's local list. Everything else is a slow path. */
 #ifndef HAK_ALLOC_H
 #define HAK_ALLOC_H
 
 #include "internal.h"
 
-/* A block of class cls (1 .. HAK_CLASS_LAST, or 0 for malloc(0)). */
-static inline void *hak_alloc_class(size_t cls) {
-  hak_front_t *h = hak_tls_heap;
-  hak_block_t *b = h->free[cls];
-  if (HAK_UNLIKELY(!b)) return _hak_alloc_refill(cls);
-  h->free[cls] = b->next;
+/* A block from the slot at byte offset `off` (HAK_SLOT_OFF of its class). */
+static inline void *hak_alloc_slot(size_t off) {
+  hak_class_slot_t *slot = (hak_class_slot_t *)((uintptr_t)hak_tls_heap + off);
+  hak_block_t *b = slot->free;
+  if (HAK_UNLIKELY(!b)) return _hak_alloc_refill(off / sizeof(hak_class_slot_t));
+  slot->free = b->next;
   return b;
 }
 
+/* A block of class cls (1 .. HAK_CLASS_LAST, or 0 for malloc(0)). */
+static inline void *hak_alloc_class(size_t cls) { return hak_alloc_slot(HAK_SLOT_OFF(cls)); }
+
 static inline void *hak_alloc_inline(size_t size) {
-  size_t cls;
-  if (HAK_LIKELY(size <= HAK_TINY_MAX)) cls = (size + 15) >> 4;
-  else if (size <= HAK_MID_MAX) cls = hak_class_of(size);
-  else return _hak_alloc_slow(size);
-  return hak_alloc_class(cls);
+  if (HAK_LIKELY(size <= HAK_TINY_MAX)) /* (size + 15) / 16 slots of 16 bytes */
+    return hak_alloc_slot((size + 15) & ~(size_t)15);
+  if (size <= HAK_MID_MAX) return hak_alloc_class(hak_class_of(size));
+  return _hak_alloc_slow(size);
 }
 
+/* A block of a SuperSlab never starts at its first byte, so p's own chunk
+ * is its SuperSlab's (the (p - 1) rule matters only to the slow path). */
 static inline void hak_free_inline(void *p, const char *who) {
-  uintptr_t a = (uintptr_t)p;
-  uintptr_t chunk = (a - 1) >> HAK_SS_SHIFT; /* NULL wraps around: not a chunk */
+  uintptr_t a = (uintptr_t)p, chunk = a >> HAK_SS_SHIFT;
   if (HAK_UNLIKELY(chunk >= HAK_CHUNKS || _hak_chunk_map[chunk] != HAK_CHUNK_SUPERSLAB)) {
     _hak_free_slow(p, who);
     return;
   }
-  hak_slab_t *s = hak_slab_head(hak_unit_of((hak_superslab_t *)(chunk << HAK_SS_SHIFT), a));
+  hak_slab_t *s = hak_slab_of((hak_superslab_t *)(chunk << HAK_SS_SHIFT), a);
+  hak_class_slot_t *slot = (hak_class_slot_t *)((uintptr_t)hak_tls_heap + s->slot_off);
+  hak_block_t *b = p;
+  if (HAK_LIKELY(slot->cur == (uintptr_t)s)) {
+    /* The heap's current slab: straight back on the list malloc pops
+     * (blocks on it count as used, so no counter changes). */
+    b->next = slot->free;
+    atomic_signal_fence(memory_order_release); /* a fork child sees the link before the head */
+    slot->free = b;
+    return;
+  }
   if (HAK_UNLIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) != hak_tls_heap->key)) {
     _hak_free_slow(p, who);
     return;
   }
-  hak_block_t *b = p;
   b->next = s->local_free;
-  atomic_signal_fence(memory_order_release); /* a fork child sees the link before the head */
+  atomic_signal_fence(memory_order_release);
   s->local_free = b;
   if (HAK_UNLIKELY(--s->used == 0)) _hak_free_local_empty(s);
 }

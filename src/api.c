@@ -80,11 +80,8 @@ size_t _hak_usable_size(const void *p, const char *who) {
   uint8_t kind = ((a - 1) >> HAK_ADDR_BITS) ? HAK_CHUNK_NONE : _hak_chunk_map[(a - 1) >> HAK_SS_SHIFT];
   if (kind == HAK_CHUNK_SUPERSLAB) {
     hak_superslab_t *ss = hak_superslab_of(p);
-    hak_slab_t *u = hak_unit_of(ss, a);
-    hak_slab_t *s = hak_slab_head(u);
-    if (!((__atomic_load_n(&ss->free_units, __ATOMIC_RELAXED) >> hak_slab_unit(u)) & 1u) &&
-        _hak_slab_block_valid(s, p))
-      return s->block_size;
+    hak_slab_t *s = hak_slab_of(ss, a);
+    if (_hak_slab_block_valid(s, p)) return s->block_size;
     _hak_report_invalid(who, p, "is not the start of a hakmem block");
     return 0;
   }

@@ -115,27 +115,32 @@ static hak_slab_t *heap_next_slab(hak_heap_t *h, size_t cls) {
   return s;
 }
 
+static void heap_set_cur(hak_heap_t *h, size_t cls, hak_slab_t *s) {
+  h->front.slot[cls].cur = s ? (uintptr_t)s | ((h->front.key & HAK_KEY_CHECK) ? HAK_CUR_CHECK : 0) : 0;
+}
+
 /* Pops a block of cls, refilling the heap's list from its slabs. */
 static void *heap_alloc(hak_heap_t *h, size_t cls) {
-  hak_block_t *b = h->front.free[cls];
+  hak_block_t *b = h->front.slot[cls].free;
   if (b) {
-    h->front.free[cls] = b->next;
+    h->front.slot[cls].free = b->next;
     return b;
   }
   heap_enter(h);
-  hak_slab_t *s = h->cur[cls];
+  hak_slab_t *s = hak_front_cur(&h->front, cls);
   uint32_t n;
   for (;;) {
     if (s && (b = _hak_slab_take(s, &n)) != NULL) break;
     if (s) heap_retire_full(h, s);
-    s = h->cur[cls] = heap_next_slab(h, cls);
+    s = heap_next_slab(h, cls);
+    heap_set_cur(h, cls, s);
     if (!s) {
       heap_leave(h);
       return NULL;
     }
   }
   h->stat[HAK_STAT_refills]++;
-  h->front.free[cls] = b->next;
+  h->front.slot[cls].free = b->next;
   if (hak_cfg_debug) _hak_slab_check(s, &h->front);
   heap_leave(h);
   return b;
@@ -162,7 +167,7 @@ void *_hak_alloc_refill(size_t cls) {
 
 /* A local free made s empty (used reached 0 on the fast path, or here). */
 static void heap_slab_empty(hak_heap_t *h, hak_slab_t *s) {
-  if (h->cur[s->cls] == s) return; /* keep the current slab */
+  if (hak_front_cur(&h->front, s->cls) == s) return; /* keep the current slab */
   heap_enter(h);
   list_remove(&h->partial[s->cls], s);
   h->stat[HAK_STAT_slabs_released]++;
@@ -201,11 +206,9 @@ void _hak_free_slow(void *p, const char *who) {
     return;
   }
   hak_superslab_t *ss = hak_superslab_of(p);
-  hak_slab_t *u = hak_unit_of(ss, a);
-  hak_slab_t *s = hak_slab_head(u);
+  hak_slab_t *s = hak_slab_of(ss, a);
   uint32_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
-  if ((__atomic_load_n(&ss->free_units, __ATOMIC_RELAXED) >> hak_slab_unit(u)) & 1u ||
-      !_hak_slab_block_valid(s, p)) {
+  if (!_hak_slab_block_valid(s, p)) {
     _hak_report_invalid(who, p, "is not the start of a hakmem block");
     return;
   }
@@ -235,12 +238,12 @@ void _hak_free_local_empty(hak_slab_t *s) {
 /* Lets go of every slab h holds. */
 static void heap_detach_all(hak_heap_t *h, bool recount) {
   for (size_t c = 1; c < HAK_CLASSES; c++) {
-    hak_slab_t *s = h->cur[c];
+    hak_slab_t *s = hak_front_cur(&h->front, c);
     if (s) {
       if (recount) _hak_slab_recount(s);
-      _hak_slab_return_list(s, h->front.free[c]);
-      h->front.free[c] = NULL;
-      h->cur[c] = NULL;
+      _hak_slab_return_list(s, h->front.slot[c].free);
+      h->front.slot[c].free = NULL;
+      heap_set_cur(h, c, NULL);
       h->stat[HAK_STAT_slabs_detached]++;
       _hak_slab_detach(s);
     }

@@ -4,13 +4,13 @@
  *
  * Map of the main types:
  *   hak_superslab_t  2 MiB region aligned to 2 MiB; its first page is the
- *                    header (one hak_slab_t per 64 KiB unit), the rest holds
- *                    blocks. Carved from large reservations.
- *   hak_slab_t       a slab is a run of units holding blocks of one class;
- *                    the descriptor of its first unit describes it, the
- *                    descriptors of its other units point back to that one.
- *   hak_front_t      what the fast paths read from a heap: owner key and the
- *                    per-class free-list heads.
+ *                    header (which slab each 64 KiB unit belongs to, and one
+ *                    descriptor per unit), the rest holds blocks. Carved
+ *                    from large reservations.
+ *   hak_slab_t       a slab is a run of units holding blocks of one class,
+ *                    described by the descriptor of its first unit.
+ *   hak_front_t      what the fast paths read from a heap: owner key, and
+ *                    per class the free-list head and the current slab.
  *   hak_heap_t       a thread's heap: a hak_front_t plus the slabs it holds.
  *   hak_block_t      a free block; its first word links the list it is on.
  *   chunk map        one byte per 2 MiB of the 47-bit address space; marks
@@ -20,9 +20,11 @@
  *   I1  header(p) = (p - 1) rounded down to 2 MiB, for every block p.
  *   I2  for a slab s held by heap h, with F = |h->free[cls]| if s is h's
  *       current slab of its class and 0 otherwise:
- *         s.used + |s.local_free| + |s.thread_free| == s.carved <= s.capacity
- *         F <= s.used   (blocks in the heap's list count as used)
- *       and every block on these lists lies in s at a block boundary.
+ *         s.used + |s.local_free| == s.carved <= s.capacity
+ *         |s.thread_free| + F <= s.used
+ *       (used counts blocks with the program, in the heap's list and on
+ *       thread_free), and every block on these lists lies in s at a block
+ *       boundary.
  *   I3  a slab is held by exactly one heap (owner = that heap's key, the
  *       thread_free word has HAK_DETACHED clear), or detached (owner = 0,
  *       HAK_DETACHED set), or transiently claimed by one thread (owner = 0,
@@ -82,7 +84,9 @@ typedef struct hak_block {
 typedef struct hak_slab hak_slab_t;
 struct hak_slab {
   _Atomic uint32_t owner;          /* holder's key | HAK_OWNER_FULL; 0 = none */
-  uint32_t head_offset;            /* bytes back to the slab's first descriptor */
+  uint16_t slot_off;               /* byte offset of its class's slot in hak_front_t.slot */
+  uint8_t cls;                     /* size class */
+  uint8_t units;                   /* units spanned; 0: the unit is in no slab */
   hak_block_t *local_free;         /* blocks freed by the holder */
   uint32_t used;                   /* blocks out: with the program or in the holder's list */
   uint32_t carved;                 /* blocks carved so far (lazily, a page at a time) */
@@ -90,17 +94,16 @@ struct hak_slab {
   uint32_t block_size;             /* bytes per block */
   uint32_t capacity;               /* blocks that fit */
   hak_slab_t *next, *prev;         /* heap's partial/full list, or abandoned list */
-  uint8_t cls;                     /* size class */
-  uint8_t units;                   /* units spanned (head descriptor only) */
   uint8_t listed;                  /* on its class's abandoned list */
-  uint8_t pad[5];
+  uint8_t pad[7];
 };
 _Static_assert(sizeof(hak_slab_t) == 64, "one cache line per unit descriptor");
 
 typedef struct hak_reservation hak_reservation_t;
 typedef struct hak_superslab hak_superslab_t;
 struct hak_superslab {
-  hak_slab_t slab[HAK_UNITS];      /* first: the free path indexes it from the address */
+  hak_slab_t *unit_slab[HAK_UNITS]; /* first: the slab of each unit (its own descriptor if free) */
+  hak_slab_t slab[HAK_UNITS];      /* descriptors; a slab's is its first unit's */
   uint32_t free_units;             /* bit u: unit u belongs to no slab */
   uint32_t dirty_units;            /* free units that may still be resident */
   hak_superslab_t *next, *prev;    /* list of all SuperSlabs (ss lock) */
@@ -135,16 +138,31 @@ enum {
 };
 
 /* ---- heaps ------------------------------------------------------------- */
+/* A heap's current slab of a class: the one whose blocks free[c] holds.
+ * The fast free pushes a block of it straight back on free[c]; in checking
+ * mode the pointer carries HAK_CUR_CHECK so that this never matches. */
+#define HAK_CUR_CHECK ((uintptr_t)1)
+
+typedef struct hak_class_slot {
+  hak_block_t *free;               /* free-list head; slot[0].free stays NULL */
+  uintptr_t cur;                   /* current slab | HAK_CUR_CHECK; 0 = none */
+} hak_class_slot_t;
+
 typedef struct hak_front {
+  hak_class_slot_t slot[HAK_CLASSES]; /* first: a slot's address is heap + offset */
   uint32_t key;                    /* owner word of the slabs it holds, or a never-matching key */
   uint32_t busy;                   /* inside a slow path that changes its slabs (fork child reads) */
-  hak_block_t *free[HAK_CLASSES];  /* free-list heads; free[0] stays NULL */
 } hak_front_t;
+#define HAK_SLOT_OFF(cls) ((uint16_t)((cls) * sizeof(hak_class_slot_t)))
+_Static_assert(sizeof(hak_class_slot_t) == 16, "Tiny slot offset = (size + 15) & ~15");
+
+static inline hak_slab_t *hak_front_cur(const hak_front_t *f, size_t cls) {
+  return (hak_slab_t *)(f->slot[cls].cur & ~HAK_CUR_CHECK);
+}
 
 typedef struct hak_heap hak_heap_t;
 struct hak_heap {
   hak_front_t front;                       /* first: the TLS pointer points here */
-  hak_slab_t *cur[HAK_CLASSES];            /* slab whose blocks front.free[c] holds */
   hak_slab_list_t partial[HAK_CLASSES];    /* held slabs, not current, not flagged full */
   hak_slab_list_t full[HAK_CLASSES];       /* held slabs flagged full, oldest first */
   uint64_t stat[HAK_STAT_COUNT];           /* this thread's counters */
@@ -179,15 +197,14 @@ extern uint8_t _hak_chunk_map[HAK_CHUNKS];
 static inline hak_superslab_t *hak_superslab_of(const void *p) {
   return (hak_superslab_t *)(((uintptr_t)p - 1) & ~(HAK_SS_SIZE - 1));
 }
-/* The unit descriptor of the unit holding address a (a inside the SuperSlab). */
-static inline hak_slab_t *hak_unit_of(hak_superslab_t *ss, uintptr_t a) {
-  return (hak_slab_t *)((char *)ss + ((a >> (HAK_UNIT_SHIFT - 6)) & ((HAK_UNITS - 1) << 6)));
-}
-static inline hak_slab_t *hak_slab_head(hak_slab_t *u) {
-  return (hak_slab_t *)((char *)u - u->head_offset);
+/* The slab holding address a (inside ss); a unit in no slab gives its own
+ * descriptor, whose `units` is 0. */
+static inline hak_slab_t *hak_slab_of(const hak_superslab_t *ss, uintptr_t a) {
+  return ss->unit_slab[(a >> HAK_UNIT_SHIFT) & (HAK_UNITS - 1)];
 }
 static inline unsigned hak_slab_unit(const hak_slab_t *s) {
-  return (unsigned)(((uintptr_t)s & (HAK_SS_SIZE - 1)) / sizeof(hak_slab_t));
+  return (unsigned)((((uintptr_t)s & (HAK_SS_SIZE - 1)) - offsetof(hak_superslab_t, slab)) /
+                    sizeof(hak_slab_t));
 }
 static inline char *hak_slab_start(const hak_slab_t *s) {
   uintptr_t ss = (uintptr_t)s & ~(HAK_SS_SIZE - 1);

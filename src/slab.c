@@ -167,6 +167,7 @@ void _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b) {
 }
 
 bool _hak_slab_block_valid(const hak_slab_t *s, const void *p) {
+  if (!s->units) return false;
   const char *start = hak_slab_start(s);
   if ((const char *)p < start) return false;
   size_t off = (size_t)((const char *)p - start);
@@ -187,7 +188,7 @@ bool _hak_slab_block_is_free(hak_slab_t *s, const hak_block_t *b, const hak_fron
       (const hak_block_t *)(atomic_load_explicit(&s->thread_free, memory_order_acquire) & ~HAK_DETACHED);
   if (on_list(tf, b)) return true;
   if (!h) return false;
-  return on_list(s->local_free, b) || (((const hak_heap_t *)h)->cur[s->cls] == s && on_list(h->free[s->cls], b));
+  return on_list(s->local_free, b) || (hak_front_cur(h, s->cls) == s && on_list(h->slot[s->cls].free, b));
 }
 
 static uint32_t list_length(const hak_slab_t *s, const hak_block_t *l) {
@@ -207,13 +208,13 @@ void _hak_slab_recount(hak_slab_t *s) {
 }
 
 void _hak_slab_check(hak_slab_t *s, const hak_front_t *h) {
-  HAK_ASSERT(s->head_offset == 0 && s->carved <= s->capacity);
+  HAK_ASSERT(s->units && s->carved <= s->capacity && s->slot_off == HAK_SLOT_OFF(s->cls));
   HAK_ASSERT(s->block_size == hak_class_size(s->cls));
   uint32_t local = list_length(s, s->local_free);
   HAK_ASSERT(s->used + local == s->carved);
   uintptr_t tfw = atomic_load_explicit(&s->thread_free, memory_order_acquire);
   uint32_t remote = list_length(s, (const hak_block_t *)(tfw & ~HAK_DETACHED));
   uint32_t in_heap = 0;
-  if (h && ((const hak_heap_t *)h)->cur[s->cls] == s) in_heap = list_length(s, h->free[s->cls]);
+  if (h && hak_front_cur(h, s->cls) == s) in_heap = list_length(s, h->slot[s->cls].free);
   HAK_ASSERT(remote + in_heap <= s->used);
 }

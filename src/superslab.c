@@ -107,6 +107,7 @@ static hak_superslab_t *superslab_new(void) {
   ss->res = r;
   ss->free_units = UINT32_MAX;
   ss->dirty_units = 0;
+  for (unsigned u = 0; u < HAK_UNITS; u++) ss->unit_slab[u] = &ss->slab[u];
   r->empty++; /* a new SuperSlab is wholly free: the reservation's state is unchanged */
   _hak_chunk_map[(uintptr_t)ss >> HAK_SS_SHIFT] = HAK_CHUNK_SUPERSLAB;
   superslab_count++;
@@ -165,9 +166,11 @@ hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner) {
   if (++class_slabs[cls] > class_slabs_peak[cls]) class_slabs_peak[cls] = class_slabs[cls];
   if (committed_bytes() > peak_committed) peak_committed = committed_bytes();
   hak_slab_t *s = &ss->slab[u];
-  for (unsigned i = 1; i < n; i++) s[i].head_offset = (uint32_t)(i * sizeof(hak_slab_t));
-  s->head_offset = 0;
   s->units = (uint8_t)n;
+  s->cls = (uint8_t)cls;
+  s->slot_off = HAK_SLOT_OFF(cls);
+  atomic_store_explicit(&s->owner, owner, memory_order_relaxed);
+  for (unsigned i = 0; i < n; i++) ss->unit_slab[u + i] = s;
   if (hak_cfg_debug) _hak_superslab_check(ss);
   _hak_unlock(&_hak_ss_lock);
 
@@ -178,9 +181,7 @@ hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner) {
   s->block_size = (uint32_t)size;
   s->capacity = (uint32_t)(bits_bytes(bits) / size);
   s->next = s->prev = NULL;
-  s->cls = (uint8_t)cls;
   s->listed = 0;
-  atomic_store_explicit(&s->owner, owner, memory_order_relaxed);
   return s;
 }
 
@@ -253,7 +254,10 @@ void _hak_slab_release(hak_slab_t *s) {
   uint32_t bits = unit_bits(u, n);
   atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
   _hak_lock(&_hak_ss_lock);
-  for (unsigned i = 0; i < n; i++) s[i].head_offset = 0;
+  for (unsigned i = 0; i < n; i++) ss->unit_slab[u + i] = &ss->slab[u + i];
+  s->units = 0;
+  s->slot_off = 0;
+  s->cls = 0;
   if (!ss->free_units) avail_push(ss);
   ss->free_units |= bits;
   ss->dirty_units |= bits;
@@ -284,13 +288,13 @@ void _hak_superslab_check(hak_superslab_t *ss) {
   for (unsigned u = 0; u < HAK_UNITS;) {
     hak_slab_t *s = &ss->slab[u];
     if (ss->free_units & (1u << u)) {
-      HAK_ASSERT(s->head_offset == 0);
+      HAK_ASSERT(ss->unit_slab[u] == s && s->units == 0 && s->slot_off == 0);
       u++;
       continue;
     }
-    HAK_ASSERT(s->head_offset == 0 && s->units >= 1 && u + s->units <= HAK_UNITS);
-    for (unsigned i = 1; i < s->units; i++)
-      HAK_ASSERT(s[i].head_offset == i * sizeof(hak_slab_t) && !(ss->free_units & (1u << (u + i))));
+    HAK_ASSERT(s->units >= 1 && u + s->units <= HAK_UNITS && s->slot_off == HAK_SLOT_OFF(s->cls));
+    for (unsigned i = 0; i < s->units; i++)
+      HAK_ASSERT(ss->unit_slab[u + i] == s && !(ss->free_units & (1u << (u + i))));
     covered |= unit_bits(u, s->units);
     u += s->units;
   }
@@ -312,7 +316,7 @@ void _hak_superslab_stats(hak_stats_t *st, uint64_t *cls_slabs, uint64_t *cls_us
       hak_superslab_t *ss = (hak_superslab_t *)(r->base + (size_t)i * HAK_SS_SIZE);
       for (unsigned u = 0; u < HAK_UNITS; u++) {
         hak_slab_t *s = &ss->slab[u];
-        if ((ss->free_units & (1u << u)) || s->head_offset) continue;
+        if (!s->units) continue;
         /* A racy read of another thread's counter: a statistic, not a decision. */
         uint32_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED);
         st->in_use += (size_t)used * s->block_size;
