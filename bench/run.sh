@@ -118,6 +118,10 @@ raw="$tmp/raw.tsv"
 bench_list=()
 bench_args=()
 start_all=$(date +%s)
+load_start=$(cut -d" " -f1-3 /proc/loadavg 2>/dev/null)
+if awk -v l="${load_start%% *}" -v n="$ncpu" 'BEGIN { exit !(l > n / 2) }'; then
+  echo "bench: warning: load average $load_start on $ncpu CPUs before starting; other work skews the multi-threaded results"
+fi
 echo "bench: $( ((quick)) && echo quick || echo full) run, $runs runs each, $threads threads," \
      "allocators: ${alloc_names[*]}"
 
@@ -180,6 +184,7 @@ for spec in "${specs[@]}"; do
       print line }' "$raw"
 done
 elapsed=$(($(date +%s) - start_all))
+load_end=$(cut -d" " -f1-3 /proc/loadavg 2>/dev/null)
 
 # ---- report ------------------------------------------------------------------
 cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null)
@@ -192,6 +197,7 @@ md="$out_dir/latest.md"
   echo "- machine: $(uname -m), ${cpu:-unknown CPU}, $ncpu cores, Linux $(uname -r), THP ${thp:-?}"
   echo "- mode: $( ((quick)) && echo 'quick (BENCH_QUICK=1)' || echo full), $runs runs per allocator," \
        "allocators alternated run by run; $threads threads for multi-threaded benchmarks; took ${elapsed}s"
+  echo "- load average (1, 5, 15 min): ${load_start:-?} before, ${load_end:-?} after (the suite itself adds up to $threads)"
   echo "- allocators:"
   for ((i = 0; i < nalloc; i++)); do
     echo "  - ${alloc_names[$i]}: ${alloc_vers[$i]}${alloc_libs[$i]:+ (\`${alloc_libs[$i]/#$root/.}\`)}"
