@@ -291,9 +291,11 @@ md="$out_dir/latest.md"
 # ---- chart ---------------------------------------------------------------------
 svg="$out_dir/latest.svg"
 if command -v gnuplot >/dev/null 2>&1 && [[ -s $tmp/chart.dat ]]; then
-  nb=$(wc -l <"$tmp/chart.dat")
+  nb=$(wc -l <"$tmp/chart.dat.rss")
+  # horizontal two-line labels ("comprehensive\nlifo"): rotated text renders badly in some viewers
+  xtics() { awk '{ gsub(/"/, "", $1); sub("/", "\\n", $1); printf "%s\"%s\" %d", (NR > 1 ? ", " : ""), $1, NR - 1 }' "$1"; }
   {
-    echo "set terminal svg size $((300 + nb * 26 * nalloc / 2 + 200)),900 dynamic noenhanced font 'sans,11' background '#ffffff'"
+    echo "set terminal svg size $((260 + nb * (40 + 12 * nalloc))),900 dynamic noenhanced font 'sans,11' background '#ffffff'"
     echo "set output '$svg'"
     echo "set datafile missing 'NaN'"
     echo "set style data histograms"
@@ -302,19 +304,23 @@ if command -v gnuplot >/dev/null 2>&1 && [[ -s $tmp/chart.dat ]]; then
     echo "set boxwidth 0.9"
     echo "set grid ytics"
     echo "set key outside right top vertical"
-    echo "set xtics rotate by 30 right nomirror font 'sans,10'"
+    echo "set xtics nomirror font 'sans,10'"
     echo "set yrange [0:*]"
-    echo "set bmargin 7"
-    echo "set lmargin 8"
+    echo "set bmargin 4"
+    echo "set lmargin 10"
     echo "set multiplot layout 2,1 title 'hakmem benchmarks: median of $runs runs, $(uname -m), $ncpu cores ($(date -u +%Y-%m-%d))'"
     echo "set title 'Throughput relative to glibc (higher is better)'"
-    echo "set ylabel 'x glibc'"
+    echo "set xtics ($(xtics "$tmp/chart.dat"))"
+    echo "set xrange [-0.6:$(($(wc -l <"$tmp/chart.dat") - 1)).6]"
+    echo "set ylabel 'x glibc' norotate offset 1,0"
     printf "plot 1 with lines lc rgb '#888888' dt 2 notitle"
-    for ((i = 0; i < nalloc; i++)); do printf ", '%s' using %d:xtic(1) title '%s'" "$tmp/chart.dat" $((i + 2)) "${alloc_names[$i]}"; done
+    for ((i = 0; i < nalloc; i++)); do printf ", '%s' using %d title '%s'" "$tmp/chart.dat" $((i + 2)) "${alloc_names[$i]}"; done
     echo
     echo "set title 'Peak RSS relative to glibc (lower is better)'"
+    echo "set xtics ($(xtics "$tmp/chart.dat.rss"))"
+    echo "set xrange [-0.6:$((nb - 1)).6]"
     printf "plot 1 with lines lc rgb '#888888' dt 2 notitle"
-    for ((i = 0; i < nalloc; i++)); do printf ", '%s' using %d:xtic(1) title '%s'" "$tmp/chart.dat.rss" $((i + 2)) "${alloc_names[$i]}"; done
+    for ((i = 0; i < nalloc; i++)); do printf ", '%s' using %d title '%s'" "$tmp/chart.dat.rss" $((i + 2)) "${alloc_names[$i]}"; done
     echo
     echo "unset multiplot"
   } >"$tmp/chart.gp"
