@@ -1068,9 +1068,21 @@ static void test_reports(void)
   int r = f ? malloc_info(0, f) : -1;
   if (f)
     fclose(f);
-  CHECKV("malloc_info(0, fp) returns 0 and writes something", r == 0 && memlen > 0,
+  CHECKV("malloc_info(0, fp) on an open_memstream FILE returns 0 and writes", r == 0 && memlen > 0,
          "returned %d, %zu bytes", r, memlen);
   free(mem);
+  f = tmpfile();
+  r = f ? malloc_info(0, f) : -1;
+  long flen = f ? (fflush(f), ftell(f)) : -1;
+  char head[16] = "";
+  if (f) {
+    rewind(f);
+    if (!fgets(head, sizeof head, f))
+      head[0] = 0;
+    fclose(f);
+  }
+  CHECKV("malloc_info(0, fp) on a file returns 0 and writes XML", r == 0 && flen > 0 && head[0] == '<',
+         "returned %d, %ld bytes, starts \"%s\"", r, flen, head);
   free(keep);
 }
 
