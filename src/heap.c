@@ -146,9 +146,15 @@ static void *heap_alloc(hak_heap_t *h, size_t cls) {
   return b;
 }
 
+static void heap_detach_class(hak_heap_t *h, size_t c, bool recount);
+
+/* Threads past their teardown allocate from the global heap, under its
+ * lock. It holds no slab between calls: frees into its slabs, from any
+ * thread, are frees into detached slabs, so nothing waits for it to run. */
 static void *global_alloc(size_t cls) {
   _hak_lock(&_hak_global_heap_lock);
   void *p = heap_alloc(&global_heap, cls);
+  heap_detach_class(&global_heap, cls, false);
   _hak_unlock(&_hak_global_heap_lock);
   return p;
 }
@@ -216,8 +222,8 @@ void _hak_free_slow(void *p, const char *who) {
   hak_block_t *b = p;
   bool real_heap = f != &_hak_heap_empty && f != &_hak_heap_dead;
   bool mine = owner && real_heap && (owner & ~3u) == (f->key & ~3u);
-  if ((f->key & HAK_KEY_CHECK) || hak_cfg_debug) {
-    if (_hak_slab_block_is_free(s, b, mine ? f : NULL)) {
+  if (mine && ((f->key & HAK_KEY_CHECK) || hak_cfg_debug)) {
+    if (_hak_slab_block_is_free(s, b, f)) {
       _hak_report_invalid(who, p, "was already freed (double free)");
       return;
     }
@@ -236,18 +242,18 @@ void _hak_free_local_empty(hak_slab_t *s) {
 }
 
 /* Lets go of every slab h holds. */
-static void heap_detach_all(hak_heap_t *h, bool recount) {
-  for (size_t c = 1; c < HAK_CLASSES; c++) {
-    hak_slab_t *s = hak_front_cur(&h->front, c);
-    if (s) {
-      if (recount) _hak_slab_recount(s);
-      _hak_slab_return_list(s, h->front.slot[c].free);
-      h->front.slot[c].free = NULL;
-      heap_set_cur(h, c, NULL);
-      h->stat[HAK_STAT_slabs_detached]++;
-      _hak_slab_detach(s);
-    }
-    hak_slab_list_t *lists[2] = {&h->partial[c], &h->full[c]};
+/* Lets go of every slab of class c that h holds. */
+static void heap_detach_class(hak_heap_t *h, size_t c, bool recount) {
+  hak_slab_t *s = hak_front_cur(&h->front, c);
+  if (s) {
+    if (recount) _hak_slab_recount(s);
+    _hak_slab_return_list(s, h->front.slot[c].free);
+    h->front.slot[c].free = NULL;
+    heap_set_cur(h, c, NULL);
+    h->stat[HAK_STAT_slabs_detached]++;
+    _hak_slab_detach(s);
+  }
+  hak_slab_list_t *lists[2] = {&h->partial[c], &h->full[c]};
     for (int i = 0; i < 2; i++)
       while ((s = lists[i]->head) != NULL) {
         list_remove(lists[i], s);
@@ -255,7 +261,10 @@ static void heap_detach_all(hak_heap_t *h, bool recount) {
         h->stat[HAK_STAT_slabs_detached]++;
         _hak_slab_detach(s);
       }
-  }
+}
+
+static void heap_detach_all(hak_heap_t *h, bool recount) {
+  for (size_t c = 1; c < HAK_CLASSES; c++) heap_detach_class(h, c, recount);
 }
 
 /* Unlinks h from the live registry; with `reuse`, keeps it for a new thread. */

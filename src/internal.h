@@ -77,6 +77,8 @@ enum { HAK_CHUNK_NONE = 0, HAK_CHUNK_SUPERSLAB = 1, HAK_CHUNK_LARGE = 2 };
 /* thread_free word: stack head | HAK_DETACHED. */
 #define HAK_DETACHED ((uintptr_t)1)
 
+typedef struct hak_buf hak_buf_t; /* print.c */
+
 typedef struct hak_block {
   struct hak_block *next;
 } hak_block_t;
@@ -253,6 +255,7 @@ void _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b);
 bool _hak_slab_block_valid(const hak_slab_t *s, const void *p);
 bool _hak_slab_block_is_free(hak_slab_t *s, const hak_block_t *b, const hak_front_t *h);
 void _hak_slab_recount(hak_slab_t *s);
+uint32_t _hak_slab_live(hak_slab_t *s, const hak_front_t *me);
 void _hak_slab_check(hak_slab_t *s, const hak_front_t *h);
 
 /* ---- heap.c: thread heaps ---------------------------------------------- */
@@ -291,6 +294,7 @@ void _hak_report_invalid(const char *who, const void *p, const char *what);
 #define HAK_OPTION_LIST(X)                                                                  \
   X(VERBOSE, 0, 0, 1, "print the options in force at start-up")                             \
   X(STATS, 0, 0, 3, "at exit print statistics: 1 a line, 2 the report, 3 JSON")             \
+  X(STATS_FD, 2, 0, 65535, "file descriptor the exit statistics are written to")          \
   X(INVALID_FREE, 1, 0, 2, "pointer hakmem did not hand out: 0 ignore, 1 report once, 2 abort") \
   X(CHECK, 0, 0, 1, "validate every free (double free, interior pointer) on the slow path") \
   X(RETAIN_KB, 4096, 0, 1048576, "empty committed memory kept before purging (KiB)")        \
@@ -317,14 +321,15 @@ extern _Atomic uint64_t _hak_stat_total[HAK_STAT_COUNT]; /* exited threads' coun
 extern _Atomic uint64_t _hak_invalid_frees;
 void _hak_stats_merge(uint64_t *stat);
 void _hak_stats_exit_report(void);
-void _hak_stats_xml(int fd);
+void _hak_stats_xml(hak_buf_t *b);
 
 /* ---- print.c: formatting without stdio (no allocation) ----------------- */
-typedef struct hak_buf {
+struct hak_buf {
   char data[1024];
   size_t len;
-  int fd; /* flushed here when full, and by _hak_buf_flush */
-} hak_buf_t;
+  int fd;      /* flushed here when full, and by _hak_buf_flush */
+  void *file;  /* or to this FILE * (malloc_info), outside every hakmem lock */
+};
 void _hak_buf_str(hak_buf_t *b, const char *s);
 void _hak_buf_dec(hak_buf_t *b, uint64_t v);
 void _hak_buf_hex(hak_buf_t *b, uint64_t v);

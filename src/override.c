@@ -152,13 +152,12 @@ HAK_API int mallopt(int param, int value) {
 HAK_API void malloc_stats(void) { hak_stats_print(2); }
 
 HAK_API int malloc_info(int options, FILE *fp) {
-  int fd = fp ? fileno(fp) : -1;
-  if (options != 0 || fd < 0) {
+  if (options != 0 || !fp) {
     errno = EINVAL;
     return -1;
   }
-  fflush(fp);
-  _hak_stats_xml(fd);
+  hak_buf_t b = {.file = fp};
+  _hak_stats_xml(&b);
   return 0;
 }
 

@@ -1,11 +1,13 @@
 /* print.c — formatted output without stdio: a fixed buffer flushed with
  * write(2), so messages and reports never allocate. */
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
 
 void _hak_buf_flush(hak_buf_t *b) {
-  if (b->len) _hak_os_write(b->fd, b->data, b->len);
+  if (b->len && b->file) fwrite(b->data, 1, b->len, b->file);
+  else if (b->len) _hak_os_write(b->fd, b->data, b->len);
   b->len = 0;
 }
 

@@ -180,15 +180,34 @@ static bool on_list(const hak_block_t *l, const hak_block_t *b) {
   return false;
 }
 
-/* Whether b is already free (checking mode and debug build). The caller
- * holds s, or s is held by another thread: then only thread_free is read,
- * whose nodes below a loaded head never change. */
+/* Whether b is already free (checking mode and debug build), for a slab
+ * held by heap h, the caller's: only the holder may walk its lists (the
+ * nodes of thread_free below a loaded head change only when the holder
+ * collects them). */
 bool _hak_slab_block_is_free(hak_slab_t *s, const hak_block_t *b, const hak_front_t *h) {
   const hak_block_t *tf =
       (const hak_block_t *)(atomic_load_explicit(&s->thread_free, memory_order_acquire) & ~HAK_DETACHED);
-  if (on_list(tf, b)) return true;
-  if (!h) return false;
-  return on_list(s->local_free, b) || (hak_front_cur(h, s->cls) == s && on_list(h->slot[s->cls].free, b));
+  return on_list(tf, b) || on_list(s->local_free, b) ||
+         (hak_front_cur(h, s->cls) == s && on_list(h->slot[s->cls].free, b));
+}
+
+static uint32_t count(const hak_block_t *l) {
+  uint32_t n = 0;
+  for (; l; l = l->next) n++;
+  return n;
+}
+
+/* Blocks of s with the program. Exact for slabs held by `me` (the calling
+ * thread's heap); for the others, blocks on their holder's fast-path list
+ * and on thread_free count too, since only the holder may walk those. */
+uint32_t _hak_slab_live(hak_slab_t *s, const hak_front_t *me) {
+  uint32_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED); /* a statistic */
+  uint32_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
+  if (!owner || (owner & ~3u) != (me->key & ~3u)) return used;
+  uint32_t idle =
+      count((const hak_block_t *)(atomic_load_explicit(&s->thread_free, memory_order_acquire) & ~HAK_DETACHED));
+  if (hak_front_cur(me, s->cls) == s) idle += count(me->slot[s->cls].free);
+  return used - idle;
 }
 
 static uint32_t list_length(const hak_slab_t *s, const hak_block_t *l) {

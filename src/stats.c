@@ -155,44 +155,44 @@ HAK_API void hak_stats_json(int fd) {
   _hak_buf_flush(&b);
 }
 
-void _hak_stats_xml(int fd) {
+void _hak_stats_xml(hak_buf_t *b) {
   snapshot_t s;
   take(&s, true);
-  hak_buf_t b = {.fd = fd};
-  _hak_buf_str(&b, "<malloc version=\"hakmem\">\n");
+  _hak_buf_str(b, "<malloc version=\"hakmem\">\n");
   for (size_t c = 1; c < HAK_CLASSES; c++) {
     if (!s.cls_slabs[2 * c + 1]) continue;
-    _hak_buf_str(&b, "<size from=\"");
-    _hak_buf_dec(&b, c > 1 ? hak_class_size(c - 1) + 1 : 1);
-    _hak_buf_str(&b, "\" to=\"");
-    _hak_buf_dec(&b, hak_class_size(c));
-    _hak_buf_str(&b, "\" slabs=\"");
-    _hak_buf_dec(&b, s.cls_slabs[2 * c]);
-    _hak_buf_str(&b, "\" in_use=\"");
-    _hak_buf_dec(&b, s.cls_used[c]);
-    _hak_buf_str(&b, "\"/>\n");
+    _hak_buf_str(b, "<size from=\"");
+    _hak_buf_dec(b, c > 1 ? hak_class_size(c - 1) + 1 : 1);
+    _hak_buf_str(b, "\" to=\"");
+    _hak_buf_dec(b, hak_class_size(c));
+    _hak_buf_str(b, "\" slabs=\"");
+    _hak_buf_dec(b, s.cls_slabs[2 * c]);
+    _hak_buf_str(b, "\" in_use=\"");
+    _hak_buf_dec(b, s.cls_used[c]);
+    _hak_buf_str(b, "\"/>\n");
   }
 #define XML_FIELD(f)                     \
-  _hak_buf_str(&b, "<total type=\"" #f "\" size=\""); \
-  _hak_buf_dec(&b, (uint64_t)s.st.f);    \
-  _hak_buf_str(&b, "\"/>\n");
+  _hak_buf_str(b, "<total type=\"" #f "\" size=\""); \
+  _hak_buf_dec(b, (uint64_t)s.st.f);    \
+  _hak_buf_str(b, "\"/>\n");
   SUMMARY_FIELDS(XML_FIELD)
 #undef XML_FIELD
-  _hak_buf_str(&b, "</malloc>\n");
-  _hak_buf_flush(&b);
+  _hak_buf_str(b, "</malloc>\n");
+  _hak_buf_flush(b);
 }
 
 void _hak_stats_exit_report(void) {
   long mode = hak_opt(HAK_OPT_STATS);
+  int fd = (int)hak_opt(HAK_OPT_STATS_FD);
   if (mode == 1) {
     hak_stats_t st;
     hak_stats(&st);
-    hak_buf_t b = {.fd = 2};
+    hak_buf_t b = {.fd = fd};
     line(&b, &st);
     _hak_buf_flush(&b);
   } else if (mode == 2) {
-    hak_stats_print(2);
+    hak_stats_print(fd);
   } else if (mode == 3) {
-    hak_stats_json(2);
+    hak_stats_json(fd);
   }
 }

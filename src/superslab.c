@@ -317,10 +317,9 @@ void _hak_superslab_stats(hak_stats_t *st, uint64_t *cls_slabs, uint64_t *cls_us
       for (unsigned u = 0; u < HAK_UNITS; u++) {
         hak_slab_t *s = &ss->slab[u];
         if (!s->units) continue;
-        /* A racy read of another thread's counter: a statistic, not a decision. */
-        uint32_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED);
-        st->in_use += (size_t)used * s->block_size;
-        if (cls_used) cls_used[s->cls] += used;
+        uint32_t live = _hak_slab_live(s, hak_tls_heap);
+        st->in_use += (size_t)live * s->block_size;
+        if (cls_used) cls_used[s->cls] += live;
       }
     }
   }
