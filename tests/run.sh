@@ -233,20 +233,21 @@ run_to "$TMP/sort.pre" "${PRE[@]}" HAKMEM_VERBOSE=1 LC_ALL=C sort "${SORT_ARGS[@
 same_output "sort of a $(($(wc -c <"$TMP/sort.in") / 1048576)) MB file identical under LD_PRELOAD" \
   "$TMP/sort.plain" "$TMP/sort.pre" "$TMP/sort.err" '^hakmem: '
 
-# A full build of the library in a copy of the tree, without and with
-# LD_PRELOAD (make, gcc, cc1, as, ld all on hakmem): identical libhakmem.so.
+# A full build of the library (make all) in a copy of the tree, without and
+# with LD_PRELOAD (make, gcc, cc1, as, ld, ar all on hakmem), in the same
+# directory so that paths match: identical libhakmem.so and libhakmem.a.
 BD=$TMP/build
 mkdir -p "$BD/tests" "$BD/bench"
 cp -r src include Makefile "$BD/" && cp tests/tests.mk "$BD/tests/"
 cp bench/*.mk "$BD/bench/" 2>/dev/null
-run_to "$TMP/build1.log" make -C "$BD" -j2 libhakmem.so
-cp "$BD/libhakmem.so" "$TMP/build.plain" 2>/dev/null || : >"$TMP/build.plain"
+run_to "$TMP/build1.log" make -C "$BD" -j2 all
+cat "$BD/libhakmem.so" "$BD/libhakmem.a" >"$TMP/build.plain" 2>/dev/null
 cp "$TMP/build1.log.rc" "$TMP/build.plain.rc"
-rm -rf "$BD/build" "$BD/libhakmem.so"
-run_to "$TMP/build2.log" "${PRE[@]}" make -C "$BD" -j2 libhakmem.so 2>"$TMP/build.err"
-cp "$BD/libhakmem.so" "$TMP/build.pre" 2>/dev/null || : >"$TMP/build.pre"
+rm -rf "$BD/build" "$BD/libhakmem.so" "$BD/libhakmem.a"
+run_to "$TMP/build2.log" "${PRE[@]}" make -C "$BD" -j2 all 2>"$TMP/build.err"
+cat "$BD/libhakmem.so" "$BD/libhakmem.a" >"$TMP/build.pre" 2>/dev/null
 cp "$TMP/build2.log.rc" "$TMP/build.pre.rc"
-same_output "a build of this project under LD_PRELOAD gives an identical libhakmem.so" \
+same_output "make all of this project under LD_PRELOAD gives identical libhakmem.so and .a" \
   "$TMP/build.plain" "$TMP/build.pre" "$TMP/build.err" '^hakmem: '
 
 printf 'time: %d s\n' $((SECONDS - START))
