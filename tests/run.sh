@@ -212,9 +212,9 @@ else
 fi
 
 if command -v git >/dev/null 2>&1 && head=$(git rev-parse -q --verify HEAD 2>/dev/null); then
-  run_to "$TMP/git.plain" git --no-pager log --stat -p "$head"
-  run_to "$TMP/git.pre" "${PRE[@]}" git --no-pager log --stat -p "$head" 2>"$TMP/git.err"
-  same_output "git log --stat -p identical under LD_PRELOAD" \
+  run_to "$TMP/git.plain" git --no-pager log --max-count=100 --stat -p "$head"
+  run_to "$TMP/git.pre" "${PRE[@]}" git --no-pager log --max-count=100 --stat -p "$head" 2>"$TMP/git.err"
+  same_output "git log --stat -p (100 commits) identical under LD_PRELOAD" \
     "$TMP/git.plain" "$TMP/git.pre" "$TMP/git.err" '^hakmem: '
 else
   skip "git log under LD_PRELOAD: git is not installed or this is not a git checkout"
