@@ -23,7 +23,7 @@ static inline void *hak_alloc_class(size_t cls) { return hak_alloc_slot(HAK_SLOT
 static inline void *hak_alloc_inline(size_t size) {
   if (HAK_LIKELY(size <= HAK_TINY_MAX)) /* (size + 15) / 16 slots of 16 bytes */
     return hak_alloc_slot((size + 15) & ~(size_t)15);
-  if (size <= HAK_MID_MAX) return hak_alloc_class(hak_class_of(size));
+  if (size <= HAK_MID_MAX) return hak_alloc_class(_hak_mid_class[(size - 1) >> HAK_MID_SHIFT]);
   return _hak_alloc_slow(size);
 }
 

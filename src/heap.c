@@ -1,5 +1,5 @@
 /* heap.c — thread heaps: creation, the allocation and free slow paths, the
- * slabs a heap holds (current, partial, full), teardown at thread exit, the
+ * slabs a heap holds (current, partial, parked), teardown at thread exit, the
  * locked global heap used after teardown, and the fork child's clean-up. */
 #include <errno.h>
 
@@ -77,41 +77,45 @@ static hak_heap_t *heap_create(void) {
   return h;
 }
 
-/* The current slab of cls is full: flag it and keep it on the full list;
- * past HAK_FULL_KEEP full slabs, detach the oldest. */
-static void heap_retire_full(hak_heap_t *h, hak_slab_t *s) {
-  atomic_store_explicit(&s->owner, heap_owner(h) | HAK_OWNER_FULL, memory_order_relaxed);
-  hak_slab_list_t *full = &h->full[s->cls];
-  list_push_tail(full, s);
-  if (full->count > HAK_FULL_KEEP) {
-    hak_slab_t *old = full->head;
-    list_remove(full, old);
-    h->stat[HAK_STAT_slabs_detached]++;
-    _hak_slab_detach(old);
+/* Bytes of a slab's units. */
+static size_t slab_bytes(const hak_slab_t *s) { return (size_t)s->units << HAK_UNIT_SHIFT; }
+
+/* An empty slab h holds (not its current one): kept as the class's parked
+ * slab while the heap parks little, else given back to its SuperSlab. */
+static void heap_park_or_release(hak_heap_t *h, hak_slab_t *s) {
+  size_t cls = s->cls;
+  if (!h->parked[cls] && h->parked_bytes + slab_bytes(s) <= HAK_PARK_MAX) {
+    h->parked[cls] = s;
+    h->parked_bytes += slab_bytes(s);
+    return;
   }
+  h->stat[HAK_STAT_slabs_released]++;
+  _hak_slab_release(s);
 }
 
-/* Next slab for cls: a partial one, a full one with remote frees waiting,
- * an abandoned one, or a fresh one. NULL when out of memory. */
+/* Next slab for cls: the oldest partial one that has free blocks (those
+ * that have none are detached on the way: the next free into one claims
+ * it), the parked one, an abandoned one, or a fresh one. NULL when out of
+ * memory. */
 static hak_slab_t *heap_next_slab(hak_heap_t *h, size_t cls) {
-  hak_slab_t *s = h->partial[cls].head;
-  if (s) {
+  hak_slab_t *s;
+  while ((s = h->partial[cls].head) != NULL) {
     list_remove(&h->partial[cls], s);
+    _hak_slab_collect(s);
+    if (s->local_free || s->carved < s->capacity) return s;
+    h->stat[HAK_STAT_slabs_detached]++;
+    _hak_slab_detach(s);
+  }
+  if ((s = h->parked[cls]) != NULL) {
+    h->parked[cls] = NULL;
+    h->parked_bytes -= slab_bytes(s);
     return s;
   }
-  for (s = h->full[cls].head; s; s = s->next)
-    if (atomic_load_explicit(&s->thread_free, memory_order_relaxed)) {
-      list_remove(&h->full[cls], s);
-      atomic_store_explicit(&s->owner, heap_owner(h), memory_order_relaxed);
-      return s;
-    }
-  s = _hak_slab_adopt(cls, heap_owner(h));
-  if (s) {
+  if ((s = _hak_slab_adopt(cls, heap_owner(h))) != NULL) {
     h->stat[HAK_STAT_slabs_adopted]++;
     return s;
   }
-  s = _hak_slab_alloc(cls, heap_owner(h));
-  if (s) h->stat[HAK_STAT_slabs_new]++;
+  if ((s = _hak_slab_alloc(cls, heap_owner(h))) != NULL) h->stat[HAK_STAT_slabs_new]++;
   return s;
 }
 
@@ -119,7 +123,9 @@ static void heap_set_cur(hak_heap_t *h, size_t cls, hak_slab_t *s) {
   h->front.slot[cls].cur = s ? (uintptr_t)s | ((h->front.key & HAK_KEY_CHECK) ? HAK_CUR_CHECK : 0) : 0;
 }
 
-/* Pops a block of cls, refilling the heap's list from its slabs. */
+/* Pops a block of cls, refilling the heap's list from its slabs. A current
+ * slab with nothing left goes to the back of the partial list, where frees
+ * have time to come back to it. */
 static void *heap_alloc(hak_heap_t *h, size_t cls) {
   hak_block_t *b = h->front.slot[cls].free;
   if (b) {
@@ -131,7 +137,7 @@ static void *heap_alloc(hak_heap_t *h, size_t cls) {
   uint32_t n;
   for (;;) {
     if (s && (b = _hak_slab_take(s, &n)) != NULL) break;
-    if (s) heap_retire_full(h, s);
+    if (s) list_push_tail(&h->partial[cls], s);
     s = heap_next_slab(h, cls);
     heap_set_cur(h, cls, s);
     if (!s) {
@@ -176,25 +182,8 @@ static void heap_slab_empty(hak_heap_t *h, hak_slab_t *s) {
   if (hak_front_cur(&h->front, s->cls) == s) return; /* keep the current slab */
   heap_enter(h);
   list_remove(&h->partial[s->cls], s);
-  h->stat[HAK_STAT_slabs_released]++;
-  _hak_slab_release(s);
+  heap_park_or_release(h, s);
   heap_leave(h);
-}
-
-/* Free of a block of a slab held by this thread's heap, off the fast path:
- * the slab is flagged full, or checking is on, or the slab became empty. */
-static void heap_free_local(hak_heap_t *h, hak_slab_t *s, hak_block_t *b, uint32_t owner) {
-  if (owner & HAK_OWNER_FULL) {
-    heap_enter(h);
-    list_remove(&h->full[s->cls], s);
-    atomic_store_explicit(&s->owner, heap_owner(h), memory_order_relaxed);
-    list_push_tail(&h->partial[s->cls], s);
-    heap_leave(h);
-  }
-  b->next = s->local_free;
-  s->local_free = b;
-  if (--s->used == 0) heap_slab_empty(h, s);
-  else if (hak_cfg_debug) _hak_slab_check(s, &h->front);
 }
 
 void _hak_free_slow(void *p, const char *who) {
@@ -211,30 +200,45 @@ void _hak_free_slow(void *p, const char *who) {
     _hak_report_invalid(who, p, "was not allocated by hakmem");
     return;
   }
-  hak_superslab_t *ss = hak_superslab_of(p);
-  hak_slab_t *s = hak_slab_of(ss, a);
-  uint32_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
+  hak_slab_t *s = hak_slab_of(hak_superslab_of(p), a);
   if (!_hak_slab_block_valid(s, p)) {
     _hak_report_invalid(who, p, "is not the start of a hakmem block");
     return;
   }
   hak_front_t *f = hak_tls_heap;
   hak_block_t *b = p;
-  bool real_heap = f != &_hak_heap_empty && f != &_hak_heap_dead;
-  bool mine = owner && real_heap && (owner & ~3u) == (f->key & ~3u);
-  if (mine && ((f->key & HAK_KEY_CHECK) || hak_cfg_debug)) {
+  uint32_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
+  if (f == &_hak_heap_empty || f == &_hak_heap_dead) {
+    _hak_slab_free_remote(s, b, 0);
+    return;
+  }
+  hak_heap_t *h = (hak_heap_t *)f;
+  h->stat[HAK_STAT_slow_frees]++;
+  if (owner && owner == heap_owner(h)) { /* checking mode, or the debug build */
     if (_hak_slab_block_is_free(s, b, f)) {
       _hak_report_invalid(who, p, "was already freed (double free)");
       return;
     }
-  }
-  if (real_heap) ((hak_heap_t *)f)->stat[HAK_STAT_slow_frees]++;
-  if (mine) {
-    heap_free_local((hak_heap_t *)f, s, b, owner);
+    b->next = s->local_free;
+    s->local_free = b;
+    if (--s->used == 0) heap_slab_empty(h, s);
+    else if (hak_cfg_debug) _hak_slab_check(s, f);
     return;
   }
-  if (real_heap) ((hak_heap_t *)f)->stat[HAK_STAT_remote_frees]++;
-  _hak_slab_free_remote(s, b);
+  /* Another heap's slab, or a detached one: if it is detached and this heap
+   * allocates its class, the claim keeps it here. */
+  h->stat[HAK_STAT_remote_frees]++;
+  uint32_t keep = f->slot[s->cls].cur ? heap_owner(h) : 0;
+  if (!_hak_slab_free_remote(s, b, keep)) return;
+  heap_enter(h);
+  h->stat[HAK_STAT_slabs_adopted]++;
+  if (s->used == 0) {
+    heap_park_or_release(h, s);
+  } else {
+    list_push_tail(&h->partial[s->cls], s);
+    if (hak_cfg_debug) _hak_slab_check(s, f);
+  }
+  heap_leave(h);
 }
 
 void _hak_free_local_empty(hak_slab_t *s) {
@@ -253,14 +257,18 @@ static void heap_detach_class(hak_heap_t *h, size_t c, bool recount) {
     h->stat[HAK_STAT_slabs_detached]++;
     _hak_slab_detach(s);
   }
-  hak_slab_list_t *lists[2] = {&h->partial[c], &h->full[c]};
-    for (int i = 0; i < 2; i++)
-      while ((s = lists[i]->head) != NULL) {
-        list_remove(lists[i], s);
-        if (recount) _hak_slab_recount(s);
-        h->stat[HAK_STAT_slabs_detached]++;
-        _hak_slab_detach(s);
-      }
+  while ((s = h->partial[c].head) != NULL) {
+    list_remove(&h->partial[c], s);
+    if (recount) _hak_slab_recount(s);
+    h->stat[HAK_STAT_slabs_detached]++;
+    _hak_slab_detach(s);
+  }
+  if ((s = h->parked[c]) != NULL) {
+    h->parked[c] = NULL;
+    h->parked_bytes -= slab_bytes(s);
+    if (recount) _hak_slab_recount(s);
+    _hak_slab_detach(s); /* empty: released */
+  }
 }
 
 static void heap_detach_all(hak_heap_t *h, bool recount) {

@@ -28,8 +28,10 @@
  *   I3  a slab is held by exactly one heap (owner = that heap's key, the
  *       thread_free word has HAK_DETACHED clear), or detached (owner = 0,
  *       HAK_DETACHED set), or transiently claimed by one thread (owner = 0,
- *       HAK_DETACHED clear) which either releases it or detaches it again.
- *       A detached slab with free space is on its class's abandoned list.
+ *       HAK_DETACHED clear) which then holds it, releases it or detaches
+ *       it again. A detached slab with free space is on its class's
+ *       abandoned list. A heap holds, per class, its current slab, partial
+ *       slabs and at most one parked empty slab.
  *   I4  ss.free_units and the slabs of a SuperSlab partition its 32 units;
  *       dirty_units is a subset of free_units. */
 #ifndef HAK_INTERNAL_H
@@ -64,13 +66,12 @@ static const bool hak_cfg_debug = HAK_DEBUG;
 #define HAK_ADDR_BITS 47
 #define HAK_CHUNKS ((size_t)1 << (HAK_ADDR_BITS - HAK_SS_SHIFT))
 #define HAK_RESERVATION ((size_t)64 << 20)               /* SuperSlabs are carved from these */
-#define HAK_FULL_KEEP 2      /* full slabs a heap keeps per class before detaching */
+#define HAK_PARK_MAX ((size_t)2 << 20) /* empty slabs a heap keeps, one per class (bytes) */
 #define HAK_UNIT0_MAX_BLOCK HAK_PAGE /* unit 0 starts 4 KiB aligned: only for blocks <= 4 KiB */
 
 enum { HAK_CHUNK_NONE = 0, HAK_CHUNK_SUPERSLAB = 1, HAK_CHUNK_LARGE = 2 };
 
-/* Owner word: heap key (id << 2) | flags; 0 = detached or free. */
-#define HAK_OWNER_FULL 1u    /* slab is on its heap's full list */
+/* Owner word: the holder's heap key (id << 2); 0 = detached or free. */
 #define HAK_KEY_CHECK 2u     /* in a heap key: never equal to an owner word, so
                                 every free takes the checking slow path */
 #define HAK_KEY_NONE 3u      /* key of the static heaps: matches nothing */
@@ -85,10 +86,12 @@ typedef struct hak_block {
 
 typedef struct hak_slab hak_slab_t;
 struct hak_slab {
-  _Atomic uint32_t owner;          /* holder's key | HAK_OWNER_FULL; 0 = none */
-  uint16_t slot_off;               /* byte offset of its class's slot in hak_front_t.slot */
+  _Atomic uint32_t owner;          /* holder's key (without HAK_KEY_CHECK); 0 = none */
   uint8_t cls;                     /* size class */
   uint8_t units;                   /* units spanned; 0: the unit is in no slab */
+  uint8_t listed;                  /* on its class's abandoned list */
+  uint8_t pad;
+  uintptr_t slot_off;              /* byte offset of its class's slot in hak_front_t */
   hak_block_t *local_free;         /* blocks freed by the holder */
   uint32_t used;                   /* blocks out: with the program or in the holder's list */
   uint32_t carved;                 /* blocks carved so far (lazily, a page at a time) */
@@ -96,8 +99,6 @@ struct hak_slab {
   uint32_t block_size;             /* bytes per block */
   uint32_t capacity;               /* blocks that fit */
   hak_slab_t *next, *prev;         /* heap's partial/full list, or abandoned list */
-  uint8_t listed;                  /* on its class's abandoned list */
-  uint8_t pad[7];
 };
 _Static_assert(sizeof(hak_slab_t) == 64, "one cache line per unit descriptor");
 
@@ -155,7 +156,7 @@ typedef struct hak_front {
   uint32_t key;                    /* owner word of the slabs it holds, or a never-matching key */
   uint32_t busy;                   /* inside a slow path that changes its slabs (fork child reads) */
 } hak_front_t;
-#define HAK_SLOT_OFF(cls) ((uint16_t)((cls) * sizeof(hak_class_slot_t)))
+#define HAK_SLOT_OFF(cls) ((uintptr_t)(cls) * sizeof(hak_class_slot_t))
 _Static_assert(sizeof(hak_class_slot_t) == 16, "Tiny slot offset = (size + 15) & ~15");
 
 static inline hak_slab_t *hak_front_cur(const hak_front_t *f, size_t cls) {
@@ -165,8 +166,9 @@ static inline hak_slab_t *hak_front_cur(const hak_front_t *f, size_t cls) {
 typedef struct hak_heap hak_heap_t;
 struct hak_heap {
   hak_front_t front;                       /* first: the TLS pointer points here */
-  hak_slab_list_t partial[HAK_CLASSES];    /* held slabs, not current, not flagged full */
-  hak_slab_list_t full[HAK_CLASSES];       /* held slabs flagged full, oldest first */
+  hak_slab_list_t partial[HAK_CLASSES];    /* held slabs other than the current, oldest first */
+  hak_slab_t *parked[HAK_CLASSES];         /* an empty slab kept for the class */
+  size_t parked_bytes;                     /* their bytes, at most HAK_PARK_MAX */
   uint64_t stat[HAK_STAT_COUNT];           /* this thread's counters */
   hak_heap_t *next_live, *prev_live;       /* registry of live heaps */
   hak_heap_t *next_spare;                  /* registry of spare heaps */
@@ -251,7 +253,7 @@ uint32_t _hak_slab_collect(hak_slab_t *s);                  /* thread_free → l
 void _hak_slab_return_list(hak_slab_t *s, hak_block_t *list);
 void _hak_slab_detach(hak_slab_t *s);
 hak_slab_t *_hak_slab_adopt(size_t cls, uint32_t key);
-void _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b);
+bool _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b, uint32_t keep);
 bool _hak_slab_block_valid(const hak_slab_t *s, const void *p);
 bool _hak_slab_block_is_free(hak_slab_t *s, const hak_block_t *b, const hak_front_t *h);
 void _hak_slab_recount(hak_slab_t *s);

@@ -36,6 +36,11 @@ static inline size_t hak_class_size(size_t c) {
   return ((size_t)1 << b) + (((k & 7) + 1) << (b - 3));
 }
 
+/* Mid classes by table, for the inline path: entry (size - 1) >> 7, for
+ * sizes 1025 .. 32 KiB, is the class (steps are at least 128 bytes). */
+#define HAK_MID_SHIFT 7
+extern const uint8_t _hak_mid_class[HAK_MID_MAX >> HAK_MID_SHIFT];
+
 _Static_assert(HAK_CLASS_MID_LAST == HAK_CLASS_TINY_LAST + 5 * 8, "five doublings 1..32 KiB");
 _Static_assert(HAK_CLASS_LAST == HAK_CLASS_MID_LAST + 5 * 8, "five doublings 32 KiB..1 MiB");
 

@@ -144,26 +144,36 @@ hak_slab_t *_hak_slab_adopt(size_t cls, uint32_t key) {
   return s;
 }
 
-void _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b) {
+/* Frees b into s, which the caller does not hold. If s is detached the
+ * caller claims it: with `keep` (a heap's owner key) it then holds s, with
+ * b on local_free and thread_free collected, and true is returned; without,
+ * it releases s or detaches it again. */
+bool _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b, uint32_t keep) {
   uintptr_t tf = atomic_load_explicit(&s->thread_free, memory_order_relaxed);
   for (;;) {
     if (tf & HAK_DETACHED) {
       if (atomic_compare_exchange_weak_explicit(&s->thread_free, &tf, tf & ~HAK_DETACHED,
-                                                memory_order_acquire, memory_order_relaxed)) {
-        /* Claimed: free the block here, then release or detach again. */
-        b->next = s->local_free;
-        s->local_free = b;
-        s->used--;
-        let_go(s);
-        return;
-      }
+                                                memory_order_acquire, memory_order_relaxed))
+        break;
       continue;
     }
     b->next = (hak_block_t *)tf;
     if (atomic_compare_exchange_weak_explicit(&s->thread_free, &tf, (uintptr_t)b,
                                               memory_order_release, memory_order_relaxed))
-      return;
+      return false;
   }
+  /* Claimed. */
+  b->next = s->local_free;
+  s->local_free = b;
+  s->used--;
+  if (!keep) {
+    let_go(s);
+    return false;
+  }
+  unpublish(s);
+  atomic_store_explicit(&s->owner, keep, memory_order_relaxed);
+  _hak_slab_collect(s);
+  return true;
 }
 
 bool _hak_slab_block_valid(const hak_slab_t *s, const void *p) {
