@@ -28,9 +28,12 @@ names=() libs=()
 declare -A want=()
 for a in ${BENCH_ALLOCATORS:-}; do want[$a]=1; done
 wanted() { [[ ${#want[@]} -eq 0 || -n ${want[$1]:-} ]]; }
+rm -rf "$tmp"
+mkdir -p "$tmp" "$out_dir"
 hakmem_lib=${BENCH_HAKMEM:-$root/libhakmem.so}
 if wanted hakmem; then
-  if [[ -f $hakmem_lib ]]; then names+=(hakmem); libs+=("$(readlink -f "$hakmem_lib")")
+  # count a copy, so that a rebuild meanwhile cannot mix versions
+  if [[ -f $hakmem_lib ]] && cp "$hakmem_lib" "$tmp/libhakmem.so"; then names+=(hakmem); libs+=("$tmp/libhakmem.so")
   else echo "skipped: hakmem ($hakmem_lib not found; 'make' builds it)"; fi
 fi
 wanted glibc && { names+=(glibc); libs+=(""); }
@@ -42,8 +45,6 @@ for peer in "mimalloc libmimalloc.so.2" "jemalloc libjemalloc.so.2" "tcmalloc li
   if [[ -n $lib ]]; then names+=("$1"); libs+=("$lib"); else echo "skipped: $1 ($2 not installed)"; fi
 done
 
-rm -rf "$tmp"
-mkdir -p "$tmp" "$out_dir"
 # count LIB N LO HI: instructions of the probe process (the last "Collected"
 # line: the first one is env's).
 count() {
@@ -81,6 +82,7 @@ md="$out_dir/instr.md"
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -m); (count at $hi_n rounds - count at $lo_n) / $((hi_n - lo_n));"
   echo "256 live blocks, sizes uniform in the range; the probe loop itself is about 34. Lower is better."
+  [[ -f $tmp/libhakmem.so ]] && echo "hakmem: git $(git -C "$root" describe --always --dirty 2>/dev/null), sha256 $(sha256sum "$tmp/libhakmem.so" | cut -c1-12)."
   echo
   line="| allocator |" sep="|---|"
   for r in $ranges; do line="$line $r B |"; sep="$sep---:|"; done

@@ -20,7 +20,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 bin="$here/bin"
 out_dir=${BENCH_OUT:-$here/results}
-tmp="$here/results/tmp"
+tmp="$here/results/tmp/run" # bench-instr uses tmp/instr: the two may run at once
 quick=${BENCH_QUICK:-0}
 [[ $quick == 0 || $quick == "" ]] && quick=0 || quick=1
 runs=${BENCH_RUNS:-}
@@ -59,6 +59,7 @@ specs=(
 alloc_names=()
 alloc_libs=()
 alloc_vers=()
+alloc_shown=() # the path to print (hakmem runs from a snapshot)
 declare -A want=()
 for a in ${BENCH_ALLOCATORS:-}; do want[$a]=1; done
 wanted() { [[ ${#want[@]} -eq 0 || -n ${want[$1]:-} ]]; }
@@ -72,14 +73,20 @@ pkg_version() { # library path -> "package version", or ""
   [[ -n $pkg ]] && echo "$pkg $(dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null)"
 }
 
-add_alloc() { alloc_names+=("$1"); alloc_libs+=("$2"); alloc_vers+=("$3"); }
+add_alloc() { alloc_names+=("$1"); alloc_libs+=("$2"); alloc_vers+=("$3"); alloc_shown+=("${4:-$2}"); }
+
+rm -rf "$tmp"
+mkdir -p "$tmp/runs" "$out_dir" || die "cannot create $tmp"
 
 hakmem_lib=${BENCH_HAKMEM:-$root/libhakmem.so}
 if wanted hakmem; then
   if [[ -f $hakmem_lib ]]; then
     hv=$(sed -n 's/^#define HAKMEM_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\).*/\2/p' "$root/include/hakmem.h" 2>/dev/null | paste -sd. -)
     gv=$(git -C "$root" describe --always --dirty 2>/dev/null)
-    add_alloc hakmem "$(readlink -f "$hakmem_lib")" "hakmem ${hv:-?}${gv:+ (git $gv)}"
+    # Run a copy: a rebuild of the library during the suite must not mix versions.
+    cp "$hakmem_lib" "$tmp/libhakmem.so" || die "cannot copy $hakmem_lib"
+    sum=$(sha256sum "$tmp/libhakmem.so" 2>/dev/null | cut -c1-12)
+    add_alloc hakmem "$tmp/libhakmem.so" "hakmem ${hv:-?}${gv:+ (git $gv)}${sum:+, sha256 $sum}" "$(readlink -f "$hakmem_lib")"
   else
     echo "skipped: hakmem ($hakmem_lib not found; 'make' builds it)"
   fi
@@ -111,8 +118,6 @@ done
 nalloc=${#alloc_names[@]}
 
 # ---- run ---------------------------------------------------------------------
-rm -rf "$tmp"
-mkdir -p "$tmp/runs" "$out_dir" || die "cannot create $tmp"
 raw="$tmp/raw.tsv"
 : >"$raw"
 bench_list=()
@@ -161,7 +166,7 @@ for spec in "${specs[@]}"; do
         [[ -z $status ]] && status="no report"
         [[ $status == ok ]] && status="no RESULT line"
         echo "FAILED: $name with $a (run $((r + 1))): $status; remaining runs of $a skipped"
-        echo "  command: LD_PRELOAD=${alloc_libs[$i]} bench/bin/$prog $args"
+        echo "  command: LD_PRELOAD=${alloc_shown[$i]} bench/bin/$prog $args"
         for f in "$base.err" "$base.out"; do [[ -s $f ]] && tail -n 5 "$f" | sed "s/^/  | /"; done
         failed[$a]=1
         printf '%s\t%s\t%d\tFAILED\t%s\t\t\t\t%s\n' "$name" "$a" "$r" "${rss:-}" "${status// /_}" >>"$raw"
@@ -200,7 +205,7 @@ md="$out_dir/latest.md"
   echo "- load average (1, 5, 15 min): ${load_start:-?} before, ${load_end:-?} after (the suite itself adds up to $threads)"
   echo "- allocators:"
   for ((i = 0; i < nalloc; i++)); do
-    echo "  - ${alloc_names[$i]}: ${alloc_vers[$i]}${alloc_libs[$i]:+ (\`${alloc_libs[$i]/#$root/.}\`)}"
+    echo "  - ${alloc_names[$i]}: ${alloc_vers[$i]}${alloc_shown[$i]:+ (\`${alloc_shown[$i]/#$root/.}\`)}"
   done
   echo
   awk -F'\t' -v order="${alloc_names[*]}" -v benches="${bench_list[*]}" -v runs="$runs" -v dat="$tmp/chart.dat" '
@@ -285,7 +290,7 @@ md="$out_dir/latest.md"
   for ((j = 0; j < ${#bench_list[@]}; j++)); do echo "| ${bench_list[$j]} | \`bench/bin/${bench_args[$j]}\` |"; done
   echo
   echo "Cells say FAILED when a run crashed, timed out (${timeout} s), exited non-zero or printed no RESULT line;"
-  echo "the runner then skips that allocator's remaining runs of that benchmark. Raw data: bench/results/tmp/raw.tsv."
+  echo "the runner then skips that allocator's remaining runs of that benchmark. Raw data: bench/results/tmp/run/raw.tsv."
 } >"$md"
 
 # ---- chart ---------------------------------------------------------------------
