@@ -39,6 +39,7 @@ int hak_trim(void);
 typedef struct hak_stats {
   size_t mapped;            /* bytes of address space hakmem has mapped */
   size_t committed;         /* bytes mapped and possibly resident (not purged) */
+  size_t large_committed;   /* the part of committed in Large mappings and BigCache */
   size_t in_use;            /* bytes in live blocks (block sizes, not requests) */
   size_t peak_committed;    /* high-water mark of committed */
   size_t large_in_use;      /* bytes mapped for live Large blocks (own mappings) */

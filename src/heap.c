@@ -119,8 +119,12 @@ static hak_slab_t *heap_next_slab(hak_heap_t *h, size_t cls) {
   return s;
 }
 
+/* The fast free's shortcut for the current slab is off in checking mode,
+ * and for pool classes: their frees count, so that an empty run is seen at
+ * once and given back (a run is up to 1 MiB). */
 static void heap_set_cur(hak_heap_t *h, size_t cls, hak_slab_t *s) {
-  h->front.slot[cls].cur = s ? (uintptr_t)s | ((h->front.key & HAK_KEY_CHECK) ? HAK_CUR_CHECK : 0) : 0;
+  bool tag = (h->front.key & HAK_KEY_CHECK) || cls > HAK_CLASS_MID_LAST;
+  h->front.slot[cls].cur = s ? (uintptr_t)s | (tag ? HAK_CUR_CHECK : 0) : 0;
 }
 
 /* Pops a block of cls, refilling the heap's list from its slabs. A current
@@ -179,9 +183,9 @@ void *_hak_alloc_refill(size_t cls) {
 
 /* A local free made s empty (used reached 0 on the fast path, or here). */
 static void heap_slab_empty(hak_heap_t *h, hak_slab_t *s) {
-  if (hak_front_cur(&h->front, s->cls) == s) return; /* keep the current slab */
   heap_enter(h);
-  list_remove(&h->partial[s->cls], s);
+  if (hak_front_cur(&h->front, s->cls) == s) heap_set_cur(h, s->cls, NULL); /* its list is empty */
+  else list_remove(&h->partial[s->cls], s);
   heap_park_or_release(h, s);
   heap_leave(h);
 }
@@ -245,7 +249,6 @@ void _hak_free_local_empty(hak_slab_t *s) {
   heap_slab_empty((hak_heap_t *)hak_tls_heap, s);
 }
 
-/* Lets go of every slab h holds. */
 /* Lets go of every slab of class c that h holds. */
 static void heap_detach_class(hak_heap_t *h, size_t c, bool recount) {
   hak_slab_t *s = hak_front_cur(&h->front, c);
@@ -315,6 +318,39 @@ void _hak_heap_fork_child(void) {
     if (sound) heap_detach_all(h, true);
     heap_retire(h, sound);
   }
+}
+
+/* malloc_trim: the calling thread's heap gives back its parked slabs and
+ * the current slabs whose blocks are all free. Returns slabs released. */
+size_t _hak_heap_trim(void) {
+  hak_front_t *f = hak_tls_heap;
+  if (f == &_hak_heap_empty || f == &_hak_heap_dead) return 0;
+  hak_heap_t *h = (hak_heap_t *)f;
+  size_t n = 0;
+  heap_enter(h);
+  for (size_t c = 1; c < HAK_CLASSES; c++) {
+    hak_slab_t *s = h->parked[c];
+    if (s) {
+      h->parked[c] = NULL;
+      h->parked_bytes -= slab_bytes(s);
+      _hak_slab_release(s);
+      n++;
+    }
+    s = hak_front_cur(f, c);
+    if (s) {
+      _hak_slab_return_list(s, f->slot[c].free);
+      f->slot[c].free = NULL;
+      _hak_slab_collect(s);
+      if (s->used == 0) {
+        heap_set_cur(h, c, NULL);
+        _hak_slab_release(s);
+        n++;
+      }
+    }
+  }
+  h->stat[HAK_STAT_slabs_released] += n;
+  heap_leave(h);
+  return n;
 }
 
 void _hak_heaps_stats(uint64_t *stat) {

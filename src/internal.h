@@ -267,6 +267,7 @@ void *_hak_alloc_refill(size_t cls);          /* free[cls] was empty */
 void _hak_free_slow(void *p, const char *who); /* who: the API call, for messages */
 void _hak_free_local_empty(hak_slab_t *s);     /* the fast path's free emptied s */
 void _hak_heap_flush_stats(void);
+size_t _hak_heap_trim(void);
 void _hak_heap_destructor(void *arg);
 void _hak_heap_fork_child(void);
 void _hak_heaps_stats(uint64_t *stat);
@@ -299,7 +300,7 @@ void _hak_report_invalid(const char *who, const void *p, const char *what);
   X(STATS_FD, 2, 0, 65535, "file descriptor the exit statistics are written to")          \
   X(INVALID_FREE, 1, 0, 2, "pointer hakmem did not hand out: 0 ignore, 1 report once, 2 abort") \
   X(CHECK, 0, 0, 1, "validate every free (double free, interior pointer) on the slow path") \
-  X(RETAIN_KB, 4096, 0, 1048576, "empty committed memory kept before purging (KiB)")        \
+  X(RETAIN_KB, 2048, 0, 1048576, "empty memory kept resident, in slabs and in BigCache each (KiB)") \
   X(UNMAP_DELAY_MS, 10000, 0, 3600000, "delay before a wholly free reservation is unmapped") \
   X(MADV_FREE, 0, 0, 1, "purge with MADV_FREE instead of MADV_DONTNEED")                    \
   X(THP, 0, 0, 2, "transparent huge pages for SuperSlabs: 0 system default, 1 request, 2 forbid") \

@@ -3,7 +3,9 @@
  * `offset` bytes in (a page, or the alignment up to 2 MiB), so (p - 1)
  * rounded down to 2 MiB is the header, whose chunk the chunk map marks
  * HAK_CHUNK_LARGE. BigCache keeps freed mappings for the next request that
- * fits, within a byte budget and for a limited time (both options). */
+ * fits, within a byte budget and for a limited time (both options); like
+ * empty slabs, no more than HAKMEM_RETAIN_KB of them stays resident: the
+ * pages of older entries are purged (the mapping stays, and reads zero). */
 #include <string.h>
 
 #include "internal.h"
@@ -22,12 +24,13 @@ typedef struct cache_entry {
   char *base;
   size_t size;
   uint64_t freed_at; /* ms */
+  bool resident;     /* pages not purged since the block was freed */
 } cache_entry_t;
 
 hak_lock_t _hak_large_lock = HAK_LOCK_INIT;
 static cache_entry_t *cache; /* BigCache, oldest first; the table grows as needed */
-static size_t cache_len, cache_cap, cache_bytes;
-static uint64_t cache_hits, cache_misses;
+static size_t cache_len, cache_cap, cache_bytes, cache_resident;
+static uint64_t cache_hits, cache_misses, purged_bytes;
 static size_t live_bytes, live_count, mapped_bytes;
 
 static size_t page_round(size_t n) { return (n + HAK_PAGE - 1) & ~(HAK_PAGE - 1); }
@@ -42,6 +45,7 @@ static size_t offset_for(size_t align) {
 
 static void cache_remove_at(size_t i) {
   cache_bytes -= cache[i].size;
+  if (cache[i].resident) cache_resident -= cache[i].size;
   memmove(&cache[i], &cache[i + 1], (cache_len - i - 1) * sizeof *cache);
   cache_len--;
 }
@@ -62,6 +66,14 @@ static size_t cache_decay(uint64_t now, bool all) {
     unmap_region(cache[0].base, cache[0].size);
     cache_remove_at(0);
   }
+  size_t retain = (size_t)hak_opt(HAK_OPT_RETAIN_KB) << 10;
+  for (size_t i = 0; i < cache_len && cache_resident > retain; i++)
+    if (cache[i].resident) {
+      _hak_os_purge(cache[i].base, cache[i].size);
+      cache[i].resident = false;
+      cache_resident -= cache[i].size;
+      purged_bytes += cache[i].size;
+    }
   return n;
 }
 
@@ -79,8 +91,9 @@ static bool cache_reserve(void) {
   return true;
 }
 
-/* The best-fitting cached mapping for `need` bytes, taken out of the cache. */
-static char *cache_take(size_t need, size_t *size) {
+/* The best-fitting cached mapping for `need` bytes, taken out of the
+ * cache; *zero says whether its pages were purged (read zero). */
+static char *cache_take(size_t need, size_t *size, bool *zero) {
   size_t best = SIZE_MAX;
   for (size_t i = 0; i < cache_len; i++) {
     size_t s = cache[i].size;
@@ -90,6 +103,7 @@ static char *cache_take(size_t need, size_t *size) {
   if (best == SIZE_MAX) return NULL;
   char *base = cache[best].base;
   *size = cache[best].size;
+  *zero = !cache[best].resident;
   cache_remove_at(best);
   return base;
 }
@@ -114,8 +128,9 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero) {
   if (size > PTRDIFF_MAX || need < size) return NULL;
   uint64_t now = _hak_os_now_ms();
   size_t got = 0;
+  bool zeroed = false;
   _hak_lock(&_hak_large_lock);
-  char *base = align <= HAK_SS_SIZE ? cache_take(need, &got) : NULL;
+  char *base = align <= HAK_SS_SIZE ? cache_take(need, &got, &zeroed) : NULL;
   if (base) {
     cache_hits++;
     live_bytes += got;
@@ -126,7 +141,7 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero) {
   cache_decay(now, false);
   _hak_unlock(&_hak_large_lock);
   if (base) {
-    if (zero) memset(base + offset, 0, got - offset);
+    if (zero && !zeroed) memset(base + offset, 0, got - offset);
   } else {
     base = map_fresh(need, align); /* fresh pages are zero: calloc skips the memset */
     if (!base) return NULL;
@@ -163,8 +178,9 @@ void _hak_large_free(void *p) {
   live_bytes -= size;
   live_count--;
   if (size <= (size_t)hak_opt(HAK_OPT_BIGCACHE_MB) << 20 && cache_reserve()) {
-    cache[cache_len++] = (cache_entry_t){base, size, now};
+    cache[cache_len++] = (cache_entry_t){base, size, now, true};
     cache_bytes += size;
+    cache_resident += size;
     cache_decay(now, false);
   } else {
     unmap_region(base, size);
@@ -239,12 +255,14 @@ void _hak_large_decay(void) {
 void _hak_large_stats(hak_stats_t *st) {
   _hak_lock(&_hak_large_lock);
   st->mapped += mapped_bytes;
-  st->committed += mapped_bytes;
+  st->committed += live_bytes + cache_resident;
+  st->large_committed += live_bytes + cache_resident;
   st->large_in_use += live_bytes;
   st->large_blocks += live_count;
   st->in_use += live_bytes;
   st->bigcache_bytes += cache_bytes;
   st->bigcache_hits += cache_hits;
   st->bigcache_misses += cache_misses;
+  st->purged += purged_bytes;
   _hak_unlock(&_hak_large_lock);
 }

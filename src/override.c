@@ -108,9 +108,8 @@ HAK_API int malloc_trim(size_t pad) {
 HAK_API struct mallinfo2 mallinfo2(void) {
   hak_stats_t st;
   hak_stats(&st);
-  size_t large = st.large_in_use + st.bigcache_bytes; /* Large mappings, live and cached */
   struct mallinfo2 mi = {0};
-  mi.arena = st.committed - large;             /* SuperSlab memory that may be resident */
+  mi.arena = st.committed - st.large_committed; /* SuperSlab memory that may be resident */
   mi.ordblks = st.slabs;                       /* slabs */
   mi.hblks = st.large_blocks;                  /* live Large blocks */
   mi.hblkhd = st.large_in_use;                 /* bytes in their mappings */

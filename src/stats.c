@@ -60,7 +60,7 @@ HAK_API void hak_stats_flush(void) { _hak_heap_flush_stats(); }
 
 /* The figures of hak_stats_t, in order, for every report format. */
 #define SUMMARY_FIELDS(X)                                                                      \
-  X(mapped) X(committed) X(peak_committed) X(in_use) X(large_in_use) X(large_blocks)           \
+  X(mapped) X(committed) X(large_committed) X(peak_committed) X(in_use) X(large_in_use) X(large_blocks)           \
   X(bigcache_bytes) X(bigcache_hits) X(bigcache_misses) X(superslabs) X(slabs)                 \
   X(slabs_detached) X(slabs_adopted) X(purged) X(unmapped) X(heaps) X(invalid_frees)
 
