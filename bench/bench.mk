@@ -2,7 +2,7 @@
 # executables in bench/bin/; the runner swaps allocators with LD_PRELOAD.
 #   make bench-build   build the benchmark programs
 #   make bench         build the library and the programs, run bench/run.sh
-#   make bench-instr   callgrind instructions per free+malloc (bench/instr.sh)
+#   make bench-instr   build the library and the probe, count callgrind instructions per free+malloc
 #   make bench-clean   remove bench/bin and temporary results
 # Runner settings come from the environment or the command line, e.g.
 #   make bench BENCH_QUICK=1   make bench BENCH_RUNS=9 BENCH_THREADS=4
@@ -37,7 +37,7 @@ bench-deps-instr:
 bench: all bench-build bench-deps
 	@bash bench/run.sh
 
-bench-instr: bench-build bench-deps-instr
+bench-instr: all bench-build bench-deps-instr
 	@bash bench/instr.sh
 
 bench-clean:
