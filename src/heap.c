@@ -1,5 +1,5 @@
 /* heap.c — thread heaps: creation, the allocation and free slow paths, the
- * slabs a heap holds (current, partial, parked), teardown at thread exit, the
+ * slabs a heap holds (current, partial, spare), teardown at thread exit, the
  * locked global heap used after teardown, and the fork child's clean-up. */
 #include <errno.h>
 
@@ -29,6 +29,15 @@ static void heap_enter(hak_heap_t *h) {
 static void heap_leave(hak_heap_t *h) {
   atomic_signal_fence(memory_order_seq_cst);
   h->front.busy = 0;
+}
+
+static void list_push(hak_slab_list_t *l, hak_slab_t *s) {
+  s->prev = NULL;
+  s->next = l->head;
+  if (l->head) l->head->prev = s;
+  else l->tail = s;
+  l->head = s;
+  l->count++;
 }
 
 static void list_push_tail(hak_slab_list_t *l, hak_slab_t *s) {
@@ -80,42 +89,98 @@ static hak_heap_t *heap_create(void) {
 /* Bytes of a slab's units. */
 static size_t slab_bytes(const hak_slab_t *s) { return (size_t)s->units << HAK_UNIT_SHIFT; }
 
-/* An empty slab h holds (not its current one): kept as the class's parked
- * slab while the heap parks little, else given back to its SuperSlab. */
-static void heap_park_or_release(hak_heap_t *h, hak_slab_t *s) {
-  size_t cls = s->cls;
-  if (!h->parked[cls] && h->parked_bytes + slab_bytes(s) <= HAK_PARK_MAX) {
-    h->parked[cls] = s;
-    h->parked_bytes += slab_bytes(s);
-    return;
-  }
+/* h starts or stops holding s. */
+static void heap_hold(hak_heap_t *h, hak_slab_t *s) { h->held_bytes += slab_bytes(s); }
+
+static void heap_release(hak_heap_t *h, hak_slab_t *s) {
+  h->held_bytes -= slab_bytes(s);
   h->stat[HAK_STAT_slabs_released]++;
   _hak_slab_release(s);
 }
 
-/* Next slab for cls: the oldest partial one that has free blocks (those
- * that have none are detached on the way: the next free into one claims
- * it), the parked one, an abandoned one, or a fresh one. NULL when out of
- * memory. */
+static void heap_detach(hak_heap_t *h, hak_slab_t *s) {
+  h->held_bytes -= slab_bytes(s);
+  h->stat[HAK_STAT_slabs_detached]++;
+  _hak_slab_detach(s);
+}
+
+/* Empty slabs are kept as spares, by size, for any class of that size:
+ * a class whose blocks come and go then needs neither the SuperSlab lock
+ * nor fresh pages. Spares beyond the retained share of the heap's other
+ * slabs are given back, largest first. */
+static void heap_add_spare(hak_heap_t *h, hak_slab_t *s) {
+  unsigned i = s->units - 1u;
+  list_push(&h->spare[i], s);
+  h->spare_mask |= 1u << i;
+  h->spare_bytes += slab_bytes(s);
+  while (h->spare_bytes > hak_retain(h->held_bytes - h->spare_bytes)) {
+    i = 31u - (unsigned)__builtin_clz(h->spare_mask);
+    hak_slab_t *victim = h->spare[i].tail;
+    list_remove(&h->spare[i], victim);
+    if (!h->spare[i].head) h->spare_mask &= ~(1u << i);
+    h->spare_bytes -= slab_bytes(victim);
+    heap_release(h, victim);
+  }
+}
+
+/* A spare slab for cls (one that may hold its blocks), made a slab of cls. */
+static hak_slab_t *heap_take_spare(hak_heap_t *h, size_t cls) {
+  unsigned i = (unsigned)_hak_slab_units(cls) - 1u;
+  bool unit0_ok = hak_class_size(cls) <= HAK_UNIT0_MAX_BLOCK;
+  hak_slab_t *s = h->spare[i].head;
+  while (s && !unit0_ok && hak_slab_unit(s) == 0) s = s->next;
+  if (!s) return NULL;
+  list_remove(&h->spare[i], s);
+  if (!h->spare[i].head) h->spare_mask &= ~(1u << i);
+  h->spare_bytes -= slab_bytes(s);
+  if (s->cls != cls) _hak_slab_format(s, cls);
+  return s;
+}
+
+static void heap_release_spares(hak_heap_t *h) {
+  for (unsigned i = 0; i < HAK_MAX_SLAB_UNITS; i++) {
+    hak_slab_t *s;
+    while ((s = h->spare[i].head) != NULL) {
+      list_remove(&h->spare[i], s);
+      h->spare_bytes -= slab_bytes(s);
+      heap_release(h, s);
+    }
+  }
+  h->spare_mask = 0;
+}
+
+/* Next slab for cls: the oldest partial one that has free blocks, a spare
+ * one, an abandoned one, or a fresh one; NULL when out of memory.
+ * A partial slab without a free block goes round the list once more; found
+ * full again, it is detached (the next free into it claims it) unless the
+ * list is short, so a heap keeps no more than a couple of slabs it cannot
+ * allocate from. */
 static hak_slab_t *heap_next_slab(hak_heap_t *h, size_t cls) {
+  hak_slab_list_t *partial = &h->partial[cls];
   hak_slab_t *s;
-  while ((s = h->partial[cls].head) != NULL) {
-    list_remove(&h->partial[cls], s);
+  for (uint32_t n = partial->count; n > 0 && (s = partial->head) != NULL; n--) {
+    list_remove(partial, s);
     _hak_slab_collect(s);
-    if (s->local_free || s->carved < s->capacity) return s;
-    h->stat[HAK_STAT_slabs_detached]++;
-    _hak_slab_detach(s);
+    if (s->local_free || s->carved < s->capacity) {
+      s->rotated = 0;
+      return s;
+    }
+    if (!s->rotated || partial->count < HAK_FULL_KEEP) {
+      s->rotated = 1;
+      list_push_tail(partial, s);
+      continue;
+    }
+    heap_detach(h, s);
   }
-  if ((s = h->parked[cls]) != NULL) {
-    h->parked[cls] = NULL;
-    h->parked_bytes -= slab_bytes(s);
-    return s;
-  }
+  if ((s = heap_take_spare(h, cls)) != NULL) return s;
   if ((s = _hak_slab_adopt(cls, heap_owner(h))) != NULL) {
     h->stat[HAK_STAT_slabs_adopted]++;
-    return s;
+  } else if ((s = _hak_slab_alloc(cls, heap_owner(h))) != NULL) {
+    h->stat[HAK_STAT_slabs_new]++;
+  } else {
+    return NULL;
   }
-  if ((s = _hak_slab_alloc(cls, heap_owner(h))) != NULL) h->stat[HAK_STAT_slabs_new]++;
+  heap_hold(h, s);
   return s;
 }
 
@@ -165,6 +230,7 @@ static void *global_alloc(size_t cls) {
   _hak_lock(&_hak_global_heap_lock);
   void *p = heap_alloc(&global_heap, cls);
   heap_detach_class(&global_heap, cls, false);
+  heap_release_spares(&global_heap);
   _hak_unlock(&_hak_global_heap_lock);
   return p;
 }
@@ -186,7 +252,7 @@ static void heap_slab_empty(hak_heap_t *h, hak_slab_t *s) {
   heap_enter(h);
   if (hak_front_cur(&h->front, s->cls) == s) heap_set_cur(h, s->cls, NULL); /* its list is empty */
   else list_remove(&h->partial[s->cls], s);
-  heap_park_or_release(h, s);
+  heap_add_spare(h, s);
   heap_leave(h);
 }
 
@@ -236,8 +302,9 @@ void _hak_free_slow(void *p, const char *who) {
   if (!_hak_slab_free_remote(s, b, keep)) return;
   heap_enter(h);
   h->stat[HAK_STAT_slabs_adopted]++;
+  heap_hold(h, s);
   if (s->used == 0) {
-    heap_park_or_release(h, s);
+    heap_add_spare(h, s);
   } else {
     list_push_tail(&h->partial[s->cls], s);
     if (hak_cfg_debug) _hak_slab_check(s, f);
@@ -257,25 +324,18 @@ static void heap_detach_class(hak_heap_t *h, size_t c, bool recount) {
     _hak_slab_return_list(s, h->front.slot[c].free);
     h->front.slot[c].free = NULL;
     heap_set_cur(h, c, NULL);
-    h->stat[HAK_STAT_slabs_detached]++;
-    _hak_slab_detach(s);
+    heap_detach(h, s);
   }
   while ((s = h->partial[c].head) != NULL) {
     list_remove(&h->partial[c], s);
     if (recount) _hak_slab_recount(s);
-    h->stat[HAK_STAT_slabs_detached]++;
-    _hak_slab_detach(s);
-  }
-  if ((s = h->parked[c]) != NULL) {
-    h->parked[c] = NULL;
-    h->parked_bytes -= slab_bytes(s);
-    if (recount) _hak_slab_recount(s);
-    _hak_slab_detach(s); /* empty: released */
+    heap_detach(h, s);
   }
 }
 
 static void heap_detach_all(hak_heap_t *h, bool recount) {
   for (size_t c = 1; c < HAK_CLASSES; c++) heap_detach_class(h, c, recount);
+  heap_release_spares(h);
 }
 
 /* Unlinks h from the live registry; with `reuse`, keeps it for a new thread. */
@@ -300,6 +360,7 @@ void _hak_heap_destructor(void *arg) {
   hak_tls_heap = (hak_front_t *)&_hak_heap_dead; /* later calls use the global heap */
   heap_enter(h);
   heap_detach_all(h, false);
+  HAK_DEBUG_ASSERT(h->held_bytes == 0 && h->spare_bytes == 0);
   heap_leave(h);
   heap_retire(h, true);
 }
@@ -320,7 +381,7 @@ void _hak_heap_fork_child(void) {
   }
 }
 
-/* malloc_trim: the calling thread's heap gives back its parked slabs and
+/* malloc_trim: the calling thread's heap gives back its spare slabs and
  * the current slabs whose blocks are all free. Returns slabs released. */
 size_t _hak_heap_trim(void) {
   hak_front_t *f = hak_tls_heap;
@@ -328,27 +389,21 @@ size_t _hak_heap_trim(void) {
   hak_heap_t *h = (hak_heap_t *)f;
   size_t n = 0;
   heap_enter(h);
+  for (unsigned i = 0; i < HAK_MAX_SLAB_UNITS; i++) n += h->spare[i].count;
+  heap_release_spares(h);
   for (size_t c = 1; c < HAK_CLASSES; c++) {
-    hak_slab_t *s = h->parked[c];
-    if (s) {
-      h->parked[c] = NULL;
-      h->parked_bytes -= slab_bytes(s);
-      _hak_slab_release(s);
-      n++;
-    }
-    s = hak_front_cur(f, c);
+    hak_slab_t *s = hak_front_cur(f, c);
     if (s) {
       _hak_slab_return_list(s, f->slot[c].free);
       f->slot[c].free = NULL;
       _hak_slab_collect(s);
       if (s->used == 0) {
         heap_set_cur(h, c, NULL);
-        _hak_slab_release(s);
+        heap_release(h, s);
         n++;
       }
     }
   }
-  h->stat[HAK_STAT_slabs_released] += n;
   heap_leave(h);
   return n;
 }

@@ -30,8 +30,8 @@
  *       HAK_DETACHED set), or transiently claimed by one thread (owner = 0,
  *       HAK_DETACHED clear) which then holds it, releases it or detaches
  *       it again. A detached slab with free space is on its class's
- *       abandoned list. A heap holds, per class, its current slab, partial
- *       slabs and at most one parked empty slab.
+ *       abandoned list. A heap holds, per class, its current slab and
+ *       partial slabs, and empty spare slabs of any class, by size.
  *   I4  ss.free_units and the slabs of a SuperSlab partition its 32 units;
  *       dirty_units is a subset of free_units. */
 #ifndef HAK_INTERNAL_H
@@ -66,8 +66,9 @@ static const bool hak_cfg_debug = HAK_DEBUG;
 #define HAK_ADDR_BITS 47
 #define HAK_CHUNKS ((size_t)1 << (HAK_ADDR_BITS - HAK_SS_SHIFT))
 #define HAK_RESERVATION ((size_t)64 << 20)               /* SuperSlabs are carved from these */
-#define HAK_PARK_MAX ((size_t)2 << 20) /* empty slabs a heap keeps, one per class (bytes) */
 #define HAK_UNIT0_MAX_BLOCK HAK_PAGE /* unit 0 starts 4 KiB aligned: only for blocks <= 4 KiB */
+#define HAK_MAX_SLAB_UNITS 16        /* the largest slab: 1 MiB */
+#define HAK_FULL_KEEP 2              /* full slabs a heap keeps per class before detaching */
 
 enum { HAK_CHUNK_NONE = 0, HAK_CHUNK_SUPERSLAB = 1, HAK_CHUNK_LARGE = 2 };
 
@@ -90,7 +91,7 @@ struct hak_slab {
   uint8_t cls;                     /* size class */
   uint8_t units;                   /* units spanned; 0: the unit is in no slab */
   uint8_t listed;                  /* on its class's abandoned list */
-  uint8_t pad;
+  uint8_t rotated;                 /* went round its heap's partial list once without a free block */
   uintptr_t slot_off;              /* byte offset of its class's slot in hak_front_t */
   hak_block_t *local_free;         /* blocks freed by the holder */
   uint32_t used;                   /* blocks out: with the program or in the holder's list */
@@ -167,8 +168,10 @@ typedef struct hak_heap hak_heap_t;
 struct hak_heap {
   hak_front_t front;                       /* first: the TLS pointer points here */
   hak_slab_list_t partial[HAK_CLASSES];    /* held slabs other than the current, oldest first */
-  hak_slab_t *parked[HAK_CLASSES];         /* an empty slab kept for the class */
-  size_t parked_bytes;                     /* their bytes, at most HAK_PARK_MAX */
+  hak_slab_list_t spare[HAK_MAX_SLAB_UNITS]; /* empty slabs kept for reuse, by units - 1 */
+  uint32_t spare_mask;                     /* bit i: spare[i] is not empty */
+  size_t spare_bytes;                      /* their bytes: at most hak_retain(held - spare) */
+  size_t held_bytes;                       /* bytes of every slab it holds */
   uint64_t stat[HAK_STAT_COUNT];           /* this thread's counters */
   hak_heap_t *next_live, *prev_live;       /* registry of live heaps */
   hak_heap_t *next_spare;                  /* registry of spare heaps */
@@ -244,10 +247,12 @@ void _hak_slab_release(hak_slab_t *s);                   /* give an empty slab's
 size_t _hak_purge(bool all);                             /* bytes purged */
 void _hak_superslab_stats(hak_stats_t *st, uint64_t *class_slabs, uint64_t *class_used);
 size_t _hak_slab_units(size_t cls);
+void _hak_class_count(size_t from, size_t to);
 void _hak_superslab_check(hak_superslab_t *ss);
 
 /* ---- slab.c: a slab's lists and its ownership transitions ------------- */
 extern hak_lock_t _hak_abandoned_lock[HAK_CLASSES];
+void _hak_slab_format(hak_slab_t *s, size_t cls);
 hak_block_t *_hak_slab_take(hak_slab_t *s, uint32_t *n);   /* all free blocks, or a fresh page */
 uint32_t _hak_slab_collect(hak_slab_t *s);                  /* thread_free → local_free */
 void _hak_slab_return_list(hak_slab_t *s, hak_block_t *list);
@@ -300,7 +305,8 @@ void _hak_report_invalid(const char *who, const void *p, const char *what);
   X(STATS_FD, 2, 0, 65535, "file descriptor the exit statistics are written to")          \
   X(INVALID_FREE, 1, 0, 2, "pointer hakmem did not hand out: 0 ignore, 1 report once, 2 abort") \
   X(CHECK, 0, 0, 1, "validate every free (double free, interior pointer) on the slow path") \
-  X(RETAIN_KB, 2048, 0, 1048576, "empty memory kept resident, in slabs and in BigCache each (KiB)") \
+  X(RETAIN_KB, 2048, 0, 1048576, "empty memory kept resident at least, in slabs and in BigCache each (KiB)") \
+  X(RETAIN_SHARE, 2, 0, 64, "and up to 1/N of the memory in use (0: the minimum only)")    \
   X(UNMAP_DELAY_MS, 10000, 0, 3600000, "delay before a wholly free reservation is unmapped") \
   X(MADV_FREE, 0, 0, 1, "purge with MADV_FREE instead of MADV_DONTNEED")                    \
   X(THP, 0, 0, 2, "transparent huge pages for SuperSlabs: 0 system default, 1 request, 2 forbid") \
@@ -318,6 +324,17 @@ static inline long hak_opt(int id) {
 }
 void _hak_options_load(void);
 void _hak_options_print(int fd);
+
+/* Empty memory a layer keeps resident while `in_use` bytes are in use:
+ * RETAIN_KB, or a share of the memory in use when that is more. So a
+ * steady churn keeps its working room, and after a burst is freed the
+ * room shrinks with it. */
+static inline size_t hak_retain(size_t in_use) {
+  size_t min = (size_t)hak_opt(HAK_OPT_RETAIN_KB) << 10;
+  long share = hak_opt(HAK_OPT_RETAIN_SHARE);
+  size_t dyn = share ? in_use / (size_t)share : 0;
+  return dyn > min ? dyn : min;
+}
 
 /* ---- stats.c ----------------------------------------------------------- */
 extern _Atomic uint64_t _hak_stat_total[HAK_STAT_COUNT]; /* exited threads' counters */

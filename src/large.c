@@ -66,7 +66,7 @@ static size_t cache_decay(uint64_t now, bool all) {
     unmap_region(cache[0].base, cache[0].size);
     cache_remove_at(0);
   }
-  size_t retain = (size_t)hak_opt(HAK_OPT_RETAIN_KB) << 10;
+  size_t retain = hak_retain(live_bytes);
   for (size_t i = 0; i < cache_len && cache_resident > retain; i++)
     if (cache[i].resident) {
       _hak_os_purge(cache[i].base, cache[i].size);

@@ -61,6 +61,27 @@ void _hak_slab_return_list(hak_slab_t *s, hak_block_t *list) {
   s->used -= splice_local(s, list);
 }
 
+/* Makes s, an empty slab (or fresh run) its caller holds, a slab of cls:
+ * no block carved yet. */
+void _hak_slab_format(hak_slab_t *s, size_t cls) {
+  size_t size = hak_class_size(cls);
+  size_t bytes = ((size_t)s->units << HAK_UNIT_SHIFT) - (hak_slab_unit(s) == 0 ? HAK_SS_HEADER : 0);
+  HAK_DEBUG_ASSERT(s->units == _hak_slab_units(cls) && s->used == 0 &&
+                   (size <= HAK_UNIT0_MAX_BLOCK || hak_slab_unit(s) != 0));
+  _hak_class_count(s->cls, cls);
+  s->cls = (uint8_t)cls;
+  s->slot_off = HAK_SLOT_OFF(cls);
+  s->block_size = (uint32_t)size;
+  s->capacity = (uint32_t)(bytes / size);
+  s->local_free = NULL;
+  s->used = 0;
+  s->carved = 0;
+  atomic_store_explicit(&s->thread_free, 0, memory_order_relaxed);
+  s->next = s->prev = NULL;
+  s->listed = 0;
+  s->rotated = 0;
+}
+
 hak_block_t *_hak_slab_take(hak_slab_t *s, uint32_t *n) {
   if (!s->local_free) _hak_slab_collect(s);
   hak_block_t *list = s->local_free;
@@ -138,6 +159,7 @@ hak_slab_t *_hak_slab_adopt(size_t cls, uint32_t key) {
   if (s) {
     list_remove(&abandoned[cls], s);
     s->listed = 0;
+    s->rotated = 0;
   }
   _hak_unlock(&_hak_abandoned_lock[cls]);
   if (s) atomic_store_explicit(&s->owner, key, memory_order_relaxed);
@@ -171,6 +193,7 @@ bool _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b, uint32_t keep) {
     return false;
   }
   unpublish(s);
+  s->rotated = 0;
   atomic_store_explicit(&s->owner, keep, memory_order_relaxed);
   _hak_slab_collect(s);
   return true;

@@ -31,7 +31,7 @@ static size_t mapped_bytes, peak_committed;
 static uint64_t superslab_count, slab_count;
 static uint64_t purged_total, unmapped_total;
 static uint32_t res_pending_unmap;     /* reservations with empty_since set */
-static uint64_t class_slabs[HAK_CLASSES], class_slabs_peak[HAK_CLASSES];
+static _Atomic uint64_t class_slabs[HAK_CLASSES], class_slabs_peak[HAK_CLASSES]; /* statistics */
 
 static uint32_t unit_bits(unsigned u, unsigned n) {
   return (uint32_t)((((uint64_t)1 << n) - 1) << u);
@@ -117,12 +117,41 @@ static hak_superslab_t *superslab_new(void) {
 
 /* Lowest unit u such that units u .. u+n-1 are all free (and u > 0 if the
  * blocks need more than unit 0's 4 KiB alignment); -1 if none. */
-static int find_run(uint32_t free_units, unsigned n, bool skip_unit0) {
+/* Bit u set: units u .. u+n-1 are all free (and u > 0 if the blocks need
+ * more than unit 0's 4 KiB alignment). */
+static uint32_t run_starts(uint32_t free_units, unsigned n, bool skip_unit0) {
   uint32_t m = free_units;
   for (unsigned i = 1; i < n && m; i++) m &= free_units >> i;
-  m &= (uint32_t)(UINT32_MAX >> (n - 1)); /* the run must end inside the SuperSlab */
-  if (skip_unit0) m &= ~(uint32_t)1;
-  return m ? __builtin_ctz(m) : -1;
+  return skip_unit0 ? m & ~(uint32_t)1 : m;
+}
+
+/* The run of n free units that reuses the most dirty (still resident)
+ * units, among SuperSlabs that have dirty units; else the first free run
+ * anywhere. Returns its SuperSlab (NULL if none) and sets *unit. */
+static hak_superslab_t *find_run(unsigned n, bool skip_unit0, int *unit) {
+  hak_superslab_t *best = NULL;
+  int best_dirty = 0;
+  for (hak_superslab_t *ss = avail_head; ss && best_dirty < (int)n; ss = ss->next) {
+    if (!ss->dirty_units) continue;
+    for (uint32_t m = run_starts(ss->free_units, n, skip_unit0); m; m &= m - 1) {
+      unsigned u = (unsigned)__builtin_ctz(m);
+      int d = __builtin_popcount(ss->dirty_units & unit_bits(u, n));
+      if (d > best_dirty) {
+        best = ss;
+        best_dirty = d;
+        *unit = (int)u;
+      }
+    }
+  }
+  if (best) return best;
+  for (hak_superslab_t *ss = avail_head; ss; ss = ss->next) {
+    uint32_t m = run_starts(ss->free_units, n, skip_unit0);
+    if (m) {
+      *unit = __builtin_ctz(m);
+      return ss;
+    }
+  }
+  return NULL;
 }
 
 static void reservation_note_empty(hak_reservation_t *r, int delta) {
@@ -140,20 +169,17 @@ static void reservation_note_empty(hak_reservation_t *r, int delta) {
 
 hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner) {
   unsigned n = (unsigned)_hak_slab_units(cls);
-  size_t size = hak_class_size(cls);
-  bool skip0 = size > HAK_UNIT0_MAX_BLOCK;
+  bool skip0 = hak_class_size(cls) > HAK_UNIT0_MAX_BLOCK;
   _hak_lock(&_hak_ss_lock);
-  hak_superslab_t *ss = avail_head;
   int u = -1;
-  for (; ss; ss = ss->next)
-    if ((u = find_run(ss->free_units, n, skip0)) >= 0) break;
+  hak_superslab_t *ss = find_run(n, skip0, &u);
   if (!ss) {
     ss = superslab_new();
     if (!ss) {
       _hak_unlock(&_hak_ss_lock);
       return NULL;
     }
-    u = find_run(ss->free_units, n, skip0);
+    u = __builtin_ctz(run_starts(ss->free_units, n, skip0));
   }
   uint32_t bits = unit_bits((unsigned)u, n);
   if (ss->free_units == UINT32_MAX) reservation_note_empty(ss->res, -1);
@@ -163,26 +189,25 @@ hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner) {
   if (!ss->free_units) avail_remove(ss);
   slab_bytes += bits_bytes(bits);
   slab_count++;
-  if (++class_slabs[cls] > class_slabs_peak[cls]) class_slabs_peak[cls] = class_slabs[cls];
   if (committed_bytes() > peak_committed) peak_committed = committed_bytes();
   hak_slab_t *s = &ss->slab[u];
   s->units = (uint8_t)n;
-  s->cls = (uint8_t)cls;
-  s->slot_off = HAK_SLOT_OFF(cls);
   atomic_store_explicit(&s->owner, owner, memory_order_relaxed);
   for (unsigned i = 0; i < n; i++) ss->unit_slab[u + i] = s;
   if (hak_cfg_debug) _hak_superslab_check(ss);
   _hak_unlock(&_hak_ss_lock);
-
-  s->local_free = NULL;
-  s->used = 0;
-  s->carved = 0;
-  atomic_store_explicit(&s->thread_free, 0, memory_order_relaxed);
-  s->block_size = (uint32_t)size;
-  s->capacity = (uint32_t)(bits_bytes(bits) / size);
-  s->next = s->prev = NULL;
-  s->listed = 0;
+  _hak_slab_format(s, cls);
   return s;
+}
+
+/* Per-class slab counts, kept as a slab changes class. */
+void _hak_class_count(size_t from, size_t to) {
+  if (from) atomic_fetch_sub_explicit(&class_slabs[from], 1, memory_order_relaxed);
+  if (to) {
+    uint64_t n = atomic_fetch_add_explicit(&class_slabs[to], 1, memory_order_relaxed) + 1;
+    if (n > atomic_load_explicit(&class_slabs_peak[to], memory_order_relaxed))
+      atomic_store_explicit(&class_slabs_peak[to], n, memory_order_relaxed);
+  }
 }
 
 /* Purge free dirty units until no more than `keep` bytes stay dirty: one
@@ -250,8 +275,8 @@ static size_t unmap_idle(bool now_all) {
 void _hak_slab_release(hak_slab_t *s) {
   hak_superslab_t *ss = hak_superslab_of((char *)s + 1);
   unsigned u = hak_slab_unit(s), n = s->units;
-  size_t cls = s->cls;
   uint32_t bits = unit_bits(u, n);
+  _hak_class_count(s->cls, 0);
   atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
   _hak_lock(&_hak_ss_lock);
   for (unsigned i = 0; i < n; i++) ss->unit_slab[u + i] = &ss->slab[u + i];
@@ -265,10 +290,9 @@ void _hak_slab_release(hak_slab_t *s) {
   dirty_bytes += bytes;
   slab_bytes -= bytes;
   slab_count--;
-  class_slabs[cls]--;
   if (hak_cfg_debug) _hak_superslab_check(ss);
   if (ss->free_units == UINT32_MAX) reservation_note_empty(ss->res, +1);
-  size_t retain = (size_t)hak_opt(HAK_OPT_RETAIN_KB) << 10;
+  size_t retain = hak_retain(slab_bytes);
   if (dirty_bytes > retain) purge_to(retain / 2);
   unmap_idle(false);
   _hak_unlock(&_hak_ss_lock);
@@ -276,7 +300,7 @@ void _hak_slab_release(hak_slab_t *s) {
 
 size_t _hak_purge(bool all) {
   _hak_lock(&_hak_ss_lock);
-  size_t retain = all ? 0 : (size_t)hak_opt(HAK_OPT_RETAIN_KB) << 10;
+  size_t retain = all ? 0 : hak_retain(slab_bytes);
   size_t n = dirty_bytes > retain ? purge_to(retain) : 0;
   n += unmap_idle(all);
   _hak_unlock(&_hak_ss_lock);
@@ -292,7 +316,7 @@ void _hak_superslab_check(hak_superslab_t *ss) {
       u++;
       continue;
     }
-    HAK_ASSERT(s->units >= 1 && u + s->units <= HAK_UNITS && s->slot_off == HAK_SLOT_OFF(s->cls));
+    HAK_ASSERT(s->units >= 1 && u + s->units <= HAK_UNITS);
     for (unsigned i = 0; i < s->units; i++)
       HAK_ASSERT(ss->unit_slab[u + i] == s && !(ss->free_units & (1u << (u + i))));
     covered |= unit_bits(u, s->units);
@@ -325,8 +349,8 @@ void _hak_superslab_stats(hak_stats_t *st, uint64_t *cls_slabs, uint64_t *cls_us
   }
   if (cls_slabs)
     for (size_t c = 0; c < HAK_CLASSES; c++) {
-      cls_slabs[2 * c] = class_slabs[c];
-      cls_slabs[2 * c + 1] = class_slabs_peak[c];
+      cls_slabs[2 * c] = atomic_load_explicit(&class_slabs[c], memory_order_relaxed);
+      cls_slabs[2 * c + 1] = atomic_load_explicit(&class_slabs_peak[c], memory_order_relaxed);
     }
   _hak_unlock(&_hak_ss_lock);
 }
