@@ -46,13 +46,22 @@ static inline void hak_free_inline(void *p, const char *who) {
     slot->free = b;
     return;
   }
-  if (HAK_UNLIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) != hak_tls_heap->key)) {
+  hak_front_t *h = hak_tls_heap;
+  if (HAK_UNLIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) != h->key)) {
     _hak_free_slow(p, who);
+    return;
+  }
+  if (!slot->free && !(slot->cur & HAK_CUR_CHECK)) {
+    /* Another slab of this heap, and its class's list is empty: the block
+     * goes there for the next malloc (it stays counted as used). */
+    b->next = NULL;
+    slot->free = b;
     return;
   }
   b->next = s->local_free;
   atomic_signal_fence(memory_order_release);
   s->local_free = b;
+  h->freed[s->cls] = s; /* where the next refill looks first */
   if (HAK_UNLIKELY(--s->used == 0)) _hak_free_local_empty(s);
 }
 

@@ -93,12 +93,14 @@ static size_t slab_bytes(const hak_slab_t *s) { return (size_t)s->units << HAK_U
 static void heap_hold(hak_heap_t *h, hak_slab_t *s) { h->held_bytes += slab_bytes(s); }
 
 static void heap_release(hak_heap_t *h, hak_slab_t *s) {
+  s->where = HAK_IN_NONE;
   h->held_bytes -= slab_bytes(s);
   h->stat[HAK_STAT_slabs_released]++;
   _hak_slab_release(s);
 }
 
 static void heap_detach(hak_heap_t *h, hak_slab_t *s) {
+  s->where = HAK_IN_NONE;
   h->held_bytes -= slab_bytes(s);
   h->stat[HAK_STAT_slabs_detached]++;
   _hak_slab_detach(s);
@@ -110,6 +112,7 @@ static void heap_detach(hak_heap_t *h, hak_slab_t *s) {
  * slabs are given back, largest first. */
 static void heap_add_spare(hak_heap_t *h, hak_slab_t *s) {
   unsigned i = s->units - 1u;
+  s->where = HAK_IN_SPARE;
   list_push(&h->spare[i], s);
   h->spare_mask |= 1u << i;
   h->spare_bytes += slab_bytes(s);
@@ -149,25 +152,38 @@ static void heap_release_spares(hak_heap_t *h) {
   h->spare_mask = 0;
 }
 
-/* Next slab for cls: the oldest partial one that has free blocks, a spare
- * one, an abandoned one, or a fresh one; NULL when out of memory.
+static void heap_add_partial(hak_heap_t *h, hak_slab_t *s, uint8_t where) {
+  s->where = where;
+  list_push_tail(&h->partial[s->cls], s);
+}
+
+static bool has_free_block(hak_slab_t *s) {
+  _hak_slab_collect(s);
+  return s->local_free || s->carved < s->capacity;
+}
+
+/* Next slab for cls: the partial slab this heap last freed a block into,
+ * else the oldest partial one that has free blocks, a spare one, an
+ * abandoned one, or a fresh one; NULL when out of memory.
  * A partial slab without a free block goes round the list once more; found
  * full again, it is detached (the next free into it claims it) unless the
  * list is short, so a heap keeps no more than a couple of slabs it cannot
  * allocate from. */
 static hak_slab_t *heap_next_slab(hak_heap_t *h, size_t cls) {
   hak_slab_list_t *partial = &h->partial[cls];
-  hak_slab_t *s;
+  hak_slab_t *s = h->front.freed[cls];
+  h->front.freed[cls] = NULL;
+  /* The hint may be stale: the slab may since have gone to another heap. */
+  if (s && atomic_load_explicit(&s->owner, memory_order_relaxed) == heap_owner(h) &&
+      (s->where == HAK_IN_PARTIAL || s->where == HAK_IN_ROTATED) && s->cls == cls && has_free_block(s)) {
+    list_remove(partial, s);
+    return s;
+  }
   for (uint32_t n = partial->count; n > 0 && (s = partial->head) != NULL; n--) {
     list_remove(partial, s);
-    _hak_slab_collect(s);
-    if (s->local_free || s->carved < s->capacity) {
-      s->rotated = 0;
-      return s;
-    }
-    if (!s->rotated || partial->count < HAK_FULL_KEEP) {
-      s->rotated = 1;
-      list_push_tail(partial, s);
+    if (has_free_block(s)) return s;
+    if (s->where != HAK_IN_ROTATED || partial->count < HAK_FULL_KEEP) {
+      heap_add_partial(h, s, HAK_IN_ROTATED);
       continue;
     }
     heap_detach(h, s);
@@ -190,6 +206,7 @@ static hak_slab_t *heap_next_slab(hak_heap_t *h, size_t cls) {
 static void heap_set_cur(hak_heap_t *h, size_t cls, hak_slab_t *s) {
   bool tag = (h->front.key & HAK_KEY_CHECK) || cls > HAK_CLASS_MID_LAST;
   h->front.slot[cls].cur = s ? (uintptr_t)s | (tag ? HAK_CUR_CHECK : 0) : 0;
+  if (s) s->where = HAK_IN_CUR;
 }
 
 /* Pops a block of cls, refilling the heap's list from its slabs. A current
@@ -206,7 +223,7 @@ static void *heap_alloc(hak_heap_t *h, size_t cls) {
   uint32_t n;
   for (;;) {
     if (s && (b = _hak_slab_take(s, &n)) != NULL) break;
-    if (s) list_push_tail(&h->partial[cls], s);
+    if (s) heap_add_partial(h, s, HAK_IN_PARTIAL);
     s = heap_next_slab(h, cls);
     heap_set_cur(h, cls, s);
     if (!s) {
@@ -306,7 +323,8 @@ void _hak_free_slow(void *p, const char *who) {
   if (s->used == 0) {
     heap_add_spare(h, s);
   } else {
-    list_push_tail(&h->partial[s->cls], s);
+    heap_add_partial(h, s, HAK_IN_PARTIAL);
+    h->front.freed[s->cls] = s;
     if (hak_cfg_debug) _hak_slab_check(s, f);
   }
   heap_leave(h);
@@ -321,7 +339,7 @@ static void heap_detach_class(hak_heap_t *h, size_t c, bool recount) {
   hak_slab_t *s = hak_front_cur(&h->front, c);
   if (s) {
     if (recount) _hak_slab_recount(s);
-    _hak_slab_return_list(s, h->front.slot[c].free);
+    _hak_slab_return_blocks(h->front.slot[c].free);
     h->front.slot[c].free = NULL;
     heap_set_cur(h, c, NULL);
     heap_detach(h, s);
@@ -394,7 +412,7 @@ size_t _hak_heap_trim(void) {
   for (size_t c = 1; c < HAK_CLASSES; c++) {
     hak_slab_t *s = hak_front_cur(f, c);
     if (s) {
-      _hak_slab_return_list(s, f->slot[c].free);
+      _hak_slab_return_blocks(f->slot[c].free);
       f->slot[c].free = NULL;
       _hak_slab_collect(s);
       if (s->used == 0) {

@@ -18,8 +18,9 @@
  *
  * Invariants (checked by the debug build after every slow-path step):
  *   I1  header(p) = (p - 1) rounded down to 2 MiB, for every block p.
- *   I2  for a slab s held by heap h, with F = |h->free[cls]| if s is h's
- *       current slab of its class and 0 otherwise:
+ *   I2  for a slab s held by heap h, with F the number of blocks of s on
+ *       h's list of its class (blocks of the current slab, and at most one
+ *       block of another slab, freed when the list was empty):
  *         s.used + |s.local_free| == s.carved <= s.capacity
  *         |s.thread_free| + F <= s.used
  *       (used counts blocks with the program, in the heap's list and on
@@ -68,6 +69,7 @@ static const bool hak_cfg_debug = HAK_DEBUG;
 #define HAK_RESERVATION ((size_t)64 << 20)               /* SuperSlabs are carved from these */
 #define HAK_UNIT0_MAX_BLOCK HAK_PAGE /* unit 0 starts 4 KiB aligned: only for blocks <= 4 KiB */
 #define HAK_MAX_SLAB_UNITS 16        /* the largest slab: 1 MiB */
+#define HAK_CARVE_MIN 4              /* fresh blocks carved at once, at least */
 #define HAK_FULL_KEEP 2              /* full slabs a heap keeps per class before detaching */
 
 enum { HAK_CHUNK_NONE = 0, HAK_CHUNK_SUPERSLAB = 1, HAK_CHUNK_LARGE = 2 };
@@ -91,7 +93,7 @@ struct hak_slab {
   uint8_t cls;                     /* size class */
   uint8_t units;                   /* units spanned; 0: the unit is in no slab */
   uint8_t listed;                  /* on its class's abandoned list */
-  uint8_t rotated;                 /* went round its heap's partial list once without a free block */
+  uint8_t where;                   /* in its holder: HAK_IN_CUR, _PARTIAL, _ROTATED, _SPARE */
   uintptr_t slot_off;              /* byte offset of its class's slot in hak_front_t */
   hak_block_t *local_free;         /* blocks freed by the holder */
   uint32_t used;                   /* blocks out: with the program or in the holder's list */
@@ -117,6 +119,15 @@ struct hak_superslab {
 _Static_assert((HAK_SS_SIZE & (HAK_SS_SIZE - 1)) == 0, "SuperSlab size is a power of two");
 _Static_assert(sizeof(hak_superslab_t) <= HAK_SS_HEADER, "header fits before unit 0's blocks");
 _Static_assert(HAK_UNITS == 32, "unit bitmaps are 32 bits");
+
+/* Where a held slab sits in its heap (hak_slab_t.where). */
+enum {
+  HAK_IN_NONE,     /* not held, or in transition */
+  HAK_IN_CUR,      /* the class's current slab */
+  HAK_IN_PARTIAL,  /* on the partial list */
+  HAK_IN_ROTATED,  /* on the partial list, gone round once without a free block */
+  HAK_IN_SPARE     /* empty, on a spare list */
+};
 
 typedef struct hak_slab_list {
   hak_slab_t *head, *tail;
@@ -154,6 +165,7 @@ typedef struct hak_class_slot {
 
 typedef struct hak_front {
   hak_class_slot_t slot[HAK_CLASSES]; /* first: a slot's address is heap + offset */
+  hak_slab_t *freed[HAK_CLASSES];  /* partial slab that last had a block freed by this heap */
   uint32_t key;                    /* owner word of the slabs it holds, or a never-matching key */
   uint32_t busy;                   /* inside a slow path that changes its slabs (fork child reads) */
 } hak_front_t;
@@ -255,7 +267,7 @@ extern hak_lock_t _hak_abandoned_lock[HAK_CLASSES];
 void _hak_slab_format(hak_slab_t *s, size_t cls);
 hak_block_t *_hak_slab_take(hak_slab_t *s, uint32_t *n);   /* all free blocks, or a fresh page */
 uint32_t _hak_slab_collect(hak_slab_t *s);                  /* thread_free → local_free */
-void _hak_slab_return_list(hak_slab_t *s, hak_block_t *list);
+void _hak_slab_return_blocks(hak_block_t *list);
 void _hak_slab_detach(hak_slab_t *s);
 hak_slab_t *_hak_slab_adopt(size_t cls, uint32_t key);
 bool _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b, uint32_t keep);

@@ -57,10 +57,6 @@ uint32_t _hak_slab_collect(hak_slab_t *s) {
   return n;
 }
 
-void _hak_slab_return_list(hak_slab_t *s, hak_block_t *list) {
-  s->used -= splice_local(s, list);
-}
-
 /* Makes s, an empty slab (or fresh run) its caller holds, a slab of cls:
  * no block carved yet. */
 void _hak_slab_format(hak_slab_t *s, size_t cls) {
@@ -79,7 +75,7 @@ void _hak_slab_format(hak_slab_t *s, size_t cls) {
   atomic_store_explicit(&s->thread_free, 0, memory_order_relaxed);
   s->next = s->prev = NULL;
   s->listed = 0;
-  s->rotated = 0;
+  s->where = HAK_IN_NONE;
 }
 
 hak_block_t *_hak_slab_take(hak_slab_t *s, uint32_t *n) {
@@ -92,9 +88,10 @@ hak_block_t *_hak_slab_take(hak_slab_t *s, uint32_t *n) {
     return list;
   }
   if (s->carved == s->capacity) return NULL;
-  /* Carve about one page of fresh blocks, at least one block. */
+  /* Carve about one page of fresh blocks, and at least a few: carving
+   * writes only each block's first word, so a large block costs a page. */
   uint32_t k = (uint32_t)(HAK_PAGE / s->block_size);
-  if (k == 0) k = 1;
+  if (k < HAK_CARVE_MIN) k = HAK_CARVE_MIN;
   if (k > s->capacity - s->carved) k = s->capacity - s->carved;
   char *b = hak_slab_start(s) + (size_t)s->carved * s->block_size;
   list = (hak_block_t *)b;
@@ -159,7 +156,7 @@ hak_slab_t *_hak_slab_adopt(size_t cls, uint32_t key) {
   if (s) {
     list_remove(&abandoned[cls], s);
     s->listed = 0;
-    s->rotated = 0;
+    s->where = HAK_IN_NONE;
   }
   _hak_unlock(&_hak_abandoned_lock[cls]);
   if (s) atomic_store_explicit(&s->owner, key, memory_order_relaxed);
@@ -193,7 +190,7 @@ bool _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b, uint32_t keep) {
     return false;
   }
   unpublish(s);
-  s->rotated = 0;
+  s->where = HAK_IN_NONE;
   atomic_store_explicit(&s->owner, keep, memory_order_relaxed);
   _hak_slab_collect(s);
   return true;
@@ -220,14 +217,38 @@ static bool on_list(const hak_block_t *l, const hak_block_t *b) {
 bool _hak_slab_block_is_free(hak_slab_t *s, const hak_block_t *b, const hak_front_t *h) {
   const hak_block_t *tf =
       (const hak_block_t *)(atomic_load_explicit(&s->thread_free, memory_order_acquire) & ~HAK_DETACHED);
-  return on_list(tf, b) || on_list(s->local_free, b) ||
-         (hak_front_cur(h, s->cls) == s && on_list(h->slot[s->cls].free, b));
+  return on_list(tf, b) || on_list(s->local_free, b) || on_list(h->slot[s->cls].free, b);
 }
 
 static uint32_t count(const hak_block_t *l) {
   uint32_t n = 0;
   for (; l; l = l->next) n++;
   return n;
+}
+
+static bool in_slab(const hak_slab_t *s, const void *p) {
+  const char *start = hak_slab_start(s);
+  return (const char *)p >= start && (const char *)p < start + (size_t)s->capacity * s->block_size;
+}
+
+/* Blocks of s on a heap's list of its class (which holds blocks of its
+ * current slab and at most one block of another of its slabs). */
+static uint32_t count_in(const hak_slab_t *s, const hak_block_t *l) {
+  uint32_t n = 0;
+  for (; l; l = l->next) n += in_slab(s, l);
+  return n;
+}
+
+/* Gives the blocks of a heap's list back to their slabs' local lists. */
+void _hak_slab_return_blocks(hak_block_t *list) {
+  while (list) {
+    hak_block_t *next = list->next;
+    hak_slab_t *s = hak_slab_of(hak_superslab_of(list), (uintptr_t)list);
+    list->next = s->local_free;
+    s->local_free = list;
+    s->used--;
+    list = next;
+  }
 }
 
 /* Blocks of s with the program. Exact for slabs held by `me` (the calling
@@ -239,8 +260,7 @@ uint32_t _hak_slab_live(hak_slab_t *s, const hak_front_t *me) {
   if (!owner || (owner & ~3u) != (me->key & ~3u)) return used;
   uint32_t idle =
       count((const hak_block_t *)(atomic_load_explicit(&s->thread_free, memory_order_acquire) & ~HAK_DETACHED));
-  if (hak_front_cur(me, s->cls) == s) idle += count(me->slot[s->cls].free);
-  return used - idle;
+  return used - idle - count_in(s, me->slot[s->cls].free);
 }
 
 static uint32_t list_length(const hak_slab_t *s, const hak_block_t *l) {
@@ -266,7 +286,6 @@ void _hak_slab_check(hak_slab_t *s, const hak_front_t *h) {
   HAK_ASSERT(s->used + local == s->carved);
   uintptr_t tfw = atomic_load_explicit(&s->thread_free, memory_order_acquire);
   uint32_t remote = list_length(s, (const hak_block_t *)(tfw & ~HAK_DETACHED));
-  uint32_t in_heap = 0;
-  if (h && hak_front_cur(h, s->cls) == s) in_heap = list_length(s, h->slot[s->cls].free);
+  uint32_t in_heap = h ? count_in(s, h->slot[s->cls].free) : 0;
   HAK_ASSERT(remote + in_heap <= s->used);
 }
