@@ -43,6 +43,7 @@ void *_hak_alloc_aligned(size_t align, size_t size) {
   if (align <= HAK_UNIT_SIZE) {
     size_t rounded = (size + align - 1) & ~(align - 1);
     if (rounded == 0) rounded = align;
+    if (rounded <= HAK_TINY_MAX) return hak_alloc_slot(rounded); /* Tiny: the class size is `rounded` */
     if (rounded <= HAK_POOL_MAX) {
       size_t cls = hak_class_of(rounded);
       while (hak_class_size(cls) & (align - 1)) cls++;
@@ -116,7 +117,11 @@ void *_hak_realloc(void *p, size_t size) {
   } else if (size <= old && (size > old / 2 || hak_class_size(hak_class_of(size)) >= old)) {
     return p; /* a smaller block would not save half */
   }
-  void *q = hak_alloc_inline(size);
+  /* A block that grows is likely to grow again: leave it room to, within
+   * the pool (a Large block grows with mremap instead). */
+  size_t want = size;
+  if (size > old && old + old / 2 > size && old + old / 2 <= HAK_POOL_MAX) want = old + old / 2;
+  void *q = hak_alloc_inline(want);
   if (!q) return NULL;
   memcpy(q, p, size < old ? size : old);
   hak_free_inline(p, "realloc");
