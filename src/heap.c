@@ -31,33 +31,6 @@ static void heap_leave(hak_heap_t *h) {
   h->front.busy = 0;
 }
 
-static void list_push(hak_slab_list_t *l, hak_slab_t *s) {
-  s->prev = NULL;
-  s->next = l->head;
-  if (l->head) l->head->prev = s;
-  else l->tail = s;
-  l->head = s;
-  l->count++;
-}
-
-static void list_push_tail(hak_slab_list_t *l, hak_slab_t *s) {
-  s->next = NULL;
-  s->prev = l->tail;
-  if (l->tail) l->tail->next = s;
-  else l->head = s;
-  l->tail = s;
-  l->count++;
-}
-
-static void list_remove(hak_slab_list_t *l, hak_slab_t *s) {
-  if (s->prev) s->prev->next = s->next;
-  else l->head = s->next;
-  if (s->next) s->next->prev = s->prev;
-  else l->tail = s->prev;
-  s->next = s->prev = NULL;
-  l->count--;
-}
-
 static hak_heap_t *heap_create(void) {
   _hak_init();
   if (hak_tls_heap != &_hak_heap_empty) /* made by a malloc inside _hak_init */
@@ -113,13 +86,13 @@ static void heap_detach(hak_heap_t *h, hak_slab_t *s) {
 static void heap_add_spare(hak_heap_t *h, hak_slab_t *s) {
   unsigned i = s->units - 1u;
   s->where = HAK_IN_SPARE;
-  list_push(&h->spare[i], s);
+  hak_list_push(&h->spare[i], s);
   h->spare_mask |= 1u << i;
   h->spare_bytes += slab_bytes(s);
   while (h->spare_bytes > hak_retain(h->held_bytes - h->spare_bytes)) {
     i = 31u - (unsigned)__builtin_clz(h->spare_mask);
     hak_slab_t *victim = h->spare[i].tail;
-    list_remove(&h->spare[i], victim);
+    hak_list_remove(&h->spare[i], victim);
     if (!h->spare[i].head) h->spare_mask &= ~(1u << i);
     h->spare_bytes -= slab_bytes(victim);
     heap_release(h, victim);
@@ -133,7 +106,7 @@ static hak_slab_t *heap_take_spare(hak_heap_t *h, size_t cls) {
   hak_slab_t *s = h->spare[i].head;
   while (s && !unit0_ok && hak_slab_unit(s) == 0) s = s->next;
   if (!s) return NULL;
-  list_remove(&h->spare[i], s);
+  hak_list_remove(&h->spare[i], s);
   if (!h->spare[i].head) h->spare_mask &= ~(1u << i);
   h->spare_bytes -= slab_bytes(s);
   if (s->cls != cls) _hak_slab_format(s, cls);
@@ -144,7 +117,7 @@ static void heap_release_spares(hak_heap_t *h) {
   for (unsigned i = 0; i < HAK_MAX_SLAB_UNITS; i++) {
     hak_slab_t *s;
     while ((s = h->spare[i].head) != NULL) {
-      list_remove(&h->spare[i], s);
+      hak_list_remove(&h->spare[i], s);
       h->spare_bytes -= slab_bytes(s);
       heap_release(h, s);
     }
@@ -154,7 +127,7 @@ static void heap_release_spares(hak_heap_t *h) {
 
 static void heap_add_partial(hak_heap_t *h, hak_slab_t *s, uint8_t where) {
   s->where = where;
-  list_push_tail(&h->partial[s->cls], s);
+  hak_list_push_tail(&h->partial[s->cls], s);
 }
 
 static bool has_free_block(hak_slab_t *s) {
@@ -176,11 +149,11 @@ static hak_slab_t *heap_next_slab(hak_heap_t *h, size_t cls) {
   /* The hint may be stale: the slab may since have gone to another heap. */
   if (s && atomic_load_explicit(&s->owner, memory_order_relaxed) == heap_owner(h) &&
       (s->where == HAK_IN_PARTIAL || s->where == HAK_IN_ROTATED) && s->cls == cls && has_free_block(s)) {
-    list_remove(partial, s);
+    hak_list_remove(partial, s);
     return s;
   }
   for (uint32_t n = partial->count; n > 0 && (s = partial->head) != NULL; n--) {
-    list_remove(partial, s);
+    hak_list_remove(partial, s);
     if (has_free_block(s)) return s;
     if (s->where != HAK_IN_ROTATED || partial->count < HAK_FULL_KEEP) {
       heap_add_partial(h, s, HAK_IN_ROTATED);
@@ -268,7 +241,7 @@ void *_hak_alloc_refill(size_t cls) {
 static void heap_slab_empty(hak_heap_t *h, hak_slab_t *s) {
   heap_enter(h);
   if (hak_front_cur(&h->front, s->cls) == s) heap_set_cur(h, s->cls, NULL); /* its list is empty */
-  else list_remove(&h->partial[s->cls], s);
+  else hak_list_remove(&h->partial[s->cls], s);
   heap_add_spare(h, s);
   heap_leave(h);
 }
@@ -345,7 +318,7 @@ static void heap_detach_class(hak_heap_t *h, size_t c, bool recount) {
     heap_detach(h, s);
   }
   while ((s = h->partial[c].head) != NULL) {
-    list_remove(&h->partial[c], s);
+    hak_list_remove(&h->partial[c], s);
     if (recount) _hak_slab_recount(s);
     heap_detach(h, s);
   }

@@ -129,10 +129,38 @@ enum {
   HAK_IN_SPARE     /* empty, on a spare list */
 };
 
+/* A doubly linked list of slabs through hak_slab_t.next/prev. */
 typedef struct hak_slab_list {
   hak_slab_t *head, *tail;
   uint32_t count;
 } hak_slab_list_t;
+
+static inline void hak_list_push(hak_slab_list_t *l, hak_slab_t *s) {
+  s->prev = NULL;
+  s->next = l->head;
+  if (l->head) l->head->prev = s;
+  else l->tail = s;
+  l->head = s;
+  l->count++;
+}
+
+static inline void hak_list_push_tail(hak_slab_list_t *l, hak_slab_t *s) {
+  s->next = NULL;
+  s->prev = l->tail;
+  if (l->tail) l->tail->next = s;
+  else l->head = s;
+  l->tail = s;
+  l->count++;
+}
+
+static inline void hak_list_remove(hak_slab_list_t *l, hak_slab_t *s) {
+  if (s->prev) s->prev->next = s->next;
+  else l->head = s->next;
+  if (s->next) s->next->prev = s->prev;
+  else l->tail = s->prev;
+  s->next = s->prev = NULL;
+  l->count--;
+}
 
 /* ---- statistics (per-thread counters, merged into the process totals) -- */
 #define HAK_STAT_LIST(X)                                                         \
@@ -359,6 +387,7 @@ void _hak_stats_xml(hak_buf_t *b);
 struct hak_buf {
   char data[1024];
   size_t len;
+  size_t col;  /* characters since the last newline */
   int fd;      /* flushed here when full, and by _hak_buf_flush */
   void *file;  /* or to this FILE * (malloc_info), outside every hakmem lock */
 };

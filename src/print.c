@@ -12,6 +12,7 @@ void _hak_buf_flush(hak_buf_t *b) {
 }
 
 static void put(hak_buf_t *b, const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) b->col = s[i] == '\n' ? 0 : b->col + 1;
   while (n) {
     if (b->len == sizeof b->data) _hak_buf_flush(b);
     size_t k = sizeof b->data - b->len;
@@ -48,9 +49,7 @@ void _hak_buf_hex(hak_buf_t *b, uint64_t v) {
 }
 
 void _hak_buf_pad(hak_buf_t *b, size_t width) {
-  size_t col = 0;
-  for (size_t i = b->len; i > 0 && b->data[i - 1] != '\n'; i--) col++;
-  while (col++ < width) put(b, " ", 1);
+  while (b->col < width) put(b, " ", 1);
 }
 
 void _hak_message(const char *a, const char *b, const char *c) {

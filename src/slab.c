@@ -16,24 +16,6 @@
 hak_lock_t _hak_abandoned_lock[HAK_CLASSES];
 static hak_slab_list_t abandoned[HAK_CLASSES]; /* detached slabs with free space */
 
-static void list_push(hak_slab_list_t *l, hak_slab_t *s) {
-  s->prev = NULL;
-  s->next = l->head;
-  if (l->head) l->head->prev = s;
-  else l->tail = s;
-  l->head = s;
-  l->count++;
-}
-
-static void list_remove(hak_slab_list_t *l, hak_slab_t *s) {
-  if (s->prev) s->prev->next = s->next;
-  else l->head = s->next;
-  if (s->next) s->next->prev = s->prev;
-  else l->tail = s->prev;
-  s->next = s->prev = NULL;
-  l->count--;
-}
-
 /* Appends the list starting at `head` to local_free; returns its length. */
 static uint32_t splice_local(hak_slab_t *s, hak_block_t *head) {
   if (!head) return 0;
@@ -107,7 +89,7 @@ hak_block_t *_hak_slab_take(hak_slab_t *s, uint32_t *n) {
 static void publish(hak_slab_t *s) {
   if (s->listed) return; /* only the holder changes `listed`, under the lock */
   _hak_lock(&_hak_abandoned_lock[s->cls]);
-  list_push(&abandoned[s->cls], s);
+  hak_list_push(&abandoned[s->cls], s);
   s->listed = 1;
   _hak_unlock(&_hak_abandoned_lock[s->cls]);
 }
@@ -115,7 +97,7 @@ static void publish(hak_slab_t *s) {
 static void unpublish(hak_slab_t *s) {
   if (!s->listed) return;
   _hak_lock(&_hak_abandoned_lock[s->cls]);
-  list_remove(&abandoned[s->cls], s);
+  hak_list_remove(&abandoned[s->cls], s);
   s->listed = 0;
   _hak_unlock(&_hak_abandoned_lock[s->cls]);
 }
@@ -154,7 +136,7 @@ hak_slab_t *_hak_slab_adopt(size_t cls, uint32_t key) {
       break;
   }
   if (s) {
-    list_remove(&abandoned[cls], s);
+    hak_list_remove(&abandoned[cls], s);
     s->listed = 0;
     s->where = HAK_IN_NONE;
   }

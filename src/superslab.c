@@ -51,16 +51,24 @@ static size_t committed_bytes(void) {
   return slab_bytes + dirty_bytes + superslab_count * HAK_SS_HEADER;
 }
 
-/* Slab geometry: Tiny slabs are one unit; larger classes get enough units
- * for 8 blocks (Mid) or 4 (pool), at most 16 units (1 MiB). */
+/* Slab geometry: Tiny slabs are one unit; Mid slabs get enough units for
+ * 8 blocks. A pool run is the size, from the fewest units that hold one
+ * block up to 4 units (256 KiB), that wastes the least of its bytes. */
 size_t _hak_slab_units(size_t cls) {
   if (cls <= HAK_CLASS_TINY_LAST) return 1;
   size_t size = hak_class_size(cls);
-  size_t want = size * (cls <= HAK_CLASS_MID_LAST ? 8 : 4);
-  size_t units = (want + HAK_UNIT_SIZE - 1) >> HAK_UNIT_SHIFT;
-  size_t min = (size + HAK_UNIT_SIZE - 1) >> HAK_UNIT_SHIFT;
-  if (units > 16) units = 16;
-  return units < min ? min : units;
+  if (cls <= HAK_CLASS_MID_LAST) return (size * 8 + HAK_UNIT_SIZE - 1) >> HAK_UNIT_SHIFT;
+  size_t min = (size + HAK_UNIT_SIZE - 1) >> HAK_UNIT_SHIFT, best = min;
+  double best_waste = 1.0;
+  for (size_t u = min; u <= (min > 4 ? min : 4); u++) {
+    size_t bytes = u << HAK_UNIT_SHIFT;
+    double waste = (double)(bytes % size) / (double)bytes;
+    if (waste < best_waste) {
+      best_waste = waste;
+      best = u;
+    }
+  }
+  return best;
 }
 
 static void avail_push(hak_superslab_t *ss) {
