@@ -48,6 +48,39 @@ th_check(int ok, const char *file, int line, const char *fmt, ...)
 
 __attribute__((unused)) static long th_failures(void) { return atomic_load(&th_failed); }
 
+/* A property checked over many cases (every size, every sample): th_prop
+ * counts the cases and keeps the first failure's detail, and PROP_DONE
+ * turns the lot into one named check, so a systematic fault prints one line
+ * with its first instance and a count instead of thousands. A property
+ * with no case at all fails (nothing was checked). Not thread-safe: one
+ * thread per th_prop_t. */
+typedef struct {
+  const char *name;
+  long n, bad;
+  char first[320];
+} th_prop_t;
+#define PROP(name) {(name), 0, 0, ""}
+
+__attribute__((format(printf, 3, 4), unused)) static int th_prop(th_prop_t *p, int ok,
+                                                                 const char *fmt, ...)
+{
+  p->n++;
+  if (ok)
+    return 1;
+  if (p->bad++ == 0) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->first, sizeof p->first, fmt, ap);
+    va_end(ap);
+  }
+  return 0;
+}
+
+#define PROP_DONE(p)                                                           \
+  th_check((p)->n > 0 && (p)->bad == 0, __FILE__, __LINE__,                  \
+           "%s (%ld of %ld cases failed; first: %s)", (p)->name, (p)->bad,   \
+           (p)->n, (p)->n ? (p)->first : "no case was checked")
+
 /* Prints the closing line; the exit status for main. */
 __attribute__((unused)) static int th_done(void)
 {

@@ -12,14 +12,20 @@
 # gcc, git, sort, a build of this project) under LD_PRELOAD, whose output
 # must be byte-identical to a run without it.
 #
-# TEST_TIMEOUT (default 300) bounds each command in seconds.
+# Options get their own runs: stress with HAKMEM_THP=1 and 2, tiers with
+# HAKMEM_CHECK=1 and HAKMEM_MADV_FREE=1, rss's trim case with HAKMEM_THP=1.
+#
+# TEST_TIMEOUT (default 300) bounds each command in seconds. RSS_SECONDS
+# (default 30) is the length of rss's mixed workload in the release run; the
+# LD_PRELOAD run takes at most 6 s of it and the debug run skips it (0 skips
+# it everywhere).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 REL=$ROOT/libhakmem.so
 DBG=$ROOT/debug/libhakmem.so
 B=tests/bin
-TESTS="api cxx stress fork churn foreign tdtor options"
+TESTS="api cxx stress fork churn foreign tdtor options tiers bigcache"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/hakmem-tests.XXXXXX") || exit 1
 trap 'rm -rf "$TMP"' EXIT
 PASSED=0
@@ -134,6 +140,26 @@ for t in $TESTS; do
 done
 run_bin "stress (LD_PRELOAD debug)" env LD_PRELOAD="$DBG" "$B/glibc/stress"
 run_bin "fork (LD_PRELOAD debug)" env LD_PRELOAD="$DBG" "$B/glibc/fork"
+# The size-class arithmetic (no allocator linked: built once).
+run_bin "classes" "$B/classes"
+
+# ---- options ------------------------------------------------------------------
+run_bin "stress (HAKMEM_THP=1)" env HAKMEM_THP=1 "$B/stress"
+run_bin "stress (HAKMEM_THP=2)" env HAKMEM_THP=2 "$B/stress"
+run_bin "tiers (HAKMEM_CHECK=1)" env HAKMEM_CHECK=1 "$B/tiers"
+run_bin "tiers (HAKMEM_MADV_FREE=1)" env HAKMEM_MADV_FREE=1 "$B/tiers"
+
+# ---- memory back to the OS (rss runs its cases in fresh processes) -----------
+RSS_S=${RSS_SECONDS:-30}
+RSS_PRE=$(awk -v s="$RSS_S" 'BEGIN { print (s + 0 < 6 ? s + 0 : 6) }')
+run_bin "rss (mixed workload ${RSS_S} s)" env RSS_SECONDS="$RSS_S" "$B/rss"
+run_bin "rss (debug, no mixed workload)" env RSS_SECONDS=0 "$B/debug/rss"
+run_bin "rss (LD_PRELOAD, mixed workload ${RSS_PRE} s)" \
+  env LD_PRELOAD="$REL" RSS_SECONDS="$RSS_PRE" "$B/glibc/rss"
+# Huge pages requested for hakmem's regions: malloc_trim still gives it all
+# back. Only the trim case: with 2 MiB pages a SuperSlab that keeps any slab
+# may be wholly resident, so the idle case's bound is not meant for it.
+run_bin "rss trim (HAKMEM_THP=1)" env HAKMEM_THP=1 "$B/rss" trim
 
 # ---- real programs under LD_PRELOAD ---------------------------------------------
 # same_output LABEL PLAIN PRELOADED ERRFILE PATTERN: one check that both runs

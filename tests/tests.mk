@@ -7,7 +7,9 @@
 # Every test is built four ways: tests/bin/NAME links the release library
 # (-lhakmem, rpath to the repo root), tests/bin/debug/NAME the debug library,
 # tests/bin/glibc/NAME plain glibc (run under LD_PRELOAD by run.sh), and
-# tests/bin/api-static links libhakmem.a with -static.
+# tests/bin/api-static links libhakmem.a with -static. tests/bin/classes
+# checks the size-class arithmetic itself: it compiles src/size_class.c in
+# (-Isrc), links no allocator, and is built once.
 
 TEST_CXX      ?= g++
 TEST_OPT      := -O1 -g -pthread -Wall -Wextra -Werror -Iinclude
@@ -20,14 +22,15 @@ TEST_LINK_REL := -L. -Wl,--no-as-needed -lhakmem -Wl,--disable-new-dtags,-rpath,
 TEST_LINK_DBG := -Ldebug -Wl,--no-as-needed -lhakmem \
                  -Wl,--disable-new-dtags,-rpath,'$$ORIGIN/../../../debug'
 
-TEST_C_NAMES  := api stress fork churn foreign tdtor options
+TEST_C_NAMES  := api stress fork churn foreign tdtor options tiers bigcache rss
 TEST_DEPS     := tests/harness.h tests/util.h include/hakmem.h tests/tests.mk
 
 TEST_REL_C    := $(TEST_C_NAMES:%=tests/bin/%)
 TEST_DBG_C    := $(TEST_C_NAMES:%=tests/bin/debug/%)
 TEST_GLIBC_C  := $(TEST_C_NAMES:%=tests/bin/glibc/%) tests/bin/glibc/dlopen
 TEST_BINS     := $(TEST_REL_C) $(TEST_DBG_C) $(TEST_GLIBC_C) tests/bin/cxx \
-                 tests/bin/debug/cxx tests/bin/glibc/cxx tests/bin/api-static
+                 tests/bin/debug/cxx tests/bin/glibc/cxx tests/bin/api-static \
+                 tests/bin/classes
 
 .PHONY: test test-build test-clean
 
@@ -68,3 +71,7 @@ tests/bin/glibc/cxx: tests/cxx.cc $(TEST_DEPS)
 tests/bin/api-static: tests/api.c $(TEST_DEPS) libhakmem.a
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -DTEST_STATIC $< -o $@ -static -L. -lhakmem
+
+tests/bin/classes: tests/classes.c src/size_class.c src/size_class.h tests/harness.h tests/tests.mk
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) -Isrc tests/classes.c src/size_class.c -o $@

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "hakmem.h"
+#include "harness.h"
 
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
@@ -314,6 +315,101 @@ __attribute__((unused)) static int run_exec(char *const argv[], char *const envp
 __attribute__((unused)) static int exited_ok(int status)
 {
   return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* Runs this program again, `/proc/self/exe mode`, as a fresh process with
+ * the current environment in which each "NAME=VALUE" of `set` (NULL-ended)
+ * replaces any NAME already there; its stdout and stderr both go to c->err.
+ * Killed by SIGALRM after timeout_s seconds. Returns 0 when it could be
+ * run. The caller must not be multi-threaded (the environment is copied
+ * with malloc before the fork). */
+__attribute__((unused)) static int run_self(const char *mode, const char *const *set, child_t *c,
+                                            unsigned timeout_s)
+{
+  extern char **environ;
+  size_t n = 0, ns = 0, k = 0;
+  while (environ[n])
+    n++;
+  while (set && set[ns])
+    ns++;
+  char **env = (char **)calloc(n + ns + 1, sizeof *env);
+  if (!env)
+    return -1;
+  for (size_t i = 0; i < n; i++) {
+    int replaced = 0;
+    for (size_t j = 0; j < ns && !replaced; j++) {
+      size_t len = strcspn(set[j], "=");
+      replaced = strncmp(environ[i], set[j], len) == 0 && environ[i][len] == '=';
+    }
+    if (!replaced)
+      env[k++] = environ[i];
+  }
+  for (size_t j = 0; j < ns; j++)
+    env[k++] = (char *)set[j];
+  env[k] = NULL;
+  char *argv[] = {(char *)"/proc/self/exe", (char *)mode, NULL};
+  int fds[2];
+  fflush(NULL);
+  if (pipe(fds) != 0) {
+    free(env);
+    return -1;
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    free(env);
+    return -1;
+  }
+  if (pid == 0) {
+    close(fds[0]);
+    dup2(fds[1], 1);
+    dup2(fds[1], 2);
+    close(fds[1]);
+    alarm(timeout_s);
+    execve(argv[0], argv, env);
+    _exit(127);
+  }
+  free(env);
+  close(fds[1]);
+  child_collect(fds[0], pid, c);
+  return 0;
+}
+
+/* Takes the checks of a child that ran the harness itself (run_self) into
+ * this process's totals: its "N passed, M failed" line is added to ours and
+ * its other output is printed, each line prefixed with `label`. A child that
+ * could not run, died, or ended without a closing line is one failed check;
+ * a clean one adds one passing check. Returns 1 when the child passed. */
+__attribute__((unused)) static int child_merge(const char *label, int ran, const child_t *c)
+{
+  if (!CHECKV("child process runs", ran == 0, "%s", label))
+    return 0;
+  long p = -1, f = -1;
+  const char *s = c->err;
+  while (*s) {
+    const char *e = strchr(s, '\n');
+    int len = (int)(e ? e - s : (long)strlen(s));
+    long a, b;
+    char tail;
+    if (sscanf(s, "%ld passed, %ld failed%c", &a, &b, &tail) == 3 && tail == '\n') {
+      p = a;
+      f = b;
+    } else if (len > 0) {
+      printf("  [%s] %.*s\n", label, len, s);
+    }
+    s += len + (e ? 1 : 0);
+  }
+  fflush(stdout);
+  if (p >= 0) {
+    atomic_fetch_add(&th_passed, p);
+    atomic_fetch_add(&th_failed, f);
+  }
+  int clean = exited_ok(c->status) || (WIFEXITED(c->status) && WEXITSTATUS(c->status) == 1 && f > 0);
+  CHECKV("child process ends normally with its closing line", p >= 0 && clean,
+         "%s: status 0x%x (%s %d)%s", label, c->status,
+         WIFSIGNALED(c->status) ? "signal" : "exit",
+         WIFSIGNALED(c->status) ? WTERMSIG(c->status) : WEXITSTATUS(c->status),
+         p < 0 ? ", no closing line" : "");
+  return p >= 0 && f == 0 && exited_ok(c->status);
 }
 
 /* Number of lines of s containing needle. */

@@ -1,0 +1,308 @@
+/* tests/bigcache.c — BigCache, where freed Large mappings wait for reuse.
+ *
+ * Each case runs in a fresh process (this program again, with a mode and
+ * HAKMEM_* options in its environment) so that nothing else is cached:
+ *   hit     a freed Large block's mapping serves the next request of the
+ *           same size (bigcache_hits + 1, no new mapping), and one that uses
+ *           at least 7/8 of it; a request using only half of it, or more
+ *           than it holds, is a miss; calloc from the cache reads zero
+ *   budget  HAKMEM_BIGCACHE_MB=8: after every free of many 3 MiB blocks,
+ *           bigcache_bytes <= 8 MiB; a block over the budget is not kept;
+ *           with the default budget (32 MiB) the cache fills up to it, and
+ *           no more than HAKMEM_RETAIN_KB (2 MiB) of it stays resident
+ *   none    HAKMEM_BIGCACHE_MB=0 keeps nothing
+ *   decay   HAKMEM_BIGCACHE_DECAY_MS=100: 300 ms after the frees, one Large
+ *           malloc/free unmaps the old entries; with the default decay
+ *           (1 s) an immediate one keeps them
+ *   trim    malloc_trim(0) empties the cache and returns 1; a second one,
+ *           with nothing freed in between, returns 0
+ * Needs hakmem as the process malloc (-lhakmem, or LD_PRELOAD): the plain
+ * glibc binary run without it only prints that it skips. */
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "harness.h"
+#include "util.h"
+
+static hak_stats_t st(void)
+{
+  hak_stats_t s;
+  memset(&s, 0, sizeof s);
+  hak.stats(&s);
+  return s;
+}
+
+#define ULL(x) ((unsigned long long)(x))
+
+static void sleep_ms(long ms)
+{
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0)
+    ;
+}
+
+static int mode_hit(void)
+{
+  const size_t n = 3 * MiB;
+  char *p = malloc(LAUNDER(n));
+  if (!CHECK("malloc(3 MiB)", p != NULL))
+    return th_done();
+  memset(p, 0x3C, n);
+  hak_stats_t s0 = st();
+  free(p);
+  hak_stats_t s1 = st();
+  CHECKV("a freed 3 MiB block's mapping is kept in BigCache",
+         s1.bigcache_bytes >= s0.bigcache_bytes + n, "bigcache_bytes %zu -> %zu", s0.bigcache_bytes,
+         s1.bigcache_bytes);
+  CHECKV("a freed Large block is no longer counted live", s1.large_blocks + 1 == s0.large_blocks,
+         "large_blocks %llu -> %llu", ULL(s0.large_blocks), ULL(s1.large_blocks));
+  char *q = malloc(LAUNDER(n));
+  hak_stats_t s2 = st();
+  CHECKV("malloc of the same size is a BigCache hit",
+         s2.bigcache_hits == s1.bigcache_hits + 1 && s2.bigcache_misses == s1.bigcache_misses,
+         "hits %llu -> %llu, misses %llu -> %llu", ULL(s1.bigcache_hits), ULL(s2.bigcache_hits),
+         ULL(s1.bigcache_misses), ULL(s2.bigcache_misses));
+  CHECKV("the hit takes the mapping out of the cache", s2.bigcache_bytes + n <= s1.bigcache_bytes,
+         "bigcache_bytes %zu -> %zu", s1.bigcache_bytes, s2.bigcache_bytes);
+  CHECKV("a hit maps nothing new", s2.mapped <= s1.mapped, "mapped %zu -> %zu", s1.mapped,
+         s2.mapped);
+  CHECKV("the block from the cache is usable", q && malloc_usable_size(q) >= n, "%p", (void *)q);
+  if (q != p)
+    printf("note: the cached block came back at %p, not %p\n", (void *)q, (void *)p);
+  if (q) {
+    memset(q, 0x7E, n);
+    free(q);
+  }
+
+  /* A request that uses 7/8 of the cached mapping is served by it. */
+  hak_stats_t s3 = st();
+  q = malloc(LAUNDER(n - 256 * KiB));
+  hak_stats_t s4 = st();
+  CHECKV("a request using >= 7/8 of a cached mapping is a hit",
+         q && s4.bigcache_hits == s3.bigcache_hits + 1, "hits %llu -> %llu", ULL(s3.bigcache_hits),
+         ULL(s4.bigcache_hits));
+  free(q);
+
+  /* Half of it, or more than it has: misses. */
+  s3 = st();
+  q = malloc(LAUNDER(n / 2));
+  s4 = st();
+  CHECKV("a request using half of the only cached mapping is a miss",
+         q && s4.bigcache_hits == s3.bigcache_hits && s4.bigcache_misses == s3.bigcache_misses + 1,
+         "hits %llu -> %llu, misses %llu -> %llu", ULL(s3.bigcache_hits), ULL(s4.bigcache_hits),
+         ULL(s3.bigcache_misses), ULL(s4.bigcache_misses));
+  free(q);
+  s3 = st();
+  q = malloc(LAUNDER(4 * MiB + 3 * 4096));
+  s4 = st();
+  CHECKV("a request larger than every cached mapping is a miss",
+         q && s4.bigcache_hits == s3.bigcache_hits && s4.bigcache_misses == s3.bigcache_misses + 1,
+         "hits %llu -> %llu, misses %llu -> %llu", ULL(s3.bigcache_hits), ULL(s4.bigcache_hits),
+         ULL(s3.bigcache_misses), ULL(s4.bigcache_misses));
+  free(q);
+
+  /* calloc from the cache: the mapping was dirtied above. */
+  for (size_t m = 3 * MiB; m >= MiB + 1; m = m / 2 + 1) {
+    char *d = malloc(LAUNDER(m));
+    if (!d)
+      continue;
+    memset(d, 0xFF, malloc_usable_size(d));
+    free(d);
+    s3 = st();
+    char *z = calloc(1, LAUNDER(m));
+    s4 = st();
+    CHECKV("calloc served from BigCache", z && s4.bigcache_hits == s3.bigcache_hits + 1,
+           "size %zu: hits %llu -> %llu", m, ULL(s3.bigcache_hits), ULL(s4.bigcache_hits));
+    CHECKV("calloc from BigCache reads zero", z && all_bytes(z, m, 0), "size %zu at %p", m,
+           (void *)z);
+    free(z);
+  }
+  return th_done();
+}
+
+/* Frees `count` blocks of `size`, checking the cache stays within `budget`
+ * after every free; returns the largest bigcache_bytes seen. */
+static size_t free_many(size_t count, size_t size, size_t budget)
+{
+  char *p[32];
+  for (size_t i = 0; i < count; i++) {
+    p[i] = malloc(LAUNDER(size));
+    if (p[i])
+      memset(p[i], (int)i, size);
+  }
+  th_prop_t within = PROP("bigcache_bytes <= HAKMEM_BIGCACHE_MB after every free");
+  size_t most = 0;
+  for (size_t i = 0; i < count; i++) {
+    free(p[i]);
+    hak_stats_t s = st();
+    th_prop(&within, s.bigcache_bytes <= budget, "budget %zu, after %zu frees of %zu bytes: %zu",
+            budget, i + 1, size, s.bigcache_bytes);
+    if (s.bigcache_bytes > most)
+      most = s.bigcache_bytes;
+  }
+  PROP_DONE(&within);
+  return most;
+}
+
+static int mode_budget8(void)
+{
+  const size_t budget = 8 * MiB;
+  size_t most = free_many(12, 3 * MiB, budget);
+  CHECKV("with an 8 MiB budget the cache still keeps 3 MiB blocks", most >= 3 * MiB,
+         "largest bigcache_bytes %zu", most);
+  hak_stats_t s0 = st();
+  char *p = malloc(LAUNDER(10 * MiB));
+  if (p)
+    memset(p, 1, 10 * MiB);
+  free(p);
+  hak_stats_t s1 = st();
+  CHECKV("a block larger than the budget is not cached", s1.bigcache_bytes <= budget,
+         "bigcache_bytes %zu -> %zu", s0.bigcache_bytes, s1.bigcache_bytes);
+  return th_done();
+}
+
+static int mode_budget_default(void)
+{
+  const size_t budget = 32 * MiB;
+  size_t most = free_many(20, 3 * MiB, budget);
+  CHECKV("with the default budget (32 MiB) ten 3 MiB blocks are cached", most >= 30 * MiB,
+         "largest bigcache_bytes %zu", most);
+  hak_stats_t s = st();
+  CHECKV("no Large block is live", s.large_blocks == 0 && s.large_in_use == 0,
+         "large_blocks %llu, large_in_use %zu", ULL(s.large_blocks), s.large_in_use);
+  CHECKV("BigCache keeps at most HAKMEM_RETAIN_KB (2 MiB) resident when nothing is live",
+         s.large_committed <= s.large_in_use + 2 * MiB, "large_committed %zu, large_in_use %zu",
+         s.large_committed, s.large_in_use);
+  return th_done();
+}
+
+static int mode_none(void)
+{
+  free_many(4, 3 * MiB, 0);
+  hak_stats_t s0 = st();
+  char *p = malloc(LAUNDER(3 * MiB));
+  free(p);
+  p = malloc(LAUNDER(3 * MiB));
+  hak_stats_t s1 = st();
+  CHECKV("HAKMEM_BIGCACHE_MB=0: no hits", p && s1.bigcache_hits == s0.bigcache_hits,
+         "hits %llu -> %llu", ULL(s0.bigcache_hits), ULL(s1.bigcache_hits));
+  free(p);
+  return th_done();
+}
+
+static void alloc_free_big(size_t count, size_t size)
+{
+  char *p[16];
+  for (size_t i = 0; i < count; i++) {
+    p[i] = malloc(LAUNDER(size));
+    if (p[i])
+      memset(p[i], 0x11, size);
+  }
+  for (size_t i = 0; i < count; i++)
+    free(p[i]);
+}
+
+/* One Large malloc/free of a size no cached 3 MiB mapping serves. */
+static void one_large(void)
+{
+  char *volatile p = malloc(LAUNDER(MiB + MiB / 2));
+  if (p)
+    p[0] = 1;
+  free(p);
+}
+
+static int mode_decay_default(void)
+{
+  alloc_free_big(5, 3 * MiB);
+  hak_stats_t s0 = st();
+  one_large();
+  hak_stats_t s1 = st();
+  CHECKV("5 freed 3 MiB blocks are cached", s0.bigcache_bytes >= 15 * MiB, "bigcache_bytes %zu",
+         s0.bigcache_bytes);
+  CHECKV("before the decay (1 s) a Large malloc/free keeps the cached mappings",
+         s1.bigcache_bytes >= 15 * MiB, "bigcache_bytes %zu -> %zu", s0.bigcache_bytes,
+         s1.bigcache_bytes);
+  return th_done();
+}
+
+static int mode_decay(void)
+{
+  alloc_free_big(5, 3 * MiB);
+  hak_stats_t s0 = st();
+  CHECKV("5 freed 3 MiB blocks are cached", s0.bigcache_bytes >= 15 * MiB, "bigcache_bytes %zu",
+         s0.bigcache_bytes);
+  sleep_ms(300);
+  one_large();
+  hak_stats_t s1 = st();
+  CHECKV("HAKMEM_BIGCACHE_DECAY_MS=100: 300 ms later a Large malloc/free unmaps the old entries",
+         s1.bigcache_bytes <= 2 * MiB, "bigcache_bytes %zu -> %zu", s0.bigcache_bytes,
+         s1.bigcache_bytes);
+  CHECKV("the decayed mappings are unmapped", s1.mapped + 15 * MiB <= s0.mapped + 2 * MiB,
+         "mapped %zu -> %zu", s0.mapped, s1.mapped);
+  return th_done();
+}
+
+static int mode_trim(void)
+{
+  alloc_free_big(4, 3 * MiB);
+  hak_stats_t s0 = st();
+  CHECKV("4 freed 3 MiB blocks are cached", s0.bigcache_bytes >= 12 * MiB, "bigcache_bytes %zu",
+         s0.bigcache_bytes);
+  int r = malloc_trim(0);
+  hak_stats_t s1 = st();
+  CHECKV("malloc_trim(0) returns 1 when BigCache held mappings", r == 1, "returned %d", r);
+  CHECKV("malloc_trim(0) empties BigCache", s1.bigcache_bytes == 0, "bigcache_bytes %zu -> %zu",
+         s0.bigcache_bytes, s1.bigcache_bytes);
+  CHECKV("malloc_trim(0) unmaps the cached mappings", s1.mapped + 12 * MiB <= s0.mapped,
+         "mapped %zu -> %zu", s0.mapped, s1.mapped);
+  r = malloc_trim(0);
+  CHECKV("a second malloc_trim(0), nothing freed in between, returns 0", r == 0, "returned %d", r);
+  return th_done();
+}
+
+int main(int argc, char **argv)
+{
+  int ok = hak_load() && hakmem_is_malloc();
+  if (argc > 1) {
+    if (!CHECK("hakmem is the process malloc (child)", ok))
+      return th_done();
+    if (strcmp(argv[1], "hit") == 0)
+      return mode_hit();
+    if (strcmp(argv[1], "budget8") == 0)
+      return mode_budget8();
+    if (strcmp(argv[1], "budget") == 0)
+      return mode_budget_default();
+    if (strcmp(argv[1], "none") == 0)
+      return mode_none();
+    if (strcmp(argv[1], "decay") == 0)
+      return mode_decay();
+    if (strcmp(argv[1], "decay-default") == 0)
+      return mode_decay_default();
+    if (strcmp(argv[1], "trim") == 0)
+      return mode_trim();
+    fprintf(stderr, "bigcache: unknown mode %s\n", argv[1]);
+    return 2;
+  }
+  if (!ok) {
+    printf("skip: hakmem is not the process malloc (run with LD_PRELOAD=libhakmem.so)\n");
+    return th_done();
+  }
+  static const struct {
+    const char *mode;
+    const char *env[3];
+  } cases[] = {
+      {"hit", {NULL}},           {"budget8", {"HAKMEM_BIGCACHE_MB=8", NULL}},
+      {"budget", {NULL}},        {"none", {"HAKMEM_BIGCACHE_MB=0", NULL}},
+      {"decay-default", {NULL}}, {"decay", {"HAKMEM_BIGCACHE_DECAY_MS=100", NULL}},
+      {"trim", {NULL}},
+  };
+  static child_t c;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int ran = run_self(cases[i].mode, cases[i].env, &c, 60);
+    child_merge(cases[i].mode, ran, &c);
+  }
+  return th_done();
+}

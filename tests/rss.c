@@ -1,0 +1,365 @@
+/* tests/rss.c — memory goes back to the OS (DESIGN.md section 5), measured
+ * as VmRSS from /proc/self/status (read with open/read: no allocation).
+ *
+ * Each case runs in a fresh process (this program again, with a mode), so
+ * nothing of the rest of the suite is resident:
+ *   trim   about 1 GiB in blocks of 16 B .. 8 MiB (log-uniform, as in
+ *          shared/probes/rss_return.c), every byte touched, all freed; then
+ *          malloc_trim(0) returns 1 and RSS < 32 MiB
+ *   idle   the same without malloc_trim: 1.5 s later (past the BigCache
+ *          decay) and one small malloc/free, RSS < 64 MiB
+ *   mixed  RSS_SECONDS (default 30; 0 skips it) of 2 threads allocating
+ *          and freeing random sizes 16 B .. 4 MiB (mostly small) with a live
+ *          set that follows a triangle wave between 80 and 120 MiB (six
+ *          periods, so each third of the run sees the same two). RSS and the
+ *          live bytes (the sizes requested) are sampled 60 times (every 0.5 s for 30 s): at every
+ *          sample RSS <= 1.5 x live + 48 MiB, and no creep: the highest RSS
+ *          of the last third is at most 10 % above that of the first third.
+ *          Blocks are shared between the threads (half the frees are
+ *          remote), every page of a block is written, and each block's
+ *          words are checked when it is freed. A line with the figures (and
+ *          hakmem's own, at the sample closest to the bound) is printed.
+ * Needs hakmem as the process malloc (-lhakmem, or LD_PRELOAD): the plain
+ * glibc binary run without it only prints that it skips, unless
+ * RSS_ANY_MALLOC=1, which runs the cases under whatever malloc the process
+ * has, to compare (LD_PRELOAD another allocator, or none for glibc).
+ * `rss MODE` runs one case directly. */
+#include <malloc.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "harness.h"
+#include "util.h"
+
+#define GiB ((size_t)1 << 30)
+
+static void sleep_s(double s)
+{
+  if (s <= 0)
+    return;
+  struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+  while (nanosleep(&ts, &ts) != 0)
+    ;
+}
+
+static double rss_mib(void)
+{
+  return (double)rss_kb() / 1024.0;
+}
+
+/* ---- trim and idle: a 1 GiB burst ------------------------------------- */
+enum { MAXB = 1 << 16 };
+static void *blk[MAXB];
+
+/* Allocates about 1 GiB, touching every byte; returns the block count. */
+static int burst(void)
+{
+  uint64_t x = 0x9E3779B97F4A7C15ULL;
+  size_t total = 0;
+  int n = 0, null = 0;
+  while (total < GiB && n < MAXB) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    int shift = 4 + (int)(x % 20); /* 16 B .. 8 MiB, log-uniform */
+    size_t sz = ((size_t)1 << shift) + (x >> 40) % ((size_t)1 << shift);
+    if (sz > 8 * MiB)
+      sz = 8 * MiB;
+    char *p = malloc(sz);
+    if (!p) {
+      null++;
+      break;
+    }
+    memset(p, 1, sz);
+    blk[n++] = p;
+    total += sz;
+  }
+  CHECKV("the 1 GiB burst is allocated", null == 0 && total >= GiB, "%zu bytes in %d blocks", total,
+         n);
+  return n;
+}
+
+static int mode_trim(void)
+{
+  int n = burst();
+  double peak = rss_mib();
+  CHECKV("the burst is resident (RSS >= 900 MiB at its peak)", peak >= 900, "%.1f MiB", peak);
+  for (int i = 0; i < n; i++)
+    free(blk[i]);
+  double after_free = rss_mib();
+  int r = malloc_trim(0);
+  double after_trim = rss_mib();
+  printf("trim: RSS peak %.1f MiB, after free %.1f MiB, after malloc_trim %.1f MiB\n", peak,
+         after_free, after_trim);
+  CHECKV("malloc_trim(0) after freeing 1 GiB returns 1", r == 1, "returned %d", r);
+  CHECKV("after freeing 1 GiB and malloc_trim(0), RSS < 32 MiB", after_trim < 32,
+         "%.1f MiB (%.1f MiB before malloc_trim)", after_trim, after_free);
+  return th_done();
+}
+
+static int mode_idle(void)
+{
+  int n = burst();
+  double peak = rss_mib();
+  CHECKV("the burst is resident (RSS >= 900 MiB at its peak)", peak >= 900, "%.1f MiB", peak);
+  for (int i = 0; i < n; i++)
+    free(blk[i]);
+  double after_free = rss_mib();
+  sleep_s(1.5);
+  void *volatile v = malloc(LAUNDER((size_t)64));
+  free(v);
+  double after_idle = rss_mib();
+  printf("idle: RSS peak %.1f MiB, after free %.1f MiB, 1.5 s later %.1f MiB\n", peak, after_free,
+         after_idle);
+  CHECKV("after freeing 1 GiB, 1.5 s and one small malloc/free, RSS < 64 MiB (no malloc_trim)",
+         after_idle < 64, "%.1f MiB (%.1f MiB just after the frees)", after_idle, after_free);
+  return th_done();
+}
+
+/* ---- mixed: two threads, a live set that rises and falls --------------- */
+enum { SLOTS = 16384, NSAMPLES = 60 };
+#define LIVE_LO ((double)(80 * MiB))
+#define LIVE_HI ((double)(120 * MiB))
+#define MAGIC 0x6d697865645f7273ULL
+
+static _Atomic uintptr_t slots[SLOTS];
+static atomic_long live_bytes, n_ops, n_null, n_bad;
+static atomic_int stop;
+static double t_start, period;
+
+/* Mostly small: 80 % 16..256 B (uniform), 15 % 256 B..32 KiB and 4 %
+ * 32 KiB..1 MiB (log-uniform), 1 % 1..4 MiB (uniform). By bytes, Large
+ * blocks are about 2/3 of the live set and pool blocks most of the rest. */
+static size_t pick_size(uint64_t x)
+{
+  unsigned r = (unsigned)(x % 1000);
+  x >>= 10;
+  if (r < 800)
+    return 16 + x % 241;
+  if (r < 990) {
+    unsigned lo = r < 950 ? 8 : 15, span = r < 950 ? 7 : 5; /* 2^lo .. 2^(lo+span) */
+    unsigned shift = lo + (unsigned)(x % span);
+    x >>= 3;
+    return ((size_t)1 << shift) + x % ((size_t)1 << shift);
+  }
+  return MiB + x % (3 * MiB);
+}
+
+static uint64_t word_at(uintptr_t p, size_t off)
+{
+  return mix64(p + off);
+}
+
+/* Writes the block's header (size, check word), a word every 4 KiB and one
+ * at its end (the last 8 bytes, which no other word overlaps): every page
+ * it spans is touched, so RSS sees the whole block. */
+static void touch(char *p, size_t sz)
+{
+  uintptr_t a = (uintptr_t)p;
+  uint64_t h[2] = {sz, sz ^ a ^ MAGIC};
+  memcpy(p, h, 16);
+  for (size_t off = 4096; off + 16 <= sz; off += 4096) {
+    uint64_t w = word_at(a, off);
+    memcpy(p + off, &w, 8);
+  }
+  if (sz >= 24) {
+    uint64_t w = word_at(a, sz - 8);
+    memcpy(p + sz - 8, &w, 8);
+  }
+}
+
+/* The size of an intact block, or 0 when its words are damaged (then *bad
+ * is the offset of the first damaged word, and *got what it holds). */
+static size_t check(char *p, size_t *bad, uint64_t *got)
+{
+  uintptr_t a = (uintptr_t)p;
+  uint64_t h[2];
+  memcpy(h, p, 16);
+  size_t sz = (size_t)h[0];
+  *bad = 0;
+  *got = h[0];
+  if (sz < 16 || sz > 4 * MiB || h[1] != (sz ^ a ^ MAGIC))
+    return 0;
+  for (size_t off = 4096; off + 16 <= sz; off += 4096) {
+    memcpy(got, p + off, 8);
+    if (*got != word_at(a, off)) {
+      *bad = off;
+      return 0;
+    }
+  }
+  if (sz >= 24) {
+    memcpy(got, p + sz - 8, 8);
+    if (*got != word_at(a, sz - 8)) {
+      *bad = sz - 8;
+      return 0;
+    }
+  }
+  return sz;
+}
+
+/* The live-set target at time t: a triangle wave LIVE_LO .. LIVE_HI. */
+static long target_at(double t)
+{
+  double ph = t / period;
+  ph -= (double)(long)ph;
+  double tri = ph < 0.5 ? 2 * ph : 2 - 2 * ph;
+  return (long)(LIVE_LO + (LIVE_HI - LIVE_LO) * tri);
+}
+
+static void drop(uintptr_t old)
+{
+  uint64_t got;
+  size_t bad, sz = check((char *)old, &bad, &got);
+  if (!sz) {
+    if (atomic_fetch_add(&n_bad, 1) < 3)
+      CHECKV("mixed: block intact when freed", 0,
+             "block %p, header size %llu, usable %zu: word at offset %zu holds 0x%llx", (void *)old,
+             (unsigned long long)((uint64_t *)old)[0], malloc_usable_size((void *)old), bad,
+             (unsigned long long)got);
+    return; /* damaged: not freed */
+  }
+  atomic_fetch_sub(&live_bytes, (long)sz);
+  free((void *)old);
+}
+
+static void *worker(void *arg)
+{
+  uint64_t r = (uint64_t)(uintptr_t)arg * 0x51ED27;
+  long target = (long)LIVE_LO, ops = 0;
+  while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+    if ((ops & 63) == 0)
+      target = target_at(now_s() - t_start);
+    ops++;
+    size_t i = rng_next(&r) % SLOTS;
+    uintptr_t old = atomic_exchange(&slots[i], 0);
+    if (old)
+      drop(old);
+    if (atomic_load_explicit(&live_bytes, memory_order_relaxed) >= target)
+      continue;
+    size_t sz = pick_size(rng_next(&r));
+    char *p = malloc(sz);
+    if (!p) {
+      atomic_fetch_add(&n_null, 1);
+      continue;
+    }
+    touch(p, sz);
+    atomic_fetch_add(&live_bytes, (long)sz);
+    uintptr_t expect = 0;
+    if (!atomic_compare_exchange_strong(&slots[i], &expect, (uintptr_t)p))
+      drop((uintptr_t)p);
+  }
+  atomic_fetch_add(&n_ops, ops);
+  return NULL;
+}
+
+static int mode_mixed(double secs)
+{
+  static double rss[NSAMPLES], live[NSAMPLES];
+  static hak_stats_t hs[NSAMPLES]; /* hakmem's own figures, for the report */
+  int have_stats = hak.stats != NULL && hakmem_is_malloc();
+  double interval = secs / NSAMPLES;
+  period = secs / 6;
+  t_start = now_s();
+  pthread_t t[2];
+  int started = 0;
+  for (int i = 0; i < 2; i++)
+    started += pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)(i + 1)) == 0;
+  CHECK("mixed: both threads start", started == 2);
+  for (int k = 0; k < NSAMPLES; k++) {
+    sleep_s(t_start + (k + 1) * interval - now_s());
+    long l1 = atomic_load(&live_bytes);
+    rss[k] = rss_mib();
+    long l2 = atomic_load(&live_bytes);
+    live[k] = (double)(l1 > l2 ? l1 : l2) / (double)MiB;
+    if (have_stats)
+      hak.stats(&hs[k]);
+  }
+  atomic_store(&stop, 1);
+  for (int i = 0; i < started; i++)
+    pthread_join(t[i], NULL);
+  for (size_t i = 0; i < SLOTS; i++) {
+    uintptr_t old = atomic_exchange(&slots[i], 0);
+    if (old)
+      drop(old);
+  }
+
+  th_prop_t bound = PROP("mixed: RSS <= 1.5 x live + 48 MiB at every sample");
+  double max_rss = 0, max_live = 0, worst = -1e9, third[3] = {0, 0, 0};
+  int worst_k = 0;
+  for (int k = 0; k < NSAMPLES; k++) {
+    double limit = 1.5 * live[k] + 48;
+    th_prop(&bound, rss[k] <= limit, "sample %d at %.1f s: RSS %.1f MiB, live %.1f MiB, limit %.1f",
+            k, (k + 1) * interval, rss[k], live[k], limit);
+    if (rss[k] - limit > worst) {
+      worst = rss[k] - limit;
+      worst_k = k;
+    }
+    if (rss[k] > max_rss)
+      max_rss = rss[k];
+    if (live[k] > max_live)
+      max_live = live[k];
+    int th = k * 3 / NSAMPLES;
+    if (rss[k] > third[th])
+      third[th] = rss[k];
+  }
+  printf("mixed: %.0f s, %ld ops; max live %.1f MiB, max RSS %.1f MiB; closest sample %d: RSS "
+         "%.1f MiB, live %.1f MiB; max RSS by thirds %.1f %.1f %.1f MiB\n",
+         secs, atomic_load(&n_ops), max_live, max_rss, worst_k, rss[worst_k], live[worst_k],
+         third[0], third[1], third[2]);
+  if (have_stats) {
+    const hak_stats_t *w = &hs[worst_k];
+    printf("mixed: hakmem at sample %d: committed %.1f MiB (Large %.1f), in use %.1f MiB (Large "
+           "%.1f), BigCache %.1f MiB\n",
+           worst_k, (double)w->committed / MiB, (double)w->large_committed / MiB,
+           (double)w->in_use / MiB, (double)w->large_in_use / MiB, (double)w->bigcache_bytes / MiB);
+  }
+  PROP_DONE(&bound);
+  CHECKV("mixed: no creep: max RSS of the last third <= max RSS of the first third + 10 %",
+         third[2] <= third[0] * 1.10, "first %.1f MiB, middle %.1f MiB, last %.1f MiB", third[0],
+         third[1], third[2]);
+  CHECKV("mixed: the live set reached its high phase", max_live >= 0.8 * LIVE_HI / (double)MiB,
+         "max live %.1f MiB", max_live);
+  CHECKV("mixed: every allocation succeeded", atomic_load(&n_null) == 0, "%ld NULL",
+         atomic_load(&n_null));
+  CHECKV("mixed: every block intact", atomic_load(&n_bad) == 0, "%ld damaged", atomic_load(&n_bad));
+  CHECKV("mixed: every block freed (live bytes back to 0)", atomic_load(&live_bytes) == 0,
+         "%ld bytes", atomic_load(&live_bytes));
+  return th_done();
+}
+
+int main(int argc, char **argv)
+{
+  /* RSS_ANY_MALLOC=1 runs the cases under whatever malloc the process has
+   * (glibc, or another allocator preloaded), to compare. */
+  const char *any = getenv("RSS_ANY_MALLOC");
+  int ok = (hak_load() && hakmem_is_malloc()) || (any && strcmp(any, "1") == 0);
+  const char *env = getenv("RSS_SECONDS");
+  double secs = env && *env ? strtod(env, NULL) : 30;
+  if (argc > 1) {
+    if (!CHECK("hakmem is the process malloc (child; RSS_ANY_MALLOC=1 waives it)", ok))
+      return th_done();
+    if (strcmp(argv[1], "trim") == 0)
+      return mode_trim();
+    if (strcmp(argv[1], "idle") == 0)
+      return mode_idle();
+    if (strcmp(argv[1], "mixed") == 0)
+      return mode_mixed(secs);
+    fprintf(stderr, "rss: unknown mode %s\n", argv[1]);
+    return 2;
+  }
+  if (!ok) {
+    printf("skip: hakmem is not the process malloc (run with LD_PRELOAD=libhakmem.so)\n");
+    return th_done();
+  }
+  static child_t c;
+  child_merge("trim", run_self("trim", NULL, &c, 120), &c);
+  child_merge("idle", run_self("idle", NULL, &c, 120), &c);
+  if (secs > 0)
+    child_merge("mixed", run_self("mixed", NULL, &c, (unsigned)secs + 120), &c);
+  else
+    printf("skip: mixed workload (RSS_SECONDS=0)\n");
+  return th_done();
+}
