@@ -81,34 +81,46 @@ static void heap_detach(hak_heap_t *h, hak_slab_t *s) {
 
 /* Empty slabs are kept as spares, by size, for any class of that size:
  * a class whose blocks come and go then needs neither the SuperSlab lock
- * nor fresh pages. Spares beyond the retained share of the heap's other
- * slabs are given back, largest first. */
+ * nor fresh pages. Spares count as empty memory: while it is over budget,
+ * the largest spares are given back (and their SuperSlab purges). */
 static void heap_add_spare(hak_heap_t *h, hak_slab_t *s) {
   unsigned i = s->units - 1u;
   s->where = HAK_IN_SPARE;
   hak_list_push(&h->spare[i], s);
   h->spare_mask |= 1u << i;
   h->spare_bytes += slab_bytes(s);
-  while (h->spare_bytes > hak_retain(h->held_bytes - h->spare_bytes)) {
+  hak_mem_move(slab_bytes(s), &_hak_mem_live, &_hak_mem_idle);
+  while (h->spare_mask && hak_mem_over()) {
     i = 31u - (unsigned)__builtin_clz(h->spare_mask);
     hak_slab_t *victim = h->spare[i].tail;
     hak_list_remove(&h->spare[i], victim);
     if (!h->spare[i].head) h->spare_mask &= ~(1u << i);
     h->spare_bytes -= slab_bytes(victim);
+    hak_mem_move(slab_bytes(victim), &_hak_mem_idle, &_hak_mem_live);
     heap_release(h, victim);
   }
 }
 
-/* A spare slab for cls (one that may hold its blocks), made a slab of cls. */
+/* A spare slab for cls, made a slab of cls: one of its size, else the
+ * smallest larger one, whose extra units go back to its SuperSlab. */
 static hak_slab_t *heap_take_spare(hak_heap_t *h, size_t cls) {
-  unsigned i = (unsigned)_hak_slab_units(cls) - 1u;
+  unsigned n = (unsigned)_hak_slab_units(cls);
   bool unit0_ok = hak_class_size(cls) <= HAK_UNIT0_MAX_BLOCK;
-  hak_slab_t *s = h->spare[i].head;
-  while (s && !unit0_ok && hak_slab_unit(s) == 0) s = s->next;
+  hak_slab_t *s = NULL;
+  unsigned i = 0;
+  for (uint32_t m = h->spare_mask >> (n - 1) << (n - 1); m && !s; m &= m - 1) {
+    i = (unsigned)__builtin_ctz(m);
+    for (s = h->spare[i].head; s && !unit0_ok && hak_slab_unit(s) == 0;) s = s->next;
+  }
   if (!s) return NULL;
   hak_list_remove(&h->spare[i], s);
   if (!h->spare[i].head) h->spare_mask &= ~(1u << i);
   h->spare_bytes -= slab_bytes(s);
+  hak_mem_move(slab_bytes(s), &_hak_mem_idle, &_hak_mem_live);
+  if (s->units > n) {
+    h->held_bytes -= slab_bytes(s) - ((size_t)n << HAK_UNIT_SHIFT);
+    _hak_slab_shrink(s, n);
+  }
   if (s->cls != cls) _hak_slab_format(s, cls);
   return s;
 }
@@ -119,6 +131,7 @@ static void heap_release_spares(hak_heap_t *h) {
     while ((s = h->spare[i].head) != NULL) {
       hak_list_remove(&h->spare[i], s);
       h->spare_bytes -= slab_bytes(s);
+      hak_mem_move(slab_bytes(s), &_hak_mem_idle, &_hak_mem_live);
       heap_release(h, s);
     }
   }
@@ -196,7 +209,10 @@ static void *heap_alloc(hak_heap_t *h, size_t cls) {
   uint32_t n;
   for (;;) {
     if (s && (b = _hak_slab_take(s, &n)) != NULL) break;
-    if (s) heap_add_partial(h, s, HAK_IN_PARTIAL);
+    /* A run of one block is full or empty: no list needs it while full
+     * (the free of its block claims it back). */
+    if (s && s->capacity == 1) heap_detach(h, s);
+    else if (s) heap_add_partial(h, s, HAK_IN_PARTIAL);
     s = heap_next_slab(h, cls);
     heap_set_cur(h, cls, s);
     if (!s) {
@@ -310,10 +326,11 @@ void _hak_free_local_empty(hak_slab_t *s) {
 /* Lets go of every slab of class c that h holds. */
 static void heap_detach_class(hak_heap_t *h, size_t c, bool recount) {
   hak_slab_t *s = hak_front_cur(&h->front, c);
+  if (recount && s) _hak_slab_recount(s);
+  /* The list may hold a block of another slab, with or without a current one. */
+  _hak_slab_return_blocks(h->front.slot[c].free);
+  h->front.slot[c].free = NULL;
   if (s) {
-    if (recount) _hak_slab_recount(s);
-    _hak_slab_return_blocks(h->front.slot[c].free);
-    h->front.slot[c].free = NULL;
     heap_set_cur(h, c, NULL);
     heap_detach(h, s);
   }
@@ -383,10 +400,10 @@ size_t _hak_heap_trim(void) {
   for (unsigned i = 0; i < HAK_MAX_SLAB_UNITS; i++) n += h->spare[i].count;
   heap_release_spares(h);
   for (size_t c = 1; c < HAK_CLASSES; c++) {
+    _hak_slab_return_blocks(f->slot[c].free);
+    f->slot[c].free = NULL;
     hak_slab_t *s = hak_front_cur(f, c);
     if (s) {
-      _hak_slab_return_blocks(f->slot[c].free);
-      f->slot[c].free = NULL;
       _hak_slab_collect(s);
       if (s->used == 0) {
         heap_set_cur(h, c, NULL);

@@ -210,7 +210,7 @@ struct hak_heap {
   hak_slab_list_t partial[HAK_CLASSES];    /* held slabs other than the current, oldest first */
   hak_slab_list_t spare[HAK_MAX_SLAB_UNITS]; /* empty slabs kept for reuse, by units - 1 */
   uint32_t spare_mask;                     /* bit i: spare[i] is not empty */
-  size_t spare_bytes;                      /* their bytes: at most hak_retain(held - spare) */
+  size_t spare_bytes;                      /* their bytes */
   size_t held_bytes;                       /* bytes of every slab it holds */
   uint64_t stat[HAK_STAT_COUNT];           /* this thread's counters */
   hak_heap_t *next_live, *prev_live;       /* registry of live heaps */
@@ -284,7 +284,8 @@ void *_hak_meta_alloc(size_t size); /* zeroed, 64-byte aligned; NULL on failure 
 extern hak_lock_t _hak_ss_lock;
 hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner); /* a fresh slab of class cls */
 void _hak_slab_release(hak_slab_t *s);                   /* give an empty slab's units back */
-size_t _hak_purge(bool all);                             /* bytes purged */
+void _hak_slab_shrink(hak_slab_t *s, unsigned n);        /* keep an empty slab's first n units */
+size_t _hak_purge(bool all);                             /* bytes purged (all, or the excess) */
 void _hak_superslab_stats(hak_stats_t *st, uint64_t *class_slabs, uint64_t *class_used);
 size_t _hak_slab_units(size_t cls);
 void _hak_class_count(size_t from, size_t to);
@@ -345,8 +346,8 @@ void _hak_report_invalid(const char *who, const void *p, const char *what);
   X(STATS_FD, 2, 0, 65535, "file descriptor the exit statistics are written to")          \
   X(INVALID_FREE, 1, 0, 2, "pointer hakmem did not hand out: 0 ignore, 1 report once, 2 abort") \
   X(CHECK, 0, 0, 1, "validate every free (double free, interior pointer) on the slow path") \
-  X(RETAIN_KB, 2048, 0, 1048576, "empty memory kept resident at least, in slabs and in BigCache each (KiB)") \
-  X(RETAIN_SHARE, 2, 0, 64, "and up to 1/N of the memory in use (0: the minimum only)")    \
+  X(RETAIN_KB, 2048, 0, 1048576, "empty memory kept resident for reuse, at least (KiB)")  \
+  X(RETAIN_SHARE, 4, 0, 64, "and up to 1/N of the memory in use (0: the minimum only)")    \
   X(UNMAP_DELAY_MS, 10000, 0, 3600000, "delay before a wholly free reservation is unmapped") \
   X(MADV_FREE, 0, 0, 1, "purge with MADV_FREE instead of MADV_DONTNEED")                    \
   X(THP, 0, 0, 2, "transparent huge pages for SuperSlabs: 0 system default, 1 request, 2 forbid") \
@@ -365,15 +366,30 @@ static inline long hak_opt(int id) {
 void _hak_options_load(void);
 void _hak_options_print(int fd);
 
-/* Empty memory a layer keeps resident while `in_use` bytes are in use:
- * RETAIN_KB, or a share of the memory in use when that is more. So a
- * steady churn keeps its working room, and after a burst is freed the
- * room shrinks with it. */
-static inline size_t hak_retain(size_t in_use) {
+/* Empty memory kept resident, one budget for the three places it waits
+ * for reuse (threads' spare slabs, free units not yet purged, BigCache):
+ * at most RETAIN_KB, or 1/RETAIN_SHARE of the memory in use when that is
+ * more. So a steady churn keeps its working room, and after a burst is
+ * freed the room shrinks with it. Each place that adds empty memory while
+ * over the budget purges or gives back its own, oldest first. */
+extern _Atomic size_t _hak_mem_live; /* slabs holding blocks and live Large mappings */
+extern _Atomic size_t _hak_mem_idle; /* spare slabs, dirty free units, resident BigCache */
+static inline void hak_mem_move(size_t bytes, _Atomic size_t *from, _Atomic size_t *to) {
+  if (from) atomic_fetch_sub_explicit(from, bytes, memory_order_relaxed);
+  if (to) atomic_fetch_add_explicit(to, bytes, memory_order_relaxed);
+}
+static inline size_t hak_mem_budget(void) {
   size_t min = (size_t)hak_opt(HAK_OPT_RETAIN_KB) << 10;
   long share = hak_opt(HAK_OPT_RETAIN_SHARE);
-  size_t dyn = share ? in_use / (size_t)share : 0;
+  size_t dyn = share ? atomic_load_explicit(&_hak_mem_live, memory_order_relaxed) / (size_t)share : 0;
   return dyn > min ? dyn : min;
+}
+static inline bool hak_mem_over(void) {
+  return atomic_load_explicit(&_hak_mem_idle, memory_order_relaxed) > hak_mem_budget();
+}
+/* Once over, purging goes down to half the budget, so it runs in batches. */
+static inline bool hak_mem_above_half(void) {
+  return atomic_load_explicit(&_hak_mem_idle, memory_order_relaxed) > hak_mem_budget() / 2;
 }
 
 /* ---- stats.c ----------------------------------------------------------- */

@@ -3,9 +3,9 @@
  * `offset` bytes in (a page, or the alignment up to 2 MiB), so (p - 1)
  * rounded down to 2 MiB is the header, whose chunk the chunk map marks
  * HAK_CHUNK_LARGE. BigCache keeps freed mappings for the next request that
- * fits, within a byte budget and for a limited time (both options); like
- * empty slabs, no more than HAKMEM_RETAIN_KB of them stays resident: the
- * pages of older entries are purged (the mapping stays, and reads zero). */
+ * fits, within a byte budget and for a limited time (both options). Its
+ * resident bytes count in the budget of empty memory (internal.h): past it,
+ * the pages of older entries are purged (the mapping stays). */
 #include <string.h>
 
 #include "internal.h"
@@ -25,6 +25,7 @@ typedef struct cache_entry {
   size_t size;
   uint64_t freed_at; /* ms */
   bool resident;     /* pages not purged since the block was freed */
+  bool zeroed;       /* purged with MADV_DONTNEED: reads zero */
 } cache_entry_t;
 
 hak_lock_t _hak_large_lock = HAK_LOCK_INIT;
@@ -45,7 +46,10 @@ static size_t offset_for(size_t align) {
 
 static void cache_remove_at(size_t i) {
   cache_bytes -= cache[i].size;
-  if (cache[i].resident) cache_resident -= cache[i].size;
+  if (cache[i].resident) {
+    cache_resident -= cache[i].size;
+    hak_mem_move(cache[i].size, &_hak_mem_idle, NULL);
+  }
   memmove(&cache[i], &cache[i + 1], (cache_len - i - 1) * sizeof *cache);
   cache_len--;
 }
@@ -66,12 +70,13 @@ static size_t cache_decay(uint64_t now, bool all) {
     unmap_region(cache[0].base, cache[0].size);
     cache_remove_at(0);
   }
-  size_t retain = hak_retain(live_bytes);
-  for (size_t i = 0; i < cache_len && cache_resident > retain; i++)
+  for (size_t i = 0; i < cache_len && cache_resident && hak_mem_over(); i++)
     if (cache[i].resident) {
       _hak_os_purge(cache[i].base, cache[i].size);
       cache[i].resident = false;
+      cache[i].zeroed = !hak_opt(HAK_OPT_MADV_FREE); /* MADV_FREE pages may keep their bytes */
       cache_resident -= cache[i].size;
+      hak_mem_move(cache[i].size, &_hak_mem_idle, NULL);
       purged_bytes += cache[i].size;
     }
   return n;
@@ -92,7 +97,7 @@ static bool cache_reserve(void) {
 }
 
 /* The best-fitting cached mapping for `need` bytes, taken out of the
- * cache; *zero says whether its pages were purged (read zero). */
+ * cache; *zero says whether its pages are known to read zero. */
 static char *cache_take(size_t need, size_t *size, bool *zero) {
   size_t best = SIZE_MAX;
   for (size_t i = 0; i < cache_len; i++) {
@@ -103,7 +108,7 @@ static char *cache_take(size_t need, size_t *size, bool *zero) {
   if (best == SIZE_MAX) return NULL;
   char *base = cache[best].base;
   *size = cache[best].size;
-  *zero = !cache[best].resident;
+  *zero = cache[best].zeroed;
   cache_remove_at(best);
   return base;
 }
@@ -134,6 +139,7 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero) {
   if (base) {
     cache_hits++;
     live_bytes += got;
+    hak_mem_move(got, NULL, &_hak_mem_live);
     live_count++;
   } else {
     cache_misses++;
@@ -148,6 +154,7 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero) {
     got = need;
     _hak_lock(&_hak_large_lock);
     live_bytes += got;
+    hak_mem_move(got, NULL, &_hak_mem_live);
     live_count++;
     mapped_bytes += got;
     _hak_unlock(&_hak_large_lock);
@@ -176,11 +183,13 @@ void _hak_large_free(void *p) {
   uint64_t now = _hak_os_now_ms();
   _hak_lock(&_hak_large_lock);
   live_bytes -= size;
+  hak_mem_move(size, &_hak_mem_live, NULL);
   live_count--;
   if (size <= (size_t)hak_opt(HAK_OPT_BIGCACHE_MB) << 20 && cache_reserve()) {
-    cache[cache_len++] = (cache_entry_t){base, size, now, true};
+    cache[cache_len++] = (cache_entry_t){base, size, now, true, false};
     cache_bytes += size;
     cache_resident += size;
+    hak_mem_move(size, NULL, &_hak_mem_idle);
     cache_decay(now, false);
   } else {
     unmap_region(base, size);
@@ -207,6 +216,7 @@ void *_hak_large_realloc(void *p, size_t size) {
       h->map_size = need;
       _hak_lock(&_hak_large_lock);
       live_bytes -= old - need;
+      hak_mem_move(old - need, &_hak_mem_live, NULL);
       mapped_bytes -= old - need;
       _hak_unlock(&_hak_large_lock);
     }
@@ -224,6 +234,7 @@ void *_hak_large_realloc(void *p, size_t size) {
   }
   _hak_lock(&_hak_large_lock);
   live_bytes += need - old;
+  hak_mem_move(need - old, NULL, &_hak_mem_live);
   mapped_bytes += need - old;
   _hak_unlock(&_hak_large_lock);
   if (!moved) {

@@ -12,6 +12,7 @@
 uint8_t _hak_chunk_map[HAK_CHUNKS] __attribute__((aligned(4096)));
 
 hak_lock_t _hak_ss_lock = HAK_LOCK_INIT;
+_Atomic size_t _hak_mem_live, _hak_mem_idle;
 
 struct hak_reservation {
   char *base;                      /* 2 MiB aligned */
@@ -191,7 +192,10 @@ hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner) {
   }
   uint32_t bits = unit_bits((unsigned)u, n);
   if (ss->free_units == UINT32_MAX) reservation_note_empty(ss->res, -1);
-  dirty_bytes -= bits_bytes(ss->dirty_units & bits);
+  size_t reused = bits_bytes(ss->dirty_units & bits);
+  dirty_bytes -= reused;
+  hak_mem_move(reused, &_hak_mem_idle, NULL);
+  hak_mem_move(bits_bytes(bits), NULL, &_hak_mem_live);
   ss->free_units &= ~bits;
   ss->dirty_units &= ~bits;
   if (!ss->free_units) avail_remove(ss);
@@ -218,13 +222,13 @@ void _hak_class_count(size_t from, size_t to) {
   }
 }
 
-/* Purge free dirty units until no more than `keep` bytes stay dirty: one
- * madvise per run of contiguous dirty units. */
-static size_t purge_to(size_t keep) {
+/* Purges free dirty units, one madvise per run of contiguous dirty units:
+ * all of them, or down to half the budget of empty memory. */
+static size_t purge_dirty(bool all) {
   size_t purged = 0;
-  for (hak_superslab_t *ss = avail_head; ss && dirty_bytes > keep; ss = ss->next) {
+  for (hak_superslab_t *ss = avail_head; ss && dirty_bytes && (all || hak_mem_above_half()); ss = ss->next) {
     uint32_t d = ss->dirty_units;
-    while (d && dirty_bytes > keep) {
+    while (d && (all || hak_mem_above_half())) {
       unsigned u = (unsigned)__builtin_ctz(d);
       unsigned n = (unsigned)__builtin_ctz(~(d >> u)); /* run length */
       if (u + n > HAK_UNITS) n = HAK_UNITS - u;
@@ -234,6 +238,7 @@ static size_t purge_to(size_t keep) {
       ss->dirty_units &= ~bits;
       d &= ~bits;
       dirty_bytes -= bytes;
+      hak_mem_move(bytes, &_hak_mem_idle, NULL);
       purged += bytes;
     }
   }
@@ -246,6 +251,7 @@ static void reservation_unmap(hak_reservation_t *r) {
     hak_superslab_t *ss = (hak_superslab_t *)(r->base + (size_t)i * HAK_SS_SIZE);
     avail_remove(ss);
     dirty_bytes -= bits_bytes(ss->dirty_units);
+    hak_mem_move(bits_bytes(ss->dirty_units), &_hak_mem_idle, NULL);
     _hak_chunk_map[(uintptr_t)ss >> HAK_SS_SHIFT] = HAK_CHUNK_NONE;
     superslab_count--;
   }
@@ -297,19 +303,38 @@ void _hak_slab_release(hak_slab_t *s) {
   size_t bytes = bits_bytes(bits);
   dirty_bytes += bytes;
   slab_bytes -= bytes;
+  hak_mem_move(bytes, &_hak_mem_live, &_hak_mem_idle);
   slab_count--;
   if (hak_cfg_debug) _hak_superslab_check(ss);
   if (ss->free_units == UINT32_MAX) reservation_note_empty(ss->res, +1);
-  size_t retain = hak_retain(slab_bytes);
-  if (dirty_bytes > retain) purge_to(retain / 2);
+  if (hak_mem_over()) purge_dirty(false);
   unmap_idle(false);
+  _hak_unlock(&_hak_ss_lock);
+}
+
+/* Gives the units of an empty slab beyond its first n back (dirty). */
+void _hak_slab_shrink(hak_slab_t *s, unsigned n) {
+  hak_superslab_t *ss = hak_superslab_of((char *)s + 1);
+  unsigned u = hak_slab_unit(s);
+  uint32_t bits = unit_bits(u + n, s->units - n);
+  size_t bytes = bits_bytes(bits);
+  _hak_lock(&_hak_ss_lock);
+  for (unsigned i = n; i < s->units; i++) ss->unit_slab[u + i] = &ss->slab[u + i];
+  s->units = (uint8_t)n;
+  if (!ss->free_units) avail_push(ss);
+  ss->free_units |= bits;
+  ss->dirty_units |= bits;
+  dirty_bytes += bytes;
+  slab_bytes -= bytes;
+  hak_mem_move(bytes, &_hak_mem_live, &_hak_mem_idle);
+  if (hak_cfg_debug) _hak_superslab_check(ss);
+  if (hak_mem_over()) purge_dirty(false);
   _hak_unlock(&_hak_ss_lock);
 }
 
 size_t _hak_purge(bool all) {
   _hak_lock(&_hak_ss_lock);
-  size_t retain = all ? 0 : hak_retain(slab_bytes);
-  size_t n = dirty_bytes > retain ? purge_to(retain) : 0;
+  size_t n = purge_dirty(all);
   n += unmap_idle(all);
   _hak_unlock(&_hak_ss_lock);
   return n;
