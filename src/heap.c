@@ -17,7 +17,7 @@ static hak_heap_t *live_heaps;    /* registry lock */
 static hak_heap_t *spare_heaps;   /* registry lock: torn-down heaps, reused whole */
 static uint32_t next_heap_id = 2; /* id 1 is the global heap */
 static uint64_t heaps_alive;
-static hak_heap_t global_heap = {.front = {.key = 1u << 2}, .id = 1, .locked = true};
+static hak_heap_t global_heap = {.front = {.key = 1u << 2}, .id = 1};
 
 static uint32_t heap_owner(const hak_heap_t *h) { return h->front.key & ~3u; }
 
@@ -83,6 +83,14 @@ static void heap_detach(hak_heap_t *h, hak_slab_t *s) {
  * a class whose blocks come and go then needs neither the SuperSlab lock
  * nor fresh pages. Spares count as empty memory: while it is over budget,
  * the largest spares are given back (and their SuperSlab purges). */
+static void heap_unspare(hak_heap_t *h, hak_slab_t *s) {
+  unsigned i = s->units - 1u;
+  hak_list_remove(&h->spare[i], s);
+  if (!h->spare[i].head) h->spare_mask &= ~(1u << i);
+  h->spare_bytes -= slab_bytes(s);
+  hak_mem_move(slab_bytes(s), &_hak_mem_idle, &_hak_mem_live);
+}
+
 static void heap_add_spare(hak_heap_t *h, hak_slab_t *s) {
   unsigned i = s->units - 1u;
   s->where = HAK_IN_SPARE;
@@ -91,12 +99,8 @@ static void heap_add_spare(hak_heap_t *h, hak_slab_t *s) {
   h->spare_bytes += slab_bytes(s);
   hak_mem_move(slab_bytes(s), &_hak_mem_live, &_hak_mem_idle);
   while (h->spare_mask && hak_mem_over()) {
-    i = 31u - (unsigned)__builtin_clz(h->spare_mask);
-    hak_slab_t *victim = h->spare[i].tail;
-    hak_list_remove(&h->spare[i], victim);
-    if (!h->spare[i].head) h->spare_mask &= ~(1u << i);
-    h->spare_bytes -= slab_bytes(victim);
-    hak_mem_move(slab_bytes(victim), &_hak_mem_idle, &_hak_mem_live);
+    hak_slab_t *victim = h->spare[31u - (unsigned)__builtin_clz(h->spare_mask)].tail;
+    heap_unspare(h, victim);
     heap_release(h, victim);
   }
 }
@@ -107,16 +111,10 @@ static hak_slab_t *heap_take_spare(hak_heap_t *h, size_t cls) {
   unsigned n = (unsigned)_hak_slab_units(cls);
   bool unit0_ok = hak_class_size(cls) <= HAK_UNIT0_MAX_BLOCK;
   hak_slab_t *s = NULL;
-  unsigned i = 0;
-  for (uint32_t m = h->spare_mask >> (n - 1) << (n - 1); m && !s; m &= m - 1) {
-    i = (unsigned)__builtin_ctz(m);
-    for (s = h->spare[i].head; s && !unit0_ok && hak_slab_unit(s) == 0;) s = s->next;
-  }
+  for (uint32_t m = h->spare_mask >> (n - 1) << (n - 1); m && !s; m &= m - 1)
+    for (s = h->spare[__builtin_ctz(m)].head; s && !unit0_ok && hak_slab_unit(s) == 0;) s = s->next;
   if (!s) return NULL;
-  hak_list_remove(&h->spare[i], s);
-  if (!h->spare[i].head) h->spare_mask &= ~(1u << i);
-  h->spare_bytes -= slab_bytes(s);
-  hak_mem_move(slab_bytes(s), &_hak_mem_idle, &_hak_mem_live);
+  heap_unspare(h, s);
   if (s->units > n) {
     h->held_bytes -= slab_bytes(s) - ((size_t)n << HAK_UNIT_SHIFT);
     _hak_slab_shrink(s, n);
@@ -126,16 +124,11 @@ static hak_slab_t *heap_take_spare(hak_heap_t *h, size_t cls) {
 }
 
 static void heap_release_spares(hak_heap_t *h) {
-  for (unsigned i = 0; i < HAK_MAX_SLAB_UNITS; i++) {
-    hak_slab_t *s;
-    while ((s = h->spare[i].head) != NULL) {
-      hak_list_remove(&h->spare[i], s);
-      h->spare_bytes -= slab_bytes(s);
-      hak_mem_move(slab_bytes(s), &_hak_mem_idle, &_hak_mem_live);
-      heap_release(h, s);
-    }
+  while (h->spare_mask) {
+    hak_slab_t *s = h->spare[__builtin_ctz(h->spare_mask)].head;
+    heap_unspare(h, s);
+    heap_release(h, s);
   }
-  h->spare_mask = 0;
 }
 
 static void heap_add_partial(hak_heap_t *h, hak_slab_t *s, uint8_t where) {

@@ -70,6 +70,7 @@ static const bool hak_cfg_debug = HAK_DEBUG;
 #define HAK_UNIT0_MAX_BLOCK HAK_PAGE /* unit 0 starts 4 KiB aligned: only for blocks <= 4 KiB */
 #define HAK_MAX_SLAB_UNITS 16        /* the largest slab: 1 MiB */
 #define HAK_CARVE_MIN 4              /* fresh blocks carved at once, at least */
+#define HAK_DIRTY_SEARCH 8           /* SuperSlabs with dirty units looked at for a run */
 #define HAK_FULL_KEEP 2              /* full slabs a heap keeps per class before detaching */
 
 enum { HAK_CHUNK_NONE = 0, HAK_CHUNK_SUPERSLAB = 1, HAK_CHUNK_LARGE = 2 };
@@ -165,14 +166,12 @@ static inline void hak_list_remove(hak_slab_list_t *l, hak_slab_t *s) {
 /* ---- statistics (per-thread counters, merged into the process totals) -- */
 #define HAK_STAT_LIST(X)                                                         \
   X(refills, "free lists handed to the fast path")                              \
-  X(carved_pages, "pages of fresh blocks carved")                               \
   X(remote_frees, "blocks freed by a thread other than the holder")             \
   X(slow_frees, "frees that left the fast path")                                \
   X(slabs_new, "slabs taken from SuperSlabs")                                   \
   X(slabs_released, "empty slabs given back to their SuperSlab")                \
   X(slabs_detached, "slabs detached (full, thread exit, fork)")                 \
-  X(slabs_adopted, "detached slabs claimed by an allocating thread")           \
-  X(large_allocs, "Large blocks handed out")
+  X(slabs_adopted, "detached slabs claimed by an allocating thread")
 enum {
 #define HAK_STAT_ENUM(name, desc) HAK_STAT_##name,
   HAK_STAT_LIST(HAK_STAT_ENUM)
@@ -211,12 +210,11 @@ struct hak_heap {
   hak_slab_list_t spare[HAK_MAX_SLAB_UNITS]; /* empty slabs kept for reuse, by units - 1 */
   uint32_t spare_mask;                     /* bit i: spare[i] is not empty */
   size_t spare_bytes;                      /* their bytes */
-  size_t held_bytes;                       /* bytes of every slab it holds */
+  size_t held_bytes;                       /* bytes of every slab it holds (0 after teardown) */
   uint64_t stat[HAK_STAT_COUNT];           /* this thread's counters */
   hak_heap_t *next_live, *prev_live;       /* registry of live heaps */
   hak_heap_t *next_spare;                  /* registry of spare heaps */
   uint32_t id;                             /* key = id << 2; ids are never reused by another struct */
-  bool locked;                             /* the global heap: used under hak_global_heap_lock */
 };
 
 /* The one thread-local: starts at the read-only empty heap. */

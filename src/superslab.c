@@ -43,9 +43,17 @@ static char *unit_addr(hak_superslab_t *ss, unsigned u) {
   return (char *)ss + ((size_t)u << HAK_UNIT_SHIFT) + (u == 0 ? HAK_SS_HEADER : 0);
 }
 
+/* Set bits of a unit bitmap (x86-64's baseline has no popcnt instruction,
+ * and libgcc's is a call). */
+static unsigned count_units(uint32_t x) {
+  x = x - ((x >> 1) & 0x55555555u);
+  x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
+  return (((x + (x >> 4)) & 0x0f0f0f0fu) * 0x01010101u) >> 24;
+}
+
 /* Bytes of block space in the units of `bits` (unit 0 has the header). */
 static size_t bits_bytes(uint32_t bits) {
-  return ((size_t)__builtin_popcount(bits) << HAK_UNIT_SHIFT) - ((bits & 1u) ? HAK_SS_HEADER : 0);
+  return ((size_t)count_units(bits) << HAK_UNIT_SHIFT) - ((bits & 1u) ? HAK_SS_HEADER : 0);
 }
 
 static size_t committed_bytes(void) {
@@ -54,22 +62,35 @@ static size_t committed_bytes(void) {
 
 /* Slab geometry: Tiny slabs are one unit; Mid slabs get enough units for
  * 8 blocks. A pool run is the size, from the fewest units that hold one
- * block up to 4 units (256 KiB), that wastes the least of its bytes. */
-size_t _hak_slab_units(size_t cls) {
+ * block up to 4 units (256 KiB), that wastes the least of its bytes (the
+ * first such, comparing waste/bytes as cross products). */
+static size_t slab_units(size_t cls) {
   if (cls <= HAK_CLASS_TINY_LAST) return 1;
   size_t size = hak_class_size(cls);
   if (cls <= HAK_CLASS_MID_LAST) return (size * 8 + HAK_UNIT_SIZE - 1) >> HAK_UNIT_SHIFT;
   size_t min = (size + HAK_UNIT_SIZE - 1) >> HAK_UNIT_SHIFT, best = min;
-  double best_waste = 1.0;
-  for (size_t u = min; u <= (min > 4 ? min : 4); u++) {
-    size_t bytes = u << HAK_UNIT_SHIFT;
-    double waste = (double)(bytes % size) / (double)bytes;
-    if (waste < best_waste) {
+  size_t best_waste = (min << HAK_UNIT_SHIFT) % size;
+  for (size_t u = min + 1; u <= 4; u++) {
+    size_t waste = (u << HAK_UNIT_SHIFT) % size;
+    if (waste * best < best_waste * u) {
       best_waste = waste;
       best = u;
     }
   }
   return best;
+}
+
+/* slab_units by class, filled on first use (any thread may fill an entry:
+ * they all write the same value). */
+static _Atomic uint8_t units_of[HAK_CLASSES];
+
+size_t _hak_slab_units(size_t cls) {
+  uint8_t n = atomic_load_explicit(&units_of[cls], memory_order_relaxed);
+  if (HAK_UNLIKELY(!n)) {
+    n = (uint8_t)slab_units(cls);
+    atomic_store_explicit(&units_of[cls], n, memory_order_relaxed);
+  }
+  return n;
 }
 
 static void avail_push(hak_superslab_t *ss) {
@@ -135,16 +156,18 @@ static uint32_t run_starts(uint32_t free_units, unsigned n, bool skip_unit0) {
 }
 
 /* The run of n free units that reuses the most dirty (still resident)
- * units, among SuperSlabs that have dirty units; else the first free run
- * anywhere. Returns its SuperSlab (NULL if none) and sets *unit. */
+ * units, among the first SuperSlabs that have dirty units; else the first
+ * free run anywhere. Returns its SuperSlab (NULL if none) and sets *unit. */
 static hak_superslab_t *find_run(unsigned n, bool skip_unit0, int *unit) {
   hak_superslab_t *best = NULL;
-  int best_dirty = 0;
-  for (hak_superslab_t *ss = avail_head; ss && best_dirty < (int)n; ss = ss->next) {
+  int best_dirty = 0, looked = 0;
+  for (hak_superslab_t *ss = avail_head; ss && best_dirty < (int)n && looked < HAK_DIRTY_SEARCH;
+       ss = ss->next) {
     if (!ss->dirty_units) continue;
+    looked++;
     for (uint32_t m = run_starts(ss->free_units, n, skip_unit0); m; m &= m - 1) {
       unsigned u = (unsigned)__builtin_ctz(m);
-      int d = __builtin_popcount(ss->dirty_units & unit_bits(u, n));
+      int d = (int)count_units(ss->dirty_units & unit_bits(u, n));
       if (d > best_dirty) {
         best = ss;
         best_dirty = d;
