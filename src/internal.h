@@ -344,7 +344,7 @@ void _hak_report_invalid(const char *who, const void *p, const char *what);
   X(STATS_FD, 2, 0, 65535, "file descriptor the exit statistics are written to")          \
   X(INVALID_FREE, 1, 0, 2, "pointer hakmem did not hand out: 0 ignore, 1 report once, 2 abort") \
   X(CHECK, 0, 0, 1, "validate every free (double free, interior pointer) on the slow path") \
-  X(RETAIN_KB, 2048, 0, 1048576, "empty memory kept resident for reuse, at least (KiB)")  \
+  X(RETAIN_KB, 4096, 0, 1048576, "empty memory kept resident for reuse, at least (KiB)")  \
   X(RETAIN_SHARE, 4, 0, 64, "and up to 1/N of the memory in use (0: the minimum only)")    \
   X(UNMAP_DELAY_MS, 10000, 0, 3600000, "delay before a wholly free reservation is unmapped") \
   X(MADV_FREE, 0, 0, 1, "purge with MADV_FREE instead of MADV_DONTNEED")                    \
