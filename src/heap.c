@@ -171,7 +171,7 @@ static hak_slab_t *heap_next_slab(hak_heap_t *h, size_t cls) {
   if ((s = _hak_slab_adopt(cls, heap_owner(h))) != NULL) {
     h->stat[HAK_STAT_slabs_adopted]++;
   } else if ((s = _hak_slab_alloc(cls, heap_owner(h))) != NULL) {
-    h->stat[HAK_STAT_slabs_new]++;
+    h->stat[HAK_STAT_slabs_taken]++;
   } else {
     return NULL;
   }

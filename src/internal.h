@@ -168,7 +168,7 @@ static inline void hak_list_remove(hak_slab_list_t *l, hak_slab_t *s) {
   X(refills, "free lists handed to the fast path")                              \
   X(remote_frees, "blocks freed by a thread other than the holder")             \
   X(slow_frees, "frees that left the fast path")                                \
-  X(slabs_new, "slabs taken from SuperSlabs")                                   \
+  X(slabs_taken, "slabs taken from SuperSlabs")                                   \
   X(slabs_released, "empty slabs given back to their SuperSlab")                \
   X(slabs_detached, "slabs detached (full, thread exit, fork)")                 \
   X(slabs_adopted, "detached slabs claimed by an allocating thread")

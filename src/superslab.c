@@ -109,7 +109,7 @@ static void avail_remove(hak_superslab_t *ss) {
   ss->next = ss->prev = NULL;
 }
 
-static hak_reservation_t *reservation_new(void) {
+static hak_reservation_t *reservation_map(void) {
   char *base = _hak_os_map(HAK_RESERVATION, HAK_SS_SIZE);
   if (!base) return NULL;
   hak_reservation_t *r = res_spare;
@@ -128,9 +128,9 @@ static hak_reservation_t *reservation_new(void) {
   return r;
 }
 
-static hak_superslab_t *superslab_new(void) {
+static hak_superslab_t *superslab_carve(void) {
   hak_reservation_t *r = res_list;
-  if (!r || r->carved == RES_SUPERSLABS) r = reservation_new();
+  if (!r || r->carved == RES_SUPERSLABS) r = reservation_map();
   if (!r) return NULL;
   hak_superslab_t *ss = (hak_superslab_t *)(r->base + (size_t)r->carved * HAK_SS_SIZE);
   ss->index = r->carved++;
@@ -206,7 +206,7 @@ hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner) {
   int u = -1;
   hak_superslab_t *ss = find_run(n, skip0, &u);
   if (!ss) {
-    ss = superslab_new();
+    ss = superslab_carve();
     if (!ss) {
       _hak_unlock(&_hak_ss_lock);
       return NULL;

@@ -123,8 +123,8 @@ static void *alloc_api(int api, size_t align, size_t n)
   }
 }
 
-/* Checks a new block of n bytes; 0 if it is NULL. */
-static int check_new(const char *api, void *p, size_t n, size_t align)
+/* Checks a block just allocated, of n bytes; 0 if it is NULL. */
+static int check_fresh(const char *api, void *p, size_t n, size_t align)
 {
   if (!th_prop(&p_nonnull, p != NULL, "%s(%zu) align %zu returned NULL", api, n, align))
     return 0;
@@ -144,7 +144,7 @@ static void pass(int api, size_t align)
   for (int i = 0; i < n_sizes; i++) {
     size_t n = sizes[i];
     void *p = blk[i] = alloc_api(api, align, n);
-    if (!check_new(api_name[api], p, n, align))
+    if (!check_fresh(api_name[api], p, n, align))
       continue;
     if (api == API_CALLOC)
       th_prop(&p_zero, all_bytes(p, n, 0), "calloc(1, %zu) -> %p not zero", n, p);
@@ -181,7 +181,7 @@ static void calloc_reuse(void)
         free(p[k]);
       for (int k = 0; k < K; k++) {
         p[k] = r & 1 ? calloc(LAUNDER(n), 1) : calloc(1, LAUNDER(n));
-        if (check_new("calloc (reuse)", p[k], n, 16))
+        if (check_fresh("calloc (reuse)", p[k], n, 16))
           th_prop(&p_zero_reuse, all_bytes(p[k], n, 0), "calloc(%zu) round %d -> %p not zero", n, r,
                   p[k]);
       }
@@ -203,14 +203,14 @@ static void calloc_bigcache(void)
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
       size_t n = big[i][0], m = big[i][1];
       void *p = malloc(LAUNDER(n));
-      if (!check_new("malloc (Large)", p, n, 16))
+      if (!check_fresh("malloc (Large)", p, n, 16))
         continue;
       memset(p, 0xFF, malloc_usable_size(p));
       free(p);
       hak_stats_t s0 = stats();
       void *q = calloc(1, LAUNDER(m));
       hak_stats_t s1 = stats();
-      if (!check_new("calloc (BigCache)", q, m, 16))
+      if (!check_fresh("calloc (BigCache)", q, m, 16))
         continue;
       th_prop(
           &p_zero_big, all_bytes(q, m, 0),
