@@ -283,7 +283,7 @@ void _hak_free_slow(void *p, const char *who) {
   }
   hak_heap_t *h = (hak_heap_t *)f;
   h->stat[HAK_STAT_slow_frees]++;
-  if (owner && owner == heap_owner(h)) { /* checking mode, or the debug build */
+  if (owner && owner == heap_owner(h)) { /* only in checking mode: the key never matches */
     if (_hak_slab_block_is_free(s, b, f)) {
       _hak_report_invalid(who, p, "was already freed (double free)");
       return;
