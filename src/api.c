@@ -45,8 +45,11 @@ void *_hak_alloc_aligned(size_t align, size_t size) {
     if (rounded == 0) rounded = align;
     if (rounded <= HAK_TINY_MAX) return hak_alloc_slot(rounded); /* Tiny: the class size is `rounded` */
     if (rounded <= HAK_POOL_MAX) {
+      /* rounded is a multiple of align: if align is at least the class
+       * step of its doubling, rounded is a class size itself; if less, every
+       * class size of that doubling is a multiple of align. */
       size_t cls = hak_class_of(rounded);
-      while (hak_class_size(cls) & (align - 1)) cls++;
+      HAK_DEBUG_ASSERT((hak_class_size(cls) & (align - 1)) == 0);
       return hak_alloc_class(cls);
     }
   }

@@ -199,9 +199,8 @@ static void *heap_alloc(hak_heap_t *h, size_t cls) {
   }
   heap_enter(h);
   hak_slab_t *s = hak_front_cur(&h->front, cls);
-  uint32_t n;
   for (;;) {
-    if (s && (b = _hak_slab_take(s, &n)) != NULL) break;
+    if (s && (b = _hak_slab_take(s)) != NULL) break;
     /* A run of one block is full or empty: no list needs it while full
      * (the free of its block claims it back). */
     if (s && s->capacity == 1) heap_detach(h, s);

@@ -292,7 +292,7 @@ void _hak_superslab_check(hak_superslab_t *ss);
 /* ---- slab.c: a slab's lists and its ownership transitions ------------- */
 extern hak_lock_t _hak_abandoned_lock[HAK_CLASSES];
 void _hak_slab_format(hak_slab_t *s, size_t cls);
-hak_block_t *_hak_slab_take(hak_slab_t *s, uint32_t *n);   /* all free blocks, or a fresh page */
+hak_block_t *_hak_slab_take(hak_slab_t *s);                 /* free blocks for the fast path */
 uint32_t _hak_slab_collect(hak_slab_t *s);                  /* thread_free → local_free */
 void _hak_slab_return_blocks(hak_block_t *list);
 void _hak_slab_detach(hak_slab_t *s);
