@@ -102,7 +102,7 @@ struct hak_slab {
   _Atomic uintptr_t thread_free;   /* blocks freed by other threads | HAK_DETACHED */
   uint32_t block_size;             /* bytes per block */
   uint32_t capacity;               /* blocks that fit */
-  hak_slab_t *next, *prev;         /* heap's partial/full list, or abandoned list */
+  hak_slab_t *next, *prev;         /* heap's partial or spare list, or abandoned list */
 };
 _Static_assert(sizeof(hak_slab_t) == 64, "one cache line per unit descriptor");
 
