@@ -25,29 +25,15 @@ enum { AT_ONCE = 4, SLOTS = 512, PER_THREAD = 48 };
 static _Atomic(void *) slot[SLOTS];
 static atomic_long n_bad, n_null;
 
-static void *make(size_t size)
-{
-  char *p = malloc(size);
-  if (!p)
-    return NULL;
-  uint64_t v = (uint64_t)size ^ (uint64_t)(uintptr_t)p;
-  memcpy(p, &v, 8);
-  pat_fill(p + 8, size - 8, pat_seed(p, size));
-  return p;
-}
-
 static void check_free(void *q)
 {
-  char *p = q;
-  uint64_t v;
-  memcpy(&v, p, 8);
-  size_t size = (size_t)(v ^ (uint64_t)(uintptr_t)p);
-  if (size < 16 || size > 64 * KiB || pat_check(p + 8, size - 8, pat_seed(p, size)) != SIZE_MAX) {
+  size_t size;
+  if (!block_intact(q, 64 * KiB, &size)) {
     if (atomic_fetch_add(&n_bad, 1) < 5)
       CHECKV("block intact when freed by another thread", 0, "block %p size %zu", q, size);
     return;
   }
-  free(p);
+  free(q);
 }
 
 static void *worker(void *arg)
@@ -57,7 +43,7 @@ static void *worker(void *arg)
   for (int i = 0; i < PER_THREAD; i++) {
     uint64_t x = rng_next(&r);
     size_t size = x % 48 == 0 ? 64 * KiB : 16 + (x >> 8) % (8 * KiB);
-    if (!(mine[i] = make(size)))
+    if (!(mine[i] = block_make(size)))
       atomic_fetch_add(&n_null, 1);
   }
   for (int i = 0; i < PER_THREAD; i++) {

@@ -21,31 +21,14 @@ static _Atomic(void *) slot[SLOTS];
 static atomic_int stop;
 static atomic_long n_ops, n_bad;
 
-/* Blocks start with their size (xor address), then a pattern. */
-static void *make(size_t size)
-{
-  if (size < 16)
-    size = 16;
-  char *p = malloc(size);
-  if (!p)
-    return NULL;
-  uint64_t v = (uint64_t)size ^ (uint64_t)(uintptr_t)p;
-  memcpy(p, &v, 8);
-  pat_fill(p + 8, size - 8, pat_seed(p, size));
-  return p;
-}
-
-/* 1 if the block is intact; frees it either way when `release`. */
+/* 1 if a block_make block is intact (and as large as malloc_usable_size
+ * says); with `release`, an intact block is freed. */
 static int verify(void *q, int release)
 {
-  char *p = q;
-  uint64_t v;
-  memcpy(&v, p, 8);
-  size_t size = (size_t)(v ^ (uint64_t)(uintptr_t)p);
-  int ok = size >= 16 && size <= 8 * MiB && malloc_usable_size(p) >= size &&
-           pat_check(p + 8, size - 8, pat_seed(p, size)) == SIZE_MAX;
+  size_t size;
+  int ok = block_intact(q, 8 * MiB, &size) && malloc_usable_size(q) >= size;
   if (ok && release)
-    free(p);
+    free(q);
   return ok;
 }
 
@@ -67,7 +50,7 @@ static void *allocator(void *arg)
   while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
     uint64_t x = rng_next(&r);
     size_t size = pick(x >> 10);
-    void *p = make(size);
+    void *p = block_make(size);
     if (!p) {
       atomic_fetch_add(&n_bad, 1);
       continue;
@@ -93,7 +76,7 @@ static void *child_thread(void *arg)
   void *p[64];
   for (int round = 0; round < 4; round++) {
     for (int i = 0; i < 64; i++)
-      p[i] = make(16 + (size_t)(i * 997 + round * 131) % (48 * KiB));
+      p[i] = block_make(16 + (size_t)(i * 997 + round * 131) % (48 * KiB));
     for (int i = 0; i < 64; i++)
       if (!p[i] || !verify(p[i], 1))
         bad++;
@@ -121,7 +104,7 @@ static int child_main(int depth)
                                  700 * KiB, 2 * MiB, 5 * MiB};
   void *p[sizeof sizes / sizeof sizes[0]];
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
-    if (!(p[i] = make(sizes[i])))
+    if (!(p[i] = block_make(sizes[i])))
       code |= 2;
   void *z = calloc(1000, 10);
   if (!z || !all_bytes(z, 10000, 0))
@@ -162,7 +145,7 @@ int main(void)
     /* The parent keeps allocating between forks. */
     void *mine[32];
     for (int i = 0; i < 32; i++)
-      mine[i] = make(pick(rng_next(&r)) % (256 * KiB));
+      mine[i] = block_make(pick(rng_next(&r)) % (256 * KiB));
     usleep((useconds_t)(rng_next(&r) % 3000));
     fflush(NULL);
     pid_t pid = fork();

@@ -92,6 +92,32 @@ __attribute__((unused)) static size_t pat_check(const void *p, size_t n, uint64_
   return SIZE_MAX;
 }
 
+/* A block that describes itself: its first 8 bytes hold its size xor its
+ * address, the rest the pattern; at least 16 bytes. NULL if malloc fails. */
+__attribute__((unused)) static void *block_make(size_t size)
+{
+  if (size < 16)
+    size = 16;
+  char *p = (char *)malloc(size);
+  if (!p)
+    return NULL;
+  uint64_t v = (uint64_t)size ^ (uint64_t)(uintptr_t)p;
+  memcpy(p, &v, 8);
+  pat_fill(p + 8, size - 8, pat_seed(p, size));
+  return p;
+}
+
+/* 1 if a block_make block is intact and its size (put in *size either
+ * way) is 16 .. max bytes. */
+__attribute__((unused)) static int block_intact(const void *q, size_t max, size_t *size)
+{
+  const char *p = (const char *)q;
+  uint64_t v;
+  memcpy(&v, p, 8);
+  *size = (size_t)(v ^ (uint64_t)(uintptr_t)p);
+  return *size >= 16 && *size <= max && pat_check(p + 8, *size - 8, pat_seed(p, *size)) == SIZE_MAX;
+}
+
 /* 1 if every byte of p[0..n) is c. */
 __attribute__((unused)) static int all_bytes(const void *p, size_t n, unsigned char c)
 {
@@ -261,27 +287,47 @@ static void child_collect(int fd, pid_t pid, child_t *c)
     ;
 }
 
-/* Runs exit(fn(arg)) in a forked child with stderr sent to a pipe, killed by
- * SIGALRM after timeout_s seconds; returns 0 when it could be run. */
-__attribute__((unused)) static int run_child(int (*fn)(void *), void *arg, child_t *c,
-                                             unsigned timeout_s)
+/* Forks a child whose stderr (and stdout, with `both`) goes to a pipe and
+ * which SIGALRM kills after timeout_s seconds. Returns 0 in the child; in
+ * the parent the child's pid with *rfd the pipe's read end, or -1. */
+static pid_t fork_piped(int both, unsigned timeout_s, int *rfd)
 {
   int fds[2];
   fflush(NULL);
   if (pipe(fds) != 0)
     return -1;
   pid_t pid = fork();
-  if (pid < 0)
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
     return -1;
+  }
   if (pid == 0) {
     close(fds[0]);
+    if (both)
+      dup2(fds[1], 1);
     dup2(fds[1], 2);
     close(fds[1]);
     alarm(timeout_s);
-    exit(fn(arg));
+    return 0;
   }
   close(fds[1]);
-  child_collect(fds[0], pid, c);
+  *rfd = fds[0];
+  return pid;
+}
+
+/* Runs exit(fn(arg)) in a forked child with stderr sent to a pipe, killed by
+ * SIGALRM after timeout_s seconds; returns 0 when it could be run. */
+__attribute__((unused)) static int run_child(int (*fn)(void *), void *arg, child_t *c,
+                                             unsigned timeout_s)
+{
+  int rfd;
+  pid_t pid = fork_piped(0, timeout_s, &rfd);
+  if (pid < 0)
+    return -1;
+  if (pid == 0)
+    exit(fn(arg));
+  child_collect(rfd, pid, c);
   return 0;
 }
 
@@ -289,26 +335,18 @@ __attribute__((unused)) static int run_child(int (*fn)(void *), void *arg, child
 __attribute__((unused)) static int run_exec(char *const argv[], char *const envp[], child_t *c,
                                             unsigned timeout_s)
 {
-  int fds[2];
-  fflush(NULL);
-  if (pipe(fds) != 0)
-    return -1;
-  pid_t pid = fork();
+  int rfd;
+  pid_t pid = fork_piped(0, timeout_s, &rfd);
   if (pid < 0)
     return -1;
   if (pid == 0) {
-    close(fds[0]);
-    dup2(fds[1], 2);
-    close(fds[1]);
     int nul = open("/dev/null", O_WRONLY);
     if (nul >= 0)
       dup2(nul, 1);
-    alarm(timeout_s);
     execve(argv[0], argv, envp);
     _exit(127);
   }
-  close(fds[1]);
-  child_collect(fds[0], pid, c);
+  child_collect(rfd, pid, c);
   return 0;
 }
 
@@ -348,29 +386,16 @@ __attribute__((unused)) static int run_self(const char *mode, const char *const 
     env[k++] = (char *)set[j];
   env[k] = NULL;
   char *argv[] = {(char *)"/proc/self/exe", (char *)mode, NULL};
-  int fds[2];
-  fflush(NULL);
-  if (pipe(fds) != 0) {
-    free(env);
-    return -1;
-  }
-  pid_t pid = fork();
-  if (pid < 0) {
-    free(env);
-    return -1;
-  }
+  int rfd;
+  pid_t pid = fork_piped(1, timeout_s, &rfd);
   if (pid == 0) {
-    close(fds[0]);
-    dup2(fds[1], 1);
-    dup2(fds[1], 2);
-    close(fds[1]);
-    alarm(timeout_s);
     execve(argv[0], argv, env);
     _exit(127);
   }
   free(env);
-  close(fds[1]);
-  child_collect(fds[0], pid, c);
+  if (pid < 0)
+    return -1;
+  child_collect(rfd, pid, c);
   return 0;
 }
 
