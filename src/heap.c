@@ -5,8 +5,8 @@
 
 #include "internal.h"
 
-const hak_front_t _hak_heap_empty = {.key = HAK_KEY_NONE};
-const hak_front_t _hak_heap_dead = {.key = HAK_KEY_NONE};
+const hak_front_t _hak_heap_empty = {.cur_unit = HAK_CUR_UNITS_EMPTY, .key = HAK_KEY_NONE};
+const hak_front_t _hak_heap_dead = {.cur_unit = HAK_CUR_UNITS_EMPTY, .key = HAK_KEY_NONE};
 __thread hak_front_t *hak_tls_heap __attribute__((tls_model("initial-exec"))) =
     (hak_front_t *)&_hak_heap_empty;
 
@@ -17,7 +17,7 @@ static hak_heap_t *live_heaps;    /* registry lock */
 static hak_heap_t *spare_heaps;   /* registry lock: torn-down heaps, reused whole */
 static uint32_t next_heap_id = 2; /* id 1 is the global heap */
 static uint64_t heaps_alive;
-static hak_heap_t global_heap = {.front = {.key = 1u << 2}, .id = 1};
+static hak_heap_t global_heap = {.front = {.cur_unit = HAK_CUR_UNITS_EMPTY, .key = 1u << 2}, .id = 1};
 
 static uint32_t heap_owner(const hak_heap_t *h) { return h->front.key & ~3u; }
 
@@ -41,7 +41,10 @@ static hak_heap_t *heap_create(void) {
     spare_heaps = h->next_spare;
   } else {
     h = _hak_meta_alloc(sizeof *h);
-    if (h) h->id = next_heap_id++;
+    if (h) {
+      h->id = next_heap_id++;
+      for (size_t i = 0; i < HAK_CUR_UNITS; i++) h->front.cur_unit[i].unit = HAK_UNIT_NONE;
+    }
   }
   if (h) {
     h->prev_live = NULL;
@@ -65,16 +68,28 @@ static size_t slab_bytes(const hak_slab_t *s) { return (size_t)s->units << HAK_U
 /* h starts or stops holding s. */
 static void heap_hold(hak_heap_t *h, hak_slab_t *s) { h->held_bytes += slab_bytes(s); }
 
-static void heap_release(hak_heap_t *h, hak_slab_t *s) {
+/* The refill hint (freed[]) names only partial slabs h holds: it goes
+ * when s becomes a spare (which may change class) or leaves h (once given
+ * back, its memory may be unmapped). */
+static void heap_forget_hint(hak_heap_t *h, const hak_slab_t *s) {
+  if (h->front.freed[s->cls] == s) h->front.freed[s->cls] = NULL;
+}
+
+/* s stops being held by h. */
+static void heap_drop(hak_heap_t *h, hak_slab_t *s) {
   s->where = HAK_IN_NONE;
   h->held_bytes -= slab_bytes(s);
+  heap_forget_hint(h, s);
+}
+
+static void heap_release(hak_heap_t *h, hak_slab_t *s) {
+  heap_drop(h, s);
   h->stat[HAK_STAT_slabs_released]++;
   _hak_slab_release(s);
 }
 
 static void heap_detach(hak_heap_t *h, hak_slab_t *s) {
-  s->where = HAK_IN_NONE;
-  h->held_bytes -= slab_bytes(s);
+  heap_drop(h, s);
   h->stat[HAK_STAT_slabs_detached]++;
   _hak_slab_detach(s);
 }
@@ -93,6 +108,7 @@ static void heap_unspare(hak_heap_t *h, hak_slab_t *s) {
 
 static void heap_add_spare(hak_heap_t *h, hak_slab_t *s) {
   unsigned i = s->units - 1u;
+  heap_forget_hint(h, s);
   s->where = HAK_IN_SPARE;
   hak_list_push(&h->spare[i], s);
   h->spare_mask |= 1u << i;
@@ -152,9 +168,10 @@ static hak_slab_t *heap_next_slab(hak_heap_t *h, size_t cls) {
   hak_slab_list_t *partial = &h->partial[cls];
   hak_slab_t *s = h->front.freed[cls];
   h->front.freed[cls] = NULL;
-  /* The hint may be stale: the slab may since have gone to another heap. */
-  if (s && atomic_load_explicit(&s->owner, memory_order_relaxed) == heap_owner(h) &&
-      (s->where == HAK_IN_PARTIAL || s->where == HAK_IN_ROTATED) && s->cls == cls && has_free_block(s)) {
+  /* The hint is a slab h holds (heap_forget_hint), of class cls, but it may
+   * have filled up or become current since. */
+  HAK_DEBUG_ASSERT(!s || (atomic_load_explicit(&s->owner, memory_order_relaxed) == heap_owner(h) && s->cls == cls));
+  if (s && (s->where == HAK_IN_PARTIAL || s->where == HAK_IN_ROTATED) && has_free_block(s)) {
     hak_list_remove(partial, s);
     return s;
   }
@@ -179,13 +196,56 @@ static hak_slab_t *heap_next_slab(hak_heap_t *h, size_t cls) {
   return s;
 }
 
-/* The fast free's shortcut for the current slab is off in checking mode,
- * and for pool classes: their frees count, so that an empty run is seen at
- * once and given back (a run is up to 1 MiB). */
-static void heap_set_cur(hak_heap_t *h, size_t cls, hak_slab_t *s) {
+/* The number (address >> HAK_UNIT_SHIFT) of s's first unit. */
+static inline uintptr_t slab_unit_number(const hak_slab_t *s) {
+  return (((uintptr_t)s >> HAK_UNIT_SHIFT) & ~(uintptr_t)(HAK_UNITS - 1)) + hak_slab_unit(s);
+}
+
+/* s's units now lead to slot in the free fast path. */
+static inline void cur_units_add(hak_front_t *f, const hak_slab_t *s, hak_class_slot_t *slot) {
+  uintptr_t unit = slab_unit_number(s), end = unit + s->units;
+  do {
+    hak_cur_unit_t *e = &f->cur_unit[unit & (HAK_CUR_UNITS - 1)];
+    e->unit = unit;
+    e->slot = slot;
+  } while (++unit != end);
+}
+
+/* s's units no longer do (entries another unit took over stay). */
+static inline void cur_units_forget(hak_front_t *f, const hak_slab_t *s) {
+  uintptr_t unit = slab_unit_number(s), end = unit + s->units;
+  do {
+    hak_cur_unit_t *e = &f->cur_unit[unit & (HAK_CUR_UNITS - 1)];
+    if (e->unit == unit) e->unit = HAK_UNIT_NONE;
+  } while (++unit != end);
+}
+
+/* Debug: every cur_unit entry is a unit of its slot's current slab. */
+static void heap_check_cur_units(const hak_heap_t *h) {
+  for (size_t i = 0; i < HAK_CUR_UNITS; i++) {
+    const hak_cur_unit_t *e = &h->front.cur_unit[i];
+    if (e->unit == HAK_UNIT_NONE) continue;
+    uintptr_t a = e->unit << HAK_UNIT_SHIFT;
+    HAK_ASSERT((e->unit & (HAK_CUR_UNITS - 1)) == i && !(e->slot->cur & HAK_CUR_CHECK));
+    HAK_ASSERT(hak_slab_of((hak_superslab_t *)(a & ~(HAK_SS_SIZE - 1)), a) == (hak_slab_t *)e->slot->cur);
+  }
+}
+
+/* The fast free's shortcut for the current slab (cur_unit) is off in
+ * checking mode, and for pool classes: their frees count, so that an empty
+ * run is seen at once and given back (a run is up to 1 MiB). A slab stops
+ * being current here before anything else happens to it. */
+static inline void heap_set_cur(hak_heap_t *h, size_t cls, hak_slab_t *s) {
+  hak_class_slot_t *slot = &h->front.slot[cls];
+  hak_slab_t *old = hak_front_cur(&h->front, cls);
+  if (old && !(slot->cur & HAK_CUR_CHECK)) cur_units_forget(&h->front, old);
   bool tag = (h->front.key & HAK_KEY_CHECK) || cls > HAK_CLASS_MID_LAST;
-  h->front.slot[cls].cur = s ? (uintptr_t)s | (tag ? HAK_CUR_CHECK : 0) : 0;
-  if (s) s->where = HAK_IN_CUR;
+  slot->cur = s ? (uintptr_t)s | (tag ? HAK_CUR_CHECK : 0) : 0;
+  if (s) {
+    s->where = HAK_IN_CUR;
+    if (!tag) cur_units_add(&h->front, s, slot);
+  }
+  if (hak_cfg_debug) heap_check_cur_units(h);
 }
 
 /* Pops a block of cls, refilling the heap's list from its slabs. A current
@@ -201,10 +261,13 @@ static void *heap_alloc(hak_heap_t *h, size_t cls) {
   hak_slab_t *s = hak_front_cur(&h->front, cls);
   for (;;) {
     if (s && (b = _hak_slab_take(s)) != NULL) break;
-    /* A run of one block is full or empty: no list needs it while full
-     * (the free of its block claims it back). */
-    if (s && s->capacity == 1) heap_detach(h, s);
-    else if (s) heap_add_partial(h, s, HAK_IN_PARTIAL);
+    if (s) {
+      heap_set_cur(h, cls, NULL);
+      /* A run of one block is full or empty: no list needs it while full
+       * (the free of its block claims it back). */
+      if (s->capacity == 1) heap_detach(h, s);
+      else heap_add_partial(h, s, HAK_IN_PARTIAL);
+    }
     s = heap_next_slab(h, cls);
     heap_set_cur(h, cls, s);
     if (!s) {

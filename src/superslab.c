@@ -61,13 +61,13 @@ static size_t committed_bytes(void) {
 }
 
 /* Slab geometry: Tiny slabs are one unit; Mid slabs get enough units for
- * 8 blocks. A pool run is the size, from the fewest units that hold one
+ * HAK_MID_SLAB_BLOCKS blocks. A pool run is the size, from the fewest units that hold one
  * block up to 4 units (256 KiB), that wastes the least of its bytes (the
  * first such, comparing waste/bytes as cross products). */
 static size_t slab_units(size_t cls) {
   if (cls <= HAK_CLASS_TINY_LAST) return 1;
   size_t size = hak_class_size(cls);
-  if (cls <= HAK_CLASS_MID_LAST) return (size * 8 + HAK_UNIT_SIZE - 1) >> HAK_UNIT_SHIFT;
+  if (cls <= HAK_CLASS_MID_LAST) return (size * HAK_MID_SLAB_BLOCKS + HAK_UNIT_SIZE - 1) >> HAK_UNIT_SHIFT;
   size_t min = (size + HAK_UNIT_SIZE - 1) >> HAK_UNIT_SHIFT, best = min;
   size_t best_waste = (min << HAK_UNIT_SHIFT) % size;
   for (size_t u = min + 1; u <= 4; u++) {

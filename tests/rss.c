@@ -8,6 +8,12 @@
  *          malloc_trim(0) returns 1 and RSS < 32 MiB
  *   idle   the same without malloc_trim: 1.5 s later (past the BigCache
  *          decay) and one small malloc/free, RSS < 64 MiB
+ *   unmap  80 MiB of 4 KiB blocks (more than one reservation), freed in
+ *          order, so the slabs the thread freed into last, its refill
+ *          hint among them, lie in the last reservation; malloc_trim(0)
+ *          unmaps it (hak_stats says so); then 4 KiB blocks are allocated
+ *          and written again (a refill that trusted a hint into the
+ *          unmapped SuperSlab crashed here)
  *   mixed  RSS_SECONDS (default 30; 0 skips it) of 2 threads allocating
  *          and freeing random sizes 16 B .. 4 MiB (mostly small) with a live
  *          set that follows a triangle wave between 80 and 120 MiB (six
@@ -97,6 +103,43 @@ static int mode_trim(void)
   CHECKV("malloc_trim(0) after freeing 1 GiB returns 1", r == 1, "returned %d", r);
   CHECKV("after freeing 1 GiB and malloc_trim(0), RSS < 32 MiB", after_trim < 32,
          "%.1f MiB (%.1f MiB before malloc_trim)", after_trim, after_free);
+  return th_done();
+}
+
+static int mode_unmap(void)
+{
+  enum { N = 80 * 256 };
+  static char *p[N];
+  for (int i = 0; i < N; i++) {
+    p[i] = malloc(LAUNDER((size_t)4096));
+    if (!p[i])
+      return CHECK("80 MiB of 4 KiB blocks allocated", 0), th_done();
+    p[i][0] = (char)i;
+  }
+  for (int i = 0; i < N; i++)
+    free(p[i]);
+  hak_stats_t before = {0}, after = {0};
+  if (hak.stats)
+    hak.stats(&before);
+  int r = malloc_trim(0);
+  if (hak.stats)
+    hak.stats(&after);
+  CHECKV("malloc_trim(0) after freeing 80 MiB returns 1", r == 1, "returned %d", r);
+  if (hak.stats)
+    CHECKV("malloc_trim(0) unmapped at least one 64 MiB reservation",
+           after.unmapped - before.unmapped >= 64 * MiB, "%.1f MiB unmapped",
+           (double)(after.unmapped - before.unmapped) / MiB);
+  int intact = 1;
+  for (int i = 0; i < 64; i++) {
+    p[i] = malloc(LAUNDER((size_t)4096));
+    memset(p[i], i, 4096);
+  }
+  for (int i = 0; i < 64; i++) {
+    for (int k = 0; k < 4096; k++)
+      intact &= p[i][k] == (char)i;
+    free(p[i]);
+  }
+  CHECK("after the unmap, 64 blocks of 4 KiB allocated, written and read back", intact);
   return th_done();
 }
 
@@ -345,6 +388,8 @@ int main(int argc, char **argv)
       return mode_trim();
     if (strcmp(argv[1], "idle") == 0)
       return mode_idle();
+    if (strcmp(argv[1], "unmap") == 0)
+      return mode_unmap();
     if (strcmp(argv[1], "mixed") == 0)
       return mode_mixed(secs);
     fprintf(stderr, "rss: unknown mode %s\n", argv[1]);
@@ -357,6 +402,7 @@ int main(int argc, char **argv)
   static child_t c;
   child_merge("trim", run_self("trim", NULL, &c, 120), &c);
   child_merge("idle", run_self("idle", NULL, &c, 120), &c);
+  child_merge("unmap", run_self("unmap", NULL, &c, 120), &c);
   if (secs > 0)
     child_merge("mixed", run_self("mixed", NULL, &c, (unsigned)secs + 120), &c);
   else
