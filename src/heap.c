@@ -94,10 +94,13 @@ static void heap_detach(hak_heap_t *h, hak_slab_t *s) {
   _hak_slab_detach(s);
 }
 
-/* Empty slabs are kept as spares, by size, for any class of that size:
- * a class whose blocks come and go then needs neither the SuperSlab lock
- * nor fresh pages. Spares count as empty memory: while it is over budget,
- * the largest spares are given back (and their SuperSlab purges). */
+/* Empty Tiny and Mid slabs are kept as spares, by size, for any class of
+ * that size: a class whose blocks come and go then needs neither the
+ * SuperSlab lock nor fresh pages. Spares count as empty memory: while it is
+ * over budget, the largest spares are given back (and their SuperSlab
+ * purges). Empty pool runs go straight back to their SuperSlab, which the
+ * heap owns (superslab.c): there they merge with their free neighbours,
+ * without the global lock. */
 static void heap_unspare(hak_heap_t *h, hak_slab_t *s) {
   unsigned i = s->units - 1u;
   hak_list_remove(&h->spare[i], s);
@@ -107,6 +110,10 @@ static void heap_unspare(hak_heap_t *h, hak_slab_t *s) {
 }
 
 static void heap_add_spare(hak_heap_t *h, hak_slab_t *s) {
+  if (s->cls > HAK_CLASS_MID_LAST) {
+    heap_release(h, s);
+    return;
+  }
   unsigned i = s->units - 1u;
   heap_forget_hint(h, s);
   s->where = HAK_IN_SPARE;
@@ -124,6 +131,7 @@ static void heap_add_spare(hak_heap_t *h, hak_slab_t *s) {
 /* A spare slab for cls, made a slab of cls: one of its size, else the
  * smallest larger one, whose extra units go back to its SuperSlab. */
 static hak_slab_t *heap_take_spare(hak_heap_t *h, size_t cls) {
+  if (cls > HAK_CLASS_MID_LAST) return NULL; /* pool runs come from the heap's SuperSlabs */
   unsigned n = (unsigned)_hak_slab_units(cls);
   bool unit0_ok = hak_class_size(cls) <= HAK_UNIT0_MAX_BLOCK;
   hak_slab_t *s = NULL;
@@ -187,7 +195,8 @@ static hak_slab_t *heap_next_slab(hak_heap_t *h, size_t cls) {
   if ((s = heap_take_spare(h, cls)) != NULL) return s;
   if ((s = _hak_slab_adopt(cls, heap_owner(h))) != NULL) {
     h->stat[HAK_STAT_slabs_adopted]++;
-  } else if ((s = _hak_slab_alloc(cls, heap_owner(h))) != NULL) {
+  } else if ((s = cls > HAK_CLASS_MID_LAST ? _hak_pool_alloc(&h->pool_ss, h->id, cls, heap_owner(h))
+                                           : _hak_slab_alloc(cls, heap_owner(h))) != NULL) {
     h->stat[HAK_STAT_slabs_taken]++;
   } else {
     return NULL;
@@ -292,6 +301,7 @@ static void *global_alloc(size_t cls) {
   void *p = heap_alloc(&global_heap, cls);
   heap_detach_class(&global_heap, cls, false);
   heap_release_spares(&global_heap);
+  _hak_pool_disown_all(&global_heap.pool_ss);
   _hak_unlock(&_hak_global_heap_lock);
   return p;
 }
@@ -399,10 +409,12 @@ static void heap_detach_class(hak_heap_t *h, size_t c, bool recount) {
 static void heap_detach_all(hak_heap_t *h, bool recount) {
   for (size_t c = 1; c < HAK_CLASSES; c++) heap_detach_class(h, c, recount);
   heap_release_spares(h);
+  _hak_pool_disown_all(&h->pool_ss);
 }
 
 /* Unlinks h from the live registry; with `reuse`, keeps it for a new thread. */
 static void heap_retire(hak_heap_t *h, bool reuse) {
+  _hak_mem_flush(h);
   _hak_stats_merge(h->stat);
   for (size_t i = 0; i < HAK_STAT_COUNT; i++) h->stat[i] = 0;
   _hak_lock(&_hak_heap_registry_lock);
@@ -444,8 +456,9 @@ void _hak_heap_fork_child(void) {
   }
 }
 
-/* malloc_trim: the calling thread's heap gives back its spare slabs and
- * the current slabs whose blocks are all free. Returns slabs released. */
+/* malloc_trim: the calling thread's heap gives back its spare slabs, the
+ * current slabs whose blocks are all free, and its wholly free SuperSlabs.
+ * Returns slabs released. */
 size_t _hak_heap_trim(void) {
   hak_front_t *f = hak_tls_heap;
   if (f == &_hak_heap_empty || f == &_hak_heap_dead) return 0;
@@ -467,6 +480,7 @@ size_t _hak_heap_trim(void) {
       }
     }
   }
+  _hak_pool_disown_free(&h->pool_ss); /* so that wholly free reservations can be unmapped */
   heap_leave(h);
   return n;
 }

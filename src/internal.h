@@ -111,16 +111,35 @@ struct hak_slab {
 };
 _Static_assert(sizeof(hak_slab_t) == 64, "one cache line per unit descriptor");
 
+/* ---- locks: one type; fork takes them all (init.c documents the order) -- */
+typedef struct hak_lock {
+  _Atomic int state; /* 0 free, 1 held, 2 held with waiters */
+} hak_lock_t;
+#define HAK_LOCK_INIT {0}
+void _hak_lock_slow(hak_lock_t *l);
+static inline void _hak_lock(hak_lock_t *l) {
+  int expect = 0;
+  if (!atomic_compare_exchange_strong_explicit(&l->state, &expect, 1, memory_order_acquire,
+                                               memory_order_relaxed))
+    _hak_lock_slow(l);
+}
+void _hak_unlock(hak_lock_t *l);
+
 typedef struct hak_reservation hak_reservation_t;
 typedef struct hak_superslab hak_superslab_t;
 struct hak_superslab {
   hak_slab_t *unit_slab[HAK_UNITS]; /* first: the slab of each unit (its own descriptor if free) */
   hak_slab_t slab[HAK_UNITS];      /* descriptors; a slab's is its first unit's */
-  uint32_t free_units;             /* bit u: unit u belongs to no slab */
+  _Atomic uint32_t free_units;     /* bit u: unit u belongs to no slab (the owner reads it unlocked) */
   uint32_t dirty_units;            /* free units that may still be resident */
-  hak_superslab_t *next, *prev;    /* list of all SuperSlabs (ss lock) */
+  hak_superslab_t *next, *prev;    /* shared: the list of those with a free unit (ss lock);
+                                      owned: its heap's list (the heap alone) */
+  hak_superslab_t *onext, *oprev;  /* the list of owned SuperSlabs (ss lock) */
+  hak_lock_t lock;                 /* guards units and bitmaps while owned */
+  _Atomic uint32_t heap;           /* id of the heap that owns it for pool runs; 0: shared */
   hak_reservation_t *res;          /* reservation it was carved from */
   uint32_t index;                  /* position in its reservation */
+  uint64_t freed_at;               /* TSC when units last came back: purging takes the oldest first */
 };
 _Static_assert((HAK_SS_SIZE & (HAK_SS_SIZE - 1)) == 0, "SuperSlab size is a power of two");
 _Static_assert(sizeof(hak_superslab_t) <= HAK_SS_HEADER, "header fits before unit 0's blocks");
@@ -231,6 +250,8 @@ struct hak_heap {
   uint32_t spare_mask;                     /* bit i: spare[i] is not empty */
   size_t spare_bytes;                      /* their bytes */
   size_t held_bytes;                       /* bytes of every slab it holds (0 after teardown) */
+  hak_superslab_t *pool_ss;                /* SuperSlabs it owns for pool runs */
+  int64_t mem_delta[2];                    /* not yet added to _hak_mem_live, _hak_mem_idle */
   uint64_t stat[HAK_STAT_COUNT];           /* this thread's counters */
   hak_heap_t *next_live, *prev_live;       /* registry of live heaps */
   hak_heap_t *next_spare;                  /* registry of spare heaps */
@@ -241,20 +262,6 @@ struct hak_heap {
 extern __thread hak_front_t *hak_tls_heap __attribute__((tls_model("initial-exec")));
 extern const hak_front_t _hak_heap_empty;  /* before the thread's first allocation */
 extern const hak_front_t _hak_heap_dead;   /* after the thread's teardown */
-
-/* ---- locks: one type; fork takes them all (init.c documents the order) -- */
-typedef struct hak_lock {
-  _Atomic int state; /* 0 free, 1 held, 2 held with waiters */
-} hak_lock_t;
-#define HAK_LOCK_INIT {0}
-void _hak_lock_slow(hak_lock_t *l);
-static inline void _hak_lock(hak_lock_t *l) {
-  int expect = 0;
-  if (!atomic_compare_exchange_strong_explicit(&l->state, &expect, 1, memory_order_acquire,
-                                               memory_order_relaxed))
-    _hak_lock_slow(l);
-}
-void _hak_unlock(hak_lock_t *l);
 
 /* ---- chunk map --------------------------------------------------------- */
 extern uint8_t _hak_chunk_map[HAK_CHUNKS];
@@ -303,6 +310,12 @@ extern hak_lock_t _hak_ss_lock;
 hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner); /* a fresh slab of class cls */
 void _hak_slab_release(hak_slab_t *s);                   /* give an empty slab's units back */
 void _hak_slab_shrink(hak_slab_t *s, unsigned n);        /* keep an empty slab's first n units */
+/* Pool runs come from SuperSlabs the heap owns (list *mine, heap id `id`). */
+hak_slab_t *_hak_pool_alloc(hak_superslab_t **mine, uint32_t id, size_t cls, uint32_t owner);
+void _hak_pool_disown(hak_superslab_t **mine, hak_superslab_t *ss); /* back to shared */
+void _hak_pool_disown_all(hak_superslab_t **mine);
+void _hak_pool_disown_free(hak_superslab_t **mine); /* those wholly free */
+void _hak_superslab_fork(int phase); /* owned SuperSlabs' locks: 0 take, 1 release, 2 reset (child) */
 size_t _hak_purge(bool all);                             /* bytes purged (all, or the excess) */
 void _hak_superslab_stats(hak_stats_t *st, uint64_t *class_slabs, uint64_t *class_used);
 size_t _hak_slab_units(size_t cls);
@@ -392,23 +405,40 @@ void _hak_options_print(int fd);
  * over the budget purges or gives back its own, oldest first. */
 extern _Atomic size_t _hak_mem_live; /* slabs holding blocks and live Large mappings */
 extern _Atomic size_t _hak_mem_idle; /* spare slabs, dirty free units, resident BigCache */
+/* A thread gathers its changes to the two totals in its heap and adds them
+ * in once one passes HAK_MEM_BATCH, so that threads churning large blocks
+ * do not all write one cache line; each total is off by less than that per
+ * thread (and may dip below 0 for a moment: readers clamp). Threads without
+ * a heap add theirs at once. */
+#define HAK_MEM_BATCH ((int64_t)1 << 20)
+void _hak_mem_flush(hak_heap_t *h);
 static inline void hak_mem_move(size_t bytes, _Atomic size_t *from, _Atomic size_t *to) {
-  if (from) atomic_fetch_sub_explicit(from, bytes, memory_order_relaxed);
-  if (to) atomic_fetch_add_explicit(to, bytes, memory_order_relaxed);
+  hak_front_t *f = hak_tls_heap;
+  if (f->key == HAK_KEY_NONE) {
+    if (from) atomic_fetch_sub_explicit(from, bytes, memory_order_relaxed);
+    if (to) atomic_fetch_add_explicit(to, bytes, memory_order_relaxed);
+    return;
+  }
+  hak_heap_t *h = (hak_heap_t *)f;
+  if (from) h->mem_delta[from == &_hak_mem_idle] -= (int64_t)bytes;
+  if (to) h->mem_delta[to == &_hak_mem_idle] += (int64_t)bytes;
+  if ((uint64_t)(h->mem_delta[0] + HAK_MEM_BATCH) > (uint64_t)(2 * HAK_MEM_BATCH) ||
+      (uint64_t)(h->mem_delta[1] + HAK_MEM_BATCH) > (uint64_t)(2 * HAK_MEM_BATCH))
+    _hak_mem_flush(h);
+}
+static inline size_t hak_mem_total(_Atomic size_t *total) {
+  size_t v = atomic_load_explicit(total, memory_order_relaxed);
+  return (ptrdiff_t)v < 0 ? 0 : v;
 }
 static inline size_t hak_mem_budget(void) {
   size_t min = (size_t)hak_opt(HAK_OPT_RETAIN_KB) << 10;
   long share = hak_opt(HAK_OPT_RETAIN_SHARE);
-  size_t dyn = share ? atomic_load_explicit(&_hak_mem_live, memory_order_relaxed) / (size_t)share : 0;
+  size_t dyn = share ? hak_mem_total(&_hak_mem_live) / (size_t)share : 0;
   return dyn > min ? dyn : min;
 }
-static inline bool hak_mem_over(void) {
-  return atomic_load_explicit(&_hak_mem_idle, memory_order_relaxed) > hak_mem_budget();
-}
+static inline bool hak_mem_over(void) { return hak_mem_total(&_hak_mem_idle) > hak_mem_budget(); }
 /* Once over, purging goes down to half the budget, so it runs in batches. */
-static inline bool hak_mem_above_half(void) {
-  return atomic_load_explicit(&_hak_mem_idle, memory_order_relaxed) > hak_mem_budget() / 2;
-}
+static inline bool hak_mem_above_half(void) { return hak_mem_total(&_hak_mem_idle) > hak_mem_budget() / 2; }
 
 /* ---- stats.c ----------------------------------------------------------- */
 extern _Atomic uint64_t _hak_stat_total[HAK_STAT_COUNT]; /* exited threads' counters */

@@ -127,6 +127,9 @@ void _hak_slab_detach(hak_slab_t *s) {
 
 hak_slab_t *_hak_slab_adopt(size_t cls, uint32_t key) {
   hak_slab_t *s;
+  /* An empty list is the common case: a glance first (a slab published
+   * just now is found next time). */
+  if (!__atomic_load_n(&abandoned[cls].head, __ATOMIC_RELAXED)) return NULL;
   _hak_lock(&_hak_abandoned_lock[cls]);
   for (s = abandoned[cls].head; s; s = s->next) {
     uintptr_t tf = atomic_load_explicit(&s->thread_free, memory_order_relaxed);

@@ -2,7 +2,15 @@
  * reservations (64 MiB), the SuperSlabs carved from them, the chunk map that
  * marks them, runs of 64 KiB units handed out as slabs, and giving memory
  * back (purging empty units, unmapping wholly free reservations).
- * Everything here runs under _hak_ss_lock. */
+ *
+ * A SuperSlab is shared (Tiny and Mid slabs of any heap come from the
+ * shared ones with a free run, under _hak_ss_lock) or owned by one heap,
+ * which takes its pool runs from it alone, under the SuperSlab's own lock:
+ * a thread that churns through large blocks then neither waits for others
+ * nor scatters its runs among theirs, and the runs it frees merge again in
+ * its SuperSlabs' unit maps. Any thread may give units back to an owned
+ * SuperSlab (its lock), and only the owner takes them. Owning changes under
+ * both locks; the global one is never taken while holding a SuperSlab's. */
 #include "internal.h"
 
 /* One byte per 2 MiB chunk of the 47-bit address space: 64 MiB of .bss,
@@ -13,6 +21,12 @@ uint8_t _hak_chunk_map[HAK_CHUNKS] __attribute__((aligned(4096)));
 
 hak_lock_t _hak_ss_lock = HAK_LOCK_INIT;
 _Atomic size_t _hak_mem_live, _hak_mem_idle;
+
+void _hak_mem_flush(hak_heap_t *h) {
+  atomic_fetch_add_explicit(&_hak_mem_live, (size_t)h->mem_delta[0], memory_order_relaxed);
+  atomic_fetch_add_explicit(&_hak_mem_idle, (size_t)h->mem_delta[1], memory_order_relaxed);
+  h->mem_delta[0] = h->mem_delta[1] = 0;
+}
 
 struct hak_reservation {
   char *base;                      /* 2 MiB aligned */
@@ -25,11 +39,14 @@ struct hak_reservation {
 
 static hak_reservation_t *res_list;    /* newest first */
 static hak_reservation_t *res_spare;   /* records of unmapped reservations */
-static hak_superslab_t *avail_head, *avail_tail; /* SuperSlabs with a free unit */
-static size_t dirty_bytes;             /* free units not purged */
-static size_t slab_bytes;              /* units inside slabs */
-static size_t mapped_bytes, peak_committed;
-static uint64_t superslab_count, slab_count;
+static hak_superslab_t *avail_head, *avail_tail; /* shared SuperSlabs with a free unit */
+static hak_superslab_t *owned_head;    /* SuperSlabs owned by a heap */
+/* Committed: units in slabs or free but not purged, and the headers. It
+ * changes only when clean units are taken and when dirty ones are purged,
+ * so the hot paths (runs reusing dirty units) touch no shared counter. */
+static _Atomic size_t committed, peak_committed;
+static size_t mapped_bytes;
+static uint64_t superslab_count;
 static uint64_t purged_total, unmapped_total;
 static uint32_t res_pending_unmap;     /* reservations with empty_since set */
 static _Atomic uint64_t class_slabs[HAK_CLASSES], class_slabs_peak[HAK_CLASSES]; /* statistics */
@@ -56,8 +73,10 @@ static size_t bits_bytes(uint32_t bits) {
   return ((size_t)count_units(bits) << HAK_UNIT_SHIFT) - ((bits & 1u) ? HAK_SS_HEADER : 0);
 }
 
-static size_t committed_bytes(void) {
-  return slab_bytes + dirty_bytes + superslab_count * HAK_SS_HEADER;
+static void committed_add(size_t bytes) {
+  size_t now = atomic_fetch_add_explicit(&committed, bytes, memory_order_relaxed) + bytes;
+  if (now > atomic_load_explicit(&peak_committed, memory_order_relaxed))
+    atomic_store_explicit(&peak_committed, now, memory_order_relaxed);
 }
 
 /* Slab geometry: Tiny slabs are one unit; Mid slabs get enough units for
@@ -141,6 +160,7 @@ static hak_superslab_t *superslab_carve(void) {
   r->empty++; /* a new SuperSlab is wholly free: the reservation's state is unchanged */
   _hak_chunk_map[(uintptr_t)ss >> HAK_SS_SHIFT] = HAK_CHUNK_SUPERSLAB;
   superslab_count++;
+  committed_add(HAK_SS_HEADER);
   avail_push(ss);
   return ss;
 }
@@ -199,6 +219,23 @@ static void reservation_note_empty(hak_reservation_t *r, int delta) {
   }
 }
 
+/* Units u .. u+n-1 of ss, all free, become one slab held by `owner`. The
+ * caller holds the lock that guards ss. */
+static hak_slab_t *units_take(hak_superslab_t *ss, unsigned u, unsigned n, uint32_t owner) {
+  uint32_t bits = unit_bits(u, n);
+  if (bits & ~ss->dirty_units) committed_add(bits_bytes(bits & ~ss->dirty_units));
+  hak_mem_move(bits_bytes(ss->dirty_units & bits), &_hak_mem_idle, NULL);
+  hak_mem_move(bits_bytes(bits), NULL, &_hak_mem_live);
+  ss->free_units &= ~bits;
+  ss->dirty_units &= ~bits;
+  hak_slab_t *s = &ss->slab[u];
+  s->units = (uint8_t)n;
+  atomic_store_explicit(&s->owner, owner, memory_order_relaxed);
+  for (unsigned i = 0; i < n; i++) ss->unit_slab[u + i] = s;
+  if (hak_cfg_debug) _hak_superslab_check(ss);
+  return s;
+}
+
 hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner) {
   unsigned n = (unsigned)_hak_slab_units(cls);
   bool skip0 = hak_class_size(cls) > HAK_UNIT0_MAX_BLOCK;
@@ -213,26 +250,127 @@ hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner) {
     }
     u = __builtin_ctz(run_starts(ss->free_units, n, skip0));
   }
-  uint32_t bits = unit_bits((unsigned)u, n);
   if (ss->free_units == UINT32_MAX) reservation_note_empty(ss->res, -1);
-  size_t reused = bits_bytes(ss->dirty_units & bits);
-  dirty_bytes -= reused;
-  hak_mem_move(reused, &_hak_mem_idle, NULL);
-  hak_mem_move(bits_bytes(bits), NULL, &_hak_mem_live);
-  ss->free_units &= ~bits;
-  ss->dirty_units &= ~bits;
+  hak_slab_t *s = units_take(ss, (unsigned)u, n, owner);
   if (!ss->free_units) avail_remove(ss);
-  slab_bytes += bits_bytes(bits);
-  slab_count++;
-  if (committed_bytes() > peak_committed) peak_committed = committed_bytes();
-  hak_slab_t *s = &ss->slab[u];
-  s->units = (uint8_t)n;
-  atomic_store_explicit(&s->owner, owner, memory_order_relaxed);
-  for (unsigned i = 0; i < n; i++) ss->unit_slab[u + i] = s;
-  if (hak_cfg_debug) _hak_superslab_check(ss);
   _hak_unlock(&_hak_ss_lock);
   _hak_slab_format(s, cls);
   return s;
+}
+
+static void owned_push(hak_superslab_t *ss) {
+  ss->oprev = NULL;
+  ss->onext = owned_head;
+  if (owned_head) owned_head->oprev = ss;
+  owned_head = ss;
+}
+
+static void owned_remove(hak_superslab_t *ss) {
+  if (ss->oprev) ss->oprev->onext = ss->onext;
+  else owned_head = ss->onext;
+  if (ss->onext) ss->onext->oprev = ss->oprev;
+  ss->onext = ss->oprev = NULL;
+}
+
+/* A shared SuperSlab with a free run of n units (the one find_run picks),
+ * or a fresh one, becomes heap `id`'s, at the head of *mine. */
+static bool pool_claim(hak_superslab_t **mine, uint32_t id, unsigned n) {
+  _hak_lock(&_hak_ss_lock);
+  int u;
+  hak_superslab_t *ss = find_run(n, true, &u);
+  if (!ss) ss = superslab_carve();
+  if (ss) {
+    avail_remove(ss);
+    if (ss->free_units == UINT32_MAX) reservation_note_empty(ss->res, -1); /* owned: in use */
+    atomic_store_explicit(&ss->heap, id, memory_order_relaxed);
+    owned_push(ss);
+  }
+  _hak_unlock(&_hak_ss_lock);
+  if (!ss) return false;
+  ss->prev = NULL;
+  ss->next = *mine;
+  if (*mine) (*mine)->prev = ss;
+  *mine = ss;
+  return true;
+}
+
+void _hak_pool_disown(hak_superslab_t **mine, hak_superslab_t *ss) {
+  if (ss->prev) ss->prev->next = ss->next;
+  else *mine = ss->next;
+  if (ss->next) ss->next->prev = ss->prev;
+  ss->next = ss->prev = NULL;
+  _hak_lock(&_hak_ss_lock);
+  _hak_lock(&ss->lock);
+  atomic_store_explicit(&ss->heap, 0, memory_order_relaxed);
+  _hak_unlock(&ss->lock);
+  owned_remove(ss);
+  if (ss->free_units) avail_push(ss);
+  if (ss->free_units == UINT32_MAX) reservation_note_empty(ss->res, +1);
+  _hak_unlock(&_hak_ss_lock);
+}
+
+void _hak_pool_disown_all(hak_superslab_t **mine) {
+  while (*mine) _hak_pool_disown(mine, *mine);
+}
+
+void _hak_pool_disown_free(hak_superslab_t **mine) {
+  for (hak_superslab_t *ss = *mine, *next; ss; ss = next) {
+    next = ss->next;
+    if (ss->free_units == UINT32_MAX) _hak_pool_disown(mine, ss);
+  }
+}
+
+/* Where in ss a run of n units fits best: the lowest start whose run fills
+ * a hole exactly (score 3), else one that touches a used unit on its left
+ * or right (2), else the lowest (1); 0 if none fits. Tight runs keep the
+ * large holes whole for large runs. Unit 0 never holds a pool run. */
+static unsigned fit_in(const hak_superslab_t *ss, unsigned n, unsigned *unit) {
+  uint32_t free = ss->free_units & ~1u;
+  uint32_t m = run_starts(free, n, true);
+  if (!m) return 0;
+  uint32_t left = m & ~(free << 1), right = m & ~(uint32_t)((uint64_t)free >> n);
+  if (left & right) {
+    *unit = (unsigned)__builtin_ctz(left & right);
+    return 3;
+  }
+  *unit = (unsigned)__builtin_ctz((left | right) ? (left ? left : right) : m);
+  return (left | right) ? 2 : 1;
+}
+
+hak_slab_t *_hak_pool_alloc(hak_superslab_t **mine, uint32_t id, size_t cls, uint32_t owner) {
+  unsigned n = (unsigned)_hak_slab_units(cls);
+  for (;;) {
+    /* Only this heap takes units from its SuperSlabs: a fit seen here stays
+     * free until it takes it. One wholly free SuperSlab is kept, the others
+     * go back to the shared ones. */
+    hak_superslab_t *best = NULL;
+    unsigned best_score = 0, best_unit = 0;
+    bool have_free = false;
+    for (hak_superslab_t *ss = *mine, *next; ss && best_score < 3; ss = next) {
+      next = ss->next;
+      if (ss->free_units == UINT32_MAX) {
+        if (have_free) {
+          _hak_pool_disown(mine, ss);
+          continue;
+        }
+        have_free = true;
+      }
+      unsigned u, score = fit_in(ss, n, &u);
+      if (score > best_score) {
+        best = ss;
+        best_score = score;
+        best_unit = u;
+      }
+    }
+    if (best) {
+      _hak_lock(&best->lock);
+      hak_slab_t *s = units_take(best, best_unit, n, owner);
+      _hak_unlock(&best->lock);
+      _hak_slab_format(s, cls);
+      return s;
+    }
+    if (!pool_claim(mine, id, n)) return NULL;
+  }
 }
 
 /* Per-class slab counts, kept as a slab changes class. */
@@ -245,25 +383,44 @@ void _hak_class_count(size_t from, size_t to) {
   }
 }
 
-/* Purges free dirty units, one madvise per run of contiguous dirty units:
- * all of them, or down to half the budget of empty memory. */
+/* Purges ss's dirty units, one madvise per run of contiguous ones: all of
+ * them, or until the empty memory is down to half the budget. */
+static size_t purge_superslab(hak_superslab_t *ss, bool all) {
+  size_t purged = 0;
+  uint32_t d = ss->dirty_units;
+  while (d && (all || hak_mem_above_half())) {
+    unsigned u = (unsigned)__builtin_ctz(d);
+    unsigned n = (unsigned)__builtin_ctz(~(d >> u)); /* run length */
+    if (u + n > HAK_UNITS) n = HAK_UNITS - u;
+    uint32_t bits = unit_bits(u, n);
+    size_t bytes = bits_bytes(bits);
+    _hak_os_purge(unit_addr(ss, u), bytes);
+    ss->dirty_units &= ~bits;
+    d &= ~bits;
+    atomic_fetch_sub_explicit(&committed, bytes, memory_order_relaxed);
+    hak_mem_move(bytes, &_hak_mem_idle, NULL);
+    purged += bytes;
+  }
+  return purged;
+}
+
+/* Purges free dirty units (_hak_ss_lock held): all of them, or down to half
+ * the budget of empty memory, from the SuperSlab whose units came back the
+ * longest ago (least likely to be reused soon) on. */
 static size_t purge_dirty(bool all) {
   size_t purged = 0;
-  for (hak_superslab_t *ss = avail_head; ss && dirty_bytes && (all || hak_mem_above_half()); ss = ss->next) {
-    uint32_t d = ss->dirty_units;
-    while (d && (all || hak_mem_above_half())) {
-      unsigned u = (unsigned)__builtin_ctz(d);
-      unsigned n = (unsigned)__builtin_ctz(~(d >> u)); /* run length */
-      if (u + n > HAK_UNITS) n = HAK_UNITS - u;
-      size_t bytes = bits_bytes(unit_bits(u, n));
-      _hak_os_purge(unit_addr(ss, u), bytes);
-      uint32_t bits = unit_bits(u, n);
-      ss->dirty_units &= ~bits;
-      d &= ~bits;
-      dirty_bytes -= bytes;
-      hak_mem_move(bytes, &_hak_mem_idle, NULL);
-      purged += bytes;
-    }
+  for (;;) {
+    if (!all && !hak_mem_above_half()) break;
+    hak_superslab_t *old = NULL;
+    for (hak_superslab_t *ss = avail_head; ss; ss = ss->next)
+      if (ss->dirty_units && (!old || ss->freed_at < old->freed_at)) old = ss;
+    for (hak_superslab_t *ss = owned_head; ss; ss = ss->onext)
+      if (ss->dirty_units && (!old || ss->freed_at < old->freed_at)) old = ss;
+    if (!old) break;
+    bool owned = atomic_load_explicit(&old->heap, memory_order_relaxed) != 0;
+    if (owned) _hak_lock(&old->lock);
+    purged += purge_superslab(old, all);
+    if (owned) _hak_unlock(&old->lock);
   }
   purged_total += purged;
   return purged;
@@ -273,7 +430,7 @@ static void reservation_unmap(hak_reservation_t *r) {
   for (uint32_t i = 0; i < r->carved; i++) {
     hak_superslab_t *ss = (hak_superslab_t *)(r->base + (size_t)i * HAK_SS_SIZE);
     avail_remove(ss);
-    dirty_bytes -= bits_bytes(ss->dirty_units);
+    atomic_fetch_sub_explicit(&committed, bits_bytes(ss->dirty_units) + HAK_SS_HEADER, memory_order_relaxed);
     hak_mem_move(bits_bytes(ss->dirty_units), &_hak_mem_idle, NULL);
     _hak_chunk_map[(uintptr_t)ss >> HAK_SS_SHIFT] = HAK_CHUNK_NONE;
     superslab_count--;
@@ -309,51 +466,63 @@ static size_t unmap_idle(bool now_all) {
   return n;
 }
 
-void _hak_slab_release(hak_slab_t *s) {
-  hak_superslab_t *ss = hak_superslab_of((char *)s + 1);
-  unsigned u = hak_slab_unit(s), n = s->units;
-  uint32_t bits = unit_bits(u, n);
-  _hak_class_count(s->cls, 0);
-  atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
-  _hak_lock(&_hak_ss_lock);
-  for (unsigned i = 0; i < n; i++) ss->unit_slab[u + i] = &ss->slab[u + i];
-  s->units = 0;
-  s->slot_off = 0;
-  s->cls = 0;
-  if (!ss->free_units) avail_push(ss);
+/* The units of the empty slab s from its `keep`-th on go back to ss, free
+ * and dirty (with keep 0, s stops being a slab). The caller holds the lock
+ * that guards ss. */
+static void units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned keep) {
+  unsigned u = hak_slab_unit(s);
+  uint32_t bits = unit_bits(u + keep, s->units - keep);
+  for (unsigned i = keep; i < s->units; i++) ss->unit_slab[u + i] = &ss->slab[u + i];
+  s->units = (uint8_t)keep;
+  if (!keep) {
+    s->slot_off = 0;
+    s->cls = 0;
+  }
   ss->free_units |= bits;
   ss->dirty_units |= bits;
-  size_t bytes = bits_bytes(bits);
-  dirty_bytes += bytes;
-  slab_bytes -= bytes;
-  hak_mem_move(bytes, &_hak_mem_live, &_hak_mem_idle);
-  slab_count--;
+  ss->freed_at = __builtin_ia32_rdtsc();
+  hak_mem_move(bits_bytes(bits), &_hak_mem_live, &_hak_mem_idle);
   if (hak_cfg_debug) _hak_superslab_check(ss);
-  if (ss->free_units == UINT32_MAX) reservation_note_empty(ss->res, +1);
+}
+
+/* units_give under the lock that guards ss: its own while a heap owns it,
+ * else _hak_ss_lock, with the shared lists kept; then purging if over the
+ * budget. Owning changes under both locks, so either one held pins it. */
+static void give_back(hak_slab_t *s, unsigned keep) {
+  hak_superslab_t *ss = hak_superslab_of((char *)s + 1);
+  if (atomic_load_explicit(&ss->heap, memory_order_relaxed)) {
+    _hak_lock(&ss->lock);
+    bool owned = atomic_load_explicit(&ss->heap, memory_order_relaxed) != 0;
+    if (owned) units_give(ss, s, keep);
+    _hak_unlock(&ss->lock);
+    if (owned) {
+      if (hak_mem_over()) _hak_purge(false);
+      return;
+    }
+  }
+  _hak_lock(&_hak_ss_lock);
+  if (atomic_load_explicit(&ss->heap, memory_order_relaxed)) { /* owned since */
+    _hak_lock(&ss->lock);
+    units_give(ss, s, keep);
+    _hak_unlock(&ss->lock);
+  } else {
+    if (!ss->free_units) avail_push(ss);
+    units_give(ss, s, keep);
+    if (ss->free_units == UINT32_MAX) reservation_note_empty(ss->res, +1);
+  }
   if (hak_mem_over()) purge_dirty(false);
   unmap_idle(false);
   _hak_unlock(&_hak_ss_lock);
 }
 
-/* Gives the units of an empty slab beyond its first n back (dirty). */
-void _hak_slab_shrink(hak_slab_t *s, unsigned n) {
-  hak_superslab_t *ss = hak_superslab_of((char *)s + 1);
-  unsigned u = hak_slab_unit(s);
-  uint32_t bits = unit_bits(u + n, s->units - n);
-  size_t bytes = bits_bytes(bits);
-  _hak_lock(&_hak_ss_lock);
-  for (unsigned i = n; i < s->units; i++) ss->unit_slab[u + i] = &ss->slab[u + i];
-  s->units = (uint8_t)n;
-  if (!ss->free_units) avail_push(ss);
-  ss->free_units |= bits;
-  ss->dirty_units |= bits;
-  dirty_bytes += bytes;
-  slab_bytes -= bytes;
-  hak_mem_move(bytes, &_hak_mem_live, &_hak_mem_idle);
-  if (hak_cfg_debug) _hak_superslab_check(ss);
-  if (hak_mem_over()) purge_dirty(false);
-  _hak_unlock(&_hak_ss_lock);
+void _hak_slab_release(hak_slab_t *s) {
+  _hak_class_count(s->cls, 0);
+  atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
+  give_back(s, 0);
 }
+
+/* Gives the units of an empty slab beyond its first n back (dirty). */
+void _hak_slab_shrink(hak_slab_t *s, unsigned n) { give_back(s, n); }
 
 size_t _hak_purge(bool all) {
   _hak_lock(&_hak_ss_lock);
@@ -385,10 +554,9 @@ void _hak_superslab_check(hak_superslab_t *ss) {
 void _hak_superslab_stats(hak_stats_t *st, uint64_t *cls_slabs, uint64_t *cls_used) {
   _hak_lock(&_hak_ss_lock);
   st->mapped += mapped_bytes;
-  st->committed += committed_bytes();
+  st->committed += committed;
   st->peak_committed += peak_committed;
   st->superslabs += superslab_count;
-  st->slabs += slab_count;
   st->purged += purged_total;
   st->unmapped += unmapped_total;
   for (hak_reservation_t *r = res_list; r; r = r->next) {
@@ -397,6 +565,7 @@ void _hak_superslab_stats(hak_stats_t *st, uint64_t *cls_slabs, uint64_t *cls_us
       for (unsigned u = 0; u < HAK_UNITS; u++) {
         hak_slab_t *s = &ss->slab[u];
         if (!s->units) continue;
+        st->slabs++;
         uint32_t live = _hak_slab_live(s, hak_tls_heap);
         st->in_use += (size_t)live * s->block_size;
         if (cls_used) cls_used[s->cls] += live;
@@ -409,4 +578,15 @@ void _hak_superslab_stats(hak_stats_t *st, uint64_t *cls_slabs, uint64_t *cls_us
       cls_slabs[2 * c + 1] = atomic_load_explicit(&class_slabs_peak[c], memory_order_relaxed);
     }
   _hak_unlock(&_hak_ss_lock);
+}
+
+/* Fork: the prepare handler takes every owned SuperSlab's lock after
+ * _hak_ss_lock (which keeps the owned list still); the parent lets them go,
+ * the child finds them free. */
+void _hak_superslab_fork(int phase) {
+  for (hak_superslab_t *ss = owned_head; ss; ss = ss->onext) {
+    if (phase == 0) _hak_lock(&ss->lock);
+    else if (phase == 1) _hak_unlock(&ss->lock);
+    else atomic_store(&ss->lock.state, 0);
+  }
 }
