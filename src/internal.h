@@ -75,6 +75,7 @@ static const bool hak_cfg_debug = HAK_DEBUG;
  * 92.4 with no measurable change in the benchmarks' peak RSS. */
 #define HAK_MID_SLAB_BLOCKS 10
 #define HAK_CARVE_MIN 4              /* fresh blocks carved at once, at least */
+#define HAK_MEASURE_UNITS 4          /* runs this long or longer are measured (mincore) when freed */
 #define HAK_DIRTY_SEARCH 8           /* SuperSlabs with dirty units looked at for a run */
 #define HAK_FULL_KEEP 2              /* full slabs a heap keeps per class before detaching */
 
@@ -132,6 +133,7 @@ struct hak_superslab {
   hak_slab_t slab[HAK_UNITS];      /* descriptors; a slab's is its first unit's */
   _Atomic uint32_t free_units;     /* bit u: unit u belongs to no slab (the owner reads it unlocked) */
   uint32_t dirty_units;            /* free units that may still be resident */
+  uint32_t unit_idle[HAK_UNITS];   /* a dirty unit's bytes counted as empty resident memory */
   hak_superslab_t *next, *prev;    /* shared: the list of those with a free unit (ss lock);
                                       owned: its heap's list (the heap alone) */
   hak_superslab_t *onext, *oprev;  /* the list of owned SuperSlabs (ss lock) */
@@ -292,6 +294,7 @@ static inline char *hak_slab_start(const hak_slab_t *s) {
 void *_hak_os_map(size_t size, size_t align);
 int _hak_os_unmap(void *p, size_t size);
 int _hak_os_purge(void *p, size_t size);          /* MADV_DONTNEED, or MADV_FREE by option */
+int _hak_os_resident(void *p, size_t size, uint8_t *vec); /* mincore: vec[i] & 1, page i resident */
 int _hak_os_hugepage(void *p, size_t size, int mode); /* mode: 1 request, 2 forbid */
 void *_hak_os_remap(void *p, size_t old_size, size_t new_size, void *fixed); /* NULL on failure */
 long _hak_os_write(int fd, const void *buf, size_t n);

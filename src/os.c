@@ -52,6 +52,10 @@ int _hak_os_purge(void *p, size_t size) {
   return (int)SYS(SYS_madvise, p, size, advice);
 }
 
+int _hak_os_resident(void *p, size_t size, uint8_t *vec) {
+  return (int)SYS(SYS_mincore, p, size, vec);
+}
+
 int _hak_os_hugepage(void *p, size_t size, int mode) {
   return (int)SYS(SYS_madvise, p, size, mode == 1 ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 }

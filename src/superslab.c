@@ -219,15 +219,27 @@ static void reservation_note_empty(hak_reservation_t *r, int delta) {
   }
 }
 
+/* The dirty units among `bits` stop being dirty (taken, purged, unmapped);
+ * returns the bytes they counted as empty resident memory. */
+static size_t units_clean(hak_superslab_t *ss, uint32_t bits) {
+  size_t counted = 0;
+  for (uint32_t m = ss->dirty_units & bits; m; m &= m - 1) {
+    unsigned u = (unsigned)__builtin_ctz(m);
+    counted += ss->unit_idle[u];
+    ss->unit_idle[u] = 0;
+  }
+  ss->dirty_units &= ~bits;
+  return counted;
+}
+
 /* Units u .. u+n-1 of ss, all free, become one slab held by `owner`. The
  * caller holds the lock that guards ss. */
 static hak_slab_t *units_take(hak_superslab_t *ss, unsigned u, unsigned n, uint32_t owner) {
   uint32_t bits = unit_bits(u, n);
   if (bits & ~ss->dirty_units) committed_add(bits_bytes(bits & ~ss->dirty_units));
-  hak_mem_move(bits_bytes(ss->dirty_units & bits), &_hak_mem_idle, NULL);
+  hak_mem_move(units_clean(ss, bits), &_hak_mem_idle, NULL);
   hak_mem_move(bits_bytes(bits), NULL, &_hak_mem_live);
   ss->free_units &= ~bits;
-  ss->dirty_units &= ~bits;
   hak_slab_t *s = &ss->slab[u];
   s->units = (uint8_t)n;
   atomic_store_explicit(&s->owner, owner, memory_order_relaxed);
@@ -395,10 +407,9 @@ static size_t purge_superslab(hak_superslab_t *ss, bool all) {
     uint32_t bits = unit_bits(u, n);
     size_t bytes = bits_bytes(bits);
     _hak_os_purge(unit_addr(ss, u), bytes);
-    ss->dirty_units &= ~bits;
+    hak_mem_move(units_clean(ss, bits), &_hak_mem_idle, NULL);
     d &= ~bits;
     atomic_fetch_sub_explicit(&committed, bytes, memory_order_relaxed);
-    hak_mem_move(bytes, &_hak_mem_idle, NULL);
     purged += bytes;
   }
   return purged;
@@ -431,7 +442,7 @@ static void reservation_unmap(hak_reservation_t *r) {
     hak_superslab_t *ss = (hak_superslab_t *)(r->base + (size_t)i * HAK_SS_SIZE);
     avail_remove(ss);
     atomic_fetch_sub_explicit(&committed, bits_bytes(ss->dirty_units) + HAK_SS_HEADER, memory_order_relaxed);
-    hak_mem_move(bits_bytes(ss->dirty_units), &_hak_mem_idle, NULL);
+    hak_mem_move(units_clean(ss, UINT32_MAX), &_hak_mem_idle, NULL);
     _hak_chunk_map[(uintptr_t)ss >> HAK_SS_SHIFT] = HAK_CHUNK_NONE;
     superslab_count--;
   }
@@ -466,13 +477,46 @@ static size_t unmap_idle(bool now_all) {
   return n;
 }
 
+/* What each unit of an empty run will count as empty resident memory once
+ * given back: a run of HAK_MEASURE_UNITS or more is measured (mincore,
+ * before any lock: the caller still holds it) when counting it whole would
+ * pass the budget, each unit counting its resident pages; otherwise it
+ * counts whole. A large block the program
+ * touched only here and there then costs the budget what it really holds,
+ * and is not purged (a system call and, later, faults) for nothing. */
+typedef struct {
+  uint32_t bytes[HAK_UNITS];
+} unit_counts_t;
+
+static size_t run_counts(hak_superslab_t *ss, unsigned u, unsigned n, unit_counts_t *c) {
+  enum { PAGES = HAK_UNIT_SIZE / HAK_PAGE };
+  uint8_t vec[HAK_UNITS * PAGES];
+  size_t run = bits_bytes(unit_bits(u, n));
+  bool measured = n >= HAK_MEASURE_UNITS && hak_mem_total(&_hak_mem_idle) + run > hak_mem_budget() / 2 &&
+                  _hak_os_resident(unit_addr(ss, u), run, vec) == 0;
+  size_t total = 0, i = 0;
+  for (unsigned k = u; k < u + n; k++) {
+    size_t bytes = bits_bytes(1u << k), resident = 0;
+    if (measured) {
+      for (size_t end = i + bytes / HAK_PAGE; i < end; i++) resident += vec[i] & 1;
+      bytes = resident * HAK_PAGE;
+    }
+    c->bytes[k] = (uint32_t)bytes;
+    total += bytes;
+  }
+  return total;
+}
+
 /* The units of the empty slab s from its `keep`-th on go back to ss, free
- * and dirty (with keep 0, s stops being a slab). The caller holds the lock
- * that guards ss. */
-static void units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned keep) {
+ * and dirty, counting `c` (with keep 0, s stops being a slab). The caller
+ * holds the lock that guards ss. */
+static void units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned keep, const unit_counts_t *c, size_t counted) {
   unsigned u = hak_slab_unit(s);
   uint32_t bits = unit_bits(u + keep, s->units - keep);
-  for (unsigned i = keep; i < s->units; i++) ss->unit_slab[u + i] = &ss->slab[u + i];
+  for (unsigned i = keep; i < s->units; i++) {
+    ss->unit_slab[u + i] = &ss->slab[u + i];
+    ss->unit_idle[u + i] = c->bytes[u + i];
+  }
   s->units = (uint8_t)keep;
   if (!keep) {
     s->slot_off = 0;
@@ -481,7 +525,8 @@ static void units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned keep) {
   ss->free_units |= bits;
   ss->dirty_units |= bits;
   ss->freed_at = __builtin_ia32_rdtsc();
-  hak_mem_move(bits_bytes(bits), &_hak_mem_live, &_hak_mem_idle);
+  hak_mem_move(bits_bytes(bits), &_hak_mem_live, NULL);
+  hak_mem_move(counted, NULL, &_hak_mem_idle);
   if (hak_cfg_debug) _hak_superslab_check(ss);
 }
 
@@ -490,10 +535,12 @@ static void units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned keep) {
  * budget. Owning changes under both locks, so either one held pins it. */
 static void give_back(hak_slab_t *s, unsigned keep) {
   hak_superslab_t *ss = hak_superslab_of((char *)s + 1);
+  unit_counts_t c;
+  size_t counted = run_counts(ss, hak_slab_unit(s) + keep, s->units - keep, &c);
   if (atomic_load_explicit(&ss->heap, memory_order_relaxed)) {
     _hak_lock(&ss->lock);
     bool owned = atomic_load_explicit(&ss->heap, memory_order_relaxed) != 0;
-    if (owned) units_give(ss, s, keep);
+    if (owned) units_give(ss, s, keep, &c, counted);
     _hak_unlock(&ss->lock);
     if (owned) {
       if (hak_mem_over()) _hak_purge(false);
@@ -503,11 +550,11 @@ static void give_back(hak_slab_t *s, unsigned keep) {
   _hak_lock(&_hak_ss_lock);
   if (atomic_load_explicit(&ss->heap, memory_order_relaxed)) { /* owned since */
     _hak_lock(&ss->lock);
-    units_give(ss, s, keep);
+    units_give(ss, s, keep, &c, counted);
     _hak_unlock(&ss->lock);
   } else {
     if (!ss->free_units) avail_push(ss);
-    units_give(ss, s, keep);
+    units_give(ss, s, keep, &c, counted);
     if (ss->free_units == UINT32_MAX) reservation_note_empty(ss->res, +1);
   }
   if (hak_mem_over()) purge_dirty(false);
@@ -549,6 +596,8 @@ void _hak_superslab_check(hak_superslab_t *ss) {
   }
   HAK_ASSERT((covered | ss->free_units) == UINT32_MAX && !(covered & ss->free_units));
   HAK_ASSERT((ss->dirty_units & ~ss->free_units) == 0);
+  for (unsigned u = 0; u < HAK_UNITS; u++)
+    HAK_ASSERT((ss->dirty_units & (1u << u)) ? ss->unit_idle[u] <= bits_bytes(1u << u) : ss->unit_idle[u] == 0);
 }
 
 void _hak_superslab_stats(hak_stats_t *st, uint64_t *cls_slabs, uint64_t *cls_used) {

@@ -14,6 +14,10 @@
  *          unmaps it (hak_stats says so); then 4 KiB blocks are allocated
  *          and written again (a refill that trusted a hint into the
  *          unmapped SuperSlab crashed here)
+ *   sparse 64 blocks of 768 KiB each touched on one page, freed: (almost)
+ *          nothing is purged, since the budget counts resident pages (a
+ *          freed run that large is measured); the same blocks written
+ *          whole and freed: they are purged and RSS drops
  *   mixed  RSS_SECONDS (default 30; 0 skips it) of 2 threads allocating
  *          and freeing random sizes 16 B .. 4 MiB (mostly small) with a live
  *          set that follows a triangle wave between 80 and 120 MiB (six
@@ -140,6 +144,42 @@ static int mode_unmap(void)
     free(p[i]);
   }
   CHECK("after the unmap, 64 blocks of 4 KiB allocated, written and read back", intact);
+  return th_done();
+}
+
+static int mode_sparse(void)
+{
+  enum { N = 64 };
+  const size_t sz = 768 << 10;
+  static char *p[N];
+  hak_stats_t s0 = {0}, s1 = {0}, s2 = {0};
+  if (!CHECK("hak_stats is available", hak.stats != NULL))
+    return th_done();
+  for (int i = 0; i < N; i++) {
+    p[i] = malloc(LAUNDER(sz));
+    if (!p[i])
+      return CHECK("64 blocks of 768 KiB allocated", 0), th_done();
+    p[i][sz / 2] = 1;
+  }
+  hak.stats(&s0);
+  for (int i = 0; i < N; i++)
+    free(p[i]);
+  hak.stats(&s1);
+  CHECKV("freeing 48 MiB of blocks touched on one page each purges under 8 MiB",
+         s1.purged - s0.purged < 8 * MiB, "%.1f MiB purged", (double)(s1.purged - s0.purged) / MiB);
+  for (int i = 0; i < N; i++) {
+    p[i] = malloc(LAUNDER(sz));
+    memset(p[i], 1, sz);
+  }
+  double before = rss_mib();
+  hak.stats(&s1);
+  for (int i = 0; i < N; i++)
+    free(p[i]);
+  hak.stats(&s2);
+  double after = rss_mib();
+  CHECKV("freeing 48 MiB of blocks written whole purges at least 40 MiB", s2.purged - s1.purged >= 40 * MiB,
+         "%.1f MiB purged", (double)(s2.purged - s1.purged) / MiB);
+  CHECKV("and RSS drops by at least 40 MiB", before - after >= 40, "%.1f MiB -> %.1f MiB", before, after);
   return th_done();
 }
 
@@ -390,6 +430,8 @@ int main(int argc, char **argv)
       return mode_idle();
     if (strcmp(argv[1], "unmap") == 0)
       return mode_unmap();
+    if (strcmp(argv[1], "sparse") == 0)
+      return mode_sparse();
     if (strcmp(argv[1], "mixed") == 0)
       return mode_mixed(secs);
     fprintf(stderr, "rss: unknown mode %s\n", argv[1]);
@@ -403,6 +445,7 @@ int main(int argc, char **argv)
   child_merge("trim", run_self("trim", NULL, &c, 120), &c);
   child_merge("idle", run_self("idle", NULL, &c, 120), &c);
   child_merge("unmap", run_self("unmap", NULL, &c, 120), &c);
+  child_merge("sparse", run_self("sparse", NULL, &c, 120), &c);
   if (secs > 0)
     child_merge("mixed", run_self("mixed", NULL, &c, (unsigned)secs + 120), &c);
   else
