@@ -165,13 +165,16 @@ static hak_superslab_t *superslab_carve(void) {
   return ss;
 }
 
-/* Lowest unit u such that units u .. u+n-1 are all free (and u > 0 if the
- * blocks need more than unit 0's 4 KiB alignment); -1 if none. */
 /* Bit u set: units u .. u+n-1 are all free (and u > 0 if the blocks need
- * more than unit 0's 4 KiB alignment). */
+ * more than unit 0's 4 KiB alignment). Each step doubles the run length
+ * the bits stand for, up to n. */
 static uint32_t run_starts(uint32_t free_units, unsigned n, bool skip_unit0) {
   uint32_t m = free_units;
-  for (unsigned i = 1; i < n && m; i++) m &= free_units >> i;
+  for (unsigned k = 1; k < n && m;) { /* bit u of m: units u .. u+k-1 free */
+    unsigned step = k < n - k ? k : n - k;
+    m &= m >> step;
+    k += step;
+  }
   return skip_unit0 ? m & ~(uint32_t)1 : m;
 }
 
@@ -236,6 +239,7 @@ static size_t units_clean(hak_superslab_t *ss, uint32_t bits) {
  * caller holds the lock that guards ss. */
 static hak_slab_t *units_take(hak_superslab_t *ss, unsigned u, unsigned n, uint32_t owner) {
   uint32_t bits = unit_bits(u, n);
+  HAK_DEBUG_ASSERT((ss->free_units & bits) == bits);
   if (bits & ~ss->dirty_units) committed_add(bits_bytes(bits & ~ss->dirty_units));
   hak_mem_move(units_clean(ss, bits), &_hak_mem_idle, NULL);
   hak_mem_move(bits_bytes(bits), NULL, &_hak_mem_live);
