@@ -139,6 +139,7 @@ struct hak_superslab {
   hak_superslab_t *onext, *oprev;  /* the list of owned SuperSlabs (ss lock) */
   hak_lock_t lock;                 /* guards units and bitmaps while owned */
   _Atomic uint32_t heap;           /* id of the heap that owns it for pool runs; 0: shared */
+  _Atomic uint32_t longest;        /* longest run of free units past unit 0 (with the units) */
   hak_reservation_t *res;          /* reservation it was carved from */
   uint32_t index;                  /* position in its reservation */
   uint64_t freed_at;               /* TSC when units last came back: purging takes the oldest first */

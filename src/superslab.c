@@ -11,6 +11,8 @@
  * its SuperSlabs' unit maps. Any thread may give units back to an owned
  * SuperSlab (its lock), and only the owner takes them. Owning changes under
  * both locks; the global one is never taken while holding a SuperSlab's. */
+#include <string.h>
+
 #include "internal.h"
 
 /* One byte per 2 MiB chunk of the 47-bit address space: 64 MiB of .bss,
@@ -55,6 +57,14 @@ static uint32_t unit_bits(unsigned u, unsigned n) {
   return (uint32_t)((((uint64_t)1 << n) - 1) << u);
 }
 
+
+/* Sets ss->longest from free_units (lock held); only owned SuperSlabs
+ * keep it up to date, for their owner's search. */
+static void note_longest(hak_superslab_t *ss) {
+  unsigned n = 0;
+  for (uint32_t m = ss->free_units & ~1u; m; m &= m >> 1) n++;
+  atomic_store_explicit(&ss->longest, n, memory_order_relaxed);
+}
 
 static char *unit_addr(hak_superslab_t *ss, unsigned u) {
   return (char *)ss + ((size_t)u << HAK_UNIT_SHIFT) + (u == 0 ? HAK_SS_HEADER : 0);
@@ -244,6 +254,7 @@ static hak_slab_t *units_take(hak_superslab_t *ss, unsigned u, unsigned n, uint3
   hak_mem_move(units_clean(ss, bits), &_hak_mem_idle, NULL);
   hak_mem_move(bits_bytes(bits), NULL, &_hak_mem_live);
   ss->free_units &= ~bits;
+  if (atomic_load_explicit(&ss->heap, memory_order_relaxed)) note_longest(ss);
   hak_slab_t *s = &ss->slab[u];
   s->units = (uint8_t)n;
   atomic_store_explicit(&s->owner, owner, memory_order_relaxed);
@@ -299,6 +310,7 @@ static bool pool_claim(hak_superslab_t **mine, uint32_t id, unsigned n) {
     avail_remove(ss);
     if (ss->free_units == UINT32_MAX) reservation_note_empty(ss->res, -1); /* owned: in use */
     atomic_store_explicit(&ss->heap, id, memory_order_relaxed);
+    note_longest(ss); /* kept only while owned */
     owned_push(ss);
   }
   _hak_unlock(&_hak_ss_lock);
@@ -371,6 +383,7 @@ hak_slab_t *_hak_pool_alloc(hak_superslab_t **mine, uint32_t id, size_t cls, uin
         }
         have_free = true;
       }
+      if (atomic_load_explicit(&ss->longest, memory_order_relaxed) < n) continue;
       unsigned u, score = fit_in(ss, n, &u);
       if (score > best_score) {
         best = ss;
@@ -481,45 +494,50 @@ static size_t unmap_idle(bool now_all) {
   return n;
 }
 
-/* What each unit of an empty run will count as empty resident memory once
- * given back: a run of HAK_MEASURE_UNITS or more is measured (mincore,
- * before any lock: the caller still holds it) when counting it whole would
- * pass the budget, each unit counting its resident pages; otherwise it
- * counts whole. A large block the program
- * touched only here and there then costs the budget what it really holds,
- * and is not purged (a system call and, later, faults) for nothing. */
+/* What the units of an empty run will count as empty resident memory once
+ * given back. A run of HAK_MEASURE_UNITS or more, given back while the
+ * empty memory is past half its budget, is measured (mincore, before any
+ * lock: the caller still holds it): each unit counts its resident pages,
+ * stored in c, and the total is returned. Otherwise the run counts whole
+ * and -1 is returned. A large block the program touched only here and
+ * there then costs the budget what it really holds, and is not purged (a
+ * system call and, later, faults) for nothing. */
 typedef struct {
   uint32_t bytes[HAK_UNITS];
 } unit_counts_t;
 
-static size_t run_counts(hak_superslab_t *ss, unsigned u, unsigned n, unit_counts_t *c) {
+static long run_counts(hak_superslab_t *ss, unsigned u, unsigned n, unit_counts_t *c) {
   enum { PAGES = HAK_UNIT_SIZE / HAK_PAGE };
   uint8_t vec[HAK_UNITS * PAGES];
   size_t run = bits_bytes(unit_bits(u, n));
-  bool measured = n >= HAK_MEASURE_UNITS && hak_mem_total(&_hak_mem_idle) + run > hak_mem_budget() / 2 &&
-                  _hak_os_resident(unit_addr(ss, u), run, vec) == 0;
+  if (n < HAK_MEASURE_UNITS || hak_mem_total(&_hak_mem_idle) + run <= hak_mem_budget() / 2 ||
+      _hak_os_resident(unit_addr(ss, u), run, vec) != 0)
+    return -1;
   size_t total = 0, i = 0;
   for (unsigned k = u; k < u + n; k++) {
-    size_t bytes = bits_bytes(1u << k), resident = 0;
-    if (measured) {
-      for (size_t end = i + bytes / HAK_PAGE; i < end; i++) resident += vec[i] & 1;
-      bytes = resident * HAK_PAGE;
+    size_t pages = bits_bytes(1u << k) / HAK_PAGE, resident = 0;
+    for (; pages >= 8; pages -= 8, i += 8) { /* bit 0 of 8 bytes at a time */
+      uint64_t w;
+      memcpy(&w, vec + i, 8);
+      resident += ((w & 0x0101010101010101ull) * 0x0101010101010101ull) >> 56;
     }
-    c->bytes[k] = (uint32_t)bytes;
-    total += bytes;
+    for (; pages; pages--, i++) resident += vec[i] & 1;
+    c->bytes[k] = (uint32_t)(resident * HAK_PAGE);
+    total += resident * HAK_PAGE;
   }
-  return total;
+  return (long)total;
 }
 
 /* The units of the empty slab s from its `keep`-th on go back to ss, free
- * and dirty, counting `c` (with keep 0, s stops being a slab). The caller
- * holds the lock that guards ss. */
-static void units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned keep, const unit_counts_t *c, size_t counted) {
+ * and dirty, counting what run_counts said (`counted` < 0: whole). With
+ * keep 0, s stops being a slab. The caller holds the lock that guards ss. */
+static void units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned keep, const unit_counts_t *c, long counted) {
   unsigned u = hak_slab_unit(s);
   uint32_t bits = unit_bits(u + keep, s->units - keep);
   for (unsigned i = keep; i < s->units; i++) {
     ss->unit_slab[u + i] = &ss->slab[u + i];
-    ss->unit_idle[u + i] = c->bytes[u + i];
+    ss->unit_idle[u + i] = counted < 0 ? (uint32_t)(HAK_UNIT_SIZE - (u + i == 0 ? HAK_SS_HEADER : 0))
+                                       : c->bytes[u + i];
   }
   s->units = (uint8_t)keep;
   if (!keep) {
@@ -528,9 +546,10 @@ static void units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned keep, const 
   }
   ss->free_units |= bits;
   ss->dirty_units |= bits;
+  if (atomic_load_explicit(&ss->heap, memory_order_relaxed)) note_longest(ss);
   ss->freed_at = __builtin_ia32_rdtsc();
   hak_mem_move(bits_bytes(bits), &_hak_mem_live, NULL);
-  hak_mem_move(counted, NULL, &_hak_mem_idle);
+  hak_mem_move(counted < 0 ? bits_bytes(bits) : (size_t)counted, NULL, &_hak_mem_idle);
   if (hak_cfg_debug) _hak_superslab_check(ss);
 }
 
@@ -540,7 +559,7 @@ static void units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned keep, const 
 static void give_back(hak_slab_t *s, unsigned keep) {
   hak_superslab_t *ss = hak_superslab_of((char *)s + 1);
   unit_counts_t c;
-  size_t counted = run_counts(ss, hak_slab_unit(s) + keep, s->units - keep, &c);
+  long counted = run_counts(ss, hak_slab_unit(s) + keep, s->units - keep, &c);
   if (atomic_load_explicit(&ss->heap, memory_order_relaxed)) {
     _hak_lock(&ss->lock);
     bool owned = atomic_load_explicit(&ss->heap, memory_order_relaxed) != 0;
@@ -600,6 +619,11 @@ void _hak_superslab_check(hak_superslab_t *ss) {
   }
   HAK_ASSERT((covered | ss->free_units) == UINT32_MAX && !(covered & ss->free_units));
   HAK_ASSERT((ss->dirty_units & ~ss->free_units) == 0);
+  if (atomic_load_explicit(&ss->heap, memory_order_relaxed)) {
+    unsigned n = 0;
+    for (uint32_t m = ss->free_units & ~1u; m; m &= m >> 1) n++;
+    HAK_ASSERT(atomic_load_explicit(&ss->longest, memory_order_relaxed) == n);
+  }
   for (unsigned u = 0; u < HAK_UNITS; u++)
     HAK_ASSERT((ss->dirty_units & (1u << u)) ? ss->unit_idle[u] <= bits_bytes(1u << u) : ss->unit_idle[u] == 0);
 }
