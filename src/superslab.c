@@ -369,12 +369,15 @@ hak_slab_t *_hak_pool_alloc(hak_superslab_t **mine, uint32_t id, size_t cls, uin
   unsigned n = (unsigned)_hak_slab_units(cls);
   for (;;) {
     /* Only this heap takes units from its SuperSlabs: a fit seen here stays
-     * free until it takes it. One wholly free SuperSlab is kept, the others
-     * go back to the shared ones. */
+     * free until it takes it. The first that holds the run touching a used
+     * unit wins, else the first that holds it at all: reading every
+     * SuperSlab's header for the best fit cost more than the holes it
+     * saved. One wholly free SuperSlab is kept, the others go back to the
+     * shared ones. */
     hak_superslab_t *best = NULL;
     unsigned best_score = 0, best_unit = 0;
     bool have_free = false;
-    for (hak_superslab_t *ss = *mine, *next; ss && best_score < 3; ss = next) {
+    for (hak_superslab_t *ss = *mine, *next; ss && best_score < 2; ss = next) {
       next = ss->next;
       if (ss->free_units == UINT32_MAX) {
         if (have_free) {
