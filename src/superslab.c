@@ -57,13 +57,17 @@ static uint32_t unit_bits(unsigned u, unsigned n) {
   return (uint32_t)((((uint64_t)1 << n) - 1) << u);
 }
 
-
-/* Sets ss->longest from free_units (lock held); only owned SuperSlabs
- * keep it up to date, for their owner's search. */
-static void note_longest(hak_superslab_t *ss) {
+/* The longest run of free units past unit 0 (no pool run starts there). */
+static unsigned longest_run(uint32_t free_units) {
   unsigned n = 0;
-  for (uint32_t m = ss->free_units & ~1u; m; m &= m >> 1) n++;
-  atomic_store_explicit(&ss->longest, n, memory_order_relaxed);
+  for (uint32_t m = free_units & ~1u; m; m &= m >> 1) n++;
+  return n;
+}
+
+/* Sets ss->longest (lock held); only owned SuperSlabs keep it up to date,
+ * for their owner's search. */
+static void note_longest(hak_superslab_t *ss) {
+  atomic_store_explicit(&ss->longest, longest_run(ss->free_units), memory_order_relaxed);
 }
 
 static char *unit_addr(hak_superslab_t *ss, unsigned u) {
@@ -622,11 +626,8 @@ void _hak_superslab_check(hak_superslab_t *ss) {
   }
   HAK_ASSERT((covered | ss->free_units) == UINT32_MAX && !(covered & ss->free_units));
   HAK_ASSERT((ss->dirty_units & ~ss->free_units) == 0);
-  if (atomic_load_explicit(&ss->heap, memory_order_relaxed)) {
-    unsigned n = 0;
-    for (uint32_t m = ss->free_units & ~1u; m; m &= m >> 1) n++;
-    HAK_ASSERT(atomic_load_explicit(&ss->longest, memory_order_relaxed) == n);
-  }
+  if (atomic_load_explicit(&ss->heap, memory_order_relaxed))
+    HAK_ASSERT(atomic_load_explicit(&ss->longest, memory_order_relaxed) == longest_run(ss->free_units));
   for (unsigned u = 0; u < HAK_UNITS; u++)
     HAK_ASSERT((ss->dirty_units & (1u << u)) ? ss->unit_idle[u] <= bits_bytes(1u << u) : ss->unit_idle[u] == 0);
 }
