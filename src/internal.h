@@ -32,9 +32,11 @@
  *       HAK_DETACHED clear) which then holds it, releases it or detaches
  *       it again. A detached slab with free space is on its class's
  *       abandoned list. A heap holds, per class, its current slab and
- *       partial slabs, and empty spare slabs of any class, by size.
+ *       partial slabs, and empty Tiny/Mid spare slabs of any class, by size.
  *   I4  ss.free_units and the slabs of a SuperSlab partition its 32 units;
- *       dirty_units is a subset of free_units. */
+ *       dirty_units is a subset of free_units. A SuperSlab is shared (its
+ *       units change under _hak_ss_lock) or owned by one heap for its pool
+ *       runs (they change under ss.lock, and only the owner takes units). */
 #ifndef HAK_INTERNAL_H
 #define HAK_INTERNAL_H
 

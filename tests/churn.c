@@ -79,8 +79,7 @@ int main(void)
   long *rss = calloc((size_t)batches, sizeof *rss);
   long *slabs = calloc((size_t)batches, sizeof *slabs);
   long *heaps = calloc((size_t)batches, sizeof *heaps);
-  int have_hak = hak_load();
-  CHECK("hakmem is the process malloc", have_hak && hakmem_is_malloc());
+  int have_hak = check_hakmem_is_malloc();
   hak_stats_t s0;
   memset(&s0, 0, sizeof s0);
   if (have_hak)

@@ -105,8 +105,7 @@ static int foreign_child(void *arg)
 
 int main(void)
 {
-  int have_hak = hak_load();
-  CHECK("hakmem is the process malloc", have_hak && hakmem_is_malloc());
+  check_hakmem_is_malloc();
   static child_t c;
   for (int op = OP_FREE; op <= OP_USABLE; op++) {
     for (int where = WHERE_STACK; where <= WHERE_NONCANONICAL; where++) {

@@ -133,8 +133,7 @@ static int child_main(int depth)
 
 int main(void)
 {
-  int have_hak = hak_load();
-  CHECK("hakmem is the process malloc", have_hak && hakmem_is_malloc());
+  check_hakmem_is_malloc();
   pthread_t t[THREADS];
   for (int i = 0; i < THREADS; i++)
     pthread_create(&t[i], NULL, allocator, (void *)(uintptr_t)(i + 1));

@@ -96,8 +96,7 @@ int main(int argc, char **argv)
     setenv("HAKMEM_STATS", "1", 1);
     return child_work();
   }
-  int have_hak = hak_load();
-  CHECK("hakmem is the process malloc", have_hak && hakmem_is_malloc());
+  check_hakmem_is_malloc();
   static child_t c;
 
   const char *none[] = {NULL};

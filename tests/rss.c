@@ -92,14 +92,21 @@ static int burst(void)
   return n;
 }
 
-static int mode_trim(void)
+/* The burst, checked resident at its peak (*peak), then freed; returns
+ * the RSS right after the frees. */
+static double burst_freed(double *peak)
 {
   int n = burst();
-  double peak = rss_mib();
-  CHECKV("the burst is resident (RSS >= 900 MiB at its peak)", peak >= 900, "%.1f MiB", peak);
+  *peak = rss_mib();
+  CHECKV("the burst is resident (RSS >= 900 MiB at its peak)", *peak >= 900, "%.1f MiB", *peak);
   for (int i = 0; i < n; i++)
     free(blk[i]);
-  double after_free = rss_mib();
+  return rss_mib();
+}
+
+static int mode_trim(void)
+{
+  double peak, after_free = burst_freed(&peak);
   int r = malloc_trim(0);
   double after_trim = rss_mib();
   printf("trim: RSS peak %.1f MiB, after free %.1f MiB, after malloc_trim %.1f MiB\n", peak,
@@ -185,12 +192,7 @@ static int mode_sparse(void)
 
 static int mode_idle(void)
 {
-  int n = burst();
-  double peak = rss_mib();
-  CHECKV("the burst is resident (RSS >= 900 MiB at its peak)", peak >= 900, "%.1f MiB", peak);
-  for (int i = 0; i < n; i++)
-    free(blk[i]);
-  double after_free = rss_mib();
+  double peak, after_free = burst_freed(&peak);
   sleep_s(1.5);
   void *volatile v = malloc(LAUNDER((size_t)64));
   free(v);

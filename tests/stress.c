@@ -201,8 +201,7 @@ int main(void)
   if (e && atof(e) > 0)
     seconds = atof(e);
   seed_base = (uint64_t)time(NULL);
-  int have_hak = hak_load();
-  CHECK("hakmem is the process malloc", have_hak && hakmem_is_malloc());
+  int have_hak = check_hakmem_is_malloc();
   hak_stats_t s0;
   memset(&s0, 0, sizeof s0);
   if (have_hak)

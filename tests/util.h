@@ -257,6 +257,15 @@ __attribute__((unused)) static int hakmem_is_malloc(void)
   return ok;
 }
 
+/* Loads the hak_* API and checks that hakmem is the process malloc (one
+ * check in the caller's report); returns whether the API is there. */
+__attribute__((unused)) static int check_hakmem_is_malloc(void)
+{
+  int have_hak = hak_load();
+  CHECK("hakmem is the process malloc", have_hak && hakmem_is_malloc());
+  return have_hak;
+}
+
 /* ---- child processes ----------------------------------------------------- */
 typedef struct {
   int status;   /* as from waitpid */
