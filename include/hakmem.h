@@ -55,6 +55,8 @@ typedef struct hak_stats {
   uint64_t unmapped;        /* bytes unmapped, total */
   uint64_t heaps;           /* thread heaps alive now */
   uint64_t invalid_frees;   /* frees of pointers hakmem did not hand out */
+  size_t empty;             /* empty memory kept resident for reuse (as counted against the budget) */
+  size_t room;              /* working room in force: empty memory a churning program may keep */
 } hak_stats_t;
 
 /* Fills *out; returns 0. */

@@ -56,6 +56,10 @@ static hak_heap_t *heap_create(void) {
   _hak_unlock(&_hak_heap_registry_lock);
   if (!h) return NULL;
   for (size_t i = 0; i < HAK_STAT_COUNT; i++) h->stat[i] = 0;
+  h->resident_share = HAK_SHARE_ONE; /* all resident, until the first large run freed is measured */
+  h->measure_skip = 0;
+  h->mem_seen[0] = (int64_t)atomic_load_explicit(&_hak_mem.live, memory_order_relaxed);
+  h->mem_seen[1] = (int64_t)atomic_load_explicit(&_hak_mem.idle, memory_order_relaxed);
   h->front.key = (h->id << 2) | (hak_opt(HAK_OPT_CHECK) ? HAK_KEY_CHECK : 0);
   hak_tls_heap = &h->front;
   if (_hak_key_ready()) _hak_set_specific(h); /* may allocate: the heap is already set */
@@ -106,7 +110,7 @@ static void heap_unspare(hak_heap_t *h, hak_slab_t *s) {
   hak_list_remove(&h->spare[i], s);
   if (!h->spare[i].head) h->spare_mask &= ~(1u << i);
   h->spare_bytes -= slab_bytes(s);
-  hak_mem_move(slab_bytes(s), &_hak_mem_idle, &_hak_mem_live);
+  hak_mem_move(slab_bytes(s), &_hak_mem.idle, &_hak_mem.live);
 }
 
 static void heap_add_spare(hak_heap_t *h, hak_slab_t *s) {
@@ -120,7 +124,7 @@ static void heap_add_spare(hak_heap_t *h, hak_slab_t *s) {
   hak_list_push(&h->spare[i], s);
   h->spare_mask |= 1u << i;
   h->spare_bytes += slab_bytes(s);
-  hak_mem_move(slab_bytes(s), &_hak_mem_live, &_hak_mem_idle);
+  hak_mem_move(slab_bytes(s), &_hak_mem.live, &_hak_mem.idle);
   while (h->spare_mask && hak_mem_over()) {
     hak_slab_t *victim = h->spare[31u - (unsigned)__builtin_clz(h->spare_mask)].tail;
     heap_unspare(h, victim);
@@ -139,6 +143,7 @@ static hak_slab_t *heap_take_spare(hak_heap_t *h, size_t cls) {
     for (s = h->spare[__builtin_ctz(m)].head; s && !unit0_ok && hak_slab_unit(s) == 0;) s = s->next;
   if (!s) return NULL;
   heap_unspare(h, s);
+  hak_mem_reused(slab_bytes(s));
   if (s->units > n) {
     h->held_bytes -= slab_bytes(s) - ((size_t)n << HAK_UNIT_SHIFT);
     _hak_slab_shrink(s, n);
@@ -195,7 +200,7 @@ static hak_slab_t *heap_next_slab(hak_heap_t *h, size_t cls) {
   if ((s = heap_take_spare(h, cls)) != NULL) return s;
   if ((s = _hak_slab_adopt(cls, heap_owner(h))) != NULL) {
     h->stat[HAK_STAT_slabs_adopted]++;
-  } else if ((s = cls > HAK_CLASS_MID_LAST ? _hak_pool_alloc(&h->pool_ss, h->id, cls, heap_owner(h))
+  } else if ((s = cls > HAK_CLASS_MID_LAST ? _hak_pool_alloc(h, cls, heap_owner(h))
                                            : _hak_slab_alloc(cls, heap_owner(h))) != NULL) {
     h->stat[HAK_STAT_slabs_taken]++;
   } else {
@@ -257,6 +262,18 @@ static inline void heap_set_cur(hak_heap_t *h, size_t cls, hak_slab_t *s) {
   if (hak_cfg_debug) heap_check_cur_units(h);
 }
 
+/* A run of a pool class that holds a single block is taken for that
+ * block and belongs to no heap while the block is out (owner 0, on no
+ * list, never current); freeing the block gives it back at once
+ * (_hak_free_slow). So a large block costs a run taken and a run given
+ * back, with no list or ownership change on either side. */
+static hak_block_t *heap_alloc_single(hak_heap_t *h, size_t cls) {
+  hak_slab_t *s = _hak_pool_alloc(h, cls, 0);
+  if (!s) return NULL;
+  h->stat[HAK_STAT_slabs_taken]++;
+  return _hak_slab_take(s);
+}
+
 /* Pops a block of cls, refilling the heap's list from its slabs. A current
  * slab with nothing left goes to the back of the partial list, where frees
  * have time to come back to it. */
@@ -267,15 +284,18 @@ static void *heap_alloc(hak_heap_t *h, size_t cls) {
     return b;
   }
   heap_enter(h);
+  if (atomic_load_explicit(&h->remote_pending, memory_order_relaxed)) _hak_pool_collect(h);
+  if (_hak_pool_single(cls)) {
+    b = heap_alloc_single(h, cls);
+    heap_leave(h);
+    return b;
+  }
   hak_slab_t *s = hak_front_cur(&h->front, cls);
   for (;;) {
     if (s && (b = _hak_slab_take(s)) != NULL) break;
     if (s) {
       heap_set_cur(h, cls, NULL);
-      /* A run of one block is full or empty: no list needs it while full
-       * (the free of its block claims it back). */
-      if (s->capacity == 1) heap_detach(h, s);
-      else heap_add_partial(h, s, HAK_IN_PARTIAL);
+      heap_add_partial(h, s, HAK_IN_PARTIAL);
     }
     s = heap_next_slab(h, cls);
     heap_set_cur(h, cls, s);
@@ -301,7 +321,7 @@ static void *global_alloc(size_t cls) {
   void *p = heap_alloc(&global_heap, cls);
   heap_detach_class(&global_heap, cls, false);
   heap_release_spares(&global_heap);
-  _hak_pool_disown_all(&global_heap.pool_ss);
+  _hak_pool_disown_all(&global_heap);
   _hak_unlock(&_hak_global_heap_lock);
   return p;
 }
@@ -348,6 +368,12 @@ void _hak_free_slow(void *p, const char *who) {
   }
   hak_front_t *f = hak_tls_heap;
   hak_block_t *b = p;
+  if (s->capacity == 1) { /* a single-block run (heap_alloc_single) */
+    if (f != &_hak_heap_empty && f != &_hak_heap_dead) ((hak_heap_t *)f)->stat[HAK_STAT_slow_frees]++;
+    s->used = 0;
+    _hak_slab_release(s);
+    return;
+  }
   uint32_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
   if (f == &_hak_heap_empty || f == &_hak_heap_dead) {
     _hak_slab_free_remote(s, b, 0);
@@ -409,12 +435,13 @@ static void heap_detach_class(hak_heap_t *h, size_t c, bool recount) {
 static void heap_detach_all(hak_heap_t *h, bool recount) {
   for (size_t c = 1; c < HAK_CLASSES; c++) heap_detach_class(h, c, recount);
   heap_release_spares(h);
-  _hak_pool_disown_all(&h->pool_ss);
+  _hak_pool_disown_all(h);
 }
 
 /* Unlinks h from the live registry; with `reuse`, keeps it for a new thread. */
 static void heap_retire(hak_heap_t *h, bool reuse) {
   _hak_mem_flush(h);
+  _hak_class_flush(h);
   _hak_stats_merge(h->stat);
   for (size_t i = 0; i < HAK_STAT_COUNT; i++) h->stat[i] = 0;
   _hak_lock(&_hak_heap_registry_lock);
@@ -480,7 +507,7 @@ size_t _hak_heap_trim(void) {
       }
     }
   }
-  _hak_pool_disown_free(&h->pool_ss); /* so that wholly free reservations can be unmapped */
+  _hak_pool_trim(h);
   heap_leave(h);
   return n;
 }
@@ -508,4 +535,5 @@ void _hak_heap_flush_stats(void) {
   hak_heap_t *h = (hak_heap_t *)f;
   _hak_stats_merge(h->stat);
   for (size_t i = 0; i < HAK_STAT_COUNT; i++) h->stat[i] = 0;
+  _hak_class_flush(h);
 }

@@ -28,17 +28,11 @@ static hak_lock_t *const fixed_order_tail[] = {&_hak_ss_lock, &_hak_large_lock, 
 static void fork_prepare(void) {
   for (size_t i = 0; i < COUNT(fixed_order_head); i++) _hak_lock(fixed_order_head[i]);
   for (size_t c = 0; c < HAK_CLASSES; c++) _hak_lock(&_hak_abandoned_lock[c]);
-  for (size_t i = 0; i < COUNT(fixed_order_tail); i++) {
-    _hak_lock(fixed_order_tail[i]);
-    if (fixed_order_tail[i] == &_hak_ss_lock) _hak_superslab_fork(0);
-  }
+  for (size_t i = 0; i < COUNT(fixed_order_tail); i++) _hak_lock(fixed_order_tail[i]);
 }
 
 static void fork_parent(void) {
-  for (size_t i = COUNT(fixed_order_tail); i-- > 0;) {
-    if (fixed_order_tail[i] == &_hak_ss_lock) _hak_superslab_fork(1);
-    _hak_unlock(fixed_order_tail[i]);
-  }
+  for (size_t i = COUNT(fixed_order_tail); i-- > 0;) _hak_unlock(fixed_order_tail[i]);
   for (size_t c = HAK_CLASSES; c-- > 0;) _hak_unlock(&_hak_abandoned_lock[c]);
   for (size_t i = COUNT(fixed_order_head); i-- > 0;) _hak_unlock(fixed_order_head[i]);
 }
@@ -49,7 +43,6 @@ static void fork_child(void) {
   for (size_t i = 0; i < COUNT(fixed_order_head); i++) atomic_store(&fixed_order_head[i]->state, 0);
   for (size_t c = 0; c < HAK_CLASSES; c++) atomic_store(&_hak_abandoned_lock[c].state, 0);
   for (size_t i = 0; i < COUNT(fixed_order_tail); i++) atomic_store(&fixed_order_tail[i]->state, 0);
-  _hak_superslab_fork(2);
   _hak_heap_fork_child();
 }
 

@@ -33,10 +33,15 @@
  *       it again. A detached slab with free space is on its class's
  *       abandoned list. A heap holds, per class, its current slab and
  *       partial slabs, and empty Tiny/Mid spare slabs of any class, by size.
- *   I4  ss.free_units and the slabs of a SuperSlab partition its 32 units;
- *       dirty_units is a subset of free_units. A SuperSlab is shared (its
- *       units change under _hak_ss_lock) or owned by one heap for its pool
- *       runs (they change under ss.lock, and only the owner takes units). */
+ *       Exception: a pool run of one block is held by no heap while its
+ *       block is out (owner = 0, thread_free empty, on no list); the free
+ *       of that block gives the run back.
+ *   I4  ss.free_units and the slabs of a SuperSlab partition its 32 units
+ *       (a slab on its remote list is one of them until its owner takes it
+ *       back); dirty_units is a subset of free_units. A SuperSlab is shared
+ *       (its units change under _hak_ss_lock) or owned by one heap for its
+ *       pool runs (only the owner's thread changes them, with no lock), and
+ *       an owned SuperSlab holds only runs its heap took. */
 #ifndef HAK_INTERNAL_H
 #define HAK_INTERNAL_H
 
@@ -78,6 +83,9 @@ static const bool hak_cfg_debug = HAK_DEBUG;
 #define HAK_MID_SLAB_BLOCKS 10
 #define HAK_CARVE_MIN 4              /* fresh blocks carved at once, at least */
 #define HAK_MEASURE_UNITS 4          /* runs this long or longer are measured (mincore) when freed */
+#define HAK_MEASURE_EVERY 8          /* a heap measures one in this many, and estimates the others */
+#define HAK_SHARE_ONE 1024u          /* a resident share of 1 */
+#define HAK_POOL_SS 128              /* SuperSlabs a heap owns at most (256 MiB of pool runs) */
 #define HAK_DIRTY_SEARCH 8           /* SuperSlabs with dirty units looked at for a run */
 #define HAK_FULL_KEEP 2              /* full slabs a heap keeps per class before detaching */
 
@@ -130,18 +138,19 @@ void _hak_unlock(hak_lock_t *l);
 
 typedef struct hak_reservation hak_reservation_t;
 typedef struct hak_superslab hak_superslab_t;
+typedef struct hak_heap hak_heap_t;
 struct hak_superslab {
   hak_slab_t *unit_slab[HAK_UNITS]; /* first: the slab of each unit (its own descriptor if free) */
   hak_slab_t slab[HAK_UNITS];      /* descriptors; a slab's is its first unit's */
+  /* One cache line for the unit maps' owner and the free path: */
   _Atomic uint32_t free_units;     /* bit u: unit u belongs to no slab (the owner reads it unlocked) */
-  uint32_t dirty_units;            /* free units that may still be resident */
-  uint32_t unit_idle[HAK_UNITS];   /* a dirty unit's bytes counted as empty resident memory */
-  hak_superslab_t *next, *prev;    /* shared: the list of those with a free unit (ss lock);
-                                      owned: its heap's list (the heap alone) */
-  hak_superslab_t *onext, *oprev;  /* the list of owned SuperSlabs (ss lock) */
-  hak_lock_t lock;                 /* guards units and bitmaps while owned */
+  uint32_t pool_index;             /* owned: its place in its heap's pool_ss */
+  hak_superslab_t *next, *prev;    /* shared: the list of those with a free unit (ss lock) */
   _Atomic uint32_t heap;           /* id of the heap that owns it for pool runs; 0: shared */
-  _Atomic uint32_t longest;        /* longest run of free units past unit 0 (with the units) */
+  uint32_t dirty_units;            /* free units that may still be resident */
+  _Atomic uintptr_t remote;        /* owned: runs other threads gave back (superslab.c) */
+  uint32_t unit_idle[HAK_UNITS];   /* a dirty unit's bytes counted as empty resident memory */
+  hak_heap_t *_Atomic owner;       /* owned: its heap (heaps are never freed) */
   hak_reservation_t *res;          /* reservation it was carved from */
   uint32_t index;                  /* position in its reservation */
   uint64_t freed_at;               /* TSC when units last came back: purging takes the oldest first */
@@ -247,7 +256,6 @@ static inline hak_slab_t *hak_front_cur(const hak_front_t *f, size_t cls) {
   return (hak_slab_t *)(f->slot[cls].cur & ~HAK_CUR_CHECK);
 }
 
-typedef struct hak_heap hak_heap_t;
 struct hak_heap {
   hak_front_t front;                       /* first: the TLS pointer points here */
   hak_slab_list_t partial[HAK_CLASSES];    /* held slabs other than the current, oldest first */
@@ -255,12 +263,19 @@ struct hak_heap {
   uint32_t spare_mask;                     /* bit i: spare[i] is not empty */
   size_t spare_bytes;                      /* their bytes */
   size_t held_bytes;                       /* bytes of every slab it holds (0 after teardown) */
-  hak_superslab_t *pool_ss;                /* SuperSlabs it owns for pool runs */
-  int64_t mem_delta[2];                    /* not yet added to _hak_mem_live, _hak_mem_idle */
+  hak_superslab_t *pool_ss[HAK_POOL_SS];   /* SuperSlabs it owns for pool runs (pool_n of them) */
+  uint8_t pool_longest[HAK_POOL_SS];       /* each one's longest run of free units (superslab.c) */
+  uint32_t pool_n;
+  int64_t mem_delta[3];                    /* not yet added to _hak_mem.live, _idle, _room */
+  int64_t mem_seen[2];                     /* _hak_mem.live and _idle after its last flush */
+  uint32_t resident_share;                 /* of its large freed runs, resident (of HAK_SHARE_ONE) */
+  uint32_t measure_skip;                   /* large runs to estimate before measuring one */
+  int8_t cls_delta[HAK_CLASSES];           /* slab counts not yet added in (superslab.c) */
   uint64_t stat[HAK_STAT_COUNT];           /* this thread's counters */
   hak_heap_t *next_live, *prev_live;       /* registry of live heaps */
   hak_heap_t *next_spare;                  /* registry of spare heaps */
   uint32_t id;                             /* key = id << 2; ids are never reused by another struct */
+  _Atomic uint32_t remote_pending;         /* a thread gave a run back to one of its SuperSlabs */
 };
 
 /* The one thread-local: starts at the read-only empty heap. */
@@ -316,16 +331,18 @@ extern hak_lock_t _hak_ss_lock;
 hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner); /* a fresh slab of class cls */
 void _hak_slab_release(hak_slab_t *s);                   /* give an empty slab's units back */
 void _hak_slab_shrink(hak_slab_t *s, unsigned n);        /* keep an empty slab's first n units */
-/* Pool runs come from SuperSlabs the heap owns (list *mine, heap id `id`). */
-hak_slab_t *_hak_pool_alloc(hak_superslab_t **mine, uint32_t id, size_t cls, uint32_t owner);
-void _hak_pool_disown(hak_superslab_t **mine, hak_superslab_t *ss); /* back to shared */
-void _hak_pool_disown_all(hak_superslab_t **mine);
-void _hak_pool_disown_free(hak_superslab_t **mine); /* those wholly free */
-void _hak_superslab_fork(int phase); /* owned SuperSlabs' locks: 0 take, 1 release, 2 reset (child) */
+/* Pool runs come from SuperSlabs heap h owns (its pool_ss). */
+hak_slab_t *_hak_pool_alloc(hak_heap_t *h, size_t cls, uint32_t owner);
+void _hak_pool_collect(hak_heap_t *h); /* runs given back to its SuperSlabs (remote_pending) */
+void _hak_pool_disown_all(hak_heap_t *h); /* its SuperSlabs back to shared */
+void _hak_pool_trim(hak_heap_t *h);       /* malloc_trim: those wholly free back, the others purged */
 size_t _hak_purge(bool all);                             /* bytes purged (all, or the excess) */
 void _hak_superslab_stats(hak_stats_t *st, uint64_t *class_slabs, uint64_t *class_used);
 size_t _hak_slab_units(size_t cls);
+bool _hak_pool_single(size_t cls);
 void _hak_class_count(size_t from, size_t to);
+void _hak_class_flush(hak_heap_t *h);
+#define HAK_CLASS_BATCH 4
 void _hak_superslab_check(hak_superslab_t *ss);
 
 /* ---- slab.c: a slab's lists and its ownership transitions ------------- */
@@ -385,6 +402,7 @@ void _hak_report_invalid(const char *who, const void *p, const char *what);
   X(CHECK, 0, 0, 1, "validate every free (double free, interior pointer) on the slow path") \
   X(RETAIN_KB, 4096, 0, 1048576, "empty memory kept resident for reuse, at least (KiB)")  \
   X(RETAIN_SHARE, 4, 0, 64, "and up to 1/N of the memory in use (0: the minimum only)")    \
+  X(ROOM_MB, 48, 0, 65536, "or up to this much while the program keeps reusing it (MiB)")  \
   X(UNMAP_DELAY_MS, 10000, 0, 3600000, "delay before a wholly free reservation is unmapped") \
   X(MADV_FREE, 0, 0, 1, "purge with MADV_FREE instead of MADV_DONTNEED")                    \
   X(THP, 0, 0, 2, "transparent huge pages for SuperSlabs: 0 system default, 1 request, 2 forbid") \
@@ -405,20 +423,60 @@ void _hak_options_print(int fd);
 
 /* Empty memory kept resident, one budget for the three places it waits
  * for reuse (threads' spare slabs, free units not yet purged, BigCache):
- * at most RETAIN_KB, or 1/RETAIN_SHARE of the memory in use when that is
- * more. So a steady churn keeps its working room, and after a burst is
- * freed the room shrinks with it. Each place that adds empty memory while
- * over the budget purges or gives back its own, oldest first. */
-extern _Atomic size_t _hak_mem_live; /* slabs holding blocks and live Large mappings */
-extern _Atomic size_t _hak_mem_idle; /* spare slabs, dirty free units, resident BigCache */
-/* A thread gathers its changes to the two totals in its heap and adds them
+ * at most RETAIN_KB, or 1/RETAIN_SHARE of the memory in use, or the working
+ * room, whichever is more. So a steady churn keeps its working room, and
+ * after a burst is freed the room shrinks with it. Each place that adds
+ * empty memory while over the budget purges or gives back its own, oldest
+ * first.
+ *
+ * The working room (up to ROOM_MB) is earned by reuse: it grows by each
+ * byte of empty memory the program takes back (a dirty unit, a spare slab,
+ * a resident BigCache mapping) and shrinks by a quarter of each byte that
+ * becomes empty. A program that keeps reusing its empty memory (at least a
+ * quarter of what it frees comes back before it is purged) keeps up to
+ * ROOM_MB of it resident, and pays neither purges nor refaults; one that
+ * only allocates fresh memory and frees it (a burst) earns none, and what
+ * it frees past the budget is purged at once. The room also lapses once it
+ * has not grown for HAK_ROOM_TICKS (about a second at 2-4 GHz), counts
+ * for no more than the memory in use, and malloc_trim empties it. */
+typedef struct hak_mem_totals {
+  /* Changed by every thread's flush: */
+  _Alignas(64) _Atomic size_t live; /* slabs holding blocks and live Large mappings */
+  _Atomic size_t idle;              /* spare slabs, dirty free units, resident BigCache */
+  /* Changed seldom, read at every budget check: a line of its own. */
+  _Alignas(64) _Atomic int64_t room; /* working room, 0 .. ROOM_MB */
+  _Atomic uint64_t room_tsc;         /* TSC when it last grew */
+} hak_mem_totals_t;
+extern hak_mem_totals_t _hak_mem;
+#define HAK_ROOM_TICKS ((uint64_t)1 << 31)
+#define HAK_ROOM_DRAIN 4 /* the room shrinks by 1/4 of what becomes empty */
+/* A thread gathers its changes to the totals in its heap and adds them
  * in once one passes HAK_MEM_BATCH, so that threads churning large blocks
  * do not all write one cache line; each total is off by less than that per
- * thread (and may dip below 0 for a moment: readers clamp). Threads without
- * a heap add theirs at once. */
-#define HAK_MEM_BATCH ((int64_t)1 << 20)
+ * thread (and may dip below 0 for a moment: readers clamp). A thread reads
+ * the totals as they were at its own last flush (hak_mem_total): the
+ * thread giving memory back flushes as it goes, and so sees it pass the
+ * budget. Threads without a heap add theirs at once. */
+#define HAK_MEM_BATCH ((int64_t)4 << 20)
+#define HAK_ROOM_BATCH ((int64_t)8 << 20)
 void _hak_mem_flush(hak_heap_t *h);
+void _hak_mem_room_add(int64_t delta);
+static inline bool hak_mem_batch_full(int64_t delta, int64_t batch) {
+  return (uint64_t)(delta + batch) > (uint64_t)(2 * batch);
+}
+/* The room changes by delta (hak_mem_reused, hak_mem_move). */
+static inline void hak_mem_room_move(int64_t delta) {
+  hak_front_t *f = hak_tls_heap;
+  if (f->key == HAK_KEY_NONE) {
+    _hak_mem_room_add(delta);
+    return;
+  }
+  hak_heap_t *h = (hak_heap_t *)f;
+  h->mem_delta[2] += delta;
+  if (hak_mem_batch_full(h->mem_delta[2], HAK_ROOM_BATCH)) _hak_mem_flush(h);
+}
 static inline void hak_mem_move(size_t bytes, _Atomic size_t *from, _Atomic size_t *to) {
+  if (to == &_hak_mem.idle) hak_mem_room_move(-(int64_t)(bytes / HAK_ROOM_DRAIN));
   hak_front_t *f = hak_tls_heap;
   if (f->key == HAK_KEY_NONE) {
     if (from) atomic_fetch_sub_explicit(from, bytes, memory_order_relaxed);
@@ -426,25 +484,53 @@ static inline void hak_mem_move(size_t bytes, _Atomic size_t *from, _Atomic size
     return;
   }
   hak_heap_t *h = (hak_heap_t *)f;
-  if (from) h->mem_delta[from == &_hak_mem_idle] -= (int64_t)bytes;
-  if (to) h->mem_delta[to == &_hak_mem_idle] += (int64_t)bytes;
-  if ((uint64_t)(h->mem_delta[0] + HAK_MEM_BATCH) > (uint64_t)(2 * HAK_MEM_BATCH) ||
-      (uint64_t)(h->mem_delta[1] + HAK_MEM_BATCH) > (uint64_t)(2 * HAK_MEM_BATCH))
+  if (from) h->mem_delta[from == &_hak_mem.idle] -= (int64_t)bytes;
+  if (to) h->mem_delta[to == &_hak_mem.idle] += (int64_t)bytes;
+  if (hak_mem_batch_full(h->mem_delta[0], HAK_MEM_BATCH) || hak_mem_batch_full(h->mem_delta[1], HAK_MEM_BATCH))
     _hak_mem_flush(h);
 }
+/* Empty memory taken back for reuse (hak_mem_move takes it off the total). */
+static inline void hak_mem_reused(size_t bytes) { hak_mem_room_move((int64_t)bytes); }
+/* A total as this thread sees it: with a heap, as of its last flush plus
+ * its own changes since (reading it touches no line other threads write);
+ * without, the shared total. */
 static inline size_t hak_mem_total(_Atomic size_t *total) {
-  size_t v = atomic_load_explicit(total, memory_order_relaxed);
-  return (ptrdiff_t)v < 0 ? 0 : v;
+  hak_front_t *f = hak_tls_heap;
+  int64_t v;
+  if (f->key == HAK_KEY_NONE) {
+    v = (int64_t)atomic_load_explicit(total, memory_order_relaxed);
+  } else {
+    hak_heap_t *h = (hak_heap_t *)f;
+    int w = total == &_hak_mem.idle;
+    v = h->mem_seen[w] + h->mem_delta[w];
+  }
+  return v < 0 ? 0 : (size_t)v;
+}
+/* The working room in force: earned, not lapsed, and at most the memory in
+ * use (so a small program does not keep ROOM_MB for a few MiB of blocks). */
+static inline size_t hak_mem_room(size_t live) {
+  if (__builtin_ia32_rdtsc() - atomic_load_explicit(&_hak_mem.room_tsc, memory_order_relaxed) >= HAK_ROOM_TICKS)
+    return 0;
+  int64_t room = atomic_load_explicit(&_hak_mem.room, memory_order_relaxed);
+  hak_front_t *f = hak_tls_heap;
+  if (f->key != HAK_KEY_NONE) room += ((hak_heap_t *)f)->mem_delta[2]; /* as this thread sees it */
+  int64_t cap = (int64_t)hak_opt(HAK_OPT_ROOM_MB) << 20;
+  room = room < 0 ? 0 : room > cap ? cap : room;
+  return (size_t)room < live ? (size_t)room : live;
 }
 static inline size_t hak_mem_budget(void) {
-  size_t min = (size_t)hak_opt(HAK_OPT_RETAIN_KB) << 10;
+  size_t min = (size_t)hak_opt(HAK_OPT_RETAIN_KB) << 10, live = hak_mem_total(&_hak_mem.live);
   long share = hak_opt(HAK_OPT_RETAIN_SHARE);
-  size_t dyn = share ? hak_mem_total(&_hak_mem_live) / (size_t)share : 0;
-  return dyn > min ? dyn : min;
+  size_t dyn = share ? live / (size_t)share : 0, room = hak_mem_room(live);
+  size_t budget = dyn > min ? dyn : min;
+  return room > budget ? room : budget;
 }
-static inline bool hak_mem_over(void) { return hak_mem_total(&_hak_mem_idle) > hak_mem_budget(); }
-/* Once over, purging goes down to half the budget, so it runs in batches. */
-static inline bool hak_mem_above_half(void) { return hak_mem_total(&_hak_mem_idle) > hak_mem_budget() / 2; }
+static inline bool hak_mem_over(void) { return hak_mem_total(&_hak_mem.idle) > hak_mem_budget(); }
+/* Once over, purging goes down to three quarters of the budget, so it runs
+ * in batches and keeps most of the room. */
+static inline bool hak_mem_above_target(void) {
+  return hak_mem_total(&_hak_mem.idle) > hak_mem_budget() / 4 * 3;
+}
 
 /* ---- stats.c ----------------------------------------------------------- */
 extern _Atomic uint64_t _hak_stat_total[HAK_STAT_COUNT]; /* exited threads' counters */

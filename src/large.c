@@ -48,7 +48,7 @@ static void cache_remove_at(size_t i) {
   cache_bytes -= cache[i].size;
   if (cache[i].resident) {
     cache_resident -= cache[i].size;
-    hak_mem_move(cache[i].size, &_hak_mem_idle, NULL);
+    hak_mem_move(cache[i].size, &_hak_mem.idle, NULL);
   }
   memmove(&cache[i], &cache[i + 1], (cache_len - i - 1) * sizeof *cache);
   cache_len--;
@@ -76,7 +76,7 @@ static size_t cache_decay(uint64_t now, bool all) {
       cache[i].resident = false;
       cache[i].zeroed = !hak_opt(HAK_OPT_MADV_FREE); /* MADV_FREE pages may keep their bytes */
       cache_resident -= cache[i].size;
-      hak_mem_move(cache[i].size, &_hak_mem_idle, NULL);
+      hak_mem_move(cache[i].size, &_hak_mem.idle, NULL);
       purged_bytes += cache[i].size;
     }
   return n;
@@ -109,6 +109,7 @@ static char *cache_take(size_t need, size_t *size, bool *zero) {
   char *base = cache[best].base;
   *size = cache[best].size;
   *zero = cache[best].zeroed;
+  if (cache[best].resident) hak_mem_reused(cache[best].size);
   cache_remove_at(best);
   return base;
 }
@@ -139,7 +140,7 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero) {
   if (base) {
     cache_hits++;
     live_bytes += got;
-    hak_mem_move(got, NULL, &_hak_mem_live);
+    hak_mem_move(got, NULL, &_hak_mem.live);
     live_count++;
   } else {
     cache_misses++;
@@ -154,7 +155,7 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero) {
     got = need;
     _hak_lock(&_hak_large_lock);
     live_bytes += got;
-    hak_mem_move(got, NULL, &_hak_mem_live);
+    hak_mem_move(got, NULL, &_hak_mem.live);
     live_count++;
     mapped_bytes += got;
     _hak_unlock(&_hak_large_lock);
@@ -183,13 +184,13 @@ void _hak_large_free(void *p) {
   uint64_t now = _hak_os_now_ms();
   _hak_lock(&_hak_large_lock);
   live_bytes -= size;
-  hak_mem_move(size, &_hak_mem_live, NULL);
+  hak_mem_move(size, &_hak_mem.live, NULL);
   live_count--;
   if (size <= (size_t)hak_opt(HAK_OPT_BIGCACHE_MB) << 20 && cache_reserve()) {
     cache[cache_len++] = (cache_entry_t){base, size, now, true, false};
     cache_bytes += size;
     cache_resident += size;
-    hak_mem_move(size, NULL, &_hak_mem_idle);
+    hak_mem_move(size, NULL, &_hak_mem.idle);
     cache_decay(now, false);
   } else {
     unmap_region(base, size);
@@ -216,7 +217,7 @@ void *_hak_large_realloc(void *p, size_t size) {
       h->map_size = need;
       _hak_lock(&_hak_large_lock);
       live_bytes -= old - need;
-      hak_mem_move(old - need, &_hak_mem_live, NULL);
+      hak_mem_move(old - need, &_hak_mem.live, NULL);
       mapped_bytes -= old - need;
       _hak_unlock(&_hak_large_lock);
     }
@@ -234,7 +235,7 @@ void *_hak_large_realloc(void *p, size_t size) {
   }
   _hak_lock(&_hak_large_lock);
   live_bytes += need - old;
-  hak_mem_move(need - old, NULL, &_hak_mem_live);
+  hak_mem_move(need - old, NULL, &_hak_mem.live);
   mapped_bytes += need - old;
   _hak_unlock(&_hak_large_lock);
   if (!moved) {

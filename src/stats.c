@@ -62,7 +62,7 @@ HAK_API void hak_stats_flush(void) { _hak_heap_flush_stats(); }
 #define SUMMARY_FIELDS(X)                                                                      \
   X(mapped) X(committed) X(large_committed) X(peak_committed) X(in_use) X(large_in_use) X(large_blocks)           \
   X(bigcache_bytes) X(bigcache_hits) X(bigcache_misses) X(superslabs) X(slabs)                 \
-  X(slabs_detached) X(slabs_adopted) X(purged) X(unmapped) X(heaps) X(invalid_frees)
+  X(slabs_detached) X(slabs_adopted) X(purged) X(unmapped) X(heaps) X(invalid_frees) X(empty) X(room)
 
 static void line(hak_buf_t *b, const hak_stats_t *st) {
   _hak_buf_str(b, "hakmem:");

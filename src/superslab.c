@@ -5,12 +5,12 @@
  *
  * A SuperSlab is shared (Tiny and Mid slabs of any heap come from the
  * shared ones with a free run, under _hak_ss_lock) or owned by one heap,
- * which takes its pool runs from it alone, under the SuperSlab's own lock:
- * a thread that churns through large blocks then neither waits for others
- * nor scatters its runs among theirs, and the runs it frees merge again in
- * its SuperSlabs' unit maps. Any thread may give units back to an owned
- * SuperSlab (its lock), and only the owner takes them. Owning changes under
- * both locks; the global one is never taken while holding a SuperSlab's. */
+ * which takes its pool runs from it alone and changes its unit maps with no
+ * lock: a thread that churns through large blocks neither waits for others
+ * nor runs an atomic instruction for them, and the runs it frees merge
+ * again in its SuperSlabs' unit maps. Other threads give runs back to an
+ * owned SuperSlab through its remote list (see "owned SuperSlabs" below).
+ * Owning changes under _hak_ss_lock. */
 #include <string.h>
 
 #include "internal.h"
@@ -22,12 +22,29 @@
 uint8_t _hak_chunk_map[HAK_CHUNKS] __attribute__((aligned(4096)));
 
 hak_lock_t _hak_ss_lock = HAK_LOCK_INIT;
-_Atomic size_t _hak_mem_live, _hak_mem_idle;
+hak_mem_totals_t _hak_mem;
+
+void _hak_mem_room_add(int64_t delta) {
+  int64_t cap = (int64_t)hak_opt(HAK_OPT_ROOM_MB) << 20, v, n;
+  v = atomic_load_explicit(&_hak_mem.room, memory_order_relaxed);
+  do {
+    n = v + delta;
+    n = n < 0 ? 0 : n > cap ? cap : n;
+  } while (n != v && !atomic_compare_exchange_weak_explicit(&_hak_mem.room, &v, n, memory_order_relaxed,
+                                                            memory_order_relaxed));
+  /* The time it grew, to within 1/16 of the lapse: a shared line written rarely. */
+  uint64_t now = __builtin_ia32_rdtsc();
+  if (delta > 0 && now - atomic_load_explicit(&_hak_mem.room_tsc, memory_order_relaxed) > HAK_ROOM_TICKS / 16)
+    atomic_store_explicit(&_hak_mem.room_tsc, now, memory_order_relaxed);
+}
 
 void _hak_mem_flush(hak_heap_t *h) {
-  atomic_fetch_add_explicit(&_hak_mem_live, (size_t)h->mem_delta[0], memory_order_relaxed);
-  atomic_fetch_add_explicit(&_hak_mem_idle, (size_t)h->mem_delta[1], memory_order_relaxed);
-  h->mem_delta[0] = h->mem_delta[1] = 0;
+  _Atomic size_t *total[2] = {&_hak_mem.live, &_hak_mem.idle};
+  for (int w = 0; w < 2; w++)
+    h->mem_seen[w] =
+        (int64_t)atomic_fetch_add_explicit(total[w], (size_t)h->mem_delta[w], memory_order_relaxed) + h->mem_delta[w];
+  if (h->mem_delta[2]) _hak_mem_room_add(h->mem_delta[2]);
+  h->mem_delta[0] = h->mem_delta[1] = h->mem_delta[2] = 0;
 }
 
 struct hak_reservation {
@@ -42,14 +59,14 @@ struct hak_reservation {
 static hak_reservation_t *res_list;    /* newest first */
 static hak_reservation_t *res_spare;   /* records of unmapped reservations */
 static hak_superslab_t *avail_head, *avail_tail; /* shared SuperSlabs with a free unit */
-static hak_superslab_t *owned_head;    /* SuperSlabs owned by a heap */
 /* Committed: units in slabs or free but not purged, and the headers. It
  * changes only when clean units are taken and when dirty ones are purged,
  * so the hot paths (runs reusing dirty units) touch no shared counter. */
 static _Atomic size_t committed, peak_committed;
 static size_t mapped_bytes;
 static uint64_t superslab_count;
-static uint64_t purged_total, unmapped_total;
+static _Atomic uint64_t purged_total; /* purges run under the owner or _hak_ss_lock */
+static uint64_t unmapped_total;
 static uint32_t res_pending_unmap;     /* reservations with empty_since set */
 static _Atomic uint64_t class_slabs[HAK_CLASSES], class_slabs_peak[HAK_CLASSES]; /* statistics */
 
@@ -64,10 +81,13 @@ static unsigned longest_run(uint32_t free_units) {
   return n;
 }
 
-/* Sets ss->longest (lock held); only owned SuperSlabs keep it up to date,
- * for their owner's search. */
+/* An owned SuperSlab's longest free run lives in its heap's pool_longest
+ * (the owner's search reads that array, not each header); set by the
+ * owner whenever its free units change. */
 static void note_longest(hak_superslab_t *ss) {
-  atomic_store_explicit(&ss->longest, longest_run(ss->free_units), memory_order_relaxed);
+  uint32_t id = atomic_load_explicit(&ss->heap, memory_order_relaxed);
+  if (id) atomic_load_explicit(&ss->owner, memory_order_relaxed)->pool_longest[ss->pool_index] =
+      (uint8_t)longest_run(ss->free_units);
 }
 
 static char *unit_addr(hak_superslab_t *ss, unsigned u) {
@@ -111,6 +131,12 @@ static size_t slab_units(size_t cls) {
     }
   }
   return best;
+}
+
+/* Whether a run of pool class cls holds a single block (pool runs never
+ * start at unit 0). */
+bool _hak_pool_single(size_t cls) {
+  return cls > HAK_CLASS_MID_LAST && (_hak_slab_units(cls) << HAK_UNIT_SHIFT) / hak_class_size(cls) == 1;
 }
 
 /* slab_units by class, filled on first use (any thread may fill an entry:
@@ -250,13 +276,15 @@ static size_t units_clean(hak_superslab_t *ss, uint32_t bits) {
 }
 
 /* Units u .. u+n-1 of ss, all free, become one slab held by `owner`. The
- * caller holds the lock that guards ss. */
+ * caller guards ss: its owner, or _hak_ss_lock while it is shared. */
 static hak_slab_t *units_take(hak_superslab_t *ss, unsigned u, unsigned n, uint32_t owner) {
   uint32_t bits = unit_bits(u, n);
   HAK_DEBUG_ASSERT((ss->free_units & bits) == bits);
   if (bits & ~ss->dirty_units) committed_add(bits_bytes(bits & ~ss->dirty_units));
-  hak_mem_move(units_clean(ss, bits), &_hak_mem_idle, NULL);
-  hak_mem_move(bits_bytes(bits), NULL, &_hak_mem_live);
+  size_t reused = units_clean(ss, bits);
+  hak_mem_move(reused, &_hak_mem.idle, NULL);
+  hak_mem_reused(reused);
+  hak_mem_move(bits_bytes(bits), NULL, &_hak_mem.live);
   ss->free_units &= ~bits;
   if (atomic_load_explicit(&ss->heap, memory_order_relaxed)) note_longest(ss);
   hak_slab_t *s = &ss->slab[u];
@@ -289,66 +317,226 @@ hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner) {
   return s;
 }
 
-static void owned_push(hak_superslab_t *ss) {
-  ss->oprev = NULL;
-  ss->onext = owned_head;
-  if (owned_head) owned_head->oprev = ss;
-  owned_head = ss;
-}
+/* What the units of an empty run will count as empty resident memory once
+ * given back. A run of HAK_MEASURE_UNITS or more, given back while the
+ * empty memory is past half its budget, counts its resident pages: a block
+ * the program touched only here and there then costs the budget what it
+ * really holds, and is not purged (a system call and, later, faults) for
+ * nothing. A thread measures one such run in HAK_MEASURE_EVERY (mincore,
+ * before any lock: the caller still holds the run) and counts the others
+ * at the share of resident pages its measures show (a running mean);
+ * threads without a heap measure each. Each unit's count is stored in c and
+ * the total returned; -1: the run counts whole. */
+typedef struct {
+  uint32_t bytes[HAK_UNITS];
+} unit_counts_t;
 
-static void owned_remove(hak_superslab_t *ss) {
-  if (ss->oprev) ss->oprev->onext = ss->onext;
-  else owned_head = ss->onext;
-  if (ss->onext) ss->onext->oprev = ss->oprev;
-  ss->onext = ss->oprev = NULL;
-}
-
-/* A shared SuperSlab with a free run of n units (the one find_run picks),
- * or a fresh one, becomes heap `id`'s, at the head of *mine. */
-static bool pool_claim(hak_superslab_t **mine, uint32_t id, unsigned n) {
-  _hak_lock(&_hak_ss_lock);
-  int u;
-  hak_superslab_t *ss = find_run(n, true, &u);
-  if (!ss) ss = superslab_carve();
-  if (ss) {
-    avail_remove(ss);
-    if (ss->free_units == UINT32_MAX) reservation_note_empty(ss->res, -1); /* owned: in use */
-    atomic_store_explicit(&ss->heap, id, memory_order_relaxed);
-    note_longest(ss); /* kept only while owned */
-    owned_push(ss);
+static long run_counts(hak_superslab_t *ss, unsigned u, unsigned n, unit_counts_t *c) {
+  enum { PAGES = HAK_UNIT_SIZE / HAK_PAGE };
+  size_t run = bits_bytes(unit_bits(u, n));
+  if (n < HAK_MEASURE_UNITS || hak_mem_total(&_hak_mem.idle) + run <= hak_mem_budget() / 2) return -1;
+  hak_front_t *f = hak_tls_heap;
+  hak_heap_t *h = f->key == HAK_KEY_NONE ? NULL : (hak_heap_t *)f;
+  size_t total = 0;
+  if (h && h->measure_skip) {
+    h->measure_skip--;
+    for (unsigned k = u; k < u + n; k++) {
+      c->bytes[k] = (uint32_t)(bits_bytes(1u << k) * h->resident_share / HAK_SHARE_ONE);
+      total += c->bytes[k];
+    }
+    return (long)total;
   }
-  _hak_unlock(&_hak_ss_lock);
-  if (!ss) return false;
-  ss->prev = NULL;
-  ss->next = *mine;
-  if (*mine) (*mine)->prev = ss;
-  *mine = ss;
+  uint8_t vec[HAK_UNITS * PAGES];
+  if (_hak_os_resident(unit_addr(ss, u), run, vec) != 0) return -1;
+  size_t i = 0;
+  for (unsigned k = u; k < u + n; k++) {
+    size_t pages = bits_bytes(1u << k) / HAK_PAGE, resident = 0;
+    for (; pages >= 8; pages -= 8, i += 8) { /* bit 0 of 8 bytes at a time */
+      uint64_t w;
+      memcpy(&w, vec + i, 8);
+      resident += ((w & 0x0101010101010101ull) * 0x0101010101010101ull) >> 56;
+    }
+    for (; pages; pages--, i++) resident += vec[i] & 1;
+    c->bytes[k] = (uint32_t)(resident * HAK_PAGE);
+    total += resident * HAK_PAGE;
+  }
+  if (h) { /* a measure far from the estimate replaces it, and the next run is measured too */
+    uint32_t share = (uint32_t)(total * HAK_SHARE_ONE / run), was = h->resident_share;
+    bool far = share > was + HAK_SHARE_ONE / 4 || was > share + HAK_SHARE_ONE / 4;
+    h->resident_share = far ? share : (was + share) / 2;
+    h->measure_skip = far ? 0 : HAK_MEASURE_EVERY - 1;
+  }
+  return (long)total;
+}
+
+/* The units of the empty slab s from its `keep`-th on go back to ss, free
+ * and dirty, counting what run_counts said (`counted` < 0: whole). With
+ * keep 0, s stops being a slab. The caller guards ss: its owner, or
+ * _hak_ss_lock while it is shared. */
+static void units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned keep, const unit_counts_t *c, long counted) {
+  unsigned u = hak_slab_unit(s);
+  uint32_t bits = unit_bits(u + keep, s->units - keep);
+  for (unsigned k = u + keep; k < u + s->units; k++) {
+    ss->unit_slab[k] = &ss->slab[k];
+    ss->unit_idle[k] = counted < 0 ? (uint32_t)bits_bytes(1u << k) : c->bytes[k];
+  }
+  s->units = (uint8_t)keep;
+  if (!keep) {
+    s->slot_off = 0;
+    s->cls = 0;
+  }
+  ss->free_units |= bits;
+  ss->dirty_units |= bits;
+  if (atomic_load_explicit(&ss->heap, memory_order_relaxed)) note_longest(ss);
+  ss->freed_at = __builtin_ia32_rdtsc();
+  hak_mem_move(bits_bytes(bits), &_hak_mem.live, NULL);
+  hak_mem_move(counted < 0 ? bits_bytes(bits) : (size_t)counted, NULL, &_hak_mem.idle);
+  if (hak_cfg_debug) _hak_superslab_check(ss);
+}
+
+/* Purges ss's dirty units, one madvise per run of contiguous ones: all of
+ * them, or until the empty memory is down to three quarters of the budget. */
+static size_t purge_superslab(hak_superslab_t *ss, bool all) {
+  size_t purged = 0;
+  uint32_t d = ss->dirty_units;
+  while (d && (all || hak_mem_above_target())) {
+    unsigned u = (unsigned)__builtin_ctz(d);
+    unsigned n = (unsigned)__builtin_ctz(~(d >> u)); /* run length */
+    if (u + n > HAK_UNITS) n = HAK_UNITS - u;
+    uint32_t bits = unit_bits(u, n);
+    size_t bytes = bits_bytes(bits);
+    _hak_os_purge(unit_addr(ss, u), bytes);
+    hak_mem_move(units_clean(ss, bits), &_hak_mem.idle, NULL);
+    d &= ~bits;
+    atomic_fetch_sub_explicit(&committed, bytes, memory_order_relaxed);
+    purged += bytes;
+  }
+  atomic_fetch_add_explicit(&purged_total, purged, memory_order_relaxed);
+  return purged;
+}
+
+/* Over budget, the owner h purges its own SuperSlabs, the one whose units
+ * came back the longest ago first, down to three quarters of the budget;
+ * then the shared ones. */
+static void owner_purge(hak_heap_t *h) {
+  while (hak_mem_above_target()) {
+    hak_superslab_t *old = NULL;
+    for (uint32_t i = 0; i < h->pool_n; i++) {
+      hak_superslab_t *ss = h->pool_ss[i];
+      if (ss->dirty_units && (!old || ss->freed_at < old->freed_at)) old = ss;
+    }
+    if (!old) break;
+    purge_superslab(old, false);
+  }
+  if (hak_mem_over()) _hak_purge(false);
+}
+
+/* ---- owned SuperSlabs --------------------------------------------------
+ * The heap that owns a SuperSlab changes its unit maps alone, with no lock
+ * (pool_alloc, owner_give): a thread that churns large blocks runs no
+ * atomic instruction for them. Any other thread gives an empty run of it
+ * back by pushing its descriptor on the SuperSlab's remote list (one
+ * compare-and-swap); the owner
+ * takes the list whole as it looks for a fit, before it claims a SuperSlab,
+ * and when it disowns one. Disowning closes the list (REMOTE_CLOSED) under
+ * _hak_ss_lock: a thread that finds it closed gives under that lock once
+ * the SuperSlab is shared. Only the owner purges an owned SuperSlab. */
+#define REMOTE_CLOSED ((uintptr_t)1)
+
+static bool remote_push(hak_superslab_t *ss, hak_slab_t *run) {
+  uintptr_t head = atomic_load_explicit(&ss->remote, memory_order_relaxed);
+  do {
+    if (head & REMOTE_CLOSED) return false;
+    run->next = (hak_slab_t *)head;
+  } while (!atomic_compare_exchange_weak_explicit(&ss->remote, &head, (uintptr_t)run, memory_order_release,
+                                                  memory_order_relaxed));
+  /* The owner looks at its next slow path (heaps are never freed: a note
+   * left just as the SuperSlab changes owner costs a heap one look). */
+  hak_heap_t *h = atomic_load_explicit(&ss->owner, memory_order_relaxed);
+  if (h) atomic_store_explicit(&h->remote_pending, 1, memory_order_relaxed);
   return true;
 }
 
-void _hak_pool_disown(hak_superslab_t **mine, hak_superslab_t *ss) {
-  if (ss->prev) ss->prev->next = ss->next;
-  else *mine = ss->next;
-  if (ss->next) ss->next->prev = ss->prev;
-  ss->next = ss->prev = NULL;
+/* The owner gives back the runs on ss's remote list, and leaves it empty
+ * (or closed). Returns whether there were any. */
+static bool remote_collect(hak_superslab_t *ss, uintptr_t leave) {
+  uintptr_t list = atomic_exchange_explicit(&ss->remote, leave, memory_order_acquire) & ~REMOTE_CLOSED;
+  for (hak_slab_t *s = (hak_slab_t *)list, *next; s; s = next) {
+    next = s->next;
+    unit_counts_t c;
+    units_give(ss, s, 0, &c, run_counts(ss, hak_slab_unit(s), s->units, &c));
+  }
+  return list != 0;
+}
+
+/* ss stops being h's: the runs given back to it come in, and it becomes
+ * shared (its remote list closed, under _hak_ss_lock). The last of h's
+ * SuperSlabs takes its place in h's arrays. */
+static void pool_disown(hak_heap_t *h, uint32_t i) {
+  hak_superslab_t *ss = h->pool_ss[i];
   _hak_lock(&_hak_ss_lock);
-  _hak_lock(&ss->lock);
+  remote_collect(ss, REMOTE_CLOSED);
+  atomic_store_explicit(&ss->owner, NULL, memory_order_relaxed);
   atomic_store_explicit(&ss->heap, 0, memory_order_relaxed);
-  _hak_unlock(&ss->lock);
-  owned_remove(ss);
+  uint32_t last = --h->pool_n; /* before ss is shared: another heap may claim it at once */
+  if (i != last) {
+    h->pool_ss[i] = h->pool_ss[last];
+    h->pool_longest[i] = h->pool_longest[last];
+    h->pool_ss[i]->pool_index = i;
+  }
   if (ss->free_units) avail_push(ss);
   if (ss->free_units == UINT32_MAX) reservation_note_empty(ss->res, +1);
   _hak_unlock(&_hak_ss_lock);
 }
 
-void _hak_pool_disown_all(hak_superslab_t **mine) {
-  while (*mine) _hak_pool_disown(mine, *mine);
+/* A wholly free shared SuperSlab (one with dirty units first: its pages
+ * are still there), or a fresh one, becomes h's. Only a wholly free one:
+ * an owned SuperSlab holds no slab of another heap, so other threads give
+ * runs back to it only when they free its owner's large blocks. A heap
+ * that owns HAK_POOL_SS already first gives back the one with the shortest
+ * free run. */
+static bool pool_claim(hak_heap_t *h) {
+  if (h->pool_n == HAK_POOL_SS) {
+    uint32_t least = 0;
+    for (uint32_t i = 1; i < h->pool_n; i++)
+      if (h->pool_longest[i] < h->pool_longest[least]) least = i;
+    pool_disown(h, least);
+  }
+  _hak_lock(&_hak_ss_lock);
+  hak_superslab_t *ss = NULL;
+  for (hak_superslab_t *s = avail_head; s; s = s->next)
+    if (s->free_units == UINT32_MAX && (!ss || (s->dirty_units && !ss->dirty_units))) {
+      ss = s;
+      if (s->dirty_units) break;
+    }
+  if (!ss) ss = superslab_carve();
+  if (ss) {
+    avail_remove(ss);
+    reservation_note_empty(ss->res, -1); /* owned: in use */
+    atomic_store_explicit(&ss->remote, 0, memory_order_relaxed);
+    ss->pool_index = h->pool_n;
+    h->pool_ss[h->pool_n++] = ss;
+    atomic_store_explicit(&ss->owner, h, memory_order_relaxed);
+    atomic_store_explicit(&ss->heap, h->id, memory_order_relaxed);
+    note_longest(ss);
+  }
+  _hak_unlock(&_hak_ss_lock);
+  return ss != NULL;
 }
 
-void _hak_pool_disown_free(hak_superslab_t **mine) {
-  for (hak_superslab_t *ss = *mine, *next; ss; ss = next) {
-    next = ss->next;
-    if (ss->free_units == UINT32_MAX) _hak_pool_disown(mine, ss);
+void _hak_pool_disown_all(hak_heap_t *h) {
+  while (h->pool_n) pool_disown(h, h->pool_n - 1);
+}
+
+/* malloc_trim for h's SuperSlabs: the runs given back to them come in, the
+ * wholly free ones become shared (so that their reservation can be
+ * unmapped), and the others purge. */
+void _hak_pool_trim(hak_heap_t *h) {
+  for (uint32_t i = h->pool_n; i-- > 0;) {
+    hak_superslab_t *ss = h->pool_ss[i];
+    remote_collect(ss, 0);
+    if (ss->free_units == UINT32_MAX) pool_disown(h, i);
+    else purge_superslab(ss, true);
   }
 }
 
@@ -369,28 +557,44 @@ static unsigned fit_in(const hak_superslab_t *ss, unsigned n, unsigned *unit) {
   return (left | right) ? 2 : 1;
 }
 
-hak_slab_t *_hak_pool_alloc(hak_superslab_t **mine, uint32_t id, size_t cls, uint32_t owner) {
+/* The runs other threads gave back to h's SuperSlabs (purging if that
+ * puts the empty memory over budget); returns whether there were any. */
+static bool pool_collect_all(hak_heap_t *h) {
+  bool any = false;
+  for (uint32_t i = 0; i < h->pool_n; i++) {
+    hak_superslab_t *ss = h->pool_ss[i];
+    if (atomic_load_explicit(&ss->remote, memory_order_relaxed)) any |= remote_collect(ss, 0);
+  }
+  if (any && hak_mem_over()) owner_purge(h);
+  return any;
+}
+
+void _hak_pool_collect(hak_heap_t *h) {
+  atomic_store_explicit(&h->remote_pending, 0, memory_order_relaxed);
+  pool_collect_all(h);
+}
+
+hak_slab_t *_hak_pool_alloc(hak_heap_t *h, size_t cls, uint32_t owner) {
   unsigned n = (unsigned)_hak_slab_units(cls);
-  for (;;) {
-    /* Only this heap takes units from its SuperSlabs: a fit seen here stays
-     * free until it takes it. The first that holds the run touching a used
-     * unit wins, else the first that holds it at all: reading every
-     * SuperSlab's header for the best fit cost more than the holes it
-     * saved. One wholly free SuperSlab is kept, the others go back to the
-     * shared ones. */
+  for (bool collected = false;;) {
+    /* Only this heap takes units from its SuperSlabs. Newest first, the
+     * first that holds the run touching a used unit wins, else the first
+     * that holds it at all (the heap's copy of each one's longest free run
+     * skips the others without reading their headers). One wholly free
+     * SuperSlab is kept, the others go back to the shared ones. */
     hak_superslab_t *best = NULL;
     unsigned best_score = 0, best_unit = 0;
     bool have_free = false;
-    for (hak_superslab_t *ss = *mine, *next; ss && best_score < 2; ss = next) {
-      next = ss->next;
+    for (uint32_t i = h->pool_n; i-- > 0 && best_score < 2;) {
+      if (h->pool_longest[i] < n) continue;
+      hak_superslab_t *ss = h->pool_ss[i];
       if (ss->free_units == UINT32_MAX) {
         if (have_free) {
-          _hak_pool_disown(mine, ss);
+          pool_disown(h, i);
           continue;
         }
         have_free = true;
       }
-      if (atomic_load_explicit(&ss->longest, memory_order_relaxed) < n) continue;
       unsigned u, score = fit_in(ss, n, &u);
       if (score > best_score) {
         best = ss;
@@ -399,65 +603,70 @@ hak_slab_t *_hak_pool_alloc(hak_superslab_t **mine, uint32_t id, size_t cls, uin
       }
     }
     if (best) {
-      _hak_lock(&best->lock);
       hak_slab_t *s = units_take(best, best_unit, n, owner);
-      _hak_unlock(&best->lock);
       _hak_slab_format(s, cls);
       return s;
     }
-    if (!pool_claim(mine, id, n)) return NULL;
+    /* No fit: the runs other threads gave back first, then a SuperSlab more. */
+    bool any = !collected && pool_collect_all(h);
+    if (!any && !pool_claim(h)) return NULL;
+    collected = true;
   }
 }
 
-/* Per-class slab counts, kept as a slab changes class. */
+/* Per-class slab counts, for the peak in the statistics (the current
+ * count comes from their walk). A heap gathers its changes by class and
+ * adds one in once it reaches HAK_CLASS_BATCH either way (a pool class
+ * changes count with every large block): the peak is within that per
+ * thread. Threads without a heap add theirs at once. */
+static void class_add(size_t c, int64_t d) {
+  int64_t n = (int64_t)atomic_fetch_add_explicit(&class_slabs[c], (uint64_t)d, memory_order_relaxed) + d;
+  if (n > 0 && (uint64_t)n > atomic_load_explicit(&class_slabs_peak[c], memory_order_relaxed))
+    atomic_store_explicit(&class_slabs_peak[c], (uint64_t)n, memory_order_relaxed);
+}
+
+static void class_move(hak_heap_t *h, size_t c, int d) {
+  if (!h) {
+    class_add(c, d);
+    return;
+  }
+  h->cls_delta[c] = (int8_t)(h->cls_delta[c] + d);
+  if (h->cls_delta[c] == d * HAK_CLASS_BATCH) {
+    class_add(c, h->cls_delta[c]);
+    h->cls_delta[c] = 0;
+  }
+}
+
 void _hak_class_count(size_t from, size_t to) {
-  if (from) atomic_fetch_sub_explicit(&class_slabs[from], 1, memory_order_relaxed);
-  if (to) {
-    uint64_t n = atomic_fetch_add_explicit(&class_slabs[to], 1, memory_order_relaxed) + 1;
-    if (n > atomic_load_explicit(&class_slabs_peak[to], memory_order_relaxed))
-      atomic_store_explicit(&class_slabs_peak[to], n, memory_order_relaxed);
-  }
+  hak_front_t *f = hak_tls_heap;
+  hak_heap_t *h = f->key == HAK_KEY_NONE ? NULL : (hak_heap_t *)f;
+  if (from) class_move(h, from, -1);
+  if (to) class_move(h, to, +1);
 }
 
-/* Purges ss's dirty units, one madvise per run of contiguous ones: all of
- * them, or until the empty memory is down to half the budget. */
-static size_t purge_superslab(hak_superslab_t *ss, bool all) {
-  size_t purged = 0;
-  uint32_t d = ss->dirty_units;
-  while (d && (all || hak_mem_above_half())) {
-    unsigned u = (unsigned)__builtin_ctz(d);
-    unsigned n = (unsigned)__builtin_ctz(~(d >> u)); /* run length */
-    if (u + n > HAK_UNITS) n = HAK_UNITS - u;
-    uint32_t bits = unit_bits(u, n);
-    size_t bytes = bits_bytes(bits);
-    _hak_os_purge(unit_addr(ss, u), bytes);
-    hak_mem_move(units_clean(ss, bits), &_hak_mem_idle, NULL);
-    d &= ~bits;
-    atomic_fetch_sub_explicit(&committed, bytes, memory_order_relaxed);
-    purged += bytes;
-  }
-  return purged;
+void _hak_class_flush(hak_heap_t *h) {
+  for (size_t c = 1; c < HAK_CLASSES; c++)
+    if (h->cls_delta[c]) {
+      class_add(c, h->cls_delta[c]);
+      h->cls_delta[c] = 0;
+    }
 }
 
-/* Purges free dirty units (_hak_ss_lock held): all of them, or down to half
- * the budget of empty memory, from the SuperSlab whose units came back the
- * longest ago (least likely to be reused soon) on. */
+/* Purges the dirty units of shared SuperSlabs (_hak_ss_lock held): all of
+ * them, or down to three quarters of the budget of empty memory, from the
+ * SuperSlab whose units came back the longest ago (least likely to be
+ * reused soon) on. Owned SuperSlabs purge by their owner (owner_purge,
+ * _hak_pool_trim). */
 static size_t purge_dirty(bool all) {
   size_t purged = 0;
   for (;;) {
-    if (!all && !hak_mem_above_half()) break;
+    if (!all && !hak_mem_above_target()) break;
     hak_superslab_t *old = NULL;
     for (hak_superslab_t *ss = avail_head; ss; ss = ss->next)
       if (ss->dirty_units && (!old || ss->freed_at < old->freed_at)) old = ss;
-    for (hak_superslab_t *ss = owned_head; ss; ss = ss->onext)
-      if (ss->dirty_units && (!old || ss->freed_at < old->freed_at)) old = ss;
     if (!old) break;
-    bool owned = atomic_load_explicit(&old->heap, memory_order_relaxed) != 0;
-    if (owned) _hak_lock(&old->lock);
     purged += purge_superslab(old, all);
-    if (owned) _hak_unlock(&old->lock);
   }
-  purged_total += purged;
   return purged;
 }
 
@@ -466,7 +675,7 @@ static void reservation_unmap(hak_reservation_t *r) {
     hak_superslab_t *ss = (hak_superslab_t *)(r->base + (size_t)i * HAK_SS_SIZE);
     avail_remove(ss);
     atomic_fetch_sub_explicit(&committed, bits_bytes(ss->dirty_units) + HAK_SS_HEADER, memory_order_relaxed);
-    hak_mem_move(units_clean(ss, UINT32_MAX), &_hak_mem_idle, NULL);
+    hak_mem_move(units_clean(ss, UINT32_MAX), &_hak_mem.idle, NULL);
     _hak_chunk_map[(uintptr_t)ss >> HAK_SS_SHIFT] = HAK_CHUNK_NONE;
     superslab_count--;
   }
@@ -501,87 +710,38 @@ static size_t unmap_idle(bool now_all) {
   return n;
 }
 
-/* What the units of an empty run will count as empty resident memory once
- * given back. A run of HAK_MEASURE_UNITS or more, given back while the
- * empty memory is past half its budget, is measured (mincore, before any
- * lock: the caller still holds it): each unit counts its resident pages,
- * stored in c, and the total is returned. Otherwise the run counts whole
- * and -1 is returned. A large block the program touched only here and
- * there then costs the budget what it really holds, and is not purged (a
- * system call and, later, faults) for nothing. */
-typedef struct {
-  uint32_t bytes[HAK_UNITS];
-} unit_counts_t;
-
-static long run_counts(hak_superslab_t *ss, unsigned u, unsigned n, unit_counts_t *c) {
-  enum { PAGES = HAK_UNIT_SIZE / HAK_PAGE };
-  uint8_t vec[HAK_UNITS * PAGES];
-  size_t run = bits_bytes(unit_bits(u, n));
-  if (n < HAK_MEASURE_UNITS || hak_mem_total(&_hak_mem_idle) + run <= hak_mem_budget() / 2 ||
-      _hak_os_resident(unit_addr(ss, u), run, vec) != 0)
-    return -1;
-  size_t total = 0, i = 0;
-  for (unsigned k = u; k < u + n; k++) {
-    size_t pages = bits_bytes(1u << k) / HAK_PAGE, resident = 0;
-    for (; pages >= 8; pages -= 8, i += 8) { /* bit 0 of 8 bytes at a time */
-      uint64_t w;
-      memcpy(&w, vec + i, 8);
-      resident += ((w & 0x0101010101010101ull) * 0x0101010101010101ull) >> 56;
-    }
-    for (; pages; pages--, i++) resident += vec[i] & 1;
-    c->bytes[k] = (uint32_t)(resident * HAK_PAGE);
-    total += resident * HAK_PAGE;
-  }
-  return (long)total;
-}
-
-/* The units of the empty slab s from its `keep`-th on go back to ss, free
- * and dirty, counting what run_counts said (`counted` < 0: whole). With
- * keep 0, s stops being a slab. The caller holds the lock that guards ss. */
-static void units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned keep, const unit_counts_t *c, long counted) {
-  unsigned u = hak_slab_unit(s);
-  uint32_t bits = unit_bits(u + keep, s->units - keep);
-  for (unsigned i = keep; i < s->units; i++) {
-    ss->unit_slab[u + i] = &ss->slab[u + i];
-    ss->unit_idle[u + i] = counted < 0 ? (uint32_t)(HAK_UNIT_SIZE - (u + i == 0 ? HAK_SS_HEADER : 0))
-                                       : c->bytes[u + i];
-  }
-  s->units = (uint8_t)keep;
-  if (!keep) {
-    s->slot_off = 0;
-    s->cls = 0;
-  }
-  ss->free_units |= bits;
-  ss->dirty_units |= bits;
-  if (atomic_load_explicit(&ss->heap, memory_order_relaxed)) note_longest(ss);
-  ss->freed_at = __builtin_ia32_rdtsc();
-  hak_mem_move(bits_bytes(bits), &_hak_mem_live, NULL);
-  hak_mem_move(counted < 0 ? bits_bytes(bits) : (size_t)counted, NULL, &_hak_mem_idle);
-  if (hak_cfg_debug) _hak_superslab_check(ss);
-}
-
-/* units_give under the lock that guards ss: its own while a heap owns it,
- * else _hak_ss_lock, with the shared lists kept; then purging if over the
- * budget. Owning changes under both locks, so either one held pins it. */
+/* The units of the empty slab s from its `keep`-th on go back (with keep
+ * 0, s stops being a slab): by the owner of ss with no lock, by another
+ * thread through ss's remote list while it is owned, else under
+ * _hak_ss_lock. Past the budget, the giver purges. The owner marks its heap
+ * busy meanwhile: a fork child does not trust the maps of a heap that was
+ * changing them. */
 static void give_back(hak_slab_t *s, unsigned keep) {
   hak_superslab_t *ss = hak_superslab_of((char *)s + 1);
+  unsigned u = hak_slab_unit(s) + keep, n = s->units - keep;
   unit_counts_t c;
-  long counted = run_counts(ss, hak_slab_unit(s) + keep, s->units - keep, &c);
-  if (atomic_load_explicit(&ss->heap, memory_order_relaxed)) {
-    _hak_lock(&ss->lock);
-    bool owned = atomic_load_explicit(&ss->heap, memory_order_relaxed) != 0;
-    if (owned) units_give(ss, s, keep, &c, counted);
-    _hak_unlock(&ss->lock);
-    if (owned) {
-      if (hak_mem_over()) _hak_purge(false);
-      return;
-    }
+  uint32_t id = atomic_load_explicit(&ss->heap, memory_order_relaxed);
+  hak_front_t *f = hak_tls_heap;
+  if (id && id << 2 == (f->key & ~3u)) {
+    hak_heap_t *h = (hak_heap_t *)f;
+    uint32_t was = f->busy;
+    f->busy = 1;
+    atomic_signal_fence(memory_order_seq_cst);
+    units_give(ss, s, keep, &c, run_counts(ss, u, n, &c));
+    if (hak_mem_over()) owner_purge(h);
+    atomic_signal_fence(memory_order_seq_cst);
+    f->busy = was;
+    return;
   }
+  /* An owned SuperSlab holds only its owner's runs (pool_claim), which are
+   * never spares: no one else shrinks one. */
+  HAK_DEBUG_ASSERT(!id || !keep);
+  if (id && remote_push(ss, s)) return;
+  long counted = run_counts(ss, u, n, &c); /* before the lock: the run is still ours */
   _hak_lock(&_hak_ss_lock);
   if (atomic_load_explicit(&ss->heap, memory_order_relaxed)) { /* owned since */
-    _hak_lock(&ss->lock);
-    units_give(ss, s, keep, &c, counted);
-    _hak_unlock(&ss->lock);
+    bool pushed = remote_push(ss, s);
+    HAK_ASSERT(pushed); /* closed only while being disowned, under this lock */
   } else {
     if (!ss->free_units) avail_push(ss);
     units_give(ss, s, keep, &c, counted);
@@ -602,6 +762,7 @@ void _hak_slab_release(hak_slab_t *s) {
 void _hak_slab_shrink(hak_slab_t *s, unsigned n) { give_back(s, n); }
 
 size_t _hak_purge(bool all) {
+  if (all) _hak_mem_room_add(-((int64_t)1 << 62)); /* malloc_trim: no room */
   _hak_lock(&_hak_ss_lock);
   size_t n = purge_dirty(all);
   n += unmap_idle(all);
@@ -626,8 +787,10 @@ void _hak_superslab_check(hak_superslab_t *ss) {
   }
   HAK_ASSERT((covered | ss->free_units) == UINT32_MAX && !(covered & ss->free_units));
   HAK_ASSERT((ss->dirty_units & ~ss->free_units) == 0);
-  if (atomic_load_explicit(&ss->heap, memory_order_relaxed))
-    HAK_ASSERT(atomic_load_explicit(&ss->longest, memory_order_relaxed) == longest_run(ss->free_units));
+  hak_heap_t *owner = atomic_load_explicit(&ss->owner, memory_order_relaxed);
+  if (owner)
+    HAK_ASSERT(owner->pool_ss[ss->pool_index] == ss &&
+               owner->pool_longest[ss->pool_index] == longest_run(ss->free_units));
   for (unsigned u = 0; u < HAK_UNITS; u++)
     HAK_ASSERT((ss->dirty_units & (1u << u)) ? ss->unit_idle[u] <= bits_bytes(1u << u) : ss->unit_idle[u] == 0);
 }
@@ -639,6 +802,10 @@ void _hak_superslab_stats(hak_stats_t *st, uint64_t *cls_slabs, uint64_t *cls_us
   st->peak_committed += peak_committed;
   st->superslabs += superslab_count;
   st->purged += purged_total;
+  size_t in_use = atomic_load_explicit(&_hak_mem.live, memory_order_relaxed);
+  size_t idle = atomic_load_explicit(&_hak_mem.idle, memory_order_relaxed);
+  st->empty = (ptrdiff_t)idle < 0 ? 0 : idle;
+  st->room = hak_mem_room((ptrdiff_t)in_use < 0 ? 0 : in_use);
   st->unmapped += unmapped_total;
   for (hak_reservation_t *r = res_list; r; r = r->next) {
     for (uint32_t i = 0; i < r->carved; i++) {
@@ -647,6 +814,7 @@ void _hak_superslab_stats(hak_stats_t *st, uint64_t *cls_slabs, uint64_t *cls_us
         hak_slab_t *s = &ss->slab[u];
         if (!s->units) continue;
         st->slabs++;
+        if (cls_slabs) cls_slabs[2 * s->cls]++;
         uint32_t live = _hak_slab_live(s, hak_tls_heap);
         st->in_use += (size_t)live * s->block_size;
         if (cls_used) cls_used[s->cls] += live;
@@ -655,19 +823,8 @@ void _hak_superslab_stats(hak_stats_t *st, uint64_t *cls_slabs, uint64_t *cls_us
   }
   if (cls_slabs)
     for (size_t c = 0; c < HAK_CLASSES; c++) {
-      cls_slabs[2 * c] = atomic_load_explicit(&class_slabs[c], memory_order_relaxed);
-      cls_slabs[2 * c + 1] = atomic_load_explicit(&class_slabs_peak[c], memory_order_relaxed);
+      uint64_t peak = atomic_load_explicit(&class_slabs_peak[c], memory_order_relaxed);
+      cls_slabs[2 * c + 1] = peak > cls_slabs[2 * c] ? peak : cls_slabs[2 * c];
     }
   _hak_unlock(&_hak_ss_lock);
-}
-
-/* Fork: the prepare handler takes every owned SuperSlab's lock after
- * _hak_ss_lock (which keeps the owned list still); the parent lets them go,
- * the child finds them free. */
-void _hak_superslab_fork(int phase) {
-  for (hak_superslab_t *ss = owned_head; ss; ss = ss->onext) {
-    if (phase == 0) _hak_lock(&ss->lock);
-    else if (phase == 1) _hak_unlock(&ss->lock);
-    else atomic_store(&ss->lock.state, 0);
-  }
 }

@@ -190,6 +190,207 @@ static int mode_sparse(void)
   return th_done();
 }
 
+/* ---- room: a churn keeps its working room, a burst does not ----------- */
+/* 40 blocks of 1 MiB, written whole; each round frees 12 of them and
+ * allocates 12 again (the runs just freed come back). With the working
+ * room (HAKMEM_ROOM_MB, default) the churn earns the room by that reuse
+ * and, after a few rounds, purges nothing; with HAKMEM_ROOM_MB=0 (the
+ * control, `room0`) every round purges what is past a quarter of the
+ * memory in use. Then everything is freed: the room counts for no more than
+ * the memory in use, so the freed blocks are purged at once either way. */
+static int mode_room(int with_room)
+{
+  enum { N = 40, K = 12, ROUNDS = 24, WARM = 12 };
+  static char *p[N];
+  hak_stats_t s;
+  if (!CHECK("hak_stats is available", hak.stats != NULL))
+    return th_done();
+  malloc_trim(0);
+  for (int i = 0; i < N; i++) {
+    p[i] = malloc(LAUNDER(MiB));
+    if (!p[i])
+      return CHECK("40 blocks of 1 MiB allocated", 0), th_done();
+    memset(p[i], i, MiB);
+  }
+  uint64_t purged0 = 0;
+  size_t room_least = SIZE_MAX;
+  for (int r = 0; r < ROUNDS; r++) {
+    if (r == WARM) {
+      hak.stats(&s);
+      purged0 = s.purged;
+    }
+    for (int k = 0; k < K; k++)
+      free(p[(r * 7 + k) % N]);
+    hak.stats(&s);
+    if (r >= WARM && s.room < room_least)
+      room_least = s.room;
+    for (int k = 0; k < K; k++) {
+      char *q = p[(r * 7 + k) % N] = malloc(LAUNDER(MiB));
+      if (!q)
+        return CHECK("1 MiB blocks allocated again", 0), th_done();
+      memset(q, r, MiB);
+    }
+  }
+  hak.stats(&s);
+  double purged = (double)(s.purged - purged0) / MiB;
+  printf("room%s: %d rounds of 12 MiB freed and allocated again: %.1f MiB purged after round %d, "
+         "room at least %.1f MiB\n",
+         with_room ? "" : " (HAKMEM_ROOM_MB=0)", ROUNDS, purged, WARM, (double)room_least / MiB);
+  if (with_room) {
+    CHECKV("a steady churn earns a working room (at least the 12 MiB it reuses)", room_least >= 12 * MiB,
+           "room at least %.1f MiB", (double)room_least / MiB);
+    CHECKV("and then purges nothing", purged < 1, "%.1f MiB purged", purged);
+  } else {
+    CHECKV("HAKMEM_ROOM_MB=0: no working room", room_least == 0, "room at least %.1f MiB",
+           (double)room_least / MiB);
+    CHECKV("HAKMEM_ROOM_MB=0: each round purges what is past the budget", purged >= 24,
+           "%.1f MiB purged", purged);
+  }
+  for (int i = 0; i < N; i++)
+    free(p[i]);
+  hak.stats(&s);
+  CHECKV("everything freed: the empty memory kept is back to the minimum budget (4 MiB)",
+         s.empty <= 4 * MiB + MiB, "%.1f MiB empty, room %.1f MiB", (double)s.empty / MiB,
+         (double)s.room / MiB);
+  return th_done();
+}
+
+/* ---- remote: large blocks freed by another thread ---------------------- */
+/* A thread allocates 32 blocks of 512 KiB (runs of one block in SuperSlabs
+ * its heap owns); the main thread frees them (their runs go back through
+ * the SuperSlabs' remote lists). Round 2: the thread allocates 32 again,
+ * which take those runs: no SuperSlab is added, no more than small change
+ * committed. Round 3: after the frees the thread only allocates small
+ * blocks; its next slow path takes the runs back all the same, and the
+ * 16 MiB, past the budget, are purged. Then it exits holding a last 32
+ * (its SuperSlabs become shared), and the main thread frees them too. */
+enum { RN = 32, RSMALL = 64 };
+static char *remote_blocks[RN];
+static void *remote_small[RSMALL];
+static pthread_barrier_t remote_bar;
+
+static void *remote_worker(void *arg)
+{
+  (void)arg;
+  for (int round = 0; round < 4; round++) {
+    for (int i = 0; i < RN; i++) {
+      remote_blocks[i] = malloc(LAUNDER((size_t)512 << 10));
+      if (remote_blocks[i])
+        memset(remote_blocks[i], round * RN + i, (size_t)512 << 10);
+    }
+    pthread_barrier_wait(&remote_bar); /* the blocks are out */
+    pthread_barrier_wait(&remote_bar); /* the main thread has freed them */
+    if (round == 2) {
+      for (int i = 0; i < RSMALL; i++)
+        remote_small[i] = malloc(LAUNDER((size_t)3000));
+      pthread_barrier_wait(&remote_bar); /* small blocks allocated */
+      pthread_barrier_wait(&remote_bar); /* the main thread has looked */
+      for (int i = 0; i < RSMALL; i++)
+        free(remote_small[i]);
+    }
+    if (round == 3)
+      break; /* exits holding the last 32 */
+  }
+  return NULL;
+}
+
+static int remote_free_all(int round)
+{
+  int intact = 1;
+  for (int i = 0; i < RN; i++) {
+    char *q = remote_blocks[i];
+    if (!q)
+      return 0;
+    intact &= q[0] == (char)(round * RN + i) && q[(512 << 10) - 1] == (char)(round * RN + i);
+    free(q);
+  }
+  return intact;
+}
+
+static int mode_remote(void)
+{
+  hak_stats_t s0, s1, s2, s3;
+  if (!CHECK("hak_stats is available", hak.stats != NULL))
+    return th_done();
+  pthread_t t;
+  pthread_barrier_init(&remote_bar, NULL, 2);
+  if (!CHECK("a thread starts", pthread_create(&t, NULL, remote_worker, NULL) == 0))
+    return th_done();
+  /* round 1 */
+  pthread_barrier_wait(&remote_bar);
+  hak.stats(&s0);
+  CHECK("32 blocks of 512 KiB, freed by another thread, intact", remote_free_all(0));
+  pthread_barrier_wait(&remote_bar);
+  /* round 2 */
+  pthread_barrier_wait(&remote_bar);
+  hak.stats(&s1);
+  CHECKV("allocated again, they take the runs given back: no SuperSlab added", s1.superslabs == s0.superslabs,
+         "%llu -> %llu", (unsigned long long)s0.superslabs, (unsigned long long)s1.superslabs);
+  CHECKV("and less than 1 MiB more committed (not another 16 MiB)", s1.committed <= s0.committed + MiB,
+         "%.1f -> %.1f MiB", (double)s0.committed / MiB, (double)s1.committed / MiB);
+  CHECK("round 2 blocks intact", remote_free_all(1));
+  pthread_barrier_wait(&remote_bar);
+  /* round 3 */
+  pthread_barrier_wait(&remote_bar);
+  CHECK("round 3 blocks intact", remote_free_all(2));
+  hak.stats(&s1);
+  pthread_barrier_wait(&remote_bar);
+  pthread_barrier_wait(&remote_bar); /* the thread allocated small blocks */
+  hak.stats(&s2);
+  CHECKV("the owner's next slow path takes the runs back: past the budget, they are purged",
+         s2.purged - s1.purged >= 8 * MiB, "%.1f MiB purged", (double)(s2.purged - s1.purged) / MiB);
+  pthread_barrier_wait(&remote_bar);
+  /* round 4: the thread exits holding its blocks */
+  pthread_barrier_wait(&remote_bar);
+  pthread_barrier_wait(&remote_bar);
+  pthread_join(t, NULL);
+  hak.stats(&s2);
+  CHECK("freed after their thread exited, intact", remote_free_all(3));
+  hak.stats(&s3);
+  CHECKV("all 16 MiB of them are back (in_use)", s2.in_use - s3.in_use >= (size_t)RN * (512 << 10),
+         "in_use %.1f -> %.1f MiB", (double)s2.in_use / MiB, (double)s3.in_use / MiB);
+  pthread_barrier_destroy(&remote_bar);
+  return th_done();
+}
+
+/* ---- many: more pool runs than a heap keeps SuperSlabs for ------------- */
+/* 300 blocks of 1 MiB (one per SuperSlab: more than the 128 a heap owns
+ * at most, so it gives the emptiest back as it claims more), each marked
+ * at both ends, all live together; then freed, and malloc_trim gives
+ * every SuperSlab back. */
+static int mode_many(void)
+{
+  enum { N = 300 };
+  static char *p[N];
+  hak_stats_t s0, s1, s2;
+  if (!CHECK("hak_stats is available", hak.stats != NULL))
+    return th_done();
+  hak.stats(&s0);
+  int ok = 1;
+  for (int i = 0; i < N; i++) {
+    p[i] = malloc(LAUNDER(MiB));
+    if (!p[i])
+      return CHECK("300 blocks of 1 MiB allocated", 0), th_done();
+    p[i][0] = (char)i;
+    p[i][MiB - 1] = (char)~i;
+  }
+  hak.stats(&s1);
+  for (int i = 0; i < N; i++) {
+    ok &= p[i][0] == (char)i && p[i][MiB - 1] == (char)~i;
+    free(p[i]);
+  }
+  CHECK("300 blocks of 1 MiB live together, intact at both ends", ok);
+  CHECKV("they use at least 300 SuperSlabs", s1.superslabs >= s0.superslabs + N, "%llu -> %llu",
+         (unsigned long long)s0.superslabs, (unsigned long long)s1.superslabs);
+  malloc_trim(0);
+  hak.stats(&s2);
+  CHECKV("freed and trimmed: in_use back to where it started", s2.in_use <= s0.in_use,
+         "%zu -> %zu bytes", s0.in_use, s2.in_use);
+  CHECKV("and their reservations unmapped", s2.mapped <= s0.mapped + 64 * MiB, "mapped %.0f -> %.0f MiB",
+         (double)s0.mapped / MiB, (double)s2.mapped / MiB);
+  return th_done();
+}
+
 static int mode_idle(void)
 {
   double peak, after_free = burst_freed(&peak);
@@ -434,6 +635,14 @@ int main(int argc, char **argv)
       return mode_unmap();
     if (strcmp(argv[1], "sparse") == 0)
       return mode_sparse();
+    if (strcmp(argv[1], "room") == 0)
+      return mode_room(1);
+    if (strcmp(argv[1], "room0") == 0)
+      return mode_room(0);
+    if (strcmp(argv[1], "remote") == 0)
+      return mode_remote();
+    if (strcmp(argv[1], "many") == 0)
+      return mode_many();
     if (strcmp(argv[1], "mixed") == 0)
       return mode_mixed(secs);
     fprintf(stderr, "rss: unknown mode %s\n", argv[1]);
@@ -448,6 +657,11 @@ int main(int argc, char **argv)
   child_merge("idle", run_self("idle", NULL, &c, 120), &c);
   child_merge("unmap", run_self("unmap", NULL, &c, 120), &c);
   child_merge("sparse", run_self("sparse", NULL, &c, 120), &c);
+  child_merge("room", run_self("room", NULL, &c, 120), &c);
+  static const char *const no_room[] = {"HAKMEM_ROOM_MB=0", NULL};
+  child_merge("room0", run_self("room0", no_room, &c, 120), &c);
+  child_merge("remote", run_self("remote", NULL, &c, 120), &c);
+  child_merge("many", run_self("many", NULL, &c, 120), &c);
   if (secs > 0)
     child_merge("mixed", run_self("mixed", NULL, &c, (unsigned)secs + 120), &c);
   else
