@@ -439,8 +439,16 @@ static void heap_detach_all(hak_heap_t *h, bool recount) {
 }
 
 /* Unlinks h from the live registry; with `reuse`, keeps it for a new thread. */
+/* h's working room goes (thread exit, malloc_trim). */
+static void heap_drop_room(hak_heap_t *h) {
+  if (h->room) atomic_fetch_sub_explicit(&_hak_mem.earners, 1, memory_order_relaxed);
+  h->room = 0;
+  _hak_mem_room_add(h);
+}
+
 static void heap_retire(hak_heap_t *h, bool reuse) {
   _hak_mem_flush(h);
+  heap_drop_room(h);
   _hak_class_flush(h);
   _hak_stats_merge(h->stat);
   for (size_t i = 0; i < HAK_STAT_COUNT; i++) h->stat[i] = 0;
@@ -508,6 +516,7 @@ size_t _hak_heap_trim(void) {
     }
   }
   _hak_pool_trim(h);
+  heap_drop_room(h);
   heap_leave(h);
   return n;
 }

@@ -266,7 +266,8 @@ struct hak_heap {
   hak_superslab_t *pool_ss[HAK_POOL_SS];   /* SuperSlabs it owns for pool runs (pool_n of them) */
   uint8_t pool_longest[HAK_POOL_SS];       /* each one's longest run of free units (superslab.c) */
   uint32_t pool_n;
-  int64_t mem_delta[3];                    /* not yet added to _hak_mem.live, _idle, _room */
+  int64_t mem_delta[2];                    /* not yet added to _hak_mem.live and _idle */
+  int64_t room, room_added;                /* its working room, and what _hak_mem.room has of it */
   int64_t mem_seen[2];                     /* _hak_mem.live and _idle after its last flush */
   uint32_t resident_share;                 /* of its large freed runs, resident (of HAK_SHARE_ONE) */
   uint32_t measure_skip;                   /* large runs to estimate before measuring one */
@@ -402,7 +403,7 @@ void _hak_report_invalid(const char *who, const void *p, const char *what);
   X(CHECK, 0, 0, 1, "validate every free (double free, interior pointer) on the slow path") \
   X(RETAIN_KB, 4096, 0, 1048576, "empty memory kept resident for reuse, at least (KiB)")  \
   X(RETAIN_SHARE, 4, 0, 64, "and up to 1/N of the memory in use (0: the minimum only)")    \
-  X(ROOM_MB, 48, 0, 65536, "or up to this much while the program keeps reusing it (MiB)")  \
+  X(ROOM_MB, 48, 0, 65536, "or up to this much for a thread that keeps reusing it (MiB)") \
   X(UNMAP_DELAY_MS, 10000, 0, 3600000, "delay before a wholly free reservation is unmapped") \
   X(MADV_FREE, 0, 0, 1, "purge with MADV_FREE instead of MADV_DONTNEED")                    \
   X(THP, 0, 0, 2, "transparent huge pages for SuperSlabs: 0 system default, 1 request, 2 forbid") \
@@ -429,23 +430,28 @@ void _hak_options_print(int fd);
  * empty memory while over the budget purges or gives back its own, oldest
  * first.
  *
- * The working room (up to ROOM_MB) is earned by reuse: it grows by each
- * byte of empty memory the program takes back (a dirty unit, a spare slab,
- * a resident BigCache mapping) and shrinks by a quarter of each byte that
- * becomes empty. A program that keeps reusing its empty memory (at least a
- * quarter of what it frees comes back before it is purged) keeps up to
- * ROOM_MB of it resident, and pays neither purges nor refaults; one that
- * only allocates fresh memory and frees it (a burst) earns none, and what
- * it frees past the budget is purged at once. The room also lapses once it
- * has not grown for HAK_ROOM_TICKS (about a second at 2-4 GHz), counts
- * for no more than the memory in use, and malloc_trim empties it. */
+ * The working room is the sum of the rooms the thread heaps earn by reuse:
+ * a heap's grows by each byte of empty memory its thread takes back (a
+ * dirty unit, a spare slab, a resident BigCache mapping) and shrinks by a
+ * quarter of each byte its thread makes empty, within 0 .. ROOM_MB. A
+ * thread that keeps reusing its empty memory (at least a quarter of what it
+ * frees comes back before it is purged) keeps up to ROOM_MB of it resident
+ * and pays neither purges nor refaults; N such threads keep up to ROOM_MB
+ * or N/2 times it, whichever is more (each has holes of its own to refill,
+ * and two share what one would keep); a thread that only
+ * allocates fresh memory and frees it (a burst) earns none, and what it
+ * frees past the budget is purged at once. The room also lapses once no
+ * heap's has grown for HAK_ROOM_TICKS (about a second at 2-4 GHz), counts
+ * for no more than the memory in use, and leaves with its thread; a
+ * thread's malloc_trim empties its own. Threads without a heap earn none. */
 typedef struct hak_mem_totals {
   /* Changed by every thread's flush: */
   _Alignas(64) _Atomic size_t live; /* slabs holding blocks and live Large mappings */
   _Atomic size_t idle;              /* spare slabs, dirty free units, resident BigCache */
   /* Changed seldom, read at every budget check: a line of its own. */
-  _Alignas(64) _Atomic int64_t room; /* working room, 0 .. ROOM_MB */
+  _Alignas(64) _Atomic int64_t room; /* the heaps' working rooms, as they added them */
   _Atomic uint64_t room_tsc;         /* TSC when it last grew */
+  _Atomic uint32_t earners;          /* heaps with a room */
 } hak_mem_totals_t;
 extern hak_mem_totals_t _hak_mem;
 #define HAK_ROOM_TICKS ((uint64_t)1 << 31)
@@ -458,22 +464,23 @@ extern hak_mem_totals_t _hak_mem;
  * thread giving memory back flushes as it goes, and so sees it pass the
  * budget. Threads without a heap add theirs at once. */
 #define HAK_MEM_BATCH ((int64_t)4 << 20)
-#define HAK_ROOM_BATCH ((int64_t)8 << 20)
+#define HAK_ROOM_BATCH ((int64_t)4 << 20)
 void _hak_mem_flush(hak_heap_t *h);
-void _hak_mem_room_add(int64_t delta);
+void _hak_mem_room_add(hak_heap_t *h); /* adds h's room change in */
 static inline bool hak_mem_batch_full(int64_t delta, int64_t batch) {
   return (uint64_t)(delta + batch) > (uint64_t)(2 * batch);
 }
-/* The room changes by delta (hak_mem_reused, hak_mem_move). */
+/* The calling thread's room changes by delta (hak_mem_reused, hak_mem_move). */
 static inline void hak_mem_room_move(int64_t delta) {
   hak_front_t *f = hak_tls_heap;
-  if (f->key == HAK_KEY_NONE) {
-    _hak_mem_room_add(delta);
-    return;
-  }
+  if (f->key == HAK_KEY_NONE) return;
   hak_heap_t *h = (hak_heap_t *)f;
-  h->mem_delta[2] += delta;
-  if (hak_mem_batch_full(h->mem_delta[2], HAK_ROOM_BATCH)) _hak_mem_flush(h);
+  int64_t cap = (int64_t)hak_opt(HAK_OPT_ROOM_MB) << 20, r = h->room + delta;
+  r = r < 0 ? 0 : r > cap ? cap : r;
+  if ((r > 0) != (h->room > 0))
+    atomic_fetch_add_explicit(&_hak_mem.earners, r > 0 ? 1u : (uint32_t)-1, memory_order_relaxed);
+  h->room = r;
+  if (hak_mem_batch_full(h->room - h->room_added, HAK_ROOM_BATCH)) _hak_mem_room_add(h);
 }
 static inline void hak_mem_move(size_t bytes, _Atomic size_t *from, _Atomic size_t *to) {
   if (to == &_hak_mem.idle) hak_mem_room_move(-(int64_t)(bytes / HAK_ROOM_DRAIN));
@@ -513,8 +520,12 @@ static inline size_t hak_mem_room(size_t live) {
     return 0;
   int64_t room = atomic_load_explicit(&_hak_mem.room, memory_order_relaxed);
   hak_front_t *f = hak_tls_heap;
-  if (f->key != HAK_KEY_NONE) room += ((hak_heap_t *)f)->mem_delta[2]; /* as this thread sees it */
-  int64_t cap = (int64_t)hak_opt(HAK_OPT_ROOM_MB) << 20;
+  if (f->key != HAK_KEY_NONE) { /* with this thread's own room as it is */
+    hak_heap_t *h = (hak_heap_t *)f;
+    room += h->room - h->room_added;
+  }
+  uint32_t earners = atomic_load_explicit(&_hak_mem.earners, memory_order_relaxed);
+  int64_t one = (int64_t)hak_opt(HAK_OPT_ROOM_MB) << 20, cap = earners > 2 ? one / 2 * earners : one;
   room = room < 0 ? 0 : room > cap ? cap : room;
   return (size_t)room < live ? (size_t)room : live;
 }

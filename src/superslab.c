@@ -24,17 +24,13 @@ uint8_t _hak_chunk_map[HAK_CHUNKS] __attribute__((aligned(4096)));
 hak_lock_t _hak_ss_lock = HAK_LOCK_INIT;
 hak_mem_totals_t _hak_mem;
 
-void _hak_mem_room_add(int64_t delta) {
-  int64_t cap = (int64_t)hak_opt(HAK_OPT_ROOM_MB) << 20, v, n;
-  v = atomic_load_explicit(&_hak_mem.room, memory_order_relaxed);
-  do {
-    n = v + delta;
-    n = n < 0 ? 0 : n > cap ? cap : n;
-  } while (n != v && !atomic_compare_exchange_weak_explicit(&_hak_mem.room, &v, n, memory_order_relaxed,
-                                                            memory_order_relaxed));
+void _hak_mem_room_add(hak_heap_t *h) {
+  int64_t d = h->room - h->room_added;
+  atomic_fetch_add_explicit(&_hak_mem.room, d, memory_order_relaxed);
+  h->room_added = h->room;
   /* The time it grew, to within 1/16 of the lapse: a shared line written rarely. */
   uint64_t now = __builtin_ia32_rdtsc();
-  if (delta > 0 && now - atomic_load_explicit(&_hak_mem.room_tsc, memory_order_relaxed) > HAK_ROOM_TICKS / 16)
+  if (d > 0 && now - atomic_load_explicit(&_hak_mem.room_tsc, memory_order_relaxed) > HAK_ROOM_TICKS / 16)
     atomic_store_explicit(&_hak_mem.room_tsc, now, memory_order_relaxed);
 }
 
@@ -43,8 +39,7 @@ void _hak_mem_flush(hak_heap_t *h) {
   for (int w = 0; w < 2; w++)
     h->mem_seen[w] =
         (int64_t)atomic_fetch_add_explicit(total[w], (size_t)h->mem_delta[w], memory_order_relaxed) + h->mem_delta[w];
-  if (h->mem_delta[2]) _hak_mem_room_add(h->mem_delta[2]);
-  h->mem_delta[0] = h->mem_delta[1] = h->mem_delta[2] = 0;
+  h->mem_delta[0] = h->mem_delta[1] = 0;
 }
 
 struct hak_reservation {
@@ -762,7 +757,6 @@ void _hak_slab_release(hak_slab_t *s) {
 void _hak_slab_shrink(hak_slab_t *s, unsigned n) { give_back(s, n); }
 
 size_t _hak_purge(bool all) {
-  if (all) _hak_mem_room_add(-((int64_t)1 << 62)); /* malloc_trim: no room */
   _hak_lock(&_hak_ss_lock);
   size_t n = purge_dirty(all);
   n += unmap_idle(all);
