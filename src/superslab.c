@@ -281,7 +281,7 @@ static hak_slab_t *units_take(hak_superslab_t *ss, unsigned u, unsigned n, uint3
   hak_mem_reused(reused);
   hak_mem_move(bits_bytes(bits), NULL, &_hak_mem.live);
   ss->free_units &= ~bits;
-  if (atomic_load_explicit(&ss->heap, memory_order_relaxed)) note_longest(ss);
+  note_longest(ss);
   hak_slab_t *s = &ss->slab[u];
   s->units = (uint8_t)n;
   atomic_store_explicit(&s->owner, owner, memory_order_relaxed);
@@ -382,7 +382,7 @@ static void units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned keep, const 
   }
   ss->free_units |= bits;
   ss->dirty_units |= bits;
-  if (atomic_load_explicit(&ss->heap, memory_order_relaxed)) note_longest(ss);
+  note_longest(ss);
   ss->freed_at = __builtin_ia32_rdtsc();
   hak_mem_move(bits_bytes(bits), &_hak_mem.live, NULL);
   hak_mem_move(counted < 0 ? bits_bytes(bits) : (size_t)counted, NULL, &_hak_mem.idle);
@@ -428,14 +428,15 @@ static void owner_purge(hak_heap_t *h) {
 
 /* ---- owned SuperSlabs --------------------------------------------------
  * The heap that owns a SuperSlab changes its unit maps alone, with no lock
- * (pool_alloc, owner_give): a thread that churns large blocks runs no
- * atomic instruction for them. Any other thread gives an empty run of it
- * back by pushing its descriptor on the SuperSlab's remote list (one
- * compare-and-swap); the owner
- * takes the list whole as it looks for a fit, before it claims a SuperSlab,
- * and when it disowns one. Disowning closes the list (REMOTE_CLOSED) under
- * _hak_ss_lock: a thread that finds it closed gives under that lock once
- * the SuperSlab is shared. Only the owner purges an owned SuperSlab. */
+ * (_hak_pool_alloc, give_back's first case): a thread that churns large
+ * blocks runs no atomic instruction for them. Any other thread gives an
+ * empty run of it back by pushing its descriptor on the SuperSlab's remote
+ * list (one compare-and-swap) and leaving a note in the owner's heap; the
+ * owner takes the lists whole at its next slow path, before it claims a
+ * SuperSlab, and when it disowns one. Disowning closes the list
+ * (REMOTE_CLOSED) under _hak_ss_lock: a thread that finds it closed gives
+ * under that lock once the SuperSlab is shared. Only the owner purges an
+ * owned SuperSlab. */
 #define REMOTE_CLOSED ((uintptr_t)1)
 
 static bool remote_push(hak_superslab_t *ss, hak_slab_t *run) {
