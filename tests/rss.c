@@ -196,8 +196,8 @@ static int mode_sparse(void)
  * room (HAKMEM_ROOM_MB, default) the churn earns the room by that reuse
  * and, after a few rounds, purges nothing; with HAKMEM_ROOM_MB=0 (the
  * control, `room0`) every round purges what is past a quarter of the
- * memory in use. Then everything is freed: the room counts for no more than
- * the memory in use, so the freed blocks are purged at once either way. */
+ * memory in use. Three seconds without reuse, the room has lapsed. Then
+ * everything is freed: the freed blocks are purged at once either way. */
 static int mode_room(int with_room)
 {
   enum { N = 40, K = 12, ROUNDS = 24, WARM = 12 };
@@ -245,6 +245,11 @@ static int mode_room(int with_room)
            (double)room_least / MiB);
     CHECKV("HAKMEM_ROOM_MB=0: each round purges what is past the budget", purged >= 24,
            "%.1f MiB purged", purged);
+  }
+  if (with_room) { /* the room lapses once the program stops reusing (2^31 TSC ticks: 3 s covers 0.7 GHz) */
+    sleep_s(3);
+    hak.stats(&s);
+    CHECKV("3 s without reuse: the room has lapsed", s.room == 0, "room %.1f MiB", (double)s.room / MiB);
   }
   for (int i = 0; i < N; i++)
     free(p[i]);
