@@ -463,12 +463,11 @@ extern hak_mem_totals_t _hak_mem;
  * the totals as they were at its own last flush (hak_mem_total): the
  * thread giving memory back flushes as it goes, and so sees it pass the
  * budget. Threads without a heap add theirs at once. */
-#define HAK_MEM_BATCH ((int64_t)4 << 20)
-#define HAK_ROOM_BATCH ((int64_t)4 << 20)
+#define HAK_MEM_BATCH ((int64_t)4 << 20) /* and a heap's room the same way */
 void _hak_mem_flush(hak_heap_t *h);
 void _hak_mem_room_add(hak_heap_t *h); /* adds h's room change in */
-static inline bool hak_mem_batch_full(int64_t delta, int64_t batch) {
-  return (uint64_t)(delta + batch) > (uint64_t)(2 * batch);
+static inline bool hak_mem_batch_full(int64_t delta) {
+  return (uint64_t)(delta + HAK_MEM_BATCH) > (uint64_t)(2 * HAK_MEM_BATCH);
 }
 /* The calling thread's room changes by delta (hak_mem_reused, hak_mem_move). */
 static inline void hak_mem_room_move(int64_t delta) {
@@ -480,7 +479,7 @@ static inline void hak_mem_room_move(int64_t delta) {
   if ((r > 0) != (h->room > 0))
     atomic_fetch_add_explicit(&_hak_mem.earners, r > 0 ? 1u : (uint32_t)-1, memory_order_relaxed);
   h->room = r;
-  if (hak_mem_batch_full(h->room - h->room_added, HAK_ROOM_BATCH)) _hak_mem_room_add(h);
+  if (hak_mem_batch_full(h->room - h->room_added)) _hak_mem_room_add(h);
 }
 static inline void hak_mem_move(size_t bytes, _Atomic size_t *from, _Atomic size_t *to) {
   if (to == &_hak_mem.idle) hak_mem_room_move(-(int64_t)(bytes / HAK_ROOM_DRAIN));
@@ -493,8 +492,7 @@ static inline void hak_mem_move(size_t bytes, _Atomic size_t *from, _Atomic size
   hak_heap_t *h = (hak_heap_t *)f;
   if (from) h->mem_delta[from == &_hak_mem.idle] -= (int64_t)bytes;
   if (to) h->mem_delta[to == &_hak_mem.idle] += (int64_t)bytes;
-  if (hak_mem_batch_full(h->mem_delta[0], HAK_MEM_BATCH) || hak_mem_batch_full(h->mem_delta[1], HAK_MEM_BATCH))
-    _hak_mem_flush(h);
+  if (hak_mem_batch_full(h->mem_delta[0]) || hak_mem_batch_full(h->mem_delta[1])) _hak_mem_flush(h);
 }
 /* Empty memory taken back for reuse (hak_mem_move takes it off the total). */
 static inline void hak_mem_reused(size_t bytes) { hak_mem_room_move((int64_t)bytes); }
