@@ -133,7 +133,7 @@ void *_hak_realloc(void *p, size_t size) {
 
 int _hak_trim(void) {
   size_t n = _hak_heap_trim();
-  n += _hak_purge(true);
+  n += _hak_purge_all();
   n += _hak_large_trim();
   return n > 0;
 }

@@ -56,8 +56,7 @@ static hak_heap_t *heap_create(void) {
   _hak_unlock(&_hak_heap_registry_lock);
   if (!h) return NULL;
   for (size_t i = 0; i < HAK_STAT_COUNT; i++) h->stat[i] = 0;
-  h->resident_share = HAK_SHARE_ONE; /* all resident, until the first large run freed is measured */
-  h->measure_skip = 0;
+  h->purge_at = 0;
   h->mem_seen[0] = (int64_t)atomic_load_explicit(&_hak_mem.live, memory_order_relaxed);
   h->mem_seen[1] = (int64_t)atomic_load_explicit(&_hak_mem.idle, memory_order_relaxed);
   h->front.key = (h->id << 2) | (hak_opt(HAK_OPT_CHECK) ? HAK_KEY_CHECK : 0);
@@ -197,6 +196,7 @@ static hak_slab_t *heap_next_slab(hak_heap_t *h, size_t cls) {
     }
     heap_detach(h, s);
   }
+  _hak_pool_purge(h); /* taking memory: what aged past the delay goes first (if over budget) */
   if ((s = heap_take_spare(h, cls)) != NULL) return s;
   if ((s = _hak_slab_adopt(cls, heap_owner(h))) != NULL) {
     h->stat[HAK_STAT_slabs_adopted]++;

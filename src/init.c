@@ -52,6 +52,7 @@ void _hak_init(void) {
       !atomic_compare_exchange_strong(&init_state, &expect, 1))
     return;
   _hak_options_load();
+  _hak_os_ticks_per_ms(); /* starts measuring the TSC's rate */
   if (pthread_key_create(&heap_key, _hak_heap_destructor) == 0)
     atomic_store_explicit(&key_ready, true, memory_order_release);
   pthread_atfork(fork_prepare, fork_parent, fork_child);

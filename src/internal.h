@@ -82,9 +82,7 @@ static const bool hak_cfg_debug = HAK_DEBUG;
  * 92.4 with no measurable change in the benchmarks' peak RSS. */
 #define HAK_MID_SLAB_BLOCKS 10
 #define HAK_CARVE_MIN 4              /* fresh blocks carved at once, at least */
-#define HAK_MEASURE_UNITS 4          /* runs this long or longer are measured (mincore) when freed */
-#define HAK_MEASURE_EVERY 8          /* a heap measures one in this many, and estimates the others */
-#define HAK_SHARE_ONE 1024u          /* a resident share of 1 */
+#define HAK_AGE_SHIFT 16             /* a free unit's age is kept in TSC ticks >> this (25 us at 2.6 GHz) */
 #define HAK_POOL_SS 128              /* SuperSlabs a heap owns at most (256 MiB of pool runs) */
 #define HAK_DIRTY_SEARCH 8           /* SuperSlabs with dirty units looked at for a run */
 #define HAK_FULL_KEEP 2              /* full slabs a heap keeps per class before detaching */
@@ -149,7 +147,7 @@ struct hak_superslab {
   _Atomic uint32_t heap;           /* id of the heap that owns it for pool runs; 0: shared */
   uint32_t dirty_units;            /* free units that may still be resident */
   _Atomic uintptr_t remote;        /* owned: runs other threads gave back (superslab.c) */
-  uint32_t unit_idle[HAK_UNITS];   /* a dirty unit's bytes counted as empty resident memory */
+  uint32_t unit_freed[HAK_UNITS];  /* a dirty unit: TSC >> HAK_AGE_SHIFT when it came back */
   hak_heap_t *_Atomic owner;       /* owned: its heap (heaps are never freed) */
   hak_reservation_t *res;          /* reservation it was carved from */
   uint32_t index;                  /* position in its reservation */
@@ -269,8 +267,7 @@ struct hak_heap {
   int64_t mem_delta[2];                    /* not yet added to _hak_mem.live and _idle */
   int64_t room, room_added;                /* its working room, and what _hak_mem.room has of it */
   int64_t mem_seen[2];                     /* _hak_mem.live and _idle after its last flush */
-  uint32_t resident_share;                 /* of its large freed runs, resident (of HAK_SHARE_ONE) */
-  uint32_t measure_skip;                   /* large runs to estimate before measuring one */
+  uint64_t purge_at;                       /* TSC before which it does not look for aged units again */
   int8_t cls_delta[HAK_CLASSES];           /* slab counts not yet added in (superslab.c) */
   uint64_t stat[HAK_STAT_COUNT];           /* this thread's counters */
   hak_heap_t *next_live, *prev_live;       /* registry of live heaps */
@@ -313,13 +310,13 @@ static inline char *hak_slab_start(const hak_slab_t *s) {
 void *_hak_os_map(size_t size, size_t align);
 int _hak_os_unmap(void *p, size_t size);
 int _hak_os_purge(void *p, size_t size);          /* MADV_DONTNEED, or MADV_FREE by option */
-int _hak_os_resident(void *p, size_t size, uint8_t *vec); /* mincore: vec[i] & 1, page i resident */
 int _hak_os_hugepage(void *p, size_t size, int mode); /* mode: 1 request, 2 forbid */
 void *_hak_os_remap(void *p, size_t old_size, size_t new_size, void *fixed); /* NULL on failure */
 long _hak_os_write(int fd, const void *buf, size_t n);
 void _hak_os_futex_wait(_Atomic int *addr, int val);
 void _hak_os_futex_wake(_Atomic int *addr, int n);
 uint64_t _hak_os_now_ms(void);                    /* monotonic clock */
+uint64_t _hak_os_ticks_per_ms(void);              /* TSC rate (measured once running) */
 int _hak_os_getpid(void);
 void _hak_os_abort(void);
 
@@ -335,9 +332,10 @@ void _hak_slab_shrink(hak_slab_t *s, unsigned n);        /* keep an empty slab's
 /* Pool runs come from SuperSlabs heap h owns (its pool_ss). */
 hak_slab_t *_hak_pool_alloc(hak_heap_t *h, size_t cls, uint32_t owner);
 void _hak_pool_collect(hak_heap_t *h); /* runs given back to its SuperSlabs (remote_pending) */
+void _hak_pool_purge(hak_heap_t *h);   /* past the budget: its SuperSlabs' aged units, then the shared ones' */
 void _hak_pool_disown_all(hak_heap_t *h); /* its SuperSlabs back to shared */
 void _hak_pool_trim(hak_heap_t *h);       /* malloc_trim: those wholly free back, the others purged */
-size_t _hak_purge(bool all);                             /* bytes purged (all, or the excess) */
+size_t _hak_purge_all(void);                             /* malloc_trim: bytes purged and unmapped */
 void _hak_superslab_stats(hak_stats_t *st, uint64_t *class_slabs, uint64_t *class_used);
 size_t _hak_slab_units(size_t cls);
 bool _hak_pool_single(size_t cls);
@@ -381,7 +379,6 @@ void _hak_large_free(void *p);
 size_t _hak_large_usable(const void *p);
 void *_hak_large_realloc(void *p, size_t size);
 const char *_hak_large_problem(const void *p); /* NULL if p is a live Large block */
-void _hak_large_decay(void);
 size_t _hak_large_trim(void);
 void _hak_large_stats(hak_stats_t *st);
 
@@ -404,6 +401,7 @@ void _hak_report_invalid(const char *who, const void *p, const char *what);
   X(RETAIN_KB, 4096, 0, 1048576, "empty memory kept resident for reuse, at least (KiB)")  \
   X(RETAIN_SHARE, 4, 0, 64, "and up to 1/N of the memory in use (0: the minimum only)")    \
   X(ROOM_MB, 48, 0, 65536, "or up to this much for a thread that keeps reusing it (MiB)") \
+  X(PURGE_DELAY_MS, 10, 0, 60000, "empty memory past the budget is purged once empty this long (ms)") \
   X(UNMAP_DELAY_MS, 10000, 0, 3600000, "delay before a wholly free reservation is unmapped") \
   X(MADV_FREE, 0, 0, 1, "purge with MADV_FREE instead of MADV_DONTNEED")                    \
   X(THP, 0, 0, 2, "transparent huge pages for SuperSlabs: 0 system default, 1 request, 2 forbid") \
@@ -422,13 +420,15 @@ static inline long hak_opt(int id) {
 void _hak_options_load(void);
 void _hak_options_print(int fd);
 
-/* Empty memory kept resident, one budget for the three places it waits
- * for reuse (threads' spare slabs, free units not yet purged, BigCache):
- * at most RETAIN_KB, or 1/RETAIN_SHARE of the memory in use, or the working
+/* Empty committed memory, one budget for the three places it waits for
+ * reuse (threads' spare slabs, free units not yet purged, BigCache): at
+ * least RETAIN_KB, or 1/RETAIN_SHARE of the memory in use, or the working
  * room, whichever is more. So a steady churn keeps its working room, and
  * after a burst is freed the room shrinks with it. Each place that adds
- * empty memory while over the budget purges or gives back its own, oldest
- * first.
+ * empty memory while over the budget purges or gives back its own: what
+ * has been empty for PURGE_DELAY_MS (memory the program takes again within
+ * that is never purged, and most of a churn's is), and past twice the
+ * budget anything, oldest first.
  *
  * The working room is the sum of the rooms the thread heaps earn by reuse:
  * a heap's grows by each byte of empty memory its thread takes back (a
@@ -440,8 +440,8 @@ void _hak_options_print(int fd);
  * or N/2 times it, whichever is more (each has holes of its own to refill,
  * and two share what one would keep); a thread that only
  * allocates fresh memory and frees it (a burst) earns none, and what it
- * frees past the budget is purged at once. The room also lapses once no
- * heap's has grown for HAK_ROOM_TICKS (about a second at 2-4 GHz), counts
+ * frees past the budget is purged. The room also lapses once no heap has
+ * taken empty memory back for HAK_ROOM_TICKS (about a second at 2-4 GHz), counts
  * for no more than the memory in use, and leaves with its thread; a
  * thread's malloc_trim empties its own. Threads without a heap earn none. */
 typedef struct hak_mem_totals {
@@ -450,7 +450,7 @@ typedef struct hak_mem_totals {
   _Atomic size_t idle;              /* spare slabs, dirty free units, resident BigCache */
   /* Changed seldom, read at every budget check: a line of its own. */
   _Alignas(64) _Atomic int64_t room; /* the heaps' working rooms, as they added them */
-  _Atomic uint64_t room_tsc;         /* TSC when it last grew */
+  _Atomic uint64_t room_tsc;         /* TSC when a heap last took empty memory back */
   _Atomic uint32_t earners;          /* heaps with a room */
 } hak_mem_totals_t;
 extern hak_mem_totals_t _hak_mem;
@@ -466,6 +466,7 @@ extern hak_mem_totals_t _hak_mem;
 #define HAK_MEM_BATCH ((int64_t)4 << 20) /* and a heap's room the same way */
 void _hak_mem_flush(hak_heap_t *h);
 void _hak_mem_room_add(hak_heap_t *h); /* adds h's room change in */
+void _hak_mem_room_reused(void);       /* notes the time of a reuse (the room lapses without) */
 static inline bool hak_mem_batch_full(int64_t delta) {
   return (uint64_t)(delta + HAK_MEM_BATCH) > (uint64_t)(2 * HAK_MEM_BATCH);
 }
@@ -480,6 +481,7 @@ static inline void hak_mem_room_move(int64_t delta) {
     atomic_fetch_add_explicit(&_hak_mem.earners, r > 0 ? 1u : (uint32_t)-1, memory_order_relaxed);
   h->room = r;
   if (hak_mem_batch_full(h->room - h->room_added)) _hak_mem_room_add(h);
+  else if (delta > 0 && r == cap) _hak_mem_room_reused(); /* reuse at the cap keeps the room too */
 }
 static inline void hak_mem_move(size_t bytes, _Atomic size_t *from, _Atomic size_t *to) {
   if (to == &_hak_mem.idle) hak_mem_room_move(-(int64_t)(bytes / HAK_ROOM_DRAIN));
@@ -513,8 +515,8 @@ static inline size_t hak_mem_total(_Atomic size_t *total) {
 }
 /* The working room in force: earned, not lapsed, and at most the memory in
  * use (so a small program does not keep ROOM_MB for a few MiB of blocks). */
-static inline size_t hak_mem_room(size_t live) {
-  if (__builtin_ia32_rdtsc() - atomic_load_explicit(&_hak_mem.room_tsc, memory_order_relaxed) >= HAK_ROOM_TICKS)
+static inline size_t hak_mem_room(size_t live, uint64_t now) {
+  if (now - atomic_load_explicit(&_hak_mem.room_tsc, memory_order_relaxed) >= HAK_ROOM_TICKS)
     return 0;
   int64_t room = atomic_load_explicit(&_hak_mem.room, memory_order_relaxed);
   hak_front_t *f = hak_tls_heap;
@@ -527,18 +529,26 @@ static inline size_t hak_mem_room(size_t live) {
   room = room < 0 ? 0 : room > cap ? cap : room;
   return (size_t)room < live ? (size_t)room : live;
 }
-static inline size_t hak_mem_budget(void) {
+/* The budget as of `now` (TSC). */
+static inline size_t hak_mem_budget(uint64_t now) {
   size_t min = (size_t)hak_opt(HAK_OPT_RETAIN_KB) << 10, live = hak_mem_total(&_hak_mem.live);
   long share = hak_opt(HAK_OPT_RETAIN_SHARE);
-  size_t dyn = share ? live / (size_t)share : 0, room = hak_mem_room(live);
+  size_t dyn = share ? live / (size_t)share : 0, room = hak_mem_room(live, now);
   size_t budget = dyn > min ? dyn : min;
   return room > budget ? room : budget;
 }
-static inline bool hak_mem_over(void) { return hak_mem_total(&_hak_mem.idle) > hak_mem_budget(); }
+/* Where the empty memory stands against the budget. Past twice it, it is
+ * purged at once, however young. */
+enum { HAK_MEM_WITHIN, HAK_MEM_OVER, HAK_MEM_FAR_OVER };
+static inline int hak_mem_excess(uint64_t now) {
+  size_t idle = hak_mem_total(&_hak_mem.idle), budget = hak_mem_budget(now);
+  return idle > 2 * budget ? HAK_MEM_FAR_OVER : idle > budget ? HAK_MEM_OVER : HAK_MEM_WITHIN;
+}
+static inline bool hak_mem_over(void) { return hak_mem_excess(__builtin_ia32_rdtsc()) != HAK_MEM_WITHIN; }
 /* Once over, purging goes down to three quarters of the budget, so it runs
  * in batches and keeps most of the room. */
 static inline bool hak_mem_above_target(void) {
-  return hak_mem_total(&_hak_mem.idle) > hak_mem_budget() / 4 * 3;
+  return hak_mem_total(&_hak_mem.idle) > hak_mem_budget(__builtin_ia32_rdtsc()) / 4 * 3;
 }
 
 /* ---- stats.c ----------------------------------------------------------- */

@@ -5,7 +5,8 @@
  * HAK_CHUNK_LARGE. BigCache keeps freed mappings for the next request that
  * fits, within a byte budget and for a limited time (both options). Its
  * resident bytes count in the budget of empty memory (internal.h): past it,
- * the pages of older entries are purged (the mapping stays). */
+ * the pages of entries cached for the purge delay are purged, oldest first
+ * (the mapping stays). */
 #include <string.h>
 
 #include "internal.h"
@@ -61,7 +62,9 @@ static void unmap_region(char *base, size_t size) {
 }
 
 /* Unmaps the oldest entries while over the budget, older than the decay, or
- * all of them. Large lock held. */
+ * all of them; then, while the empty memory is over its budget, purges the
+ * pages of those cached for the purge delay (past twice the budget, of any),
+ * oldest first. Large lock held. */
 static size_t cache_decay(uint64_t now, bool all) {
   size_t budget = (size_t)hak_opt(HAK_OPT_BIGCACHE_MB) << 20, n = 0;
   uint64_t decay = (uint64_t)hak_opt(HAK_OPT_BIGCACHE_DECAY_MS);
@@ -70,7 +73,9 @@ static size_t cache_decay(uint64_t now, bool all) {
     unmap_region(cache[0].base, cache[0].size);
     cache_remove_at(0);
   }
-  for (size_t i = 0; i < cache_len && cache_resident && hak_mem_over(); i++)
+  bool far = hak_mem_excess(__builtin_ia32_rdtsc()) == HAK_MEM_FAR_OVER;
+  uint64_t delay = far ? 0 : (uint64_t)hak_opt(HAK_OPT_PURGE_DELAY_MS);
+  for (size_t i = 0; i < cache_len && cache_resident && hak_mem_over() && now - cache[i].freed_at >= delay; i++)
     if (cache[i].resident) {
       _hak_os_purge(cache[i].base, cache[i].size);
       cache[i].resident = false;
@@ -254,14 +259,6 @@ size_t _hak_large_trim(void) {
   size_t n = cache_decay(0, true);
   _hak_unlock(&_hak_large_lock);
   return n;
-}
-
-void _hak_large_decay(void) {
-  if (!__atomic_load_n(&cache_len, __ATOMIC_RELAXED)) return;
-  uint64_t now = _hak_os_now_ms();
-  _hak_lock(&_hak_large_lock);
-  cache_decay(now, false);
-  _hak_unlock(&_hak_large_lock);
 }
 
 void _hak_large_stats(hak_stats_t *st) {

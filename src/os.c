@@ -52,10 +52,6 @@ int _hak_os_purge(void *p, size_t size) {
   return (int)SYS(SYS_madvise, p, size, advice);
 }
 
-int _hak_os_resident(void *p, size_t size, uint8_t *vec) {
-  return (int)SYS(SYS_mincore, p, size, vec);
-}
-
 int _hak_os_hugepage(void *p, size_t size, int mode) {
   return (int)SYS(SYS_madvise, p, size, mode == 1 ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 }
@@ -91,6 +87,30 @@ uint64_t _hak_os_now_ms(void) {
   /* vDSO-free, so it is safe under any lock; called only on slow paths. */
   SYS(SYS_clock_gettime, CLOCK_MONOTONIC, &ts, 0);
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The TSC's rate, measured against the monotonic clock over the first
+ * CALIBRATE_MS after the first call (which hakmem's initialisation makes);
+ * until then an assumed 3 GHz. */
+#define CALIBRATE_MS 20
+#define ASSUMED_TICKS_PER_MS 3000000
+static _Atomic uint64_t cal_ms, cal_tsc, ticks_per_ms;
+
+uint64_t _hak_os_ticks_per_ms(void) {
+  uint64_t t = atomic_load_explicit(&ticks_per_ms, memory_order_relaxed);
+  if (t) return t;
+  uint64_t ms = _hak_os_now_ms(), tsc = __builtin_ia32_rdtsc();
+  uint64_t tsc0 = atomic_load_explicit(&cal_tsc, memory_order_acquire);
+  if (!tsc0) {
+    atomic_store_explicit(&cal_ms, ms, memory_order_relaxed);
+    atomic_store_explicit(&cal_tsc, tsc, memory_order_release);
+    return ASSUMED_TICKS_PER_MS;
+  }
+  uint64_t ms0 = atomic_load_explicit(&cal_ms, memory_order_relaxed);
+  if (ms - ms0 < CALIBRATE_MS || tsc <= tsc0) return ASSUMED_TICKS_PER_MS;
+  t = (tsc - tsc0) / (ms - ms0);
+  atomic_store_explicit(&ticks_per_ms, t, memory_order_relaxed);
+  return t;
 }
 
 int _hak_os_getpid(void) { return (int)SYS(SYS_getpid, 0, 0, 0); }

@@ -28,9 +28,13 @@ void _hak_mem_room_add(hak_heap_t *h) {
   int64_t d = h->room - h->room_added;
   atomic_fetch_add_explicit(&_hak_mem.room, d, memory_order_relaxed);
   h->room_added = h->room;
-  /* The time it grew, to within 1/16 of the lapse: a shared line written rarely. */
+  if (d > 0) _hak_mem_room_reused();
+}
+
+void _hak_mem_room_reused(void) {
+  /* To within 1/16 of the lapse: a shared line written rarely. */
   uint64_t now = __builtin_ia32_rdtsc();
-  if (d > 0 && now - atomic_load_explicit(&_hak_mem.room_tsc, memory_order_relaxed) > HAK_ROOM_TICKS / 16)
+  if (now - atomic_load_explicit(&_hak_mem.room_tsc, memory_order_relaxed) > HAK_ROOM_TICKS / 16)
     atomic_store_explicit(&_hak_mem.room_tsc, now, memory_order_relaxed);
 }
 
@@ -258,14 +262,9 @@ static void reservation_note_empty(hak_reservation_t *r, int delta) {
 }
 
 /* The dirty units among `bits` stop being dirty (taken, purged, unmapped);
- * returns the bytes they counted as empty resident memory. */
+ * returns the bytes they counted as empty memory. */
 static size_t units_clean(hak_superslab_t *ss, uint32_t bits) {
-  size_t counted = 0;
-  for (uint32_t m = ss->dirty_units & bits; m; m &= m - 1) {
-    unsigned u = (unsigned)__builtin_ctz(m);
-    counted += ss->unit_idle[u];
-    ss->unit_idle[u] = 0;
-  }
+  size_t counted = bits_bytes(ss->dirty_units & bits);
   ss->dirty_units &= ~bits;
   return counted;
 }
@@ -312,68 +311,16 @@ hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner) {
   return s;
 }
 
-/* What the units of an empty run will count as empty resident memory once
- * given back. A run of HAK_MEASURE_UNITS or more, given back while the
- * empty memory is past half its budget, counts its resident pages: a block
- * the program touched only here and there then costs the budget what it
- * really holds, and is not purged (a system call and, later, faults) for
- * nothing. A thread measures one such run in HAK_MEASURE_EVERY (mincore,
- * before any lock: the caller still holds the run) and counts the others
- * at the share of resident pages its measures show (a running mean);
- * threads without a heap measure each. Each unit's count is stored in c and
- * the total returned; -1: the run counts whole. */
-typedef struct {
-  uint32_t bytes[HAK_UNITS];
-} unit_counts_t;
-
-static long run_counts(hak_superslab_t *ss, unsigned u, unsigned n, unit_counts_t *c) {
-  enum { PAGES = HAK_UNIT_SIZE / HAK_PAGE };
-  size_t run = bits_bytes(unit_bits(u, n));
-  if (n < HAK_MEASURE_UNITS || hak_mem_total(&_hak_mem.idle) + run <= hak_mem_budget() / 2) return -1;
-  hak_front_t *f = hak_tls_heap;
-  hak_heap_t *h = f->key == HAK_KEY_NONE ? NULL : (hak_heap_t *)f;
-  size_t total = 0;
-  if (h && h->measure_skip) {
-    h->measure_skip--;
-    for (unsigned k = u; k < u + n; k++) {
-      c->bytes[k] = (uint32_t)(bits_bytes(1u << k) * h->resident_share / HAK_SHARE_ONE);
-      total += c->bytes[k];
-    }
-    return (long)total;
-  }
-  uint8_t vec[HAK_UNITS * PAGES];
-  if (_hak_os_resident(unit_addr(ss, u), run, vec) != 0) return -1;
-  size_t i = 0;
-  for (unsigned k = u; k < u + n; k++) {
-    size_t pages = bits_bytes(1u << k) / HAK_PAGE, resident = 0;
-    for (; pages >= 8; pages -= 8, i += 8) { /* bit 0 of 8 bytes at a time */
-      uint64_t w;
-      memcpy(&w, vec + i, 8);
-      resident += ((w & 0x0101010101010101ull) * 0x0101010101010101ull) >> 56;
-    }
-    for (; pages; pages--, i++) resident += vec[i] & 1;
-    c->bytes[k] = (uint32_t)(resident * HAK_PAGE);
-    total += resident * HAK_PAGE;
-  }
-  if (h) { /* a measure far from the estimate replaces it, and the next run is measured too */
-    uint32_t share = (uint32_t)(total * HAK_SHARE_ONE / run), was = h->resident_share;
-    bool far = share > was + HAK_SHARE_ONE / 4 || was > share + HAK_SHARE_ONE / 4;
-    h->resident_share = far ? share : (was + share) / 2;
-    h->measure_skip = far ? 0 : HAK_MEASURE_EVERY - 1;
-  }
-  return (long)total;
-}
-
 /* The units of the empty slab s from its `keep`-th on go back to ss, free
- * and dirty, counting what run_counts said (`counted` < 0: whole). With
- * keep 0, s stops being a slab. The caller guards ss: its owner, or
- * _hak_ss_lock while it is shared. */
-static void units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned keep, const unit_counts_t *c, long counted) {
+ * and dirty (empty memory, as of now). With keep 0, s stops being a slab.
+ * The caller guards ss: its owner, or _hak_ss_lock while it is shared. */
+static void units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned keep) {
   unsigned u = hak_slab_unit(s);
   uint32_t bits = unit_bits(u + keep, s->units - keep);
+  uint64_t now = __builtin_ia32_rdtsc();
   for (unsigned k = u + keep; k < u + s->units; k++) {
     ss->unit_slab[k] = &ss->slab[k];
-    ss->unit_idle[k] = counted < 0 ? (uint32_t)bits_bytes(1u << k) : c->bytes[k];
+    ss->unit_freed[k] = (uint32_t)(now >> HAK_AGE_SHIFT);
   }
   s->units = (uint8_t)keep;
   if (!keep) {
@@ -383,17 +330,16 @@ static void units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned keep, const 
   ss->free_units |= bits;
   ss->dirty_units |= bits;
   note_longest(ss);
-  ss->freed_at = __builtin_ia32_rdtsc();
-  hak_mem_move(bits_bytes(bits), &_hak_mem.live, NULL);
-  hak_mem_move(counted < 0 ? bits_bytes(bits) : (size_t)counted, NULL, &_hak_mem.idle);
+  ss->freed_at = now;
+  hak_mem_move(bits_bytes(bits), &_hak_mem.live, &_hak_mem.idle);
   if (hak_cfg_debug) _hak_superslab_check(ss);
 }
 
-/* Purges ss's dirty units, one madvise per run of contiguous ones: all of
- * them, or until the empty memory is down to three quarters of the budget. */
-static size_t purge_superslab(hak_superslab_t *ss, bool all) {
+/* Purges the dirty units `d` of ss, one madvise per run of contiguous
+ * ones: all of them, or until the empty memory is down to three quarters
+ * of the budget. */
+static size_t purge_units(hak_superslab_t *ss, uint32_t d, bool all) {
   size_t purged = 0;
-  uint32_t d = ss->dirty_units;
   while (d && (all || hak_mem_above_target())) {
     unsigned u = (unsigned)__builtin_ctz(d);
     unsigned n = (unsigned)__builtin_ctz(~(d >> u)); /* run length */
@@ -410,20 +356,94 @@ static size_t purge_superslab(hak_superslab_t *ss, bool all) {
   return purged;
 }
 
-/* Over budget, the owner h purges its own SuperSlabs, the one whose units
- * came back the longest ago first, down to three quarters of the budget;
- * then the shared ones. */
-static void owner_purge(hak_heap_t *h) {
-  while (hak_mem_above_target()) {
+/* ---- purging over budget -----------------------------------------------
+ * A heap purges the SuperSlabs it owns, and any thread the shared ones
+ * (under _hak_ss_lock). Over the budget, what goes is the units empty for
+ * the purge delay: a churn takes nearly all it frees back well within it
+ * (so neither pays a purge nor refaults), a program that stopped using
+ * memory loses it a little after. A pass that leaves the memory over the
+ * budget sets when the next may look again (*at: when the next unit ages,
+ * and no sooner than a quarter of the delay), so that a churn over the
+ * budget does not scan its units at every free. Past twice the budget,
+ * the units of the SuperSlab whose units came back the longest ago go
+ * first, however young. */
+typedef struct { /* a walk through the SuperSlabs h owns, or (h NULL) the shared ones */
+  hak_heap_t *h;
+  uint32_t i;
+  hak_superslab_t *ss;
+} purge_walk_t;
+
+static hak_superslab_t *walk_next(purge_walk_t *w) {
+  if (w->h) w->ss = w->i < w->h->pool_n ? w->h->pool_ss[w->i] : NULL;
+  else w->ss = w->i ? w->ss->next : avail_head;
+  w->i++;
+  return w->ss;
+}
+
+/* Dirty units, oldest SuperSlab first: all, or down to 3/4 of the budget. */
+static size_t purge_oldest(hak_heap_t *h, bool all) {
+  size_t purged = 0;
+  while (all || hak_mem_above_target()) {
     hak_superslab_t *old = NULL;
-    for (uint32_t i = 0; i < h->pool_n; i++) {
-      hak_superslab_t *ss = h->pool_ss[i];
-      if (ss->dirty_units && (!old || ss->freed_at < old->freed_at)) old = ss;
-    }
+    for (purge_walk_t w = {h, 0, NULL}; walk_next(&w);)
+      if (w.ss->dirty_units && (!old || w.ss->freed_at < old->freed_at)) old = w.ss;
     if (!old) break;
-    purge_superslab(old, false);
+    purged += purge_units(old, old->dirty_units, all);
   }
-  if (hak_mem_over()) _hak_purge(false);
+  return purged;
+}
+
+/* One pass over h's SuperSlabs, or the shared ones, `now` (TSC); `far`:
+ * past twice the budget. */
+static void purge_over(hak_heap_t *h, bool far, uint64_t now, uint64_t *at) {
+  if (far) {
+    purge_oldest(h, false);
+    return;
+  }
+  uint64_t delay = (uint64_t)hak_opt(HAK_OPT_PURGE_DELAY_MS) * _hak_os_ticks_per_ms();
+  uint32_t t = (uint32_t)(now >> HAK_AGE_SHIFT), age = (uint32_t)(delay >> HAK_AGE_SHIFT), soonest = age;
+  for (purge_walk_t w = {h, 0, NULL}; walk_next(&w);) {
+    if (!hak_mem_above_target()) return;
+    hak_superslab_t *ss = w.ss;
+    uint32_t aged = 0;
+    for (uint32_t d = ss->dirty_units; d; d &= d - 1) {
+      unsigned u = (unsigned)__builtin_ctz(d);
+      uint32_t a = t - ss->unit_freed[u];
+      if (a >= age) aged |= 1u << u;
+      else if (age - a < soonest) soonest = age - a;
+    }
+    if (aged) purge_units(ss, aged, false);
+  }
+  if (hak_mem_above_target()) {
+    uint64_t wait = (uint64_t)soonest << HAK_AGE_SHIFT;
+    *at = now + (wait > delay / 4 ? wait : delay / 4);
+  }
+}
+
+static uint64_t shared_purge_at; /* _hak_ss_lock; read unlocked to skip taking it */
+
+static size_t unmap_idle(bool now_all);
+
+/* Over budget, the shared SuperSlabs' pass, if due (_hak_ss_lock held). */
+static void shared_purge(uint64_t now, bool far) {
+  if (far || now >= shared_purge_at) purge_over(NULL, far, now, &shared_purge_at);
+}
+
+/* Over budget, h's pass over its own SuperSlabs, then the shared ones',
+ * each if due. */
+void _hak_pool_purge(hak_heap_t *h) {
+  uint64_t now = __builtin_ia32_rdtsc();
+  int excess = hak_mem_excess(now);
+  if (excess == HAK_MEM_WITHIN) return;
+  if (excess == HAK_MEM_FAR_OVER || now >= h->purge_at) {
+    purge_over(h, excess == HAK_MEM_FAR_OVER, now, &h->purge_at);
+    if ((excess = hak_mem_excess(now)) == HAK_MEM_WITHIN) return;
+  }
+  if (excess != HAK_MEM_FAR_OVER && now < __atomic_load_n(&shared_purge_at, __ATOMIC_RELAXED)) return;
+  _hak_lock(&_hak_ss_lock);
+  shared_purge(now, excess == HAK_MEM_FAR_OVER);
+  unmap_idle(false);
+  _hak_unlock(&_hak_ss_lock);
 }
 
 /* ---- owned SuperSlabs --------------------------------------------------
@@ -459,8 +479,7 @@ static bool remote_collect(hak_superslab_t *ss, uintptr_t leave) {
   uintptr_t list = atomic_exchange_explicit(&ss->remote, leave, memory_order_acquire) & ~REMOTE_CLOSED;
   for (hak_slab_t *s = (hak_slab_t *)list, *next; s; s = next) {
     next = s->next;
-    unit_counts_t c;
-    units_give(ss, s, 0, &c, run_counts(ss, hak_slab_unit(s), s->units, &c));
+    units_give(ss, s, 0);
   }
   return list != 0;
 }
@@ -532,7 +551,7 @@ void _hak_pool_trim(hak_heap_t *h) {
     hak_superslab_t *ss = h->pool_ss[i];
     remote_collect(ss, 0);
     if (ss->free_units == UINT32_MAX) pool_disown(h, i);
-    else purge_superslab(ss, true);
+    else purge_units(ss, ss->dirty_units, true);
   }
 }
 
@@ -561,7 +580,7 @@ static bool pool_collect_all(hak_heap_t *h) {
     hak_superslab_t *ss = h->pool_ss[i];
     if (atomic_load_explicit(&ss->remote, memory_order_relaxed)) any |= remote_collect(ss, 0);
   }
-  if (any && hak_mem_over()) owner_purge(h);
+  if (any) _hak_pool_purge(h);
   return any;
 }
 
@@ -648,24 +667,6 @@ void _hak_class_flush(hak_heap_t *h) {
     }
 }
 
-/* Purges the dirty units of shared SuperSlabs (_hak_ss_lock held): all of
- * them, or down to three quarters of the budget of empty memory, from the
- * SuperSlab whose units came back the longest ago (least likely to be
- * reused soon) on. Owned SuperSlabs purge by their owner (owner_purge,
- * _hak_pool_trim). */
-static size_t purge_dirty(bool all) {
-  size_t purged = 0;
-  for (;;) {
-    if (!all && !hak_mem_above_target()) break;
-    hak_superslab_t *old = NULL;
-    for (hak_superslab_t *ss = avail_head; ss; ss = ss->next)
-      if (ss->dirty_units && (!old || ss->freed_at < old->freed_at)) old = ss;
-    if (!old) break;
-    purged += purge_superslab(old, all);
-  }
-  return purged;
-}
-
 static void reservation_unmap(hak_reservation_t *r) {
   for (uint32_t i = 0; i < r->carved; i++) {
     hak_superslab_t *ss = (hak_superslab_t *)(r->base + (size_t)i * HAK_SS_SIZE);
@@ -714,8 +715,6 @@ static size_t unmap_idle(bool now_all) {
  * changing them. */
 static void give_back(hak_slab_t *s, unsigned keep) {
   hak_superslab_t *ss = hak_superslab_of((char *)s + 1);
-  unsigned u = hak_slab_unit(s) + keep, n = s->units - keep;
-  unit_counts_t c;
   uint32_t id = atomic_load_explicit(&ss->heap, memory_order_relaxed);
   hak_front_t *f = hak_tls_heap;
   if (id && id << 2 == (f->key & ~3u)) {
@@ -723,8 +722,8 @@ static void give_back(hak_slab_t *s, unsigned keep) {
     uint32_t was = f->busy;
     f->busy = 1;
     atomic_signal_fence(memory_order_seq_cst);
-    units_give(ss, s, keep, &c, run_counts(ss, u, n, &c));
-    if (hak_mem_over()) owner_purge(h);
+    units_give(ss, s, keep);
+    _hak_pool_purge(h);
     atomic_signal_fence(memory_order_seq_cst);
     f->busy = was;
     return;
@@ -733,17 +732,18 @@ static void give_back(hak_slab_t *s, unsigned keep) {
    * never spares: no one else shrinks one. */
   HAK_DEBUG_ASSERT(!id || !keep);
   if (id && remote_push(ss, s)) return;
-  long counted = run_counts(ss, u, n, &c); /* before the lock: the run is still ours */
   _hak_lock(&_hak_ss_lock);
   if (atomic_load_explicit(&ss->heap, memory_order_relaxed)) { /* owned since */
     bool pushed = remote_push(ss, s);
     HAK_ASSERT(pushed); /* closed only while being disowned, under this lock */
   } else {
     if (!ss->free_units) avail_push(ss);
-    units_give(ss, s, keep, &c, counted);
+    units_give(ss, s, keep);
     if (ss->free_units == UINT32_MAX) reservation_note_empty(ss->res, +1);
   }
-  if (hak_mem_over()) purge_dirty(false);
+  uint64_t now = __builtin_ia32_rdtsc();
+  int excess = hak_mem_excess(now);
+  if (excess != HAK_MEM_WITHIN) shared_purge(now, excess == HAK_MEM_FAR_OVER);
   unmap_idle(false);
   _hak_unlock(&_hak_ss_lock);
 }
@@ -757,10 +757,10 @@ void _hak_slab_release(hak_slab_t *s) {
 /* Gives the units of an empty slab beyond its first n back (dirty). */
 void _hak_slab_shrink(hak_slab_t *s, unsigned n) { give_back(s, n); }
 
-size_t _hak_purge(bool all) {
+size_t _hak_purge_all(void) {
   _hak_lock(&_hak_ss_lock);
-  size_t n = purge_dirty(all);
-  n += unmap_idle(all);
+  size_t n = purge_oldest(NULL, true);
+  n += unmap_idle(true);
   _hak_unlock(&_hak_ss_lock);
   return n;
 }
@@ -786,8 +786,6 @@ void _hak_superslab_check(hak_superslab_t *ss) {
   if (owner)
     HAK_ASSERT(owner->pool_ss[ss->pool_index] == ss &&
                owner->pool_longest[ss->pool_index] == longest_run(ss->free_units));
-  for (unsigned u = 0; u < HAK_UNITS; u++)
-    HAK_ASSERT((ss->dirty_units & (1u << u)) ? ss->unit_idle[u] <= bits_bytes(1u << u) : ss->unit_idle[u] == 0);
 }
 
 void _hak_superslab_stats(hak_stats_t *st, uint64_t *cls_slabs, uint64_t *cls_used) {
@@ -800,7 +798,7 @@ void _hak_superslab_stats(hak_stats_t *st, uint64_t *cls_slabs, uint64_t *cls_us
   size_t in_use = atomic_load_explicit(&_hak_mem.live, memory_order_relaxed);
   size_t idle = atomic_load_explicit(&_hak_mem.idle, memory_order_relaxed);
   st->empty = (ptrdiff_t)idle < 0 ? 0 : idle;
-  st->room = hak_mem_room((ptrdiff_t)in_use < 0 ? 0 : in_use);
+  st->room = hak_mem_room((ptrdiff_t)in_use < 0 ? 0 : in_use, __builtin_ia32_rdtsc());
   st->unmapped += unmapped_total;
   for (hak_reservation_t *r = res_list; r; r = r->next) {
     for (uint32_t i = 0; i < r->carved; i++) {

@@ -9,7 +9,9 @@
  *   budget  HAKMEM_BIGCACHE_MB=8: after every free of many 3 MiB blocks,
  *           bigcache_bytes <= 8 MiB; a block over the budget is not kept;
  *           with the default budget (32 MiB) the cache fills up to it, and
- *           no more than HAKMEM_RETAIN_KB (default 4 MiB) of it stays resident
+ *           no more than twice HAKMEM_RETAIN_KB (default 4 MiB) of it stays
+ *           resident; past the purge delay (10 ms), the next Large
+ *           malloc/free purges it down to HAKMEM_RETAIN_KB
  *   none    HAKMEM_BIGCACHE_MB=0 keeps nothing
  *   decay   HAKMEM_BIGCACHE_DECAY_MS=100: 300 ms after the frees, one Large
  *           malloc/free unmaps the old entries; with the default decay
@@ -173,7 +175,16 @@ static int mode_budget_default(void)
   hak_stats_t s = st();
   CHECKV("no Large block is live", s.large_blocks == 0 && s.large_in_use == 0,
          "large_blocks %llu, large_in_use %zu", ULL(s.large_blocks), s.large_in_use);
-  CHECKV("BigCache keeps at most HAKMEM_RETAIN_KB (default 4 MiB) resident when nothing is live",
+  CHECKV("BigCache keeps at most twice HAKMEM_RETAIN_KB (default 4 MiB) resident when nothing is live",
+         s.large_committed <= s.large_in_use + 8 * MiB, "large_committed %zu, large_in_use %zu",
+         s.large_committed, s.large_in_use);
+  sleep_ms(50);
+  char *p = malloc(LAUNDER(3 * MiB));
+  if (p)
+    memset(p, 1, 3 * MiB);
+  free(p);
+  s = st();
+  CHECKV("50 ms later (past the purge delay) one Large malloc/free purges it down to HAKMEM_RETAIN_KB",
          s.large_committed <= s.large_in_use + 4 * MiB, "large_committed %zu, large_in_use %zu",
          s.large_committed, s.large_in_use);
   return th_done();
