@@ -12,7 +12,7 @@
 #include "internal.h"
 
 #define LARGE_MAGIC 0x6c6172676568616bull /* live block */
-#define CACHE_FIT_SLACK 8 /* a cached mapping serves requests that use 7/8 of it */
+#define CACHE_FIT_SLACK 8 /* a cached mapping serves requests that use 7/8 of it as it is */
 #define SHRINK_MIN HAK_SS_SIZE /* realloc gives back a tail of at least this */
 
 typedef struct hak_large {
@@ -101,22 +101,46 @@ static bool cache_reserve(void) {
   return true;
 }
 
-/* The best-fitting cached mapping for `need` bytes, taken out of the
- * cache; *zero says whether its pages are known to read zero. */
+/* The cached mapping nearest in size to `need` bytes, taken out of the
+ * cache: the smallest that holds them, else the largest (the caller cuts
+ * or grows it to size); *zero says whether its pages are known to read
+ * zero. NULL if the cache is empty. */
 static char *cache_take(size_t need, size_t *size, bool *zero) {
   size_t best = SIZE_MAX;
   for (size_t i = 0; i < cache_len; i++) {
-    size_t s = cache[i].size;
-    if (s >= need && s - need <= s / CACHE_FIT_SLACK && (best == SIZE_MAX || s < cache[best].size))
-      best = i;
+    size_t s = cache[i].size, b = best == SIZE_MAX ? 0 : cache[best].size;
+    bool fits = s >= need, best_fits = best != SIZE_MAX && b >= need;
+    if (best == SIZE_MAX || (fits != best_fits ? fits : fits ? s < b : s > b)) best = i;
   }
   if (best == SIZE_MAX) return NULL;
   char *base = cache[best].base;
   *size = cache[best].size;
   *zero = cache[best].zeroed;
-  if (cache[best].resident) hak_mem_reused(cache[best].size);
+  if (cache[best].resident) hak_mem_reused(*size < need ? *size : need);
   cache_remove_at(best);
   return base;
+}
+
+/* The mapping at base, `old` bytes, made `need` bytes: its tail unmapped,
+ * or grown where it is, or its pages moved (mremap, no copy) to a new
+ * 2 MiB aligned place, which then takes its chunk map mark. Returns where
+ * it now is, or NULL (unchanged) if it could not grow. */
+static char *mapping_resize(char *base, size_t old, size_t need) {
+  if (need <= old) {
+    if (need < old) _hak_os_unmap(base + need, old - need);
+    return base;
+  }
+  if (_hak_os_remap(base, old, need, NULL)) return base;
+  char *target = _hak_os_map(need, HAK_SS_SIZE);
+  if (!target) return NULL;
+  if (!_hak_os_remap(base, old, need, target)) {
+    _hak_os_unmap(target, need);
+    return NULL;
+  }
+  /* The chunk map follows the header before the block is handed out. */
+  _hak_chunk_map[(uintptr_t)target >> HAK_SS_SHIFT] = HAK_CHUNK_LARGE;
+  _hak_chunk_map[(uintptr_t)base >> HAK_SS_SHIFT] = HAK_CHUNK_NONE;
+  return target;
 }
 
 /* A fresh mapping of `need` bytes whose header is 2 MiB aligned and whose
@@ -142,29 +166,35 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero) {
   bool zeroed = false;
   _hak_lock(&_hak_large_lock);
   char *base = align <= HAK_SS_SIZE ? cache_take(need, &got, &zeroed) : NULL;
-  if (base) {
-    cache_hits++;
-    live_bytes += got;
-    hak_mem_move(got, NULL, &_hak_mem.live);
-    live_count++;
-  } else {
-    cache_misses++;
-  }
+  if (base) cache_hits++;
+  else cache_misses++;
   cache_decay(now, false);
   _hak_unlock(&_hak_large_lock);
-  if (base) {
-    if (zero && !zeroed) memset(base + offset, 0, got - offset);
-  } else {
-    base = map_fresh(need, align); /* fresh pages are zero: calloc skips the memset */
+  size_t was = got; /* mapped bytes taken from the cache */
+  if (base && (got < need || got - need > got / CACHE_FIT_SLACK)) {
+    char *resized = mapping_resize(base, got, need);
+    if (!resized) { /* could not grow: a fresh mapping instead */
+      _hak_lock(&_hak_large_lock);
+      unmap_region(base, got);
+      _hak_unlock(&_hak_large_lock);
+      was = 0;
+    }
+    base = resized;
+    got = need;
+  }
+  if (!base) {
+    base = map_fresh(need, align);
     if (!base) return NULL;
     got = need;
-    _hak_lock(&_hak_large_lock);
-    live_bytes += got;
-    hak_mem_move(got, NULL, &_hak_mem.live);
-    live_count++;
-    mapped_bytes += got;
-    _hak_unlock(&_hak_large_lock);
+    zeroed = true; /* fresh pages are zero: calloc skips the memset */
   }
+  if (zero && !zeroed) memset(base + offset, 0, got - offset);
+  _hak_lock(&_hak_large_lock);
+  live_bytes += got;
+  hak_mem_move(got, NULL, &_hak_mem.live);
+  live_count++;
+  mapped_bytes += got - was;
+  _hak_unlock(&_hak_large_lock);
   hak_large_t *h = (hak_large_t *)base;
   h->magic = LARGE_MAGIC;
   h->map_size = got;
@@ -216,41 +246,20 @@ void *_hak_large_realloc(void *p, size_t size) {
   char *base = (char *)h;
   size_t offset = h->offset, old = h->map_size, need = offset + page_round(size);
   if (size > PTRDIFF_MAX || need < size) return NULL;
-  if (need <= old) {
-    if (old - need >= SHRINK_MIN && old - need >= old / 4) {
-      _hak_os_unmap(base + need, old - need);
-      h->map_size = need;
-      _hak_lock(&_hak_large_lock);
-      live_bytes -= old - need;
-      hak_mem_move(old - need, &_hak_mem.live, NULL);
-      mapped_bytes -= old - need;
-      _hak_unlock(&_hak_large_lock);
-    }
-    return p;
-  }
-  char *moved = NULL;
-  if (!_hak_os_remap(base, old, need, NULL)) {
-    char *target = _hak_os_map(need, HAK_SS_SIZE);
-    if (!target) return NULL;
-    moved = _hak_os_remap(base, old, need, target);
-    if (!moved) {
-      _hak_os_unmap(target, need);
-      return NULL;
-    }
-  }
+  if (need <= old && (old - need < SHRINK_MIN || old - need < old / 4)) return p; /* keeps its tail */
+  char *moved = mapping_resize(base, old, need);
+  if (!moved) return NULL;
+  ((hak_large_t *)moved)->map_size = need;
   _hak_lock(&_hak_large_lock);
-  live_bytes += need - old;
-  hak_mem_move(need - old, NULL, &_hak_mem.live);
+  if (need > old) {
+    live_bytes += need - old;
+    hak_mem_move(need - old, NULL, &_hak_mem.live);
+  } else {
+    live_bytes -= old - need;
+    hak_mem_move(old - need, &_hak_mem.live, NULL);
+  }
   mapped_bytes += need - old;
   _hak_unlock(&_hak_large_lock);
-  if (!moved) {
-    h->map_size = need;
-    return p;
-  }
-  /* The chunk map follows the header before the block is handed back. */
-  _hak_chunk_map[(uintptr_t)moved >> HAK_SS_SHIFT] = HAK_CHUNK_LARGE;
-  _hak_chunk_map[(uintptr_t)base >> HAK_SS_SHIFT] = HAK_CHUNK_NONE;
-  ((hak_large_t *)moved)->map_size = need;
   return moved + offset;
 }
 
