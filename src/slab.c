@@ -60,14 +60,17 @@ void _hak_slab_format(hak_slab_t *s, size_t cls) {
   s->where = HAK_IN_NONE;
 }
 
-/* A list of free blocks of s for its holder's fast path: local_free (with
- * the remote frees collected), else fresh blocks; NULL if s is full. */
+/* A list of free blocks of s for its holder's fast path: local_free, else
+ * the remote frees (taken whole: the list goes out as it is, so neither its
+ * length nor its tail is needed, and its blocks, written by other threads,
+ * are not walked here), else fresh blocks; NULL if s is full. */
 hak_block_t *_hak_slab_take(hak_slab_t *s) {
-  if (!s->local_free) _hak_slab_collect(s);
   hak_block_t *list = s->local_free;
+  if (!list && atomic_load_explicit(&s->thread_free, memory_order_relaxed))
+    list = (hak_block_t *)atomic_exchange_explicit(&s->thread_free, 0, memory_order_acquire);
   if (list) {
     s->local_free = NULL;
-    s->used = s->carved;
+    s->used = s->carved; /* every carved block is out: none on local_free */
     return list;
   }
   if (s->carved == s->capacity) return NULL;
