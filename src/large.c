@@ -101,24 +101,34 @@ static bool cache_reserve(void) {
   return true;
 }
 
+/* Puts a mapping in the cache (large lock held); false if it does not
+ * fit in the budget or the table cannot grow (the caller unmaps it). */
+static bool cache_put(char *base, size_t size, uint64_t now, bool resident, bool zeroed) {
+  if (size > (size_t)hak_opt(HAK_OPT_BIGCACHE_MB) << 20 || !cache_reserve()) return false;
+  cache[cache_len++] = (cache_entry_t){base, size, now, resident, zeroed};
+  cache_bytes += size;
+  if (resident) {
+    cache_resident += size;
+    hak_mem_move(size, NULL, &_hak_mem.idle);
+  }
+  return true;
+}
+
 /* The cached mapping nearest in size to `need` bytes, taken out of the
- * cache: the smallest that holds them, else the largest (the caller cuts
- * or grows it to size); *zero says whether its pages are known to read
- * zero. NULL if the cache is empty. */
-static char *cache_take(size_t need, size_t *size, bool *zero) {
+ * cache into *e: the smallest that holds them, else the largest (cache_fit
+ * makes it fit). False if the cache is empty. */
+static bool cache_take(size_t need, cache_entry_t *e) {
   size_t best = SIZE_MAX;
   for (size_t i = 0; i < cache_len; i++) {
     size_t s = cache[i].size, b = best == SIZE_MAX ? 0 : cache[best].size;
     bool fits = s >= need, best_fits = best != SIZE_MAX && b >= need;
     if (best == SIZE_MAX || (fits != best_fits ? fits : fits ? s < b : s > b)) best = i;
   }
-  if (best == SIZE_MAX) return NULL;
-  char *base = cache[best].base;
-  *size = cache[best].size;
-  *zero = cache[best].zeroed;
-  if (cache[best].resident) hak_mem_reused(*size < need ? *size : need);
+  if (best == SIZE_MAX) return false;
+  *e = cache[best];
+  if (e->resident) hak_mem_reused(e->size < need ? e->size : need);
   cache_remove_at(best);
-  return base;
+  return true;
 }
 
 /* The mapping at base, `old` bytes, made `need` bytes: its tail unmapped,
@@ -143,6 +153,47 @@ static char *mapping_resize(char *base, size_t old, size_t need) {
   return target;
 }
 
+/* The block takes the first `need` bytes of the cached mapping e; the rest
+ * is cut off. From the next 2 MiB boundary on, if that can hold a Large
+ * block, it goes back to the cache as a mapping of its own, its pages
+ * kept; what lies before it is unmapped. */
+static void cache_cut(const cache_entry_t *e, size_t need, uint64_t now) {
+  size_t cut = (need + HAK_SS_SIZE - 1) & ~(HAK_SS_SIZE - 1);
+  bool keep = cut < e->size && e->size - cut > HAK_POOL_MAX + HAK_PAGE;
+  if (!keep) cut = e->size;
+  if (cut > need) _hak_os_unmap(e->base + need, cut - need);
+  char *tail = e->base + cut;
+  if (keep) ((hak_large_t *)tail)->magic = 0; /* its header was inside the block */
+  _hak_lock(&_hak_large_lock);
+  mapped_bytes -= cut - need;
+  if (keep) {
+    if (cache_put(tail, e->size - cut, now, e->resident, e->zeroed))
+      _hak_chunk_map[(uintptr_t)tail >> HAK_SS_SHIFT] = HAK_CHUNK_LARGE;
+    else
+      unmap_region(tail, e->size - cut);
+  }
+  _hak_unlock(&_hak_large_lock);
+}
+
+/* Makes the cached mapping e serve `need` bytes: as it is if they use 7/8
+ * of it, else cut to size or grown. Returns its base (*got: its size now),
+ * or NULL if it could not grow (it is unmapped then). */
+static char *cache_fit(const cache_entry_t *e, size_t need, uint64_t now, size_t *got) {
+  *got = e->size;
+  if (e->size >= need && e->size - need <= e->size / CACHE_FIT_SLACK) return e->base;
+  *got = need;
+  if (e->size > need) {
+    cache_cut(e, need, now);
+    return e->base;
+  }
+  char *base = mapping_resize(e->base, e->size, need);
+  _hak_lock(&_hak_large_lock);
+  if (base) mapped_bytes += need - e->size;
+  else unmap_region(e->base, e->size);
+  _hak_unlock(&_hak_large_lock);
+  return base;
+}
+
 /* A fresh mapping of `need` bytes whose header is 2 MiB aligned and whose
  * block (at `offset`) is `align` aligned. */
 static char *map_fresh(size_t need, size_t align) {
@@ -162,38 +213,28 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero) {
   size_t need = offset + page_round(size);
   if (size > PTRDIFF_MAX || need < size) return NULL;
   uint64_t now = _hak_os_now_ms();
-  size_t got = 0;
-  bool zeroed = false;
+  cache_entry_t e;
   _hak_lock(&_hak_large_lock);
-  char *base = align <= HAK_SS_SIZE ? cache_take(need, &got, &zeroed) : NULL;
-  if (base) cache_hits++;
+  bool hit = align <= HAK_SS_SIZE && cache_take(need, &e);
+  if (hit) cache_hits++;
   else cache_misses++;
   cache_decay(now, false);
   _hak_unlock(&_hak_large_lock);
-  size_t was = got; /* mapped bytes taken from the cache */
-  if (base && (got < need || got - need > got / CACHE_FIT_SLACK)) {
-    char *resized = mapping_resize(base, got, need);
-    if (!resized) { /* could not grow: a fresh mapping instead */
-      _hak_lock(&_hak_large_lock);
-      unmap_region(base, got);
-      _hak_unlock(&_hak_large_lock);
-      was = 0;
-    }
-    base = resized;
-    got = need;
-  }
-  if (!base) {
+  size_t got = need, fresh = 0;
+  char *base = hit ? cache_fit(&e, need, now, &got) : NULL;
+  bool zeroed = base && e.zeroed;
+  if (!base) { /* fresh pages are zero: calloc skips the memset */
     base = map_fresh(need, align);
     if (!base) return NULL;
-    got = need;
-    zeroed = true; /* fresh pages are zero: calloc skips the memset */
+    got = fresh = need;
+    zeroed = true;
   }
   if (zero && !zeroed) memset(base + offset, 0, got - offset);
   _hak_lock(&_hak_large_lock);
   live_bytes += got;
   hak_mem_move(got, NULL, &_hak_mem.live);
   live_count++;
-  mapped_bytes += got - was;
+  mapped_bytes += fresh;
   _hak_unlock(&_hak_large_lock);
   hak_large_t *h = (hak_large_t *)base;
   h->magic = LARGE_MAGIC;
@@ -221,15 +262,8 @@ void _hak_large_free(void *p) {
   live_bytes -= size;
   hak_mem_move(size, &_hak_mem.live, NULL);
   live_count--;
-  if (size <= (size_t)hak_opt(HAK_OPT_BIGCACHE_MB) << 20 && cache_reserve()) {
-    cache[cache_len++] = (cache_entry_t){base, size, now, true, false};
-    cache_bytes += size;
-    cache_resident += size;
-    hak_mem_move(size, NULL, &_hak_mem.idle);
-    cache_decay(now, false);
-  } else {
-    unmap_region(base, size);
-  }
+  if (cache_put(base, size, now, true, false)) cache_decay(now, false);
+  else unmap_region(base, size);
   _hak_unlock(&_hak_large_lock);
 }
 

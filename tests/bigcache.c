@@ -9,6 +9,9 @@
  *           grown (only the difference mapped anew, its pages moved: they
  *           hold what the freed block held); calloc from the cache reads
  *           zero
+ *   split   a cached 7 MiB mapping cut for a 1.5 MiB request keeps its
+ *           part past the next 2 MiB boundary cached, which then serves a
+ *           5 MiB request with its pages (nothing mapped anew)
  *   budget  HAKMEM_BIGCACHE_MB=8: after every free of many 3 MiB blocks,
  *           bigcache_bytes <= 8 MiB; a block over the budget is not kept;
  *           with the default budget (32 MiB) the cache fills up to it, and
@@ -143,6 +146,43 @@ static int mode_hit(void)
            (void *)z);
     free(z);
   }
+  return th_done();
+}
+
+/* A cached 7 MiB mapping serving a 1.5 MiB request keeps the part past
+ * its next 2 MiB boundary (5 MiB) cached, pages and all: a 5 MiB request
+ * is then served by it, with nothing mapped anew. */
+static int mode_split(void)
+{
+  const size_t big = 7 * MiB, small = MiB + MiB / 2, rest = 5 * MiB;
+  char *p = malloc(LAUNDER(big));
+  if (!CHECK("malloc(7 MiB)", p != NULL))
+    return th_done();
+  memset(p, 0x33, big);
+  free(p);
+  hak_stats_t s0 = st();
+  char *q = malloc(LAUNDER(small));
+  hak_stats_t s1 = st();
+  CHECKV("1.5 MiB served by the cached 7 MiB mapping", q && s1.bigcache_hits == s0.bigcache_hits + 1,
+         "hits %llu -> %llu", ULL(s0.bigcache_hits), ULL(s1.bigcache_hits));
+  CHECKV("its part past the next 2 MiB boundary stays cached", s1.bigcache_bytes >= rest,
+         "bigcache_bytes %zu -> %zu", s0.bigcache_bytes, s1.bigcache_bytes);
+  CHECKV("only the bytes before that boundary are unmapped", s1.mapped + MiB / 2 >= s0.mapped,
+         "mapped %zu -> %zu", s0.mapped, s1.mapped);
+  char *r = malloc(LAUNDER(rest));
+  hak_stats_t s2 = st();
+  CHECKV("a 5 MiB request is served by that part", r && s2.bigcache_hits == s1.bigcache_hits + 1,
+         "hits %llu -> %llu", ULL(s1.bigcache_hits), ULL(s2.bigcache_hits));
+  CHECKV("with nothing mapped anew", s2.mapped <= s1.mapped, "mapped %zu -> %zu", s1.mapped, s2.mapped);
+  CHECKV("its pages are the freed block's (they hold what it held)",
+         r && r[0] == 0x33 && r[rest - 1] == 0x33, "bytes 0x%02x 0x%02x", r ? r[0] & 0xFF : 0,
+         r ? r[rest - 1] & 0xFF : 0);
+  if (q)
+    memset(q, 1, small);
+  if (r)
+    memset(r, 2, rest);
+  free(q);
+  free(r);
   return th_done();
 }
 
@@ -303,6 +343,8 @@ int main(int argc, char **argv)
       return th_done();
     if (strcmp(argv[1], "hit") == 0)
       return mode_hit();
+    if (strcmp(argv[1], "split") == 0)
+      return mode_split();
     if (strcmp(argv[1], "budget8") == 0)
       return mode_budget8();
     if (strcmp(argv[1], "budget") == 0)
@@ -329,7 +371,7 @@ int main(int argc, char **argv)
       {"hit", {NULL}},           {"budget8", {"HAKMEM_BIGCACHE_MB=8", NULL}},
       {"budget", {NULL}},        {"none", {"HAKMEM_BIGCACHE_MB=0", NULL}},
       {"decay-default", {NULL}}, {"decay", {"HAKMEM_BIGCACHE_DECAY_MS=100", NULL}},
-      {"trim", {NULL}},
+      {"trim", {NULL}},          {"split", {NULL}},
   };
   static child_t c;
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
