@@ -416,7 +416,7 @@ static void purge_over(hak_heap_t *h, bool far, uint64_t now, uint64_t *at) {
   }
   if (hak_mem_above_target()) {
     uint64_t wait = (uint64_t)soonest << HAK_AGE_SHIFT;
-    *at = now + (wait > delay / 4 ? wait : delay / 4);
+    __atomic_store_n(at, now + (wait > delay / 4 ? wait : delay / 4), __ATOMIC_RELAXED); /* read unlocked */
   }
 }
 
