@@ -114,15 +114,33 @@ static bool cache_put(char *base, size_t size, uint64_t now, bool resident, bool
   return true;
 }
 
-/* The cached mapping nearest in size to `need` bytes, taken out of the
- * cache into *e: the smallest that holds them, else the largest (cache_fit
- * makes it fit). False if the cache is empty. */
+/* Where a mapping of `size` bytes cut for a block of `need` is cut: at
+ * the next 2 MiB boundary if the part past it can hold a Large block (it
+ * stays cached), else at its end (cache_cut). */
+static size_t cut_point(size_t need, size_t size) {
+  size_t cut = (need + HAK_SS_SIZE - 1) & ~(HAK_SS_SIZE - 1);
+  return cut < size && size - cut > HAK_POOL_MAX + HAK_PAGE ? cut : size;
+}
+
+/* Bytes of resident pages the cached mapping e loses, or bytes the block
+ * faults in, if e serves `need` bytes (cache_fit). */
+static size_t fit_cost(const cache_entry_t *e, size_t need) {
+  if (!e->resident) return need;
+  if (e->size < need) return need - e->size;
+  return e->size - need <= e->size / CACHE_FIT_SLACK ? 0 : cut_point(need, e->size) - need;
+}
+
+/* The cached mapping that serves `need` bytes at the least cost in pages
+ * (fit_cost), taken out of the cache into *e. False if the cache is
+ * empty. */
 static bool cache_take(size_t need, cache_entry_t *e) {
-  size_t best = SIZE_MAX;
+  size_t best = SIZE_MAX, best_cost = SIZE_MAX;
   for (size_t i = 0; i < cache_len; i++) {
-    size_t s = cache[i].size, b = best == SIZE_MAX ? 0 : cache[best].size;
-    bool fits = s >= need, best_fits = best != SIZE_MAX && b >= need;
-    if (best == SIZE_MAX || (fits != best_fits ? fits : fits ? s < b : s > b)) best = i;
+    size_t cost = fit_cost(&cache[i], need);
+    if (cost < best_cost) {
+      best = i;
+      best_cost = cost;
+    }
   }
   if (best == SIZE_MAX) return false;
   *e = cache[best];
@@ -158,9 +176,8 @@ static char *mapping_resize(char *base, size_t old, size_t need) {
  * block, it goes back to the cache as a mapping of its own, its pages
  * kept; what lies before it is unmapped. */
 static void cache_cut(const cache_entry_t *e, size_t need, uint64_t now) {
-  size_t cut = (need + HAK_SS_SIZE - 1) & ~(HAK_SS_SIZE - 1);
-  bool keep = cut < e->size && e->size - cut > HAK_POOL_MAX + HAK_PAGE;
-  if (!keep) cut = e->size;
+  size_t cut = cut_point(need, e->size);
+  bool keep = cut < e->size;
   if (cut > need) _hak_os_unmap(e->base + need, cut - need);
   char *tail = e->base + cut;
   if (keep) ((hak_large_t *)tail)->magic = 0; /* its header was inside the block */
