@@ -184,10 +184,12 @@ static void cache_cut(const cache_entry_t *e, size_t need, uint64_t now) {
   _hak_lock(&_hak_large_lock);
   mapped_bytes -= cut - need;
   if (keep) {
-    if (cache_put(tail, e->size - cut, now, e->resident, e->zeroed))
+    if (cache_put(tail, e->size - cut, now, e->resident, e->zeroed)) {
       _hak_chunk_map[(uintptr_t)tail >> HAK_SS_SHIFT] = HAK_CHUNK_LARGE;
-    else
+      cache_decay(now, false); /* within the byte budget again */
+    } else {
       unmap_region(tail, e->size - cut);
+    }
   }
   _hak_unlock(&_hak_large_lock);
 }
