@@ -214,19 +214,37 @@ static int mode_delay(int with_delay)
  * HAKMEM_ROOM_MB=0 (the control, `room0`) every round purges what is past
  * a quarter of the memory in use. Three seconds without reuse, the room has lapsed. Then
  * everything is freed: the freed blocks are purged at once either way. */
+enum { ROOM_N = 40, ROOM_K = 12 };
+static char *room_p[ROOM_N];
+
+/* Round r of the room churn: 12 of the 40 blocks freed (*mid: the stats
+ * then) and allocated again, written whole. 0 if malloc failed. */
+static int room_round(int r, hak_stats_t *mid)
+{
+  for (int k = 0; k < ROOM_K; k++)
+    free(room_p[(r * 7 + k) % ROOM_N]);
+  hak.stats(mid);
+  for (int k = 0; k < ROOM_K; k++) {
+    char *q = room_p[(r * 7 + k) % ROOM_N] = malloc(LAUNDER(MiB));
+    if (!q)
+      return 0;
+    memset(q, r, MiB);
+  }
+  return 1;
+}
+
 static int mode_room(int with_room)
 {
-  enum { N = 40, K = 12, ROUNDS = 24, WARM = 12 };
-  static char *p[N];
+  enum { ROUNDS = 24, WARM = 12 };
   hak_stats_t s;
   if (!CHECK("hak_stats is available", hak.stats != NULL))
     return th_done();
   malloc_trim(0);
-  for (int i = 0; i < N; i++) {
-    p[i] = malloc(LAUNDER(MiB));
-    if (!p[i])
+  for (int i = 0; i < ROOM_N; i++) {
+    room_p[i] = malloc(LAUNDER(MiB));
+    if (!room_p[i])
       return CHECK("40 blocks of 1 MiB allocated", 0), th_done();
-    memset(p[i], i, MiB);
+    memset(room_p[i], i, MiB);
   }
   uint64_t purged0 = 0;
   size_t room_least = SIZE_MAX;
@@ -235,17 +253,10 @@ static int mode_room(int with_room)
       hak.stats(&s);
       purged0 = s.purged;
     }
-    for (int k = 0; k < K; k++)
-      free(p[(r * 7 + k) % N]);
-    hak.stats(&s);
+    if (!room_round(r, &s))
+      return CHECK("1 MiB blocks allocated again", 0), th_done();
     if (r >= WARM && s.room < room_least)
       room_least = s.room;
-    for (int k = 0; k < K; k++) {
-      char *q = p[(r * 7 + k) % N] = malloc(LAUNDER(MiB));
-      if (!q)
-        return CHECK("1 MiB blocks allocated again", 0), th_done();
-      memset(q, r, MiB);
-    }
   }
   hak.stats(&s);
   double purged = (double)(s.purged - purged0) / MiB;
@@ -262,13 +273,33 @@ static int mode_room(int with_room)
     CHECKV("HAKMEM_ROOM_MB=0: each round purges what is past the budget", purged >= 24,
            "%.1f MiB purged", purged);
   }
-  if (with_room) { /* the room lapses once the program stops reusing (2^31 TSC ticks: 3 s covers 0.7 GHz) */
+  /* The room lapses once the program stops reusing (2^31 TSC ticks: 3 s
+   * covers 0.7 GHz), and not while it goes on: a churn at its cap for
+   * longer than that keeps it (only growth once counted as reuse, so a
+   * room at its cap lapsed under a steady churn). */
+  if (with_room) {
+    hak.stats(&s);
+    uint64_t purged1 = s.purged;
+    room_least = SIZE_MAX;
+    double end = now_s() + 3.5;
+    for (int r = ROUNDS; now_s() < end; r++) {
+      if (!room_round(r, &s))
+        return CHECK("1 MiB blocks allocated again", 0), th_done();
+      if (s.room < room_least)
+        room_least = s.room;
+      sleep_s(0.05);
+    }
+    hak.stats(&s);
+    CHECKV("3.5 s more of the same churn (the room at its cap): the room stays", room_least >= 12 * MiB,
+           "room at least %.1f MiB", (double)room_least / MiB);
+    CHECKV("and nothing is purged", s.purged - purged1 < MiB, "%.1f MiB purged",
+           (double)(s.purged - purged1) / MiB);
     sleep_s(3);
     hak.stats(&s);
     CHECKV("3 s without reuse: the room has lapsed", s.room == 0, "room %.1f MiB", (double)s.room / MiB);
   }
-  for (int i = 0; i < N; i++)
-    free(p[i]);
+  for (int i = 0; i < ROOM_N; i++)
+    free(room_p[i]);
   hak.stats(&s);
   CHECKV("everything freed: the empty memory kept is back to the minimum budget (4 MiB)",
          s.empty <= 4 * MiB + MiB, "%.1f MiB empty, room %.1f MiB", (double)s.empty / MiB,
