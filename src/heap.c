@@ -438,7 +438,6 @@ static void heap_detach_all(hak_heap_t *h, bool recount) {
   _hak_pool_disown_all(h);
 }
 
-/* Unlinks h from the live registry; with `reuse`, keeps it for a new thread. */
 /* h's working room goes (thread exit, malloc_trim). */
 static void heap_drop_room(hak_heap_t *h) {
   if (h->room) atomic_fetch_sub_explicit(&_hak_mem.earners, 1, memory_order_relaxed);
@@ -446,6 +445,7 @@ static void heap_drop_room(hak_heap_t *h) {
   _hak_mem_room_add(h);
 }
 
+/* Unlinks h from the live registry; with `reuse`, keeps it for a new thread. */
 static void heap_retire(hak_heap_t *h, bool reuse) {
   _hak_mem_flush(h);
   heap_drop_room(h);

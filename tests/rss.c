@@ -158,6 +158,20 @@ static int mode_unmap(void)
   return th_done();
 }
 
+/* After malloc_trim(0), n blocks of sz bytes, block i written whole with
+ * byte i; 0 (checked as `what`) if one could not be allocated. */
+static int trim_then_alloc(char **p, int n, size_t sz, const char *what)
+{
+  malloc_trim(0);
+  for (int i = 0; i < n; i++) {
+    p[i] = malloc(LAUNDER(sz));
+    if (!p[i])
+      return CHECK(what, 0);
+    memset(p[i], i, sz);
+  }
+  return 1;
+}
+
 static int mode_delay(int with_delay)
 {
   enum { N = 64, FIRST = 12, BURST = 48 };
@@ -166,13 +180,8 @@ static int mode_delay(int with_delay)
   hak_stats_t s0, s1, s2;
   if (!CHECK("hak_stats is available", hak.stats != NULL))
     return th_done();
-  malloc_trim(0);
-  for (int i = 0; i < N; i++) {
-    p[i] = malloc(LAUNDER(sz));
-    if (!p[i])
-      return CHECK("64 blocks of 512 KiB allocated", 0), th_done();
-    memset(p[i], i, sz);
-  }
+  if (!trim_then_alloc(p, N, sz, "64 blocks of 512 KiB allocated"))
+    return th_done();
   hak.stats(&s0);
   for (int i = 0; i < FIRST; i++)
     free(p[i]);
@@ -239,13 +248,8 @@ static int mode_room(int with_room)
   hak_stats_t s;
   if (!CHECK("hak_stats is available", hak.stats != NULL))
     return th_done();
-  malloc_trim(0);
-  for (int i = 0; i < ROOM_N; i++) {
-    room_p[i] = malloc(LAUNDER(MiB));
-    if (!room_p[i])
-      return CHECK("40 blocks of 1 MiB allocated", 0), th_done();
-    memset(room_p[i], i, MiB);
-  }
+  if (!trim_then_alloc(room_p, ROOM_N, MiB, "40 blocks of 1 MiB allocated"))
+    return th_done();
   uint64_t purged0 = 0;
   size_t room_least = SIZE_MAX;
   for (int r = 0; r < ROUNDS; r++) {
