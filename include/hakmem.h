@@ -35,12 +35,18 @@ int hak_trim(void);
 
 /* Process-wide statistics. Counters are exact at the moment of the call for
  * this thread and for exited threads; other live threads' counters are
- * merged when they exit or call hak_stats_flush(). */
+ * merged when they exit or call hak_stats_flush().
+ *
+ * Accounting identity: committed == in_use + slab_free + empty + metadata.
+ * `unaccounted` is committed minus that sum: 0 whenever no other thread
+ * changes the heap during the call (hak_stats takes every hakmem lock, so
+ * only threads with their own heap can), and the debug build aborts if it
+ * is not 0 then. peak_committed >= committed always. */
 typedef struct hak_stats {
   size_t mapped;            /* bytes of address space hakmem has mapped */
   size_t committed;         /* bytes mapped and possibly resident (not purged) */
   size_t large_committed;   /* the part of committed in Large mappings and BigCache */
-  size_t in_use;            /* bytes in live blocks (block sizes, not requests) */
+  size_t in_use;            /* bytes in live blocks (block sizes, not requests; Large: from the block's start) */
   size_t peak_committed;    /* high-water mark of committed */
   size_t large_in_use;      /* bytes mapped for live Large blocks (own mappings) */
   uint64_t large_blocks;    /* live Large blocks */
@@ -55,8 +61,11 @@ typedef struct hak_stats {
   uint64_t unmapped;        /* bytes unmapped, total */
   uint64_t heaps;           /* thread heaps alive now */
   uint64_t invalid_frees;   /* frees of pointers hakmem did not hand out */
-  size_t empty;             /* empty memory kept resident for reuse (as counted against the budget) */
+  size_t empty;             /* empty memory kept for reuse: spare slabs, free units not purged, resident BigCache */
   size_t room;              /* working room in force: empty memory a churning program may keep */
+  size_t slab_free;         /* bytes of the other slabs (held by a thread or detached) in no live block */
+  size_t metadata;          /* SuperSlab headers, and each live Large mapping's bytes before its block */
+  int64_t unaccounted;      /* committed - (in_use + slab_free + empty + metadata) */
 } hak_stats_t;
 
 /* Fills *out; returns 0. */

@@ -65,11 +65,8 @@ static hak_heap_t *heap_create(void) {
   return h;
 }
 
-/* Bytes of a slab's units. */
-static size_t slab_bytes(const hak_slab_t *s) { return (size_t)s->units << HAK_UNIT_SHIFT; }
-
 /* h starts or stops holding s. */
-static void heap_hold(hak_heap_t *h, hak_slab_t *s) { h->held_bytes += slab_bytes(s); }
+static void heap_hold(hak_heap_t *h, hak_slab_t *s) { h->held_bytes += hak_slab_bytes(s); }
 
 /* The refill hint (freed[]) names only partial slabs h holds: it goes
  * when s becomes a spare (which may change class) or leaves h (once given
@@ -81,13 +78,12 @@ static void heap_forget_hint(hak_heap_t *h, const hak_slab_t *s) {
 /* s stops being held by h. */
 static void heap_drop(hak_heap_t *h, hak_slab_t *s) {
   s->where = HAK_IN_NONE;
-  h->held_bytes -= slab_bytes(s);
+  h->held_bytes -= hak_slab_bytes(s);
   heap_forget_hint(h, s);
 }
 
 static void heap_release(hak_heap_t *h, hak_slab_t *s) {
   heap_drop(h, s);
-  h->stat[HAK_STAT_slabs_released]++;
   _hak_slab_release(s);
 }
 
@@ -108,8 +104,8 @@ static void heap_unspare(hak_heap_t *h, hak_slab_t *s) {
   unsigned i = s->units - 1u;
   hak_list_remove(&h->spare[i], s);
   if (!h->spare[i].head) h->spare_mask &= ~(1u << i);
-  h->spare_bytes -= slab_bytes(s);
-  hak_mem_move(slab_bytes(s), &_hak_mem.idle, &_hak_mem.live);
+  h->spare_bytes -= hak_slab_bytes(s);
+  hak_mem_move(hak_slab_bytes(s), &_hak_mem.idle, &_hak_mem.live);
 }
 
 static void heap_add_spare(hak_heap_t *h, hak_slab_t *s) {
@@ -122,8 +118,8 @@ static void heap_add_spare(hak_heap_t *h, hak_slab_t *s) {
   s->where = HAK_IN_SPARE;
   hak_list_push(&h->spare[i], s);
   h->spare_mask |= 1u << i;
-  h->spare_bytes += slab_bytes(s);
-  hak_mem_move(slab_bytes(s), &_hak_mem.live, &_hak_mem.idle);
+  h->spare_bytes += hak_slab_bytes(s);
+  hak_mem_move(hak_slab_bytes(s), &_hak_mem.live, &_hak_mem.idle);
   while (h->spare_mask && hak_mem_over()) {
     hak_slab_t *victim = h->spare[31u - (unsigned)__builtin_clz(h->spare_mask)].tail;
     heap_unspare(h, victim);
@@ -142,10 +138,11 @@ static hak_slab_t *heap_take_spare(hak_heap_t *h, size_t cls) {
     for (s = h->spare[__builtin_ctz(m)].head; s && !unit0_ok && hak_slab_unit(s) == 0;) s = s->next;
   if (!s) return NULL;
   heap_unspare(h, s);
-  hak_mem_reused(slab_bytes(s));
+  hak_mem_reused(hak_slab_bytes(s));
   if (s->units > n) {
-    h->held_bytes -= slab_bytes(s) - ((size_t)n << HAK_UNIT_SHIFT);
+    h->held_bytes -= hak_slab_bytes(s);
     _hak_slab_shrink(s, n);
+    h->held_bytes += hak_slab_bytes(s);
   }
   if (s->cls != cls) _hak_slab_format(s, cls);
   return s;
@@ -374,13 +371,13 @@ void _hak_free_slow(void *p, const char *who) {
     _hak_slab_release(s);
     return;
   }
-  uint32_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
   if (f == &_hak_heap_empty || f == &_hak_heap_dead) {
-    _hak_slab_free_remote(s, b, 0);
+    _hak_slab_free_remote(s, b);
     return;
   }
   hak_heap_t *h = (hak_heap_t *)f;
   h->stat[HAK_STAT_slow_frees]++;
+  uint32_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
   if (owner && owner == heap_owner(h)) { /* only in checking mode: the key never matches */
     if (_hak_slab_block_is_free(s, b, f)) {
       _hak_report_invalid(who, p, "was already freed (double free)");
@@ -392,22 +389,8 @@ void _hak_free_slow(void *p, const char *who) {
     else if (hak_cfg_debug) _hak_slab_check(s, f);
     return;
   }
-  /* Another heap's slab, or a detached one: if it is detached and this heap
-   * allocates its class, the claim keeps it here. */
-  h->stat[HAK_STAT_remote_frees]++;
-  uint32_t keep = f->slot[s->cls].cur ? heap_owner(h) : 0;
-  if (!_hak_slab_free_remote(s, b, keep)) return;
-  heap_enter(h);
-  h->stat[HAK_STAT_slabs_adopted]++;
-  heap_hold(h, s);
-  if (s->used == 0) {
-    heap_add_spare(h, s);
-  } else {
-    heap_add_partial(h, s, HAK_IN_PARTIAL);
-    h->front.freed[s->cls] = s;
-    if (hak_cfg_debug) _hak_slab_check(s, f);
-  }
-  heap_leave(h);
+  h->stat[HAK_STAT_remote_frees]++; /* another heap's slab, or a detached one */
+  _hak_slab_free_remote(s, b);
 }
 
 void _hak_free_local_empty(hak_slab_t *s) {
@@ -521,21 +504,13 @@ size_t _hak_heap_trim(void) {
   return n;
 }
 
-void _hak_heaps_stats(uint64_t *stat) {
-  _hak_lock(&_hak_heap_registry_lock);
+/* Adds the live heaps' counters and the global heap's to stat; returns the
+ * number of live heaps (registry and global heap locks held). */
+uint64_t _hak_heaps_stats(uint64_t *stat) {
   for (hak_heap_t *h = live_heaps; h; h = h->next_live)
     for (size_t i = 0; i < HAK_STAT_COUNT; i++) stat[i] += __atomic_load_n(&h->stat[i], __ATOMIC_RELAXED);
-  _hak_unlock(&_hak_heap_registry_lock);
-  _hak_lock(&_hak_global_heap_lock);
   for (size_t i = 0; i < HAK_STAT_COUNT; i++) stat[i] += global_heap.stat[i];
-  _hak_unlock(&_hak_global_heap_lock);
-}
-
-uint64_t _hak_heaps_live(void) {
-  _hak_lock(&_hak_heap_registry_lock);
-  uint64_t n = heaps_alive;
-  _hak_unlock(&_hak_heap_registry_lock);
-  return n;
+  return heaps_alive;
 }
 
 void _hak_heap_flush_stats(void) {

@@ -215,6 +215,15 @@ enum {
   HAK_STAT_COUNT
 };
 
+/* Raises *peak to v if v is more (several threads may race to raise it:
+ * the highest value wins). */
+static inline void hak_atomic_max(_Atomic size_t *peak, size_t v) {
+  size_t old = atomic_load_explicit(peak, memory_order_relaxed);
+  while (v > old && !atomic_compare_exchange_weak_explicit(peak, &old, v, memory_order_relaxed,
+                                                           memory_order_relaxed)) {
+  }
+}
+
 /* ---- heaps ------------------------------------------------------------- */
 /* A heap's current slab of a class: the one whose blocks free[c] holds.
  * The fast free pushes a block of it straight back on free[c]; in checking
@@ -266,7 +275,8 @@ struct hak_heap {
   uint32_t pool_n;
   int64_t mem_delta[2];                    /* not yet added to _hak_mem.live and _idle */
   int64_t room, room_added;                /* its working room, and what _hak_mem.room has of it */
-  int64_t mem_seen[2];                     /* _hak_mem.live and _idle after its last flush */
+  int64_t mem_seen[2];                     /* _hak_mem.live and _idle at its last flush or look */
+  uint64_t mem_seen_at;                    /* TSC of that look */
   uint64_t purge_at;                       /* TSC before which it does not look for aged units again */
   int8_t cls_delta[HAK_CLASSES];           /* slab counts not yet added in (superslab.c) */
   uint64_t stat[HAK_STAT_COUNT];           /* this thread's counters */
@@ -300,6 +310,11 @@ static inline char *hak_slab_start(const hak_slab_t *s) {
   uintptr_t ss = (uintptr_t)s & ~(HAK_SS_SIZE - 1);
   unsigned u = hak_slab_unit(s);
   return (char *)ss + ((size_t)u << HAK_UNIT_SHIFT) + (u == 0 ? HAK_SS_HEADER : 0);
+}
+/* Bytes of block space in a slab's units (unit 0 gives its first page to
+ * the header): what every total counts for it. */
+static inline size_t hak_slab_bytes(const hak_slab_t *s) {
+  return ((size_t)s->units << HAK_UNIT_SHIFT) - (hak_slab_unit(s) == 0 ? HAK_SS_HEADER : 0);
 }
 
 /* ---- os.c: every system call (raw, no libc on allocator paths) ----------
@@ -352,7 +367,7 @@ uint32_t _hak_slab_collect(hak_slab_t *s);                  /* thread_free → l
 void _hak_slab_return_blocks(hak_block_t *list);
 void _hak_slab_detach(hak_slab_t *s);
 hak_slab_t *_hak_slab_adopt(size_t cls, uint32_t key);
-bool _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b, uint32_t keep);
+void _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b);
 bool _hak_slab_block_valid(const hak_slab_t *s, const void *p);
 bool _hak_slab_block_is_free(hak_slab_t *s, const hak_block_t *b, const hak_front_t *h);
 void _hak_slab_recount(hak_slab_t *s);
@@ -369,8 +384,7 @@ void _hak_heap_flush_stats(void);
 size_t _hak_heap_trim(void);
 void _hak_heap_destructor(void *arg);
 void _hak_heap_fork_child(void);
-void _hak_heaps_stats(uint64_t *stat);
-uint64_t _hak_heaps_live(void);
+uint64_t _hak_heaps_stats(uint64_t *stat);
 
 /* ---- large.c: blocks above the pool, own mappings, BigCache ----------- */
 extern hak_lock_t _hak_large_lock;
@@ -454,15 +468,24 @@ typedef struct hak_mem_totals {
   _Atomic uint32_t earners;          /* heaps with a room */
 } hak_mem_totals_t;
 extern hak_mem_totals_t _hak_mem;
+/* Committed memory: mapped and possibly resident (not purged), SuperSlabs
+ * and Large mappings alike, with its high-water mark. It changes only when
+ * memory is first taken from a mapping or purged, unmapped or cut off. */
+extern _Atomic size_t _hak_committed, _hak_committed_peak;
+static inline void hak_committed_add(ptrdiff_t bytes) {
+  size_t now = atomic_fetch_add_explicit(&_hak_committed, (size_t)bytes, memory_order_relaxed) + (size_t)bytes;
+  if (bytes > 0) hak_atomic_max(&_hak_committed_peak, now);
+}
 #define HAK_ROOM_TICKS ((uint64_t)1 << 31)
 #define HAK_ROOM_DRAIN 4 /* the room shrinks by 1/4 of what becomes empty */
 /* A thread gathers its changes to the totals in its heap and adds them
  * in once one passes HAK_MEM_BATCH, so that threads churning large blocks
  * do not all write one cache line; each total is off by less than that per
  * thread (and may dip below 0 for a moment: readers clamp). A thread reads
- * the totals as they were at its own last flush (hak_mem_total): the
- * thread giving memory back flushes as it goes, and so sees it pass the
- * budget. Threads without a heap add theirs at once. */
+ * the totals as they were at its own last flush or look (hak_mem_total):
+ * the thread giving memory back flushes as it goes, and so sees it pass the
+ * budget; it looks at the totals again every millisecond (hak_mem_look).
+ * Threads without a heap add theirs at once. */
 #define HAK_MEM_BATCH ((int64_t)4 << 20) /* and a heap's room the same way */
 void _hak_mem_flush(hak_heap_t *h);
 void _hak_mem_room_add(hak_heap_t *h); /* adds h's room change in */
@@ -537,10 +560,24 @@ static inline size_t hak_mem_budget(uint64_t now) {
   size_t budget = dyn > min ? dyn : min;
   return room > budget ? room : budget;
 }
+/* A heap looks at the shared totals again once a millisecond has passed
+ * since it last did: what other threads changed meanwhile, above all what
+ * exiting threads gave back, then counts in its decisions (a line other
+ * threads write is read at most once a millisecond per thread). */
+static inline void hak_mem_look(uint64_t now) {
+  hak_front_t *f = hak_tls_heap;
+  if (f->key == HAK_KEY_NONE) return;
+  hak_heap_t *h = (hak_heap_t *)f;
+  if (now - h->mem_seen_at < _hak_os_ticks_per_ms()) return;
+  h->mem_seen_at = now;
+  h->mem_seen[0] = (int64_t)atomic_load_explicit(&_hak_mem.live, memory_order_relaxed);
+  h->mem_seen[1] = (int64_t)atomic_load_explicit(&_hak_mem.idle, memory_order_relaxed);
+}
 /* Where the empty memory stands against the budget. Past twice it, it is
  * purged at once, however young. */
 enum { HAK_MEM_WITHIN, HAK_MEM_OVER, HAK_MEM_FAR_OVER };
 static inline int hak_mem_excess(uint64_t now) {
+  hak_mem_look(now);
   size_t idle = hak_mem_total(&_hak_mem.idle), budget = hak_mem_budget(now);
   return idle > 2 * budget ? HAK_MEM_FAR_OVER : idle > budget ? HAK_MEM_OVER : HAK_MEM_WITHIN;
 }
@@ -553,6 +590,13 @@ static inline bool hak_mem_above_target(void) {
 
 /* ---- stats.c ----------------------------------------------------------- */
 extern _Atomic uint64_t _hak_stat_total[HAK_STAT_COUNT]; /* exited threads' counters */
+/* Counts one event of the calling thread: in its heap, or straight into
+ * the totals for a thread without one. */
+static inline void hak_stat_count(int id) {
+  hak_front_t *f = hak_tls_heap;
+  if (f->key == HAK_KEY_NONE) atomic_fetch_add_explicit(&_hak_stat_total[id], 1, memory_order_relaxed);
+  else ((hak_heap_t *)f)->stat[id]++;
+}
 extern _Atomic uint64_t _hak_invalid_frees;
 void _hak_stats_merge(uint64_t *stat);
 void _hak_stats_exit_report(void);
@@ -568,6 +612,7 @@ struct hak_buf {
 };
 void _hak_buf_str(hak_buf_t *b, const char *s);
 void _hak_buf_dec(hak_buf_t *b, uint64_t v);
+void _hak_buf_int(hak_buf_t *b, int64_t v);
 void _hak_buf_hex(hak_buf_t *b, uint64_t v);
 void _hak_buf_pad(hak_buf_t *b, size_t width); /* spaces up to column `width` of the current line */
 void _hak_buf_flush(hak_buf_t *b);

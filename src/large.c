@@ -34,6 +34,8 @@ static cache_entry_t *cache; /* BigCache, oldest first; the table grows as neede
 static size_t cache_len, cache_cap, cache_bytes, cache_resident;
 static uint64_t cache_hits, cache_misses, purged_bytes;
 static size_t live_bytes, live_count, mapped_bytes;
+static size_t live_meta;        /* of live_bytes, the bytes before each block: header, alignment */
+static size_t committed_synced; /* live_bytes + cache_resident as last added to _hak_committed */
 
 static size_t page_round(size_t n) { return (n + HAK_PAGE - 1) & ~(HAK_PAGE - 1); }
 
@@ -43,6 +45,15 @@ static hak_large_t *header_of(const void *p) { return (hak_large_t *)hak_supersl
 static size_t offset_for(size_t align) {
   if (align <= HAK_PAGE) return HAK_PAGE;
   return align < HAK_SS_SIZE ? align : HAK_SS_SIZE;
+}
+
+/* Every section under the Large lock ends here: what it changed in the
+ * live mappings and the resident cache goes into the committed total. */
+static void large_unlock(void) {
+  size_t now = live_bytes + cache_resident;
+  hak_committed_add((ptrdiff_t)(now - committed_synced));
+  committed_synced = now;
+  _hak_unlock(&_hak_large_lock);
 }
 
 static void cache_remove_at(size_t i) {
@@ -161,13 +172,16 @@ static char *mapping_resize(char *base, size_t old, size_t need) {
   if (_hak_os_remap(base, old, need, NULL)) return base;
   char *target = _hak_os_map(need, HAK_SS_SIZE);
   if (!target) return NULL;
+  /* The old range's mark goes before mremap gives the range up: from then
+   * on another thread may map it and mark it for a block of its own. */
+  _hak_chunk_map[(uintptr_t)base >> HAK_SS_SHIFT] = HAK_CHUNK_NONE;
   if (!_hak_os_remap(base, old, need, target)) {
+    _hak_chunk_map[(uintptr_t)base >> HAK_SS_SHIFT] = HAK_CHUNK_LARGE;
     _hak_os_unmap(target, need);
     return NULL;
   }
   /* The chunk map follows the header before the block is handed out. */
   _hak_chunk_map[(uintptr_t)target >> HAK_SS_SHIFT] = HAK_CHUNK_LARGE;
-  _hak_chunk_map[(uintptr_t)base >> HAK_SS_SHIFT] = HAK_CHUNK_NONE;
   return target;
 }
 
@@ -191,7 +205,7 @@ static void cache_cut(const cache_entry_t *e, size_t need, uint64_t now) {
       unmap_region(tail, e->size - cut);
     }
   }
-  _hak_unlock(&_hak_large_lock);
+  large_unlock();
 }
 
 /* Makes the cached mapping e serve `need` bytes: as it is if they use 7/8
@@ -209,7 +223,7 @@ static char *cache_fit(const cache_entry_t *e, size_t need, uint64_t now, size_t
   _hak_lock(&_hak_large_lock);
   if (base) mapped_bytes += need - e->size;
   else unmap_region(e->base, e->size);
-  _hak_unlock(&_hak_large_lock);
+  large_unlock();
   return base;
 }
 
@@ -238,7 +252,7 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero) {
   if (hit) cache_hits++;
   else cache_misses++;
   cache_decay(now, false);
-  _hak_unlock(&_hak_large_lock);
+  large_unlock();
   size_t got = need, fresh = 0;
   char *base = hit ? cache_fit(&e, need, now, &got) : NULL;
   bool zeroed = base && e.zeroed;
@@ -251,10 +265,11 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero) {
   if (zero && !zeroed) memset(base + offset, 0, got - offset);
   _hak_lock(&_hak_large_lock);
   live_bytes += got;
+  live_meta += offset;
   hak_mem_move(got, NULL, &_hak_mem.live);
   live_count++;
   mapped_bytes += fresh;
-  _hak_unlock(&_hak_large_lock);
+  large_unlock();
   hak_large_t *h = (hak_large_t *)base;
   h->magic = LARGE_MAGIC;
   h->map_size = got;
@@ -274,16 +289,17 @@ const char *_hak_large_problem(const void *p) {
 void _hak_large_free(void *p) {
   hak_large_t *h = header_of(p);
   char *base = (char *)h;
-  size_t size = h->map_size;
+  size_t size = h->map_size, offset = h->offset;
   h->magic = 0;
   uint64_t now = _hak_os_now_ms();
   _hak_lock(&_hak_large_lock);
   live_bytes -= size;
+  live_meta -= offset;
   hak_mem_move(size, &_hak_mem.live, NULL);
   live_count--;
   if (cache_put(base, size, now, true, false)) cache_decay(now, false);
   else unmap_region(base, size);
-  _hak_unlock(&_hak_large_lock);
+  large_unlock();
 }
 
 size_t _hak_large_usable(const void *p) {
@@ -312,28 +328,28 @@ void *_hak_large_realloc(void *p, size_t size) {
     hak_mem_move(old - need, &_hak_mem.live, NULL);
   }
   mapped_bytes += need - old;
-  _hak_unlock(&_hak_large_lock);
+  large_unlock();
   return moved + offset;
 }
 
 size_t _hak_large_trim(void) {
   _hak_lock(&_hak_large_lock);
   size_t n = cache_decay(0, true);
-  _hak_unlock(&_hak_large_lock);
+  large_unlock();
   return n;
 }
 
+/* The Large figures (_hak_large_lock held). */
 void _hak_large_stats(hak_stats_t *st) {
-  _hak_lock(&_hak_large_lock);
   st->mapped += mapped_bytes;
-  st->committed += live_bytes + cache_resident;
   st->large_committed += live_bytes + cache_resident;
   st->large_in_use += live_bytes;
   st->large_blocks += live_count;
-  st->in_use += live_bytes;
+  st->in_use += live_bytes - live_meta;
+  st->metadata += live_meta;
+  st->empty += cache_resident;
   st->bigcache_bytes += cache_bytes;
   st->bigcache_hits += cache_hits;
   st->bigcache_misses += cache_misses;
   st->purged += purged_bytes;
-  _hak_unlock(&_hak_large_lock);
 }

@@ -36,6 +36,11 @@ void _hak_buf_dec(hak_buf_t *b, uint64_t v) {
   put(b, t + i, sizeof t - i);
 }
 
+void _hak_buf_int(hak_buf_t *b, int64_t v) {
+  if (v < 0) put(b, "-", 1);
+  _hak_buf_dec(b, v < 0 ? -(uint64_t)v : (uint64_t)v);
+}
+
 void _hak_buf_hex(hak_buf_t *b, uint64_t v) {
   char t[18];
   size_t i = sizeof t;

@@ -8,9 +8,9 @@
  * Ownership: a slab is held by one heap, or detached (owner 0, HAK_DETACHED
  * set in thread_free). Whoever clears HAK_DETACHED with one compare-and-swap
  * has claimed it: an allocating thread adopting it, or a thread freeing into
- * it, which then releases it if empty or detaches it again. Detaching sets
- * the flag only on an empty thread_free word, so a block pushed while the
- * slab was held is always collected by a holder. */
+ * it, which then releases it if empty or detaches it again (a free never
+ * keeps it). Detaching sets the flag only on an empty thread_free word, so
+ * a block pushed while the slab was held is always collected by a holder. */
 #include "internal.h"
 
 hak_lock_t _hak_abandoned_lock[HAK_CLASSES];
@@ -151,11 +151,14 @@ hak_slab_t *_hak_slab_adopt(size_t cls, uint32_t key) {
   return s;
 }
 
-/* Frees b into s, which the caller does not hold. If s is detached the
- * caller claims it: with `keep` (a heap's owner key) it then holds s, with
- * b on local_free and thread_free collected, and true is returned; without,
- * it releases s or detaches it again. */
-bool _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b, uint32_t keep) {
+/* Frees b into s, which the caller does not hold: a push on thread_free
+ * while s is held; if s is detached, the caller claims it, and then gives
+ * it back if that was its last block or detaches it again, exactly as its
+ * holder would have. A free never keeps a slab: a heap holds only slabs it
+ * allocates from, and collects their remote frees when it refills, so a
+ * slab whose blocks all come back while no one holds it is given back at
+ * the last free, whoever frees it. */
+void _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b) {
   uintptr_t tf = atomic_load_explicit(&s->thread_free, memory_order_relaxed);
   for (;;) {
     if (tf & HAK_DETACHED) {
@@ -167,21 +170,13 @@ bool _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b, uint32_t keep) {
     b->next = (hak_block_t *)tf;
     if (atomic_compare_exchange_weak_explicit(&s->thread_free, &tf, (uintptr_t)b,
                                               memory_order_release, memory_order_relaxed))
-      return false;
+      return;
   }
   /* Claimed. */
   b->next = s->local_free;
   s->local_free = b;
   s->used--;
-  if (!keep) {
-    let_go(s);
-    return false;
-  }
-  unpublish(s);
-  s->where = HAK_IN_NONE;
-  atomic_store_explicit(&s->owner, keep, memory_order_relaxed);
-  _hak_slab_collect(s);
-  return true;
+  let_go(s);
 }
 
 bool _hak_slab_block_valid(const hak_slab_t *s, const void *p) {

@@ -25,12 +25,6 @@ void _hak_stats_merge(uint64_t *stat) {
     if (stat[i]) atomic_fetch_add_explicit(&_hak_stat_total[i], stat[i], memory_order_relaxed);
 }
 
-static void counters(uint64_t *stat) {
-  for (size_t i = 0; i < HAK_STAT_COUNT; i++)
-    stat[i] = atomic_load_explicit(&_hak_stat_total[i], memory_order_relaxed);
-  _hak_heaps_stats(stat);
-}
-
 typedef struct snapshot {
   hak_stats_t st;
   uint64_t stat[HAK_STAT_COUNT];
@@ -38,14 +32,46 @@ typedef struct snapshot {
   uint64_t cls_used[HAK_CLASSES];
 } snapshot_t;
 
+/* With no other heap live, and every lock held, nothing changes the heap
+ * while it is read: the identity and the totals the budget runs on must
+ * then agree exactly with the unit maps (the debug build checks). */
+static void check_at_rest(const hak_stats_t *st) {
+  hak_front_t *f = hak_tls_heap;
+  int64_t delta[2] = {0, 0};
+  if (f->key != HAK_KEY_NONE) {
+    delta[0] = ((hak_heap_t *)f)->mem_delta[0];
+    delta[1] = ((hak_heap_t *)f)->mem_delta[1];
+  }
+  int64_t live = (int64_t)atomic_load_explicit(&_hak_mem.live, memory_order_relaxed) + delta[0];
+  int64_t idle = (int64_t)atomic_load_explicit(&_hak_mem.idle, memory_order_relaxed) + delta[1];
+  HAK_ASSERT(st->unaccounted == 0);
+  HAK_ASSERT(st->peak_committed >= st->committed);
+  HAK_ASSERT(idle == (int64_t)st->empty);
+  HAK_ASSERT(live == (int64_t)(st->in_use + st->slab_free + st->metadata - st->superslabs * HAK_SS_HEADER));
+}
+
+/* Every hakmem lock that guards a figure, in the fork order (init.c): the
+ * threads without a heap of their own wait meanwhile. */
 static void take(snapshot_t *s, bool classes) {
   memset(s, 0, sizeof *s);
+  _hak_lock(&_hak_heap_registry_lock);
+  _hak_lock(&_hak_global_heap_lock);
+  _hak_lock(&_hak_ss_lock);
+  _hak_lock(&_hak_large_lock);
+  uint64_t heaps = _hak_heaps_stats(s->stat);
   _hak_superslab_stats(&s->st, classes ? s->cls_slabs : NULL, classes ? s->cls_used : NULL);
   _hak_large_stats(&s->st);
-  counters(s->stat);
+  s->st.heaps = heaps;
+  s->st.unaccounted = (int64_t)(s->st.committed - (s->st.in_use + s->st.slab_free + s->st.empty + s->st.metadata));
+  if (hak_cfg_debug && heaps == (hak_tls_heap->key != HAK_KEY_NONE)) check_at_rest(&s->st);
+  _hak_unlock(&_hak_large_lock);
+  _hak_unlock(&_hak_ss_lock);
+  _hak_unlock(&_hak_global_heap_lock);
+  _hak_unlock(&_hak_heap_registry_lock);
+  for (size_t i = 0; i < HAK_STAT_COUNT; i++)
+    s->stat[i] += atomic_load_explicit(&_hak_stat_total[i], memory_order_relaxed);
   s->st.slabs_detached = s->stat[HAK_STAT_slabs_detached];
   s->st.slabs_adopted = s->stat[HAK_STAT_slabs_adopted];
-  s->st.heaps = _hak_heaps_live();
   s->st.invalid_frees = atomic_load_explicit(&_hak_invalid_frees, memory_order_relaxed);
 }
 
@@ -62,13 +88,21 @@ HAK_API void hak_stats_flush(void) { _hak_heap_flush_stats(); }
 #define SUMMARY_FIELDS(X)                                                                      \
   X(mapped) X(committed) X(large_committed) X(peak_committed) X(in_use) X(large_in_use) X(large_blocks)           \
   X(bigcache_bytes) X(bigcache_hits) X(bigcache_misses) X(superslabs) X(slabs)                 \
-  X(slabs_detached) X(slabs_adopted) X(purged) X(unmapped) X(heaps) X(invalid_frees) X(empty) X(room)
+  X(slabs_detached) X(slabs_adopted) X(purged) X(unmapped) X(heaps) X(invalid_frees) X(empty) X(room)  \
+  X(slab_free) X(metadata) X(unaccounted)
 
+/* A figure of hak_stats_t, signed or not. */
+#define FIGURE(b, v) _Generic((v), int64_t: _hak_buf_int((b), (int64_t)(v)), default: _hak_buf_dec((b), (uint64_t)(v)))
+
+/* The exit line names its process: a program run through another one under
+ * LD_PRELOAD (time, env, a shell) prints the other's line too, and one that
+ * never allocated prints zeros. */
 static void line(hak_buf_t *b, const hak_stats_t *st) {
-  _hak_buf_str(b, "hakmem:");
+  _hak_buf_str(b, "hakmem: pid=");
+  _hak_buf_dec(b, (uint64_t)_hak_os_getpid());
 #define LINE_FIELD(f)        \
   _hak_buf_str(b, " " #f "="); \
-  _hak_buf_dec(b, (uint64_t)st->f);
+  FIGURE(b, (st->f));
   SUMMARY_FIELDS(LINE_FIELD)
 #undef LINE_FIELD
   _hak_buf_str(b, "\n");
@@ -84,7 +118,7 @@ HAK_API void hak_stats_print(int fd) {
 #define TEXT_FIELD(f)                  \
   _hak_buf_str(&b, "  " #f);           \
   _hak_buf_pad(&b, 24);                \
-  _hak_buf_dec(&b, (uint64_t)s.st.f);  \
+  FIGURE(&b, (s.st.f));  \
   _hak_buf_str(&b, "\n");
   SUMMARY_FIELDS(TEXT_FIELD)
 #undef TEXT_FIELD
@@ -124,7 +158,7 @@ HAK_API void hak_stats_json(int fd) {
   _hak_buf_str(&b, "\"");
 #define JSON_FIELD(f)           \
   _hak_buf_str(&b, ",\"" #f "\":"); \
-  _hak_buf_dec(&b, (uint64_t)s.st.f);
+  FIGURE(&b, (s.st.f));
   SUMMARY_FIELDS(JSON_FIELD)
 #undef JSON_FIELD
   _hak_buf_str(&b, ",\"counters\":{");
@@ -173,7 +207,7 @@ void _hak_stats_xml(hak_buf_t *b) {
   }
 #define XML_FIELD(f)                     \
   _hak_buf_str(b, "<total type=\"" #f "\" size=\""); \
-  _hak_buf_dec(b, (uint64_t)s.st.f);    \
+  FIGURE(b, (s.st.f));    \
   _hak_buf_str(b, "\"/>\n");
   SUMMARY_FIELDS(XML_FIELD)
 #undef XML_FIELD

@@ -23,6 +23,7 @@ uint8_t _hak_chunk_map[HAK_CHUNKS] __attribute__((aligned(4096)));
 
 hak_lock_t _hak_ss_lock = HAK_LOCK_INIT;
 hak_mem_totals_t _hak_mem;
+_Atomic size_t _hak_committed, _hak_committed_peak;
 
 void _hak_mem_room_add(hak_heap_t *h) {
   int64_t d = h->room - h->room_added;
@@ -58,16 +59,17 @@ struct hak_reservation {
 static hak_reservation_t *res_list;    /* newest first */
 static hak_reservation_t *res_spare;   /* records of unmapped reservations */
 static hak_superslab_t *avail_head, *avail_tail; /* shared SuperSlabs with a free unit */
-/* Committed: units in slabs or free but not purged, and the headers. It
- * changes only when clean units are taken and when dirty ones are purged,
- * so the hot paths (runs reusing dirty units) touch no shared counter. */
-static _Atomic size_t committed, peak_committed;
+/* A SuperSlab's committed memory is its header, the units in slabs and the
+ * free units not purged: it changes only when clean units are taken and
+ * dirty ones purged, so the hot paths (runs reusing dirty units) touch no
+ * shared counter. */
 static size_t mapped_bytes;
 static uint64_t superslab_count;
 static _Atomic uint64_t purged_total; /* purges run under the owner or _hak_ss_lock */
 static uint64_t unmapped_total;
 static uint32_t res_pending_unmap;     /* reservations with empty_since set */
-static _Atomic uint64_t class_slabs[HAK_CLASSES], class_slabs_peak[HAK_CLASSES]; /* statistics */
+static _Atomic uint64_t class_slabs[HAK_CLASSES]; /* statistics */
+static _Atomic size_t class_slabs_peak[HAK_CLASSES];
 
 static uint32_t unit_bits(unsigned u, unsigned n) {
   return (uint32_t)((((uint64_t)1 << n) - 1) << u);
@@ -104,12 +106,6 @@ static unsigned count_units(uint32_t x) {
 /* Bytes of block space in the units of `bits` (unit 0 has the header). */
 static size_t bits_bytes(uint32_t bits) {
   return ((size_t)count_units(bits) << HAK_UNIT_SHIFT) - ((bits & 1u) ? HAK_SS_HEADER : 0);
-}
-
-static void committed_add(size_t bytes) {
-  size_t now = atomic_fetch_add_explicit(&committed, bytes, memory_order_relaxed) + bytes;
-  if (now > atomic_load_explicit(&peak_committed, memory_order_relaxed))
-    atomic_store_explicit(&peak_committed, now, memory_order_relaxed);
 }
 
 /* Slab geometry: Tiny slabs are one unit; Mid slabs get enough units for
@@ -199,7 +195,7 @@ static hak_superslab_t *superslab_carve(void) {
   r->empty++; /* a new SuperSlab is wholly free: the reservation's state is unchanged */
   _hak_chunk_map[(uintptr_t)ss >> HAK_SS_SHIFT] = HAK_CHUNK_SUPERSLAB;
   superslab_count++;
-  committed_add(HAK_SS_HEADER);
+  hak_committed_add((ptrdiff_t)HAK_SS_HEADER);
   avail_push(ss);
   return ss;
 }
@@ -274,7 +270,7 @@ static size_t units_clean(hak_superslab_t *ss, uint32_t bits) {
 static hak_slab_t *units_take(hak_superslab_t *ss, unsigned u, unsigned n, uint32_t owner) {
   uint32_t bits = unit_bits(u, n);
   HAK_DEBUG_ASSERT((ss->free_units & bits) == bits);
-  if (bits & ~ss->dirty_units) committed_add(bits_bytes(bits & ~ss->dirty_units));
+  if (bits & ~ss->dirty_units) hak_committed_add((ptrdiff_t)bits_bytes(bits & ~ss->dirty_units));
   size_t reused = units_clean(ss, bits);
   hak_mem_move(reused, &_hak_mem.idle, NULL);
   hak_mem_reused(reused);
@@ -349,7 +345,7 @@ static size_t purge_units(hak_superslab_t *ss, uint32_t d, bool all) {
     _hak_os_purge(unit_addr(ss, u), bytes);
     hak_mem_move(units_clean(ss, bits), &_hak_mem.idle, NULL);
     d &= ~bits;
-    atomic_fetch_sub_explicit(&committed, bytes, memory_order_relaxed);
+    hak_committed_add(-(ptrdiff_t)bytes);
     purged += bytes;
   }
   atomic_fetch_add_explicit(&purged_total, purged, memory_order_relaxed);
@@ -636,8 +632,7 @@ hak_slab_t *_hak_pool_alloc(hak_heap_t *h, size_t cls, uint32_t owner) {
  * thread. Threads without a heap add theirs at once. */
 static void class_add(size_t c, int64_t d) {
   int64_t n = (int64_t)atomic_fetch_add_explicit(&class_slabs[c], (uint64_t)d, memory_order_relaxed) + d;
-  if (n > 0 && (uint64_t)n > atomic_load_explicit(&class_slabs_peak[c], memory_order_relaxed))
-    atomic_store_explicit(&class_slabs_peak[c], (uint64_t)n, memory_order_relaxed);
+  if (n > 0) hak_atomic_max(&class_slabs_peak[c], (size_t)n);
 }
 
 static void class_move(hak_heap_t *h, size_t c, int d) {
@@ -671,7 +666,7 @@ static void reservation_unmap(hak_reservation_t *r) {
   for (uint32_t i = 0; i < r->carved; i++) {
     hak_superslab_t *ss = (hak_superslab_t *)(r->base + (size_t)i * HAK_SS_SIZE);
     avail_remove(ss);
-    atomic_fetch_sub_explicit(&committed, bits_bytes(ss->dirty_units) + HAK_SS_HEADER, memory_order_relaxed);
+    hak_committed_add(-(ptrdiff_t)(bits_bytes(ss->dirty_units) + HAK_SS_HEADER));
     hak_mem_move(units_clean(ss, UINT32_MAX), &_hak_mem.idle, NULL);
     _hak_chunk_map[(uintptr_t)ss >> HAK_SS_SHIFT] = HAK_CHUNK_NONE;
     superslab_count--;
@@ -749,6 +744,7 @@ static void give_back(hak_slab_t *s, unsigned keep) {
 }
 
 void _hak_slab_release(hak_slab_t *s) {
+  hak_stat_count(HAK_STAT_slabs_released);
   _hak_class_count(s->cls, 0);
   atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
   give_back(s, 0);
@@ -788,29 +784,37 @@ void _hak_superslab_check(hak_superslab_t *ss) {
                owner->pool_longest[ss->pool_index] == longest_run(ss->free_units));
 }
 
+/* The SuperSlab figures (_hak_ss_lock held): committed and its terms
+ * from the unit maps (block-space bytes of slabs, in live blocks or not;
+ * spare slabs and dirty free units as empty; headers as metadata). */
 void _hak_superslab_stats(hak_stats_t *st, uint64_t *cls_slabs, uint64_t *cls_used) {
-  _hak_lock(&_hak_ss_lock);
   st->mapped += mapped_bytes;
-  st->committed += committed;
-  st->peak_committed += peak_committed;
+  st->committed += atomic_load_explicit(&_hak_committed, memory_order_relaxed);
+  st->peak_committed += atomic_load_explicit(&_hak_committed_peak, memory_order_relaxed);
   st->superslabs += superslab_count;
+  st->metadata += superslab_count * HAK_SS_HEADER;
   st->purged += purged_total;
-  size_t in_use = atomic_load_explicit(&_hak_mem.live, memory_order_relaxed);
-  size_t idle = atomic_load_explicit(&_hak_mem.idle, memory_order_relaxed);
-  st->empty = (ptrdiff_t)idle < 0 ? 0 : idle;
-  st->room = hak_mem_room((ptrdiff_t)in_use < 0 ? 0 : in_use, __builtin_ia32_rdtsc());
   st->unmapped += unmapped_total;
+  size_t live = atomic_load_explicit(&_hak_mem.live, memory_order_relaxed);
+  st->room = hak_mem_room((ptrdiff_t)live < 0 ? 0 : live, __builtin_ia32_rdtsc());
   for (hak_reservation_t *r = res_list; r; r = r->next) {
     for (uint32_t i = 0; i < r->carved; i++) {
       hak_superslab_t *ss = (hak_superslab_t *)(r->base + (size_t)i * HAK_SS_SIZE);
+      st->empty += bits_bytes(ss->dirty_units);
       for (unsigned u = 0; u < HAK_UNITS; u++) {
         hak_slab_t *s = &ss->slab[u];
         if (!s->units) continue;
         st->slabs++;
         if (cls_slabs) cls_slabs[2 * s->cls]++;
-        uint32_t live = _hak_slab_live(s, hak_tls_heap);
-        st->in_use += (size_t)live * s->block_size;
-        if (cls_used) cls_used[s->cls] += live;
+        if (__atomic_load_n(&s->where, __ATOMIC_RELAXED) == HAK_IN_SPARE) {
+          st->empty += hak_slab_bytes(s);
+          continue;
+        }
+        uint32_t blocks = _hak_slab_live(s, hak_tls_heap);
+        size_t bytes = (size_t)blocks * s->block_size;
+        st->in_use += bytes;
+        st->slab_free += hak_slab_bytes(s) - bytes;
+        if (cls_used) cls_used[s->cls] += blocks;
       }
     }
   }
@@ -819,5 +823,4 @@ void _hak_superslab_stats(hak_stats_t *st, uint64_t *cls_slabs, uint64_t *cls_us
       uint64_t peak = atomic_load_explicit(&class_slabs_peak[c], memory_order_relaxed);
       cls_slabs[2 * c + 1] = peak > cls_slabs[2 * c] ? peak : cls_slabs[2 * c];
     }
-  _hak_unlock(&_hak_ss_lock);
 }

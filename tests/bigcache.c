@@ -24,9 +24,18 @@
  *           (1 s) an immediate one keeps them
  *   trim    malloc_trim(0) empties the cache and returns 1; a second one,
  *           with nothing freed in between, returns 0
+ *   moves   HAKMEM_BIGCACHE_MB=0, HAKMEM_INVALID_FREE=2: for 1.5 s two
+ *           threads grow Large blocks with realloc (their pages move to a
+ *           new mapping) while two others map and free Large blocks; every
+ *           block keeps its bytes and none is taken for a foreign pointer
+ *           (the old range's chunk-map mark was once cleared after mremap
+ *           had given the range up, and so could erase the mark of another
+ *           thread's new mapping there: its free then aborted; about one
+ *           run in five of this case caught it)
  * Needs hakmem as the process malloc (-lhakmem, or LD_PRELOAD): the plain
  * glibc binary run without it only prints that it skips. */
 #include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -335,6 +344,67 @@ static int mode_trim(void)
   return th_done();
 }
 
+static _Atomic int moves_stop;
+static atomic_long moves_bad;
+
+static void *grower(void *arg)
+{
+  (void)arg;
+  while (!atomic_load(&moves_stop)) {
+    size_t n = 2 * MiB + 4096;
+    unsigned char *p = malloc(LAUNDER(n));
+    if (!p) {
+      atomic_fetch_add(&moves_bad, 1);
+      return NULL;
+    }
+    p[0] = 0x5a;
+    for (int k = 0; k < 4; k++) {
+      p[n - 1] = (unsigned char)k;
+      unsigned char *q = realloc(p, n + 3 * MiB);
+      if (!q || q[0] != 0x5a || q[n - 1] != (unsigned char)k) {
+        atomic_fetch_add(&moves_bad, 1);
+        free(q ? q : p);
+        return NULL;
+      }
+      p = q;
+      n += 3 * MiB;
+    }
+    free(p);
+  }
+  return NULL;
+}
+
+static void *mapper(void *arg)
+{
+  size_t i = (size_t)(uintptr_t)arg;
+  while (!atomic_load(&moves_stop)) {
+    unsigned char *p = malloc(LAUNDER(2 * MiB + (i++ % 7) * 4096));
+    if (!p) {
+      atomic_fetch_add(&moves_bad, 1);
+      return NULL;
+    }
+    p[0] = 1;
+    free(p);
+  }
+  return NULL;
+}
+
+static int mode_moves(void)
+{
+  pthread_t t[4];
+  for (int i = 0; i < 4; i++)
+    pthread_create(&t[i], NULL, i < 2 ? grower : mapper, (void *)(uintptr_t)i);
+  sleep_ms(1500);
+  atomic_store(&moves_stop, 1);
+  for (int i = 0; i < 4; i++)
+    pthread_join(t[i], NULL);
+  CHECKV("Large blocks moved by realloc keep their bytes", atomic_load(&moves_bad) == 0, "%ld bad",
+         atomic_load(&moves_bad));
+  CHECKV("no invalid free while blocks move (the process would have aborted)", st().invalid_frees == 0,
+         "%llu", (unsigned long long)st().invalid_frees);
+  return th_done();
+}
+
 int main(int argc, char **argv)
 {
   int ok = hak_load() && hakmem_is_malloc();
@@ -357,6 +427,8 @@ int main(int argc, char **argv)
       return mode_decay_default();
     if (strcmp(argv[1], "trim") == 0)
       return mode_trim();
+    if (strcmp(argv[1], "moves") == 0)
+      return mode_moves();
     fprintf(stderr, "bigcache: unknown mode %s\n", argv[1]);
     return 2;
   }
@@ -372,6 +444,7 @@ int main(int argc, char **argv)
       {"budget", {NULL}},        {"none", {"HAKMEM_BIGCACHE_MB=0", NULL}},
       {"decay-default", {NULL}}, {"decay", {"HAKMEM_BIGCACHE_DECAY_MS=100", NULL}},
       {"trim", {NULL}},          {"split", {NULL}},
+      {"moves", {"HAKMEM_BIGCACHE_MB=0", "HAKMEM_INVALID_FREE=2"}},
   };
   static child_t c;
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -25,7 +25,7 @@ ROOT=$PWD
 REL=$ROOT/libhakmem.so
 DBG=$ROOT/debug/libhakmem.so
 B=tests/bin
-TESTS="api cxx stress fork churn foreign tdtor options tiers bigcache"
+TESTS="api cxx stress fork churn transfer foreign tdtor options tiers bigcache"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/hakmem-tests.XXXXXX") || exit 1
 trap 'rm -rf "$TMP"' EXIT
 PASSED=0
@@ -160,6 +160,9 @@ run_bin "rss (LD_PRELOAD, mixed workload ${RSS_PRE} s)" \
 # back. Only the trim case: with 2 MiB pages a SuperSlab that keeps any slab
 # may be wholly resident, so the idle case's bound is not meant for it.
 run_bin "rss trim (HAKMEM_THP=1)" env HAKMEM_THP=1 "$B/rss" trim
+
+# ---- the soak run, short (make soak runs it for 10 minutes) ---------------------
+run_bin "soak (${SOAK_SECONDS:-20} s)" "$B/soak" "${SOAK_SECONDS:-20}"
 
 # ---- real programs under LD_PRELOAD ---------------------------------------------
 # same_output LABEL PLAIN PRELOADED ERRFILE PATTERN: one check that both runs

@@ -2,6 +2,7 @@
 #
 #   make test-build   test binaries into tests/bin/
 #   make test         all + debug + test-build, then tests/run.sh
+#   make soak         the soak run, SOAK_SECONDS long (default 600)
 #   make test-clean
 #
 # Every test is built four ways: tests/bin/NAME links the release library
@@ -22,22 +23,28 @@ TEST_LINK_REL := -L. -Wl,--no-as-needed -lhakmem -Wl,--disable-new-dtags,-rpath,
 TEST_LINK_DBG := -Ldebug -Wl,--no-as-needed -lhakmem \
                  -Wl,--disable-new-dtags,-rpath,'$$ORIGIN/../../../debug'
 
-TEST_C_NAMES  := api stress fork churn foreign tdtor options tiers bigcache rss
+TEST_C_NAMES  := api stress fork churn transfer foreign tdtor options tiers bigcache rss
 TEST_DEPS     := tests/harness.h tests/util.h include/hakmem.h tests/tests.mk
 
-TEST_REL_C    := $(TEST_C_NAMES:%=tests/bin/%)
+TEST_REL_C    := $(TEST_C_NAMES:%=tests/bin/%) tests/bin/soak
 TEST_DBG_C    := $(TEST_C_NAMES:%=tests/bin/debug/%)
-TEST_GLIBC_C  := $(TEST_C_NAMES:%=tests/bin/glibc/%) tests/bin/glibc/dlopen
+TEST_GLIBC_C  := $(TEST_C_NAMES:%=tests/bin/glibc/%) tests/bin/glibc/dlopen tests/bin/glibc/soak
 TEST_BINS     := $(TEST_REL_C) $(TEST_DBG_C) $(TEST_GLIBC_C) tests/bin/cxx \
                  tests/bin/debug/cxx tests/bin/glibc/cxx tests/bin/api-static \
                  tests/bin/classes
 
-.PHONY: test test-build test-clean
+.PHONY: test test-build test-clean soak
 
 test-build: $(TEST_BINS)
 
 test: all debug test-build
 	bash tests/run.sh
+
+# The soak run (tests/soak.c): SOAK_SECONDS of every tier and thread churn at
+# once, RSS every 10 s and a verdict; make test runs it for 20 s.
+SOAK_SECONDS ?= 600
+soak: all tests/bin/soak
+	tests/bin/soak $(SOAK_SECONDS)
 
 test-clean:
 	rm -rf tests/bin
