@@ -105,6 +105,7 @@ static void heap_unspare(hak_heap_t *h, hak_slab_t *s) {
   hak_list_remove(&h->spare[i], s);
   if (!h->spare[i].head) h->spare_mask &= ~(1u << i);
   h->spare_bytes -= hak_slab_bytes(s);
+  h->spare_at = __builtin_ia32_rdtsc();
   hak_mem_move(hak_slab_bytes(s), &_hak_mem.idle, &_hak_mem.live);
 }
 
@@ -119,12 +120,32 @@ static void heap_add_spare(hak_heap_t *h, hak_slab_t *s) {
   hak_list_push(&h->spare[i], s);
   h->spare_mask |= 1u << i;
   h->spare_bytes += hak_slab_bytes(s);
+  h->spare_at = __builtin_ia32_rdtsc();
   hak_mem_move(hak_slab_bytes(s), &_hak_mem.live, &_hak_mem.idle);
   while (h->spare_mask && hak_mem_over()) {
     hak_slab_t *victim = h->spare[31u - (unsigned)__builtin_clz(h->spare_mask)].tail;
     heap_unspare(h, victim);
     heap_release(h, victim);
   }
+}
+
+/* Spares that no allocation took and no free added for the purge delay are
+ * empty memory nobody reuses: over the budget, the largest go back as
+ * empty since then, so that the purge pass their release runs finds them
+ * aged (a thread that stops allocating after a burst keeps no more than
+ * the budget, however large the budget was when it kept them). */
+static void heap_age_spares(hak_heap_t *h) {
+  if (!h->spare_mask) return;
+  uint64_t delay = (uint64_t)hak_opt(HAK_OPT_PURGE_DELAY_MS) * _hak_os_ticks_per_ms();
+  if (__builtin_ia32_rdtsc() - h->spare_at < delay) return;
+  uint64_t since = h->spare_at;
+  while (h->spare_mask && hak_mem_over()) {
+    hak_slab_t *victim = h->spare[31u - (unsigned)__builtin_clz(h->spare_mask)].tail;
+    heap_unspare(h, victim);
+    heap_drop(h, victim);
+    _hak_slab_release_since(victim, since);
+  }
+  h->spare_at = since; /* what stays has aged just as long */
 }
 
 /* A spare slab for cls, made a slab of cls: one of its size, else the
@@ -193,7 +214,9 @@ static hak_slab_t *heap_next_slab(hak_heap_t *h, size_t cls) {
     }
     heap_detach(h, s);
   }
-  _hak_pool_purge(h); /* taking memory: what aged past the delay goes first (if over budget) */
+  /* Taking memory: what aged past the delay goes first (if over budget). */
+  heap_age_spares(h);
+  _hak_pool_purge(h);
   if ((s = heap_take_spare(h, cls)) != NULL) return s;
   if ((s = _hak_slab_adopt(cls, heap_owner(h))) != NULL) {
     h->stat[HAK_STAT_slabs_adopted]++;
@@ -265,6 +288,7 @@ static inline void heap_set_cur(hak_heap_t *h, size_t cls, hak_slab_t *s) {
  * (_hak_free_slow). So a large block costs a run taken and a run given
  * back, with no list or ownership change on either side. */
 static hak_block_t *heap_alloc_single(hak_heap_t *h, size_t cls) {
+  heap_age_spares(h);
   hak_slab_t *s = _hak_pool_alloc(h, cls, 0);
   if (!s) return NULL;
   h->stat[HAK_STAT_slabs_taken]++;

@@ -268,6 +268,7 @@ struct hak_heap {
   hak_slab_list_t partial[HAK_CLASSES];    /* held slabs other than the current, oldest first */
   hak_slab_list_t spare[HAK_MAX_SLAB_UNITS]; /* empty slabs kept for reuse, by units - 1 */
   uint32_t spare_mask;                     /* bit i: spare[i] is not empty */
+  uint64_t spare_at;                       /* TSC when a spare was last added or taken */
   size_t spare_bytes;                      /* their bytes */
   size_t held_bytes;                       /* bytes of every slab it holds (0 after teardown) */
   hak_superslab_t *pool_ss[HAK_POOL_SS];   /* SuperSlabs it owns for pool runs (pool_n of them) */
@@ -343,6 +344,7 @@ void *_hak_meta_alloc(size_t size); /* zeroed, 64-byte aligned; NULL on failure 
 extern hak_lock_t _hak_ss_lock;
 hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner); /* a fresh slab of class cls */
 void _hak_slab_release(hak_slab_t *s);                   /* give an empty slab's units back */
+void _hak_slab_release_since(hak_slab_t *s, uint64_t since); /* ... empty since that TSC */
 void _hak_slab_shrink(hak_slab_t *s, unsigned n);        /* keep an empty slab's first n units */
 /* Pool runs come from SuperSlabs heap h owns (its pool_ss). */
 hak_slab_t *_hak_pool_alloc(hak_heap_t *h, size_t cls, uint32_t owner);

@@ -1,8 +1,8 @@
 /* large.c — blocks above the pool (and over-aligned ones): each in its own
- * mapping, 2 MiB aligned, whose first page is the header. The block starts
- * `offset` bytes in (a page, or the alignment up to 2 MiB), so (p - 1)
- * rounded down to 2 MiB is the header, whose chunk the chunk map marks
- * HAK_CHUNK_LARGE. BigCache keeps freed mappings for the next request that
+ * mapping, 2 MiB aligned, which starts with the header. The block starts
+ * `offset` bytes in (a cache line, or the alignment up to 2 MiB), so
+ * (p - 1) rounded down to 2 MiB is the header, whose chunk the chunk map
+ * marks HAK_CHUNK_LARGE. BigCache keeps freed mappings for the next request that
  * fits, within a byte budget and for a limited time (both options). Its
  * resident bytes count in the budget of empty memory (internal.h): past it,
  * the pages of entries cached for the purge delay are purged, oldest first
@@ -41,9 +41,13 @@ static size_t page_round(size_t n) { return (n + HAK_PAGE - 1) & ~(HAK_PAGE - 1)
 
 static hak_large_t *header_of(const void *p) { return (hak_large_t *)hak_superslab_of(p); }
 
-/* The block starts in (0, 2 MiB] after the header so that (p - 1) finds it. */
+/* The block starts in (0, 2 MiB] after the header so that (p - 1) finds
+ * it: a cache line in, in the header's page (a block costs no page more
+ * than its bytes need), or at its alignment. */
+#define BLOCK_OFFSET 64
+_Static_assert(sizeof(hak_large_t) <= BLOCK_OFFSET, "the header fits before the block");
 static size_t offset_for(size_t align) {
-  if (align <= HAK_PAGE) return HAK_PAGE;
+  if (align <= BLOCK_OFFSET) return BLOCK_OFFSET;
   return align < HAK_SS_SIZE ? align : HAK_SS_SIZE;
 }
 
@@ -242,9 +246,8 @@ static char *map_fresh(size_t need, size_t align) {
 }
 
 void *_hak_large_alloc(size_t size, size_t align, bool zero) {
-  size_t offset = offset_for(align);
-  size_t need = offset + page_round(size);
-  if (size > PTRDIFF_MAX || need < size) return NULL;
+  if (size > PTRDIFF_MAX) return NULL;
+  size_t offset = offset_for(align), need = page_round(offset + size);
   uint64_t now = _hak_os_now_ms();
   cache_entry_t e;
   _hak_lock(&_hak_large_lock);
@@ -313,8 +316,8 @@ size_t _hak_large_usable(const void *p) {
 void *_hak_large_realloc(void *p, size_t size) {
   hak_large_t *h = header_of(p);
   char *base = (char *)h;
-  size_t offset = h->offset, old = h->map_size, need = offset + page_round(size);
-  if (size > PTRDIFF_MAX || need < size) return NULL;
+  if (size > PTRDIFF_MAX) return NULL;
+  size_t offset = h->offset, old = h->map_size, need = page_round(offset + size);
   if (need <= old && (old - need < SHRINK_MIN || old - need < old / 4)) return p; /* keeps its tail */
   char *moved = mapping_resize(base, old, need);
   if (!moved) return NULL;

@@ -308,15 +308,16 @@ hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner) {
 }
 
 /* The units of the empty slab s from its `keep`-th on go back to ss, free
- * and dirty (empty memory, as of now). With keep 0, s stops being a slab.
- * The caller guards ss: its owner, or _hak_ss_lock while it is shared. */
-static void units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned keep) {
+ * and dirty (empty memory since `since`, a TSC). With keep 0, s stops
+ * being a slab. The caller guards ss: its owner, or _hak_ss_lock while it
+ * is shared. */
+static void units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned keep, uint64_t since) {
   unsigned u = hak_slab_unit(s);
   uint32_t bits = unit_bits(u + keep, s->units - keep);
   uint64_t now = __builtin_ia32_rdtsc();
   for (unsigned k = u + keep; k < u + s->units; k++) {
     ss->unit_slab[k] = &ss->slab[k];
-    ss->unit_freed[k] = (uint32_t)(now >> HAK_AGE_SHIFT);
+    ss->unit_freed[k] = (uint32_t)(since >> HAK_AGE_SHIFT);
   }
   s->units = (uint8_t)keep;
   if (!keep) {
@@ -475,7 +476,7 @@ static bool remote_collect(hak_superslab_t *ss, uintptr_t leave) {
   uintptr_t list = atomic_exchange_explicit(&ss->remote, leave, memory_order_acquire) & ~REMOTE_CLOSED;
   for (hak_slab_t *s = (hak_slab_t *)list, *next; s; s = next) {
     next = s->next;
-    units_give(ss, s, 0);
+    units_give(ss, s, 0, __builtin_ia32_rdtsc());
   }
   return list != 0;
 }
@@ -702,13 +703,13 @@ static size_t unmap_idle(bool now_all) {
   return n;
 }
 
-/* The units of the empty slab s from its `keep`-th on go back (with keep
- * 0, s stops being a slab): by the owner of ss with no lock, by another
+/* The units of the empty slab s from its `keep`-th on go back, empty since
+ * `since` (with keep 0, s stops being a slab): by the owner of ss with no lock, by another
  * thread through ss's remote list while it is owned, else under
  * _hak_ss_lock. Past the budget, the giver purges. The owner marks its heap
  * busy meanwhile: a fork child does not trust the maps of a heap that was
  * changing them. */
-static void give_back(hak_slab_t *s, unsigned keep) {
+static void give_back(hak_slab_t *s, unsigned keep, uint64_t since) {
   hak_superslab_t *ss = hak_superslab_of((char *)s + 1);
   uint32_t id = atomic_load_explicit(&ss->heap, memory_order_relaxed);
   hak_front_t *f = hak_tls_heap;
@@ -717,7 +718,7 @@ static void give_back(hak_slab_t *s, unsigned keep) {
     uint32_t was = f->busy;
     f->busy = 1;
     atomic_signal_fence(memory_order_seq_cst);
-    units_give(ss, s, keep);
+    units_give(ss, s, keep, since);
     _hak_pool_purge(h);
     atomic_signal_fence(memory_order_seq_cst);
     f->busy = was;
@@ -733,7 +734,7 @@ static void give_back(hak_slab_t *s, unsigned keep) {
     HAK_ASSERT(pushed); /* closed only while being disowned, under this lock */
   } else {
     if (!ss->free_units) avail_push(ss);
-    units_give(ss, s, keep);
+    units_give(ss, s, keep, since);
     if (ss->free_units == UINT32_MAX) reservation_note_empty(ss->res, +1);
   }
   uint64_t now = __builtin_ia32_rdtsc();
@@ -743,15 +744,17 @@ static void give_back(hak_slab_t *s, unsigned keep) {
   _hak_unlock(&_hak_ss_lock);
 }
 
-void _hak_slab_release(hak_slab_t *s) {
+void _hak_slab_release_since(hak_slab_t *s, uint64_t since) {
   hak_stat_count(HAK_STAT_slabs_released);
   _hak_class_count(s->cls, 0);
   atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
-  give_back(s, 0);
+  give_back(s, 0, since);
 }
 
+void _hak_slab_release(hak_slab_t *s) { _hak_slab_release_since(s, __builtin_ia32_rdtsc()); }
+
 /* Gives the units of an empty slab beyond its first n back (dirty). */
-void _hak_slab_shrink(hak_slab_t *s, unsigned n) { give_back(s, n); }
+void _hak_slab_shrink(hak_slab_t *s, unsigned n) { give_back(s, n, __builtin_ia32_rdtsc()); }
 
 size_t _hak_purge_all(void) {
   _hak_lock(&_hak_ss_lock);

@@ -20,6 +20,11 @@
  *          purge delay) at the next free; 24 MiB freed at once (past
  *          twice the budget) are purged right away and RSS drops; `delay0`
  *          (HAKMEM_PURGE_DELAY_MS=0) purges the 6 MiB at once
+ *   spares with HAKMEM_RETAIN_SHARE=1 (the budget is the memory in use),
+ *          48 MiB of 8 KiB blocks freed beside 64 MiB of Large blocks are
+ *          kept as spare slabs; once the Large blocks are freed too, 50 ms
+ *          later the next refill gives the spares back and they are purged
+ *          (at least 32 MiB, RSS down as much, empty memory <= 8 MiB)
  *   mixed  RSS_SECONDS (default 30; 0 skips it) of 2 threads allocating
  *          and freeing random sizes 16 B .. 4 MiB (mostly small) with a live
  *          set that follows a triangle wave between 80 and 120 MiB (six
@@ -211,6 +216,51 @@ static int mode_delay(int with_delay)
   CHECKV("and RSS drops by at least 16 MiB", before - after >= 16, "%.1f MiB -> %.1f MiB", before, after);
   for (int i = FIRST + BURST + 1; i < N; i++)
     free(p[i]);
+  return th_done();
+}
+
+/* ---- spares: empty slabs kept while the budget was large ---------------
+ * With HAKMEM_RETAIN_SHARE=1 the budget is the memory in use: 48 MiB of
+ * 8 KiB blocks freed beside 64 MiB of Large blocks stay as the thread's
+ * spare slabs. Once the Large blocks are freed too the budget is back at
+ * its minimum, but no free adds a spare to give the excess back: 50 ms
+ * later (past the purge delay), the thread's next refill of a class gives
+ * the spares nobody took back, aged, and they are purged. */
+static int mode_spares(void)
+{
+  enum { SMALL = 6144, BIG = 16 };
+  static char *small[SMALL], *big[BIG];
+  hak_stats_t s0, s1, s2;
+  int got = 0;
+  for (int i = 0; i < BIG; i++)
+    if ((big[i] = malloc(LAUNDER(4 * MiB))) != NULL && ++got)
+      memset(big[i], 1, 4 * MiB);
+  for (int i = 0; i < SMALL; i++)
+    if ((small[i] = malloc(LAUNDER(8 * KiB))) != NULL && ++got)
+      memset(small[i], 2, 8 * KiB);
+  if (!CHECKV("16 blocks of 4 MiB and 6144 of 8 KiB allocated", got == BIG + SMALL, "%d", got))
+    return th_done();
+  for (int i = 0; i < SMALL; i++)
+    free(small[i]);
+  hak.stats(&s0);
+  CHECKV("48 MiB of 8 KiB blocks freed within a budget of the memory in use: kept as spares",
+         s0.empty >= 32 * MiB, "empty %.1f MiB", (double)s0.empty / MiB);
+  for (int i = 0; i < BIG; i++)
+    free(big[i]);
+  hak.stats(&s1);
+  sleep_s(0.05);
+  double before = rss_mib();
+  void *q = malloc(LAUNDER((size_t)3000)); /* a class not used yet: a refill */
+  hak.stats(&s2);
+  double after = rss_mib();
+  CHECK("malloc(3000)", q != NULL);
+  free(q);
+  CHECKV("past the purge delay, the next refill gives the spares back and they are purged",
+         s2.purged - s1.purged >= 32 * MiB, "%.1f MiB purged, empty %.1f -> %.1f MiB",
+         (double)(s2.purged - s1.purged) / MiB, (double)s1.empty / MiB, (double)s2.empty / MiB);
+  CHECKV("empty memory back within twice the minimum budget", s2.empty <= 8 * MiB, "%.1f MiB",
+         (double)s2.empty / MiB);
+  CHECKV("and RSS drops by at least 32 MiB", before - after >= 32, "%.1f MiB -> %.1f MiB", before, after);
   return th_done();
 }
 
@@ -692,6 +742,8 @@ int main(int argc, char **argv)
       return mode_delay(1);
     if (strcmp(argv[1], "delay0") == 0)
       return mode_delay(0);
+    if (strcmp(argv[1], "spares") == 0)
+      return mode_spares();
     if (strcmp(argv[1], "room") == 0)
       return mode_room(1);
     if (strcmp(argv[1], "room0") == 0)
@@ -717,6 +769,8 @@ int main(int argc, char **argv)
   child_merge("delay", run_self("delay", min_budget, &c, 120), &c);
   static const char *const min_no_delay[] = {"HAKMEM_RETAIN_SHARE=0", "HAKMEM_PURGE_DELAY_MS=0", NULL};
   child_merge("delay0", run_self("delay0", min_no_delay, &c, 120), &c);
+  static const char *const share_all[] = {"HAKMEM_RETAIN_SHARE=1", NULL};
+  child_merge("spares", run_self("spares", share_all, &c, 120), &c);
   static const char *const no_delay[] = {"HAKMEM_PURGE_DELAY_MS=0", NULL};
   child_merge("room", run_self("room", no_delay, &c, 120), &c);
   static const char *const no_room[] = {"HAKMEM_ROOM_MB=0", "HAKMEM_PURGE_DELAY_MS=0", NULL};
