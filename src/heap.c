@@ -87,10 +87,12 @@ static void heap_release(hak_heap_t *h, hak_slab_t *s) {
   _hak_slab_release(s);
 }
 
-static void heap_detach(hak_heap_t *h, hak_slab_t *s) {
+/* h lets go of s: sets it aside (a full slab it may free into again), or
+ * for good (thread exit, fork child, the global heap). */
+static void heap_detach(hak_heap_t *h, hak_slab_t *s, bool aside) {
   heap_drop(h, s);
   h->stat[HAK_STAT_slabs_detached]++;
-  _hak_slab_detach(s);
+  _hak_slab_detach(s, aside ? heap_owner(h) | HAK_SET_ASIDE : 0);
 }
 
 /* Empty Tiny and Mid slabs are kept as spares, by size, for any class of
@@ -212,7 +214,7 @@ static hak_slab_t *heap_next_slab(hak_heap_t *h, size_t cls) {
       heap_add_partial(h, s, HAK_IN_ROTATED);
       continue;
     }
-    heap_detach(h, s);
+    heap_detach(h, s, true);
   }
   /* Taking memory: what aged past the delay goes first (if over budget). */
   heap_age_spares(h);
@@ -396,7 +398,7 @@ void _hak_free_slow(void *p, const char *who) {
     return;
   }
   if (f == &_hak_heap_empty || f == &_hak_heap_dead) {
-    _hak_slab_free_remote(s, b);
+    _hak_slab_free_remote(s, b, 0);
     return;
   }
   hak_heap_t *h = (hak_heap_t *)f;
@@ -413,8 +415,21 @@ void _hak_free_slow(void *p, const char *who) {
     else if (hak_cfg_debug) _hak_slab_check(s, f);
     return;
   }
-  h->stat[HAK_STAT_remote_frees]++; /* another heap's slab, or a detached one */
-  _hak_slab_free_remote(s, b);
+  /* Another heap's slab, or a detached one; one this heap set aside comes
+   * back to it. */
+  h->stat[HAK_STAT_remote_frees]++;
+  if (!_hak_slab_free_remote(s, b, heap_owner(h) | HAK_SET_ASIDE)) return;
+  heap_enter(h);
+  h->stat[HAK_STAT_slabs_adopted]++;
+  heap_hold(h, s);
+  if (s->used == 0) {
+    heap_add_spare(h, s);
+  } else {
+    heap_add_partial(h, s, HAK_IN_PARTIAL);
+    h->front.freed[s->cls] = s;
+    if (hak_cfg_debug) _hak_slab_check(s, f);
+  }
+  heap_leave(h);
 }
 
 void _hak_free_local_empty(hak_slab_t *s) {
@@ -430,12 +445,12 @@ static void heap_detach_class(hak_heap_t *h, size_t c, bool recount) {
   h->front.slot[c].free = NULL;
   if (s) {
     heap_set_cur(h, c, NULL);
-    heap_detach(h, s);
+    heap_detach(h, s, false);
   }
   while ((s = h->partial[c].head) != NULL) {
     hak_list_remove(&h->partial[c], s);
     if (recount) _hak_slab_recount(s);
-    heap_detach(h, s);
+    heap_detach(h, s, false);
   }
 }
 

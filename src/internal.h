@@ -28,9 +28,11 @@
  *       boundary.
  *   I3  a slab is held by exactly one heap (owner = that heap's key, the
  *       thread_free word has HAK_DETACHED clear), or detached (owner = 0,
- *       HAK_DETACHED set), or transiently claimed by one thread (owner = 0,
- *       HAK_DETACHED clear) which then holds it, releases it or detaches
- *       it again. A detached slab with free space is on its class's
+ *       or the key | HAK_SET_ASIDE of the heap that set it aside while
+ *       full; HAK_DETACHED set), or transiently claimed by one thread
+ *       (HAK_DETACHED clear) which then holds it, releases it or detaches
+ *       it again: only an allocating heap, or a free by the heap that set
+ *       it aside, holds it. A detached slab with free space is on its class's
  *       abandoned list. A heap holds, per class, its current slab and
  *       partial slabs, and empty Tiny/Mid spare slabs of any class, by size.
  *       Exception: a pool run of one block is held by no heap while its
@@ -89,7 +91,9 @@ static const bool hak_cfg_debug = HAK_DEBUG;
 
 enum { HAK_CHUNK_NONE = 0, HAK_CHUNK_SUPERSLAB = 1, HAK_CHUNK_LARGE = 2 };
 
-/* Owner word: the holder's heap key (id << 2); 0 = detached or free. */
+/* Owner word: the holder's heap key (id << 2); 0 = detached or free; for a
+ * slab its holder set aside (detached while full), key | HAK_SET_ASIDE. */
+#define HAK_SET_ASIDE 1u     /* a free by that heap takes the slab back */
 #define HAK_KEY_CHECK 2u     /* in a heap key: never equal to an owner word, so
                                 every free takes the checking slow path */
 #define HAK_KEY_NONE 3u      /* key of the static heaps: matches nothing */
@@ -367,9 +371,9 @@ void _hak_slab_format(hak_slab_t *s, size_t cls);
 hak_block_t *_hak_slab_take(hak_slab_t *s);                 /* free blocks for the fast path */
 uint32_t _hak_slab_collect(hak_slab_t *s);                  /* thread_free → local_free */
 void _hak_slab_return_blocks(hak_block_t *list);
-void _hak_slab_detach(hak_slab_t *s);
+void _hak_slab_detach(hak_slab_t *s, uint32_t mark); /* mark: its owner word while detached */
 hak_slab_t *_hak_slab_adopt(size_t cls, uint32_t key);
-void _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b);
+bool _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b, uint32_t mine);
 bool _hak_slab_block_valid(const hak_slab_t *s, const void *p);
 bool _hak_slab_block_is_free(hak_slab_t *s, const hak_block_t *b, const hak_front_t *h);
 void _hak_slab_recount(hak_slab_t *s);

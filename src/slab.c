@@ -5,12 +5,14 @@
  *   used + |local_free| == carved <= capacity,
  * a local free is `used--`, and used reaching 0 means the slab is empty.
  *
- * Ownership: a slab is held by one heap, or detached (owner 0, HAK_DETACHED
- * set in thread_free). Whoever clears HAK_DETACHED with one compare-and-swap
- * has claimed it: an allocating thread adopting it, or a thread freeing into
- * it, which then releases it if empty or detaches it again (a free never
- * keeps it). Detaching sets the flag only on an empty thread_free word, so
- * a block pushed while the slab was held is always collected by a holder. */
+ * Ownership: a slab is held by one heap, or detached (HAK_DETACHED set in
+ * thread_free; owner 0, or the key | HAK_SET_ASIDE of the live heap that
+ * set it aside while full). Whoever clears HAK_DETACHED with one
+ * compare-and-swap has claimed it: an allocating thread adopting it, or a
+ * thread freeing into it, which takes it back if its own heap set it aside
+ * and otherwise releases it if empty or detaches it again. Detaching sets
+ * the flag only on an empty thread_free word, so a block pushed while the
+ * slab was held is always collected by a holder. */
 #include "internal.h"
 
 hak_lock_t _hak_abandoned_lock[HAK_CLASSES];
@@ -123,8 +125,8 @@ static void let_go(hak_slab_t *s) {
   }
 }
 
-void _hak_slab_detach(hak_slab_t *s) {
-  atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
+void _hak_slab_detach(hak_slab_t *s, uint32_t mark) {
+  atomic_store_explicit(&s->owner, mark, memory_order_relaxed);
   let_go(s);
 }
 
@@ -152,13 +154,15 @@ hak_slab_t *_hak_slab_adopt(size_t cls, uint32_t key) {
 }
 
 /* Frees b into s, which the caller does not hold: a push on thread_free
- * while s is held; if s is detached, the caller claims it, and then gives
- * it back if that was its last block or detaches it again, exactly as its
- * holder would have. A free never keeps a slab: a heap holds only slabs it
- * allocates from, and collects their remote frees when it refills, so a
- * slab whose blocks all come back while no one holds it is given back at
- * the last free, whoever frees it. */
-void _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b) {
+ * while s is held. If s is detached the caller claims it; if `mine` (the
+ * caller's heap key | HAK_SET_ASIDE) is its owner word, the caller's heap
+ * set it aside and takes it back: it then holds s, with b on local_free
+ * and thread_free collected, and true is returned. Otherwise the caller
+ * gives s back if that was its last block or detaches it again, exactly
+ * as a holder would: no other free keeps a slab, so a slab whose blocks
+ * all come back after its holder let go of it (a thread that exited) is
+ * given back at the last free, whoever frees it. */
+bool _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b, uint32_t mine) {
   uintptr_t tf = atomic_load_explicit(&s->thread_free, memory_order_relaxed);
   for (;;) {
     if (tf & HAK_DETACHED) {
@@ -170,13 +174,21 @@ void _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b) {
     b->next = (hak_block_t *)tf;
     if (atomic_compare_exchange_weak_explicit(&s->thread_free, &tf, (uintptr_t)b,
                                               memory_order_release, memory_order_relaxed))
-      return;
+      return false;
   }
-  /* Claimed. */
+  /* Claimed: the owner word is the one its last detach wrote. */
   b->next = s->local_free;
   s->local_free = b;
   s->used--;
-  let_go(s);
+  if (!mine || atomic_load_explicit(&s->owner, memory_order_relaxed) != mine) {
+    let_go(s);
+    return false;
+  }
+  unpublish(s);
+  s->where = HAK_IN_NONE;
+  atomic_store_explicit(&s->owner, mine & ~HAK_SET_ASIDE, memory_order_relaxed);
+  _hak_slab_collect(s);
+  return true;
 }
 
 bool _hak_slab_block_valid(const hak_slab_t *s, const void *p) {
