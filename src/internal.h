@@ -281,7 +281,7 @@ struct hak_heap {
   int64_t mem_delta[2];                    /* not yet added to _hak_mem.live and _idle */
   int64_t room, room_added;                /* its working room, and what _hak_mem.room has of it */
   int64_t mem_seen[2];                     /* _hak_mem.live and _idle at its last flush or look */
-  uint64_t mem_seen_at;                    /* TSC of that look */
+  uint64_t mem_look_at;                    /* TSC from which it looks at the totals again */
   uint64_t purge_at;                       /* TSC before which it does not look for aged units again */
   int8_t cls_delta[HAK_CLASSES];           /* slab counts not yet added in (superslab.c) */
   uint64_t stat[HAK_STAT_COUNT];           /* this thread's counters */
@@ -574,8 +574,8 @@ static inline void hak_mem_look(uint64_t now) {
   hak_front_t *f = hak_tls_heap;
   if (f->key == HAK_KEY_NONE) return;
   hak_heap_t *h = (hak_heap_t *)f;
-  if (now - h->mem_seen_at < _hak_os_ticks_per_ms()) return;
-  h->mem_seen_at = now;
+  if (now < h->mem_look_at) return;
+  h->mem_look_at = now + _hak_os_ticks_per_ms();
   h->mem_seen[0] = (int64_t)atomic_load_explicit(&_hak_mem.live, memory_order_relaxed);
   h->mem_seen[1] = (int64_t)atomic_load_explicit(&_hak_mem.idle, memory_order_relaxed);
 }

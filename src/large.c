@@ -90,15 +90,16 @@ static size_t cache_decay(uint64_t now, bool all) {
   }
   bool far = hak_mem_excess(__builtin_ia32_rdtsc()) == HAK_MEM_FAR_OVER;
   uint64_t delay = far ? 0 : (uint64_t)hak_opt(HAK_OPT_PURGE_DELAY_MS);
-  for (size_t i = 0; i < cache_len && cache_resident && hak_mem_over() && now - cache[i].freed_at >= delay; i++)
-    if (cache[i].resident) {
-      _hak_os_purge(cache[i].base, cache[i].size);
-      cache[i].resident = false;
-      cache[i].zeroed = !hak_opt(HAK_OPT_MADV_FREE); /* MADV_FREE pages may keep their bytes */
-      cache_resident -= cache[i].size;
-      hak_mem_move(cache[i].size, &_hak_mem.idle, NULL);
-      purged_bytes += cache[i].size;
-    }
+  for (size_t i = 0; i < cache_len && cache_resident && now - cache[i].freed_at >= delay; i++) {
+    if (!cache[i].resident) continue;
+    if (!hak_mem_over()) break;
+    _hak_os_purge(cache[i].base, cache[i].size);
+    cache[i].resident = false;
+    cache[i].zeroed = !hak_opt(HAK_OPT_MADV_FREE); /* MADV_FREE pages may keep their bytes */
+    cache_resident -= cache[i].size;
+    hak_mem_move(cache[i].size, &_hak_mem.idle, NULL);
+    purged_bytes += cache[i].size;
+  }
   return n;
 }
 
