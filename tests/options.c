@@ -138,6 +138,12 @@ int main(int argc, char **argv)
     CHECKV("HAKMEM_STATS=1: the child runs", exited_ok(c.status), "status 0x%x", c.status);
     CHECKV("HAKMEM_STATS=1 prints one line starting \"hakmem: \" at exit",
            lines_starting(c.err, "hakmem: ") == 1, "stderr: %.500s", c.err);
+    /* A program that allocated shows what it mapped; the pid tells its line
+     * from that of a program it was started through. */
+    CHECKV("the exit line names the process (pid=N) and its memory (mapped is not 0)",
+           strncmp(c.err, "hakmem: pid=", 12) == 0 && strstr(c.err, " mapped=") &&
+               !strstr(c.err, " mapped=0 ") && strstr(c.err, " unaccounted="),
+           "stderr: %.500s", c.err);
   }
 
   if (CHECK("child runs", run_mode("late-setenv", none, &c) == 0)) {
