@@ -60,7 +60,7 @@ static inline void hak_free_inline(void *p, const char *who) {
     return;
   }
   hak_class_slot_t *slot = (hak_class_slot_t *)((uintptr_t)h + s->slot_off);
-  if (!slot->free && !(slot->cur & HAK_CUR_CHECK)) {
+  if (!slot->free && !(slot->cur & HAK_CUR_COUNTED)) {
     /* A slab of this heap, and its class's list is empty: the block goes
      * there for the next malloc (it stays counted as used). */
     b->next = NULL;
@@ -70,7 +70,7 @@ static inline void hak_free_inline(void *p, const char *who) {
   b->next = s->local_free;
   atomic_signal_fence(memory_order_release);
   s->local_free = b;
-  h->freed[s->cls] = s; /* where the next refill looks first */
+  h->refill_hint[s->cls] = s; /* where the next refill looks first */
   if (HAK_UNLIKELY(--s->used == 0)) _hak_free_local_empty(s);
 }
 

@@ -1,7 +1,6 @@
 /* api.c — the semantics of the C allocation API beyond the fast paths:
  * sizes above the inline path, calloc, realloc, aligned allocation, usable
- * size, trimming, and the report of invalid pointers. override.c exports
- * them under the standard names. */
+ * size and trimming. override.c exports them under the standard names. */
 #include <errno.h>
 #include <string.h>
 
@@ -56,25 +55,6 @@ void *_hak_alloc_aligned(size_t align, size_t size) {
   void *p = _hak_large_alloc(size, align, false);
   if (!p) errno = ENOMEM;
   return p;
-}
-
-void _hak_report_invalid(const char *who, const void *p, const char *what) {
-  static _Atomic int reported;
-  atomic_fetch_add_explicit(&_hak_invalid_frees, 1, memory_order_relaxed);
-  long mode = hak_opt(HAK_OPT_INVALID_FREE);
-  if (mode == 0) return;
-  if (mode == 2 || !atomic_exchange_explicit(&reported, 1, memory_order_relaxed)) {
-    hak_buf_t b = {.fd = 2};
-    _hak_buf_str(&b, "hakmem: ");
-    _hak_buf_str(&b, who);
-    _hak_buf_str(&b, "(): ");
-    _hak_buf_hex(&b, (uintptr_t)p);
-    _hak_buf_str(&b, " ");
-    _hak_buf_str(&b, what);
-    _hak_buf_str(&b, mode == 2 ? "; aborting\n" : "; ignored (further invalid pointers are counted, not reported)\n");
-    _hak_buf_flush(&b);
-  }
-  if (mode == 2) _hak_os_abort();
 }
 
 /* The usable size of p, or 0 (reported) if hakmem did not hand p out. */
@@ -132,7 +112,8 @@ void *_hak_realloc(void *p, size_t size) {
 }
 
 int _hak_trim(void) {
-  size_t n = _hak_heap_trim();
+  hak_heap_t *h = hak_tls_own_heap();
+  size_t n = h ? _hak_heap_trim(h) : 0;
   n += _hak_purge_all();
   n += _hak_large_trim();
   return n > 0;

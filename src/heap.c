@@ -1,23 +1,10 @@
-/* heap.c — thread heaps: creation, the allocation and free slow paths, the
- * slabs a heap holds (current, partial, spare), teardown at thread exit, the
- * locked global heap used after teardown, and the fork child's clean-up. */
+/* heap.c — one thread heap's slow paths: the slabs it holds (current,
+ * partial, spare), refilling its free lists, the free slow path, letting go
+ * of its slabs, and malloc_trim's part. thread.c makes heaps and gives them
+ * to threads. */
 #include <errno.h>
 
 #include "internal.h"
-
-const hak_front_t _hak_heap_empty = {.cur_unit = HAK_CUR_UNITS_EMPTY, .key = HAK_KEY_NONE};
-const hak_front_t _hak_heap_dead = {.cur_unit = HAK_CUR_UNITS_EMPTY, .key = HAK_KEY_NONE};
-__thread hak_front_t *hak_tls_heap __attribute__((tls_model("initial-exec"))) =
-    (hak_front_t *)&_hak_heap_empty;
-
-hak_lock_t _hak_heap_registry_lock = HAK_LOCK_INIT;
-hak_lock_t _hak_global_heap_lock = HAK_LOCK_INIT;
-
-static hak_heap_t *live_heaps;    /* registry lock */
-static hak_heap_t *spare_heaps;   /* registry lock: torn-down heaps, reused whole */
-static uint32_t next_heap_id = 2; /* id 1 is the global heap */
-static uint64_t heaps_alive;
-static hak_heap_t global_heap = {.front = {.cur_unit = HAK_CUR_UNITS_EMPTY, .key = 1u << 2}, .id = 1};
 
 static uint32_t heap_owner(const hak_heap_t *h) { return h->front.key & ~3u; }
 
@@ -31,48 +18,14 @@ static void heap_leave(hak_heap_t *h) {
   h->front.busy = 0;
 }
 
-static hak_heap_t *heap_create(void) {
-  _hak_init();
-  if (hak_tls_heap != &_hak_heap_empty) /* made by a malloc inside _hak_init */
-    return (hak_heap_t *)hak_tls_heap;
-  _hak_lock(&_hak_heap_registry_lock);
-  hak_heap_t *h = spare_heaps;
-  if (h) {
-    spare_heaps = h->next_spare;
-  } else {
-    h = _hak_meta_alloc(sizeof *h);
-    if (h) {
-      h->id = next_heap_id++;
-      for (size_t i = 0; i < HAK_CUR_UNITS; i++) h->front.cur_unit[i].unit = HAK_UNIT_NONE;
-    }
-  }
-  if (h) {
-    h->prev_live = NULL;
-    h->next_live = live_heaps;
-    if (live_heaps) live_heaps->prev_live = h;
-    live_heaps = h;
-    heaps_alive++;
-  }
-  _hak_unlock(&_hak_heap_registry_lock);
-  if (!h) return NULL;
-  for (size_t i = 0; i < HAK_STAT_COUNT; i++) h->stat[i] = 0;
-  h->purge_at = 0;
-  h->mem_seen[0] = (int64_t)atomic_load_explicit(&_hak_mem.live, memory_order_relaxed);
-  h->mem_seen[1] = (int64_t)atomic_load_explicit(&_hak_mem.idle, memory_order_relaxed);
-  h->front.key = (h->id << 2) | (hak_opt(HAK_OPT_CHECK) ? HAK_KEY_CHECK : 0);
-  hak_tls_heap = &h->front;
-  if (_hak_key_ready()) _hak_set_specific(h); /* may allocate: the heap is already set */
-  return h;
-}
+/* h starts holding s: its bytes count in held_bytes. */
+static void heap_held_add(hak_heap_t *h, hak_slab_t *s) { h->held_bytes += hak_slab_bytes(s); }
 
-/* h starts or stops holding s. */
-static void heap_hold(hak_heap_t *h, hak_slab_t *s) { h->held_bytes += hak_slab_bytes(s); }
-
-/* The refill hint (freed[]) names only partial slabs h holds: it goes
+/* The refill hint names only partial slabs h holds: it goes
  * when s becomes a spare (which may change class) or leaves h (once given
  * back, its memory may be unmapped). */
 static void heap_forget_hint(hak_heap_t *h, const hak_slab_t *s) {
-  if (h->front.freed[s->cls] == s) h->front.freed[s->cls] = NULL;
+  if (h->front.refill_hint[s->cls] == s) h->front.refill_hint[s->cls] = NULL;
 }
 
 /* s stops being held by h. */
@@ -91,7 +44,7 @@ static void heap_release(hak_heap_t *h, hak_slab_t *s) {
  * for good (thread exit, fork child, the global heap). */
 static void heap_detach(hak_heap_t *h, hak_slab_t *s, bool aside) {
   heap_drop(h, s);
-  h->stat[HAK_STAT_slabs_detached]++;
+  hak_count(&h->counters, HAK_STAT_slabs_detached);
   _hak_slab_detach(s, aside ? heap_owner(h) | HAK_SET_ASIDE : 0);
 }
 
@@ -104,11 +57,11 @@ static void heap_detach(hak_heap_t *h, hak_slab_t *s, bool aside) {
  * without the global lock. */
 static void heap_unspare(hak_heap_t *h, hak_slab_t *s) {
   unsigned i = s->units - 1u;
-  hak_list_remove(&h->spare[i], s);
+  hak_list_remove(&h->spare[i], &s->link);
   if (!h->spare[i].head) h->spare_mask &= ~(1u << i);
   h->spare_bytes -= hak_slab_bytes(s);
-  h->spare_at = __builtin_ia32_rdtsc();
-  hak_mem_move(hak_slab_bytes(s), &_hak_mem.idle, &_hak_mem.live);
+  h->spare_at = _hak_os_ticks();
+  hak_mem_move(hak_slab_bytes(s), HAK_MEM_EMPTY, HAK_MEM_USED);
 }
 
 static void heap_add_spare(hak_heap_t *h, hak_slab_t *s) {
@@ -119,13 +72,13 @@ static void heap_add_spare(hak_heap_t *h, hak_slab_t *s) {
   unsigned i = s->units - 1u;
   heap_forget_hint(h, s);
   s->where = HAK_IN_SPARE;
-  hak_list_push(&h->spare[i], s);
+  hak_list_push(&h->spare[i], &s->link);
   h->spare_mask |= 1u << i;
   h->spare_bytes += hak_slab_bytes(s);
-  h->spare_at = __builtin_ia32_rdtsc();
-  hak_mem_move(hak_slab_bytes(s), &_hak_mem.live, &_hak_mem.idle);
-  while (h->spare_mask && hak_mem_over()) {
-    hak_slab_t *victim = h->spare[31u - (unsigned)__builtin_clz(h->spare_mask)].tail;
+  h->spare_at = _hak_os_ticks();
+  hak_mem_move(hak_slab_bytes(s), HAK_MEM_USED, HAK_MEM_EMPTY);
+  while (h->spare_mask && hak_budget_over()) {
+    hak_slab_t *victim = HAK_SLAB_OF_LINK(h->spare[31u - (unsigned)__builtin_clz(h->spare_mask)].tail);
     heap_unspare(h, victim);
     heap_release(h, victim);
   }
@@ -138,11 +91,10 @@ static void heap_add_spare(hak_heap_t *h, hak_slab_t *s) {
  * the budget, however large the budget was when it kept them). */
 static void heap_age_spares(hak_heap_t *h) {
   if (!h->spare_mask) return;
-  uint64_t delay = (uint64_t)hak_opt(HAK_OPT_PURGE_DELAY_MS) * _hak_os_ticks_per_ms();
-  if (__builtin_ia32_rdtsc() - h->spare_at < delay) return;
-  uint64_t since = h->spare_at;
-  while (h->spare_mask && hak_mem_over()) {
-    hak_slab_t *victim = h->spare[31u - (unsigned)__builtin_clz(h->spare_mask)].tail;
+  if (_hak_os_ticks() - h->spare_at < hak_purge_delay()) return;
+  hak_tick_t since = h->spare_at;
+  while (h->spare_mask && hak_budget_over()) {
+    hak_slab_t *victim = HAK_SLAB_OF_LINK(h->spare[31u - (unsigned)__builtin_clz(h->spare_mask)].tail);
     heap_unspare(h, victim);
     heap_drop(h, victim);
     _hak_slab_release_since(victim, since);
@@ -158,7 +110,8 @@ static hak_slab_t *heap_take_spare(hak_heap_t *h, size_t cls) {
   bool unit0_ok = hak_class_size(cls) <= HAK_UNIT0_MAX_BLOCK;
   hak_slab_t *s = NULL;
   for (uint32_t m = h->spare_mask >> (n - 1) << (n - 1); m && !s; m &= m - 1)
-    for (s = h->spare[__builtin_ctz(m)].head; s && !unit0_ok && hak_slab_unit(s) == 0;) s = s->next;
+    for (hak_link_t *l = h->spare[__builtin_ctz(m)].head; l && !s; l = l->next)
+      if (unit0_ok || hak_slab_unit(HAK_SLAB_OF_LINK(l)) != 0) s = HAK_SLAB_OF_LINK(l);
   if (!s) return NULL;
   heap_unspare(h, s);
   hak_mem_reused(hak_slab_bytes(s));
@@ -171,9 +124,9 @@ static hak_slab_t *heap_take_spare(hak_heap_t *h, size_t cls) {
   return s;
 }
 
-static void heap_release_spares(hak_heap_t *h) {
+void _hak_heap_release_spares(hak_heap_t *h) {
   while (h->spare_mask) {
-    hak_slab_t *s = h->spare[__builtin_ctz(h->spare_mask)].head;
+    hak_slab_t *s = HAK_SLAB_OF_LINK(h->spare[__builtin_ctz(h->spare_mask)].head);
     heap_unspare(h, s);
     heap_release(h, s);
   }
@@ -181,7 +134,7 @@ static void heap_release_spares(hak_heap_t *h) {
 
 static void heap_add_partial(hak_heap_t *h, hak_slab_t *s, uint8_t where) {
   s->where = where;
-  hak_list_push_tail(&h->partial[s->cls], s);
+  hak_list_push_tail(&h->partial[s->cls], &s->link);
 }
 
 static bool has_free_block(hak_slab_t *s) {
@@ -197,18 +150,19 @@ static bool has_free_block(hak_slab_t *s) {
  * list is short, so a heap keeps no more than a couple of slabs it cannot
  * allocate from. */
 static hak_slab_t *heap_next_slab(hak_heap_t *h, size_t cls) {
-  hak_slab_list_t *partial = &h->partial[cls];
-  hak_slab_t *s = h->front.freed[cls];
-  h->front.freed[cls] = NULL;
+  hak_list_t *partial = &h->partial[cls];
+  hak_slab_t *s = h->front.refill_hint[cls];
+  h->front.refill_hint[cls] = NULL;
   /* The hint is a slab h holds (heap_forget_hint), of class cls, but it may
    * have filled up or become current since. */
   HAK_DEBUG_ASSERT(!s || (atomic_load_explicit(&s->owner, memory_order_relaxed) == heap_owner(h) && s->cls == cls));
   if (s && (s->where == HAK_IN_PARTIAL || s->where == HAK_IN_ROTATED) && has_free_block(s)) {
-    hak_list_remove(partial, s);
+    hak_list_remove(partial, &s->link);
     return s;
   }
-  for (uint32_t n = partial->count; n > 0 && (s = partial->head) != NULL; n--) {
-    hak_list_remove(partial, s);
+  for (uint32_t n = partial->count; n > 0 && partial->head; n--) {
+    s = HAK_SLAB_OF_LINK(partial->head);
+    hak_list_remove(partial, &s->link);
     if (has_free_block(s)) return s;
     if (s->where != HAK_IN_ROTATED || partial->count < HAK_FULL_KEEP) {
       heap_add_partial(h, s, HAK_IN_ROTATED);
@@ -218,17 +172,17 @@ static hak_slab_t *heap_next_slab(hak_heap_t *h, size_t cls) {
   }
   /* Taking memory: what aged past the delay goes first (if over budget). */
   heap_age_spares(h);
-  _hak_pool_purge(h);
+  _hak_purge_over_budget(&h->pool);
   if ((s = heap_take_spare(h, cls)) != NULL) return s;
   if ((s = _hak_slab_adopt(cls, heap_owner(h))) != NULL) {
-    h->stat[HAK_STAT_slabs_adopted]++;
-  } else if ((s = cls > HAK_CLASS_MID_LAST ? _hak_pool_alloc(h, cls, heap_owner(h))
+    hak_count(&h->counters, HAK_STAT_slabs_adopted);
+  } else if ((s = cls > HAK_CLASS_MID_LAST ? _hak_pool_alloc(&h->pool, cls, heap_owner(h))
                                            : _hak_slab_alloc(cls, heap_owner(h))) != NULL) {
-    h->stat[HAK_STAT_slabs_taken]++;
+    hak_count(&h->counters, HAK_STAT_slabs_taken);
   } else {
     return NULL;
   }
-  heap_hold(h, s);
+  heap_held_add(h, s);
   return s;
 }
 
@@ -262,24 +216,25 @@ static void heap_check_cur_units(const hak_heap_t *h) {
     const hak_cur_unit_t *e = &h->front.cur_unit[i];
     if (e->unit == HAK_UNIT_NONE) continue;
     uintptr_t a = e->unit << HAK_UNIT_SHIFT;
-    HAK_ASSERT((e->unit & (HAK_CUR_UNITS - 1)) == i && !(e->slot->cur & HAK_CUR_CHECK));
+    HAK_ASSERT((e->unit & (HAK_CUR_UNITS - 1)) == i && !(e->slot->cur & HAK_CUR_COUNTED));
     HAK_ASSERT(hak_slab_of((hak_superslab_t *)(a & ~(HAK_SS_SIZE - 1)), a) == (hak_slab_t *)e->slot->cur);
   }
 }
 
 /* The fast free's shortcut for the current slab (cur_unit) is off in
- * checking mode, and for pool classes: their frees count, so that an empty
- * run is seen at once and given back (a run is up to 1 MiB). A slab stops
- * being current here before anything else happens to it. */
+ * checking mode, and for pool classes (HAK_CUR_COUNTED): their frees count,
+ * so that an empty run is seen at once and given back (a run is up to
+ * 1 MiB). A slab stops being current here before anything else happens to
+ * it. */
 static inline void heap_set_cur(hak_heap_t *h, size_t cls, hak_slab_t *s) {
   hak_class_slot_t *slot = &h->front.slot[cls];
   hak_slab_t *old = hak_front_cur(&h->front, cls);
-  if (old && !(slot->cur & HAK_CUR_CHECK)) cur_units_forget(&h->front, old);
-  bool tag = (h->front.key & HAK_KEY_CHECK) || cls > HAK_CLASS_MID_LAST;
-  slot->cur = s ? (uintptr_t)s | (tag ? HAK_CUR_CHECK : 0) : 0;
+  if (old && !(slot->cur & HAK_CUR_COUNTED)) cur_units_forget(&h->front, old);
+  bool counted = (h->front.key & HAK_KEY_CHECK) || cls > HAK_CLASS_MID_LAST;
+  slot->cur = s ? (uintptr_t)s | (counted ? HAK_CUR_COUNTED : 0) : 0;
   if (s) {
     s->where = HAK_IN_CUR;
-    if (!tag) cur_units_add(&h->front, s, slot);
+    if (!counted) cur_units_add(&h->front, s, slot);
   }
   if (hak_cfg_debug) heap_check_cur_units(h);
 }
@@ -291,23 +246,20 @@ static inline void heap_set_cur(hak_heap_t *h, size_t cls, hak_slab_t *s) {
  * back, with no list or ownership change on either side. */
 static hak_block_t *heap_alloc_single(hak_heap_t *h, size_t cls) {
   heap_age_spares(h);
-  hak_slab_t *s = _hak_pool_alloc(h, cls, 0);
+  hak_slab_t *s = _hak_pool_alloc(&h->pool, cls, 0);
   if (!s) return NULL;
-  h->stat[HAK_STAT_slabs_taken]++;
+  hak_count(&h->counters, HAK_STAT_slabs_taken);
   return _hak_slab_take(s);
 }
 
-/* Pops a block of cls, refilling the heap's list from its slabs. A current
- * slab with nothing left goes to the back of the partial list, where frees
- * have time to come back to it. */
-static void *heap_alloc(hak_heap_t *h, size_t cls) {
-  hak_block_t *b = h->front.slot[cls].free;
-  if (b) {
-    h->front.slot[cls].free = b->next;
-    return b;
-  }
+/* A block of cls, whose list is empty, refilling the list from the heap's
+ * slabs. A current slab with nothing left goes to the back of the partial
+ * list, where frees have time to come back to it. */
+void *_hak_heap_alloc(hak_heap_t *h, size_t cls) {
+  hak_block_t *b;
+  HAK_DEBUG_ASSERT(!h->front.slot[cls].free);
   heap_enter(h);
-  if (atomic_load_explicit(&h->remote_pending, memory_order_relaxed)) _hak_pool_collect(h);
+  if (atomic_load_explicit(&h->pool.remote_pending, memory_order_relaxed)) _hak_pool_collect(&h->pool);
   if (_hak_pool_single(cls)) {
     b = heap_alloc_single(h, cls);
     heap_leave(h);
@@ -327,53 +279,25 @@ static void *heap_alloc(hak_heap_t *h, size_t cls) {
       return NULL;
     }
   }
-  h->stat[HAK_STAT_refills]++;
+  hak_count(&h->counters, HAK_STAT_refills);
   h->front.slot[cls].free = b->next;
-  if (hak_cfg_debug) _hak_slab_check(s, &h->front);
+  if (hak_cfg_debug) _hak_slab_check(s, h->front.slot[cls].free);
   heap_leave(h);
   return b;
-}
-
-static void heap_detach_class(hak_heap_t *h, size_t c, bool recount);
-
-/* Threads past their teardown allocate from the global heap, under its
- * lock. It holds no slab between calls: frees into its slabs, from any
- * thread, are frees into detached slabs, so nothing waits for it to run. */
-static void *global_alloc(size_t cls) {
-  _hak_lock(&_hak_global_heap_lock);
-  void *p = heap_alloc(&global_heap, cls);
-  heap_detach_class(&global_heap, cls, false);
-  heap_release_spares(&global_heap);
-  _hak_pool_disown_all(&global_heap);
-  _hak_unlock(&_hak_global_heap_lock);
-  return p;
-}
-
-void *_hak_alloc_refill(size_t cls) {
-  hak_front_t *f = hak_tls_heap;
-  if (cls == 0) cls = 1; /* malloc(0): the smallest block */
-  if (f == &_hak_heap_empty) {
-    hak_heap_t *h = heap_create();
-    f = h ? &h->front : (hak_front_t *)&_hak_heap_dead;
-  }
-  void *p = f == &_hak_heap_dead ? global_alloc(cls) : heap_alloc((hak_heap_t *)f, cls);
-  if (!p) errno = ENOMEM;
-  return p;
 }
 
 /* A local free made s empty (used reached 0 on the fast path, or here). */
 static void heap_slab_empty(hak_heap_t *h, hak_slab_t *s) {
   heap_enter(h);
   if (hak_front_cur(&h->front, s->cls) == s) heap_set_cur(h, s->cls, NULL); /* its list is empty */
-  else hak_list_remove(&h->partial[s->cls], s);
+  else hak_list_remove(&h->partial[s->cls], &s->link);
   heap_add_spare(h, s);
   heap_leave(h);
 }
 
 void _hak_free_slow(void *p, const char *who) {
   if (!p) return;
-  uintptr_t a = (uintptr_t)p;
-  uint8_t kind = ((a - 1) >> HAK_ADDR_BITS) ? HAK_CHUNK_NONE : _hak_chunk_map[(a - 1) >> HAK_SS_SHIFT];
+  uint8_t kind = hak_chunk_kind(p);
   if (kind == HAK_CHUNK_LARGE) {
     const char *problem = _hak_large_problem(p);
     if (problem) _hak_report_invalid(who, p, problem);
@@ -384,60 +308,57 @@ void _hak_free_slow(void *p, const char *who) {
     _hak_report_invalid(who, p, "was not allocated by hakmem");
     return;
   }
-  hak_slab_t *s = hak_slab_of(hak_superslab_of(p), a);
+  hak_slab_t *s = hak_slab_of(hak_superslab_of(p), (uintptr_t)p);
   if (!_hak_slab_block_valid(s, p)) {
     _hak_report_invalid(who, p, "is not the start of a hakmem block");
     return;
   }
-  hak_front_t *f = hak_tls_heap;
+  hak_heap_t *h = hak_tls_own_heap();
   hak_block_t *b = p;
   if (s->capacity == 1) { /* a single-block run (heap_alloc_single) */
-    if (f != &_hak_heap_empty && f != &_hak_heap_dead) ((hak_heap_t *)f)->stat[HAK_STAT_slow_frees]++;
+    if (h) hak_count(&h->counters, HAK_STAT_slow_frees);
     s->used = 0;
     _hak_slab_release(s);
     return;
   }
-  if (f == &_hak_heap_empty || f == &_hak_heap_dead) {
+  if (!h) {
     _hak_slab_free_remote(s, b, 0);
     return;
   }
-  hak_heap_t *h = (hak_heap_t *)f;
-  h->stat[HAK_STAT_slow_frees]++;
+  hak_count(&h->counters, HAK_STAT_slow_frees);
+  hak_block_t *list = h->front.slot[s->cls].free;
   uint32_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
   if (owner && owner == heap_owner(h)) { /* only in checking mode: the key never matches */
-    if (_hak_slab_block_is_free(s, b, f)) {
+    if (_hak_slab_block_is_free(s, b, list)) {
       _hak_report_invalid(who, p, "was already freed (double free)");
       return;
     }
     b->next = s->local_free;
     s->local_free = b;
     if (--s->used == 0) heap_slab_empty(h, s);
-    else if (hak_cfg_debug) _hak_slab_check(s, f);
+    else if (hak_cfg_debug) _hak_slab_check(s, list);
     return;
   }
   /* Another heap's slab, or a detached one; one this heap set aside comes
    * back to it. */
-  h->stat[HAK_STAT_remote_frees]++;
+  hak_count(&h->counters, HAK_STAT_remote_frees);
   if (!_hak_slab_free_remote(s, b, heap_owner(h) | HAK_SET_ASIDE)) return;
   heap_enter(h);
-  h->stat[HAK_STAT_slabs_adopted]++;
-  heap_hold(h, s);
+  hak_count(&h->counters, HAK_STAT_slabs_adopted);
+  heap_held_add(h, s);
   if (s->used == 0) {
     heap_add_spare(h, s);
   } else {
     heap_add_partial(h, s, HAK_IN_PARTIAL);
-    h->front.freed[s->cls] = s;
-    if (hak_cfg_debug) _hak_slab_check(s, f);
+    h->front.refill_hint[s->cls] = s;
+    if (hak_cfg_debug) _hak_slab_check(s, list);
   }
   heap_leave(h);
 }
 
-void _hak_free_local_empty(hak_slab_t *s) {
-  heap_slab_empty((hak_heap_t *)hak_tls_heap, s);
-}
+void _hak_free_local_empty(hak_slab_t *s) { heap_slab_empty(hak_tls_own_heap(), s); }
 
-/* Lets go of every slab of class c that h holds. */
-static void heap_detach_class(hak_heap_t *h, size_t c, bool recount) {
+void _hak_heap_detach_class(hak_heap_t *h, size_t c, bool recount) {
   hak_slab_t *s = hak_front_cur(&h->front, c);
   if (recount && s) _hak_slab_recount(s);
   /* The list may hold a block of another slab, with or without a current one. */
@@ -447,83 +368,32 @@ static void heap_detach_class(hak_heap_t *h, size_t c, bool recount) {
     heap_set_cur(h, c, NULL);
     heap_detach(h, s, false);
   }
-  while ((s = h->partial[c].head) != NULL) {
-    hak_list_remove(&h->partial[c], s);
+  while (h->partial[c].head) {
+    s = HAK_SLAB_OF_LINK(h->partial[c].head);
+    hak_list_remove(&h->partial[c], &s->link);
     if (recount) _hak_slab_recount(s);
     heap_detach(h, s, false);
   }
 }
 
-static void heap_detach_all(hak_heap_t *h, bool recount) {
-  for (size_t c = 1; c < HAK_CLASSES; c++) heap_detach_class(h, c, recount);
-  heap_release_spares(h);
-  _hak_pool_disown_all(h);
-}
-
-/* h's working room goes (thread exit, malloc_trim). */
-static void heap_drop_room(hak_heap_t *h) {
-  if (h->room) atomic_fetch_sub_explicit(&_hak_mem.earners, 1, memory_order_relaxed);
-  h->room = 0;
-  _hak_mem_room_add(h);
-}
-
-/* Unlinks h from the live registry; with `reuse`, keeps it for a new thread. */
-static void heap_retire(hak_heap_t *h, bool reuse) {
-  _hak_mem_flush(h);
-  heap_drop_room(h);
-  _hak_class_flush(h);
-  _hak_stats_merge(h->stat);
-  for (size_t i = 0; i < HAK_STAT_COUNT; i++) h->stat[i] = 0;
-  _hak_lock(&_hak_heap_registry_lock);
-  if (h->prev_live) h->prev_live->next_live = h->next_live;
-  else live_heaps = h->next_live;
-  if (h->next_live) h->next_live->prev_live = h->prev_live;
-  h->next_live = h->prev_live = NULL;
-  if (reuse) {
-    h->next_spare = spare_heaps;
-    spare_heaps = h;
-  }
-  heaps_alive--;
-  _hak_unlock(&_hak_heap_registry_lock);
-}
-
-void _hak_heap_destructor(void *arg) {
-  hak_heap_t *h = arg;
-  hak_tls_heap = (hak_front_t *)&_hak_heap_dead; /* later calls use the global heap */
+void _hak_heap_detach_all(hak_heap_t *h, bool recount) {
   heap_enter(h);
-  heap_detach_all(h, false);
+  for (size_t c = 1; c < HAK_CLASSES; c++) _hak_heap_detach_class(h, c, recount);
+  _hak_heap_release_spares(h);
+  _hak_pool_disown_all(&h->pool);
   HAK_DEBUG_ASSERT(h->held_bytes == 0 && h->spare_bytes == 0);
   heap_leave(h);
-  heap_retire(h, true);
 }
 
-/* In the fork child (single-threaded, locks reinitialised): let go of the
- * slabs of every heap whose thread does not exist here. A heap that was in
- * the middle of a slow path when fork happened cannot be trusted: it is
- * retired with its slabs (they stay held by an id no thread will have). */
-void _hak_heap_fork_child(void) {
-  hak_front_t *me = hak_tls_heap;
-  hak_heap_t *next;
-  for (hak_heap_t *h = live_heaps; h; h = next) {
-    next = h->next_live;
-    if (&h->front == me) continue;
-    bool sound = !h->front.busy;
-    if (sound) heap_detach_all(h, true);
-    heap_retire(h, sound);
-  }
-}
-
-/* malloc_trim: the calling thread's heap gives back its spare slabs, the
- * current slabs whose blocks are all free, and its wholly free SuperSlabs.
- * Returns slabs released. */
-size_t _hak_heap_trim(void) {
-  hak_front_t *f = hak_tls_heap;
-  if (f == &_hak_heap_empty || f == &_hak_heap_dead) return 0;
-  hak_heap_t *h = (hak_heap_t *)f;
+/* malloc_trim: h (the calling thread's) gives back its spare slabs, the
+ * current slabs whose blocks are all free, and its wholly free SuperSlabs,
+ * and its working room goes. Returns slabs released. */
+size_t _hak_heap_trim(hak_heap_t *h) {
+  hak_front_t *f = &h->front;
   size_t n = 0;
   heap_enter(h);
   for (unsigned i = 0; i < HAK_MAX_SLAB_UNITS; i++) n += h->spare[i].count;
-  heap_release_spares(h);
+  _hak_heap_release_spares(h);
   for (size_t c = 1; c < HAK_CLASSES; c++) {
     _hak_slab_return_blocks(f->slot[c].free);
     f->slot[c].free = NULL;
@@ -537,26 +407,8 @@ size_t _hak_heap_trim(void) {
       }
     }
   }
-  _hak_pool_trim(h);
-  heap_drop_room(h);
+  _hak_pool_trim(&h->pool);
+  _hak_budget_drop_room(&h->budget);
   heap_leave(h);
   return n;
-}
-
-/* Adds the live heaps' counters and the global heap's to stat; returns the
- * number of live heaps (registry and global heap locks held). */
-uint64_t _hak_heaps_stats(uint64_t *stat) {
-  for (hak_heap_t *h = live_heaps; h; h = h->next_live)
-    for (size_t i = 0; i < HAK_STAT_COUNT; i++) stat[i] += __atomic_load_n(&h->stat[i], __ATOMIC_RELAXED);
-  for (size_t i = 0; i < HAK_STAT_COUNT; i++) stat[i] += global_heap.stat[i];
-  return heaps_alive;
-}
-
-void _hak_heap_flush_stats(void) {
-  hak_front_t *f = hak_tls_heap;
-  if (f == &_hak_heap_empty || f == &_hak_heap_dead) return;
-  hak_heap_t *h = (hak_heap_t *)f;
-  _hak_stats_merge(h->stat);
-  for (size_t i = 0; i < HAK_STAT_COUNT; i++) h->stat[i] = 0;
-  _hak_class_flush(h);
 }

@@ -24,7 +24,7 @@ typedef struct hak_large {
 typedef struct cache_entry {
   char *base;
   size_t size;
-  uint64_t freed_at; /* ms */
+  hak_tick_t freed_at;
   bool resident;     /* pages not purged since the block was freed */
   bool zeroed;       /* purged with MADV_DONTNEED: reads zero */
 } cache_entry_t;
@@ -35,7 +35,7 @@ static size_t cache_len, cache_cap, cache_bytes, cache_resident;
 static uint64_t cache_hits, cache_misses, purged_bytes;
 static size_t live_bytes, live_count, mapped_bytes;
 static size_t live_meta;        /* of live_bytes, the bytes before each block: header, alignment */
-static size_t committed_synced; /* live_bytes + cache_resident as last added to _hak_committed */
+static size_t committed_synced; /* live_bytes + cache_resident as last added to committed memory */
 
 static size_t page_round(size_t n) { return (n + HAK_PAGE - 1) & ~(HAK_PAGE - 1); }
 
@@ -55,7 +55,7 @@ static size_t offset_for(size_t align) {
  * live mappings and the resident cache goes into the committed total. */
 static void large_unlock(void) {
   size_t now = live_bytes + cache_resident;
-  hak_committed_add((ptrdiff_t)(now - committed_synced));
+  _hak_committed_add((ptrdiff_t)(now - committed_synced));
   committed_synced = now;
   _hak_unlock(&_hak_large_lock);
 }
@@ -64,14 +64,14 @@ static void cache_remove_at(size_t i) {
   cache_bytes -= cache[i].size;
   if (cache[i].resident) {
     cache_resident -= cache[i].size;
-    hak_mem_move(cache[i].size, &_hak_mem.idle, NULL);
+    hak_mem_move(cache[i].size, HAK_MEM_EMPTY, HAK_MEM_NONE);
   }
   memmove(&cache[i], &cache[i + 1], (cache_len - i - 1) * sizeof *cache);
   cache_len--;
 }
 
 static void unmap_region(char *base, size_t size) {
-  _hak_chunk_map[(uintptr_t)base >> HAK_SS_SHIFT] = HAK_CHUNK_NONE;
+  hak_chunk_mark(base, HAK_CHUNK_NONE);
   _hak_os_unmap(base, size);
   mapped_bytes -= size;
 }
@@ -80,24 +80,25 @@ static void unmap_region(char *base, size_t size) {
  * all of them; then, while the empty memory is over its budget, purges the
  * pages of those cached for the purge delay (past twice the budget, of any),
  * oldest first. Large lock held. */
-static size_t cache_decay(uint64_t now, bool all) {
+static size_t cache_decay(hak_tick_t now, bool all) {
   size_t budget = (size_t)hak_opt(HAK_OPT_BIGCACHE_MB) << 20, n = 0;
-  uint64_t decay = (uint64_t)hak_opt(HAK_OPT_BIGCACHE_DECAY_MS);
+  hak_tick_t decay = _hak_os_ms_ticks((uint64_t)hak_opt(HAK_OPT_BIGCACHE_DECAY_MS));
   while (cache_len && (all || cache_bytes > budget || now - cache[0].freed_at >= decay)) {
     n += cache[0].size;
     unmap_region(cache[0].base, cache[0].size);
     cache_remove_at(0);
   }
-  bool far = hak_mem_excess(__builtin_ia32_rdtsc()) == HAK_MEM_FAR_OVER;
-  uint64_t delay = far ? 0 : (uint64_t)hak_opt(HAK_OPT_PURGE_DELAY_MS);
+  bool far = hak_budget_excess(_hak_os_ticks()) == HAK_MEM_FAR_OVER;
+  hak_tick_t delay = far ? 0 : hak_purge_delay();
+  bool lazy = hak_opt(HAK_OPT_MADV_FREE) != 0;
   for (size_t i = 0; i < cache_len && cache_resident && now - cache[i].freed_at >= delay; i++) {
     if (!cache[i].resident) continue;
-    if (!hak_mem_over()) break;
-    _hak_os_purge(cache[i].base, cache[i].size);
+    if (!hak_budget_over()) break;
+    _hak_os_purge(cache[i].base, cache[i].size, lazy);
     cache[i].resident = false;
-    cache[i].zeroed = !hak_opt(HAK_OPT_MADV_FREE); /* MADV_FREE pages may keep their bytes */
+    cache[i].zeroed = !lazy; /* MADV_FREE pages may keep their bytes */
     cache_resident -= cache[i].size;
-    hak_mem_move(cache[i].size, &_hak_mem.idle, NULL);
+    hak_mem_move(cache[i].size, HAK_MEM_EMPTY, HAK_MEM_NONE);
     purged_bytes += cache[i].size;
   }
   return n;
@@ -119,13 +120,13 @@ static bool cache_reserve(void) {
 
 /* Puts a mapping in the cache (large lock held); false if it does not
  * fit in the budget or the table cannot grow (the caller unmaps it). */
-static bool cache_put(char *base, size_t size, uint64_t now, bool resident, bool zeroed) {
+static bool cache_put(char *base, size_t size, hak_tick_t now, bool resident, bool zeroed) {
   if (size > (size_t)hak_opt(HAK_OPT_BIGCACHE_MB) << 20 || !cache_reserve()) return false;
   cache[cache_len++] = (cache_entry_t){base, size, now, resident, zeroed};
   cache_bytes += size;
   if (resident) {
     cache_resident += size;
-    hak_mem_move(size, NULL, &_hak_mem.idle);
+    hak_mem_move(size, HAK_MEM_NONE, HAK_MEM_EMPTY);
   }
   return true;
 }
@@ -179,14 +180,14 @@ static char *mapping_resize(char *base, size_t old, size_t need) {
   if (!target) return NULL;
   /* The old range's mark goes before mremap gives the range up: from then
    * on another thread may map it and mark it for a block of its own. */
-  _hak_chunk_map[(uintptr_t)base >> HAK_SS_SHIFT] = HAK_CHUNK_NONE;
+  hak_chunk_mark(base, HAK_CHUNK_NONE);
   if (!_hak_os_remap(base, old, need, target)) {
-    _hak_chunk_map[(uintptr_t)base >> HAK_SS_SHIFT] = HAK_CHUNK_LARGE;
+    hak_chunk_mark(base, HAK_CHUNK_LARGE);
     _hak_os_unmap(target, need);
     return NULL;
   }
   /* The chunk map follows the header before the block is handed out. */
-  _hak_chunk_map[(uintptr_t)target >> HAK_SS_SHIFT] = HAK_CHUNK_LARGE;
+  hak_chunk_mark(target, HAK_CHUNK_LARGE);
   return target;
 }
 
@@ -194,7 +195,7 @@ static char *mapping_resize(char *base, size_t old, size_t need) {
  * is cut off. From the next 2 MiB boundary on, if that can hold a Large
  * block, it goes back to the cache as a mapping of its own, its pages
  * kept; what lies before it is unmapped. */
-static void cache_cut(const cache_entry_t *e, size_t need, uint64_t now) {
+static void cache_cut(const cache_entry_t *e, size_t need, hak_tick_t now) {
   size_t cut = cut_point(need, e->size);
   bool keep = cut < e->size;
   if (cut > need) _hak_os_unmap(e->base + need, cut - need);
@@ -204,7 +205,7 @@ static void cache_cut(const cache_entry_t *e, size_t need, uint64_t now) {
   mapped_bytes -= cut - need;
   if (keep) {
     if (cache_put(tail, e->size - cut, now, e->resident, e->zeroed)) {
-      _hak_chunk_map[(uintptr_t)tail >> HAK_SS_SHIFT] = HAK_CHUNK_LARGE;
+      hak_chunk_mark(tail, HAK_CHUNK_LARGE);
       cache_decay(now, false); /* within the byte budget again */
     } else {
       unmap_region(tail, e->size - cut);
@@ -216,7 +217,7 @@ static void cache_cut(const cache_entry_t *e, size_t need, uint64_t now) {
 /* Makes the cached mapping e serve `need` bytes: as it is if they use 7/8
  * of it, else cut to size or grown. Returns its base (*got: its size now),
  * or NULL if it could not grow (it is unmapped then). */
-static char *cache_fit(const cache_entry_t *e, size_t need, uint64_t now, size_t *got) {
+static char *cache_fit(const cache_entry_t *e, size_t need, hak_tick_t now, size_t *got) {
   *got = e->size;
   if (e->size >= need && e->size - need <= e->size / CACHE_FIT_SLACK) return e->base;
   *got = need;
@@ -249,7 +250,7 @@ static char *map_fresh(size_t need, size_t align) {
 void *_hak_large_alloc(size_t size, size_t align, bool zero) {
   if (size > PTRDIFF_MAX) return NULL;
   size_t offset = offset_for(align), need = page_round(offset + size);
-  uint64_t now = _hak_os_now_ms();
+  hak_tick_t now = _hak_os_ticks();
   cache_entry_t e;
   _hak_lock(&_hak_large_lock);
   bool hit = align <= HAK_SS_SIZE && cache_take(need, &e);
@@ -270,7 +271,7 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero) {
   _hak_lock(&_hak_large_lock);
   live_bytes += got;
   live_meta += offset;
-  hak_mem_move(got, NULL, &_hak_mem.live);
+  hak_mem_move(got, HAK_MEM_NONE, HAK_MEM_USED);
   live_count++;
   mapped_bytes += fresh;
   large_unlock();
@@ -278,7 +279,7 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero) {
   h->magic = LARGE_MAGIC;
   h->map_size = got;
   h->offset = offset;
-  _hak_chunk_map[(uintptr_t)base >> HAK_SS_SHIFT] = HAK_CHUNK_LARGE;
+  hak_chunk_mark(base, HAK_CHUNK_LARGE);
   return base + offset;
 }
 
@@ -295,11 +296,11 @@ void _hak_large_free(void *p) {
   char *base = (char *)h;
   size_t size = h->map_size, offset = h->offset;
   h->magic = 0;
-  uint64_t now = _hak_os_now_ms();
+  hak_tick_t now = _hak_os_ticks();
   _hak_lock(&_hak_large_lock);
   live_bytes -= size;
   live_meta -= offset;
-  hak_mem_move(size, &_hak_mem.live, NULL);
+  hak_mem_move(size, HAK_MEM_USED, HAK_MEM_NONE);
   live_count--;
   if (cache_put(base, size, now, true, false)) cache_decay(now, false);
   else unmap_region(base, size);
@@ -326,10 +327,10 @@ void *_hak_large_realloc(void *p, size_t size) {
   _hak_lock(&_hak_large_lock);
   if (need > old) {
     live_bytes += need - old;
-    hak_mem_move(need - old, NULL, &_hak_mem.live);
+    hak_mem_move(need - old, HAK_MEM_NONE, HAK_MEM_USED);
   } else {
     live_bytes -= old - need;
-    hak_mem_move(old - need, &_hak_mem.live, NULL);
+    hak_mem_move(old - need, HAK_MEM_USED, HAK_MEM_NONE);
   }
   mapped_bytes += need - old;
   large_unlock();
@@ -344,7 +345,7 @@ size_t _hak_large_trim(void) {
 }
 
 /* The Large figures (_hak_large_lock held). */
-void _hak_large_stats(hak_stats_t *st) {
+void _hak_large_figures(hak_stats_t *st) {
   st->mapped += mapped_bytes;
   st->large_committed += live_bytes + cache_resident;
   st->large_in_use += live_bytes;

@@ -1,4 +1,5 @@
-/* options.c — the one table of HAKMEM_* options (internal.h lists them).
+/* options.c — the one table of HAKMEM_* options (internal.h lists them,
+ * each row with its variable's full name).
  * Values are read once, at initialisation, and copied: a later setenv
  * changes nothing. Like secure_getenv, a setuid or setgid program ignores
  * them all. A bad value
@@ -16,14 +17,14 @@ typedef struct option {
 } option_t;
 
 static const option_t table[] = {
-#define HAK_OPTION_ROW(name, def, lo, hi, desc) {"HAKMEM_" #name, def, lo, hi, desc},
+#define HAK_OPTION_ROW(id, name, def, lo, hi, desc) {name, def, lo, hi, desc},
     HAK_OPTION_LIST(HAK_OPTION_ROW)
 #undef HAK_OPTION_ROW
 };
 _Static_assert(sizeof table / sizeof table[0] == HAK_OPT_COUNT, "one row per option");
 
 _Atomic long _hak_options[HAK_OPT_COUNT] = {
-#define HAK_OPTION_DEFAULT(name, def, lo, hi, desc) def,
+#define HAK_OPTION_DEFAULT(id, name, def, lo, hi, desc) def,
     HAK_OPTION_LIST(HAK_OPTION_DEFAULT)
 #undef HAK_OPTION_DEFAULT
 };
@@ -91,10 +92,16 @@ void _hak_options_load(void) {
   if (hak_opt(HAK_OPT_VERBOSE)) _hak_options_print(2);
 }
 
+bool _hak_option_set(int id, long value) {
+  if (id < 0 || id >= HAK_OPT_COUNT || value < table[id].lo || value > table[id].hi) return false;
+  atomic_store_explicit(&_hak_options[id], value, memory_order_relaxed);
+  return true;
+}
+
 void _hak_options_print(int fd) {
   hak_buf_t b = {.fd = fd};
   _hak_buf_str(&b, "hakmem: ");
-  _hak_buf_str(&b, hak_version());
+  _hak_buf_str(&b, HAK_VERSION_TEXT);
   _hak_buf_str(&b, " options (value, default, range):\n");
   for (size_t i = 0; i < HAK_OPT_COUNT; i++) {
     const option_t *o = &table[i];

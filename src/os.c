@@ -1,7 +1,9 @@
-/* os.c — every system call hakmem makes. They are issued directly (inline
- * `syscall` instruction), not through libc: no allocator path can re-enter
- * an interposed libc function, holding a lock across one is harmless, and
- * errno is never touched. */
+/* os.c — every system call hakmem makes, and its one clock. System calls
+ * are issued directly (inline `syscall` instruction), not through libc: no
+ * allocator path can re-enter an interposed libc function, holding a lock
+ * across one is harmless, and errno is never touched. The clock is the
+ * TSC (hak_tick_t), calibrated against CLOCK_MONOTONIC. The bottom layer:
+ * it calls nothing of hakmem's. */
 #include <errno.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
@@ -47,9 +49,8 @@ void *_hak_os_map(size_t size, size_t align) {
 
 int _hak_os_unmap(void *p, size_t size) { return (int)SYS(SYS_munmap, p, size, 0); }
 
-int _hak_os_purge(void *p, size_t size) {
-  int advice = hak_opt(HAK_OPT_MADV_FREE) ? MADV_FREE : MADV_DONTNEED;
-  return (int)SYS(SYS_madvise, p, size, advice);
+int _hak_os_purge(void *p, size_t size, bool lazy) {
+  return (int)SYS(SYS_madvise, p, size, lazy ? MADV_FREE : MADV_DONTNEED);
 }
 
 int _hak_os_hugepage(void *p, size_t size, int mode) {
@@ -82,7 +83,7 @@ void _hak_os_futex_wake(_Atomic int *addr, int n) {
   sys6(SYS_futex, (long)addr, FUTEX_WAKE_PRIVATE, n, 0, 0, 0);
 }
 
-uint64_t _hak_os_now_ms(void) {
+static uint64_t now_ms(void) {
   struct timespec ts;
   /* vDSO-free, so it is safe under any lock; called only on slow paths. */
   SYS(SYS_clock_gettime, CLOCK_MONOTONIC, &ts, 0);
@@ -94,12 +95,13 @@ uint64_t _hak_os_now_ms(void) {
  * until then an assumed 3 GHz. */
 #define CALIBRATE_MS 20
 #define ASSUMED_TICKS_PER_MS 3000000
-static _Atomic uint64_t cal_ms, cal_tsc, ticks_per_ms;
+static _Atomic uint64_t cal_ms, cal_tsc;
+_Atomic uint64_t _hak_os_tick_rate; /* ticks per ms once measured; 0 until then */
 
 uint64_t _hak_os_ticks_per_ms(void) {
-  uint64_t t = atomic_load_explicit(&ticks_per_ms, memory_order_relaxed);
+  uint64_t t = atomic_load_explicit(&_hak_os_tick_rate, memory_order_relaxed);
   if (t) return t;
-  uint64_t ms = _hak_os_now_ms(), tsc = __builtin_ia32_rdtsc();
+  uint64_t ms = now_ms(), tsc = _hak_os_ticks();
   uint64_t tsc0 = atomic_load_explicit(&cal_tsc, memory_order_acquire);
   if (!tsc0) {
     atomic_store_explicit(&cal_ms, ms, memory_order_relaxed);
@@ -109,7 +111,7 @@ uint64_t _hak_os_ticks_per_ms(void) {
   uint64_t ms0 = atomic_load_explicit(&cal_ms, memory_order_relaxed);
   if (ms - ms0 < CALIBRATE_MS || tsc <= tsc0) return ASSUMED_TICKS_PER_MS;
   t = (tsc - tsc0) / (ms - ms0);
-  atomic_store_explicit(&ticks_per_ms, t, memory_order_relaxed);
+  atomic_store_explicit(&_hak_os_tick_rate, t, memory_order_relaxed);
   return t;
 }
 

@@ -135,14 +135,10 @@ HAK_API struct mallinfo mallinfo(void) {
 /* glibc's parameters that have a hakmem meaning; 0 for the rest. */
 HAK_API int mallopt(int param, int value) {
   switch (param) {
-  case M_TRIM_THRESHOLD:
-    if (value < 0) return 0;
-    atomic_store_explicit(&_hak_options[HAK_OPT_RETAIN_KB], (long)value >> 10, memory_order_relaxed);
-    return 1;
+  case M_TRIM_THRESHOLD: /* within HAKMEM_RETAIN_KB's range, or refused */
+    return value >= 0 && _hak_option_set(HAK_OPT_RETAIN_KB, (long)value >> 10);
   case M_CHECK_ACTION:
-    atomic_store_explicit(&_hak_options[HAK_OPT_INVALID_FREE], value == 0 ? 0 : (value & 2) ? 2 : 1,
-                          memory_order_relaxed);
-    return 1;
+    return _hak_option_set(HAK_OPT_INVALID_FREE, value == 0 ? 0 : (value & 2) ? 2 : 1);
   default:
     return 0;
   }

@@ -57,16 +57,6 @@ void _hak_buf_pad(hak_buf_t *b, size_t width) {
   while (b->col < width) put(b, " ", 1);
 }
 
-void _hak_message(const char *a, const char *b, const char *c) {
-  hak_buf_t buf = {.fd = 2};
-  _hak_buf_str(&buf, "hakmem: ");
-  _hak_buf_str(&buf, a);
-  _hak_buf_str(&buf, b);
-  _hak_buf_str(&buf, c);
-  _hak_buf_str(&buf, "\n");
-  _hak_buf_flush(&buf);
-}
-
 void _hak_assert_fail(const char *expr, const char *file, int line) {
   hak_buf_t buf = {.fd = 2};
   _hak_buf_str(&buf, "hakmem: internal check failed: ");

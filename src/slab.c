@@ -16,7 +16,7 @@
 #include "internal.h"
 
 hak_lock_t _hak_abandoned_lock[HAK_CLASSES];
-static hak_slab_list_t abandoned[HAK_CLASSES]; /* detached slabs with free space */
+static hak_list_t abandoned[HAK_CLASSES]; /* detached slabs with free space */
 
 /* Appends the list starting at `head` to local_free; returns its length. */
 static uint32_t splice_local(hak_slab_t *s, hak_block_t *head) {
@@ -57,9 +57,21 @@ void _hak_slab_format(hak_slab_t *s, size_t cls) {
   s->used = 0;
   s->carved = 0;
   atomic_store_explicit(&s->thread_free, 0, memory_order_relaxed);
-  s->next = s->prev = NULL;
+  s->link.next = s->link.prev = NULL;
   s->listed = 0;
   s->where = HAK_IN_NONE;
+}
+
+hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner) {
+  hak_slab_t *s = _hak_ss_take_run((unsigned)_hak_slab_units(cls), hak_class_size(cls) > HAK_UNIT0_MAX_BLOCK, owner);
+  if (s) _hak_slab_format(s, cls);
+  return s;
+}
+
+hak_slab_t *_hak_pool_alloc(hak_pool_t *p, size_t cls, uint32_t owner) {
+  hak_slab_t *s = _hak_pool_take_run(p, cls, owner);
+  if (s) _hak_slab_format(s, cls);
+  return s;
 }
 
 /* A list of free blocks of s for its holder's fast path: local_free, else
@@ -94,7 +106,7 @@ hak_block_t *_hak_slab_take(hak_slab_t *s) {
 static void publish(hak_slab_t *s) {
   if (s->listed) return; /* only the holder changes `listed`, under the lock */
   _hak_lock(&_hak_abandoned_lock[s->cls]);
-  hak_list_push(&abandoned[s->cls], s);
+  hak_list_push(&abandoned[s->cls], &s->link);
   s->listed = 1;
   _hak_unlock(&_hak_abandoned_lock[s->cls]);
 }
@@ -102,7 +114,7 @@ static void publish(hak_slab_t *s) {
 static void unpublish(hak_slab_t *s) {
   if (!s->listed) return;
   _hak_lock(&_hak_abandoned_lock[s->cls]);
-  hak_list_remove(&abandoned[s->cls], s);
+  hak_list_remove(&abandoned[s->cls], &s->link);
   s->listed = 0;
   _hak_unlock(&_hak_abandoned_lock[s->cls]);
 }
@@ -131,20 +143,21 @@ void _hak_slab_detach(hak_slab_t *s, uint32_t mark) {
 }
 
 hak_slab_t *_hak_slab_adopt(size_t cls, uint32_t key) {
-  hak_slab_t *s;
+  hak_slab_t *s = NULL;
   /* An empty list is the common case: a glance first (a slab published
    * just now is found next time). */
   if (!__atomic_load_n(&abandoned[cls].head, __ATOMIC_RELAXED)) return NULL;
   _hak_lock(&_hak_abandoned_lock[cls]);
-  for (s = abandoned[cls].head; s; s = s->next) {
-    uintptr_t tf = atomic_load_explicit(&s->thread_free, memory_order_relaxed);
+  for (hak_link_t *l = abandoned[cls].head; l && !s; l = l->next) {
+    hak_slab_t *c = HAK_SLAB_OF_LINK(l);
+    uintptr_t tf = atomic_load_explicit(&c->thread_free, memory_order_relaxed);
     if ((tf & HAK_DETACHED) &&
-        atomic_compare_exchange_strong_explicit(&s->thread_free, &tf, tf & ~HAK_DETACHED,
+        atomic_compare_exchange_strong_explicit(&c->thread_free, &tf, tf & ~HAK_DETACHED,
                                                 memory_order_acquire, memory_order_relaxed))
-      break;
+      s = c;
   }
   if (s) {
-    hak_list_remove(&abandoned[cls], s);
+    hak_list_remove(&abandoned[cls], &s->link);
     s->listed = 0;
     s->where = HAK_IN_NONE;
   }
@@ -206,13 +219,13 @@ static bool on_list(const hak_block_t *l, const hak_block_t *b) {
 }
 
 /* Whether b is already free (checking mode and debug build), for a slab
- * held by heap h, the caller's: only the holder may walk its lists (the
- * nodes of thread_free below a loaded head change only when the holder
- * collects them). */
-bool _hak_slab_block_is_free(hak_slab_t *s, const hak_block_t *b, const hak_front_t *h) {
+ * the caller's heap holds, whose list of s's class is `list`: only the
+ * holder may walk its lists (the nodes of thread_free below a loaded head
+ * change only when the holder collects them). */
+bool _hak_slab_block_is_free(hak_slab_t *s, const hak_block_t *b, const hak_block_t *list) {
   const hak_block_t *tf =
       (const hak_block_t *)(atomic_load_explicit(&s->thread_free, memory_order_acquire) & ~HAK_DETACHED);
-  return on_list(tf, b) || on_list(s->local_free, b) || on_list(h->slot[s->cls].free, b);
+  return on_list(tf, b) || on_list(s->local_free, b) || on_list(list, b);
 }
 
 static uint32_t count(const hak_block_t *l) {
@@ -246,16 +259,17 @@ void _hak_slab_return_blocks(hak_block_t *list) {
   }
 }
 
-/* Blocks of s with the program. Exact for slabs held by `me` (the calling
- * thread's heap); for the others, blocks on their holder's fast-path list
- * and on thread_free count too, since only the holder may walk those. */
-uint32_t _hak_slab_live(hak_slab_t *s, const hak_front_t *me) {
+/* Blocks of s with the program. Exact for slabs held by the heap whose key
+ * is my_key (the calling thread's) and whose list of s's class is my_list;
+ * for the others, blocks on their holder's fast-path list and on
+ * thread_free count too, since only the holder may walk those. */
+uint32_t _hak_slab_live(hak_slab_t *s, uint32_t my_key, const hak_block_t *my_list) {
   uint32_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED); /* a statistic */
   uint32_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
-  if (!owner || (owner & ~3u) != (me->key & ~3u)) return used;
+  if (!owner || (owner & ~3u) != (my_key & ~3u)) return used;
   uint32_t idle =
       count((const hak_block_t *)(atomic_load_explicit(&s->thread_free, memory_order_acquire) & ~HAK_DETACHED));
-  return used - idle - count_in(s, me->slot[s->cls].free);
+  return used - idle - count_in(s, my_list);
 }
 
 static uint32_t list_length(const hak_slab_t *s, const hak_block_t *l) {
@@ -274,13 +288,13 @@ void _hak_slab_recount(hak_slab_t *s) {
   s->used = s->carved - list_length(s, s->local_free);
 }
 
-void _hak_slab_check(hak_slab_t *s, const hak_front_t *h) {
+void _hak_slab_check(hak_slab_t *s, const hak_block_t *list) {
   HAK_ASSERT(s->units && s->carved <= s->capacity && s->slot_off == HAK_SLOT_OFF(s->cls));
   HAK_ASSERT(s->block_size == hak_class_size(s->cls));
   uint32_t local = list_length(s, s->local_free);
   HAK_ASSERT(s->used + local == s->carved);
   uintptr_t tfw = atomic_load_explicit(&s->thread_free, memory_order_acquire);
   uint32_t remote = list_length(s, (const hak_block_t *)(tfw & ~HAK_DETACHED));
-  uint32_t in_heap = h ? count_in(s, h->slot[s->cls].free) : 0;
+  uint32_t in_heap = count_in(s, list);
   HAK_ASSERT(remote + in_heap <= s->used);
 }

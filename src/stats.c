@@ -1,13 +1,11 @@
-/* stats.c — statistics: per-thread counters (HAK_STAT_LIST, plain fields in
- * each heap, merged here at thread exit), figures gathered from the
- * SuperSlab and Large layers, and the reports: a line, a text report
- * (malloc_stats), JSON (hak_stats_json) and XML (malloc_info). */
+/* stats.c — statistics: hak_stats_t gathered from every layer under all the
+ * locks (the counters of counters.c, the unit maps of the SuperSlabs, the
+ * budget's totals, Large blocks), with the accounting identity, and the
+ * reports: a line, a text report (malloc_stats), JSON (hak_stats_json) and
+ * XML (malloc_info). */
 #include <string.h>
 
-#include "internal.h"
-
-_Atomic uint64_t _hak_stat_total[HAK_STAT_COUNT];
-_Atomic uint64_t _hak_invalid_frees;
+#include "units.h"
 
 static const char *const stat_name[HAK_STAT_COUNT] = {
 #define HAK_STAT_NAME(name, desc) #name,
@@ -20,11 +18,6 @@ static const char *const stat_desc[HAK_STAT_COUNT] = {
 #undef HAK_STAT_DESC
 };
 
-void _hak_stats_merge(uint64_t *stat) {
-  for (size_t i = 0; i < HAK_STAT_COUNT; i++)
-    if (stat[i]) atomic_fetch_add_explicit(&_hak_stat_total[i], stat[i], memory_order_relaxed);
-}
-
 typedef struct snapshot {
   hak_stats_t st;
   uint64_t stat[HAK_STAT_COUNT];
@@ -32,47 +25,75 @@ typedef struct snapshot {
   uint64_t cls_used[HAK_CLASSES];
 } snapshot_t;
 
-/* With no other heap live, and every lock held, nothing changes the heap
- * while it is read: the identity and the totals the budget runs on must
- * then agree exactly with the unit maps (the debug build checks). */
-static void check_at_rest(const hak_stats_t *st) {
-  hak_front_t *f = hak_tls_heap;
-  int64_t delta[2] = {0, 0};
-  if (f->key != HAK_KEY_NONE) {
-    delta[0] = ((hak_heap_t *)f)->mem_delta[0];
-    delta[1] = ((hak_heap_t *)f)->mem_delta[1];
+/* The SuperSlabs' slabs, from their unit maps (_hak_ss_lock held): every
+ * slab's bytes are in live blocks or not, a spare's are empty; free units
+ * not purged are empty too. */
+static void walk_slabs(snapshot_t *s, bool classes) {
+  hak_front_t *me = hak_tls_heap;
+  for (hak_reservation_t *r = _hak_reservation_next(NULL); r; r = _hak_reservation_next(r)) {
+    for (uint32_t i = 0; i < r->carved; i++) {
+      hak_superslab_t *ss = (hak_superslab_t *)(r->base + (size_t)i * HAK_SS_SIZE);
+      s->st.empty += hak_units_bytes(ss->dirty_units);
+      for (unsigned u = 0; u < HAK_UNITS; u++) {
+        hak_slab_t *sl = &ss->slab[u];
+        if (!sl->units) continue;
+        s->st.slabs++;
+        if (classes) s->cls_slabs[2 * sl->cls]++;
+        if (__atomic_load_n(&sl->where, __ATOMIC_RELAXED) == HAK_IN_SPARE) {
+          s->st.empty += hak_slab_bytes(sl);
+          continue;
+        }
+        uint32_t blocks = _hak_slab_live(sl, me->key, me->slot[sl->cls].free);
+        size_t bytes = (size_t)blocks * sl->block_size;
+        s->st.in_use += bytes;
+        s->st.slab_free += hak_slab_bytes(sl) - bytes;
+        if (classes) s->cls_used[sl->cls] += blocks;
+      }
+    }
   }
-  int64_t live = (int64_t)atomic_load_explicit(&_hak_mem.live, memory_order_relaxed) + delta[0];
-  int64_t idle = (int64_t)atomic_load_explicit(&_hak_mem.idle, memory_order_relaxed) + delta[1];
-  HAK_ASSERT(st->unaccounted == 0);
-  HAK_ASSERT(st->peak_committed >= st->committed);
-  HAK_ASSERT(idle == (int64_t)st->empty);
-  HAK_ASSERT(live == (int64_t)(st->in_use + st->slab_free + st->metadata - st->superslabs * HAK_SS_HEADER));
+  if (classes)
+    for (size_t c = 0; c < HAK_CLASSES; c++) {
+      uint64_t peak = _hak_class_peak(c);
+      s->cls_slabs[2 * c + 1] = peak > s->cls_slabs[2 * c] ? peak : s->cls_slabs[2 * c];
+    }
 }
 
-/* Every hakmem lock that guards a figure, in the fork order (init.c): the
- * threads without a heap of their own wait meanwhile. */
+/* With no other heap live, and every lock held, nothing changes the heap
+ * while it is read: the identity and the totals the budget runs on must
+ * then agree exactly with the unit maps (the debug build checks: I5). */
+static void check_at_rest(const hak_stats_t *st, size_t used, size_t empty) {
+  HAK_ASSERT(st->unaccounted == 0);
+  HAK_ASSERT(st->peak_committed >= st->committed);
+  HAK_ASSERT(empty == st->empty);
+  HAK_ASSERT(used == st->in_use + st->slab_free + st->metadata - st->superslabs * HAK_SS_HEADER);
+}
+
+/* Every hakmem lock that guards a figure, in the fork order (thread.c):
+ * the threads without a heap of their own wait meanwhile. */
 static void take(snapshot_t *s, bool classes) {
   memset(s, 0, sizeof *s);
   _hak_lock(&_hak_heap_registry_lock);
   _hak_lock(&_hak_global_heap_lock);
   _hak_lock(&_hak_ss_lock);
   _hak_lock(&_hak_large_lock);
-  uint64_t heaps = _hak_heaps_stats(s->stat);
-  _hak_superslab_stats(&s->st, classes ? s->cls_slabs : NULL, classes ? s->cls_used : NULL);
-  _hak_large_stats(&s->st);
+  uint64_t heaps = _hak_heaps_counters(s->stat);
+  walk_slabs(s, classes);
+  _hak_superslab_figures(&s->st);
+  _hak_reservation_figures(&s->st);
+  _hak_large_figures(&s->st);
+  size_t used, empty;
+  _hak_budget_figures(&used, &empty, &s->st.committed, &s->st.peak_committed, &s->st.room);
   s->st.heaps = heaps;
   s->st.unaccounted = (int64_t)(s->st.committed - (s->st.in_use + s->st.slab_free + s->st.empty + s->st.metadata));
-  if (hak_cfg_debug && heaps == (hak_tls_heap->key != HAK_KEY_NONE)) check_at_rest(&s->st);
+  if (hak_cfg_debug && heaps == (hak_tls_own_heap() != NULL)) check_at_rest(&s->st, used, empty);
   _hak_unlock(&_hak_large_lock);
   _hak_unlock(&_hak_ss_lock);
   _hak_unlock(&_hak_global_heap_lock);
   _hak_unlock(&_hak_heap_registry_lock);
-  for (size_t i = 0; i < HAK_STAT_COUNT; i++)
-    s->stat[i] += atomic_load_explicit(&_hak_stat_total[i], memory_order_relaxed);
+  _hak_counters_totals(s->stat);
   s->st.slabs_detached = s->stat[HAK_STAT_slabs_detached];
   s->st.slabs_adopted = s->stat[HAK_STAT_slabs_adopted];
-  s->st.invalid_frees = atomic_load_explicit(&_hak_invalid_frees, memory_order_relaxed);
+  s->st.invalid_frees = _hak_invalid_count();
 }
 
 HAK_API int hak_stats(hak_stats_t *out) {
@@ -82,14 +103,7 @@ HAK_API int hak_stats(hak_stats_t *out) {
   return 0;
 }
 
-HAK_API void hak_stats_flush(void) { _hak_heap_flush_stats(); }
-
-/* The figures of hak_stats_t, in order, for every report format. */
-#define SUMMARY_FIELDS(X)                                                                      \
-  X(mapped) X(committed) X(large_committed) X(peak_committed) X(in_use) X(large_in_use) X(large_blocks)           \
-  X(bigcache_bytes) X(bigcache_hits) X(bigcache_misses) X(superslabs) X(slabs)                 \
-  X(slabs_detached) X(slabs_adopted) X(purged) X(unmapped) X(heaps) X(invalid_frees) X(empty) X(room)  \
-  X(slab_free) X(metadata) X(unaccounted)
+HAK_API void hak_stats_flush(void) { _hak_heap_flush_counters(); }
 
 /* A figure of hak_stats_t, signed or not. */
 #define FIGURE(b, v) _Generic((v), int64_t: _hak_buf_int((b), (int64_t)(v)), default: _hak_buf_dec((b), (uint64_t)(v)))
@@ -100,10 +114,10 @@ HAK_API void hak_stats_flush(void) { _hak_heap_flush_stats(); }
 static void line(hak_buf_t *b, const hak_stats_t *st) {
   _hak_buf_str(b, "hakmem: pid=");
   _hak_buf_dec(b, (uint64_t)_hak_os_getpid());
-#define LINE_FIELD(f)        \
+#define LINE_FIELD(type, f, desc)        \
   _hak_buf_str(b, " " #f "="); \
   FIGURE(b, (st->f));
-  SUMMARY_FIELDS(LINE_FIELD)
+  HAK_STATS_FIELDS(LINE_FIELD)
 #undef LINE_FIELD
   _hak_buf_str(b, "\n");
 }
@@ -113,14 +127,14 @@ HAK_API void hak_stats_print(int fd) {
   take(&s, true);
   hak_buf_t b = {.fd = fd};
   _hak_buf_str(&b, "hakmem statistics (");
-  _hak_buf_str(&b, hak_version());
+  _hak_buf_str(&b, HAK_VERSION_TEXT);
   _hak_buf_str(&b, ")\n");
-#define TEXT_FIELD(f)                  \
+#define TEXT_FIELD(type, f, desc)                  \
   _hak_buf_str(&b, "  " #f);           \
   _hak_buf_pad(&b, 24);                \
   FIGURE(&b, (s.st.f));  \
   _hak_buf_str(&b, "\n");
-  SUMMARY_FIELDS(TEXT_FIELD)
+  HAK_STATS_FIELDS(TEXT_FIELD)
 #undef TEXT_FIELD
   for (size_t i = 0; i < HAK_STAT_COUNT; i++) {
     _hak_buf_str(&b, "  ");
@@ -154,12 +168,12 @@ HAK_API void hak_stats_json(int fd) {
   take(&s, true);
   hak_buf_t b = {.fd = fd};
   _hak_buf_str(&b, "{\"version\":\"");
-  _hak_buf_str(&b, hak_version());
+  _hak_buf_str(&b, HAK_VERSION_TEXT);
   _hak_buf_str(&b, "\"");
-#define JSON_FIELD(f)           \
+#define JSON_FIELD(type, f, desc)           \
   _hak_buf_str(&b, ",\"" #f "\":"); \
   FIGURE(&b, (s.st.f));
-  SUMMARY_FIELDS(JSON_FIELD)
+  HAK_STATS_FIELDS(JSON_FIELD)
 #undef JSON_FIELD
   _hak_buf_str(&b, ",\"counters\":{");
   for (size_t i = 0; i < HAK_STAT_COUNT; i++) {
@@ -205,11 +219,11 @@ void _hak_stats_xml(hak_buf_t *b) {
     _hak_buf_dec(b, s.cls_used[c]);
     _hak_buf_str(b, "\"/>\n");
   }
-#define XML_FIELD(f)                     \
+#define XML_FIELD(type, f, desc)                     \
   _hak_buf_str(b, "<total type=\"" #f "\" size=\""); \
   FIGURE(b, (s.st.f));    \
   _hak_buf_str(b, "\"/>\n");
-  SUMMARY_FIELDS(XML_FIELD)
+  HAK_STATS_FIELDS(XML_FIELD)
 #undef XML_FIELD
   _hak_buf_str(b, "</malloc>\n");
   _hak_buf_flush(b);

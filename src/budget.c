@@ -1,0 +1,105 @@
+/* budget.c — how much empty memory hakmem keeps, and when it purges: the
+ * totals of memory used and empty, committed memory, the working room, and
+ * every decision the purging code acts on (superslab.c, pool.c, heap.c and
+ * large.c carry them out).
+ *
+ * The budget of empty committed memory (spare slabs, free units not yet
+ * purged, resident BigCache mappings) is RETAIN_KB, or 1/RETAIN_SHARE of
+ * the memory in use, or the working room, whichever is more. So a steady
+ * churn keeps its working room, and after a burst is freed the room
+ * shrinks with it. Each place that adds empty memory while over the budget
+ * purges or gives back its own: what has been empty for PURGE_DELAY_MS
+ * (memory the program takes again within that is never purged, and most
+ * of a churn's is), and past twice the budget anything, oldest first.
+ *
+ * The working room is the sum of the rooms the thread heaps earn by reuse:
+ * a heap's grows by each byte of empty memory its thread takes back (a
+ * dirty unit, a spare slab, a resident BigCache mapping) and shrinks by a
+ * quarter of each byte its thread makes empty, within 0 .. ROOM_MB. A
+ * thread that keeps reusing its empty memory (at least a quarter of what
+ * it frees comes back before it is purged) keeps up to ROOM_MB of it
+ * resident and pays neither purges nor refaults; N such threads keep up to
+ * ROOM_MB or N/2 times it, whichever is more (each has holes of its own to
+ * refill, and two share what one would keep); a thread that only
+ * allocates fresh memory and frees it (a burst) earns none, and what it
+ * frees past the budget is purged. The room also lapses once no heap has
+ * taken empty memory back for HAK_ROOM_LAPSE_MS, counts for no more than the
+ * memory in use, and leaves with its thread; a thread's malloc_trim
+ * empties its own. Threads without a heap earn none.
+ *
+ * A thread gathers its changes to the totals in its heap and adds them in
+ * once one passes HAK_MEM_BATCH, so that threads churning large blocks do not all
+ * write one cache line; each total is off by less than that per thread
+ * (and may dip below 0 for a moment: readers clamp). A thread reads the
+ * totals as they were at its own last flush or look, plus its own changes
+ * since: the thread giving memory back flushes as it goes, and so sees it
+ * pass the budget, and it looks at the totals again every millisecond
+ * (what exiting threads gave back then counts). Threads without a heap add
+ * theirs at once. The accounting and the budget checks that run with every
+ * slab or block taken and given back are inline, in budget.h. */
+#include "internal.h"
+
+hak_mem_totals_t _hak_mem;
+
+void _hak_committed_add(ptrdiff_t bytes) {
+  size_t now = atomic_fetch_add_explicit(&_hak_mem.committed, (size_t)bytes, memory_order_relaxed) + (size_t)bytes;
+  if (bytes > 0) hak_atomic_max(&_hak_mem.peak, now);
+}
+
+/* A reuse keeps the room from lapsing (to within 1/16 of the lapse: a
+ * shared line written rarely). */
+void _hak_room_reused(void) {
+  hak_tick_t lapse = _hak_os_ms_ticks(HAK_ROOM_LAPSE_MS), until = _hak_os_ticks() + lapse;
+  if (until - atomic_load_explicit(&_hak_mem.room_until, memory_order_relaxed) > lapse / 16)
+    atomic_store_explicit(&_hak_mem.room_until, until, memory_order_relaxed);
+}
+
+void _hak_room_add(hak_budget_local_t *b) {
+  int64_t d = b->room - b->room_added;
+  atomic_fetch_add_explicit(&_hak_mem.room, d, memory_order_relaxed);
+  b->room_added = b->room;
+  if (d > 0) _hak_room_reused();
+}
+
+void _hak_budget_start(hak_budget_local_t *b) {
+  for (int w = 0; w < 2; w++) {
+    b->delta[w] = 0;
+    b->seen[w] = (int64_t)atomic_load_explicit(&_hak_mem.total[w], memory_order_relaxed);
+  }
+  b->look_at = 0;
+}
+
+void _hak_budget_flush(hak_budget_local_t *b) {
+  for (int w = 0; w < 2; w++) {
+    b->seen[w] =
+        (int64_t)atomic_fetch_add_explicit(&_hak_mem.total[w], (size_t)b->delta[w], memory_order_relaxed) + b->delta[w];
+    b->delta[w] = 0;
+  }
+}
+
+void _hak_budget_drop_room(hak_budget_local_t *b) {
+  if (b->room) atomic_fetch_sub_explicit(&_hak_mem.earners, 1, memory_order_relaxed);
+  b->room = 0;
+  _hak_room_add(b);
+}
+
+/* A pass that left the memory over the budget sets when the next may look
+ * again: when the next unit ages (soonest), and no sooner than a quarter of
+ * the delay, so that a churn over the budget does not scan its units at
+ * every free. */
+hak_tick_t _hak_purge_next(hak_tick_t now, hak_tick_t soonest) {
+  hak_tick_t quarter = hak_purge_delay() / 4;
+  return now + (soonest > quarter ? soonest : quarter);
+}
+
+void _hak_budget_figures(size_t *used, size_t *empty, size_t *committed, size_t *peak, size_t *room) {
+  hak_budget_local_t *b = hak_tls_budget();
+  int64_t v[2];
+  for (int w = 0; w < 2; w++)
+    v[w] = (int64_t)atomic_load_explicit(&_hak_mem.total[w], memory_order_relaxed) + (b ? b->delta[w] : 0);
+  *used = v[0] < 0 ? 0 : (size_t)v[0];
+  *empty = v[1] < 0 ? 0 : (size_t)v[1];
+  *committed = atomic_load_explicit(&_hak_mem.committed, memory_order_relaxed);
+  *peak = atomic_load_explicit(&_hak_mem.peak, memory_order_relaxed);
+  *room = hak_room_in_force(b, *used, _hak_os_ticks());
+}

@@ -1,0 +1,122 @@
+/* budget.h — the part of budget.c that runs on every slab or Large block
+ * taken and given back, inline: moving bytes between the totals, and
+ * where the empty memory stands against the budget. budget.c says what the
+ * budget and the working room are; included at the end of internal.h. */
+#ifndef HAK_BUDGET_H
+#define HAK_BUDGET_H
+
+#define HAK_MEM_BATCH ((int64_t)4 << 20) /* a heap adds its changes in once one passes this */
+#define HAK_ROOM_DRAIN 4                 /* the room shrinks by 1/4 of what becomes empty */
+#define HAK_ROOM_LAPSE_MS 1000           /* the room lapses after this without reuse */
+
+typedef struct hak_mem_totals {
+  /* Changed by every thread's flush: */
+  _Alignas(64) _Atomic size_t total[2]; /* HAK_MEM_USED: slabs and live Large mappings; HAK_MEM_EMPTY */
+  /* Changed seldom, read at every budget check: a line of its own. */
+  _Alignas(64) _Atomic int64_t room;  /* the heaps' working rooms, as they added them */
+  _Atomic hak_tick_t room_until;      /* when the room lapses: HAK_ROOM_LAPSE_MS after the last reuse */
+  _Atomic uint32_t earners;           /* heaps with a room */
+  _Alignas(64) _Atomic size_t committed, peak;
+} hak_mem_totals_t;
+extern hak_mem_totals_t _hak_mem;
+void _hak_room_add(hak_budget_local_t *b); /* b's room change into the total room */
+void _hak_room_reused(void);               /* a reuse: the room does not lapse yet */
+
+static inline bool hak_mem_batch_full(int64_t delta) {
+  return (uint64_t)(delta + HAK_MEM_BATCH) > (uint64_t)(2 * HAK_MEM_BATCH);
+}
+
+/* The room of b (the calling thread's) changes by delta. */
+static inline void hak_room_move(hak_budget_local_t *b, int64_t delta) {
+  int64_t cap = (int64_t)hak_opt(HAK_OPT_ROOM_MB) << 20, r = b->room + delta;
+  r = r < 0 ? 0 : r > cap ? cap : r;
+  if ((r > 0) != (b->room > 0))
+    atomic_fetch_add_explicit(&_hak_mem.earners, r > 0 ? 1u : (uint32_t)-1, memory_order_relaxed);
+  b->room = r;
+  if (hak_mem_batch_full(b->room - b->room_added)) _hak_room_add(b);
+  else if (delta > 0 && r == cap) _hak_room_reused(); /* reuse at the cap keeps the room too */
+}
+
+/* bytes move from one total to another (HAK_MEM_NONE: to or from outside). */
+static inline void hak_mem_move(size_t bytes, int from, int to) {
+  hak_budget_local_t *b = hak_tls_budget();
+  if (!b) {
+    if (from != HAK_MEM_NONE) atomic_fetch_sub_explicit(&_hak_mem.total[from], bytes, memory_order_relaxed);
+    if (to != HAK_MEM_NONE) atomic_fetch_add_explicit(&_hak_mem.total[to], bytes, memory_order_relaxed);
+    return;
+  }
+  if (to == HAK_MEM_EMPTY) hak_room_move(b, -(int64_t)(bytes / HAK_ROOM_DRAIN));
+  if (from != HAK_MEM_NONE) b->delta[from] -= (int64_t)bytes;
+  if (to != HAK_MEM_NONE) b->delta[to] += (int64_t)bytes;
+  if (hak_mem_batch_full(b->delta[0]) || hak_mem_batch_full(b->delta[1])) _hak_budget_flush(b);
+}
+
+/* Empty memory taken back for reuse (hak_mem_move takes it off the total):
+ * the room grows. */
+static inline void hak_mem_reused(size_t bytes) {
+  hak_budget_local_t *b = hak_tls_budget();
+  if (b) hak_room_move(b, (int64_t)bytes);
+}
+
+/* A total as this thread sees it: with a heap, as of its last flush or
+ * look plus its own changes since (reading it touches no line other
+ * threads write); without, the shared total. */
+static inline size_t hak_mem_total(hak_budget_local_t *b, int w) {
+  int64_t v = b ? b->seen[w] + b->delta[w] : (int64_t)atomic_load_explicit(&_hak_mem.total[w], memory_order_relaxed);
+  return v < 0 ? 0 : (size_t)v;
+}
+
+/* The working room in force: earned, not lapsed, and at most the memory
+ * in use (so a small program does not keep ROOM_MB for a few MiB of
+ * blocks). */
+static inline size_t hak_room_in_force(hak_budget_local_t *b, size_t used, hak_tick_t now) {
+  if (now >= atomic_load_explicit(&_hak_mem.room_until, memory_order_relaxed)) return 0;
+  int64_t room = atomic_load_explicit(&_hak_mem.room, memory_order_relaxed);
+  if (b) room += b->room - b->room_added; /* with this thread's own room as it is */
+  uint32_t earners = atomic_load_explicit(&_hak_mem.earners, memory_order_relaxed);
+  int64_t one = (int64_t)hak_opt(HAK_OPT_ROOM_MB) << 20, cap = earners > 2 ? one / 2 * earners : one;
+  room = room < 0 ? 0 : room > cap ? cap : room;
+  return (size_t)room < used ? (size_t)room : used;
+}
+
+/* The budget as of `now`. */
+static inline size_t hak_budget(hak_budget_local_t *b, hak_tick_t now) {
+  size_t min = (size_t)hak_opt(HAK_OPT_RETAIN_KB) << 10, used = hak_mem_total(b, HAK_MEM_USED);
+  long share = hak_opt(HAK_OPT_RETAIN_SHARE);
+  size_t dyn = share ? used / (size_t)share : 0, room = hak_room_in_force(b, used, now);
+  size_t budget = dyn > min ? dyn : min;
+  return room > budget ? room : budget;
+}
+
+/* Where the empty memory stands against the budget (past twice it, it is
+ * purged at once, however young). A heap looks at the shared totals again
+ * once a millisecond has passed since it last did: what other threads
+ * changed meanwhile, above all what exiting threads gave back, then counts
+ * in its decisions (a line other threads write is read at most once a
+ * millisecond per thread). */
+static inline int hak_budget_excess(hak_tick_t now) {
+  hak_budget_local_t *b = hak_tls_budget();
+  if (b && now >= b->look_at) {
+    b->look_at = now + _hak_os_ms_ticks(1);
+    for (int w = 0; w < 2; w++) b->seen[w] = (int64_t)atomic_load_explicit(&_hak_mem.total[w], memory_order_relaxed);
+  }
+  size_t empty = hak_mem_total(b, HAK_MEM_EMPTY), budget = hak_budget(b, now);
+  return empty > 2 * budget ? HAK_MEM_FAR_OVER : empty > budget ? HAK_MEM_OVER : HAK_MEM_WITHIN;
+}
+
+static inline bool hak_budget_over(void) { return hak_budget_excess(_hak_os_ticks()) != HAK_MEM_WITHIN; }
+
+/* Once over, purging goes down to three quarters of the budget, so it runs
+ * in batches and keeps most of the room. */
+static inline bool hak_budget_above_target(void) {
+  hak_budget_local_t *b = hak_tls_budget();
+  return hak_mem_total(b, HAK_MEM_EMPTY) > hak_budget(b, _hak_os_ticks()) / 4 * 3;
+}
+
+/* PURGE_DELAY_MS in ticks: memory empty for less is not purged (unless
+ * far over the budget). */
+static inline hak_tick_t hak_purge_delay(void) {
+  return _hak_os_ms_ticks((uint64_t)hak_opt(HAK_OPT_PURGE_DELAY_MS));
+}
+
+#endif

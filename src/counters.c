@@ -1,0 +1,61 @@
+/* counters.c — event counts (HAK_STAT_LIST) and slabs per size class, the
+ * raw data of the statistics. A thread counts in its heap's
+ * hak_counters_t with plain increments and merges it into the process
+ * totals at exit or on hak_stats_flush; a thread without a heap counts in
+ * the totals at once. The current number of slabs of a class comes from
+ * the SuperSlabs' unit maps (stats.c); its peak is kept here. */
+#include "internal.h"
+
+static _Atomic uint64_t totals[HAK_STAT_COUNT]; /* merged counts */
+static _Atomic uint64_t class_slabs[HAK_CLASSES];
+static _Atomic size_t class_slabs_peak[HAK_CLASSES];
+
+void _hak_count(int id) {
+  hak_counters_t *c = hak_tls_counters();
+  if (c) hak_count(c, id);
+  else atomic_fetch_add_explicit(&totals[id], 1, memory_order_relaxed);
+}
+
+static void class_add(size_t cls, int64_t d) {
+  int64_t n = (int64_t)atomic_fetch_add_explicit(&class_slabs[cls], (uint64_t)d, memory_order_relaxed) + d;
+  if (n > 0) hak_atomic_max(&class_slabs_peak[cls], (size_t)n);
+}
+
+static void class_move(hak_counters_t *c, size_t cls, int d) {
+  if (!c) {
+    class_add(cls, d);
+    return;
+  }
+  c->cls_delta[cls] = (int8_t)(c->cls_delta[cls] + d);
+  if (c->cls_delta[cls] == d * HAK_CLASS_BATCH) {
+    class_add(cls, c->cls_delta[cls]);
+    c->cls_delta[cls] = 0;
+  }
+}
+
+void _hak_class_count(size_t from, size_t to) {
+  hak_counters_t *c = hak_tls_counters();
+  if (from) class_move(c, from, -1);
+  if (to) class_move(c, to, +1);
+}
+
+void _hak_counters_merge(hak_counters_t *c) {
+  for (size_t i = 0; i < HAK_STAT_COUNT; i++)
+    if (c->n[i]) atomic_fetch_add_explicit(&totals[i], c->n[i], memory_order_relaxed);
+  for (size_t i = 0; i < HAK_STAT_COUNT; i++) c->n[i] = 0;
+  for (size_t cls = 1; cls < HAK_CLASSES; cls++)
+    if (c->cls_delta[cls]) {
+      class_add(cls, c->cls_delta[cls]);
+      c->cls_delta[cls] = 0;
+    }
+}
+
+void _hak_counters_add(const hak_counters_t *c, uint64_t *n) {
+  for (size_t i = 0; i < HAK_STAT_COUNT; i++) n[i] += __atomic_load_n(&c->n[i], __ATOMIC_RELAXED);
+}
+
+void _hak_counters_totals(uint64_t *n) {
+  for (size_t i = 0; i < HAK_STAT_COUNT; i++) n[i] += atomic_load_explicit(&totals[i], memory_order_relaxed);
+}
+
+uint64_t _hak_class_peak(size_t cls) { return atomic_load_explicit(&class_slabs_peak[cls], memory_order_relaxed); }
