@@ -42,29 +42,29 @@ int hak_trim(void);
  * changes the heap during the call (hak_stats takes every hakmem lock, so
  * only threads with their own heap can), and the debug build aborts if it
  * is not 0 then. peak_committed >= committed always. */
-#define HAK_STATS_FIELDS(X)                                                                                  \
-  X(size_t, mapped, "bytes of address space hakmem has mapped")                                           \
-  X(size_t, committed, "bytes mapped and possibly resident (not purged)")                                 \
+#define HAK_STATS_FIELDS(X)                                                                              \
+  X(size_t, mapped, "bytes of address space hakmem has mapped")                                          \
+  X(size_t, committed, "bytes mapped and possibly resident (not purged)")                                \
   X(size_t, large_committed, "the part of committed in Large mappings and BigCache")                     \
-  X(size_t, in_use, "bytes in live blocks (block sizes, not requests; Large: from the block's start)")    \
-  X(size_t, peak_committed, "high-water mark of committed")                                               \
-  X(size_t, large_in_use, "bytes mapped for live Large blocks (own mappings)")                            \
-  X(uint64_t, large_blocks, "live Large blocks")                                                          \
-  X(size_t, bigcache_bytes, "bytes held in BigCache now")                                                 \
-  X(uint64_t, bigcache_hits, "Large requests served from BigCache")                                       \
-  X(uint64_t, bigcache_misses, "Large requests that needed a new mapping")                                \
-  X(uint64_t, superslabs, "SuperSlabs in existence")                                                      \
-  X(uint64_t, slabs, "slabs carved out of SuperSlabs, live now")                                          \
-  X(uint64_t, slabs_detached, "slabs detached (set aside while full, thread exit, fork)")                 \
-  X(uint64_t, slabs_adopted, "detached slabs claimed by an allocating thread")                            \
-  X(uint64_t, purged, "bytes returned to the OS with madvise, total")                                     \
-  X(uint64_t, unmapped, "bytes unmapped, total")                                                          \
-  X(uint64_t, heaps, "thread heaps alive now")                                                            \
-  X(uint64_t, invalid_frees, "frees of pointers hakmem did not hand out")                                 \
-  X(size_t, empty, "empty memory kept for reuse: spare slabs, free units not purged, resident BigCache")  \
+  X(size_t, in_use, "bytes in live blocks (block sizes, not requests; Large: from the block's start)")   \
+  X(size_t, peak_committed, "high-water mark of committed")                                              \
+  X(size_t, large_in_use, "bytes mapped for live Large blocks (own mappings)")                           \
+  X(uint64_t, large_blocks, "live Large blocks")                                                         \
+  X(size_t, bigcache_bytes, "bytes held in BigCache now")                                                \
+  X(uint64_t, bigcache_hits, "Large requests served from BigCache")                                      \
+  X(uint64_t, bigcache_misses, "Large requests that needed a new mapping")                               \
+  X(uint64_t, superslabs, "SuperSlabs in existence")                                                     \
+  X(uint64_t, slabs, "slabs carved out of SuperSlabs, live now")                                         \
+  X(uint64_t, slabs_detached, "slabs detached (set aside while full, thread exit, fork)")                \
+  X(uint64_t, slabs_adopted, "detached slabs claimed by an allocating thread")                           \
+  X(uint64_t, purged, "bytes returned to the OS with madvise, total")                                    \
+  X(uint64_t, unmapped, "bytes unmapped, total")                                                         \
+  X(uint64_t, heaps, "thread heaps alive now")                                                           \
+  X(uint64_t, invalid_frees, "frees of pointers hakmem did not hand out")                                \
+  X(size_t, empty, "empty memory kept for reuse: spare slabs, free units not purged, resident BigCache") \
   X(size_t, room, "working room in force: empty memory a churning program may keep")                     \
   X(size_t, slab_free, "bytes of the other slabs (held by a thread or detached) in no live block")       \
-  X(size_t, metadata, "SuperSlab headers, and each live Large mapping's bytes before its block")          \
+  X(size_t, metadata, "SuperSlab headers, and each live Large mapping's bytes before its block")         \
   X(int64_t, unaccounted, "committed - (in_use + slab_free + empty + metadata)")
 typedef struct hak_stats {
 #define HAK_STATS_MEMBER(type, name, desc) type name;

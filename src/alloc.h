@@ -40,8 +40,8 @@ static inline void hak_free_inline(void *p, const char *who) {
   hak_front_t *h = hak_tls_heap;
   hak_block_t *b = p;
   const hak_cur_unit_t *e =
-      (const hak_cur_unit_t *)((uintptr_t)h->cur_unit +
-                               ((a >> (HAK_UNIT_SHIFT - 4)) & ((HAK_CUR_UNITS - 1) * sizeof(hak_cur_unit_t))));
+      (const hak_cur_unit_t *)((uintptr_t)h->cur_unit + ((a >> (HAK_UNIT_SHIFT - 4)) &
+                                                         ((HAK_CUR_UNITS - 1) * sizeof(hak_cur_unit_t))));
   if (HAK_LIKELY(e->unit == a >> HAK_UNIT_SHIFT)) {
     hak_class_slot_t *slot = e->slot;
     b->next = slot->free;

@@ -42,7 +42,8 @@
 hak_mem_totals_t _hak_mem;
 
 void _hak_committed_add(ptrdiff_t bytes) {
-  size_t now = atomic_fetch_add_explicit(&_hak_mem.committed, (size_t)bytes, memory_order_relaxed) + (size_t)bytes;
+  size_t now =
+      atomic_fetch_add_explicit(&_hak_mem.committed, (size_t)bytes, memory_order_relaxed) + (size_t)bytes;
   if (bytes > 0) hak_atomic_max(&_hak_mem.peak, now);
 }
 
@@ -72,7 +73,8 @@ void _hak_budget_start(hak_budget_local_t *b) {
 void _hak_budget_flush(hak_budget_local_t *b) {
   for (int w = 0; w < 2; w++) {
     b->seen[w] =
-        (int64_t)atomic_fetch_add_explicit(&_hak_mem.total[w], (size_t)b->delta[w], memory_order_relaxed) + b->delta[w];
+        (int64_t)atomic_fetch_add_explicit(&_hak_mem.total[w], (size_t)b->delta[w], memory_order_relaxed) +
+        b->delta[w];
     b->delta[w] = 0;
   }
 }

@@ -13,9 +13,9 @@ typedef struct hak_mem_totals {
   /* Changed by every thread's flush: */
   _Alignas(64) _Atomic size_t total[2]; /* HAK_MEM_USED: slabs and live Large mappings; HAK_MEM_EMPTY */
   /* Changed seldom, read at every budget check: a line of its own. */
-  _Alignas(64) _Atomic int64_t room;  /* the heaps' working rooms, as they added them */
-  _Atomic hak_tick_t room_until;      /* when the room lapses: HAK_ROOM_LAPSE_MS after the last reuse */
-  _Atomic uint32_t earners;           /* heaps with a room */
+  _Alignas(64) _Atomic int64_t room; /* the heaps' working rooms, as they added them */
+  _Atomic hak_tick_t room_until;     /* when the room lapses: HAK_ROOM_LAPSE_MS after the last reuse */
+  _Atomic uint32_t earners;          /* heaps with a room */
   _Alignas(64) _Atomic size_t committed, peak;
 } hak_mem_totals_t;
 extern hak_mem_totals_t _hak_mem;
@@ -62,7 +62,8 @@ static inline void hak_mem_reused(size_t bytes) {
  * look plus its own changes since (reading it touches no line other
  * threads write); without, the shared total. */
 static inline size_t hak_mem_total(hak_budget_local_t *b, int w) {
-  int64_t v = b ? b->seen[w] + b->delta[w] : (int64_t)atomic_load_explicit(&_hak_mem.total[w], memory_order_relaxed);
+  int64_t v =
+      b ? b->seen[w] + b->delta[w] : (int64_t)atomic_load_explicit(&_hak_mem.total[w], memory_order_relaxed);
   return v < 0 ? 0 : (size_t)v;
 }
 
@@ -98,7 +99,8 @@ static inline int hak_budget_excess(hak_tick_t now) {
   hak_budget_local_t *b = hak_tls_budget();
   if (b && now >= b->look_at) {
     b->look_at = now + _hak_os_ms_ticks(1);
-    for (int w = 0; w < 2; w++) b->seen[w] = (int64_t)atomic_load_explicit(&_hak_mem.total[w], memory_order_relaxed);
+    for (int w = 0; w < 2; w++)
+      b->seen[w] = (int64_t)atomic_load_explicit(&_hak_mem.total[w], memory_order_relaxed);
   }
   size_t empty = hak_mem_total(b, HAK_MEM_EMPTY), budget = hak_budget(b, now);
   return empty > 2 * budget ? HAK_MEM_FAR_OVER : empty > budget ? HAK_MEM_OVER : HAK_MEM_WITHIN;

@@ -58,4 +58,6 @@ void _hak_counters_totals(uint64_t *n) {
   for (size_t i = 0; i < HAK_STAT_COUNT; i++) n[i] += atomic_load_explicit(&totals[i], memory_order_relaxed);
 }
 
-uint64_t _hak_class_peak(size_t cls) { return atomic_load_explicit(&class_slabs_peak[cls], memory_order_relaxed); }
+uint64_t _hak_class_peak(size_t cls) {
+  return atomic_load_explicit(&class_slabs_peak[cls], memory_order_relaxed);
+}

@@ -155,7 +155,8 @@ static hak_slab_t *heap_next_slab(hak_heap_t *h, size_t cls) {
   h->front.refill_hint[cls] = NULL;
   /* The hint is a slab h holds (heap_forget_hint), of class cls, but it may
    * have filled up or become current since. */
-  HAK_DEBUG_ASSERT(!s || (atomic_load_explicit(&s->owner, memory_order_relaxed) == heap_owner(h) && s->cls == cls));
+  HAK_DEBUG_ASSERT(!s ||
+                   (atomic_load_explicit(&s->owner, memory_order_relaxed) == heap_owner(h) && s->cls == cls));
   if (s && (s->where == HAK_IN_PARTIAL || s->where == HAK_IN_ROTATED) && has_free_block(s)) {
     hak_list_remove(partial, &s->link);
     return s;

@@ -24,13 +24,19 @@
  *   thread.c       the heap registry, the thread-local, thread exit, the
  *                  global heap, fork
  *   stats.c        statistics and their reports
- *   api.c          the semantics of the C API beyond the fast paths
- *   override.c     the exported names; init.c start-up and version
- * alloc.h holds the fast paths (static inline, over heap.c's types).
+ *   api.c          the semantics of the C API beyond the fast paths; with
+ *                  alloc.h, the fast paths (static inline)
+ *   override.c     the exported names
+ *   init.c         the constructor, the exit report, the version
+ * Headers belong to a layer too: units.h to superslab.c's, budget.h to
+ * budget.c's, size_class.h to size_class.c's, alloc.h to api.c's, and each
+ * section of this header to the file it names (the first sections, before
+ * os.c's, to none: they are types and address arithmetic).
  * A thread's own part of a lower layer (its budget deltas, its owned
  * SuperSlabs, its counters) lives in its heap, which embeds it; the lower
  * layer reaches the calling thread's part through its accessor
- * (hak_tls_budget, hak_tls_pool, hak_tls_counters), over the one
+ * (hak_tls_budget, hak_tls_pool, hak_tls_counters: the section "the
+ * thread's own parts", which belongs to no layer), over the one
  * thread-local, and is the only one to change it.
  *
  * Verbs, for slabs and units changing hands:
@@ -119,37 +125,38 @@ static const bool hak_cfg_debug = HAK_DEBUG;
 #define HAK_VERSION_TEXT \
   "hakmem " HAK_STR(HAKMEM_VERSION_MAJOR) "." HAK_STR(HAKMEM_VERSION_MINOR) "." HAK_STR(HAKMEM_VERSION_PATCH)
 /* The struct that holds `member` at address p. */
-#define HAK_CONTAINER(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+#define HAK_CONTAINER(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 /* ---- layout ------------------------------------------------------------ */
 #define HAK_PAGE ((size_t)4096)
 #define HAK_SS_SHIFT 21
-#define HAK_SS_SIZE ((size_t)1 << HAK_SS_SHIFT)          /* SuperSlab and chunk size */
+#define HAK_SS_SIZE ((size_t)1 << HAK_SS_SHIFT) /* SuperSlab and chunk size */
 #define HAK_UNIT_SHIFT 16
-#define HAK_UNIT_SIZE ((size_t)1 << HAK_UNIT_SHIFT)      /* 64 KiB */
-#define HAK_UNITS (HAK_SS_SIZE / HAK_UNIT_SIZE)          /* 32 units per SuperSlab */
-#define HAK_SS_HEADER HAK_PAGE                           /* unit 0 loses this much */
+#define HAK_UNIT_SIZE ((size_t)1 << HAK_UNIT_SHIFT) /* 64 KiB */
+#define HAK_UNITS (HAK_SS_SIZE / HAK_UNIT_SIZE)     /* 32 units per SuperSlab */
+#define HAK_SS_HEADER HAK_PAGE                      /* unit 0 loses this much */
 #define HAK_ADDR_BITS 47
 #define HAK_CHUNKS ((size_t)1 << (HAK_ADDR_BITS - HAK_SS_SHIFT))
-#define HAK_RESERVATION ((size_t)64 << 20)               /* SuperSlabs are carved from these */
-#define HAK_UNIT0_MAX_BLOCK HAK_PAGE /* unit 0 starts 4 KiB aligned: only for blocks <= 4 KiB */
-#define HAK_MAX_SLAB_UNITS 16        /* the largest slab: 1 MiB */
+#define HAK_RESERVATION ((size_t)64 << 20) /* SuperSlabs are carved from these */
+#define HAK_UNIT0_MAX_BLOCK HAK_PAGE       /* unit 0 starts 4 KiB aligned: only for blocks <= 4 KiB */
+#define HAK_MAX_SLAB_UNITS 16              /* the largest slab: 1 MiB */
 /* Blocks a Mid slab holds at least. With 8, a class whose live blocks
  * span two slabs switches its current slab on about every other refill
  * (the 1-32 KiB probe: 101.6 instructions per round); 10 takes that to
  * 92.4 with no measurable change in the benchmarks' peak RSS. */
 #define HAK_MID_SLAB_BLOCKS 10
-#define HAK_CARVE_MIN 4              /* fresh blocks carved at once, at least */
-#define HAK_POOL_SS 128              /* SuperSlabs a heap owns at most (256 MiB of pool runs) */
-#define HAK_DIRTY_SEARCH 8           /* SuperSlabs with dirty units looked at for a run */
-#define HAK_FULL_KEEP 2              /* full slabs a heap keeps per class before setting them aside */
+#define HAK_CARVE_MIN 4    /* fresh blocks carved at once, at least */
+#define HAK_POOL_SS 128    /* SuperSlabs a heap owns at most (256 MiB of pool runs) */
+#define HAK_DIRTY_SEARCH 8 /* SuperSlabs with dirty units looked at for a run */
+#define HAK_FULL_KEEP 2    /* full slabs a heap keeps per class before setting them aside */
 
 /* Owner word: the holder's heap key (id << 2); 0 = detached or free; for a
  * slab its holder set aside (detached while full), key | HAK_SET_ASIDE. */
-#define HAK_SET_ASIDE 1u     /* a free by that heap takes the slab back */
-#define HAK_KEY_CHECK 2u     /* in a heap key: never equal to an owner word, so
-                                every free takes the checking slow path */
-#define HAK_KEY_NONE 3u      /* key of the static heaps: matches nothing */
+#define HAK_SET_ASIDE 1u /* a free by that heap takes the slab back */
+/* In a heap key: never equal to an owner word, so every free takes the
+ * checking slow path. */
+#define HAK_KEY_CHECK 2u
+#define HAK_KEY_NONE 3u /* key of the static heaps: matches nothing */
 /* thread_free word: stack head | HAK_DETACHED. */
 #define HAK_DETACHED ((uintptr_t)1)
 
@@ -195,30 +202,30 @@ typedef struct hak_block {
 
 typedef struct hak_slab hak_slab_t;
 struct hak_slab {
-  hak_link_t link;                 /* first: heap's partial or spare list, abandoned list, or remote list */
-  _Atomic uint32_t owner;          /* holder's key (without HAK_KEY_CHECK); see above */
-  uint8_t cls;                     /* size class */
-  uint8_t units;                   /* units spanned; 0: the unit is in no slab */
-  uint8_t listed;                  /* on its class's abandoned list */
-  uint8_t where;                   /* in its holder: HAK_IN_CUR, _PARTIAL, _ROTATED, _SPARE */
-  uintptr_t slot_off;              /* byte offset of its class's slot in hak_front_t */
-  hak_block_t *local_free;         /* blocks freed by the holder */
-  uint32_t used;                   /* blocks out: with the program or in the holder's list */
-  uint32_t carved;                 /* blocks carved so far (lazily, a page at a time) */
-  _Atomic uintptr_t thread_free;   /* blocks freed by other threads | HAK_DETACHED */
-  uint32_t block_size;             /* bytes per block */
-  uint32_t capacity;               /* blocks that fit */
+  hak_link_t link;               /* first: heap's partial or spare list, abandoned list, or remote list */
+  _Atomic uint32_t owner;        /* holder's key (without HAK_KEY_CHECK); see above */
+  uint8_t cls;                   /* size class */
+  uint8_t units;                 /* units spanned; 0: the unit is in no slab */
+  uint8_t listed;                /* on its class's abandoned list */
+  uint8_t where;                 /* in its holder: HAK_IN_CUR, _PARTIAL, _ROTATED, _SPARE */
+  uintptr_t slot_off;            /* byte offset of its class's slot in hak_front_t */
+  hak_block_t *local_free;       /* blocks freed by the holder */
+  uint32_t used;                 /* blocks out: with the program or in the holder's list */
+  uint32_t carved;               /* blocks carved so far (lazily, a page at a time) */
+  _Atomic uintptr_t thread_free; /* blocks freed by other threads | HAK_DETACHED */
+  uint32_t block_size;           /* bytes per block */
+  uint32_t capacity;             /* blocks that fit */
 };
 _Static_assert(sizeof(hak_slab_t) == 64, "one cache line per unit descriptor");
 #define HAK_SLAB_OF_LINK(l) HAK_CONTAINER(l, hak_slab_t, link)
 
 /* Where a held slab sits in its heap (hak_slab_t.where). */
 enum {
-  HAK_IN_NONE,     /* not held, or in transition */
-  HAK_IN_CUR,      /* the class's current slab */
-  HAK_IN_PARTIAL,  /* on the partial list */
-  HAK_IN_ROTATED,  /* on the partial list, gone round once without a free block */
-  HAK_IN_SPARE     /* empty, on a spare list */
+  HAK_IN_NONE,    /* not held, or in transition */
+  HAK_IN_CUR,     /* the class's current slab */
+  HAK_IN_PARTIAL, /* on the partial list */
+  HAK_IN_ROTATED, /* on the partial list, gone round once without a free block */
+  HAK_IN_SPARE    /* empty, on a spare list */
 };
 
 typedef struct hak_reservation hak_reservation_t;
@@ -226,18 +233,18 @@ typedef struct hak_superslab hak_superslab_t;
 typedef struct hak_pool hak_pool_t;
 struct hak_superslab {
   hak_slab_t *unit_slab[HAK_UNITS]; /* first: the slab of each unit (its own descriptor if free) */
-  hak_slab_t slab[HAK_UNITS];      /* descriptors; a slab's is its first unit's */
+  hak_slab_t slab[HAK_UNITS];       /* descriptors; a slab's is its first unit's */
   /* One cache line for the unit maps' owner and the free path: */
-  _Atomic uint32_t free_units;     /* bit u: unit u belongs to no slab (the owner reads it unlocked) */
-  uint32_t pool_index;             /* owned: its place in its pool's arrays */
-  hak_link_t avail;                /* shared: on the list of those with a free unit (ss lock) */
-  hak_pool_t *_Atomic pool;        /* the pool that owns it for pool runs; NULL: shared */
-  uint32_t dirty_units;            /* free units that may still be resident */
-  _Atomic uintptr_t remote;        /* owned: runs other threads gave back (pool.c) */
-  uint32_t unit_freed[HAK_UNITS];  /* a dirty unit: tick >> HAK_AGE_SHIFT when it came back */
-  hak_reservation_t *res;          /* reservation it was carved from */
-  uint32_t index;                  /* position in its reservation */
-  uint64_t freed_at;               /* tick when units last came back: purging takes the oldest first */
+  _Atomic uint32_t free_units;    /* bit u: unit u belongs to no slab (the owner reads it unlocked) */
+  uint32_t pool_index;            /* owned: its place in its pool's arrays */
+  hak_link_t avail;               /* shared: on the list of those with a free unit (ss lock) */
+  hak_pool_t *_Atomic pool;       /* the pool that owns it for pool runs; NULL: shared */
+  uint32_t dirty_units;           /* free units that may still be resident */
+  _Atomic uintptr_t remote;       /* owned: runs other threads gave back (pool.c) */
+  uint32_t unit_freed[HAK_UNITS]; /* a dirty unit: tick >> HAK_AGE_SHIFT when it came back */
+  hak_reservation_t *res;         /* reservation it was carved from */
+  uint32_t index;                 /* position in its reservation */
+  uint64_t freed_at;              /* tick when units last came back: purging takes the oldest first */
 };
 _Static_assert((HAK_SS_SIZE & (HAK_SS_SIZE - 1)) == 0, "SuperSlab size is a power of two");
 _Static_assert(sizeof(hak_superslab_t) <= HAK_SS_HEADER, "header fits before unit 0's blocks");
@@ -291,7 +298,7 @@ static inline hak_tick_t _hak_os_ms_ticks(uint64_t ms) {
 }
 void *_hak_os_map(size_t size, size_t align);
 int _hak_os_unmap(void *p, size_t size);
-int _hak_os_purge(void *p, size_t size, bool lazy); /* MADV_DONTNEED, or MADV_FREE if lazy */
+int _hak_os_purge(void *p, size_t size, bool lazy);   /* MADV_DONTNEED, or MADV_FREE if lazy */
 int _hak_os_hugepage(void *p, size_t size, int mode); /* mode: 1 request, 2 forbid */
 void *_hak_os_remap(void *p, size_t old_size, size_t new_size, void *fixed); /* NULL on failure */
 long _hak_os_write(int fd, const void *buf, size_t n);
@@ -304,9 +311,9 @@ void _hak_os_abort(void);
 typedef struct hak_buf {
   char data[1024];
   size_t len;
-  size_t col;  /* characters since the last newline */
-  int fd;      /* flushed here when full, and by _hak_buf_flush */
-  void *file;  /* or to this FILE * (malloc_info), outside every hakmem lock */
+  size_t col; /* characters since the last newline */
+  int fd;     /* flushed here when full, and by _hak_buf_flush */
+  void *file; /* or to this FILE * (malloc_info), outside every hakmem lock */
 } hak_buf_t;
 void _hak_buf_str(hak_buf_t *b, const char *s);
 void _hak_buf_dec(hak_buf_t *b, uint64_t v);
@@ -319,35 +326,35 @@ void _hak_assert_fail(const char *expr, const char *file, int line) __attribute_
 #define HAK_DEBUG_ASSERT(e) (hak_cfg_debug ? HAK_ASSERT(e) : (void)0)
 
 /* ---- options.c: the HAKMEM_* table ------------------------------------- */
-#define HAK_OPTION_LIST(X)                                                                                        \
-  X(VERBOSE, "HAKMEM_VERBOSE", 0, 0, 1, "print the options in force at start-up")                                 \
-  X(STATS, "HAKMEM_STATS", 0, 0, 3, "at exit print statistics: 1 a line, 2 the report, 3 JSON")                    \
-  X(STATS_FD, "HAKMEM_STATS_FD", 2, 0, 65535, "file descriptor the exit statistics are written to")               \
-  X(INVALID_FREE, "HAKMEM_INVALID_FREE", 1, 0, 2,                                                                 \
-    "pointer hakmem did not hand out: 0 ignore, 1 report once, 2 abort")                                          \
-  X(CHECK, "HAKMEM_CHECK", 0, 0, 1, "validate every free (double free, interior pointer) on the slow path")       \
-  X(RETAIN_KB, "HAKMEM_RETAIN_KB", 4096, 0, 1048576, "empty memory kept resident for reuse, at least (KiB)")      \
-  X(RETAIN_SHARE, "HAKMEM_RETAIN_SHARE", 4, 0, 64, "and up to 1/N of the memory in use (0: the minimum only)")    \
-  X(ROOM_MB, "HAKMEM_ROOM_MB", 48, 0, 65536, "or up to this much for a thread that keeps reusing it (MiB)")       \
-  X(PURGE_DELAY_MS, "HAKMEM_PURGE_DELAY_MS", 10, 0, 60000,                                                        \
-    "empty memory past the budget is purged once empty this long (ms)")                                           \
-  X(UNMAP_DELAY_MS, "HAKMEM_UNMAP_DELAY_MS", 10000, 0, 3600000,                                                   \
-    "delay before a wholly free reservation is unmapped")                                                         \
-  X(MADV_FREE, "HAKMEM_MADV_FREE", 0, 0, 1, "purge with MADV_FREE instead of MADV_DONTNEED")                      \
-  X(THP, "HAKMEM_THP", 0, 0, 2, "transparent huge pages for SuperSlabs: 0 system default, 1 request, 2 forbid")   \
-  X(BIGCACHE_MB, "HAKMEM_BIGCACHE_MB", 32, 0, 65536, "bytes of freed Large mappings kept for reuse (MiB)")        \
-  X(BIGCACHE_DECAY_MS, "HAKMEM_BIGCACHE_DECAY_MS", 1000, 0, 3600000,                                              \
+#define HAK_OPTION_LIST(X)                                                                                   \
+  X(VERBOSE, "HAKMEM_VERBOSE", 0, 0, 1, "print the options in force at start-up")                            \
+  X(STATS, "HAKMEM_STATS", 0, 0, 3, "at exit print statistics: 1 a line, 2 the report, 3 JSON")              \
+  X(STATS_FD, "HAKMEM_STATS_FD", 2, 0, 65535, "file descriptor the exit statistics are written to")          \
+  X(INVALID_FREE, "HAKMEM_INVALID_FREE", 1, 0, 2,                                                            \
+    "pointer hakmem did not hand out: 0 ignore, 1 report once, 2 abort")                                     \
+  X(CHECK, "HAKMEM_CHECK", 0, 0, 1, "validate every free (double free, interior pointer) on the slow path")  \
+  X(RETAIN_KB, "HAKMEM_RETAIN_KB", 4096, 0, 1048576, "empty memory kept resident for reuse, at least (KiB)") \
+  X(RETAIN_SHARE, "HAKMEM_RETAIN_SHARE", 4, 0, 64,                                                           \
+    "and up to 1/N of the memory in use (0: the minimum only)")                                              \
+  X(ROOM_MB, "HAKMEM_ROOM_MB", 48, 0, 65536, "or up to this much for a thread that keeps reusing it (MiB)")  \
+  X(PURGE_DELAY_MS, "HAKMEM_PURGE_DELAY_MS", 10, 0, 60000,                                                   \
+    "empty memory past the budget is purged once empty this long (ms)")                                      \
+  X(UNMAP_DELAY_MS, "HAKMEM_UNMAP_DELAY_MS", 10000, 0, 3600000,                                              \
+    "delay before a wholly free reservation is unmapped")                                                    \
+  X(MADV_FREE, "HAKMEM_MADV_FREE", 0, 0, 1, "purge with MADV_FREE instead of MADV_DONTNEED")                 \
+  X(THP, "HAKMEM_THP", 0, 0, 2,                                                                              \
+    "transparent huge pages for SuperSlabs: 0 system default, 1 request, 2 forbid")                          \
+  X(BIGCACHE_MB, "HAKMEM_BIGCACHE_MB", 32, 0, 65536, "bytes of freed Large mappings kept for reuse (MiB)")   \
+  X(BIGCACHE_DECAY_MS, "HAKMEM_BIGCACHE_DECAY_MS", 1000, 0, 3600000,                                         \
     "age after which a cached Large mapping is unmapped")
 enum {
 #define HAK_OPTION_ENUM(id, name, def, lo, hi, desc) HAK_OPT_##id,
   HAK_OPTION_LIST(HAK_OPTION_ENUM)
 #undef HAK_OPTION_ENUM
-  HAK_OPT_COUNT
+      HAK_OPT_COUNT
 };
 extern _Atomic long _hak_options[HAK_OPT_COUNT];
-static inline long hak_opt(int id) {
-  return atomic_load_explicit(&_hak_options[id], memory_order_relaxed);
-}
+static inline long hak_opt(int id) { return atomic_load_explicit(&_hak_options[id], memory_order_relaxed); }
 void _hak_options_load(void);
 bool _hak_option_set(int id, long value); /* false (and unchanged) if out of the option's range */
 void _hak_options_print(int fd);
@@ -362,7 +369,8 @@ uint64_t _hak_invalid_count(void);
 typedef struct hak_lock {
   _Atomic int state; /* 0 free, 1 held, 2 held with waiters */
 } hak_lock_t;
-#define HAK_LOCK_INIT {0}
+#define HAK_LOCK_INIT \
+  { 0 }
 void _hak_lock_slow(hak_lock_t *l);
 static inline void _hak_lock(hak_lock_t *l) {
   int expect = 0;
@@ -383,11 +391,11 @@ void *_hak_meta_alloc(size_t size); /* zeroed, 64-byte aligned; NULL on failure 
  * changes by class and adds one in once it reaches HAK_CLASS_BATCH either
  * way (a pool class changes count with every large block), so the peak is
  * within that per thread. */
-#define HAK_STAT_LIST(X)                                                         \
+#define HAK_STAT_LIST(X)                                                        \
   X(refills, "free lists handed to the fast path")                              \
   X(remote_frees, "blocks freed by a thread other than the holder")             \
   X(slow_frees, "frees that left the fast path")                                \
-  X(slabs_taken, "slabs taken from SuperSlabs")                                   \
+  X(slabs_taken, "slabs taken from SuperSlabs")                                 \
   X(slabs_released, "empty slabs given back to their SuperSlab")                \
   X(slabs_detached, "slabs detached (set aside while full, thread exit, fork)") \
   X(slabs_adopted, "detached slabs claimed by an allocating thread")
@@ -395,34 +403,34 @@ enum {
 #define HAK_STAT_ENUM(name, desc) HAK_STAT_##name,
   HAK_STAT_LIST(HAK_STAT_ENUM)
 #undef HAK_STAT_ENUM
-  HAK_STAT_COUNT
+      HAK_STAT_COUNT
 };
 #define HAK_CLASS_BATCH 4
 typedef struct hak_counters {
-  uint64_t n[HAK_STAT_COUNT];  /* events not yet added to the totals */
+  uint64_t n[HAK_STAT_COUNT];    /* events not yet added to the totals */
   int8_t cls_delta[HAK_CLASSES]; /* slab counts not yet added in */
 } hak_counters_t;
 static inline hak_counters_t *hak_tls_counters(void);
 static inline void hak_count(hak_counters_t *c, int id) { c->n[id]++; }
-void _hak_count(int id);                       /* an event of the calling thread */
-void _hak_class_count(size_t from, size_t to); /* a slab changes class (0: none) */
-void _hak_counters_merge(hak_counters_t *c);   /* into the totals, c zeroed */
+void _hak_count(int id);                                      /* an event of the calling thread */
+void _hak_class_count(size_t from, size_t to);                /* a slab changes class (0: none) */
+void _hak_counters_merge(hak_counters_t *c);                  /* into the totals, c zeroed */
 void _hak_counters_add(const hak_counters_t *c, uint64_t *n); /* n += c's unmerged counts */
-void _hak_counters_totals(uint64_t *n);        /* n += the merged counts */
-uint64_t _hak_class_peak(size_t cls);          /* most slabs of cls so far */
+void _hak_counters_totals(uint64_t *n);                       /* n += the merged counts */
+uint64_t _hak_class_peak(size_t cls);                         /* most slabs of cls so far */
 
 /* Raises *peak to v if v is more (several threads may race to raise it:
  * the highest value wins). */
 static inline void hak_atomic_max(_Atomic size_t *peak, size_t v) {
   size_t old = atomic_load_explicit(peak, memory_order_relaxed);
-  while (v > old && !atomic_compare_exchange_weak_explicit(peak, &old, v, memory_order_relaxed,
-                                                           memory_order_relaxed)) {
+  while (v > old &&
+         !atomic_compare_exchange_weak_explicit(peak, &old, v, memory_order_relaxed, memory_order_relaxed)) {
   }
 }
 
 /* ---- size_class.c: slab geometry (the classes are in size_class.h) ----- */
 size_t _hak_slab_units(size_t cls); /* units in a slab (or run) of cls */
-bool _hak_pool_single(size_t cls);   /* a run of cls holds one block */
+bool _hak_pool_single(size_t cls);  /* a run of cls holds one block */
 
 /* ---- chunkmap.c: the chunk map ----------------------------------------- */
 enum { HAK_CHUNK_NONE = 0, HAK_CHUNK_SUPERSLAB = 1, HAK_CHUNK_LARGE = 2 };
@@ -450,21 +458,22 @@ static inline void hak_chunk_mark(const void *header, uint8_t kind) {
  * in once one passes 4 MiB. */
 enum { HAK_MEM_NONE = -1, HAK_MEM_USED, HAK_MEM_EMPTY }; /* the totals */
 typedef struct hak_budget_local {
-  int64_t delta[2];       /* not yet added to the totals (used, empty) */
-  int64_t seen[2];        /* the totals at its last flush or look */
-  hak_tick_t look_at;     /* when it looks at the totals again */
+  int64_t delta[2];         /* not yet added to the totals (used, empty) */
+  int64_t seen[2];          /* the totals at its last flush or look */
+  hak_tick_t look_at;       /* when it looks at the totals again */
   int64_t room, room_added; /* its working room, and what the total room has of it */
 } hak_budget_local_t;
 static inline hak_budget_local_t *hak_tls_budget(void);
-void _hak_budget_start(hak_budget_local_t *b); /* a new heap's: the totals as they are */
-void _hak_budget_flush(hak_budget_local_t *b); /* its changes into the totals */
+void _hak_budget_start(hak_budget_local_t *b);     /* a new heap's: the totals as they are */
+void _hak_budget_flush(hak_budget_local_t *b);     /* its changes into the totals */
 void _hak_budget_drop_room(hak_budget_local_t *b); /* its room goes (thread exit, malloc_trim) */
 enum { HAK_MEM_WITHIN, HAK_MEM_OVER, HAK_MEM_FAR_OVER };
 /* Inline, in budget.h (included at the end): hak_mem_move(bytes, from, to),
  * hak_mem_reused(bytes), hak_budget_excess(now), hak_budget_over(),
  * hak_budget_above_target() (while purging: still above 3/4 of the
  * budget), hak_purge_delay(). */
-hak_tick_t _hak_purge_next(hak_tick_t now, hak_tick_t soonest); /* when a pass that left memory over looks again */
+hak_tick_t _hak_purge_next(hak_tick_t now,
+                           hak_tick_t soonest); /* when a pass that left memory over looks again */
 /* Committed memory: mapped and possibly resident (not purged), SuperSlabs
  * and Large mappings alike, with its high-water mark. It changes only when
  * memory is first taken from a mapping or purged, unmapped or cut off. */
@@ -475,15 +484,16 @@ void _hak_budget_figures(size_t *used, size_t *empty, size_t *committed, size_t 
 
 /* ---- reservation.c: 64 MiB reservations -------------------------------- */
 struct hak_reservation {
-  char *base;                      /* 2 MiB aligned */
-  uint32_t carved;                 /* SuperSlabs carved so far, from the start */
-  uint32_t empty;                  /* carved SuperSlabs whose units are all free */
-  hak_tick_t empty_since;          /* when `empty` reached `carved`, or 0 */
-  hak_link_t link;                 /* all reservations, newest first */
+  char *base;             /* 2 MiB aligned */
+  uint32_t carved;        /* SuperSlabs carved so far, from the start */
+  uint32_t empty;         /* carved SuperSlabs whose units are all free */
+  hak_tick_t empty_since; /* when `empty` reached `carved`, or 0 */
+  hak_link_t link;        /* all reservations, newest first */
 };
 #define HAK_RES_SUPERSLABS ((uint32_t)(HAK_RESERVATION / HAK_SS_SIZE))
 /* All under _hak_ss_lock. */
-hak_superslab_t *_hak_reservation_carve(void); /* the next 2 MiB of a reservation (mapped if needed), unmarked */
+hak_superslab_t *_hak_reservation_carve(
+    void); /* the next 2 MiB of a reservation (mapped if needed), unmarked */
 void _hak_reservation_note_empty(hak_reservation_t *r, int delta); /* SuperSlabs wholly free: +1 / -1 */
 /* A wholly free reservation due to be unmapped (the unmap delay passed,
  * or any with `now_all` but the newest unless now_all), or NULL; then
@@ -491,7 +501,7 @@ void _hak_reservation_note_empty(hak_reservation_t *r, int delta); /* SuperSlabs
 hak_reservation_t *_hak_reservation_idle(bool now_all, hak_reservation_t *after);
 void _hak_reservation_unmap(hak_reservation_t *r);
 hak_reservation_t *_hak_reservation_next(hak_reservation_t *r); /* NULL: the newest; then older */
-void _hak_reservation_figures(hak_stats_t *st); /* mapped, unmapped */
+void _hak_reservation_figures(hak_stats_t *st);                 /* mapped, unmapped */
 
 /* ---- superslab.c: unit maps, shared SuperSlabs, runs, purging ---------- */
 extern hak_lock_t _hak_ss_lock;
@@ -501,8 +511,9 @@ hak_slab_t *_hak_units_take(hak_superslab_t *ss, unsigned u, unsigned n, uint32_
 void _hak_units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned first, hak_tick_t since);
 void _hak_ss_give(hak_slab_t *s, unsigned first, hak_tick_t since); /* to a shared SuperSlab (lock held) */
 void _hak_ss_init(hak_superslab_t *ss); /* a fresh SuperSlab: all units free, marked in the chunk map */
-hak_superslab_t *_hak_ss_take_free(void); /* a wholly free shared SuperSlab (dirty first) or a fresh one, off the list */
-void _hak_ss_share(hak_superslab_t *ss); /* back on the shared list, with what it has free */
+hak_superslab_t *_hak_ss_take_free(
+    void); /* a wholly free shared SuperSlab (dirty first) or a fresh one, off the list */
+void _hak_ss_share(hak_superslab_t *ss);           /* back on the shared list, with what it has free */
 void _hak_ss_purge_pass(hak_tick_t now, bool far); /* the shared ones' pass, if due (lock held) */
 bool _hak_ss_purge_due(hak_tick_t now);            /* read unlocked: whether to take the lock for it */
 /* A pass over the SuperSlabs of `walk` (a pool's, or the shared ones with
@@ -514,7 +525,7 @@ typedef struct hak_ss_walk {
 } hak_ss_walk_t;
 void _hak_purge_walk(const hak_ss_walk_t *walk, bool far, hak_tick_t now, hak_tick_t *next);
 size_t _hak_purge_units(hak_superslab_t *ss, uint32_t units, bool all); /* bytes purged */
-size_t _hak_purge_all(void);         /* malloc_trim: shared SuperSlabs purged, idle reservations unmapped */
+size_t _hak_purge_all(void);          /* malloc_trim: shared SuperSlabs purged, idle reservations unmapped */
 size_t _hak_unmap_idle(bool now_all); /* lock held: bytes unmapped */
 void _hak_superslab_check(hak_superslab_t *ss);
 void _hak_superslab_figures(hak_stats_t *st); /* lock held: SuperSlabs, their headers, purged */
@@ -524,13 +535,13 @@ struct hak_pool {
   hak_superslab_t *ss[HAK_POOL_SS]; /* the SuperSlabs it owns (n of them) */
   uint8_t longest[HAK_POOL_SS];     /* each one's longest run of free units */
   uint32_t n;
-  uint32_t busy;                    /* changing its unit maps (the fork child reads it) */
-  hak_tick_t purge_at;              /* before which it does not look for aged units again */
-  _Atomic uint32_t remote_pending;  /* a thread gave a run back to one of its SuperSlabs */
+  uint32_t busy;                   /* changing its unit maps (the fork child reads it) */
+  hak_tick_t purge_at;             /* before which it does not look for aged units again */
+  _Atomic uint32_t remote_pending; /* a thread gave a run back to one of its SuperSlabs */
 };
 static inline hak_pool_t *hak_tls_pool(void);
 hak_slab_t *_hak_pool_take_run(hak_pool_t *p, size_t cls, uint32_t owner); /* unformatted */
-void _hak_pool_collect(hak_pool_t *p); /* runs given back to its SuperSlabs (remote_pending) */
+void _hak_pool_collect(hak_pool_t *p);      /* runs given back to its SuperSlabs (remote_pending) */
 void _hak_purge_over_budget(hak_pool_t *p); /* past the budget: p's aged units, then the shared ones' */
 void _hak_pool_disown_all(hak_pool_t *p);
 void _hak_pool_trim(hak_pool_t *p); /* malloc_trim: wholly free ones back, the others purged */
@@ -544,10 +555,10 @@ void _hak_slab_shrink(hak_slab_t *s, unsigned n);
 /* ---- slab.c: a slab's lists and its ownership transitions ------------- */
 extern hak_lock_t _hak_abandoned_lock[HAK_CLASSES];
 void _hak_slab_format(hak_slab_t *s, size_t cls);
-hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner);     /* a fresh slab from a shared SuperSlab */
+hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner); /* a fresh slab from a shared SuperSlab */
 hak_slab_t *_hak_pool_alloc(hak_pool_t *p, size_t cls, uint32_t owner); /* a fresh run from p */
-hak_block_t *_hak_slab_take(hak_slab_t *s);                 /* free blocks for the fast path */
-uint32_t _hak_slab_collect(hak_slab_t *s);                  /* thread_free → local_free */
+hak_block_t *_hak_slab_take(hak_slab_t *s);                             /* free blocks for the fast path */
+uint32_t _hak_slab_collect(hak_slab_t *s);                              /* thread_free → local_free */
 void _hak_slab_return_blocks(hak_block_t *list);
 void _hak_slab_detach(hak_slab_t *s, uint32_t mark); /* mark: its owner word while detached */
 hak_slab_t *_hak_slab_adopt(size_t cls, uint32_t key);
@@ -577,8 +588,8 @@ void _hak_large_figures(hak_stats_t *st); /* lock held */
 #define HAK_CUR_COUNTED ((uintptr_t)1)
 
 typedef struct hak_class_slot {
-  hak_block_t *free;               /* free-list head; slot[0].free stays NULL */
-  uintptr_t cur;                   /* current slab | HAK_CUR_COUNTED; 0 = none */
+  hak_block_t *free; /* free-list head; slot[0].free stays NULL */
+  uintptr_t cur;     /* current slab | HAK_CUR_COUNTED; 0 = none */
 } hak_class_slot_t;
 
 /* The units of a heap's current slabs (uncounted ones), by unit number
@@ -589,18 +600,21 @@ typedef struct hak_class_slot {
 #define HAK_CUR_UNITS 256
 #define HAK_UNIT_NONE UINTPTR_MAX /* no unit: p >> HAK_UNIT_SHIFT never equals it */
 typedef struct hak_cur_unit {
-  uintptr_t unit;                  /* address >> HAK_UNIT_SHIFT, or HAK_UNIT_NONE */
+  uintptr_t unit; /* address >> HAK_UNIT_SHIFT, or HAK_UNIT_NONE */
   hak_class_slot_t *slot;
 } hak_cur_unit_t;
 _Static_assert(sizeof(hak_cur_unit_t) == 16, "entry offset = (p >> (HAK_UNIT_SHIFT - 4)) & mask");
-#define HAK_CUR_UNITS_EMPTY {[0 ... HAK_CUR_UNITS - 1] = {HAK_UNIT_NONE, NULL}}
+#define HAK_CUR_UNITS_EMPTY                             \
+  {                                                     \
+    [0 ... HAK_CUR_UNITS - 1] = { HAK_UNIT_NONE, NULL } \
+  }
 
 struct hak_front {
   hak_class_slot_t slot[HAK_CLASSES]; /* first: a slot's address is heap + offset */
   hak_cur_unit_t cur_unit[HAK_CUR_UNITS];
   hak_slab_t *refill_hint[HAK_CLASSES]; /* partial slab that last had a block freed by this heap */
-  uint32_t key;                    /* owner word of the slabs it holds, or a never-matching key */
-  uint32_t busy;                   /* inside a slow path that changes its slabs (fork child reads) */
+  uint32_t key;                         /* owner word of the slabs it holds, or a never-matching key */
+  uint32_t busy;                        /* inside a slow path that changes its slabs (fork child reads) */
 };
 #define HAK_SLOT_OFF(cls) ((uintptr_t)(cls) * sizeof(hak_class_slot_t))
 _Static_assert(sizeof(hak_class_slot_t) == 16, "Tiny slot offset = (size + 15) & ~15");
@@ -611,22 +625,23 @@ static inline hak_slab_t *hak_front_cur(const hak_front_t *f, size_t cls) {
 
 typedef struct hak_heap hak_heap_t;
 struct hak_heap {
-  hak_front_t front;                       /* first: the thread-local points here */
-  hak_list_t partial[HAK_CLASSES];         /* held slabs other than the current, oldest first */
-  hak_list_t spare[HAK_MAX_SLAB_UNITS];    /* empty slabs kept for reuse, by units - 1 */
-  uint32_t spare_mask;                     /* bit i: spare[i] is not empty */
-  hak_tick_t spare_at;                     /* when a spare was last added or taken */
-  size_t spare_bytes;                      /* their bytes */
-  size_t held_bytes;                       /* bytes of every slab it holds (0 after teardown) */
-  hak_pool_t pool;                         /* the SuperSlabs it owns (pool.c) */
-  hak_budget_local_t budget;               /* its changes to the totals (budget.c) */
-  hak_counters_t counters;                 /* its event counts (counters.c) */
-  hak_link_t reg;                          /* on the registry's live or spare list (thread.c) */
-  uint32_t id;                             /* key = id << 2; ids are never reused by another struct */
+  hak_front_t front;                    /* first: the thread-local points here */
+  hak_list_t partial[HAK_CLASSES];      /* held slabs other than the current, oldest first */
+  hak_list_t spare[HAK_MAX_SLAB_UNITS]; /* empty slabs kept for reuse, by units - 1 */
+  uint32_t spare_mask;                  /* bit i: spare[i] is not empty */
+  hak_tick_t spare_at;                  /* when a spare was last added or taken */
+  size_t spare_bytes;                   /* their bytes */
+  size_t held_bytes;                    /* bytes of every slab it holds (0 after teardown) */
+  hak_pool_t pool;                      /* the SuperSlabs it owns (pool.c) */
+  hak_budget_local_t budget;            /* its changes to the totals (budget.c) */
+  hak_counters_t counters;              /* its event counts (counters.c) */
+  hak_link_t reg;                       /* on the registry's live or spare list (thread.c) */
+  uint32_t id;                          /* key = id << 2; ids are never reused by another struct */
 };
 _Static_assert(offsetof(hak_heap_t, front) == 0, "a front is its heap");
 
-/* The calling thread's heap, or NULL before its first allocation and after
+/* ---- the thread's own parts -----------------------------------------------
+ * The calling thread's heap, or NULL before its first allocation and after
  * its teardown; and the parts of it that lower layers own. */
 static inline hak_heap_t *hak_tls_own_heap(void) {
   hak_front_t *f = hak_tls_heap;
@@ -645,8 +660,9 @@ static inline hak_pool_t *hak_tls_pool(void) {
   return h ? &h->pool : NULL;
 }
 
-void _hak_free_slow(void *p, const char *who); /* who: the API call, for messages */
-void _hak_free_local_empty(hak_slab_t *s);     /* the fast path's free emptied s */
+/* ---- heap.c, continued ------------------------------------------------- */
+void _hak_free_slow(void *p, const char *who);    /* who: the API call, for messages */
+void _hak_free_local_empty(hak_slab_t *s);        /* the fast path's free emptied s */
 void *_hak_heap_alloc(hak_heap_t *h, size_t cls); /* a block of cls from h, whose list is empty */
 /* h lets go of every slab of class c it holds (with recount: after fork,
  * see _hak_slab_recount), or of every slab and SuperSlab. */
@@ -660,7 +676,7 @@ extern hak_lock_t _hak_heap_registry_lock;
 extern hak_lock_t _hak_global_heap_lock;
 extern const hak_front_t _hak_heap_empty;  /* before the thread's first allocation */
 extern const hak_front_t _hak_heap_dead;   /* after the thread's teardown */
-void *_hak_alloc_refill(size_t cls);        /* free[cls] was empty (the fast path's slow path) */
+void *_hak_alloc_refill(size_t cls);       /* free[cls] was empty (the fast path's slow path) */
 void _hak_init(void);                      /* options, the thread-exit key, fork handlers; re-entrant */
 void _hak_heap_flush_counters(void);       /* the calling thread's counters into the totals */
 uint64_t _hak_heaps_counters(uint64_t *n); /* n += live heaps' counts; returns live heaps (locks held) */

@@ -12,8 +12,8 @@
 #include "internal.h"
 
 #define LARGE_MAGIC 0x6c6172676568616bull /* live block */
-#define CACHE_FIT_SLACK 8 /* a cached mapping serves requests that use 7/8 of it as it is */
-#define SHRINK_MIN HAK_SS_SIZE /* realloc gives back a tail of at least this */
+#define CACHE_FIT_SLACK 8                 /* a cached mapping serves requests that use 7/8 of it as it is */
+#define SHRINK_MIN HAK_SS_SIZE            /* realloc gives back a tail of at least this */
 
 typedef struct hak_large {
   uint64_t magic;  /* LARGE_MAGIC while live, 0 once freed */
@@ -25,8 +25,8 @@ typedef struct cache_entry {
   char *base;
   size_t size;
   hak_tick_t freed_at;
-  bool resident;     /* pages not purged since the block was freed */
-  bool zeroed;       /* purged with MADV_DONTNEED: reads zero */
+  bool resident; /* pages not purged since the block was freed */
+  bool zeroed;   /* purged with MADV_DONTNEED: reads zero */
 } cache_entry_t;
 
 hak_lock_t _hak_large_lock = HAK_LOCK_INIT;

@@ -13,11 +13,9 @@ void _hak_lock_slow(hak_lock_t *l) {
     __builtin_ia32_pause();
   }
   /* Mark contended, then sleep until we take it while marking it contended. */
-  while (atomic_exchange_explicit(&l->state, 2, memory_order_acquire) != 0)
-    _hak_os_futex_wait(&l->state, 2);
+  while (atomic_exchange_explicit(&l->state, 2, memory_order_acquire) != 0) _hak_os_futex_wait(&l->state, 2);
 }
 
 void _hak_unlock(hak_lock_t *l) {
-  if (atomic_exchange_explicit(&l->state, 0, memory_order_release) == 2)
-    _hak_os_futex_wake(&l->state, 1);
+  if (atomic_exchange_explicit(&l->state, 0, memory_order_release) == 2) _hak_os_futex_wake(&l->state, 1);
 }

@@ -85,8 +85,7 @@ void _hak_options_load(void) {
     if (!v) continue;
     if (parse(v, table[i].lo, table[i].hi, &value))
       atomic_store_explicit(&_hak_options[i], value, memory_order_relaxed);
-    else
-      warn_bad(&table[i], v);
+    else warn_bad(&table[i], v);
   }
   warn_unknown();
   if (hak_opt(HAK_OPT_VERBOSE)) _hak_options_print(2);

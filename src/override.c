@@ -110,13 +110,13 @@ HAK_API struct mallinfo2 mallinfo2(void) {
   hak_stats(&st);
   struct mallinfo2 mi = {0};
   mi.arena = st.committed - st.large_committed; /* SuperSlab memory that may be resident */
-  mi.ordblks = st.slabs;                       /* slabs */
-  mi.hblks = st.large_blocks;                  /* live Large blocks */
-  mi.hblkhd = st.large_in_use;                 /* bytes in their mappings */
-  mi.usmblks = st.peak_committed;              /* high-water mark of committed memory */
-  mi.uordblks = st.in_use - st.large_in_use;   /* bytes in small blocks in use */
+  mi.ordblks = st.slabs;                        /* slabs */
+  mi.hblks = st.large_blocks;                   /* live Large blocks */
+  mi.hblkhd = st.large_in_use;                  /* bytes in their mappings */
+  mi.usmblks = st.peak_committed;               /* high-water mark of committed memory */
+  mi.uordblks = st.in_use - st.large_in_use;    /* bytes in small blocks in use */
   mi.fordblks = mi.arena > mi.uordblks ? mi.arena - mi.uordblks : 0;
-  mi.keepcost = st.bigcache_bytes;             /* freed Large mappings kept for reuse */
+  mi.keepcost = st.bigcache_bytes; /* freed Large mappings kept for reuse */
   return mi;
 }
 
@@ -124,23 +124,28 @@ static int clamp_int(size_t v) { return v > INT_MAX ? INT_MAX : (int)v; }
 
 HAK_API struct mallinfo mallinfo(void) {
   struct mallinfo2 m = mallinfo2();
-  struct mallinfo mi = {
-      .arena = clamp_int(m.arena), .ordblks = clamp_int(m.ordblks), .smblks = clamp_int(m.smblks),
-      .hblks = clamp_int(m.hblks), .hblkhd = clamp_int(m.hblkhd), .usmblks = clamp_int(m.usmblks),
-      .fsmblks = clamp_int(m.fsmblks), .uordblks = clamp_int(m.uordblks),
-      .fordblks = clamp_int(m.fordblks), .keepcost = clamp_int(m.keepcost)};
+  struct mallinfo mi = {.arena = clamp_int(m.arena),
+                        .ordblks = clamp_int(m.ordblks),
+                        .smblks = clamp_int(m.smblks),
+                        .hblks = clamp_int(m.hblks),
+                        .hblkhd = clamp_int(m.hblkhd),
+                        .usmblks = clamp_int(m.usmblks),
+                        .fsmblks = clamp_int(m.fsmblks),
+                        .uordblks = clamp_int(m.uordblks),
+                        .fordblks = clamp_int(m.fordblks),
+                        .keepcost = clamp_int(m.keepcost)};
   return mi;
 }
 
 /* glibc's parameters that have a hakmem meaning; 0 for the rest. */
 HAK_API int mallopt(int param, int value) {
   switch (param) {
-  case M_TRIM_THRESHOLD: /* within HAKMEM_RETAIN_KB's range, or refused */
-    return value >= 0 && _hak_option_set(HAK_OPT_RETAIN_KB, (long)value >> 10);
-  case M_CHECK_ACTION:
-    return _hak_option_set(HAK_OPT_INVALID_FREE, value == 0 ? 0 : (value & 2) ? 2 : 1);
-  default:
-    return 0;
+    case M_TRIM_THRESHOLD: /* within HAKMEM_RETAIN_KB's range, or refused */
+      return value >= 0 && _hak_option_set(HAK_OPT_RETAIN_KB, (long)value >> 10);
+    case M_CHECK_ACTION:
+      return _hak_option_set(HAK_OPT_INVALID_FREE, value == 0 ? 0 : (value & 2) ? 2 : 1);
+    default:
+      return 0;
   }
 }
 

@@ -29,8 +29,8 @@ static bool remote_push(hak_superslab_t *ss, hak_slab_t *run) {
   do {
     if (head & REMOTE_CLOSED) return false;
     run->link.next = (hak_link_t *)head;
-  } while (!atomic_compare_exchange_weak_explicit(&ss->remote, &head, (uintptr_t)&run->link, memory_order_release,
-                                                  memory_order_relaxed));
+  } while (!atomic_compare_exchange_weak_explicit(&ss->remote, &head, (uintptr_t)&run->link,
+                                                  memory_order_release, memory_order_relaxed));
   /* The owner looks at its next slow path (pools live in heaps, which are
    * never freed: a note left just as the SuperSlab changes owner costs a
    * heap one look). */

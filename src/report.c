@@ -18,7 +18,8 @@ void _hak_report_invalid(const char *who, const void *p, const char *what) {
     _hak_buf_hex(&b, (uintptr_t)p);
     _hak_buf_str(&b, " ");
     _hak_buf_str(&b, what);
-    _hak_buf_str(&b, mode == 2 ? "; aborting\n" : "; ignored (further invalid pointers are counted, not reported)\n");
+    _hak_buf_str(
+        &b, mode == 2 ? "; aborting\n" : "; ignored (further invalid pointers are counted, not reported)\n");
     _hak_buf_flush(&b);
   }
   if (mode == 2) _hak_os_abort();

@@ -6,11 +6,11 @@
  * SuperSlabs first). Everything here runs under _hak_ss_lock. */
 #include "internal.h"
 
-static hak_list_t reservations; /* newest first */
+static hak_list_t reservations;          /* newest first */
 static hak_reservation_t *spare_records; /* records of unmapped reservations, through link.next */
 static size_t mapped_bytes;
 static uint64_t unmapped_total;
-static uint32_t pending_unmap;  /* reservations with empty_since set */
+static uint32_t pending_unmap; /* reservations with empty_since set */
 
 #define RES_OF(l) HAK_CONTAINER(l, hak_reservation_t, link)
 

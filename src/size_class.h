@@ -13,9 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HAK_TINY_MAX ((size_t)1024)       /* largest Tiny block */
-#define HAK_MID_MAX ((size_t)32 << 10)    /* largest Mid block: the inline path's limit */
-#define HAK_POOL_MAX ((size_t)1 << 20)    /* largest pool block; above it, Large */
+#define HAK_TINY_MAX ((size_t)1024)    /* largest Tiny block */
+#define HAK_MID_MAX ((size_t)32 << 10) /* largest Mid block: the inline path's limit */
+#define HAK_POOL_MAX ((size_t)1 << 20) /* largest pool block; above it, Large */
 #define HAK_CLASS_TINY_LAST 64
 #define HAK_CLASS_MID_LAST 104
 #define HAK_CLASS_LAST 144

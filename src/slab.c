@@ -63,7 +63,8 @@ void _hak_slab_format(hak_slab_t *s, size_t cls) {
 }
 
 hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner) {
-  hak_slab_t *s = _hak_ss_take_run((unsigned)_hak_slab_units(cls), hak_class_size(cls) > HAK_UNIT0_MAX_BLOCK, owner);
+  hak_slab_t *s =
+      _hak_ss_take_run((unsigned)_hak_slab_units(cls), hak_class_size(cls) > HAK_UNIT0_MAX_BLOCK, owner);
   if (s) _hak_slab_format(s, cls);
   return s;
 }
@@ -131,8 +132,8 @@ static void let_go(hak_slab_t *s) {
     }
     if (s->used < s->capacity) publish(s);
     uintptr_t expect = 0;
-    if (atomic_compare_exchange_strong_explicit(&s->thread_free, &expect, HAK_DETACHED,
-                                                memory_order_release, memory_order_relaxed))
+    if (atomic_compare_exchange_strong_explicit(&s->thread_free, &expect, HAK_DETACHED, memory_order_release,
+                                                memory_order_relaxed))
       return;
   }
 }
@@ -185,8 +186,8 @@ bool _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b, uint32_t mine) {
       continue;
     }
     b->next = (hak_block_t *)tf;
-    if (atomic_compare_exchange_weak_explicit(&s->thread_free, &tf, (uintptr_t)b,
-                                              memory_order_release, memory_order_relaxed))
+    if (atomic_compare_exchange_weak_explicit(&s->thread_free, &tf, (uintptr_t)b, memory_order_release,
+                                              memory_order_relaxed))
       return false;
   }
   /* Claimed: the owner word is the one its last detach wrote. */
@@ -267,8 +268,8 @@ uint32_t _hak_slab_live(hak_slab_t *s, uint32_t my_key, const hak_block_t *my_li
   uint32_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED); /* a statistic */
   uint32_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
   if (!owner || (owner & ~3u) != (my_key & ~3u)) return used;
-  uint32_t idle =
-      count((const hak_block_t *)(atomic_load_explicit(&s->thread_free, memory_order_acquire) & ~HAK_DETACHED));
+  uint32_t idle = count(
+      (const hak_block_t *)(atomic_load_explicit(&s->thread_free, memory_order_acquire) & ~HAK_DETACHED));
   return used - idle - count_in(s, my_list);
 }
 
@@ -284,9 +285,7 @@ static uint32_t list_length(const hak_slab_t *s, const hak_block_t *l) {
 /* After fork, for a slab of a heap whose thread is gone: the lists are
  * consistent (the fast paths publish a block before moving a head), but
  * `used` may be off by the one free that was in flight. */
-void _hak_slab_recount(hak_slab_t *s) {
-  s->used = s->carved - list_length(s, s->local_free);
-}
+void _hak_slab_recount(hak_slab_t *s) { s->used = s->carved - list_length(s, s->local_free); }
 
 void _hak_slab_check(hak_slab_t *s, const hak_block_t *list) {
   HAK_ASSERT(s->units && s->carved <= s->capacity && s->slot_off == HAK_SLOT_OFF(s->cls));

@@ -84,7 +84,8 @@ static void take(snapshot_t *s, bool classes) {
   size_t used, empty;
   _hak_budget_figures(&used, &empty, &s->st.committed, &s->st.peak_committed, &s->st.room);
   s->st.heaps = heaps;
-  s->st.unaccounted = (int64_t)(s->st.committed - (s->st.in_use + s->st.slab_free + s->st.empty + s->st.metadata));
+  s->st.unaccounted =
+      (int64_t)(s->st.committed - (s->st.in_use + s->st.slab_free + s->st.empty + s->st.metadata));
   if (hak_cfg_debug && heaps == (hak_tls_own_heap() != NULL)) check_at_rest(&s->st, used, empty);
   _hak_unlock(&_hak_large_lock);
   _hak_unlock(&_hak_ss_lock);
@@ -106,7 +107,8 @@ HAK_API int hak_stats(hak_stats_t *out) {
 HAK_API void hak_stats_flush(void) { _hak_heap_flush_counters(); }
 
 /* A figure of hak_stats_t, signed or not. */
-#define FIGURE(b, v) _Generic((v), int64_t: _hak_buf_int((b), (int64_t)(v)), default: _hak_buf_dec((b), (uint64_t)(v)))
+#define FIGURE(b, v) \
+  _Generic((v), int64_t : _hak_buf_int((b), (int64_t)(v)), default : _hak_buf_dec((b), (uint64_t)(v)))
 
 /* The exit line names its process: a program run through another one under
  * LD_PRELOAD (time, env, a shell) prints the other's line too, and one that
@@ -114,8 +116,8 @@ HAK_API void hak_stats_flush(void) { _hak_heap_flush_counters(); }
 static void line(hak_buf_t *b, const hak_stats_t *st) {
   _hak_buf_str(b, "hakmem: pid=");
   _hak_buf_dec(b, (uint64_t)_hak_os_getpid());
-#define LINE_FIELD(type, f, desc)        \
-  _hak_buf_str(b, " " #f "="); \
+#define LINE_FIELD(type, f, desc) \
+  _hak_buf_str(b, " " #f "=");    \
   FIGURE(b, (st->f));
   HAK_STATS_FIELDS(LINE_FIELD)
 #undef LINE_FIELD
@@ -129,10 +131,10 @@ HAK_API void hak_stats_print(int fd) {
   _hak_buf_str(&b, "hakmem statistics (");
   _hak_buf_str(&b, HAK_VERSION_TEXT);
   _hak_buf_str(&b, ")\n");
-#define TEXT_FIELD(type, f, desc)                  \
-  _hak_buf_str(&b, "  " #f);           \
-  _hak_buf_pad(&b, 24);                \
-  FIGURE(&b, (s.st.f));  \
+#define TEXT_FIELD(type, f, desc) \
+  _hak_buf_str(&b, "  " #f);      \
+  _hak_buf_pad(&b, 24);           \
+  FIGURE(&b, (s.st.f));           \
   _hak_buf_str(&b, "\n");
   HAK_STATS_FIELDS(TEXT_FIELD)
 #undef TEXT_FIELD
@@ -170,7 +172,7 @@ HAK_API void hak_stats_json(int fd) {
   _hak_buf_str(&b, "{\"version\":\"");
   _hak_buf_str(&b, HAK_VERSION_TEXT);
   _hak_buf_str(&b, "\"");
-#define JSON_FIELD(type, f, desc)           \
+#define JSON_FIELD(type, f, desc)   \
   _hak_buf_str(&b, ",\"" #f "\":"); \
   FIGURE(&b, (s.st.f));
   HAK_STATS_FIELDS(JSON_FIELD)
@@ -221,7 +223,7 @@ void _hak_stats_xml(hak_buf_t *b) {
   }
 #define XML_FIELD(type, f, desc)                     \
   _hak_buf_str(b, "<total type=\"" #f "\" size=\""); \
-  FIGURE(b, (s.st.f));    \
+  FIGURE(b, (s.st.f));                               \
   _hak_buf_str(b, "\"/>\n");
   HAK_STATS_FIELDS(XML_FIELD)
 #undef XML_FIELD

@@ -12,10 +12,10 @@
 #include "units.h"
 
 hak_lock_t _hak_ss_lock = HAK_LOCK_INIT;
-static hak_list_t avail;           /* shared SuperSlabs with a free unit (ss lock), oldest first */
-static uint64_t superslab_count;   /* ss lock */
+static hak_list_t avail;              /* shared SuperSlabs with a free unit (ss lock), oldest first */
+static uint64_t superslab_count;      /* ss lock */
 static _Atomic uint64_t purged_total; /* purges run under the owner or _hak_ss_lock */
-static hak_tick_t shared_purge_at; /* ss lock; read unlocked to skip taking it */
+static hak_tick_t shared_purge_at;    /* ss lock; read unlocked to skip taking it */
 
 static char *unit_addr(hak_superslab_t *ss, unsigned u) {
   return (char *)ss + ((size_t)u << HAK_UNIT_SHIFT) + (u == 0 ? HAK_SS_HEADER : 0);

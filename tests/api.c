@@ -2,9 +2,10 @@
  * table of CHECKLIST.md (errno included), plus the hak_* API and stats.
  *
  * Built linked with -lhakmem (release and debug), linked -static with
- * libhakmem.a, and glibc-linked for runs under LD_PRELOAD. Symbols glibc
- * lacks (free_sized, cfree...) are found with dlsym, or through weak
- * references in the static build. */
+ * libhakmem.a, and glibc-linked for runs under LD_PRELOAD. The exported
+ * names come from exports.h (generated from src/exports.map); symbols glibc
+ * lacks (free_sized, cfree...) are found with dlsym, or by symbol name in
+ * the static build. */
 #include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 
+#include "exports.h"
 #include "harness.h"
 #include "util.h"
 
@@ -26,62 +28,25 @@ typedef void (*free_sized_fn)(void *, size_t);
 typedef void (*free_aligned_sized_fn)(void *, size_t, size_t);
 
 #ifdef TEST_STATIC
-/* Weak references do not pull libc.a's malloc.o into the link: each of these
- * resolves to hakmem's definition, or stays NULL if hakmem has none. */
-extern void *__libc_malloc(size_t) __attribute__((weak));
-extern void *__libc_calloc(size_t, size_t) __attribute__((weak));
-extern void *__libc_realloc(void *, size_t) __attribute__((weak));
-extern void __libc_free(void *) __attribute__((weak));
-extern void *__libc_memalign(size_t, size_t) __attribute__((weak));
-extern void *__libc_valloc(size_t) __attribute__((weak));
-extern void *__libc_pvalloc(size_t) __attribute__((weak));
-extern int __posix_memalign(void **, size_t, size_t) __attribute__((weak));
-extern void cfree(void *) __attribute__((weak));
-extern void free_sized(void *, size_t) __attribute__((weak));
-extern void free_aligned_sized(void *, size_t, size_t) __attribute__((weak));
-
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+/* Each exported name (exports.h, from src/exports.map) referred to by its
+ * symbol, so that no declaration is needed: the static link resolves each
+ * to hakmem's definition; one that hakmem lacked would pull libc.a's
+ * malloc.o in and fail the link on its duplicates. */
+#define EXPORT_REF(n) extern char export_##n __asm__(#n);
+HAK_LIBC_EXPORTS(EXPORT_REF)
+#undef EXPORT_REF
 static const struct {
   const char *name;
   void *addr;
 } static_syms[] = {
-    {"malloc", (void *)malloc},
-    {"free", (void *)free},
-    {"calloc", (void *)calloc},
-    {"realloc", (void *)realloc},
-    {"reallocarray", (void *)reallocarray},
-    {"posix_memalign", (void *)posix_memalign},
-    {"aligned_alloc", (void *)aligned_alloc},
-    {"memalign", (void *)memalign},
-    {"valloc", (void *)valloc},
-    {"pvalloc", (void *)pvalloc},
-    {"malloc_usable_size", (void *)malloc_usable_size},
-    {"free_sized", (void *)free_sized},
-    {"free_aligned_sized", (void *)free_aligned_sized},
-    {"cfree", (void *)cfree},
-    {"mallinfo", (void *)mallinfo},
-    {"mallinfo2", (void *)mallinfo2},
-    {"malloc_trim", (void *)malloc_trim},
-    {"mallopt", (void *)mallopt},
-    {"malloc_stats", (void *)malloc_stats},
-    {"malloc_info", (void *)malloc_info},
-    {"__libc_malloc", (void *)__libc_malloc},
-    {"__libc_calloc", (void *)__libc_calloc},
-    {"__libc_realloc", (void *)__libc_realloc},
-    {"__libc_free", (void *)__libc_free},
-    {"__libc_memalign", (void *)__libc_memalign},
-    {"__libc_valloc", (void *)__libc_valloc},
-    {"__libc_pvalloc", (void *)__libc_pvalloc},
-    {"__posix_memalign", (void *)__posix_memalign},
+#define EXPORT_SYM(n) {#n, (void *)&export_##n},
+    HAK_LIBC_EXPORTS(EXPORT_SYM)
+#undef EXPORT_SYM
 };
-#pragma GCC diagnostic pop
 
-static void *api_sym(const char *name)
-{
+static void *api_sym(const char *name) {
   for (size_t i = 0; i < sizeof static_syms / sizeof static_syms[0]; i++)
-    if (strcmp(static_syms[i].name, name) == 0)
-      return static_syms[i].addr;
+    if (strcmp(static_syms[i].name, name) == 0) return static_syms[i].addr;
   return NULL;
 }
 #else
@@ -89,46 +54,36 @@ static void *api_sym(const char *name) { return dlsym(RTLD_DEFAULT, name); }
 #endif
 
 static const char *const api_names[] = {
-    "malloc",        "free",           "calloc",          "realloc",
-    "reallocarray",  "posix_memalign", "aligned_alloc",   "memalign",
-    "valloc",        "pvalloc",        "malloc_usable_size", "free_sized",
-    "free_aligned_sized", "cfree",     "mallinfo",        "mallinfo2",
-    "malloc_trim",   "mallopt",        "malloc_stats",    "malloc_info",
-    "__libc_malloc", "__libc_calloc",  "__libc_realloc",  "__libc_free",
-    "__libc_memalign", "__libc_valloc", "__libc_pvalloc", "__posix_memalign",
+#define EXPORT_NAME(n) #n,
+    HAK_LIBC_EXPORTS(EXPORT_NAME)
+#undef EXPORT_NAME
 };
 
 static size_t page;
 
-static hak_stats_t stats(void)
-{
+static hak_stats_t stats(void) {
   hak_stats_t s;
   memset(&s, 0, sizeof s);
-  if (hak.stats)
-    hak.stats(&s);
+  if (hak.stats) hak.stats(&s);
   return s;
 }
 
-static int cmp_ptr(const void *a, const void *b)
-{
+static int cmp_ptr(const void *a, const void *b) {
   uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
   return x < y ? -1 : x > y;
 }
 
 /* 1 if the blocks p[i] (usable sizes taken from malloc_usable_size) are
  * pairwise disjoint. Sorts p. */
-static int disjoint(void **p, size_t n)
-{
+static int disjoint(void **p, size_t n) {
   qsort(p, n, sizeof *p, cmp_ptr);
   for (size_t i = 1; i < n; i++)
-    if ((uintptr_t)p[i - 1] + malloc_usable_size(p[i - 1]) > (uintptr_t)p[i])
-      return 0;
+    if ((uintptr_t)p[i - 1] + malloc_usable_size(p[i - 1]) > (uintptr_t)p[i]) return 0;
   return 1;
 }
 
 /* ---- identity ------------------------------------------------------------ */
-static void test_identity(void)
-{
+static void test_identity(void) {
   CHECK("all hak_* entry points resolve", hak_load());
   char want[64];
   snprintf(want, sizeof want, "hakmem %d.%d.%d", HAKMEM_VERSION_MAJOR, HAKMEM_VERSION_MINOR,
@@ -137,22 +92,14 @@ static void test_identity(void)
          "got \"%s\", want \"%s\"", hak.version ? hak.version() : "(none)", want);
   CHECK("hakmem is the process malloc", hakmem_is_malloc());
   for (size_t i = 0; i < sizeof api_names / sizeof api_names[0]; i++) {
-#ifdef TEST_STATIC
-    /* Statically, a strong reference resolved at link time; only the weak
-     * ones (glibc's internal names, cfree, free_sized...) can be missing. */
-    if (api_names[i][0] != '_' && strcmp(api_names[i], "cfree") != 0 &&
-        strncmp(api_names[i], "free_", 5) != 0)
-      continue;
-#endif
     void *s = api_sym(api_names[i]);
-    CHECKV("API symbol is defined by hakmem", s && same_object(s, (const void *)hak.version),
-           "%s -> %p", api_names[i], s);
+    CHECKV("API symbol is defined by hakmem", s && same_object(s, (const void *)hak.version), "%s -> %p",
+           api_names[i], s);
   }
 }
 
 /* ---- malloc ------------------------------------------------------------- */
-static void test_malloc_zero(void)
-{
+static void test_malloc_zero(void) {
   enum { N = 256 };
   void *p[N];
   int nonnull = 1;
@@ -161,69 +108,55 @@ static void test_malloc_zero(void)
     nonnull &= p[i] != NULL;
   }
   CHECK("malloc(0) returns non-NULL", nonnull);
-  if (!nonnull)
-    return;
+  if (!nonnull) return;
   qsort(p, N, sizeof *p, cmp_ptr);
   int unique = 1;
-  for (int i = 1; i < N; i++)
-    unique &= p[i] != p[i - 1];
+  for (int i = 1; i < N; i++) unique &= p[i] != p[i - 1];
   CHECK("malloc(0) pointers are unique", unique);
-  for (int i = 0; i < N; i++)
-    free(p[i]);
+  for (int i = 0; i < N; i++) free(p[i]);
 }
 
-static void test_malloc_huge(void)
-{
-  const size_t sizes[] = {(size_t)PTRDIFF_MAX + 1, SIZE_MAX, SIZE_MAX - 4095, SIZE_MAX - 15,
-                          (size_t)1 << 62};
+static void test_malloc_huge(void) {
+  const size_t sizes[] = {(size_t)PTRDIFF_MAX + 1, SIZE_MAX, SIZE_MAX - 4095, SIZE_MAX - 15, (size_t)1 << 62};
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
     errno = 0;
     void *p = malloc(LAUNDER(sizes[i]));
-    CHECKV("malloc(>PTRDIFF_MAX or unsatisfiable) returns NULL with ENOMEM",
-           p == NULL && errno == ENOMEM, "size %zu: %p errno %d", sizes[i], p, errno);
+    CHECKV("malloc(>PTRDIFF_MAX or unsatisfiable) returns NULL with ENOMEM", p == NULL && errno == ENOMEM,
+           "size %zu: %p errno %d", sizes[i], p, errno);
   }
 }
 
 /* Out of address space (RLIMIT_AS) in a child: every call fails cleanly with
  * ENOMEM, the old block of a failed realloc is intact, and small requests
  * still succeed afterwards. Returns a bit mask of what went wrong. */
-static int oom_child(void *arg)
-{
+static int oom_child(void *arg) {
   (void)arg;
   int bad = 0;
   void *keep = malloc(3000), *big = malloc(3 * MiB);
-  if (!keep || !big)
-    return 1 << 10;
+  if (!keep || !big) return 1 << 10;
   pat_fill(keep, 3000, 77);
   pat_fill(big, 3 * MiB, 78);
   long vm = proc_status_kb("VmSize");
   struct rlimit rl = {(rlim_t)vm * 1024 + 256 * MiB, RLIM_INFINITY};
-  if (vm <= 0 || setrlimit(RLIMIT_AS, &rl) != 0)
-    return 1 << 11;
+  if (vm <= 0 || setrlimit(RLIMIT_AS, &rl) != 0) return 1 << 11;
   size_t g = LAUNDER((size_t)1 << 30);
   errno = 0;
   void *p = malloc(g);
-  if (p || errno != ENOMEM)
-    bad |= 1;
+  if (p || errno != ENOMEM) bad |= 1;
   errno = 0;
   p = calloc(1, g);
-  if (p || errno != ENOMEM)
-    bad |= 2;
+  if (p || errno != ENOMEM) bad |= 2;
   errno = 0;
   p = realloc(keep, g);
-  if (p || errno != ENOMEM || pat_check(keep, 3000, 77) != SIZE_MAX)
-    bad |= 4;
+  if (p || errno != ENOMEM || pat_check(keep, 3000, 77) != SIZE_MAX) bad |= 4;
   errno = 0;
   p = realloc(big, g);
-  if (p || errno != ENOMEM || pat_check(big, 3 * MiB, 78) != SIZE_MAX)
-    bad |= 8;
+  if (p || errno != ENOMEM || pat_check(big, 3 * MiB, 78) != SIZE_MAX) bad |= 8;
   errno = 0;
   p = aligned_alloc(4096, g);
-  if (p || errno != ENOMEM)
-    bad |= 16;
+  if (p || errno != ENOMEM) bad |= 16;
   void *q = (void *)&bad;
-  if (posix_memalign(&q, 64, g) != ENOMEM || q != (void *)&bad)
-    bad |= 32;
+  if (posix_memalign(&q, 64, g) != ENOMEM || q != (void *)&bad) bad |= 32;
   for (int i = 0; i < 1000; i++) {
     p = malloc((size_t)(i % 50) * 16 + 1);
     if (!p) {
@@ -238,23 +171,18 @@ static int oom_child(void *arg)
   return bad;
 }
 
-static void test_oom(void)
-{
+static void test_oom(void) {
   static child_t c;
-  if (!CHECK("out-of-memory child runs", run_child(oom_child, NULL, &c, 60) == 0))
-    return;
+  if (!CHECK("out-of-memory child runs", run_child(oom_child, NULL, &c, 60) == 0)) return;
   int code = WIFEXITED(c.status) ? WEXITSTATUS(c.status) : -1;
-  CHECKV("out of memory child exited normally", WIFEXITED(c.status), "status 0x%x, stderr: %s",
-         c.status, c.err);
-  if (!WIFEXITED(c.status))
-    return;
+  CHECKV("out of memory child exited normally", WIFEXITED(c.status), "status 0x%x, stderr: %s", c.status,
+         c.err);
+  if (!WIFEXITED(c.status)) return;
   CHECKV("setup of the out-of-memory child", !(code & (3 << 10)), "code %d", code);
   CHECKV("malloc out of memory: NULL, ENOMEM", !(code & 1), "code %d", code);
   CHECKV("calloc out of memory: NULL, ENOMEM", !(code & 2), "code %d", code);
-  CHECKV("realloc out of memory: NULL, ENOMEM, old small block intact", !(code & 4), "code %d",
-         code);
-  CHECKV("realloc out of memory: NULL, ENOMEM, old large block intact", !(code & 8), "code %d",
-         code);
+  CHECKV("realloc out of memory: NULL, ENOMEM, old small block intact", !(code & 4), "code %d", code);
+  CHECKV("realloc out of memory: NULL, ENOMEM, old large block intact", !(code & 8), "code %d", code);
   CHECKV("aligned_alloc out of memory: NULL, ENOMEM", !(code & 16), "code %d", code);
   CHECKV("posix_memalign out of memory: ENOMEM, *p untouched", !(code & 32), "code %d", code);
   CHECKV("small mallocs still succeed after out of memory", !(code & 64), "code %d", code);
@@ -262,16 +190,13 @@ static void test_oom(void)
 
 /* Sizes 0..2048, then growing by ~1/8 up to 16 MiB: alignment, usable size
  * >= request and stable, whole usable block writable, blocks disjoint. */
-static void test_malloc_sweep(void)
-{
+static void test_malloc_sweep(void) {
   enum { MAXN = 2400 };
   static void *p[MAXN];
   static size_t sz[MAXN], us[MAXN];
   size_t n = 0;
-  for (size_t s = 0; s <= 2048; s++)
-    sz[n++] = s;
-  for (size_t s = 2048; s <= 16 * MiB; s += s / 8, n++)
-    sz[n] = s + (n & 1 ? 0 : 5);
+  for (size_t s = 0; s <= 2048; s++) sz[n++] = s;
+  for (size_t s = 2048; s <= 16 * MiB; s += s / 8, n++) sz[n] = s + (n & 1 ? 0 : 5);
   int ok_null = 1, ok_align = 1, ok_usable = 1, ok_stable = 1, ok_pat = 1, ok_bound = 1;
   for (size_t i = 0; i < n; i++) {
     p[i] = malloc(LAUNDER(sz[i]));
@@ -300,10 +225,8 @@ static void test_malloc_sweep(void)
   CHECK("malloc sweep: usable >= request", ok_usable);
   CHECK("malloc sweep: usable size within a sane bound", ok_bound);
   for (size_t i = 0; i < n; i++) {
-    if (!p[i])
-      continue;
-    if (malloc_usable_size(p[i]) != us[i])
-      ok_stable = 0;
+    if (!p[i]) continue;
+    if (malloc_usable_size(p[i]) != us[i]) ok_stable = 0;
     size_t off = pat_check(p[i], us[i], pat_seed(p[i], us[i]));
     if (off != SIZE_MAX) {
       CHECKV("malloc sweep: block contents survive neighbours", 0,
@@ -315,17 +238,14 @@ static void test_malloc_sweep(void)
   CHECK("malloc sweep: contents intact", ok_pat);
   size_t m = 0;
   for (size_t i = 0; i < n; i++)
-    if (p[i])
-      p[m++] = p[i];
+    if (p[i]) p[m++] = p[i];
   CHECK("malloc sweep: blocks are disjoint", disjoint(p, m));
-  for (size_t i = 0; i < m; i++)
-    free(p[i]);
+  for (size_t i = 0; i < m; i++) free(p[i]);
   CHECK("malloc_usable_size(NULL) == 0", malloc_usable_size(NULL) == 0);
 }
 
 /* A single-threaded random workout with pattern checks. */
-static void test_random_workout(void)
-{
+static void test_random_workout(void) {
   enum { SLOTS = 2048, OPS = 150000 };
   static void *p[SLOTS];
   static size_t sz[SLOTS];
@@ -338,8 +258,7 @@ static void test_random_workout(void)
     size_t s = (x >> 16) % 100 < 90 ? (x >> 24) % 1024 : (x >> 24) % (256 * KiB);
     if (p[i]) {
       if (pat_check(p[i], sz[i], seed[i]) != SIZE_MAX) {
-        if (bad++ < 5)
-          CHECKV("random workout: block intact", 0, "block %p size %zu", p[i], sz[i]);
+        if (bad++ < 5) CHECKV("random workout: block intact", 0, "block %p size %zu", p[i], sz[i]);
       }
       if ((x >> 8) % 4 == 0) {
         void *q = realloc(p[i], s);
@@ -357,16 +276,16 @@ static void test_random_workout(void)
       }
     } else {
       switch ((x >> 12) % 4) {
-      case 0:
-        p[i] = calloc(1, s);
-        if (p[i] && !all_bytes(p[i], s, 0) && bad++ < 5)
-          CHECKV("random workout: calloc zeroed", 0, "size %zu", s);
-        break;
-      case 1:
-        p[i] = aligned_alloc((size_t)64 << ((x >> 40) % 6), s);
-        break;
-      default:
-        p[i] = malloc(s);
+        case 0:
+          p[i] = calloc(1, s);
+          if (p[i] && !all_bytes(p[i], s, 0) && bad++ < 5)
+            CHECKV("random workout: calloc zeroed", 0, "size %zu", s);
+          break;
+        case 1:
+          p[i] = aligned_alloc((size_t)64 << ((x >> 40) % 6), s);
+          break;
+        default:
+          p[i] = malloc(s);
       }
       if (!p[i]) {
         nulls++;
@@ -378,8 +297,7 @@ static void test_random_workout(void)
     pat_fill(p[i], s, seed[i]);
   }
   for (int i = 0; i < SLOTS; i++) {
-    if (p[i] && pat_check(p[i], sz[i], seed[i]) != SIZE_MAX)
-      bad++;
+    if (p[i] && pat_check(p[i], sz[i], seed[i]) != SIZE_MAX) bad++;
     free(p[i]);
     p[i] = NULL;
   }
@@ -388,8 +306,7 @@ static void test_random_workout(void)
 }
 
 /* ---- free and errno --------------------------------------------------------- */
-static void test_free_errno(void)
-{
+static void test_free_errno(void) {
   errno = 4242;
   free(NULL);
   CHECK("free(NULL) leaves errno alone", errno == 4242);
@@ -414,16 +331,14 @@ static void test_free_errno(void)
     free(q[i]);
     changed += errno != 4243;
   }
-  CHECKV("free of 64 MiB of blocks never changes errno", changed == 0, "%d frees changed it",
-         changed);
+  CHECKV("free of 64 MiB of blocks never changes errno", changed == 0, "%d frees changed it", changed);
 }
 
 /* ---- calloc ---------------------------------------------------------------- */
-static void test_calloc(void)
-{
-  const size_t sizes[] = {1,       8,        16,       24,      100,     1000,     1024,
-                          1025,    4000,     4096,     8192,    32 * KiB, 33 * KiB, 100 * KiB,
-                          512 * KiB, 1 * MiB, 1 * MiB + 1, 3 * MiB, 8 * MiB, 16 * MiB};
+static void test_calloc(void) {
+  const size_t sizes[] = {1,         8,       16,          24,      100,      1000,     1024,
+                          1025,      4000,    4096,        8192,    32 * KiB, 33 * KiB, 100 * KiB,
+                          512 * KiB, 1 * MiB, 1 * MiB + 1, 3 * MiB, 8 * MiB,  16 * MiB};
   enum { REP = 16 };
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
     size_t n = sizes[i], rep = n > MiB ? 3 : REP;
@@ -432,16 +347,14 @@ static void test_calloc(void)
       d[k] = malloc(n);
       memset(d[k], 0xA5, malloc_usable_size(d[k]));
     }
-    for (size_t k = 0; k < rep; k++)
-      free(d[k]);
+    for (size_t k = 0; k < rep; k++) free(d[k]);
     int zero = 1;
     for (size_t k = 0; k < rep; k++) {
       d[k] = k & 1 ? calloc(n, 1) : calloc(1, n);
       zero &= d[k] && all_bytes(d[k], n, 0);
     }
     CHECKV("calloc returns zeroed memory after dirty frees", zero, "size %zu", n);
-    for (size_t k = 0; k < rep; k++)
-      free(d[k]);
+    for (size_t k = 0; k < rep; k++) free(d[k]);
   }
   /* Same after a large dirty free, which may come back from BigCache. */
   void *big = malloc(8 * MiB);
@@ -470,8 +383,7 @@ static void test_calloc(void)
 }
 
 /* ---- realloc ---------------------------------------------------------------- */
-static void test_realloc_basic(void)
-{
+static void test_realloc_basic(void) {
   void *p = realloc(NULL, 1000);
   CHECK("realloc(NULL, n) acts as malloc(n)", p && malloc_usable_size(p) >= 1000);
   if (p) {
@@ -513,30 +425,26 @@ static void test_realloc_basic(void)
   }
   struct mallinfo2 before = mallinfo2();
   int nulls = 1;
-  for (int i = 0; i < N; i++)
-    nulls &= realloc(blk[i], LAUNDER((size_t)0)) == NULL;
+  for (int i = 0; i < N; i++) nulls &= realloc(blk[i], LAUNDER((size_t)0)) == NULL;
   struct mallinfo2 after = mallinfo2();
   CHECK("realloc(p, 0) returns NULL", nulls);
-  CHECKV("realloc(p, 0) frees p", before.uordblks >= after.uordblks + N * 100 * KiB,
-         "uordblks %zu -> %zu", before.uordblks, after.uordblks);
+  CHECKV("realloc(p, 0) frees p", before.uordblks >= after.uordblks + N * 100 * KiB, "uordblks %zu -> %zu",
+         before.uordblks, after.uordblks);
 }
 
 /* realloc keeps contents across every size class and tier boundary, up and
  * down, and across far jumps. */
-static void test_realloc_boundaries(void)
-{
+static void test_realloc_boundaries(void) {
   static size_t s[256];
   size_t n = 0;
-  for (size_t x = 16; x <= 1024; x += 16)
-    s[n++] = x;
+  for (size_t x = 16; x <= 1024; x += 16) s[n++] = x;
   for (size_t x = 1024; x < MiB;) {
     x += x / 8;
     x = (x + 15) & ~(size_t)15;
     s[n++] = x < MiB ? x : MiB;
   }
   const size_t tail[] = {MiB + MiB / 2, 2 * MiB, 4 * MiB, 8 * MiB, 32 * MiB};
-  for (size_t i = 0; i < sizeof tail / sizeof tail[0]; i++)
-    s[n++] = tail[i];
+  for (size_t i = 0; i < sizeof tail / sizeof tail[0]; i++) s[n++] = tail[i];
 
   int ok_up = 1, ok_down = 1, ok_jump = 1, ok_usable = 1, ok_align = 1;
   void *p = malloc(s[0]);
@@ -597,15 +505,13 @@ static void test_realloc_boundaries(void)
   CHECK("realloc result: 16-byte aligned", ok_align);
 }
 
-static void test_reallocarray(void)
-{
+static void test_reallocarray(void) {
   errno = 0;
   void *p = reallocarray(NULL, LAUNDER(SIZE_MAX / 2 + 1), LAUNDER((size_t)2));
   CHECK("reallocarray(NULL, overflow) returns NULL with ENOMEM", p == NULL && errno == ENOMEM);
   p = reallocarray(NULL, 10, 100);
   CHECK("reallocarray(NULL, 10, 100) allocates", p && malloc_usable_size(p) >= 1000);
-  if (!p)
-    return;
+  if (!p) return;
   pat_fill(p, 1000, 9);
   errno = 0;
   void *q = reallocarray(LAUNDER(p), LAUNDER((size_t)1 << 40), LAUNDER((size_t)1 << 40));
@@ -617,19 +523,18 @@ static void test_reallocarray(void)
 }
 
 /* ---- aligned allocation ----------------------------------------------------- */
-static void test_posix_memalign_errors(void)
-{
+static void test_posix_memalign_errors(void) {
   const size_t bad[] = {0, 1, 2, 4, 3, 12, 24, 48, 96, 4097, SIZE_MAX, (SIZE_MAX >> 1) + 2};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     void *p = (void *)0x1234;
     int r = posix_memalign(&p, LAUNDER(bad[i]), 64);
-    CHECKV("posix_memalign: EINVAL for a bad alignment, *p untouched",
-           r == EINVAL && p == (void *)0x1234, "alignment %zu: returned %d, p %p", bad[i], r, p);
+    CHECKV("posix_memalign: EINVAL for a bad alignment, *p untouched", r == EINVAL && p == (void *)0x1234,
+           "alignment %zu: returned %d, p %p", bad[i], r, p);
   }
   void *p = (void *)0x1234;
   int r = posix_memalign(&p, 64, LAUNDER(SIZE_MAX - 100));
-  CHECKV("posix_memalign: ENOMEM for a huge size, *p untouched",
-         r == ENOMEM && p == (void *)0x1234, "returned %d p %p", r, p);
+  CHECKV("posix_memalign: ENOMEM for a huge size, *p untouched", r == ENOMEM && p == (void *)0x1234,
+         "returned %d p %p", r, p);
   p = (void *)0x1234;
   r = posix_memalign(&p, LAUNDER((size_t)1 << 62), 64);
   CHECKV("posix_memalign: 2^62 alignment fails, *p untouched", r != 0 && p == (void *)0x1234,
@@ -647,14 +552,12 @@ static void test_posix_memalign_errors(void)
 /* aligned_alloc, posix_memalign and memalign for every alignment 1..2^26:
  * aligned, usable >= request, the whole usable block writable, blocks
  * disjoint and intact. */
-static void test_alignment_sweep(void)
-{
+static void test_alignment_sweep(void) {
   for (int k = 0; k <= 26; k++) {
     size_t a = (size_t)1 << k;
     size_t sizes[4] = {1, 24, a, a + 1};
     int nsizes = a >= MiB ? 2 : 4;
-    if (a >= MiB)
-      sizes[1] = a;
+    if (a >= MiB) sizes[1] = a;
     void *p[12];
     size_t us[12];
     int n = 0, ok = 1;
@@ -663,13 +566,10 @@ static void test_alignment_sweep(void)
       for (int f = 0; f < 3; f++) {
         void *q = NULL;
         const char *fn = f == 0 ? "aligned_alloc" : f == 1 ? "posix_memalign" : "memalign";
-        if (f == 0)
-          q = aligned_alloc(a, s);
+        if (f == 0) q = aligned_alloc(a, s);
         else if (f == 1) {
-          if (posix_memalign(&q, a < sizeof(void *) ? sizeof(void *) : a, s) != 0)
-            q = NULL;
-        } else
-          q = memalign(a, s);
+          if (posix_memalign(&q, a < sizeof(void *) ? sizeof(void *) : a, s) != 0) q = NULL;
+        } else q = memalign(a, s);
         if (!q) {
           CHECKV("aligned allocation succeeds", 0, "%s(%zu, %zu)", fn, a, s);
           ok = 0;
@@ -681,8 +581,7 @@ static void test_alignment_sweep(void)
         }
         size_t u = malloc_usable_size(q);
         if (u < s) {
-          CHECKV("aligned allocation: usable >= request", 0, "%s(%zu, %zu) usable %zu", fn, a, s,
-                 u);
+          CHECKV("aligned allocation: usable >= request", 0, "%s(%zu, %zu) usable %zu", fn, a, s, u);
           ok = 0;
         }
         memset(q, 0xEE, u);
@@ -692,18 +591,15 @@ static void test_alignment_sweep(void)
       }
     }
     for (int i = 0; i < n; i++)
-      if (pat_check(p[i], us[i], pat_seed(p[i], us[i])) != SIZE_MAX ||
-          malloc_usable_size(p[i]) != us[i]) {
-        CHECKV("aligned blocks keep contents and usable size", 0, "alignment %zu block %p", a,
-               p[i]);
+      if (pat_check(p[i], us[i], pat_seed(p[i], us[i])) != SIZE_MAX || malloc_usable_size(p[i]) != us[i]) {
+        CHECKV("aligned blocks keep contents and usable size", 0, "alignment %zu block %p", a, p[i]);
         ok = 0;
       }
     if (!disjoint(p, (size_t)n)) {
       CHECKV("aligned blocks are disjoint", 0, "alignment %zu", a);
       ok = 0;
     }
-    for (int i = 0; i < n; i++)
-      free(p[i]);
+    for (int i = 0; i < n; i++) free(p[i]);
     CHECKV("alignment sweep", ok, "alignment %zu", a);
   }
   /* Many aligned blocks of slab sizes at once. */
@@ -714,36 +610,29 @@ static void test_alignment_sweep(void)
     for (int i = 0; i < N; i++) {
       p[i] = aligned_alloc(a, a);
       ok &= p[i] && (uintptr_t)p[i] % a == 0;
-      if (p[i])
-        memset(p[i], 0x11, a);
+      if (p[i]) memset(p[i], 0x11, a);
     }
     CHECKV("100 aligned_alloc(a, a) blocks aligned", ok, "a=%zu", a);
-    if (ok)
-      CHECKV("100 aligned_alloc(a, a) blocks disjoint", disjoint(p, N), "a=%zu", a);
-    for (int i = 0; i < N; i++)
-      free(p[i]);
+    if (ok) CHECKV("100 aligned_alloc(a, a) blocks disjoint", disjoint(p, N), "a=%zu", a);
+    for (int i = 0; i < N; i++) free(p[i]);
   }
 }
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-static void test_valloc_pvalloc(void)
-{
+static void test_valloc_pvalloc(void) {
   const size_t sizes[] = {1, 100, 4095, 4096, 4097, 10000, 100 * KiB, 3 * MiB + 5};
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
     size_t n = sizes[i], rounded = (n + page - 1) & ~(page - 1);
     void *v = valloc(n), *pv = pvalloc(n);
-    CHECKV("valloc is page aligned, usable >= n",
-           v && (uintptr_t)v % page == 0 && malloc_usable_size(v) >= n, "n=%zu p=%p", n, v);
+    CHECKV("valloc is page aligned, usable >= n", v && (uintptr_t)v % page == 0 && malloc_usable_size(v) >= n,
+           "n=%zu p=%p", n, v);
     CHECKV("pvalloc is page aligned and rounds up to a page",
-           pv && (uintptr_t)pv % page == 0 && malloc_usable_size(pv) >= rounded,
-           "n=%zu p=%p usable %zu", n, pv, pv ? malloc_usable_size(pv) : 0);
-    if (v)
-      memset(v, 1, n);
-    if (pv)
-      memset(pv, 2, rounded);
-    if (v)
-      CHECK("valloc block intact", all_bytes(v, n, 1));
+           pv && (uintptr_t)pv % page == 0 && malloc_usable_size(pv) >= rounded, "n=%zu p=%p usable %zu", n,
+           pv, pv ? malloc_usable_size(pv) : 0);
+    if (v) memset(v, 1, n);
+    if (pv) memset(pv, 2, rounded);
+    if (v) CHECK("valloc block intact", all_bytes(v, n, 1));
     free(v);
     free(pv);
   }
@@ -760,16 +649,14 @@ static void test_valloc_pvalloc(void)
 #pragma GCC diagnostic pop
 
 /* ---- free_sized, free_aligned_sized, cfree, __libc_* ------------------------ */
-static void test_sized_frees(void)
-{
+static void test_sized_frees(void) {
   free_sized_fn fs = (free_sized_fn)api_sym("free_sized");
   free_aligned_sized_fn fas = (free_aligned_sized_fn)api_sym("free_aligned_sized");
   free_fn cf = (free_fn)api_sym("cfree");
   CHECK("free_sized exists", fs != NULL);
   CHECK("free_aligned_sized exists", fas != NULL);
   CHECK("cfree exists", cf != NULL);
-  if (!fs || !fas || !cf)
-    return;
+  if (!fs || !fas || !cf) return;
   const size_t sizes[] = {1, 100, 1000, 5000, 50 * KiB, 500 * KiB, 5 * MiB};
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
     size_t n = sizes[i];
@@ -784,8 +671,8 @@ static void test_sized_frees(void)
     cf(c);
     hak_stats_t s2 = stats();
     CHECKV("free_sized/free_aligned_sized/cfree release the blocks",
-           s1.in_use >= s0.in_use + 3 * n && s2.in_use == s0.in_use,
-           "size %zu: in_use %zu -> %zu -> %zu", n, s0.in_use, s1.in_use, s2.in_use);
+           s1.in_use >= s0.in_use + 3 * n && s2.in_use == s0.in_use, "size %zu: in_use %zu -> %zu -> %zu", n,
+           s0.in_use, s1.in_use, s2.in_use);
   }
   errno = 4242;
   fs(NULL, 10);
@@ -798,12 +685,10 @@ static void test_sized_frees(void)
 
 /* A wrong size passed to free_sized must not be trusted: the block must not
  * be handed out later as a block of the claimed size. */
-static int wrong_size_child(void *arg)
-{
+static int wrong_size_child(void *arg) {
   (void)arg;
   free_sized_fn fs = (free_sized_fn)api_sym("free_sized");
-  if (!fs)
-    return 2;
+  if (!fs) return 2;
   void *small = malloc(32), *big = malloc(4000);
   fs(small, 4000); /* claims bigger than it is */
   fs(big, 16);     /* claims smaller than it is */
@@ -812,8 +697,7 @@ static int wrong_size_child(void *arg)
   for (int i = 0; i < N; i++) {
     p[2 * i] = malloc(4000);
     p[2 * i + 1] = malloc(16);
-    if (!p[2 * i] || !p[2 * i + 1])
-      return 3;
+    if (!p[2 * i] || !p[2 * i + 1]) return 3;
     pat_fill(p[2 * i], malloc_usable_size(p[2 * i]), 1000 + (uint64_t)i);
     pat_fill(p[2 * i + 1], malloc_usable_size(p[2 * i + 1]), 2000 + (uint64_t)i);
   }
@@ -821,29 +705,23 @@ static int wrong_size_child(void *arg)
     if (pat_check(p[2 * i], malloc_usable_size(p[2 * i]), 1000 + (uint64_t)i) != SIZE_MAX ||
         pat_check(p[2 * i + 1], malloc_usable_size(p[2 * i + 1]), 2000 + (uint64_t)i) != SIZE_MAX)
       return 1;
-    if (p[2 * i] == small)
-      return 1;
+    if (p[2 * i] == small) return 1;
   }
-  if (!disjoint(p, 2 * N))
-    return 1;
-  for (int i = 0; i < 2 * N; i++)
-    free(p[i]);
+  if (!disjoint(p, 2 * N)) return 1;
+  for (int i = 0; i < 2 * N; i++) free(p[i]);
   return 0;
 }
 
-static void test_wrong_size(void)
-{
+static void test_wrong_size(void) {
   static child_t c;
-  if (!CHECK("free_sized wrong-size child runs", run_child(wrong_size_child, NULL, &c, 60) == 0))
-    return;
+  if (!CHECK("free_sized wrong-size child runs", run_child(wrong_size_child, NULL, &c, 60) == 0)) return;
   int ignored = exited_ok(c.status);
   int reported = WIFSIGNALED(c.status) && WTERMSIG(c.status) == SIGABRT && strstr(c.err, "hakmem");
-  CHECKV("free_sized with a wrong size is ignored (or reported), never trusted",
-         ignored || reported, "status 0x%x, stderr: %.300s", c.status, c.err);
+  CHECKV("free_sized with a wrong size is ignored (or reported), never trusted", ignored || reported,
+         "status 0x%x, stderr: %.300s", c.status, c.err);
 }
 
-static void test_libc_aliases(void)
-{
+static void test_libc_aliases(void) {
   malloc_fn lm = (malloc_fn)api_sym("__libc_malloc");
   calloc_fn lc = (calloc_fn)api_sym("__libc_calloc");
   realloc_fn lr = (realloc_fn)api_sym("__libc_realloc");
@@ -890,15 +768,14 @@ static void test_libc_aliases(void)
   lf(NULL);
   hak_stats_t s2 = stats();
   CHECKV("blocks from the aliases are hakmem's: in_use returns to its start",
-         s1.in_use > s0.in_use && s2.in_use == s0.in_use, "in_use %zu -> %zu -> %zu", s0.in_use,
-         s1.in_use, s2.in_use);
+         s1.in_use > s0.in_use && s2.in_use == s0.in_use, "in_use %zu -> %zu -> %zu", s0.in_use, s1.in_use,
+         s2.in_use);
 }
 
 /* ---- statistics and control -------------------------------------------------- */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-static void test_mallinfo(void)
-{
+static void test_mallinfo(void) {
   enum { N = 2560, SZ = 4096 }; /* 10 MiB of 4 KiB blocks */
   static void *p[N];
   struct mallinfo2 a = mallinfo2();
@@ -911,34 +788,31 @@ static void test_mallinfo(void)
   struct mallinfo2 b = mallinfo2();
   struct mallinfo bo = mallinfo();
   hak_stats_t sb = stats();
-  for (int i = 0; i < N; i++)
-    free(p[i]);
+  for (int i = 0; i < N; i++) free(p[i]);
   struct mallinfo2 c = mallinfo2();
   struct mallinfo co = mallinfo();
   hak_stats_t sc = stats();
   size_t ten = (size_t)N * SZ;
-  CHECKV("mallinfo2.uordblks grows by >= 10 MiB after allocating 10 MiB",
-         b.uordblks >= a.uordblks + ten, "%zu -> %zu", a.uordblks, b.uordblks);
+  CHECKV("mallinfo2.uordblks grows by >= 10 MiB after allocating 10 MiB", b.uordblks >= a.uordblks + ten,
+         "%zu -> %zu", a.uordblks, b.uordblks);
   CHECKV("mallinfo2.arena + hblkhd covers uordblks", b.arena + b.hblkhd >= b.uordblks,
          "arena %zu hblkhd %zu uordblks %zu", b.arena, b.hblkhd, b.uordblks);
-  CHECKV("mallinfo2.uordblks shrinks by >= 10 MiB after freeing",
-         c.uordblks + ten <= b.uordblks, "%zu -> %zu", b.uordblks, c.uordblks);
+  CHECKV("mallinfo2.uordblks shrinks by >= 10 MiB after freeing", c.uordblks + ten <= b.uordblks,
+         "%zu -> %zu", b.uordblks, c.uordblks);
   CHECKV("mallinfo.uordblks grows by >= 10 MiB after allocating 10 MiB",
          (size_t)bo.uordblks >= (size_t)ao.uordblks + ten, "%d -> %d", ao.uordblks, bo.uordblks);
   CHECKV("mallinfo.uordblks shrinks after freeing", (size_t)co.uordblks + ten <= (size_t)bo.uordblks,
          "%d -> %d", bo.uordblks, co.uordblks);
   CHECKV("mallinfo.arena is positive while 10 MiB are live", bo.arena > 0, "%d", bo.arena);
-  CHECKV("hak_stats.in_use grows by >= 10 MiB", sb.in_use >= sa.in_use + ten,
-         "%zu -> %zu", sa.in_use, sb.in_use);
-  CHECKV("hak_stats.in_use shrinks back after freeing", sc.in_use == sa.in_use,
-         "%zu -> %zu -> %zu", sa.in_use, sb.in_use, sc.in_use);
-  CHECKV("hak_stats: mapped >= committed >= in_use",
-         sb.mapped >= sb.committed && sb.committed >= sb.in_use, "mapped %zu committed %zu in_use %zu",
-         sb.mapped, sb.committed, sb.in_use);
+  CHECKV("hak_stats.in_use grows by >= 10 MiB", sb.in_use >= sa.in_use + ten, "%zu -> %zu", sa.in_use,
+         sb.in_use);
+  CHECKV("hak_stats.in_use shrinks back after freeing", sc.in_use == sa.in_use, "%zu -> %zu -> %zu",
+         sa.in_use, sb.in_use, sc.in_use);
+  CHECKV("hak_stats: mapped >= committed >= in_use", sb.mapped >= sb.committed && sb.committed >= sb.in_use,
+         "mapped %zu committed %zu in_use %zu", sb.mapped, sb.committed, sb.in_use);
   CHECKV("hak_stats: superslabs, slabs and heaps are counted",
          sb.superslabs >= 1 && sb.slabs >= 1 && sb.heaps >= 1, "superslabs %llu slabs %llu heaps %llu",
-         (unsigned long long)sb.superslabs, (unsigned long long)sb.slabs,
-         (unsigned long long)sb.heaps);
+         (unsigned long long)sb.superslabs, (unsigned long long)sb.slabs, (unsigned long long)sb.heaps);
   CHECKV("mallinfo2.uordblks is hakmem's in_use (less Large blocks, if kept in hblkhd)",
          b.uordblks == sb.in_use || b.uordblks == sb.in_use - sb.large_in_use,
          "uordblks %zu in_use %zu large_in_use %zu", b.uordblks, sb.in_use, sb.large_in_use);
@@ -963,8 +837,7 @@ static void test_mallinfo(void)
 }
 #pragma GCC diagnostic pop
 
-static void test_trim(void)
-{
+static void test_trim(void) {
   enum { N = 4096, SZ = 16 * KiB }; /* 64 MiB */
   static void *p[N];
   malloc_trim(0); /* start from a clean state: nothing free is retained */
@@ -973,8 +846,7 @@ static void test_trim(void)
     memset(p[i], 9, SZ);
   }
   long r1 = rss_kb();
-  for (int i = 0; i < N; i++)
-    free(p[i]);
+  for (int i = 0; i < N; i++) free(p[i]);
   long r2 = rss_kb();
   hak_stats_t s0 = stats();
   int t1 = malloc_trim(0);
@@ -991,14 +863,13 @@ static void test_trim(void)
   CHECKV("malloc_trim with nothing left to release returns 0", t2 == 0, "%d", t2);
   CHECKV("hak_trim with nothing left to release returns 0", t3 == 0, "%d", t3);
   CHECKV("malloc_trim's release shows in the stats (purged or unmapped grow)",
-         t1 != 1 || s1.purged + s1.unmapped > s0.purged + s0.unmapped,
-         "purged %llu -> %llu", (unsigned long long)s0.purged, (unsigned long long)s1.purged);
-  CHECKV("hak_stats.committed does not grow from malloc_trim", s1.committed <= s0.committed,
-         "%zu -> %zu", s0.committed, s1.committed);
+         t1 != 1 || s1.purged + s1.unmapped > s0.purged + s0.unmapped, "purged %llu -> %llu",
+         (unsigned long long)s0.purged, (unsigned long long)s1.purged);
+  CHECKV("hak_stats.committed does not grow from malloc_trim", s1.committed <= s0.committed, "%zu -> %zu",
+         s0.committed, s1.committed);
 }
 
-static void test_mallopt(void)
-{
+static void test_mallopt(void) {
   int r = mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   CHECKV("mallopt(M_MMAP_THRESHOLD) returns 0 or 1", r == 0 || r == 1, "%d", r);
   r = mallopt(M_ARENA_MAX, 2);
@@ -1013,11 +884,9 @@ static void test_mallopt(void)
 }
 
 /* Output written to fd 2 (or to a given fd) by fn, captured in a memfd. */
-static size_t capture_fd(void (*fn)(int), int to_stderr, char *buf, size_t cap)
-{
+static size_t capture_fd(void (*fn)(int), int to_stderr, char *buf, size_t cap) {
   int fd = memfd_create("capture", MFD_CLOEXEC);
-  if (fd < 0)
-    return 0;
+  if (fd < 0) return 0;
   if (to_stderr) {
     fflush(stderr);
     int saved = dup(2);
@@ -1036,16 +905,14 @@ static size_t capture_fd(void (*fn)(int), int to_stderr, char *buf, size_t cap)
   return n > 0 ? (size_t)n : 0;
 }
 
-static void call_malloc_stats(int fd)
-{
+static void call_malloc_stats(int fd) {
   (void)fd;
   malloc_stats();
 }
 static void call_stats_print(int fd) { hak.stats_print(fd); }
 static void call_stats_json(int fd) { hak.stats_json(fd); }
 
-static void test_reports(void)
-{
+static void test_reports(void) {
   static char buf[1 << 16];
   void *keep = malloc(1000);
   size_t n = capture_fd(call_malloc_stats, 1, buf, sizeof buf);
@@ -1057,8 +924,7 @@ static void test_reports(void)
   if (hak.stats_json) {
     n = capture_fd(call_stats_json, 0, buf, sizeof buf);
     size_t e = n;
-    while (e > 0 && (buf[e - 1] == '\n' || buf[e - 1] == ' '))
-      e--;
+    while (e > 0 && (buf[e - 1] == '\n' || buf[e - 1] == ' ')) e--;
     int depth = 0, balanced = 1;
     for (size_t i = 0; i < n; i++) {
       depth += (buf[i] == '{') - (buf[i] == '}');
@@ -1073,8 +939,7 @@ static void test_reports(void)
   size_t memlen = 0;
   FILE *f = open_memstream(&mem, &memlen);
   int r = f ? malloc_info(0, f) : -1;
-  if (f)
-    fclose(f);
+  if (f) fclose(f);
   CHECKV("malloc_info(0, fp) on an open_memstream FILE returns 0 and writes", r == 0 && memlen > 0,
          "returned %d, %zu bytes", r, memlen);
   free(mem);
@@ -1084,8 +949,7 @@ static void test_reports(void)
   char head[16] = "";
   if (f) {
     rewind(f);
-    if (!fgets(head, sizeof head, f))
-      head[0] = 0;
+    if (!fgets(head, sizeof head, f)) head[0] = 0;
     fclose(f);
   }
   CHECKV("malloc_info(0, fp) on a file returns 0 and writes XML", r == 0 && flen > 0 && head[0] == '<',
@@ -1094,50 +958,47 @@ static void test_reports(void)
 }
 
 /* ---- the hak_* API itself ------------------------------------------------------ */
-static void test_hak_api(void)
-{
-  if (!hak.malloc_)
-    return;
-  void *a = hak.malloc_(0), *b = hak.malloc_(0);
+static void test_hak_api(void) {
+  if (!hak.malloc) return;
+  void *a = hak.malloc(0), *b = hak.malloc(0);
   CHECK("hak_malloc(0) returns unique non-NULL", a && b && a != b);
-  hak.free_(a);
-  hak.free_(b);
+  hak.free(a);
+  hak.free(b);
   errno = 0;
-  a = hak.malloc_(LAUNDER(SIZE_MAX));
+  a = hak.malloc(LAUNDER(SIZE_MAX));
   CHECK("hak_malloc(SIZE_MAX): NULL, ENOMEM", a == NULL && errno == ENOMEM);
   errno = 0;
-  a = hak.calloc_(LAUNDER(SIZE_MAX / 2 + 1), 2);
+  a = hak.calloc(LAUNDER(SIZE_MAX / 2 + 1), 2);
   CHECK("hak_calloc overflow: NULL, ENOMEM", a == NULL && errno == ENOMEM);
-  a = hak.calloc_(100, 10);
+  a = hak.calloc(100, 10);
   CHECK("hak_calloc zeroes", a && all_bytes(a, 1000, 0));
   pat_fill(a, 1000, 3);
-  b = hak.realloc_(a, 100000);
+  b = hak.realloc(a, 100000);
   CHECK("hak_realloc keeps contents", b && pat_check(b, 1000, 3) == SIZE_MAX);
   CHECK("hak_usable_size >= request", b && hak.usable_size(b) >= 100000);
-  CHECK("hak_realloc(p, 0) returns NULL", hak.realloc_(b, LAUNDER((size_t)0)) == NULL);
-  a = hak.aligned_alloc_(4096, 100);
+  CHECK("hak_realloc(p, 0) returns NULL", hak.realloc(b, LAUNDER((size_t)0)) == NULL);
+  a = hak.aligned_alloc(4096, 100);
   CHECK("hak_aligned_alloc aligns", a && (uintptr_t)a % 4096 == 0);
-  hak.free_(a);
+  hak.free(a);
   a = (void *)1;
   CHECK("hak_posix_memalign: EINVAL for alignment 3, *p untouched",
-        hak.posix_memalign_(&a, 3, 8) == EINVAL && a == (void *)1);
-  CHECK("hak_posix_memalign aligns", hak.posix_memalign_(&a, 512, 8) == 0 && (uintptr_t)a % 512 == 0);
-  hak.free_(a);
+        hak.posix_memalign(&a, 3, 8) == EINVAL && a == (void *)1);
+  CHECK("hak_posix_memalign aligns", hak.posix_memalign(&a, 512, 8) == 0 && (uintptr_t)a % 512 == 0);
+  hak.free(a);
   CHECK("hak_usable_size(NULL) == 0", hak.usable_size(NULL) == 0);
   errno = 77;
-  hak.free_(NULL);
+  hak.free(NULL);
   CHECK("hak_free(NULL) leaves errno alone", errno == 77);
   /* hak_* and the libc names share one heap. */
-  a = hak.malloc_(777);
+  a = hak.malloc(777);
   CHECK("hak_malloc blocks are seen by malloc_usable_size", malloc_usable_size(a) >= 777);
   free(a);
   a = malloc(777);
   CHECK("malloc blocks are seen by hak_usable_size", hak.usable_size(a) >= 777);
-  hak.free_(a);
+  hak.free(a);
 }
 
-int main(void)
-{
+int main(void) {
   page = (size_t)sysconf(_SC_PAGESIZE);
   test_identity();
   test_malloc_zero();

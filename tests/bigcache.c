@@ -44,8 +44,7 @@
 #include "harness.h"
 #include "util.h"
 
-static hak_stats_t st(void)
-{
+static hak_stats_t st(void) {
   hak_stats_t s;
   memset(&s, 0, sizeof s);
   hak.stats(&s);
@@ -54,26 +53,22 @@ static hak_stats_t st(void)
 
 #define ULL(x) ((unsigned long long)(x))
 
-static void sleep_ms(long ms)
-{
+static void sleep_ms(long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
   while (nanosleep(&ts, &ts) != 0)
     ;
 }
 
-static int mode_hit(void)
-{
+static int mode_hit(void) {
   const size_t n = 3 * MiB;
   char *p = malloc(LAUNDER(n));
-  if (!CHECK("malloc(3 MiB)", p != NULL))
-    return th_done();
+  if (!CHECK("malloc(3 MiB)", p != NULL)) return th_done();
   memset(p, 0x3C, n);
   hak_stats_t s0 = st();
   free(p);
   hak_stats_t s1 = st();
-  CHECKV("a freed 3 MiB block's mapping is kept in BigCache",
-         s1.bigcache_bytes >= s0.bigcache_bytes + n, "bigcache_bytes %zu -> %zu", s0.bigcache_bytes,
-         s1.bigcache_bytes);
+  CHECKV("a freed 3 MiB block's mapping is kept in BigCache", s1.bigcache_bytes >= s0.bigcache_bytes + n,
+         "bigcache_bytes %zu -> %zu", s0.bigcache_bytes, s1.bigcache_bytes);
   CHECKV("a freed Large block is no longer counted live", s1.large_blocks + 1 == s0.large_blocks,
          "large_blocks %llu -> %llu", ULL(s0.large_blocks), ULL(s1.large_blocks));
   char *q = malloc(LAUNDER(n));
@@ -84,11 +79,9 @@ static int mode_hit(void)
          ULL(s1.bigcache_misses), ULL(s2.bigcache_misses));
   CHECKV("the hit takes the mapping out of the cache", s2.bigcache_bytes + n <= s1.bigcache_bytes,
          "bigcache_bytes %zu -> %zu", s1.bigcache_bytes, s2.bigcache_bytes);
-  CHECKV("a hit maps nothing new", s2.mapped <= s1.mapped, "mapped %zu -> %zu", s1.mapped,
-         s2.mapped);
+  CHECKV("a hit maps nothing new", s2.mapped <= s1.mapped, "mapped %zu -> %zu", s1.mapped, s2.mapped);
   CHECKV("the block from the cache is usable", q && malloc_usable_size(q) >= n, "%p", (void *)q);
-  if (q != p)
-    printf("note: the cached block came back at %p, not %p\n", (void *)q, (void *)p);
+  if (q != p) printf("note: the cached block came back at %p, not %p\n", (void *)q, (void *)p);
   if (q) {
     memset(q, 0x7E, n);
     free(q);
@@ -98,9 +91,8 @@ static int mode_hit(void)
   hak_stats_t s3 = st();
   q = malloc(LAUNDER(n - 256 * KiB));
   hak_stats_t s4 = st();
-  CHECKV("a request using >= 7/8 of a cached mapping is a hit",
-         q && s4.bigcache_hits == s3.bigcache_hits + 1, "hits %llu -> %llu", ULL(s3.bigcache_hits),
-         ULL(s4.bigcache_hits));
+  CHECKV("a request using >= 7/8 of a cached mapping is a hit", q && s4.bigcache_hits == s3.bigcache_hits + 1,
+         "hits %llu -> %llu", ULL(s3.bigcache_hits), ULL(s4.bigcache_hits));
   free(q);
 
   /* Half of it: served by it, cut to size. */
@@ -111,13 +103,12 @@ static int mode_hit(void)
          q && s4.bigcache_hits == s3.bigcache_hits + 1 && s4.bigcache_misses == s3.bigcache_misses,
          "hits %llu -> %llu, misses %llu -> %llu", ULL(s3.bigcache_hits), ULL(s4.bigcache_hits),
          ULL(s3.bigcache_misses), ULL(s4.bigcache_misses));
-  CHECKV("cut to size: its tail unmapped", s4.mapped + n / 2 <= s3.mapped, "mapped %zu -> %zu",
-         s3.mapped, s4.mapped);
+  CHECKV("cut to size: its tail unmapped", s4.mapped + n / 2 <= s3.mapped, "mapped %zu -> %zu", s3.mapped,
+         s4.mapped);
   CHECKV("and the block's usable size is the request's, rounded to pages",
          q && malloc_usable_size(q) >= n / 2 && malloc_usable_size(q) < n / 2 + 4096, "usable %zu",
          q ? malloc_usable_size(q) : 0);
-  if (q)
-    memset(q, 0x5A, n / 2);
+  if (q) memset(q, 0x5A, n / 2);
   free(q);
 
   /* More than it has: served by it, grown (its pages moved, not copied). */
@@ -133,17 +124,15 @@ static int mode_hit(void)
   CHECKV("its first pages are the cached mapping's (they hold what the freed block held)",
          q && q[0] == 0x5A && q[n / 2 - 1] == 0x5A, "bytes 0x%02x 0x%02x", q ? q[0] & 0xFF : 0,
          q ? q[n / 2 - 1] & 0xFF : 0);
-  CHECKV("the grown block is usable whole", q && malloc_usable_size(q) >= 4 * MiB + 3 * 4096,
-         "usable %zu", q ? malloc_usable_size(q) : 0);
-  if (q)
-    memset(q, 0x11, 4 * MiB + 3 * 4096);
+  CHECKV("the grown block is usable whole", q && malloc_usable_size(q) >= 4 * MiB + 3 * 4096, "usable %zu",
+         q ? malloc_usable_size(q) : 0);
+  if (q) memset(q, 0x11, 4 * MiB + 3 * 4096);
   free(q);
 
   /* calloc from the cache: the mapping was dirtied above. */
   for (size_t m = 3 * MiB; m >= MiB + 1; m = m / 2 + 1) {
     char *d = malloc(LAUNDER(m));
-    if (!d)
-      continue;
+    if (!d) continue;
     memset(d, 0xFF, malloc_usable_size(d));
     free(d);
     s3 = st();
@@ -151,8 +140,7 @@ static int mode_hit(void)
     s4 = st();
     CHECKV("calloc served from BigCache", z && s4.bigcache_hits == s3.bigcache_hits + 1,
            "size %zu: hits %llu -> %llu", m, ULL(s3.bigcache_hits), ULL(s4.bigcache_hits));
-    CHECKV("calloc from BigCache reads zero", z && all_bytes(z, m, 0), "size %zu at %p", m,
-           (void *)z);
+    CHECKV("calloc from BigCache reads zero", z && all_bytes(z, m, 0), "size %zu at %p", m, (void *)z);
     free(z);
   }
   return th_done();
@@ -161,12 +149,10 @@ static int mode_hit(void)
 /* A cached 7 MiB mapping serving a 1.5 MiB request keeps the part past
  * its next 2 MiB boundary (5 MiB) cached, pages and all: a 5 MiB request
  * is then served by it, with nothing mapped anew. */
-static int mode_split(void)
-{
+static int mode_split(void) {
   const size_t big = 7 * MiB, small = MiB + MiB / 2, rest = 5 * MiB;
   char *p = malloc(LAUNDER(big));
-  if (!CHECK("malloc(7 MiB)", p != NULL))
-    return th_done();
+  if (!CHECK("malloc(7 MiB)", p != NULL)) return th_done();
   memset(p, 0x33, big);
   free(p);
   hak_stats_t s0 = st();
@@ -183,13 +169,10 @@ static int mode_split(void)
   CHECKV("a 5 MiB request is served by that part", r && s2.bigcache_hits == s1.bigcache_hits + 1,
          "hits %llu -> %llu", ULL(s1.bigcache_hits), ULL(s2.bigcache_hits));
   CHECKV("with nothing mapped anew", s2.mapped <= s1.mapped, "mapped %zu -> %zu", s1.mapped, s2.mapped);
-  CHECKV("its pages are the freed block's (they hold what it held)",
-         r && r[0] == 0x33 && r[rest - 1] == 0x33, "bytes 0x%02x 0x%02x", r ? r[0] & 0xFF : 0,
-         r ? r[rest - 1] & 0xFF : 0);
-  if (q)
-    memset(q, 1, small);
-  if (r)
-    memset(r, 2, rest);
+  CHECKV("its pages are the freed block's (they hold what it held)", r && r[0] == 0x33 && r[rest - 1] == 0x33,
+         "bytes 0x%02x 0x%02x", r ? r[0] & 0xFF : 0, r ? r[rest - 1] & 0xFF : 0);
+  if (q) memset(q, 1, small);
+  if (r) memset(r, 2, rest);
   free(q);
   free(r);
   return th_done();
@@ -197,38 +180,33 @@ static int mode_split(void)
 
 /* Frees `count` blocks of `size`, checking the cache stays within `budget`
  * after every free; returns the largest bigcache_bytes seen. */
-static size_t free_many(size_t count, size_t size, size_t budget)
-{
+static size_t free_many(size_t count, size_t size, size_t budget) {
   char *p[32];
   for (size_t i = 0; i < count; i++) {
     p[i] = malloc(LAUNDER(size));
-    if (p[i])
-      memset(p[i], (int)i, size);
+    if (p[i]) memset(p[i], (int)i, size);
   }
   th_prop_t within = PROP("bigcache_bytes <= HAKMEM_BIGCACHE_MB after every free");
   size_t most = 0;
   for (size_t i = 0; i < count; i++) {
     free(p[i]);
     hak_stats_t s = st();
-    th_prop(&within, s.bigcache_bytes <= budget, "budget %zu, after %zu frees of %zu bytes: %zu",
-            budget, i + 1, size, s.bigcache_bytes);
-    if (s.bigcache_bytes > most)
-      most = s.bigcache_bytes;
+    th_prop(&within, s.bigcache_bytes <= budget, "budget %zu, after %zu frees of %zu bytes: %zu", budget,
+            i + 1, size, s.bigcache_bytes);
+    if (s.bigcache_bytes > most) most = s.bigcache_bytes;
   }
   PROP_DONE(&within);
   return most;
 }
 
-static int mode_budget8(void)
-{
+static int mode_budget8(void) {
   const size_t budget = 8 * MiB;
   size_t most = free_many(12, 3 * MiB, budget);
   CHECKV("with an 8 MiB budget the cache still keeps 3 MiB blocks", most >= 3 * MiB,
          "largest bigcache_bytes %zu", most);
   hak_stats_t s0 = st();
   char *p = malloc(LAUNDER(10 * MiB));
-  if (p)
-    memset(p, 1, 10 * MiB);
+  if (p) memset(p, 1, 10 * MiB);
   free(p);
   hak_stats_t s1 = st();
   CHECKV("a block larger than the budget is not cached", s1.bigcache_bytes <= budget,
@@ -236,8 +214,7 @@ static int mode_budget8(void)
   return th_done();
 }
 
-static int mode_budget_default(void)
-{
+static int mode_budget_default(void) {
   const size_t budget = 32 * MiB;
   size_t most = free_many(20, 3 * MiB, budget);
   CHECKV("with the default budget (32 MiB) ten 3 MiB blocks are cached", most >= 30 * MiB,
@@ -250,8 +227,7 @@ static int mode_budget_default(void)
          s.large_committed, s.large_in_use);
   sleep_ms(50);
   char *p = malloc(LAUNDER(3 * MiB));
-  if (p)
-    memset(p, 1, 3 * MiB);
+  if (p) memset(p, 1, 3 * MiB);
   free(p);
   s = st();
   CHECKV("50 ms later (past the purge delay) one Large malloc/free purges it down to HAKMEM_RETAIN_KB",
@@ -260,43 +236,36 @@ static int mode_budget_default(void)
   return th_done();
 }
 
-static int mode_none(void)
-{
+static int mode_none(void) {
   free_many(4, 3 * MiB, 0);
   hak_stats_t s0 = st();
   char *p = malloc(LAUNDER(3 * MiB));
   free(p);
   p = malloc(LAUNDER(3 * MiB));
   hak_stats_t s1 = st();
-  CHECKV("HAKMEM_BIGCACHE_MB=0: no hits", p && s1.bigcache_hits == s0.bigcache_hits,
-         "hits %llu -> %llu", ULL(s0.bigcache_hits), ULL(s1.bigcache_hits));
+  CHECKV("HAKMEM_BIGCACHE_MB=0: no hits", p && s1.bigcache_hits == s0.bigcache_hits, "hits %llu -> %llu",
+         ULL(s0.bigcache_hits), ULL(s1.bigcache_hits));
   free(p);
   return th_done();
 }
 
-static void alloc_free_big(size_t count, size_t size)
-{
+static void alloc_free_big(size_t count, size_t size) {
   char *p[16];
   for (size_t i = 0; i < count; i++) {
     p[i] = malloc(LAUNDER(size));
-    if (p[i])
-      memset(p[i], 0x11, size);
+    if (p[i]) memset(p[i], 0x11, size);
   }
-  for (size_t i = 0; i < count; i++)
-    free(p[i]);
+  for (size_t i = 0; i < count; i++) free(p[i]);
 }
 
 /* One Large malloc/free of 1.5 MiB (a cached 3 MiB mapping cut to size). */
-static void one_large(void)
-{
+static void one_large(void) {
   char *volatile p = malloc(LAUNDER(MiB + MiB / 2));
-  if (p)
-    p[0] = 1;
+  if (p) p[0] = 1;
   free(p);
 }
 
-static int mode_decay_default(void)
-{
+static int mode_decay_default(void) {
   alloc_free_big(5, 3 * MiB);
   hak_stats_t s0 = st();
   one_large();
@@ -309,8 +278,7 @@ static int mode_decay_default(void)
   return th_done();
 }
 
-static int mode_decay(void)
-{
+static int mode_decay(void) {
   alloc_free_big(5, 3 * MiB);
   hak_stats_t s0 = st();
   CHECKV("5 freed 3 MiB blocks are cached", s0.bigcache_bytes >= 15 * MiB, "bigcache_bytes %zu",
@@ -319,15 +287,13 @@ static int mode_decay(void)
   one_large();
   hak_stats_t s1 = st();
   CHECKV("HAKMEM_BIGCACHE_DECAY_MS=100: 300 ms later a Large malloc/free unmaps the old entries",
-         s1.bigcache_bytes <= 2 * MiB, "bigcache_bytes %zu -> %zu", s0.bigcache_bytes,
-         s1.bigcache_bytes);
+         s1.bigcache_bytes <= 2 * MiB, "bigcache_bytes %zu -> %zu", s0.bigcache_bytes, s1.bigcache_bytes);
   CHECKV("the decayed mappings are unmapped", s1.mapped + 15 * MiB <= s0.mapped + 2 * MiB,
          "mapped %zu -> %zu", s0.mapped, s1.mapped);
   return th_done();
 }
 
-static int mode_trim(void)
-{
+static int mode_trim(void) {
   alloc_free_big(4, 3 * MiB);
   hak_stats_t s0 = st();
   CHECKV("4 freed 3 MiB blocks are cached", s0.bigcache_bytes >= 12 * MiB, "bigcache_bytes %zu",
@@ -337,8 +303,8 @@ static int mode_trim(void)
   CHECKV("malloc_trim(0) returns 1 when BigCache held mappings", r == 1, "returned %d", r);
   CHECKV("malloc_trim(0) empties BigCache", s1.bigcache_bytes == 0, "bigcache_bytes %zu -> %zu",
          s0.bigcache_bytes, s1.bigcache_bytes);
-  CHECKV("malloc_trim(0) unmaps the cached mappings", s1.mapped + 12 * MiB <= s0.mapped,
-         "mapped %zu -> %zu", s0.mapped, s1.mapped);
+  CHECKV("malloc_trim(0) unmaps the cached mappings", s1.mapped + 12 * MiB <= s0.mapped, "mapped %zu -> %zu",
+         s0.mapped, s1.mapped);
   r = malloc_trim(0);
   CHECKV("a second malloc_trim(0), nothing freed in between, returns 0", r == 0, "returned %d", r);
   return th_done();
@@ -347,8 +313,7 @@ static int mode_trim(void)
 static _Atomic int moves_stop;
 static atomic_long moves_bad;
 
-static void *grower(void *arg)
-{
+static void *grower(void *arg) {
   (void)arg;
   while (!atomic_load(&moves_stop)) {
     size_t n = 2 * MiB + 4096;
@@ -374,8 +339,7 @@ static void *grower(void *arg)
   return NULL;
 }
 
-static void *mapper(void *arg)
-{
+static void *mapper(void *arg) {
   size_t i = (size_t)(uintptr_t)arg;
   while (!atomic_load(&moves_stop)) {
     unsigned char *p = malloc(LAUNDER(2 * MiB + (i++ % 7) * 4096));
@@ -389,15 +353,12 @@ static void *mapper(void *arg)
   return NULL;
 }
 
-static int mode_moves(void)
-{
+static int mode_moves(void) {
   pthread_t t[4];
-  for (int i = 0; i < 4; i++)
-    pthread_create(&t[i], NULL, i < 2 ? grower : mapper, (void *)(uintptr_t)i);
+  for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, i < 2 ? grower : mapper, (void *)(uintptr_t)i);
   sleep_ms(1500);
   atomic_store(&moves_stop, 1);
-  for (int i = 0; i < 4; i++)
-    pthread_join(t[i], NULL);
+  for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
   CHECKV("Large blocks moved by realloc keep their bytes", atomic_load(&moves_bad) == 0, "%ld bad",
          atomic_load(&moves_bad));
   CHECKV("no invalid free while blocks move (the process would have aborted)", st().invalid_frees == 0,
@@ -405,30 +366,19 @@ static int mode_moves(void)
   return th_done();
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
   int ok = hak_load() && hakmem_is_malloc();
   if (argc > 1) {
-    if (!CHECK("hakmem is the process malloc (child)", ok))
-      return th_done();
-    if (strcmp(argv[1], "hit") == 0)
-      return mode_hit();
-    if (strcmp(argv[1], "split") == 0)
-      return mode_split();
-    if (strcmp(argv[1], "budget8") == 0)
-      return mode_budget8();
-    if (strcmp(argv[1], "budget") == 0)
-      return mode_budget_default();
-    if (strcmp(argv[1], "none") == 0)
-      return mode_none();
-    if (strcmp(argv[1], "decay") == 0)
-      return mode_decay();
-    if (strcmp(argv[1], "decay-default") == 0)
-      return mode_decay_default();
-    if (strcmp(argv[1], "trim") == 0)
-      return mode_trim();
-    if (strcmp(argv[1], "moves") == 0)
-      return mode_moves();
+    if (!CHECK("hakmem is the process malloc (child)", ok)) return th_done();
+    if (strcmp(argv[1], "hit") == 0) return mode_hit();
+    if (strcmp(argv[1], "split") == 0) return mode_split();
+    if (strcmp(argv[1], "budget8") == 0) return mode_budget8();
+    if (strcmp(argv[1], "budget") == 0) return mode_budget_default();
+    if (strcmp(argv[1], "none") == 0) return mode_none();
+    if (strcmp(argv[1], "decay") == 0) return mode_decay();
+    if (strcmp(argv[1], "decay-default") == 0) return mode_decay_default();
+    if (strcmp(argv[1], "trim") == 0) return mode_trim();
+    if (strcmp(argv[1], "moves") == 0) return mode_moves();
     fprintf(stderr, "bigcache: unknown mode %s\n", argv[1]);
     return 2;
   }
@@ -440,10 +390,14 @@ int main(int argc, char **argv)
     const char *mode;
     const char *env[3];
   } cases[] = {
-      {"hit", {NULL}},           {"budget8", {"HAKMEM_BIGCACHE_MB=8", NULL}},
-      {"budget", {NULL}},        {"none", {"HAKMEM_BIGCACHE_MB=0", NULL}},
-      {"decay-default", {NULL}}, {"decay", {"HAKMEM_BIGCACHE_DECAY_MS=100", NULL}},
-      {"trim", {NULL}},          {"split", {NULL}},
+      {"hit", {NULL}},
+      {"budget8", {"HAKMEM_BIGCACHE_MB=8", NULL}},
+      {"budget", {NULL}},
+      {"none", {"HAKMEM_BIGCACHE_MB=0", NULL}},
+      {"decay-default", {NULL}},
+      {"decay", {"HAKMEM_BIGCACHE_DECAY_MS=100", NULL}},
+      {"trim", {NULL}},
+      {"split", {NULL}},
       {"moves", {"HAKMEM_BIGCACHE_MB=0", "HAKMEM_INVALID_FREE=2"}},
   };
   static child_t c;

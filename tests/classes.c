@@ -19,8 +19,7 @@
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 
-int main(void)
-{
+int main(void) {
   th_prop_t fits = PROP("class block fits the request: hak_class_size(hak_class_of(s)) >= s");
   th_prop_t tightest = PROP("hak_class_of(s) is the smallest class that fits s");
   th_prop_t in_range = PROP("hak_class_of(s) is a class, 1 .. HAK_CLASS_LAST");
@@ -38,17 +37,14 @@ int main(void)
   size_t prev = 0;
   for (size_t s = 1; s <= MiB; s++) {
     size_t c = hak_class_of(s);
-    if (!th_prop(&in_range, c >= 1 && c <= HAK_CLASS_LAST, "size %zu -> class %zu", s, c))
-      continue;
+    if (!th_prop(&in_range, c >= 1 && c <= HAK_CLASS_LAST, "size %zu -> class %zu", s, c)) continue;
     size_t b = hak_class_size(c);
     th_prop(&fits, b >= s, "size %zu -> class %zu of %zu bytes", s, c, b);
     th_prop(&tightest, c == 1 || hak_class_size(c - 1) < s,
             "size %zu -> class %zu (%zu bytes), but class %zu has %zu bytes", s, c, b, c - 1,
             hak_class_size(c - 1));
-    if (s <= 1024)
-      th_prop(&tiny_waste, b >= s && b - s < 16, "size %zu -> %zu bytes", s, b);
-    else
-      th_prop(&ninth, b >= s && 9 * (b - s) <= b, "size %zu -> %zu bytes, waste %zu", s, b, b - s);
+    if (s <= 1024) th_prop(&tiny_waste, b >= s && b - s < 16, "size %zu -> %zu bytes", s, b);
+    else th_prop(&ninth, b >= s && 9 * (b - s) <= b, "size %zu -> %zu bytes, waste %zu", s, b, b - s);
     th_prop(&mono, c >= prev, "size %zu -> class %zu, size %zu -> class %zu", s - 1, prev, s, c);
     th_prop(&mult16, b % 16 == 0, "class %zu: %zu bytes", c, b);
     int want_tier = s <= 1024       ? c <= HAK_CLASS_TINY_LAST
@@ -59,34 +55,31 @@ int main(void)
   }
   CHECKV("malloc(0) has class 0", hak_class_of(0) == 0, "got %zu", hak_class_of(0));
   CHECKV("1 KiB is the last Tiny class",
-         hak_class_of(1024) == HAK_CLASS_TINY_LAST &&
-             hak_class_size(HAK_CLASS_TINY_LAST) == HAK_TINY_MAX,
+         hak_class_of(1024) == HAK_CLASS_TINY_LAST && hak_class_size(HAK_CLASS_TINY_LAST) == HAK_TINY_MAX,
          "class %zu", hak_class_of(1024));
   CHECKV("32 KiB is the last Mid class",
-         hak_class_of(32 * KiB) == HAK_CLASS_MID_LAST &&
-             hak_class_size(HAK_CLASS_MID_LAST) == HAK_MID_MAX,
+         hak_class_of(32 * KiB) == HAK_CLASS_MID_LAST && hak_class_size(HAK_CLASS_MID_LAST) == HAK_MID_MAX,
          "class %zu", hak_class_of(32 * KiB));
   CHECKV("1 MiB is the last class",
-         hak_class_of(MiB) == HAK_CLASS_LAST && hak_class_size(HAK_CLASS_LAST) == HAK_POOL_MAX,
-         "class %zu", hak_class_of(MiB));
+         hak_class_of(MiB) == HAK_CLASS_LAST && hak_class_size(HAK_CLASS_LAST) == HAK_POOL_MAX, "class %zu",
+         hak_class_of(MiB));
 
   for (size_t c = 1; c <= HAK_CLASS_LAST; c++) {
     size_t b = hak_class_size(c);
     if (c > 1)
       th_prop(&grow, b > hak_class_size(c - 1), "class %zu: %zu bytes, class %zu: %zu bytes", c - 1,
               hak_class_size(c - 1), c, b);
-    th_prop(&round, hak_class_of(b) == c, "class %zu: %zu bytes -> class %zu", c, b,
-            hak_class_of(b));
+    th_prop(&round, hak_class_of(b) == c, "class %zu: %zu bytes -> class %zu", c, b, hak_class_of(b));
   }
   for (size_t p = 16; p <= MiB; p <<= 1)
-    th_prop(&pow2, hak_class_size(hak_class_of(p)) == p, "%zu -> class %zu of %zu bytes", p,
-            hak_class_of(p), hak_class_size(hak_class_of(p)));
+    th_prop(&pow2, hak_class_size(hak_class_of(p)) == p, "%zu -> class %zu of %zu bytes", p, hak_class_of(p),
+            hak_class_size(hak_class_of(p)));
   for (size_t d = KiB; d < MiB; d <<= 1)
-    th_prop(&per_doubling, hak_class_of(2 * d) - hak_class_of(d) == 8, "(%zu, %zu] has %zu classes",
-            d, 2 * d, hak_class_of(2 * d) - hak_class_of(d));
+    th_prop(&per_doubling, hak_class_of(2 * d) - hak_class_of(d) == 8, "(%zu, %zu] has %zu classes", d, 2 * d,
+            hak_class_of(2 * d) - hak_class_of(d));
   CHECKV("the Mid table has an entry for every 128 bytes up to 32 KiB",
-         sizeof _hak_mid_class == HAK_MID_MAX >> HAK_MID_SHIFT && HAK_MID_SHIFT == 7,
-         "%zu entries, shift %d", sizeof _hak_mid_class, HAK_MID_SHIFT);
+         sizeof _hak_mid_class == HAK_MID_MAX >> HAK_MID_SHIFT && HAK_MID_SHIFT == 7, "%zu entries, shift %d",
+         sizeof _hak_mid_class, HAK_MID_SHIFT);
   for (size_t s = HAK_TINY_MAX + 1; s <= HAK_MID_MAX; s++)
     th_prop(&table, _hak_mid_class[(s - 1) >> HAK_MID_SHIFT] == hak_class_of(s),
             "size %zu: table entry %zu is %u, hak_class_of gives %zu", s, (s - 1) >> HAK_MID_SHIFT,
@@ -94,7 +87,6 @@ int main(void)
 
   th_prop_t *all[] = {&fits, &tightest, &in_range, &tiny_waste, &ninth,        &mono, &mult16,
                       &tier, &grow,     &round,    &pow2,       &per_doubling, &table};
-  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-    PROP_DONE(all[i]);
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) PROP_DONE(all[i]);
   return th_done();
 }

@@ -3,11 +3,11 @@
 // nothrow and throwing failure, and standard containers. libstdc++'s
 // operators call malloc/free, so every block must be hakmem's: in_use grows
 // while they live and returns exactly to its start when all are deleted.
+#include <malloc.h>
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <malloc.h>
 #include <map>
 #include <new>
 #include <string>
@@ -28,17 +28,14 @@ struct Tracked {
 };
 int Tracked::live;
 
-static hak_stats_t stats()
-{
+static hak_stats_t stats() {
   hak_stats_t s;
   memset(&s, 0, sizeof s);
-  if (hak.stats)
-    hak.stats(&s);
+  if (hak.stats) hak.stats(&s);
   return s;
 }
 
-static void test_plain_and_sized()
-{
+static void test_plain_and_sized() {
   int *ip = LAUNDER(new int(42));
   CHECK("new int works", *ip == 42 && malloc_usable_size(ip) >= sizeof(int));
   delete LAUNDER(ip);
@@ -46,8 +43,7 @@ static void test_plain_and_sized()
   for (size_t n : sizes) {
     void *p = ::operator new(n);
     memset(p, 0x5A, n);
-    CHECKV("operator new(n) returns a malloc block of >= n bytes", malloc_usable_size(p) >= n,
-           "n=%zu", n);
+    CHECKV("operator new(n) returns a malloc block of >= n bytes", malloc_usable_size(p) >= n, "n=%zu", n);
     ::operator delete(p, n);
     char *a = LAUNDER(new char[n]);
     memset(a, 1, n);
@@ -56,16 +52,14 @@ static void test_plain_and_sized()
   }
 }
 
-static void test_arrays()
-{
+static void test_arrays() {
   Tracked *arr = LAUNDER(new Tracked[100]);
   CHECK("new[] constructs every element", Tracked::live == 100 && arr[99].s.size() == 40);
   delete[] LAUNDER(arr);
   CHECK("delete[] destroys every element", Tracked::live == 0);
 }
 
-static void test_aligned()
-{
+static void test_aligned() {
   enum { N = 100 };
   Big256 *b[N];
   bool aligned = true;
@@ -76,11 +70,9 @@ static void test_aligned()
   }
   CHECK("new of an alignas(256) type is 256-aligned", aligned);
   bool intact = true;
-  for (int i = 0; i < N; i++)
-    intact &= all_bytes(b[i]->b, sizeof b[i]->b, (unsigned char)i);
+  for (int i = 0; i < N; i++) intact &= all_bytes(b[i]->b, sizeof b[i]->b, (unsigned char)i);
   CHECK("alignas(256) objects are intact", intact);
-  for (int i = 0; i < N; i++)
-    delete LAUNDER(b[i]);
+  for (int i = 0; i < N; i++) delete LAUNDER(b[i]);
   Big256 *ba = LAUNDER(new Big256[7]);
   CHECK("new[] of an alignas(256) type is 256-aligned", (uintptr_t)ba % 256 == 0);
   memset(ba, 3, sizeof(Big256) * 7);
@@ -99,8 +91,7 @@ static void test_aligned()
   }
 }
 
-static void test_failure()
-{
+static void test_failure() {
   size_t huge = LAUNDER((size_t)PTRDIFF_MAX + 1);
   void *p = ::operator new(huge, std::nothrow);
   CHECK("nothrow operator new of a huge size returns nullptr", p == nullptr);
@@ -116,8 +107,7 @@ static void test_failure()
   CHECK("operator new of a huge size throws std::bad_alloc", threw);
 }
 
-static void test_containers()
-{
+static void test_containers() {
   hak_stats_t s0 = stats();
   {
     std::vector<std::string> v;
@@ -126,25 +116,22 @@ static void test_containers()
     std::sort(v.begin(), v.end());
     bool sorted = std::is_sorted(v.begin(), v.end());
     std::map<int, std::vector<int>> m;
-    for (int i = 0; i < 20000; i++)
-      m[i % 997].push_back(i);
+    for (int i = 0; i < 20000; i++) m[i % 997].push_back(i);
     long sum = 0;
     for (auto &kv : m)
-      for (int x : kv.second)
-        sum += x;
+      for (int x : kv.second) sum += x;
     hak_stats_t s1 = stats();
     CHECK("std::sort of 100000 strings", sorted && v.size() == 100000);
     CHECK("std::map of vectors holds every value", sum == 20000L * 19999 / 2);
-    CHECKV("container memory comes from hakmem", s1.in_use >= s0.in_use + 4 * MiB,
-           "in_use %zu -> %zu", s0.in_use, s1.in_use);
+    CHECKV("container memory comes from hakmem", s1.in_use >= s0.in_use + 4 * MiB, "in_use %zu -> %zu",
+           s0.in_use, s1.in_use);
   }
   hak_stats_t s2 = stats();
-  CHECKV("every C++ block returned to hakmem", s2.in_use == s0.in_use, "in_use %zu -> %zu",
-         s0.in_use, s2.in_use);
+  CHECKV("every C++ block returned to hakmem", s2.in_use == s0.in_use, "in_use %zu -> %zu", s0.in_use,
+         s2.in_use);
 }
 
-int main()
-{
+int main() {
   int have = hak_load();
   CHECK("hakmem is the process malloc", have && hakmem_is_malloc());
   hak_stats_t s0 = stats();
@@ -153,8 +140,8 @@ int main()
   test_aligned();
   test_failure();
   hak_stats_t s1 = stats();
-  CHECKV("new/delete leave in_use where it started", s1.in_use == s0.in_use, "in_use %zu -> %zu",
-         s0.in_use, s1.in_use);
+  CHECKV("new/delete leave in_use where it started", s1.in_use == s0.in_use, "in_use %zu -> %zu", s0.in_use,
+         s1.in_use);
   test_containers();
   return th_done();
 }

@@ -25,16 +25,13 @@ static void *(*h_malloc)(size_t);
 static void (*h_free)(void *);
 static size_t (*h_usable)(const void *);
 
-static void bad(const char *what, void *p, size_t size)
-{
-  if (atomic_fetch_add(&n_bad, 1) < 5)
-    CHECKV(what, 0, "block %p size %zu", p, size);
+static void bad(const char *what, void *p, size_t size) {
+  if (atomic_fetch_add(&n_bad, 1) < 5) CHECKV(what, 0, "block %p size %zu", p, size);
 }
 
 /* Blocks carry their size (xor address) in the first 8 bytes, then a
  * pattern. */
-static void verify_free(void *q)
-{
+static void verify_free(void *q) {
   char *p = q;
   uint64_t v;
   memcpy(&v, p, 8);
@@ -47,8 +44,7 @@ static void verify_free(void *q)
   h_free(p);
 }
 
-static void *worker(void *arg)
-{
+static void *worker(void *arg) {
   uint64_t r = (uint64_t)(uintptr_t)arg * 31337;
   long ops = 0;
   while (atomic_load(&phase) == 0) {
@@ -59,8 +55,7 @@ static void *worker(void *arg)
       continue;
     }
     pat_fill(p, size, r);
-    if (pat_check(p, size, r) != SIZE_MAX)
-      bad("glibc block intact", p, size);
+    if (pat_check(p, size, r) != SIZE_MAX) bad("glibc block intact", p, size);
     free(p);
     ops++;
   }
@@ -78,8 +73,7 @@ static void *worker(void *arg)
     memcpy(p, &v, 8);
     pat_fill(p + 8, size - 8, pat_seed(p, size));
     void *old = atomic_exchange(&slot[x % SLOTS], p);
-    if (old)
-      verify_free(old);
+    if (old) verify_free(old);
     ops++;
   }
   atomic_fetch_add(&n_hak_ops, ops);
@@ -87,18 +81,14 @@ static void *worker(void *arg)
   return NULL;
 }
 
-int main(int argc, char **argv)
-{
-  if (!CHECK("usage: dlopen PATH-TO-libhakmem.so", argc == 2))
-    return th_done();
+int main(int argc, char **argv) {
+  if (!CHECK("usage: dlopen PATH-TO-libhakmem.so", argc == 2)) return th_done();
   pthread_t t[EARLY + LATE];
-  for (int i = 0; i < EARLY; i++)
-    pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)i);
+  for (int i = 0; i < EARLY; i++) pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)i);
   usleep(50 * 1000);
 
   void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
-  CHECKV("dlopen of libhakmem.so into a threaded process succeeds", h != NULL, "%s",
-         h ? "" : dlerror());
+  CHECKV("dlopen of libhakmem.so into a threaded process succeeds", h != NULL, "%s", h ? "" : dlerror());
   const char *(*version)(void) = NULL;
   int (*stats)(hak_stats_t *) = NULL;
   if (h) {
@@ -110,43 +100,36 @@ int main(int argc, char **argv)
   }
   int have = h_malloc && h_free && h_usable && version && stats;
   CHECK("dlsym finds hak_malloc, hak_free, hak_usable_size, hak_version, hak_stats", have);
-  if (have)
-    CHECKV("hak_version() names hakmem", strncmp(version(), "hakmem ", 7) == 0, "\"%s\"",
-           version());
+  if (have) CHECKV("hak_version() names hakmem", strncmp(version(), "hakmem ", 7) == 0, "\"%s\"", version());
   atomic_store(&phase, have ? 1 : 2);
   int n = EARLY;
   if (have) {
-    for (int i = 0; i < LATE; i++)
-      n += pthread_create(&t[n], NULL, worker, (void *)(uintptr_t)n) == 0;
+    for (int i = 0; i < LATE; i++) n += pthread_create(&t[n], NULL, worker, (void *)(uintptr_t)n) == 0;
     usleep(400 * 1000);
     atomic_store(&phase, 2);
   }
-  for (int i = 0; i < n; i++)
-    pthread_join(t[i], NULL);
+  for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
   if (have) {
     for (int i = 0; i < SLOTS; i++) {
       void *q = atomic_exchange(&slot[i], NULL);
-      if (q)
-        verify_free(q);
+      if (q) verify_free(q);
     }
     hak_stats_t s;
     memset(&s, 0, sizeof s);
     stats(&s);
-    CHECKV("every hak_malloc block was freed: in_use back to ~0", s.in_use <= 64 * KiB,
-           "in_use %zu", s.in_use);
+    CHECKV("every hak_malloc block was freed: in_use back to ~0", s.in_use <= 64 * KiB, "in_use %zu",
+           s.in_use);
     int early_used = 1;
-    for (int i = 0; i < EARLY; i++)
-      early_used &= atomic_load(&hak_ops_of[i]) > 0;
+    for (int i = 0; i < EARLY; i++) early_used &= atomic_load(&hak_ops_of[i]) > 0;
     CHECK("threads started before the dlopen used hak_*", early_used);
     CHECKV("threads started after the dlopen ran", n == EARLY + LATE, "%d threads", n);
   }
   CHECKV("glibc malloc ran before the dlopen", atomic_load(&n_glibc_ops) > 0, "%ld ops",
          atomic_load(&n_glibc_ops));
-  CHECKV("hak_* ran in several threads after the dlopen", atomic_load(&n_hak_ops) > 1000,
-         "%ld ops", atomic_load(&n_hak_ops));
+  CHECKV("hak_* ran in several threads after the dlopen", atomic_load(&n_hak_ops) > 1000, "%ld ops",
+         atomic_load(&n_hak_ops));
   CHECKV("no block damaged", atomic_load(&n_bad) == 0, "%ld", atomic_load(&n_bad));
-  if (h)
-    CHECK("dlclose succeeds", dlclose(h) == 0);
+  if (h) CHECK("dlclose succeeds", dlclose(h) == 0);
   /* The process carries on: glibc's malloc, and a new thread. */
   void *p = malloc(100000);
   CHECK("malloc works after dlclose", p != NULL);
@@ -156,8 +139,7 @@ int main(int argc, char **argv)
   int ok = pthread_create(&late, NULL, worker, (void *)(uintptr_t)(EARLY + LATE)) == 0;
   usleep(10 * 1000);
   atomic_store(&phase, 2);
-  if (ok)
-    pthread_join(late, NULL);
+  if (ok) pthread_join(late, NULL);
   CHECK("a thread started after dlclose runs and exits", ok);
   return th_done();
 }

@@ -30,61 +30,55 @@ typedef struct {
 /* Exit code bits of the child. */
 enum { BAD_CONTENTS = 1, BAD_AFTER = 2, BAD_COUNT = 4, BAD_SETUP = 8 };
 
-static int foreign_child(void *arg)
-{
+static int foreign_child(void *arg) {
   foreign_case_t *c = arg;
   _Alignas(64) unsigned char stack_area[512];
   unsigned char *p;
   size_t len;
   switch (c->where) {
-  case WHERE_STACK:
-    p = stack_area + 64;
-    len = 256;
-    break;
-  case WHERE_STATIC:
-    p = static_area + 128;
-    len = 1024;
-    break;
-  case WHERE_MMAP:
-    p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-      return BAD_SETUP;
-    len = 4096;
-    break;
-  default:
-    p = (unsigned char *)(uintptr_t)0xdead000000001000ULL;
-    len = 0;
+    case WHERE_STACK:
+      p = stack_area + 64;
+      len = 256;
+      break;
+    case WHERE_STATIC:
+      p = static_area + 128;
+      len = 1024;
+      break;
+    case WHERE_MMAP:
+      p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) return BAD_SETUP;
+      len = 4096;
+      break;
+    default:
+      p = (unsigned char *)(uintptr_t)0xdead000000001000ULL;
+      len = 0;
   }
   /* The address goes to the parent as the first line of stderr. */
   char line[64];
   int n = snprintf(line, sizeof line, "addr=%lx\n", (unsigned long)(uintptr_t)p);
-  if (write(2, line, (size_t)n) != n)
-    return BAD_SETUP;
+  if (write(2, line, (size_t)n) != n) return BAD_SETUP;
   pat_fill(p, len, 42);
   hak_stats_t s0, s1;
   memset(&s0, 0, sizeof s0);
   memset(&s1, 0, sizeof s1);
-  if (hak.stats)
-    hak.stats(&s0);
+  if (hak.stats) hak.stats(&s0);
   void *volatile out = NULL;
   size_t volatile us = 0;
   switch (c->op) {
-  case OP_FREE:
-    free(LAUNDER((void *)p));
-    break;
-  case OP_REALLOC:
-    out = realloc(LAUNDER((void *)p), 100);
-    break;
-  default:
-    us = malloc_usable_size(LAUNDER((void *)p));
+    case OP_FREE:
+      free(LAUNDER((void *)p));
+      break;
+    case OP_REALLOC:
+      out = realloc(LAUNDER((void *)p), 100);
+      break;
+    default:
+      us = malloc_usable_size(LAUNDER((void *)p));
   }
   (void)out;
   (void)us;
-  if (hak.stats)
-    hak.stats(&s1);
+  if (hak.stats) hak.stats(&s1);
   int code = 0;
-  if (pat_check(p, len, 42) != SIZE_MAX)
-    code |= BAD_CONTENTS;
+  if (pat_check(p, len, 42) != SIZE_MAX) code |= BAD_CONTENTS;
   /* The allocator still works. */
   for (int i = 0; i < 2000; i++) {
     size_t size = 1 + (size_t)(i * 37) % 5000;
@@ -94,60 +88,50 @@ static int foreign_child(void *arg)
       break;
     }
     pat_fill(q, size, (uint64_t)i);
-    if (pat_check(q, size, (uint64_t)i) != SIZE_MAX)
-      code |= BAD_AFTER;
+    if (pat_check(q, size, (uint64_t)i) != SIZE_MAX) code |= BAD_AFTER;
     free(q);
   }
-  if (c->op == OP_FREE && hak.stats && s1.invalid_frees != s0.invalid_frees + 1)
-    code |= BAD_COUNT;
+  if (c->op == OP_FREE && hak.stats && s1.invalid_frees != s0.invalid_frees + 1) code |= BAD_COUNT;
   return code;
 }
 
-int main(void)
-{
+int main(void) {
   check_hakmem_is_malloc();
   static child_t c;
   for (int op = OP_FREE; op <= OP_USABLE; op++) {
     for (int where = WHERE_STACK; where <= WHERE_NONCANONICAL; where++) {
       foreign_case_t fc = {op, where};
-      if (!CHECK("child runs", run_child(foreign_child, &fc, &c, 60) == 0))
-        continue;
+      if (!CHECK("child runs", run_child(foreign_child, &fc, &c, 60) == 0)) continue;
       const char *what = where_name[where], *fn = op_name[op];
       int code = WIFEXITED(c.status) ? WEXITSTATUS(c.status) : -1;
       CHECKV("the process goes on after a foreign pointer", WIFEXITED(c.status) && code == 0,
              "%s(%s): status 0x%x, stderr: %.300s", fn, what, c.status, c.err);
-      if (!WIFEXITED(c.status) || (code & BAD_SETUP))
-        continue;
+      if (!WIFEXITED(c.status) || (code & BAD_SETUP)) continue;
       CHECKV("foreign memory is left untouched", !(code & BAD_CONTENTS), "%s(%s)", fn, what);
       CHECKV("malloc works after a foreign pointer", !(code & BAD_AFTER), "%s(%s)", fn, what);
-      if (op == OP_FREE)
-        CHECKV("hak_stats counts the invalid free", !(code & BAD_COUNT), "%s(%s)", fn, what);
+      if (op == OP_FREE) CHECKV("hak_stats counts the invalid free", !(code & BAD_COUNT), "%s(%s)", fn, what);
       const char *a = strstr(c.err, "addr=");
       char hex[32] = "";
-      if (a)
-        sscanf(a + 5, "%31[0-9a-f]", hex);
+      if (a) sscanf(a + 5, "%31[0-9a-f]", hex);
       const char *msg = strstr(c.err, "not allocated by hakmem");
-      CHECKV("stderr says \"not allocated by hakmem\"", msg != NULL, "%s(%s): stderr: %.300s", fn,
-             what, c.err);
-      CHECKV("the message is printed exactly once",
-             count_lines_with(c.err, "not allocated by hakmem") == 1, "%s(%s): stderr: %.300s",
-             fn, what, c.err);
+      CHECKV("stderr says \"not allocated by hakmem\"", msg != NULL, "%s(%s): stderr: %.300s", fn, what,
+             c.err);
+      CHECKV("the message is printed exactly once", count_lines_with(c.err, "not allocated by hakmem") == 1,
+             "%s(%s): stderr: %.300s", fn, what, c.err);
       if (msg) {
         const char *bol = msg;
-        while (bol > c.err && bol[-1] != '\n')
-          bol--;
+        while (bol > c.err && bol[-1] != '\n') bol--;
         const char *eol = strchr(msg, '\n');
         size_t len = eol ? (size_t)(eol - bol) : strlen(bol);
         char ln[512];
         snprintf(ln, sizeof ln, "%.*s", (int)(len < 511 ? len : 511), bol);
         for (char *s = ln; *s; s++)
-          if (*s >= 'A' && *s <= 'F')
-            *s = (char)(*s - 'A' + 'a');
+          if (*s >= 'A' && *s <= 'F') *s = (char)(*s - 'A' + 'a');
         CHECKV("the message starts with \"hakmem\" and names the pointer",
                strncmp(ln, "hakmem", 6) == 0 && hex[0] && strstr(ln, hex) != NULL,
                "%s(%s): address %s, message \"%s\"", fn, what, hex, ln);
-        CHECKV("the message names the function", strstr(ln, fn) != NULL,
-               "%s(%s): message \"%s\"", fn, what, ln);
+        CHECKV("the message names the function", strstr(ln, fn) != NULL, "%s(%s): message \"%s\"", fn, what,
+               ln);
       }
     }
   }

@@ -21,9 +21,8 @@ static std::atomic<long> th_passed, th_failed;
 static atomic_long th_passed, th_failed;
 #endif
 
-__attribute__((format(printf, 4, 5), unused)) static int
-th_check(int ok, const char *file, int line, const char *fmt, ...)
-{
+__attribute__((format(printf, 4, 5), unused)) static int th_check(int ok, const char *file, int line,
+                                                                  const char *fmt, ...) {
   if (ok) {
     atomic_fetch_add(&th_passed, 1);
     return 1;
@@ -43,7 +42,7 @@ th_check(int ok, const char *file, int line, const char *fmt, ...)
 
 /* Returns the truth value of cond, so a test can stop early on failure. */
 #define CHECK(name, cond) th_check(!!(cond), __FILE__, __LINE__, "%s", (name))
-#define CHECKV(name, cond, fmt, ...)                                           \
+#define CHECKV(name, cond, fmt, ...) \
   th_check(!!(cond), __FILE__, __LINE__, "%s (" fmt ")", (name), __VA_ARGS__)
 
 __attribute__((unused)) static long th_failures(void) { return atomic_load(&th_failed); }
@@ -59,14 +58,12 @@ typedef struct {
   long n, bad;
   char first[320];
 } th_prop_t;
-#define PROP(name) {(name), 0, 0, ""}
+#define PROP(name) \
+  { (name), 0, 0, "" }
 
-__attribute__((format(printf, 3, 4), unused)) static int th_prop(th_prop_t *p, int ok,
-                                                                 const char *fmt, ...)
-{
+__attribute__((format(printf, 3, 4), unused)) static int th_prop(th_prop_t *p, int ok, const char *fmt, ...) {
   p->n++;
-  if (ok)
-    return 1;
+  if (ok) return 1;
   if (p->bad++ == 0) {
     va_list ap;
     va_start(ap, fmt);
@@ -76,14 +73,12 @@ __attribute__((format(printf, 3, 4), unused)) static int th_prop(th_prop_t *p, i
   return 0;
 }
 
-#define PROP_DONE(p)                                                           \
-  th_check((p)->n > 0 && (p)->bad == 0, __FILE__, __LINE__,                  \
-           "%s (%ld of %ld cases failed; first: %s)", (p)->name, (p)->bad,   \
-           (p)->n, (p)->n ? (p)->first : "no case was checked")
+#define PROP_DONE(p)                                                                                   \
+  th_check((p)->n > 0 && (p)->bad == 0, __FILE__, __LINE__, "%s (%ld of %ld cases failed; first: %s)", \
+           (p)->name, (p)->bad, (p)->n, (p)->n ? (p)->first : "no case was checked")
 
 /* Prints the closing line; the exit status for main. */
-__attribute__((unused)) static int th_done(void)
-{
+__attribute__((unused)) static int th_done(void) {
   printf("%ld passed, %ld failed\n", atomic_load(&th_passed), atomic_load(&th_failed));
   fflush(stdout);
   return atomic_load(&th_failed) ? 1 : 0;

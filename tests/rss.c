@@ -55,27 +55,21 @@
 
 #define GiB ((size_t)1 << 30)
 
-static void sleep_s(double s)
-{
-  if (s <= 0)
-    return;
+static void sleep_s(double s) {
+  if (s <= 0) return;
   struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
   while (nanosleep(&ts, &ts) != 0)
     ;
 }
 
-static double rss_mib(void)
-{
-  return (double)rss_kb() / 1024.0;
-}
+static double rss_mib(void) { return (double)rss_kb() / 1024.0; }
 
 /* ---- trim and idle: a 1 GiB burst ------------------------------------- */
 enum { MAXB = 1 << 16 };
 static void *blk[MAXB];
 
 /* Allocates about 1 GiB, touching every byte; returns the block count. */
-static int burst(void)
-{
+static int burst(void) {
   uint64_t x = 0x9E3779B97F4A7C15ULL;
   size_t total = 0;
   int n = 0, null = 0;
@@ -85,8 +79,7 @@ static int burst(void)
     x ^= x << 17;
     int shift = 4 + (int)(x % 20); /* 16 B .. 8 MiB, log-uniform */
     size_t sz = ((size_t)1 << shift) + (x >> 40) % ((size_t)1 << shift);
-    if (sz > 8 * MiB)
-      sz = 8 * MiB;
+    if (sz > 8 * MiB) sz = 8 * MiB;
     char *p = malloc(sz);
     if (!p) {
       null++;
@@ -96,54 +89,45 @@ static int burst(void)
     blk[n++] = p;
     total += sz;
   }
-  CHECKV("the 1 GiB burst is allocated", null == 0 && total >= GiB, "%zu bytes in %d blocks", total,
-         n);
+  CHECKV("the 1 GiB burst is allocated", null == 0 && total >= GiB, "%zu bytes in %d blocks", total, n);
   return n;
 }
 
 /* The burst, checked resident at its peak (*peak), then freed; returns
  * the RSS right after the frees. */
-static double burst_freed(double *peak)
-{
+static double burst_freed(double *peak) {
   int n = burst();
   *peak = rss_mib();
   CHECKV("the burst is resident (RSS >= 900 MiB at its peak)", *peak >= 900, "%.1f MiB", *peak);
-  for (int i = 0; i < n; i++)
-    free(blk[i]);
+  for (int i = 0; i < n; i++) free(blk[i]);
   return rss_mib();
 }
 
-static int mode_trim(void)
-{
+static int mode_trim(void) {
   double peak, after_free = burst_freed(&peak);
   int r = malloc_trim(0);
   double after_trim = rss_mib();
-  printf("trim: RSS peak %.1f MiB, after free %.1f MiB, after malloc_trim %.1f MiB\n", peak,
-         after_free, after_trim);
+  printf("trim: RSS peak %.1f MiB, after free %.1f MiB, after malloc_trim %.1f MiB\n", peak, after_free,
+         after_trim);
   CHECKV("malloc_trim(0) after freeing 1 GiB returns 1", r == 1, "returned %d", r);
   CHECKV("after freeing 1 GiB and malloc_trim(0), RSS < 32 MiB", after_trim < 32,
          "%.1f MiB (%.1f MiB before malloc_trim)", after_trim, after_free);
   return th_done();
 }
 
-static int mode_unmap(void)
-{
+static int mode_unmap(void) {
   enum { N = 80 * 256 };
   static char *p[N];
   for (int i = 0; i < N; i++) {
     p[i] = malloc(LAUNDER((size_t)4096));
-    if (!p[i])
-      return CHECK("80 MiB of 4 KiB blocks allocated", 0), th_done();
+    if (!p[i]) return CHECK("80 MiB of 4 KiB blocks allocated", 0), th_done();
     p[i][0] = (char)i;
   }
-  for (int i = 0; i < N; i++)
-    free(p[i]);
+  for (int i = 0; i < N; i++) free(p[i]);
   hak_stats_t before = {0}, after = {0};
-  if (hak.stats)
-    hak.stats(&before);
+  if (hak.stats) hak.stats(&before);
   int r = malloc_trim(0);
-  if (hak.stats)
-    hak.stats(&after);
+  if (hak.stats) hak.stats(&after);
   CHECKV("malloc_trim(0) after freeing 80 MiB returns 1", r == 1, "returned %d", r);
   if (hak.stats)
     CHECKV("malloc_trim(0) unmapped at least one 64 MiB reservation",
@@ -155,8 +139,7 @@ static int mode_unmap(void)
     memset(p[i], i, 4096);
   }
   for (int i = 0; i < 64; i++) {
-    for (int k = 0; k < 4096; k++)
-      intact &= p[i][k] == (char)i;
+    for (int k = 0; k < 4096; k++) intact &= p[i][k] == (char)i;
     free(p[i]);
   }
   CHECK("after the unmap, 64 blocks of 4 KiB allocated, written and read back", intact);
@@ -165,31 +148,25 @@ static int mode_unmap(void)
 
 /* After malloc_trim(0), n blocks of sz bytes, block i written whole with
  * byte i; 0 (checked as `what`) if one could not be allocated. */
-static int trim_then_alloc(char **p, int n, size_t sz, const char *what)
-{
+static int trim_then_alloc(char **p, int n, size_t sz, const char *what) {
   malloc_trim(0);
   for (int i = 0; i < n; i++) {
     p[i] = malloc(LAUNDER(sz));
-    if (!p[i])
-      return CHECK(what, 0);
+    if (!p[i]) return CHECK(what, 0);
     memset(p[i], i, sz);
   }
   return 1;
 }
 
-static int mode_delay(int with_delay)
-{
+static int mode_delay(int with_delay) {
   enum { N = 64, FIRST = 12, BURST = 48 };
   const size_t sz = 512 << 10;
   static char *p[N];
   hak_stats_t s0, s1, s2;
-  if (!CHECK("hak_stats is available", hak.stats != NULL))
-    return th_done();
-  if (!trim_then_alloc(p, N, sz, "64 blocks of 512 KiB allocated"))
-    return th_done();
+  if (!CHECK("hak_stats is available", hak.stats != NULL)) return th_done();
+  if (!trim_then_alloc(p, N, sz, "64 blocks of 512 KiB allocated")) return th_done();
   hak.stats(&s0);
-  for (int i = 0; i < FIRST; i++)
-    free(p[i]);
+  for (int i = 0; i < FIRST; i++) free(p[i]);
   hak.stats(&s1);
   double at_once = (double)(s1.purged - s0.purged) / MiB;
   if (with_delay) {
@@ -207,15 +184,13 @@ static int mode_delay(int with_delay)
   }
   double before = rss_mib();
   hak.stats(&s1);
-  for (int i = FIRST + 1; i <= FIRST + BURST; i++)
-    free(p[i]);
+  for (int i = FIRST + 1; i <= FIRST + BURST; i++) free(p[i]);
   hak.stats(&s2);
   double after = rss_mib();
   CHECKV("24 MiB freed at once (past twice the budget): at least 16 MiB purged right away",
          s2.purged - s1.purged >= 16 * MiB, "%.1f MiB purged", (double)(s2.purged - s1.purged) / MiB);
   CHECKV("and RSS drops by at least 16 MiB", before - after >= 16, "%.1f MiB -> %.1f MiB", before, after);
-  for (int i = FIRST + BURST + 1; i < N; i++)
-    free(p[i]);
+  for (int i = FIRST + BURST + 1; i < N; i++) free(p[i]);
   return th_done();
 }
 
@@ -226,27 +201,22 @@ static int mode_delay(int with_delay)
  * its minimum, but no free adds a spare to give the excess back: 50 ms
  * later (past the purge delay), the thread's next refill of a class gives
  * the spares nobody took back, aged, and they are purged. */
-static int mode_spares(void)
-{
+static int mode_spares(void) {
   enum { SMALL = 6144, BIG = 16 };
   static char *small[SMALL], *big[BIG];
   hak_stats_t s0, s1, s2;
   int got = 0;
   for (int i = 0; i < BIG; i++)
-    if ((big[i] = malloc(LAUNDER(4 * MiB))) != NULL && ++got)
-      memset(big[i], 1, 4 * MiB);
+    if ((big[i] = malloc(LAUNDER(4 * MiB))) != NULL && ++got) memset(big[i], 1, 4 * MiB);
   for (int i = 0; i < SMALL; i++)
-    if ((small[i] = malloc(LAUNDER(8 * KiB))) != NULL && ++got)
-      memset(small[i], 2, 8 * KiB);
+    if ((small[i] = malloc(LAUNDER(8 * KiB))) != NULL && ++got) memset(small[i], 2, 8 * KiB);
   if (!CHECKV("16 blocks of 4 MiB and 6144 of 8 KiB allocated", got == BIG + SMALL, "%d", got))
     return th_done();
-  for (int i = 0; i < SMALL; i++)
-    free(small[i]);
+  for (int i = 0; i < SMALL; i++) free(small[i]);
   hak.stats(&s0);
   CHECKV("48 MiB of 8 KiB blocks freed within a budget of the memory in use: kept as spares",
          s0.empty >= 32 * MiB, "empty %.1f MiB", (double)s0.empty / MiB);
-  for (int i = 0; i < BIG; i++)
-    free(big[i]);
+  for (int i = 0; i < BIG; i++) free(big[i]);
   hak.stats(&s1);
   sleep_s(0.05);
   double before = rss_mib();
@@ -278,28 +248,22 @@ static char *room_p[ROOM_N];
 
 /* Round r of the room churn: 12 of the 40 blocks freed (*mid: the stats
  * then) and allocated again, written whole. 0 if malloc failed. */
-static int room_round(int r, hak_stats_t *mid)
-{
-  for (int k = 0; k < ROOM_K; k++)
-    free(room_p[(r * 7 + k) % ROOM_N]);
+static int room_round(int r, hak_stats_t *mid) {
+  for (int k = 0; k < ROOM_K; k++) free(room_p[(r * 7 + k) % ROOM_N]);
   hak.stats(mid);
   for (int k = 0; k < ROOM_K; k++) {
     char *q = room_p[(r * 7 + k) % ROOM_N] = malloc(LAUNDER(MiB));
-    if (!q)
-      return 0;
+    if (!q) return 0;
     memset(q, r, MiB);
   }
   return 1;
 }
 
-static int mode_room(int with_room)
-{
+static int mode_room(int with_room) {
   enum { ROUNDS = 24, WARM = 12 };
   hak_stats_t s;
-  if (!CHECK("hak_stats is available", hak.stats != NULL))
-    return th_done();
-  if (!trim_then_alloc(room_p, ROOM_N, MiB, "40 blocks of 1 MiB allocated"))
-    return th_done();
+  if (!CHECK("hak_stats is available", hak.stats != NULL)) return th_done();
+  if (!trim_then_alloc(room_p, ROOM_N, MiB, "40 blocks of 1 MiB allocated")) return th_done();
   uint64_t purged0 = 0;
   size_t room_least = SIZE_MAX;
   for (int r = 0; r < ROUNDS; r++) {
@@ -307,16 +271,15 @@ static int mode_room(int with_room)
       hak.stats(&s);
       purged0 = s.purged;
     }
-    if (!room_round(r, &s))
-      return CHECK("1 MiB blocks allocated again", 0), th_done();
-    if (r >= WARM && s.room < room_least)
-      room_least = s.room;
+    if (!room_round(r, &s)) return CHECK("1 MiB blocks allocated again", 0), th_done();
+    if (r >= WARM && s.room < room_least) room_least = s.room;
   }
   hak.stats(&s);
   double purged = (double)(s.purged - purged0) / MiB;
-  printf("room%s: %d rounds of 12 MiB freed and allocated again: %.1f MiB purged after round %d, "
-         "room at least %.1f MiB\n",
-         with_room ? "" : " (HAKMEM_ROOM_MB=0)", ROUNDS, purged, WARM, (double)room_least / MiB);
+  printf(
+      "room%s: %d rounds of 12 MiB freed and allocated again: %.1f MiB purged after round %d, "
+      "room at least %.1f MiB\n",
+      with_room ? "" : " (HAKMEM_ROOM_MB=0)", ROUNDS, purged, WARM, (double)room_least / MiB);
   if (with_room) {
     CHECKV("a steady churn earns a working room (at least the 12 MiB it reuses)", room_least >= 12 * MiB,
            "room at least %.1f MiB", (double)room_least / MiB);
@@ -324,8 +287,8 @@ static int mode_room(int with_room)
   } else {
     CHECKV("HAKMEM_ROOM_MB=0: no working room", room_least == 0, "room at least %.1f MiB",
            (double)room_least / MiB);
-    CHECKV("HAKMEM_ROOM_MB=0: each round purges what is past the budget", purged >= 24,
-           "%.1f MiB purged", purged);
+    CHECKV("HAKMEM_ROOM_MB=0: each round purges what is past the budget", purged >= 24, "%.1f MiB purged",
+           purged);
   }
   /* The room lapses once the program stops reusing (2^31 TSC ticks: 3 s
    * covers 0.7 GHz), and not while it goes on: a churn at its cap for
@@ -337,10 +300,8 @@ static int mode_room(int with_room)
     room_least = SIZE_MAX;
     double end = now_s() + 3.5;
     for (int r = ROUNDS; now_s() < end; r++) {
-      if (!room_round(r, &s))
-        return CHECK("1 MiB blocks allocated again", 0), th_done();
-      if (s.room < room_least)
-        room_least = s.room;
+      if (!room_round(r, &s)) return CHECK("1 MiB blocks allocated again", 0), th_done();
+      if (s.room < room_least) room_least = s.room;
       sleep_s(0.05);
     }
     hak.stats(&s);
@@ -352,8 +313,7 @@ static int mode_room(int with_room)
     hak.stats(&s);
     CHECKV("3 s without reuse: the room has lapsed", s.room == 0, "room %.1f MiB", (double)s.room / MiB);
   }
-  for (int i = 0; i < ROOM_N; i++)
-    free(room_p[i]);
+  for (int i = 0; i < ROOM_N; i++) free(room_p[i]);
   hak.stats(&s);
   CHECKV("everything freed: the empty memory kept is back to the minimum budget (4 MiB)",
          s.empty <= 4 * MiB + MiB, "%.1f MiB empty, room %.1f MiB", (double)s.empty / MiB,
@@ -375,53 +335,43 @@ static char *remote_blocks[RN];
 static void *remote_small[RSMALL];
 static pthread_barrier_t remote_bar;
 
-static void *remote_worker(void *arg)
-{
+static void *remote_worker(void *arg) {
   (void)arg;
   for (int round = 0; round < 4; round++) {
     for (int i = 0; i < RN; i++) {
       remote_blocks[i] = malloc(LAUNDER((size_t)512 << 10));
-      if (remote_blocks[i])
-        memset(remote_blocks[i], round * RN + i, (size_t)512 << 10);
+      if (remote_blocks[i]) memset(remote_blocks[i], round * RN + i, (size_t)512 << 10);
     }
     pthread_barrier_wait(&remote_bar); /* the blocks are out */
     pthread_barrier_wait(&remote_bar); /* the main thread has freed them */
     if (round == 2) {
-      for (int i = 0; i < RSMALL; i++)
-        remote_small[i] = malloc(LAUNDER((size_t)3000));
+      for (int i = 0; i < RSMALL; i++) remote_small[i] = malloc(LAUNDER((size_t)3000));
       pthread_barrier_wait(&remote_bar); /* small blocks allocated */
       pthread_barrier_wait(&remote_bar); /* the main thread has looked */
-      for (int i = 0; i < RSMALL; i++)
-        free(remote_small[i]);
+      for (int i = 0; i < RSMALL; i++) free(remote_small[i]);
     }
-    if (round == 3)
-      break; /* exits holding the last 32 */
+    if (round == 3) break; /* exits holding the last 32 */
   }
   return NULL;
 }
 
-static int remote_free_all(int round)
-{
+static int remote_free_all(int round) {
   int intact = 1;
   for (int i = 0; i < RN; i++) {
     char *q = remote_blocks[i];
-    if (!q)
-      return 0;
+    if (!q) return 0;
     intact &= q[0] == (char)(round * RN + i) && q[(512 << 10) - 1] == (char)(round * RN + i);
     free(q);
   }
   return intact;
 }
 
-static int mode_remote(void)
-{
+static int mode_remote(void) {
   hak_stats_t s0, s1, s2, s3;
-  if (!CHECK("hak_stats is available", hak.stats != NULL))
-    return th_done();
+  if (!CHECK("hak_stats is available", hak.stats != NULL)) return th_done();
   pthread_t t;
   pthread_barrier_init(&remote_bar, NULL, 2);
-  if (!CHECK("a thread starts", pthread_create(&t, NULL, remote_worker, NULL) == 0))
-    return th_done();
+  if (!CHECK("a thread starts", pthread_create(&t, NULL, remote_worker, NULL) == 0)) return th_done();
   /* round 1 */
   pthread_barrier_wait(&remote_bar);
   hak.stats(&s0);
@@ -464,19 +414,16 @@ static int mode_remote(void)
  * at most, so it gives the emptiest back as it claims more), each marked
  * at both ends, all live together; then freed, and malloc_trim gives
  * every SuperSlab back. */
-static int mode_many(void)
-{
+static int mode_many(void) {
   enum { N = 300 };
   static char *p[N];
   hak_stats_t s0, s1, s2;
-  if (!CHECK("hak_stats is available", hak.stats != NULL))
-    return th_done();
+  if (!CHECK("hak_stats is available", hak.stats != NULL)) return th_done();
   hak.stats(&s0);
   int ok = 1;
   for (int i = 0; i < N; i++) {
     p[i] = malloc(LAUNDER(MiB));
-    if (!p[i])
-      return CHECK("300 blocks of 1 MiB allocated", 0), th_done();
+    if (!p[i]) return CHECK("300 blocks of 1 MiB allocated", 0), th_done();
     p[i][0] = (char)i;
     p[i][MiB - 1] = (char)~i;
   }
@@ -490,15 +437,14 @@ static int mode_many(void)
          (unsigned long long)s0.superslabs, (unsigned long long)s1.superslabs);
   malloc_trim(0);
   hak.stats(&s2);
-  CHECKV("freed and trimmed: in_use back to where it started", s2.in_use <= s0.in_use,
-         "%zu -> %zu bytes", s0.in_use, s2.in_use);
+  CHECKV("freed and trimmed: in_use back to where it started", s2.in_use <= s0.in_use, "%zu -> %zu bytes",
+         s0.in_use, s2.in_use);
   CHECKV("and their reservations unmapped", s2.mapped <= s0.mapped + 64 * MiB, "mapped %.0f -> %.0f MiB",
          (double)s0.mapped / MiB, (double)s2.mapped / MiB);
   return th_done();
 }
 
-static int mode_idle(void)
-{
+static int mode_idle(void) {
   double peak, after_free = burst_freed(&peak);
   sleep_s(1.5);
   void *volatile v = malloc(LAUNDER((size_t)64));
@@ -525,12 +471,10 @@ static double t_start, period;
 /* Mostly small: 80 % 16..256 B (uniform), 15 % 256 B..32 KiB and 4 %
  * 32 KiB..1 MiB (log-uniform), 1 % 1..4 MiB (uniform). By bytes, Large
  * blocks are about 2/3 of the live set and pool blocks most of the rest. */
-static size_t pick_size(uint64_t x)
-{
+static size_t pick_size(uint64_t x) {
   unsigned r = (unsigned)(x % 1000);
   x >>= 10;
-  if (r < 800)
-    return 16 + x % 241;
+  if (r < 800) return 16 + x % 241;
   if (r < 990) {
     unsigned lo = r < 950 ? 8 : 15, span = r < 950 ? 7 : 5; /* 2^lo .. 2^(lo+span) */
     unsigned shift = lo + (unsigned)(x % span);
@@ -540,16 +484,12 @@ static size_t pick_size(uint64_t x)
   return MiB + x % (3 * MiB);
 }
 
-static uint64_t word_at(uintptr_t p, size_t off)
-{
-  return mix64(p + off);
-}
+static uint64_t word_at(uintptr_t p, size_t off) { return mix64(p + off); }
 
 /* Writes the block's header (size, check word), a word every 4 KiB and one
  * at its end (the last 8 bytes, which no other word overlaps): every page
  * it spans is touched, so RSS sees the whole block. */
-static void touch(char *p, size_t sz)
-{
+static void touch(char *p, size_t sz) {
   uintptr_t a = (uintptr_t)p;
   uint64_t h[2] = {sz, sz ^ a ^ MAGIC};
   memcpy(p, h, 16);
@@ -565,16 +505,14 @@ static void touch(char *p, size_t sz)
 
 /* The size of an intact block, or 0 when its words are damaged (then *bad
  * is the offset of the first damaged word, and *got what it holds). */
-static size_t check(char *p, size_t *bad, uint64_t *got)
-{
+static size_t check(char *p, size_t *bad, uint64_t *got) {
   uintptr_t a = (uintptr_t)p;
   uint64_t h[2];
   memcpy(h, p, 16);
   size_t sz = (size_t)h[0];
   *bad = 0;
   *got = h[0];
-  if (sz < 16 || sz > 4 * MiB || h[1] != (sz ^ a ^ MAGIC))
-    return 0;
+  if (sz < 16 || sz > 4 * MiB || h[1] != (sz ^ a ^ MAGIC)) return 0;
   for (size_t off = 4096; off + 16 <= sz; off += 4096) {
     memcpy(got, p + off, 8);
     if (*got != word_at(a, off)) {
@@ -593,16 +531,14 @@ static size_t check(char *p, size_t *bad, uint64_t *got)
 }
 
 /* The live-set target at time t: a triangle wave LIVE_LO .. LIVE_HI. */
-static long target_at(double t)
-{
+static long target_at(double t) {
   double ph = t / period;
   ph -= (double)(long)ph;
   double tri = ph < 0.5 ? 2 * ph : 2 - 2 * ph;
   return (long)(LIVE_LO + (LIVE_HI - LIVE_LO) * tri);
 }
 
-static void drop(uintptr_t old)
-{
+static void drop(uintptr_t old) {
   uint64_t got;
   size_t bad, sz = check((char *)old, &bad, &got);
   if (!sz) {
@@ -617,20 +553,16 @@ static void drop(uintptr_t old)
   free((void *)old);
 }
 
-static void *worker(void *arg)
-{
+static void *worker(void *arg) {
   uint64_t r = (uint64_t)(uintptr_t)arg * 0x51ED27;
   long target = (long)LIVE_LO, ops = 0;
   while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
-    if ((ops & 63) == 0)
-      target = target_at(now_s() - t_start);
+    if ((ops & 63) == 0) target = target_at(now_s() - t_start);
     ops++;
     size_t i = rng_next(&r) % SLOTS;
     uintptr_t old = atomic_exchange(&slots[i], 0);
-    if (old)
-      drop(old);
-    if (atomic_load_explicit(&live_bytes, memory_order_relaxed) >= target)
-      continue;
+    if (old) drop(old);
+    if (atomic_load_explicit(&live_bytes, memory_order_relaxed) >= target) continue;
     size_t sz = pick_size(rng_next(&r));
     char *p = malloc(sz);
     if (!p) {
@@ -640,15 +572,13 @@ static void *worker(void *arg)
     touch(p, sz);
     atomic_fetch_add(&live_bytes, (long)sz);
     uintptr_t expect = 0;
-    if (!atomic_compare_exchange_strong(&slots[i], &expect, (uintptr_t)p))
-      drop((uintptr_t)p);
+    if (!atomic_compare_exchange_strong(&slots[i], &expect, (uintptr_t)p)) drop((uintptr_t)p);
   }
   atomic_fetch_add(&n_ops, ops);
   return NULL;
 }
 
-static int mode_mixed(double secs)
-{
+static int mode_mixed(double secs) {
   static double rss[NSAMPLES], live[NSAMPLES];
   static hak_stats_t hs[NSAMPLES]; /* hakmem's own figures, for the report */
   int have_stats = hak.stats != NULL && hakmem_is_malloc();
@@ -657,8 +587,7 @@ static int mode_mixed(double secs)
   t_start = now_s();
   pthread_t t[2];
   int started = 0;
-  for (int i = 0; i < 2; i++)
-    started += pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)(i + 1)) == 0;
+  for (int i = 0; i < 2; i++) started += pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)(i + 1)) == 0;
   CHECK("mixed: both threads start", started == 2);
   for (int k = 0; k < NSAMPLES; k++) {
     sleep_s(t_start + (k + 1) * interval - now_s());
@@ -666,16 +595,13 @@ static int mode_mixed(double secs)
     rss[k] = rss_mib();
     long l2 = atomic_load(&live_bytes);
     live[k] = (double)(l1 > l2 ? l1 : l2) / (double)MiB;
-    if (have_stats)
-      hak.stats(&hs[k]);
+    if (have_stats) hak.stats(&hs[k]);
   }
   atomic_store(&stop, 1);
-  for (int i = 0; i < started; i++)
-    pthread_join(t[i], NULL);
+  for (int i = 0; i < started; i++) pthread_join(t[i], NULL);
   for (size_t i = 0; i < SLOTS; i++) {
     uintptr_t old = atomic_exchange(&slots[i], 0);
-    if (old)
-      drop(old);
+    if (old) drop(old);
   }
 
   th_prop_t bound = PROP("mixed: RSS <= 1.5 x live + 48 MiB at every sample");
@@ -683,46 +609,44 @@ static int mode_mixed(double secs)
   int worst_k = 0;
   for (int k = 0; k < NSAMPLES; k++) {
     double limit = 1.5 * live[k] + 48;
-    th_prop(&bound, rss[k] <= limit, "sample %d at %.1f s: RSS %.1f MiB, live %.1f MiB, limit %.1f",
-            k, (k + 1) * interval, rss[k], live[k], limit);
+    th_prop(&bound, rss[k] <= limit, "sample %d at %.1f s: RSS %.1f MiB, live %.1f MiB, limit %.1f", k,
+            (k + 1) * interval, rss[k], live[k], limit);
     if (rss[k] - limit > worst) {
       worst = rss[k] - limit;
       worst_k = k;
     }
-    if (rss[k] > max_rss)
-      max_rss = rss[k];
-    if (live[k] > max_live)
-      max_live = live[k];
+    if (rss[k] > max_rss) max_rss = rss[k];
+    if (live[k] > max_live) max_live = live[k];
     int th = k * 3 / NSAMPLES;
     third[th] += rss[k] / (NSAMPLES / 3);
   }
-  printf("mixed: %.0f s, %ld ops; max live %.1f MiB, max RSS %.1f MiB; closest sample %d: RSS "
-         "%.1f MiB, live %.1f MiB; mean RSS by thirds %.1f %.1f %.1f MiB\n",
-         secs, atomic_load(&n_ops), max_live, max_rss, worst_k, rss[worst_k], live[worst_k],
-         third[0], third[1], third[2]);
+  printf(
+      "mixed: %.0f s, %ld ops; max live %.1f MiB, max RSS %.1f MiB; closest sample %d: RSS "
+      "%.1f MiB, live %.1f MiB; mean RSS by thirds %.1f %.1f %.1f MiB\n",
+      secs, atomic_load(&n_ops), max_live, max_rss, worst_k, rss[worst_k], live[worst_k], third[0], third[1],
+      third[2]);
   if (have_stats) {
     const hak_stats_t *w = &hs[worst_k];
-    printf("mixed: hakmem at sample %d: committed %.1f MiB (Large %.1f), in use %.1f MiB (Large "
-           "%.1f), BigCache %.1f MiB\n",
-           worst_k, (double)w->committed / MiB, (double)w->large_committed / MiB,
-           (double)w->in_use / MiB, (double)w->large_in_use / MiB, (double)w->bigcache_bytes / MiB);
+    printf(
+        "mixed: hakmem at sample %d: committed %.1f MiB (Large %.1f), in use %.1f MiB (Large "
+        "%.1f), BigCache %.1f MiB\n",
+        worst_k, (double)w->committed / MiB, (double)w->large_committed / MiB, (double)w->in_use / MiB,
+        (double)w->large_in_use / MiB, (double)w->bigcache_bytes / MiB);
   }
   PROP_DONE(&bound);
   CHECKV("mixed: no creep: mean RSS of the last third <= mean RSS of the first third + 10 %",
-         third[2] <= third[0] * 1.10, "first %.1f MiB, middle %.1f MiB, last %.1f MiB", third[0],
-         third[1], third[2]);
+         third[2] <= third[0] * 1.10, "first %.1f MiB, middle %.1f MiB, last %.1f MiB", third[0], third[1],
+         third[2]);
   CHECKV("mixed: the live set reached its high phase", max_live >= 0.8 * LIVE_HI / (double)MiB,
          "max live %.1f MiB", max_live);
-  CHECKV("mixed: every allocation succeeded", atomic_load(&n_null) == 0, "%ld NULL",
-         atomic_load(&n_null));
+  CHECKV("mixed: every allocation succeeded", atomic_load(&n_null) == 0, "%ld NULL", atomic_load(&n_null));
   CHECKV("mixed: every block intact", atomic_load(&n_bad) == 0, "%ld damaged", atomic_load(&n_bad));
-  CHECKV("mixed: every block freed (live bytes back to 0)", atomic_load(&live_bytes) == 0,
-         "%ld bytes", atomic_load(&live_bytes));
+  CHECKV("mixed: every block freed (live bytes back to 0)", atomic_load(&live_bytes) == 0, "%ld bytes",
+         atomic_load(&live_bytes));
   return th_done();
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
   /* RSS_ANY_MALLOC=1 runs the cases under whatever malloc the process has
    * (glibc, or another allocator preloaded), to compare. */
   const char *any = getenv("RSS_ANY_MALLOC");
@@ -730,30 +654,18 @@ int main(int argc, char **argv)
   const char *env = getenv("RSS_SECONDS");
   double secs = env && *env ? strtod(env, NULL) : 30;
   if (argc > 1) {
-    if (!CHECK("hakmem is the process malloc (child; RSS_ANY_MALLOC=1 waives it)", ok))
-      return th_done();
-    if (strcmp(argv[1], "trim") == 0)
-      return mode_trim();
-    if (strcmp(argv[1], "idle") == 0)
-      return mode_idle();
-    if (strcmp(argv[1], "unmap") == 0)
-      return mode_unmap();
-    if (strcmp(argv[1], "delay") == 0)
-      return mode_delay(1);
-    if (strcmp(argv[1], "delay0") == 0)
-      return mode_delay(0);
-    if (strcmp(argv[1], "spares") == 0)
-      return mode_spares();
-    if (strcmp(argv[1], "room") == 0)
-      return mode_room(1);
-    if (strcmp(argv[1], "room0") == 0)
-      return mode_room(0);
-    if (strcmp(argv[1], "remote") == 0)
-      return mode_remote();
-    if (strcmp(argv[1], "many") == 0)
-      return mode_many();
-    if (strcmp(argv[1], "mixed") == 0)
-      return mode_mixed(secs);
+    if (!CHECK("hakmem is the process malloc (child; RSS_ANY_MALLOC=1 waives it)", ok)) return th_done();
+    if (strcmp(argv[1], "trim") == 0) return mode_trim();
+    if (strcmp(argv[1], "idle") == 0) return mode_idle();
+    if (strcmp(argv[1], "unmap") == 0) return mode_unmap();
+    if (strcmp(argv[1], "delay") == 0) return mode_delay(1);
+    if (strcmp(argv[1], "delay0") == 0) return mode_delay(0);
+    if (strcmp(argv[1], "spares") == 0) return mode_spares();
+    if (strcmp(argv[1], "room") == 0) return mode_room(1);
+    if (strcmp(argv[1], "room0") == 0) return mode_room(0);
+    if (strcmp(argv[1], "remote") == 0) return mode_remote();
+    if (strcmp(argv[1], "many") == 0) return mode_many();
+    if (strcmp(argv[1], "mixed") == 0) return mode_mixed(secs);
     fprintf(stderr, "rss: unknown mode %s\n", argv[1]);
     return 2;
   }
@@ -777,9 +689,7 @@ int main(int argc, char **argv)
   child_merge("room0", run_self("room0", no_room, &c, 120), &c);
   child_merge("remote", run_self("remote", NULL, &c, 120), &c);
   child_merge("many", run_self("many", NULL, &c, 120), &c);
-  if (secs > 0)
-    child_merge("mixed", run_self("mixed", NULL, &c, (unsigned)secs + 120), &c);
-  else
-    printf("skip: mixed workload (RSS_SECONDS=0)\n");
+  if (secs > 0) child_merge("mixed", run_self("mixed", NULL, &c, (unsigned)secs + 120), &c);
+  else printf("skip: mixed workload (RSS_SECONDS=0)\n");
   return th_done();
 }

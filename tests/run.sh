@@ -25,7 +25,7 @@ ROOT=$PWD
 REL=$ROOT/libhakmem.so
 DBG=$ROOT/debug/libhakmem.so
 B=tests/bin
-TESTS="api cxx stress fork churn transfer foreign tdtor options tiers bigcache"
+TESTS=$(sed -n 's/^TEST_SUITE *:= *//p' tests/tests.mk)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/hakmem-tests.XXXXXX") || exit 1
 trap 'rm -rf "$TMP"' EXIT
 PASSED=0
@@ -108,12 +108,9 @@ for lib in "$REL" "$DBG"; do
 done
 
 # The whole malloc API is exported; internal _hak_ names are not.
-need="malloc free calloc realloc reallocarray posix_memalign aligned_alloc memalign valloc
-pvalloc malloc_usable_size free_sized free_aligned_sized cfree mallinfo mallinfo2 malloc_trim
-mallopt malloc_stats malloc_info __libc_malloc __libc_calloc __libc_realloc __libc_free
-__libc_memalign __libc_valloc __libc_pvalloc __posix_memalign hak_version hak_malloc hak_free
-hak_calloc hak_realloc hak_aligned_alloc hak_posix_memalign hak_usable_size hak_trim hak_stats
-hak_stats_flush hak_stats_print hak_stats_json"
+# The names: tests/bin/exports.h, made from src/exports.map and hakmem.h.
+need="$(sed -n 's/^#define HAK_LIBC_EXPORTS(X)//p' tests/bin/exports.h | grep -oE '[_a-z0-9]+\)' | tr -d ')')
+$(sed -n 's/^#define HAK_API_EXPORTS(X)//p' tests/bin/exports.h | grep -oE '[_a-z0-9]+\)' | tr -d ')' | sed 's/^/hak_/')"
 for lib in "$REL" "$DBG"; do
   name=${lib#"$ROOT"/}
   nm -D --defined-only "$lib" 2>/dev/null | awk '{print $NF}' | sed 's/@.*//' | sort -u >"$TMP/syms"
@@ -126,6 +123,22 @@ for lib in "$REL" "$DBG"; do
   [ -s "$TMP/syms" ] && [ ! -s "$TMP/missing" ] && ok=1
   check "$name exports the malloc API and hak_*, no _hak_ internals" $ok "$TMP/missing"
 done
+
+# One code style (.clang-format) over src/, include/ and tests/.
+if command -v clang-format >/dev/null 2>&1; then
+  clang-format --dry-run --Werror src/*.c src/*.h include/*.h tests/*.c tests/*.h tests/*.cc >"$TMP/format" 2>&1
+  ok=$?
+  [ "$ok" = 0 ] && ok=1 || ok=0
+  check "src/, include/ and tests/ are formatted as .clang-format says (clang-format -i fixes it)" $ok "$TMP/format"
+else
+  skip "the format check: clang-format is not installed (.ci/run installs it)"
+fi
+
+# The layers of src/ call only down (the list at the top of src/internal.h).
+bash tests/layers.sh >"$TMP/layers" 2>&1
+ok=$?
+[ "$ok" = 0 ] && ok=1 || ok=0
+check "src/ calls only down its layers ($(tail -n 1 "$TMP/layers"))" $ok "$TMP/layers"
 
 # ---- test binaries ---------------------------------------------------------------
 for t in $TESTS; do
@@ -140,8 +153,10 @@ for t in $TESTS; do
 done
 run_bin "stress (LD_PRELOAD debug)" env LD_PRELOAD="$DBG" "$B/glibc/stress"
 run_bin "fork (LD_PRELOAD debug)" env LD_PRELOAD="$DBG" "$B/glibc/fork"
-# The size-class arithmetic (no allocator linked: built once).
+# The size-class arithmetic (no allocator linked: built once), and the
+# unit tests of internals (the debug library's objects).
 run_bin "classes" "$B/classes"
+run_bin "units" "$B/units"
 
 # ---- options ------------------------------------------------------------------
 run_bin "stress (HAKMEM_THP=1)" env HAKMEM_THP=1 "$B/stress"
@@ -227,7 +242,7 @@ else
 fi
 
 if command -v gcc >/dev/null 2>&1; then
-  GCC_ARGS=(-O2 -g -std=gnu11 -D_GNU_SOURCE -Iinclude -c tests/api.c)
+  GCC_ARGS=(-O2 -g -std=gnu11 -D_GNU_SOURCE -Iinclude -Itests/bin -c tests/api.c)
   run_to "$TMP/gcc.plain.log" gcc "${GCC_ARGS[@]}" -o "$TMP/plain.o"
   run_to "$TMP/gcc.pre.log" "${PRE[@]}" gcc "${GCC_ARGS[@]}" -o "$TMP/pre.o" 2>"$TMP/gcc.err"
   cp "$TMP/plain.o" "$TMP/gcc.plain" 2>/dev/null || : >"$TMP/gcc.plain"

@@ -43,44 +43,34 @@ static atomic_long live_bytes, n_bad, n_null, n_blocks;
 static _Atomic int stopping;
 
 /* Byte size: Tiny 70 %, Mid 22 %, pool 7 %, Large 1 %. */
-static size_t pick(uint64_t *r)
-{
+static size_t pick(uint64_t *r) {
   uint64_t x = rng_next(r);
   unsigned k = (unsigned)(x % 100);
   x >>= 8;
-  if (k < 70)
-    return 16 + x % 1008;
-  if (k < 92)
-    return 1024 + x % (31 * 1024);
-  if (k < 99)
-    return SPARSE_FROM + x % (((size_t)1 << 20) - SPARSE_FROM);
+  if (k < 70) return 16 + x % 1008;
+  if (k < 92) return 1024 + x % (31 * 1024);
+  if (k < 99) return SPARSE_FROM + x % (((size_t)1 << 20) - SPARSE_FROM);
   return ((size_t)1 << 20) + x % ((size_t)3 << 20);
 }
 
 /* Writes the pattern words of a block of `size` bytes from the one that
  * holds byte `from` on (a block that grew completes its last word). */
-static void fill(uint64_t *w, size_t from, size_t size, uint64_t seed)
-{
+static void fill(uint64_t *w, size_t from, size_t size, uint64_t seed) {
   size_t step = size >= SPARSE_FROM ? 4096 : 8;
   for (size_t off = from / step * step; off + 8 <= size; off += step)
-    if (off >= HEADER)
-      w[off / 8] = pat_word(seed, off);
+    if (off >= HEADER) w[off / 8] = pat_word(seed, off);
 }
 
-static int check(const uint64_t *w)
-{
+static int check(const uint64_t *w) {
   size_t size = (size_t)w[0];
-  if (size < HEADER || size > ((size_t)4 << 20))
-    return 0;
+  if (size < HEADER || size > ((size_t)4 << 20)) return 0;
   size_t step = size >= SPARSE_FROM ? 4096 : 8;
   for (size_t off = step >= HEADER ? step : HEADER; off + 8 <= size; off += step)
-    if (w[off / 8] != pat_word(w[1], off))
-      return 0;
+    if (w[off / 8] != pat_word(w[1], off)) return 0;
   return 1;
 }
 
-static uint64_t *make(uint64_t *r)
-{
+static uint64_t *make(uint64_t *r) {
   size_t size = pick(r);
   uint64_t *w = malloc(size);
   if (!w) {
@@ -95,28 +85,22 @@ static uint64_t *make(uint64_t *r)
   return w;
 }
 
-static int verify(const uint64_t *w)
-{
-  if (check(w))
-    return 1;
+static int verify(const uint64_t *w) {
+  if (check(w)) return 1;
   if (atomic_fetch_add(&n_bad, 1) < 5)
     CHECKV("block intact", 0, "block %p, size word %llu", (const void *)w, (unsigned long long)w[0]);
   return 0;
 }
 
-static void drop(uint64_t *w)
-{
-  if (!w || !verify(w))
-    return;
+static void drop(uint64_t *w) {
+  if (!w || !verify(w)) return;
   atomic_fetch_sub(&live_bytes, (long)w[0]);
   free(w);
 }
 
 /* Grows or shrinks w with realloc; the prefix must survive. */
-static uint64_t *resize(uint64_t *w, uint64_t *r)
-{
-  if (!verify(w))
-    return NULL;
+static uint64_t *resize(uint64_t *w, uint64_t *r) {
+  if (!verify(w)) return NULL;
   size_t old = (size_t)w[0], size = pick(r);
   uint64_t *q = realloc(w, size);
   if (!q) {
@@ -127,16 +111,13 @@ static uint64_t *resize(uint64_t *w, uint64_t *r)
   size_t keep = size < old ? size : old;
   /* The prefix kept its pattern; a block that was sparse and is now dense
    * gets the words between its pages. */
-  if (old >= SPARSE_FROM && size < SPARSE_FROM)
-    fill(q, 0, size, q[1]);
-  else
-    fill(q, keep, size, q[1]);
+  if (old >= SPARSE_FROM && size < SPARSE_FROM) fill(q, 0, size, q[1]);
+  else fill(q, keep, size, q[1]);
   atomic_fetch_add(&live_bytes, (long)size - (long)old);
   return q;
 }
 
-static void *worker(void *arg)
-{
+static void *worker(void *arg) {
   uint64_t r = mix64((uint64_t)(uintptr_t)arg) | 1;
   uint64_t *own[OWN] = {0};
   long ops = 2000 + (long)(rng_next(&r) % 60000);
@@ -156,15 +137,12 @@ static void *worker(void *arg)
     }
   }
   for (unsigned i = 0; i < OWN; i++)
-    if (i % 2)
-      drop(atomic_exchange(&slot[rng_next(&r) % SLOTS], own[i]));
-    else
-      drop(own[i]);
+    if (i % 2) drop(atomic_exchange(&slot[rng_next(&r) % SLOTS], own[i]));
+    else drop(own[i]);
   return NULL;
 }
 
-static double now(void)
-{
+static double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + ts.tv_nsec / 1e9;
@@ -178,8 +156,7 @@ typedef struct {
 
 static runner_t runner[MAX_THREADS];
 
-static void *run(void *arg)
-{
+static void *run(void *arg) {
   runner_t *me = arg;
   static _Atomic uint64_t seq;
   worker((void *)(uintptr_t)atomic_fetch_add(&seq, 1));
@@ -187,22 +164,18 @@ static void *run(void *arg)
   return NULL;
 }
 
-static int start(runner_t *w)
-{
+static int start(runner_t *w) {
   atomic_store(&w->done, 0);
   w->live = pthread_create(&w->t, NULL, run, w) == 0;
-  if (!w->live)
-    atomic_fetch_add(&n_null, 1);
+  if (!w->live) atomic_fetch_add(&n_null, 1);
   return w->live;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
   double secs = argc > 1 ? strtod(argv[1], NULL) : 600;
   const char *e = getenv("SOAK_THREADS");
   int nthreads = e && *e ? atoi(e) : 8;
-  if (nthreads < 1 || nthreads > MAX_THREADS)
-    nthreads = 8;
+  if (nthreads < 1 || nthreads > MAX_THREADS) nthreads = 8;
   int have_hak = hak_load() && hakmem_is_malloc();
   enum { MAX_SAMPLES = 1 << 16 };
   static double excess[MAX_SAMPLES], at[MAX_SAMPLES];
@@ -211,13 +184,11 @@ int main(int argc, char **argv)
   printf("soak: %.0f s, %d threads at a time, %s\n", secs, nthreads,
          have_hak ? hak.version() : "not hakmem (figures of RSS only)");
   fflush(stdout);
-  for (int i = 0; i < nthreads; i++)
-    threads_run += start(&runner[i]);
+  for (int i = 0; i < nthreads; i++) threads_run += start(&runner[i]);
   double t0 = now(), next_sample = t0, next_print = t0 + 10;
   for (;;) {
     double t = now();
-    if (t - t0 >= secs)
-      break;
+    if (t - t0 >= secs) break;
     for (int i = 0; i < nthreads; i++)
       if (runner[i].live && atomic_load(&runner[i].done)) {
         pthread_join(runner[i].t, NULL);
@@ -248,10 +219,8 @@ int main(int argc, char **argv)
   }
   atomic_store(&stopping, 1);
   for (int i = 0; i < nthreads; i++)
-    if (runner[i].live)
-      pthread_join(runner[i].t, NULL);
-  for (int i = 0; i < SLOTS; i++)
-    drop(atomic_exchange(&slot[i], NULL));
+    if (runner[i].live) pthread_join(runner[i].t, NULL);
+  for (int i = 0; i < SLOTS; i++) drop(atomic_exchange(&slot[i], NULL));
 
   /* Flat: after the warm-up, the mean excess over the last third against
    * that over the first. */
@@ -259,8 +228,7 @@ int main(int argc, char **argv)
   int nf = 0, nl = 0;
   double span = secs - warm;
   for (int i = 0; i < ns; i++) {
-    if (at[i] < warm)
-      continue;
+    if (at[i] < warm) continue;
     if (at[i] < warm + span / 3) {
       first += excess[i];
       nf++;
@@ -273,9 +241,10 @@ int main(int argc, char **argv)
   last = nl ? last / nl : 0;
   int flat = nf && nl && last <= first * 1.10 + 8;
   long bad = atomic_load(&n_bad), nul = atomic_load(&n_null);
-  printf("RSS flat: %s (RSS beyond the live blocks: mean %.1f MiB in the first third after warm-up, "
-         "%.1f in the last; %d samples)\n",
-         flat ? "yes" : "no", first, last, ns);
+  printf(
+      "RSS flat: %s (RSS beyond the live blocks: mean %.1f MiB in the first third after warm-up, "
+      "%.1f in the last; %d samples)\n",
+      flat ? "yes" : "no", first, last, ns);
   printf("corruption: %s (%ld blocks, %ld threads, %ld blocks damaged, %ld allocations failed)\n",
          bad ? "found" : "none", atomic_load(&n_blocks), threads_run, bad, nul);
   CHECKV("RSS flat", flat, "%.1f -> %.1f MiB beyond the live blocks", first, last);

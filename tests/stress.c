@@ -28,28 +28,21 @@ static uint64_t seed_base;
  * (xor their address) in their first 8 bytes instead. */
 static size_t hdr_of(size_t size) { return size >= BIG_TAG ? 8 : 0; }
 
-static size_t pick_size(uint64_t x)
-{
+static size_t pick_size(uint64_t x) {
   unsigned r = (unsigned)(x % 1000);
   x >>= 10;
-  if (r < 550)
-    return 1 + x % 256;
-  if (r < 850)
-    return 257 + x % (4096 - 256);
-  if (r < 985)
-    return 4097 + x % (32 * KiB - 4096);
+  if (r < 550) return 1 + x % 256;
+  if (r < 850) return 257 + x % (4096 - 256);
+  if (r < 985) return 4097 + x % (32 * KiB - 4096);
   size_t base = (size_t)32 * KiB << (x % 6); /* 32 KiB .. 1 MiB */
   return base + (x >> 3) % base;             /* .. 2 MiB */
 }
 
-static void report(atomic_long *counter, const char *what, void *p, size_t size, size_t off)
-{
-  if (atomic_fetch_add(counter, 1) < 5)
-    CHECKV(what, 0, "block %p size %zu offset %zu", p, size, off);
+static void report(atomic_long *counter, const char *what, void *p, size_t size, size_t off) {
+  if (atomic_fetch_add(counter, 1) < 5) CHECKV(what, 0, "block %p size %zu offset %zu", p, size, off);
 }
 
-static void init_block(void *p, size_t size)
-{
+static void init_block(void *p, size_t size) {
   size_t h = hdr_of(size);
   if (h) {
     uint64_t v = (uint64_t)size ^ (uint64_t)(uintptr_t)p;
@@ -58,15 +51,13 @@ static void init_block(void *p, size_t size)
   pat_fill((char *)p + h, size - h, pat_seed(p, size));
 }
 
-static uint64_t tag_of(void *p, size_t size)
-{
+static uint64_t tag_of(void *p, size_t size) {
   return (uint64_t)(uintptr_t)p | (uint64_t)(size >= BIG_TAG ? BIG_TAG : size) << 48;
 }
 
 /* Decodes a tag; checks the block's header, usable size and pattern.
  * Returns 0 when the block is damaged. */
-static int check_block(uint64_t tag, void **pp, size_t *psize)
-{
+static int check_block(uint64_t tag, void **pp, size_t *psize) {
   void *p = (void *)(uintptr_t)(tag & (((uint64_t)1 << 48) - 1));
   size_t size = (size_t)(tag >> 48);
   if (size == BIG_TAG) {
@@ -91,24 +82,21 @@ static int check_block(uint64_t tag, void **pp, size_t *psize)
   return 1;
 }
 
-static void *alloc_block(uint64_t x, size_t size)
-{
+static void *alloc_block(uint64_t x, size_t size) {
   void *p;
   switch ((x >> 40) % 8) {
-  case 5:
-    p = calloc(1, size);
-    if (p && !all_bytes(p, size, 0))
-      report(&n_calloc, "calloc block is zeroed", p, size, 0);
-    break;
-  case 6:
-    p = aligned_alloc((size_t)64 << ((x >> 50) % 5), size);
-    break;
-  case 7:
-    if (posix_memalign(&p, (size_t)16 << ((x >> 50) % 5), size) != 0)
-      p = NULL;
-    break;
-  default:
-    p = malloc(size);
+    case 5:
+      p = calloc(1, size);
+      if (p && !all_bytes(p, size, 0)) report(&n_calloc, "calloc block is zeroed", p, size, 0);
+      break;
+    case 6:
+      p = aligned_alloc((size_t)64 << ((x >> 50) % 5), size);
+      break;
+    case 7:
+      if (posix_memalign(&p, (size_t)16 << ((x >> 50) % 5), size) != 0) p = NULL;
+      break;
+    default:
+      p = malloc(size);
   }
   if (!p) {
     report(&n_null, "allocation succeeds", NULL, size, 0);
@@ -116,22 +104,18 @@ static void *alloc_block(uint64_t x, size_t size)
   }
   if ((uintptr_t)p % 16 && size > 8)
     report(&n_misaligned, "blocks > 8 bytes are 16-byte aligned", p, size, 0);
-  if ((uintptr_t)p >> 47)
-    report(&n_corrupt, "pointer below 2^47", p, size, 0);
+  if ((uintptr_t)p >> 47) report(&n_corrupt, "pointer below 2^47", p, size, 0);
   init_block(p, size);
   return p;
 }
 
-static void free_block(uint64_t tag)
-{
+static void free_block(uint64_t tag) {
   void *p;
   size_t size;
-  if (check_block(tag, &p, &size))
-    free(p); /* a damaged block is leaked rather than freed */
+  if (check_block(tag, &p, &size)) free(p); /* a damaged block is leaked rather than freed */
 }
 
-static void *worker(void *arg)
-{
+static void *worker(void *arg) {
   uint64_t r = seed_base ^ (uint64_t)(uintptr_t)arg * 0x9E3779B97F4A7C15ULL;
   long ops = 0;
   for (; ops < OPS_PER_THREAD && !atomic_load_explicit(&stop, memory_order_relaxed); ops++) {
@@ -141,20 +125,16 @@ static void *worker(void *arg)
     if (kind <= 10) { /* swap a new block in, free what was there */
       size_t size = pick_size(rng_next(&r));
       void *p = alloc_block(x, size);
-      if (!p)
-        continue;
+      if (!p) continue;
       uint64_t old = atomic_exchange(&slot[i], tag_of(p, size));
-      if (old)
-        free_block(old);
+      if (old) free_block(old);
     } else if (kind <= 12) { /* realloc a block taken out of the array */
       uint64_t old = atomic_exchange(&slot[i], 0);
       void *p;
       size_t size;
-      if (!old || !check_block(old, &p, &size))
-        continue;
+      if (!old || !check_block(old, &p, &size)) continue;
       size_t ns = pick_size(rng_next(&r));
-      if (ns < 8)
-        ns = 8;
+      if (ns < 8) ns = 8;
       void *q = realloc(p, ns);
       if (!q) {
         report(&n_null, "realloc succeeds", p, ns, 0);
@@ -164,17 +144,14 @@ static void *worker(void *arg)
       size_t keep = size < ns ? size : ns, h = hdr_of(size);
       if (keep > h) {
         size_t off = pat_check((char *)q + h, keep - h, pat_seed(p, size));
-        if (off != SIZE_MAX)
-          report(&n_corrupt, "realloc keeps the contents", q, ns, off + h);
+        if (off != SIZE_MAX) report(&n_corrupt, "realloc keeps the contents", q, ns, off + h);
       }
       init_block(q, ns);
       uint64_t displaced = atomic_exchange(&slot[i], tag_of(q, ns));
-      if (displaced)
-        free_block(displaced);
+      if (displaced) free_block(displaced);
     } else if (kind == 13) { /* leave a hole */
       uint64_t old = atomic_exchange(&slot[i], 0);
-      if (old)
-        free_block(old);
+      if (old) free_block(old);
     } else { /* a local burst, freed in reverse order by this thread */
       enum { B = 24 };
       uint64_t local[B];
@@ -183,29 +160,24 @@ static void *worker(void *arg)
       for (int k = 0; k < B; k++) {
         size_t size = 1 + rng_next(&r) % cap;
         void *p = alloc_block(rng_next(&r), size);
-        if (p)
-          local[n++] = tag_of(p, size);
+        if (p) local[n++] = tag_of(p, size);
       }
-      while (n > 0)
-        free_block(local[--n]);
+      while (n > 0) free_block(local[--n]);
     }
   }
   atomic_fetch_add(&n_ops, ops);
   return NULL;
 }
 
-int main(void)
-{
+int main(void) {
   double seconds = 2.0;
   const char *e = getenv("STRESS_SECONDS");
-  if (e && atof(e) > 0)
-    seconds = atof(e);
+  if (e && atof(e) > 0) seconds = atof(e);
   seed_base = (uint64_t)time(NULL);
   int have_hak = check_hakmem_is_malloc();
   hak_stats_t s0;
   memset(&s0, 0, sizeof s0);
-  if (have_hak)
-    hak.stats(&s0);
+  if (have_hak) hak.stats(&s0);
 
   pthread_attr_t attr;
   pthread_attr_init(&attr);
@@ -213,22 +185,17 @@ int main(void)
   pthread_t t[LIVE];
   uintptr_t id = 0;
   int started = 0;
-  for (int k = 0; k < LIVE; k++)
-    started += pthread_create(&t[k], &attr, worker, (void *)++id) == 0;
+  for (int k = 0; k < LIVE; k++) started += pthread_create(&t[k], &attr, worker, (void *)++id) == 0;
   CHECKV("at least 8 threads run at once", started >= 8, "%d started", started);
   double deadline = now_s() + seconds;
   long created = started, joined = 0;
   int live[LIVE];
-  for (int k = 0; k < LIVE; k++)
-    live[k] = k < started;
+  for (int k = 0; k < LIVE; k++) live[k] = k < started;
   for (int k = 0;; k = (k + 1) % LIVE) {
     int any = 0;
-    for (int j = 0; j < LIVE; j++)
-      any |= live[j];
-    if (!any)
-      break;
-    if (!live[k])
-      continue;
+    for (int j = 0; j < LIVE; j++) any |= live[j];
+    if (!any) break;
+    if (!live[k]) continue;
     pthread_join(t[k], NULL);
     joined++;
     live[k] = 0;
@@ -254,12 +221,9 @@ int main(void)
   }
   CHECKV("no block corrupted", atomic_load(&n_corrupt) == 0, "%ld", atomic_load(&n_corrupt));
   CHECKV("no allocation failed", atomic_load(&n_null) == 0, "%ld", atomic_load(&n_null));
-  CHECKV("no misaligned block", atomic_load(&n_misaligned) == 0, "%ld",
-         atomic_load(&n_misaligned));
-  CHECKV("usable size never below the request", atomic_load(&n_usable) == 0, "%ld",
-         atomic_load(&n_usable));
-  CHECKV("calloc blocks always zeroed", atomic_load(&n_calloc) == 0, "%ld",
-         atomic_load(&n_calloc));
+  CHECKV("no misaligned block", atomic_load(&n_misaligned) == 0, "%ld", atomic_load(&n_misaligned));
+  CHECKV("usable size never below the request", atomic_load(&n_usable) == 0, "%ld", atomic_load(&n_usable));
+  CHECKV("calloc blocks always zeroed", atomic_load(&n_calloc) == 0, "%ld", atomic_load(&n_calloc));
   CHECKV("threads ended and were replaced", created >= 3 * LIVE && joined == created,
          "%ld created, %ld joined", created, joined);
   CHECKV("enough operations ran", atomic_load(&n_ops) >= 20000, "%ld", atomic_load(&n_ops));
@@ -269,14 +233,12 @@ int main(void)
     hak.stats(&s1);
     CHECKV("all blocks freed: in_use back to its start", s1.in_use <= s0.in_use + 64 * KiB,
            "in_use %zu -> %zu", s0.in_use, s1.in_use);
-    CHECKV("heaps of exited threads are gone", s1.heaps <= 2, "%llu heaps",
-           (unsigned long long)s1.heaps);
+    CHECKV("heaps of exited threads are gone", s1.heaps <= 2, "%llu heaps", (unsigned long long)s1.heaps);
     CHECKV("exiting threads detached slabs", s1.slabs_detached > s0.slabs_detached, "%llu",
            (unsigned long long)s1.slabs_detached);
     CHECKV("new threads adopted detached slabs", s1.slabs_adopted > s0.slabs_adopted, "%llu",
            (unsigned long long)s1.slabs_adopted);
   }
-  printf("stress: %ld threads, %ld operations in %.1f s\n", created, atomic_load(&n_ops),
-         seconds);
+  printf("stress: %ld threads, %ld operations in %.1f s\n", created, atomic_load(&n_ops), seconds);
   return th_done();
 }

@@ -32,44 +32,36 @@ static void *main_block; /* allocated in main, freed by the atexit handler */
 static hak_stats_t s_start;
 static int have_hak;
 
-static void bad(const char *what, int id, int round)
-{
-  if (atomic_fetch_add(&n_bad, 1) < 5)
-    CHECKV(what, 0, "thread %d, destructor round %d", id, round);
+static void bad(const char *what, int id, int round) {
+  if (atomic_fetch_add(&n_bad, 1) < 5) CHECKV(what, 0, "thread %d, destructor round %d", id, round);
 }
 
 /* Allocates, checks and frees blocks of many sizes; returns 0 on damage. */
-static int workout(uint64_t seed, int n)
-{
+static int workout(uint64_t seed, int n) {
   int ok = 1;
   for (int i = 0; i < n; i++) {
     uint64_t x = rng_next(&seed);
     size_t size = i % 25 == 24 ? 2 * MiB : 1 + x % (i % 2 ? 512 : 64 * KiB);
     void *p = i % 5 == 0 ? calloc(1, size) : malloc(size);
-    if (!p)
-      return 0;
-    if (i % 5 == 0 && !all_bytes(p, size, 0))
-      ok = 0;
+    if (!p) return 0;
+    if (i % 5 == 0 && !all_bytes(p, size, 0)) ok = 0;
     pat_fill(p, size, x);
     void *q = realloc(p, size + 100);
     if (!q) {
       free(p);
       return 0;
     }
-    if (pat_check(q, size, x) != SIZE_MAX)
-      ok = 0;
+    if (pat_check(q, size, x) != SIZE_MAX) ok = 0;
     free(q);
   }
   return ok;
 }
 
-static void dtor(void *v)
-{
+static void dtor(void *v) {
   ctx_t *c = v;
   atomic_fetch_add(&n_calls, 1);
   for (int i = 0; i < OWN; i++) {
-    if (!c->own[i])
-      continue;
+    if (!c->own[i]) continue;
     if (pat_check(c->own[i], c->own_size[i], (uint64_t)c->id * 100 + (uint64_t)i) != SIZE_MAX)
       bad("the thread's blocks are intact in its destructor", c->id, c->round);
     free(c->own[i]);
@@ -91,33 +83,28 @@ static void dtor(void *v)
     for (int i = 0; i < OWN; i += 2) {
       c->own_size[i] = 1 + (size_t)i * 300;
       c->own[i] = malloc(c->own_size[i]);
-      if (c->own[i])
-        pat_fill(c->own[i], c->own_size[i], (uint64_t)c->id * 100 + (uint64_t)i);
+      if (c->own[i]) pat_fill(c->own[i], c->own_size[i], (uint64_t)c->id * 100 + (uint64_t)i);
     }
   if (++c->round < ROUNDS) {
-    if (pthread_setspecific(key, c) != 0)
-      bad("pthread_setspecific in a destructor", c->id, c->round);
+    if (pthread_setspecific(key, c) != 0) bad("pthread_setspecific in a destructor", c->id, c->round);
   } else {
     free(c); /* allocated by the main thread */
   }
 }
 
-static void *thread_main(void *arg)
-{
+static void *thread_main(void *arg) {
   ctx_t *c = arg;
   if (c->id % 2 == 0) /* the other half never calls malloc before teardown */
     for (int i = 0; i < OWN; i++) {
       c->own_size[i] = 1 + (size_t)i * 1000;
       c->own[i] = malloc(c->own_size[i]);
-      if (c->own[i])
-        pat_fill(c->own[i], c->own_size[i], (uint64_t)c->id * 100 + (uint64_t)i);
+      if (c->own[i]) pat_fill(c->own[i], c->own_size[i], (uint64_t)c->id * 100 + (uint64_t)i);
     }
   pthread_setspecific(key, c);
   return NULL;
 }
 
-static void at_exit_handler(void)
-{
+static void at_exit_handler(void) {
   CHECK("main's block is intact in the atexit handler",
         main_block && pat_check(main_block, 5000, 5) == SIZE_MAX);
   free(main_block);
@@ -129,28 +116,23 @@ static void at_exit_handler(void)
   if (have_hak) {
     hak_stats_t s;
     hak.stats(&s);
-    CHECKV("heaps of exited threads are gone", s.heaps <= 2, "%llu",
-           (unsigned long long)s.heaps);
+    CHECKV("heaps of exited threads are gone", s.heaps <= 2, "%llu", (unsigned long long)s.heaps);
     CHECKV("every block freed: in_use back to its start", s.in_use <= s_start.in_use + 64 * KiB,
            "in_use %zu -> %zu", s_start.in_use, s.in_use);
   }
   int rc = th_done();
-  if (rc)
-    _exit(rc);
+  if (rc) _exit(rc);
 }
 
-int main(void)
-{
+int main(void) {
   have_hak = hak_load();
   CHECK("hakmem is the process malloc", have_hak && hakmem_is_malloc());
   /* hakmem is initialised by now, so its key precedes this one. */
   CHECK("pthread_key_create", pthread_key_create(&key, dtor) == 0);
-  if (have_hak)
-    hak.stats(&s_start);
+  if (have_hak) hak.stats(&s_start);
   atexit(at_exit_handler);
   main_block = malloc(5000);
-  if (main_block)
-    pat_fill(main_block, 5000, 5);
+  if (main_block) pat_fill(main_block, 5000, 5);
 
   for (int base = 0; base < THREADS; base += AT_ONCE) {
     pthread_t t[AT_ONCE];
@@ -158,18 +140,14 @@ int main(void)
     for (int k = 0; k < AT_ONCE && base + k < THREADS; k++) {
       ctx_t *c = calloc(1, sizeof *c);
       c->id = base + k;
-      if (pthread_create(&t[n], NULL, thread_main, c) == 0)
-        n++;
-      else
-        free(c);
+      if (pthread_create(&t[n], NULL, thread_main, c) == 0) n++;
+      else free(c);
     }
-    for (int k = 0; k < n; k++)
-      pthread_join(t[k], NULL);
+    for (int k = 0; k < n; k++) pthread_join(t[k], NULL);
   }
   CHECKV("every destructor round ran", atomic_load(&n_calls) == THREADS * ROUNDS, "%ld of %d",
          atomic_load(&n_calls), THREADS * ROUNDS);
-  CHECKV("nothing went wrong in destructors", atomic_load(&n_bad) == 0, "%ld",
-         atomic_load(&n_bad));
+  CHECKV("nothing went wrong in destructors", atomic_load(&n_bad) == 0, "%ld", atomic_load(&n_bad));
   int ok = 1, all = 1;
   for (int i = 0; i < THREADS * ROUNDS; i++) {
     void *h = atomic_exchange(&handed[i], NULL);
@@ -178,8 +156,7 @@ int main(void)
       continue;
     }
     size_t hs = 100 + (size_t)(i / ROUNDS) * 10 + (size_t)(i % ROUNDS);
-    if (pat_check(h, hs, hs) != SIZE_MAX || malloc_usable_size(h) < hs)
-      ok = 0;
+    if (pat_check(h, hs, hs) != SIZE_MAX || malloc_usable_size(h) < hs) ok = 0;
     free(h);
   }
   CHECK("every destructor handed a block over", all);

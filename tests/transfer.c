@@ -51,20 +51,16 @@ static atomic_long n_bad, n_null;
 
 /* A block size: 8 .. 128 bytes mostly (kept ones up to 512), 1 % a hundred
  * times that and 0.1 % a thousand times. */
-static size_t pick_size(uint64_t *r, int kept)
-{
+static size_t pick_size(uint64_t *r, int kept) {
   uint64_t x = rng_next(r);
   size_t words = (size_t)1 << (x % (kept ? 7 : 5));
   unsigned k = (unsigned)(x >> 32) % 1000;
-  if (k < 1)
-    words *= 1000;
-  else if (k < 10)
-    words *= 100;
+  if (k < 1) words *= 1000;
+  else if (k < 10) words *= 100;
   return words * 8;
 }
 
-static size_t pick_survivor(uint64_t *r)
-{
+static size_t pick_survivor(uint64_t *r) {
   uint64_t x = rng_next(r);
   return ((size_t)32 << 10) << (x % 7) | (x >> 40) % ((size_t)32 << 10);
 }
@@ -72,8 +68,7 @@ static size_t pick_survivor(uint64_t *r)
 /* Blocks describe themselves (block_make); a survivor of the large mode,
  * 32 KiB .. 2 MiB, carries its pattern in one word per page only, which
  * touches every page at a fraction of the cost. */
-static void *make(size_t size)
-{
+static void *make(size_t size) {
   void *p = size < ((size_t)32 << 10) ? block_make(size) : malloc(size);
   if (!p) {
     atomic_fetch_add(&n_null, 1);
@@ -82,46 +77,36 @@ static void *make(size_t size)
   if (size >= ((size_t)32 << 10)) {
     uint64_t *w = p;
     w[0] = (uint64_t)size ^ (uint64_t)(uintptr_t)p;
-    for (size_t off = 4096; off + 8 <= size; off += 4096)
-      w[off / 8] = pat_word(pat_seed(p, size), off);
+    for (size_t off = 4096; off + 8 <= size; off += 4096) w[off / 8] = pat_word(pat_seed(p, size), off);
   }
   return p;
 }
 
-static int intact(const void *p, size_t *size)
-{
+static int intact(const void *p, size_t *size) {
   const uint64_t *w = p;
   *size = (size_t)(w[0] ^ (uint64_t)(uintptr_t)p);
-  if (*size < ((size_t)32 << 10))
-    return block_intact(p, (size_t)32 << 10, size);
-  if (*size > ((size_t)4 << 20))
-    return 0;
+  if (*size < ((size_t)32 << 10)) return block_intact(p, (size_t)32 << 10, size);
+  if (*size > ((size_t)4 << 20)) return 0;
   for (size_t off = 4096; off + 8 <= *size; off += 4096)
-    if (w[off / 8] != pat_word(pat_seed(p, *size), off))
-      return 0;
+    if (w[off / 8] != pat_word(pat_seed(p, *size), off)) return 0;
   return 1;
 }
 
-static void drop(void *p)
-{
+static void drop(void *p) {
   size_t size;
-  if (!p)
-    return;
+  if (!p) return;
   if (!intact(p, &size)) {
-    if (atomic_fetch_add(&n_bad, 1) < 5)
-      CHECKV("block intact when freed", 0, "block %p size %zu", p, size);
+    if (atomic_fetch_add(&n_bad, 1) < 5) CHECKV("block intact when freed", 0, "block %p size %zu", p, size);
     return;
   }
   free(p);
 }
 
-static void *worker(void *arg)
-{
+static void *worker(void *arg) {
   static _Atomic uint64_t seq;
   uint64_t r = mix64((uint64_t)(uintptr_t)arg * 0x9E3779B97F4A7C15ULL + atomic_fetch_add(&seq, 1)) | 1;
   size_t tid = (size_t)(uintptr_t)arg;
-  if (large_mode < 0)
-    return NULL;
+  if (large_mode < 0) return NULL;
   size_t allocs = 6000 * (tid + 1), keep = allocs / 2, n = 0, cap = 0, kn = 0;
   void **data = NULL, **kept = calloc(keep, sizeof *kept);
   if (!kept) {
@@ -162,38 +147,29 @@ static void *worker(void *arg)
       data[i] = atomic_exchange(&slot[(x >> 24) % SLOTS], give);
     }
   }
-  for (size_t i = 0; i < kn; i++)
-    drop(kept[i]);
-  for (size_t i = 0; i < n; i++)
-    drop(data[i]);
+  for (size_t i = 0; i < kn; i++) drop(kept[i]);
+  for (size_t i = 0; i < n; i++) drop(data[i]);
   free(kept);
   free(data);
   return NULL;
 }
 
-static void round_run(void)
-{
+static void round_run(void) {
   pthread_t *t = calloc(THREADS, sizeof *t); /* the main thread's own allocation */
-  if (!CHECK("thread table allocated", t))
-    return;
+  if (!CHECK("thread table allocated", t)) return;
   int started = 0;
-  for (int i = 0; i < THREADS; i++)
-    started += pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)i) == 0;
+  for (int i = 0; i < THREADS; i++) started += pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)i) == 0;
   CHECK("threads start", started == THREADS);
-  for (int i = 0; i < started; i++)
-    pthread_join(t[i], NULL);
+  for (int i = 0; i < started; i++) pthread_join(t[i], NULL);
   free(t);
 }
 
-static void free_slots(uint64_t *r, int all)
-{
+static void free_slots(uint64_t *r, int all) {
   for (int i = 0; i < SLOTS; i++)
-    if (all || rng_next(r) % 2)
-      drop(atomic_exchange(&slot[i], NULL));
+    if (all || rng_next(r) % 2) drop(atomic_exchange(&slot[i], NULL));
 }
 
-static void sleep_ms(long ms)
-{
+static void sleep_ms(long ms) {
   struct timespec ts = {ms / 1000, ms % 1000 * 1000000L};
   while (nanosleep(&ts, &ts) != 0)
     ;
@@ -204,25 +180,20 @@ typedef struct {
   hak_stats_t st;
 } figures_t;
 
-static void figures(figures_t *f)
-{
+static void figures(figures_t *f) {
   f->live = 0;
   for (int i = 0; i < SLOTS; i++) {
     const uint64_t *w = atomic_load(&slot[i]);
-    if (w)
-      f->live += (long)(w[0] ^ (uint64_t)(uintptr_t)w);
+    if (w) f->live += (long)(w[0] ^ (uint64_t)(uintptr_t)w);
   }
   f->rss = rss_kb() << 10;
-  if (!any_malloc)
-    hak.stats(&f->st);
+  if (!any_malloc) hak.stats(&f->st);
 }
 
-static int mode_run(int large)
-{
+static int mode_run(int large) {
   const char *env = getenv("TRANSFER_ROUNDS");
   int rounds = env && *env ? atoi(env) : large ? 60 : 160;
-  if (rounds < 4)
-    rounds = 4;
+  if (rounds < 4) rounds = 4;
   uint64_t r = 42;
   figures_t start, quarter, end, rest;
   /* Threads that start and end at once, so that glibc's own allocations
@@ -234,8 +205,7 @@ static int mode_run(int large)
   for (int n = 1; n <= rounds; n++) {
     round_run();
     free_slots(&r, 0);
-    if (n == rounds / 4)
-      figures(&quarter);
+    if (n == rounds / 4) figures(&quarter);
   }
   figures(&end);
   free_slots(&r, 1);
@@ -248,16 +218,18 @@ static int mode_run(int large)
   free(malloc(LAUNDER((size_t)2 << 20)));
   free(malloc(LAUNDER((size_t)256 << 10)));
   figures(&rest);
-  printf("%s: %d rounds: RSS %.1f MiB (live %.1f) at round %d, %.1f (live %.1f) at %d, %.1f after the final free%s\n",
-         large ? "large" : "small", rounds, quarter.rss / 1048576.0, quarter.live / 1048576.0, rounds / 4,
-         end.rss / 1048576.0, end.live / 1048576.0, rounds, rest.rss / 1048576.0, any_malloc ? "" : ";");
-  if (any_malloc)
-    return th_done();
-  printf("  slabs %llu then %llu; committed %zu then %zu; at rest committed %zu = in_use %zu + "
-         "slab_free %zu + empty %zu + metadata %zu (unaccounted %lld), in_use before %zu\n",
-         (unsigned long long)quarter.st.slabs, (unsigned long long)end.st.slabs, quarter.st.committed,
-         end.st.committed, rest.st.committed, rest.st.in_use, rest.st.slab_free, rest.st.empty,
-         rest.st.metadata, (long long)rest.st.unaccounted, start.st.in_use);
+  printf(
+      "%s: %d rounds: RSS %.1f MiB (live %.1f) at round %d, %.1f (live %.1f) at %d, %.1f after the final "
+      "free%s\n",
+      large ? "large" : "small", rounds, quarter.rss / 1048576.0, quarter.live / 1048576.0, rounds / 4,
+      end.rss / 1048576.0, end.live / 1048576.0, rounds, rest.rss / 1048576.0, any_malloc ? "" : ";");
+  if (any_malloc) return th_done();
+  printf(
+      "  slabs %llu then %llu; committed %zu then %zu; at rest committed %zu = in_use %zu + "
+      "slab_free %zu + empty %zu + metadata %zu (unaccounted %lld), in_use before %zu\n",
+      (unsigned long long)quarter.st.slabs, (unsigned long long)end.st.slabs, quarter.st.committed,
+      end.st.committed, rest.st.committed, rest.st.in_use, rest.st.slab_free, rest.st.empty, rest.st.metadata,
+      (long long)rest.st.unaccounted, start.st.in_use);
   /* The blocks in the array come and go at random (in the large mode, by
    * tens of MiB), and the empty memory kept for reuse with them (a quarter
    * of the memory in use, and the threads' working rooms): RSS beyond the
@@ -266,29 +238,33 @@ static int mode_run(int large)
    * detached with no block in use (the creep) and metadata. */
   long bound = large ? 4 * GROWTH_BOUND : GROWTH_BOUND;
   CHECKV("RSS beyond the live blocks grows by less than 8 MiB (large mode: 32) from round N/4 to N",
-         (end.rss - end.live) - (quarter.rss - quarter.live) < bound, "RSS %ld -> %ld KiB, live %ld -> %ld KiB",
-         quarter.rss >> 10, end.rss >> 10, quarter.live >> 10, end.live >> 10);
+         (end.rss - end.live) - (quarter.rss - quarter.live) < bound,
+         "RSS %ld -> %ld KiB, live %ld -> %ld KiB", quarter.rss >> 10, end.rss >> 10, quarter.live >> 10,
+         end.live >> 10);
   CHECKV("memory in slabs but in no live block, and metadata, grow by less than 8 MiB from round N/4 to N",
          (long)(end.st.slab_free + end.st.metadata) - (long)(quarter.st.slab_free + quarter.st.metadata) <
              GROWTH_BOUND,
-         "slab_free %zu -> %zu, metadata %zu -> %zu", quarter.st.slab_free, end.st.slab_free, quarter.st.metadata,
-         end.st.metadata);
+         "slab_free %zu -> %zu, metadata %zu -> %zu", quarter.st.slab_free, end.st.slab_free,
+         quarter.st.metadata, end.st.metadata);
   if (!large) /* (in the large mode, each pool block is a slab of its own) */
-    CHECKV("slabs from round N/4 to N grow by fewer than 32", end.st.slabs < quarter.st.slabs + SLAB_GROWTH_BOUND,
-           "%llu -> %llu", (unsigned long long)quarter.st.slabs, (unsigned long long)end.st.slabs);
+    CHECKV("slabs from round N/4 to N grow by fewer than 32",
+           end.st.slabs < quarter.st.slabs + SLAB_GROWTH_BOUND, "%llu -> %llu",
+           (unsigned long long)quarter.st.slabs, (unsigned long long)end.st.slabs);
   CHECKV("at rest: one heap left (the main thread's)", rest.st.heaps == 1, "%llu",
          (unsigned long long)rest.st.heaps);
   CHECKV("at rest: committed = in_use + slab_free + empty + metadata, exactly", rest.st.unaccounted == 0,
          "off by %lld", (long long)rest.st.unaccounted);
-  CHECKV("peak_committed >= committed", rest.st.peak_committed >= rest.st.committed && end.st.peak_committed >= end.st.committed,
+  CHECKV("peak_committed >= committed",
+         rest.st.peak_committed >= rest.st.committed && end.st.peak_committed >= end.st.committed,
          "%zu < %zu", rest.st.peak_committed, rest.st.committed);
   CHECKV("after the final free, the bytes in use are back to their start", rest.st.in_use == start.st.in_use,
          "%zu, at the start %zu", rest.st.in_use, start.st.in_use);
   CHECKV("after the final free, empty memory is within the retained budget",
          rest.st.empty <= (size_t)RETAIN_KB << 10, "%zu", rest.st.empty);
-  CHECKV("after the final free, committed memory falls to the budget (+ 1 MiB of the main thread's slabs)",
-         rest.st.committed <= rest.st.metadata + rest.st.in_use + ((size_t)RETAIN_KB << 10) + ((size_t)1 << 20),
-         "committed %zu, metadata %zu, in_use %zu", rest.st.committed, rest.st.metadata, rest.st.in_use);
+  CHECKV(
+      "after the final free, committed memory falls to the budget (+ 1 MiB of the main thread's slabs)",
+      rest.st.committed <= rest.st.metadata + rest.st.in_use + ((size_t)RETAIN_KB << 10) + ((size_t)1 << 20),
+      "committed %zu, metadata %zu, in_use %zu", rest.st.committed, rest.st.metadata, rest.st.in_use);
   if (th_failures()) {
     fflush(stdout);
     hak.stats_print(1);
@@ -296,18 +272,14 @@ static int mode_run(int large)
   return th_done();
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
   const char *any = getenv("TRANSFER_ANY_MALLOC");
   any_malloc = any && strcmp(any, "1") == 0;
   int ok = (hak_load() && hakmem_is_malloc()) || any_malloc;
   if (argc > 1) {
-    if (!CHECK("hakmem is the process malloc (child; TRANSFER_ANY_MALLOC=1 waives it)", ok))
-      return th_done();
-    if (strcmp(argv[1], "small") == 0)
-      return mode_run(0);
-    if (strcmp(argv[1], "large") == 0)
-      return mode_run(1);
+    if (!CHECK("hakmem is the process malloc (child; TRANSFER_ANY_MALLOC=1 waives it)", ok)) return th_done();
+    if (strcmp(argv[1], "small") == 0) return mode_run(0);
+    if (strcmp(argv[1], "large") == 0) return mode_run(1);
     fprintf(stderr, "transfer: unknown mode %s\n", argv[1]);
     return 2;
   }

@@ -1,0 +1,112 @@
+#!/bin/bash
+# tests/layers.sh — checks the layering of src/: every file, header and
+# section of internal.h calls only functions (and reads only globals)
+# defined in its own layer or a layer below it, in the order the layer list
+# at the top of src/internal.h gives. Prints each call that goes up, and
+# one closing line "layers: N files, M calls up"; exit status 0 iff none.
+#
+# Layers: the files of the list, bottom up; headers by the list's rules
+# (units.h: superslab.c, budget.h: budget.c, size_class.h: size_class.c,
+# alloc.h: api.c); internal.h by section ("/* ---- FILE..." opens FILE's
+# section; the sections before os.c's and "the thread's own parts" belong
+# to no layer, below all). Definitions: non-static functions and globals
+# at column 0 of a .c file, and the static inline functions of headers.
+# Comments are stripped first (gcc -fpreprocessed), so a comment may name
+# anything.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/hakmem-layers.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+
+order=$(sed -n '/Layers, bottom up/,/Headers belong to a layer/p' src/internal.h |
+  grep -oE '^ \*   [a-z_]+\.c' | awk '{print $2}')
+[ -n "$order" ] || { echo "layers: no layer list in src/internal.h"; exit 1; }
+
+# rank FILE: its layer's position (1 = bottom), 0 for none.
+declare -A rank=()
+i=0
+for f in $order; do i=$((i + 1)); rank[$f]=$i; done
+rank[units.h]=${rank[superslab.c]}
+rank[budget.h]=${rank[budget.c]}
+rank[size_class.h]=${rank[size_class.c]}
+rank[alloc.h]=${rank[api.c]}
+
+strip() { gcc -fpreprocessed -dD -E -P "$1" 2>/dev/null; }
+
+# Split internal.h into its sections: internal.h@FILE (or internal.h@ for
+# the layer-less ones), comments kept until each part is stripped.
+awk -v dir="$tmp" '
+  /^\/\* ---- / {
+    name = ""
+    if (match($0, /^\/\* ---- [a-z_]+\.c/)) name = substr($0, 9, RLENGTH - 8)
+    if ($0 ~ /^\/\* ---- the thread.s own parts/) name = ""
+  }
+  { f = dir "/internal.h@" name; print > f }
+' src/internal.h
+for f in src/*.c src/*.h; do
+  b=${f#src/}
+  [ "$b" = internal.h ] && continue
+  [ -n "${rank[$b]:-}" ] || { echo "layers: $f is in no layer (add it to the list in internal.h)"; exit 1; }
+  cp "$f" "$tmp/$b"
+done
+for f in "$tmp"/*; do strip "$f" >"$f.s"; done
+
+# Definitions: NAME PART, one per line.
+: >"$tmp/defs"
+for s in "$tmp"/*.s; do
+  part=$(basename "$s" .s)
+  case $part in
+  internal.h@* | *.h) kind=header ;;
+  *) kind=source ;;
+  esac
+  case $kind in
+  source)
+    awk -v part="$part" '
+      /^(static|extern|typedef|#)/ { next }
+      /^[A-Za-z_][A-Za-z0-9_ \*]*[ \*](_hak_|hak_)[a-z0-9_]+ *\(/ && !/\);[ \t]*$/ {
+        match($0, /(_hak_|hak_)[a-z0-9_]+ *\(/); n = substr($0, RSTART, RLENGTH); sub(/ *\($/, "", n)
+        print n, part; next }
+      /^[A-Za-z_][A-Za-z0-9_ \*]*[ \*](_hak_)[a-z0-9_]+( *\[[^]]*\])* *(=|;|\[)/ {
+        match($0, /_hak_[a-z0-9_]+/); print substr($0, RSTART, RLENGTH), part }
+    ' "$s" >>"$tmp/defs" ;;
+  header)
+    awk -v part="$part" '
+      /^static inline/ && match($0, /(_hak_|hak_)[a-z0-9_]+\(/) {
+        print substr($0, RSTART, RLENGTH - 1), part }
+    ' "$s" >>"$tmp/defs" ;;
+  esac
+done
+
+# layer_of PART: internal.h@FILE takes FILE's layer.
+layer_of() {
+  local p=$1
+  case $p in
+  internal.h@) echo 0 ;;
+  internal.h@*) echo "${rank[${p#internal.h@}]:-0}" ;;
+  *) echo "${rank[$p]:-0}" ;;
+  esac
+}
+
+declare -A def_layer=() def_part=()
+while read -r name part; do
+  def_layer[$name]=$(layer_of "$part")
+  def_part[$name]=$part
+done <"$tmp/defs"
+
+up=0
+n=0
+for s in "$tmp"/*.s; do
+  part=$(basename "$s" .s)
+  me=$(layer_of "$part")
+  n=$((n + 1))
+  for name in $(grep -oE '\b(_hak_|hak_)[a-z0-9_]+\b' "$s" | sort -u); do
+    l=${def_layer[$name]:-}
+    [ -n "$l" ] || continue
+    if [ "$l" -gt "$me" ]; then
+      echo "up: ${part/@/ section } uses $name (${def_part[$name]/@/ section })"
+      up=$((up + 1))
+    fi
+  done
+done
+echo "layers: $n files and sections, $up calls up"
+[ "$up" -eq 0 ]

@@ -1,0 +1,284 @@
+/* tests/units.c — unit tests of internals that the other tests reach only
+ * through malloc. Built against the internal headers (-Isrc) and linked
+ * with debug/libhakmem.a, whose invariant checks abort on any
+ * inconsistency:
+ *   bitmaps    units.h: hak_unit_bits, hak_count_units, hak_units_bytes,
+ *              hak_longest_run, hak_run_starts and hak_fit_in against
+ *              plain loops over the 32 units, for 20000 random bitmaps and
+ *              every run length 1..16
+ *   budget     the batch bound, the room (capped at HAKMEM_ROOM_MB, a heap
+ *              counts as an earner while its room is above 0), the next
+ *              pass of a purge that left memory over (a quarter of the
+ *              delay at least), the purge delay in ticks
+ *   claim      the claim protocol of slab.c: a detached slab with blocks
+ *              out, freed into by two threads at once (10000 rounds): the
+ *              slab ends detached with the right count, or, when those were
+ *              its last blocks, released exactly once; and a free racing
+ *              an allocating thread's adoption: exactly one of them holds
+ *              the slab, and no block is lost */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "harness.h"
+#include "units.h"
+
+static uint64_t rng = 0x9E3779B97F4A7C15ULL;
+static uint64_t next(void) {
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return rng;
+}
+
+/* ---- bitmaps ------------------------------------------------------------ */
+static int free_at(uint32_t m, int u) { return u >= 0 && u < 32 && (m >> u & 1); }
+
+static uint32_t naive_starts(uint32_t m, unsigned n, bool skip0) {
+  uint32_t r = 0;
+  for (unsigned u = skip0; u + n <= 32; u++) {
+    bool all = true;
+    for (unsigned k = 0; k < n && all; k++) all = free_at(m, (int)(u + k));
+    if (all) r |= 1u << u;
+  }
+  return r;
+}
+
+static unsigned naive_fit(uint32_t m, unsigned n, unsigned *unit) {
+  unsigned best = 0;
+  for (unsigned u = 1; u + n <= 32; u++) {
+    if (!(naive_starts(m & ~1u, n, true) >> u & 1)) continue;
+    bool left = !free_at(m & ~1u, (int)u - 1), right = !free_at(m, (int)(u + n));
+    unsigned score = left && right ? 3 : left || right ? 2 : 1;
+    /* the lowest start of the best score; a run touching on the left
+     * wins over one touching on the right only (the code's order) */
+    if (score > best) {
+      best = score;
+      *unit = u;
+    }
+  }
+  return best;
+}
+
+static void test_bitmaps(void) {
+  th_prop_t bits = PROP("hak_unit_bits(u, n) sets bits u .. u+n-1");
+  th_prop_t count = PROP("hak_count_units counts the set bits");
+  th_prop_t bytes = PROP("hak_units_bytes: 64 KiB a unit, unit 0 less its header page");
+  th_prop_t longest = PROP("hak_longest_run: the longest run of free units past unit 0");
+  th_prop_t starts = PROP("hak_run_starts: the units where n free units start");
+  th_prop_t fit = PROP("hak_fit_in: score and unit as the plain search finds them");
+  for (unsigned u = 0; u < 32; u++)
+    for (unsigned n = 1; u + n <= 32; n++) {
+      uint32_t want = 0;
+      for (unsigned k = u; k < u + n; k++) want |= 1u << k;
+      th_prop(&bits, hak_unit_bits(u, n) == want, "u %u n %u", u, n);
+    }
+  for (int i = 0; i < 20000; i++) {
+    /* dense, sparse and blocky bitmaps */
+    uint32_t m = (uint32_t)next();
+    if (i % 3 == 1) m &= (uint32_t)next();
+    else if (i % 3 == 2) m = (uint32_t)(next() | next() >> 7);
+    th_prop(&count, hak_count_units(m) == (unsigned)__builtin_popcount(m), "m %#x", m);
+    size_t b = (size_t)__builtin_popcount(m) * HAK_UNIT_SIZE - ((m & 1) ? HAK_SS_HEADER : 0);
+    th_prop(&bytes, hak_units_bytes(m) == b, "m %#x", m);
+    unsigned run = 0, cur = 0;
+    for (int u = 1; u < 32; u++) {
+      cur = free_at(m, u) ? cur + 1 : 0;
+      if (cur > run) run = cur;
+    }
+    th_prop(&longest, hak_longest_run(m) == run, "m %#x: %u, want %u", m, hak_longest_run(m), run);
+    for (unsigned n = 1; n <= 16; n++) {
+      for (int skip = 0; skip < 2; skip++)
+        th_prop(&starts, hak_run_starts(m, n, skip) == naive_starts(m, n, skip), "m %#x n %u skip %d", m, n,
+                skip);
+      unsigned gu = 99, wu = 99, got = hak_fit_in(m, n, &gu), want = naive_fit(m, n, &wu);
+      int same = got == want && (got == 0 || gu == wu);
+      if (!same && got == want && got == 2) {
+        /* both touch a used unit: the code takes the lowest that touches on
+         * the left, else the lowest that touches on the right */
+        uint32_t free = m & ~1u, ok = naive_starts(free, n, true);
+        uint32_t left = ok & ~(free << 1), right = ok & ~(uint32_t)((uint64_t)free >> n);
+        same = gu == (unsigned)__builtin_ctz(left ? left : right);
+      }
+      th_prop(&fit, same, "m %#x n %u: score %u unit %u, plain search %u unit %u", m, n, got, gu, want, wu);
+    }
+  }
+  PROP_DONE(&bits);
+  PROP_DONE(&count);
+  PROP_DONE(&bytes);
+  PROP_DONE(&longest);
+  PROP_DONE(&starts);
+  PROP_DONE(&fit);
+}
+
+/* ---- budget ------------------------------------------------------------- */
+static void test_budget(void) {
+  CHECK("a total off by less than the batch is not flushed",
+        !hak_mem_batch_full(HAK_MEM_BATCH) && !hak_mem_batch_full(-HAK_MEM_BATCH));
+  CHECK("a total off by more than the batch, either way, is flushed",
+        hak_mem_batch_full(HAK_MEM_BATCH + 1) && hak_mem_batch_full(-HAK_MEM_BATCH - 1));
+  hak_budget_local_t b = {0};
+  uint32_t earners = atomic_load(&_hak_mem.earners);
+  int64_t cap = (int64_t)hak_opt(HAK_OPT_ROOM_MB) << 20;
+  hak_room_move(&b, 1 << 20);
+  CHECK("a heap with a room counts as an earner", atomic_load(&_hak_mem.earners) == earners + 1);
+  hak_room_move(&b, 2 * cap);
+  CHECKV("the room stops at HAKMEM_ROOM_MB", b.room == cap, "%lld", (long long)b.room);
+  hak_room_move(&b, -4 * cap);
+  CHECKV("and at 0", b.room == 0, "%lld", (long long)b.room);
+  CHECK("a heap whose room is 0 is no earner", atomic_load(&_hak_mem.earners) == earners);
+  _hak_budget_drop_room(&b);
+  hak_tick_t delay = hak_purge_delay();
+  CHECKV("the purge delay is HAKMEM_PURGE_DELAY_MS in ticks", delay == _hak_os_ms_ticks(10), "%llu",
+         (unsigned long long)delay);
+  CHECK("a pass over the budget looks again when the next unit ages",
+        _hak_purge_next(1000, delay) == 1000 + delay);
+  CHECK("and no sooner than a quarter of the delay", _hak_purge_next(1000, 1) == 1000 + delay / 4);
+}
+
+/* ---- claim -------------------------------------------------------------- */
+enum { ROUNDS = 10000 };
+#define KEY_A (7000u << 2) /* heap keys no real heap has */
+#define KEY_B (7001u << 2)
+#define CLS 57 /* 912-byte blocks */
+
+static pthread_barrier_t bar;
+static hak_slab_t *slab;
+static hak_block_t *blk[2];
+static _Atomic int adopted;
+
+static void *freer(void *arg) {
+  int i = (int)(intptr_t)arg;
+  for (int r = 0; r < ROUNDS; r++) {
+    pthread_barrier_wait(&bar); /* the slab is set up */
+    _hak_slab_free_remote(slab, blk[i], 0);
+    pthread_barrier_wait(&bar); /* both freed */
+  }
+  return NULL;
+}
+
+/* A fresh slab of class CLS held by KEY_A with n blocks out (the first two
+ * in blk[]), then detached for good. */
+static hak_slab_t *detached_slab(int n) {
+  hak_slab_t *s = _hak_slab_alloc(CLS, KEY_A);
+  hak_block_t *list = _hak_slab_take(s); /* a page of blocks, all out */
+  hak_block_t *keep = NULL;
+  for (int i = 0; list; i++) {
+    hak_block_t *b = list;
+    list = b->next;
+    if (i < 2) blk[i] = b;
+    else if (i < n) {
+      b->next = keep;
+      keep = b;
+    } else {
+      b->next = s->local_free; /* given back by the holder */
+      s->local_free = b;
+      s->used--;
+    }
+  }
+  _hak_slab_detach(s, 0);
+  return s;
+}
+
+/* Done with the detached test slab: adopted and given back whole (its
+ * blocks are never used again). No other slab of CLS is ever detached: the
+ * test process allocates no block of that size. */
+static long foreign;
+static void discard_detached(void) {
+  hak_slab_t *s = _hak_slab_adopt(CLS, KEY_A);
+  if (s != slab) {
+    foreign++;
+    return;
+  }
+  s->used = 0;
+  _hak_slab_release(s);
+}
+
+static void *adopter(void *arg) {
+  (void)arg;
+  for (int r = 0; r < ROUNDS; r++) {
+    pthread_barrier_wait(&bar);
+    hak_slab_t *s = _hak_slab_adopt(CLS, KEY_B);
+    if (s) atomic_store(&adopted, s == slab ? 1 : 2);
+    pthread_barrier_wait(&bar);
+  }
+  return NULL;
+}
+
+static void test_claim(void) {
+  pthread_barrier_init(&bar, NULL, 3);
+  pthread_t t[2];
+  /* Two frees of a slab's last two blocks: released once. */
+  for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, freer, (void *)(intptr_t)i);
+  long wrong = 0, twice = 0;
+  for (int r = 0; r < ROUNDS; r++) {
+    slab = detached_slab(2);
+    hak_superslab_t *ss = hak_superslab_of((char *)slab + 1);
+    unsigned u = hak_slab_unit(slab);
+    pthread_barrier_wait(&bar);
+    pthread_barrier_wait(&bar);
+    if (!(ss->free_units >> u & 1) || slab->units != 0) wrong++;
+    if (atomic_load(&slab->thread_free) != 0) twice++;
+  }
+  CHECKV("two threads free a detached slab's last two blocks at once: it is released", wrong == 0,
+         "%ld of %d rounds", wrong, ROUNDS);
+  CHECKV("and its descriptor is left clean (released once)", twice == 0, "%ld of %d rounds", twice, ROUNDS);
+  for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+
+  /* Two frees of a slab with a third block out: it stays detached. */
+  for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, freer, (void *)(intptr_t)i);
+  wrong = 0;
+  for (int r = 0; r < ROUNDS; r++) {
+    slab = detached_slab(3);
+    pthread_barrier_wait(&bar);
+    pthread_barrier_wait(&bar);
+    if (atomic_load(&slab->thread_free) != HAK_DETACHED || slab->used != 1 || !slab->listed) wrong++;
+    _hak_slab_check(slab, NULL);
+    discard_detached();
+  }
+  CHECKV("two frees of a detached slab with a block left: detached, one block out, listed", wrong == 0,
+         "%ld of %d rounds", wrong, ROUNDS);
+  for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+
+  /* A free racing an adoption: exactly one of them has the slab. */
+  pthread_create(&t[0], NULL, freer, (void *)(intptr_t)0);
+  pthread_create(&t[1], NULL, adopter, NULL);
+  long lost = 0, held = 0;
+  for (int r = 0; r < ROUNDS; r++) {
+    slab = detached_slab(3);
+    atomic_store(&adopted, 0);
+    pthread_barrier_wait(&bar);
+    pthread_barrier_wait(&bar);
+    int a = atomic_load(&adopted);
+    if (a == 1) {
+      held++;
+      /* adopted: held by B; the free came before (counted then) or after
+       * (pushed on thread_free, which the holder collects) */
+      _hak_slab_collect(slab);
+      if (atomic_load(&slab->owner) != KEY_B || slab->used != 2 || atomic_load(&slab->thread_free) != 0)
+        lost++;
+      slab->used = 0;
+      _hak_slab_release(slab);
+    } else {
+      /* not adopted (the free claimed it first, or the list was empty at
+       * the glance): still detached, the freed block counted */
+      if (atomic_load(&slab->thread_free) != HAK_DETACHED || slab->used != 2) lost++;
+      discard_detached();
+    }
+  }
+  CHECKV("a free racing an adoption: the slab is held by the adopter or detached, no block lost", lost == 0,
+         "%ld of %d rounds", lost, ROUNDS);
+  printf("claim: the adopter won %ld of %d races\n", held, ROUNDS);
+  CHECKV("the test slab was the one detached slab of its class each time", foreign == 0, "%ld other",
+         foreign);
+  pthread_join(t[0], NULL);
+  pthread_join(t[1], NULL);
+  pthread_barrier_destroy(&bar);
+}
+
+int main(void) {
+  test_bitmaps();
+  test_budget();
+  test_claim();
+  return th_done();
+}
