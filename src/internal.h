@@ -1,60 +1,10 @@
-/* internal.h — hakmem's one internal header: the layers, the types they
- * share with their invariants, and every _hak_ function shared between
- * files, in sections by the file that defines them.
+/* internal.h — hakmem's one internal header: the types the files share,
+ * with their invariants, and every _hak_ function shared between files, in
+ * sections by the file that defines them, in the order of the layers. It
+ * ends with heap.h (the heap and the layers above it) and budget.h.
  *
- * Layers, bottom up. A file calls (and reads the globals of) only files
- * listed before it; the sections below follow the same order. tests/layers.sh
- * checks it.
- *   os.c           every system call, the futex, the clock (hak_tick_t)
- *   print.c        formatting without stdio; failed internal checks
- *   options.c      the HAKMEM_* table
- *   report.c       pointers hakmem did not hand out: counted, reported, abort
- *   lock.c         the one lock type
- *   meta.c         metadata memory, never returned
- *   counters.c     event counts (per thread, merged) and slabs per class
- *   size_class.c   size classes (size_class.h) and slab geometry
- *   chunkmap.c     the chunk map: which 2 MiB chunks are hakmem's, and what
- *   budget.c       the totals, the working room, and every purge decision
- *   reservation.c  64 MiB reservations, the SuperSlabs carved from them
- *   superslab.c    unit maps, shared SuperSlabs, runs, purge mechanics
- *   pool.c         SuperSlabs one heap owns (pool runs); releasing slabs
- *   slab.c         a slab's blocks and its ownership transitions
- *   large.c        Large blocks and BigCache
- *   heap.c         thread heaps: refill, spares, the free slow path, trim
- *   thread.c       the heap registry, the thread-local, thread exit, the
- *                  global heap, fork
- *   stats.c        statistics and their reports
- *   api.c          the semantics of the C API beyond the fast paths; with
- *                  alloc.h, the fast paths (static inline)
- *   override.c     the exported names
- *   init.c         the constructor, the exit report, the version
- * Headers belong to a layer too: units.h to superslab.c's, budget.h to
- * budget.c's, size_class.h to size_class.c's, alloc.h to api.c's, and each
- * section of this header to the file it names (the first sections, before
- * os.c's, to none: they are types and address arithmetic).
- * A thread's own part of a lower layer (its budget deltas, its owned
- * SuperSlabs, its counters) lives in its heap, which embeds it; the lower
- * layer reaches the calling thread's part through its accessor
- * (hak_tls_budget, hak_tls_pool, hak_tls_counters: the section "the
- * thread's own parts", which belongs to no layer), over the one
- * thread-local, and is the only one to change it.
- *
- * Verbs, for slabs and units changing hands:
- *   take      free units of a SuperSlab become a slab (units_take)
- *   give back a slab's units become free units again: empty memory
- *   release   give an empty slab back, whole
- *   purge     madvise: the OS gets the pages of empty memory back
- *   hold      a heap holds a slab: it allocates from it and frees into it
- *   detach    the holder lets go of a slab with blocks out: sets it aside
- *             (a full slab, while the heap lives) or for good (thread exit,
- *             fork child, the global heap)
- *   claim     clear HAK_DETACHED with one compare-and-swap: the claimer
- *             alone may touch the slab
- *   adopt     an allocating heap claims a detached slab and holds it
- *   spare     an empty slab a heap keeps for reuse (unspare: off that list)
- *   own       a heap takes a wholly free shared SuperSlab for its pool runs
- *             (disown: it becomes shared again)
- *   retire    a heap leaves the registry at thread exit (kept for reuse)
+ * src/README.md lists the layers (bottom up: a file calls only files
+ * below it) and defines the verbs for slabs changing hands.
  *
  * Map of the main types:
  *   hak_superslab_t  2 MiB region aligned to 2 MiB; its first page is the
@@ -579,119 +529,7 @@ const char *_hak_large_problem(const void *p); /* NULL if p is a live Large bloc
 size_t _hak_large_trim(void);
 void _hak_large_figures(hak_stats_t *st); /* lock held */
 
-/* ---- heap.c: thread heaps ---------------------------------------------- */
-/* A heap's current slab of a class: the one whose blocks free[c] holds.
- * The fast free pushes a block of it straight back on free[c], unless the
- * slot's `cur` carries HAK_CUR_COUNTED: then every free of it is counted on
- * the slab (checking mode, and pool classes, whose empty runs go back at
- * once). */
-#define HAK_CUR_COUNTED ((uintptr_t)1)
-
-typedef struct hak_class_slot {
-  hak_block_t *free; /* free-list head; slot[0].free stays NULL */
-  uintptr_t cur;     /* current slab | HAK_CUR_COUNTED; 0 = none */
-} hak_class_slot_t;
-
-/* The units of a heap's current slabs (uncounted ones), by unit number
- * modulo HAK_CUR_UNITS: the free fast path finds a block's class slot here
- * from its address alone. An entry is set while its unit is in the current
- * slab of that slot's class; a unit that collides takes the entry over and
- * the other unit's frees take the longer path. */
-#define HAK_CUR_UNITS 256
-#define HAK_UNIT_NONE UINTPTR_MAX /* no unit: p >> HAK_UNIT_SHIFT never equals it */
-typedef struct hak_cur_unit {
-  uintptr_t unit; /* address >> HAK_UNIT_SHIFT, or HAK_UNIT_NONE */
-  hak_class_slot_t *slot;
-} hak_cur_unit_t;
-_Static_assert(sizeof(hak_cur_unit_t) == 16, "entry offset = (p >> (HAK_UNIT_SHIFT - 4)) & mask");
-#define HAK_CUR_UNITS_EMPTY                             \
-  {                                                     \
-    [0 ... HAK_CUR_UNITS - 1] = { HAK_UNIT_NONE, NULL } \
-  }
-
-struct hak_front {
-  hak_class_slot_t slot[HAK_CLASSES]; /* first: a slot's address is heap + offset */
-  hak_cur_unit_t cur_unit[HAK_CUR_UNITS];
-  hak_slab_t *refill_hint[HAK_CLASSES]; /* partial slab that last had a block freed by this heap */
-  uint32_t key;                         /* owner word of the slabs it holds, or a never-matching key */
-  uint32_t busy;                        /* inside a slow path that changes its slabs (fork child reads) */
-};
-#define HAK_SLOT_OFF(cls) ((uintptr_t)(cls) * sizeof(hak_class_slot_t))
-_Static_assert(sizeof(hak_class_slot_t) == 16, "Tiny slot offset = (size + 15) & ~15");
-
-static inline hak_slab_t *hak_front_cur(const hak_front_t *f, size_t cls) {
-  return (hak_slab_t *)(f->slot[cls].cur & ~HAK_CUR_COUNTED);
-}
-
-typedef struct hak_heap hak_heap_t;
-struct hak_heap {
-  hak_front_t front;                    /* first: the thread-local points here */
-  hak_list_t partial[HAK_CLASSES];      /* held slabs other than the current, oldest first */
-  hak_list_t spare[HAK_MAX_SLAB_UNITS]; /* empty slabs kept for reuse, by units - 1 */
-  uint32_t spare_mask;                  /* bit i: spare[i] is not empty */
-  hak_tick_t spare_at;                  /* when a spare was last added or taken */
-  size_t spare_bytes;                   /* their bytes */
-  size_t held_bytes;                    /* bytes of every slab it holds (0 after teardown) */
-  hak_pool_t pool;                      /* the SuperSlabs it owns (pool.c) */
-  hak_budget_local_t budget;            /* its changes to the totals (budget.c) */
-  hak_counters_t counters;              /* its event counts (counters.c) */
-  hak_link_t reg;                       /* on the registry's live or spare list (thread.c) */
-  uint32_t id;                          /* key = id << 2; ids are never reused by another struct */
-};
-_Static_assert(offsetof(hak_heap_t, front) == 0, "a front is its heap");
-
-/* ---- the thread's own parts -----------------------------------------------
- * The calling thread's heap, or NULL before its first allocation and after
- * its teardown; and the parts of it that lower layers own. */
-static inline hak_heap_t *hak_tls_own_heap(void) {
-  hak_front_t *f = hak_tls_heap;
-  return f->key == HAK_KEY_NONE ? NULL : (hak_heap_t *)f;
-}
-static inline hak_counters_t *hak_tls_counters(void) {
-  hak_heap_t *h = hak_tls_own_heap();
-  return h ? &h->counters : NULL;
-}
-static inline hak_budget_local_t *hak_tls_budget(void) {
-  hak_heap_t *h = hak_tls_own_heap();
-  return h ? &h->budget : NULL;
-}
-static inline hak_pool_t *hak_tls_pool(void) {
-  hak_heap_t *h = hak_tls_own_heap();
-  return h ? &h->pool : NULL;
-}
-
-/* ---- heap.c, continued ------------------------------------------------- */
-void _hak_free_slow(void *p, const char *who);    /* who: the API call, for messages */
-void _hak_free_local_empty(hak_slab_t *s);        /* the fast path's free emptied s */
-void *_hak_heap_alloc(hak_heap_t *h, size_t cls); /* a block of cls from h, whose list is empty */
-/* h lets go of every slab of class c it holds (with recount: after fork,
- * see _hak_slab_recount), or of every slab and SuperSlab. */
-void _hak_heap_detach_class(hak_heap_t *h, size_t c, bool recount);
-void _hak_heap_detach_all(hak_heap_t *h, bool recount);
-void _hak_heap_release_spares(hak_heap_t *h);
-size_t _hak_heap_trim(hak_heap_t *h);
-
-/* ---- thread.c: registry, thread-local, thread exit, global heap, fork -- */
-extern hak_lock_t _hak_heap_registry_lock;
-extern hak_lock_t _hak_global_heap_lock;
-extern const hak_front_t _hak_heap_empty;  /* before the thread's first allocation */
-extern const hak_front_t _hak_heap_dead;   /* after the thread's teardown */
-void *_hak_alloc_refill(size_t cls);       /* free[cls] was empty (the fast path's slow path) */
-void _hak_init(void);                      /* options, the thread-exit key, fork handlers; re-entrant */
-void _hak_heap_flush_counters(void);       /* the calling thread's counters into the totals */
-uint64_t _hak_heaps_counters(uint64_t *n); /* n += live heaps' counts; returns live heaps (locks held) */
-
-/* ---- stats.c ----------------------------------------------------------- */
-void _hak_stats_exit_report(void);
-void _hak_stats_xml(hak_buf_t *b);
-
-/* ---- api.c: the semantics of the C allocation API ---------------------- */
-void *_hak_alloc_slow(size_t size);
-void *_hak_calloc(size_t n, size_t size);
-void *_hak_realloc(void *p, size_t size);
-void *_hak_alloc_aligned(size_t align, size_t size);
-size_t _hak_usable_size(const void *p, const char *who);
-int _hak_trim(void);
+#include "heap.h"
 
 #include "budget.h"
 
