@@ -53,7 +53,7 @@ static void heap_detach(hak_heap_t *h, hak_slab_t *s, bool aside) {
  * SuperSlab lock nor fresh pages. Spares count as empty memory: while it is
  * over budget, the largest spares are given back (and their SuperSlab
  * purges). Empty pool runs go straight back to their SuperSlab, which the
- * heap owns (superslab.c): there they merge with their free neighbours,
+ * heap owns (pool.c): there they merge with their free neighbours,
  * without the global lock. */
 static void heap_unspare(hak_heap_t *h, hak_slab_t *s) {
   unsigned i = s->units - 1u;

@@ -1,6 +1,6 @@
 /* lock.c — hakmem's one lock type: a futex mutex that is statically
  * initialised (usable before any constructor), never allocates, and is taken
- * by the fork handlers (init.c) so that fork waits for every holder. */
+ * by the fork handlers (thread.c) so that fork waits for every holder. */
 #include "internal.h"
 
 void _hak_lock_slow(hak_lock_t *l) {
