@@ -6,6 +6,7 @@
  * names come from exports.h (generated from src/exports.map); symbols glibc
  * lacks (free_sized, cfree...) are found with dlsym, or by symbol name in
  * the static build. */
+#include <limits.h>
 #include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -878,6 +879,15 @@ static void test_mallopt(void) {
   CHECKV("mallopt(M_TRIM_THRESHOLD) returns 0 or 1", r == 0 || r == 1, "%d", r);
   r = mallopt(9999, 7);
   CHECKV("mallopt of an unknown parameter returns 0", r == 0, "%d", r);
+  if (hakmem_is_malloc()) {
+    /* hakmem maps M_TRIM_THRESHOLD to HAKMEM_RETAIN_KB, within its range */
+    r = mallopt(M_TRIM_THRESHOLD, INT_MAX);
+    CHECKV("mallopt(M_TRIM_THRESHOLD) past HAKMEM_RETAIN_KB's range (1 GiB) returns 0", r == 0, "%d", r);
+    r = mallopt(M_TRIM_THRESHOLD, -1);
+    CHECKV("mallopt(M_TRIM_THRESHOLD, -1) returns 0", r == 0, "%d", r);
+    r = mallopt(M_TRIM_THRESHOLD, 4 << 20); /* back to the default */
+    CHECKV("mallopt(M_TRIM_THRESHOLD) within the range returns 1", r == 1, "%d", r);
+  }
   void *p = malloc(300 * KiB);
   CHECK("malloc works after mallopt", p != NULL);
   free(p);
