@@ -117,7 +117,7 @@ void _hak_purge_over_budget(hak_pool_t *p) {
   hak_tick_t now = _hak_os_ticks();
   int excess = hak_budget_excess(now);
   if (excess == HAK_MEM_WITHIN) return;
-  if (p && (excess == HAK_MEM_FAR_OVER || now >= p->purge_at)) {
+  if (excess == HAK_MEM_FAR_OVER || now >= p->purge_at) {
     hak_ss_walk_t mine = {p->ss, p->n};
     _hak_purge_walk(&mine, excess == HAK_MEM_FAR_OVER, now, &p->purge_at);
     if ((excess = hak_budget_excess(now)) == HAK_MEM_WITHIN) return;
