@@ -17,14 +17,17 @@
  *
  * Every 10 s it prints the elapsed time, VmRSS, the bytes of live blocks
  * and, under hakmem, committed memory (and its terms), slabs and live heaps. RSS is
- * sampled twice a second; after the first fifth of the run (warm-up), the
- * run is "flat" when the mean RSS beyond the live blocks over the last
- * third is at most 10 % + 8 MiB above that over the first third. It ends
+ * sampled twice a second; after a warm-up (the first fifth of the run, and
+ * at least 10 s, or half of a shorter run), the run is "flat" when the
+ * mean RSS beyond the live blocks over the last third is at most 10 % +
+ * 8 MiB above that over the first third, plus three standard errors of
+ * that difference. It ends
  * with
  *   RSS flat: yes|no (...)
  *   corruption: none|found (...)
  * and the harness's closing line; the exit status is 0 only for yes and
  * none. Runs under any malloc (LD_PRELOAD another to compare). */
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -222,29 +225,35 @@ int main(int argc, char **argv) {
     if (runner[i].live) pthread_join(runner[i].t, NULL);
   for (int i = 0; i < SLOTS; i++) drop(atomic_exchange(&slot[i], NULL));
 
-  /* Flat: after the warm-up, the mean excess over the last third against
-   * that over the first. */
-  double warm = secs / 5, first = 0, last = 0;
-  int nf = 0, nl = 0;
-  double span = secs - warm;
+  /* Flat: after the warm-up (the working rooms and the budget grow with
+   * the run's first seconds: a fifth of the run, and at least 10 s of a run
+   * of 20 s or more), the mean excess over the last third is at most 10 %
+   * + 8 MiB above that over the first, plus three standard errors of the
+   * difference (the live set moves at random: in a short run the noise is
+   * tens of MiB, in ten minutes a few). */
+  double warm = secs / 5 > 10 ? secs / 5 : secs / 2 < 10 ? secs / 2 : 10, span = secs - warm;
+  double sum[2] = {0, 0}, sq[2] = {0, 0};
+  int cnt[2] = {0, 0};
   for (int i = 0; i < ns; i++) {
-    if (at[i] < warm) continue;
-    if (at[i] < warm + span / 3) {
-      first += excess[i];
-      nf++;
-    } else if (at[i] >= warm + 2 * span / 3) {
-      last += excess[i];
-      nl++;
-    }
+    int w = at[i] < warm ? -1 : at[i] < warm + span / 3 ? 0 : at[i] >= warm + 2 * span / 3 ? 1 : -1;
+    if (w < 0) continue;
+    sum[w] += excess[i];
+    sq[w] += excess[i] * excess[i];
+    cnt[w]++;
   }
-  first = nf ? first / nf : 0;
-  last = nl ? last / nl : 0;
-  int flat = nf && nl && last <= first * 1.10 + 8;
+  double mean[2], var[2];
+  for (int w = 0; w < 2; w++) {
+    mean[w] = cnt[w] ? sum[w] / cnt[w] : 0;
+    var[w] = cnt[w] > 1 ? (sq[w] - cnt[w] * mean[w] * mean[w]) / (cnt[w] - 1) : 0;
+  }
+  double noise = 3 * sqrt((cnt[0] ? var[0] / cnt[0] : 0) + (cnt[1] ? var[1] / cnt[1] : 0));
+  double first = mean[0], last = mean[1];
+  int flat = cnt[0] && cnt[1] && last <= first * 1.10 + 8 + noise;
   long bad = atomic_load(&n_bad), nul = atomic_load(&n_null);
   printf(
       "RSS flat: %s (RSS beyond the live blocks: mean %.1f MiB in the first third after warm-up, "
-      "%.1f in the last; %d samples)\n",
-      flat ? "yes" : "no", first, last, ns);
+      "%.1f in the last, noise %.1f; %d samples)\n",
+      flat ? "yes" : "no", first, last, noise, ns);
   printf("corruption: %s (%ld blocks, %ld threads, %ld blocks damaged, %ld allocations failed)\n",
          bad ? "found" : "none", atomic_load(&n_blocks), threads_run, bad, nul);
   CHECKV("RSS flat", flat, "%.1f -> %.1f MiB beyond the live blocks", first, last);

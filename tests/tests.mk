@@ -18,7 +18,7 @@ TEST_OPT      := -O1 -g -pthread -Wall -Wextra -Werror -Iinclude -Itests/bin
 TEST_NOBUILTIN := -fno-builtin-malloc -fno-builtin-calloc -fno-builtin-realloc -fno-builtin-free
 TEST_CFLAGS   := -std=gnu11 -D_GNU_SOURCE $(TEST_OPT) $(TEST_NOBUILTIN)
 TEST_CXXFLAGS := -std=gnu++17 -D_GNU_SOURCE $(TEST_OPT) $(TEST_NOBUILTIN)
-TEST_LIBS     := -ldl
+TEST_LIBS     := -ldl -lm
 TEST_LINK_REL := -L. -Wl,--no-as-needed -lhakmem -Wl,--disable-new-dtags,-rpath,'$$ORIGIN/../..'
 TEST_LINK_DBG := -Ldebug -Wl,--no-as-needed -lhakmem \
                  -Wl,--disable-new-dtags,-rpath,'$$ORIGIN/../../../debug'
