@@ -1,19 +1,28 @@
 /* alloc.h — the malloc and free fast paths, inline in override.c and api.c.
- * malloc: size → class → pop the heap's free-list head. free: a unit of one
- * of the heap's current slabs → push on the heap's list; else chunk map says
- * SuperSlab → slab descriptor held by this heap (one compare) → push on the
- * slab's local list. Everything else is a slow path. */
+ * malloc: size → class → pop the heap's free-list head, clear the block's
+ * mark. free: a block of one of the heap's current slabs (proved by one
+ * multiply) → push on the heap's list; else chunk map says SuperSlab →
+ * slab descriptor held by this heap (one compare) and a block of it →
+ * push on the slab's local list. A block that already carries the heap's
+ * mark, and everything else, takes a slow path. */
 #ifndef HAK_ALLOC_H
 #define HAK_ALLOC_H
 
 #include "internal.h"
 
+/* Keeps an offset in a register where the compiler would add it to its
+ * base once for several accesses: each access then takes it as an index,
+ * and the fast path saves the add. */
+#define HAK_KEEP_INDEX(off) __asm__("" : "+r"(off))
+
 /* A block from the slot at byte offset `off` (HAK_SLOT_OFF of its class). */
-static inline void *hak_alloc_slot(size_t off) {
-  hak_class_slot_t *slot = (hak_class_slot_t *)((uintptr_t)hak_tls_heap + off);
-  hak_block_t *b = slot->free;
+static inline __attribute__((always_inline)) void *hak_alloc_slot(size_t off) {
+  char *h = (char *)hak_tls_heap->slot;
+  hak_block_t *b = ((hak_class_slot_t *)(h + off))->free;
   if (HAK_UNLIKELY(!b)) return _hak_alloc_refill(off / sizeof(hak_class_slot_t));
-  slot->free = b->next;
+  HAK_KEEP_INDEX(off);
+  ((hak_class_slot_t *)(h + off))->free = b->next;
+  b->mark = 0;
   return b;
 }
 
@@ -27,23 +36,33 @@ static inline void *hak_alloc_inline(size_t size) {
   return _hak_alloc_slow(size);
 }
 
-/* A block of one of this heap's current slabs is found by its unit alone
- * (cur_unit: the entry proves the unit is in that slab, so neither the
- * chunk map nor the header is needed) and goes straight back on the list
- * malloc pops (blocks on it count as used, so no counter changes). Else:
- * the chunk map says SuperSlab (a block of a SuperSlab never starts at its
- * first byte, so p's own chunk is its SuperSlab's) → slab descriptor → held
- * by this heap (one compare): its local list. Everything else is a slow
- * path. */
-static inline void hak_free_inline(void *p, const char *who) {
+/* A block of one of this heap's current slabs is proved one by its
+ * unit's cur_unit entry (heap.h: the start of a block carved there, so
+ * neither the chunk map nor the descriptor is needed) and goes straight
+ * back on the list malloc pops (blocks on it count as used, so no counter
+ * changes). Else: the chunk map says SuperSlab (a block of a SuperSlab
+ * never starts at its first byte, so p's own chunk is its SuperSlab's) →
+ * slab descriptor → held by this heap (one compare) and p a block of it:
+ * its local list. Either way a block that already carries this heap's mark
+ * may be free already: the slow path looks. */
+static inline __attribute__((always_inline)) void hak_free_inline(void *p, const char *who) {
   uintptr_t a = (uintptr_t)p;
   hak_front_t *h = hak_tls_heap;
   hak_block_t *b = p;
-  const hak_cur_unit_t *e =
-      (const hak_cur_unit_t *)((uintptr_t)h->cur_unit + ((a >> (HAK_UNIT_SHIFT - 4)) &
-                                                         ((HAK_CUR_UNITS - 1) * sizeof(hak_cur_unit_t))));
-  if (HAK_LIKELY(e->unit == a >> HAK_UNIT_SHIFT)) {
-    hak_class_slot_t *slot = e->slot;
+  uintptr_t off = (a >> (HAK_UNIT_SHIFT - 5)) & ((HAK_CUR_UNITS - 1) * sizeof(hak_cur_unit_t));
+#define CUR(field)                                                   \
+  ({                                                                 \
+    HAK_KEEP_INDEX(off);                                             \
+    ((const hak_cur_unit_t *)((uintptr_t)h->cur_unit + off))->field; \
+  })
+  if (HAK_LIKELY(hak_block_index(a * CUR(mul) - CUR(base)) < CUR(limit))) {
+    if (HAK_UNLIKELY(b->mark == (uintptr_t)h)) {
+      _hak_free_slow(p, who);
+      return;
+    }
+    hak_class_slot_t *slot = CUR(slot);
+#undef CUR
+    b->mark = (uintptr_t)h;
     b->next = slot->free;
     atomic_signal_fence(memory_order_release); /* a fork child sees the link before the head */
     slot->free = b;
@@ -55,11 +74,13 @@ static inline void hak_free_inline(void *p, const char *who) {
     return;
   }
   hak_slab_t *s = hak_slab_of((hak_superslab_t *)(chunk << HAK_SS_SHIFT), a);
-  if (HAK_UNLIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) != h->key)) {
+  if (HAK_UNLIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) != h->key ||
+                   !hak_slab_has_block(s, p) || b->mark == (uintptr_t)h)) {
     _hak_free_slow(p, who);
     return;
   }
-  hak_class_slot_t *slot = (hak_class_slot_t *)((uintptr_t)h + s->slot_off);
+  b->mark = (uintptr_t)h;
+  hak_class_slot_t *slot = (hak_class_slot_t *)((uintptr_t)h->slot + s->slot_off);
   if (!slot->free && !(slot->cur & HAK_CUR_COUNTED)) {
     /* A slab of this heap, and its class's list is empty: the block goes
      * there for the next malloc (it stays counted as used). */

@@ -57,7 +57,8 @@ void *_hak_alloc_aligned(size_t align, size_t size) {
   return p;
 }
 
-/* The usable size of p, or 0 (reported) if hakmem did not hand p out. */
+/* The usable size of p; a pointer that is not a live block is reported
+ * (and 0 returned if it is foreign and HAKMEM_INVALID_FREE lets it be). */
 size_t _hak_usable_size(const void *p, const char *who) {
   if (!p) return 0;
   uintptr_t a = (uintptr_t)p;
@@ -65,17 +66,17 @@ size_t _hak_usable_size(const void *p, const char *who) {
   if (kind == HAK_CHUNK_SUPERSLAB) {
     hak_superslab_t *ss = hak_superslab_of(p);
     hak_slab_t *s = hak_slab_of(ss, a);
-    if (_hak_slab_block_valid(s, p)) return s->block_size;
-    _hak_report_invalid(who, p, "is not the start of a hakmem block");
+    if (hak_slab_has_block(s, p)) return s->block_size;
+    _hak_report(who, p, _hak_slab_problem(s, p));
     return 0;
   }
   if (kind == HAK_CHUNK_LARGE) {
-    const char *problem = _hak_large_problem(p);
-    if (!problem) return _hak_large_usable(p);
-    _hak_report_invalid(who, p, problem);
+    hak_misuse_t m = _hak_large_problem(p);
+    if (m.kind == HAK_MISUSE_NONE) return _hak_large_usable(p);
+    _hak_report(who, p, m);
     return 0;
   }
-  _hak_report_invalid(who, p, "was not allocated by hakmem");
+  _hak_report(who, p, (hak_misuse_t){.kind = HAK_MISUSE_FOREIGN});
   return 0;
 }
 

@@ -18,8 +18,14 @@ static void heap_leave(hak_heap_t *h) {
   h->front.busy = 0;
 }
 
-/* h starts holding s: its bytes count in held_bytes. */
-static void heap_held_add(hak_heap_t *h, hak_slab_t *s) { h->held_bytes += hak_slab_bytes(s); }
+/* h starts holding s: its bytes count in held_bytes, and its free blocks
+ * carry h's mark (those of a slab another heap held are marked anew). */
+static void heap_held_add(hak_heap_t *h, hak_slab_t *s) {
+  h->held_bytes += hak_slab_bytes(s);
+  if (s->mark == (uintptr_t)h) return;
+  __atomic_store_n(&s->mark, (uintptr_t)h, __ATOMIC_RELAXED);
+  for (hak_block_t *b = s->local_free; b; b = b->next) b->mark = (uintptr_t)h;
+}
 
 /* The refill hint names only partial slabs h holds: it goes
  * when s becomes a spare (which may change class) or leaves h (once given
@@ -192,33 +198,54 @@ static inline uintptr_t slab_unit_number(const hak_slab_t *s) {
   return (((uintptr_t)s >> HAK_UNIT_SHIFT) & ~(uintptr_t)(HAK_UNITS - 1)) + hak_slab_unit(s);
 }
 
-/* s's units now lead to slot in the free fast path. */
-static inline void cur_units_add(hak_front_t *f, const hak_slab_t *s, hak_class_slot_t *slot) {
+static inline uint64_t cur_unit_base(const hak_slab_t *s) {
+  return (uint64_t)(uintptr_t)hak_slab_start(s) * _hak_block_mul[s->cls];
+}
+
+/* s's units now lead to slot in the free fast path, for the blocks it has
+ * carved. */
+static inline void cur_units_set(hak_front_t *f, const hak_slab_t *s, hak_class_slot_t *slot) {
   uintptr_t unit = slab_unit_number(s), end = unit + s->units;
   do {
     hak_cur_unit_t *e = &f->cur_unit[unit & (HAK_CUR_UNITS - 1)];
-    e->unit = unit;
+    e->mul = _hak_block_mul[s->cls];
+    e->base = cur_unit_base(s);
+    e->limit = s->carved;
     e->slot = slot;
+  } while (++unit != end);
+}
+
+/* s, current, carved more blocks: its entries (those no other unit took
+ * over) lead to them too. */
+static inline void cur_units_carved(hak_front_t *f, const hak_slab_t *s) {
+  uintptr_t unit = slab_unit_number(s), end = unit + s->units;
+  uint64_t base = cur_unit_base(s);
+  do {
+    hak_cur_unit_t *e = &f->cur_unit[unit & (HAK_CUR_UNITS - 1)];
+    if (e->base == base && e->slot == &f->slot[s->cls]) e->limit = s->carved;
   } while (++unit != end);
 }
 
 /* s's units no longer do (entries another unit took over stay). */
 static inline void cur_units_forget(hak_front_t *f, const hak_slab_t *s) {
   uintptr_t unit = slab_unit_number(s), end = unit + s->units;
+  uint64_t base = cur_unit_base(s);
   do {
     hak_cur_unit_t *e = &f->cur_unit[unit & (HAK_CUR_UNITS - 1)];
-    if (e->unit == unit) e->unit = HAK_UNIT_NONE;
+    if (e->base == base && e->slot == &f->slot[s->cls]) e->limit = 0;
   } while (++unit != end);
 }
 
-/* Debug: every cur_unit entry is a unit of its slot's current slab. */
+/* Debug: every cur_unit entry in use is that of a unit of its slot's
+ * current slab. */
 static void heap_check_cur_units(const hak_heap_t *h) {
   for (size_t i = 0; i < HAK_CUR_UNITS; i++) {
     const hak_cur_unit_t *e = &h->front.cur_unit[i];
-    if (e->unit == HAK_UNIT_NONE) continue;
-    uintptr_t a = e->unit << HAK_UNIT_SHIFT;
-    HAK_ASSERT((e->unit & (HAK_CUR_UNITS - 1)) == i && !(e->slot->cur & HAK_CUR_COUNTED));
-    HAK_ASSERT(hak_slab_of((hak_superslab_t *)(a & ~(HAK_SS_SIZE - 1)), a) == (hak_slab_t *)e->slot->cur);
+    if (!e->limit) continue; /* matches nothing */
+    HAK_ASSERT(!(e->slot->cur & HAK_CUR_COUNTED));
+    const hak_slab_t *s = (const hak_slab_t *)e->slot->cur;
+    HAK_ASSERT(e->mul == _hak_block_mul[s->cls] && e->base == cur_unit_base(s) && e->limit == s->carved);
+    HAK_ASSERT(((i - slab_unit_number(s)) & (HAK_CUR_UNITS - 1)) < s->units);
   }
 }
 
@@ -235,7 +262,7 @@ static inline void heap_set_cur(hak_heap_t *h, size_t cls, hak_slab_t *s) {
   slot->cur = s ? (uintptr_t)s | (counted ? HAK_CUR_COUNTED : 0) : 0;
   if (s) {
     s->where = HAK_IN_CUR;
-    if (!counted) cur_units_add(&h->front, s, slot);
+    if (!counted) cur_units_set(&h->front, s, slot);
   }
   if (hak_cfg_debug) heap_check_cur_units(h);
 }
@@ -267,8 +294,9 @@ void *_hak_heap_alloc(hak_heap_t *h, size_t cls) {
     return b;
   }
   hak_slab_t *s = hak_front_cur(&h->front, cls);
+  uint32_t carved = 0;
   for (;;) {
-    if (s && (b = _hak_slab_take(s)) != NULL) break;
+    if (s && ((void)(carved = s->carved), (b = _hak_slab_take(s)) != NULL)) break;
     if (s) {
       heap_set_cur(h, cls, NULL);
       heap_add_partial(h, s, HAK_IN_PARTIAL);
@@ -281,6 +309,7 @@ void *_hak_heap_alloc(hak_heap_t *h, size_t cls) {
     }
   }
   hak_count(&h->counters, HAK_STAT_refills);
+  if (s->carved != carved && !(h->front.slot[cls].cur & HAK_CUR_COUNTED)) cur_units_carved(&h->front, s);
   h->front.slot[cls].free = b->next;
   if (hak_cfg_debug) _hak_slab_check(s, h->front.slot[cls].free);
   heap_leave(h);
@@ -296,22 +325,28 @@ static void heap_slab_empty(hak_heap_t *h, hak_slab_t *s) {
   heap_leave(h);
 }
 
+/* Every free the fast path does not finish: Large blocks, pointers that
+ * are not blocks (reported), one-block runs, blocks carrying their slab's
+ * mark, frees in checking mode, and frees into slabs this heap does not
+ * hold. A block with its slab's mark is freed again if this heap holds the
+ * slab and finds it on a free list; if another heap holds it, or none,
+ * the mark is the evidence (internal.h). */
 void _hak_free_slow(void *p, const char *who) {
   if (!p) return;
   uint8_t kind = hak_chunk_kind(p);
   if (kind == HAK_CHUNK_LARGE) {
-    const char *problem = _hak_large_problem(p);
-    if (problem) _hak_report_invalid(who, p, problem);
-    else _hak_large_free(p);
+    hak_misuse_t m = _hak_large_problem(p);
+    if (m.kind == HAK_MISUSE_NONE) _hak_large_free(p);
+    else _hak_report(who, p, m);
     return;
   }
   if (kind != HAK_CHUNK_SUPERSLAB) {
-    _hak_report_invalid(who, p, "was not allocated by hakmem");
+    _hak_report(who, p, (hak_misuse_t){.kind = HAK_MISUSE_FOREIGN});
     return;
   }
   hak_slab_t *s = hak_slab_of(hak_superslab_of(p), (uintptr_t)p);
-  if (!_hak_slab_block_valid(s, p)) {
-    _hak_report_invalid(who, p, "is not the start of a hakmem block");
+  if (!hak_slab_has_block(s, p)) {
+    _hak_report(who, p, _hak_slab_problem(s, p));
     return;
   }
   hak_heap_t *h = hak_tls_own_heap();
@@ -322,19 +357,21 @@ void _hak_free_slow(void *p, const char *who) {
     _hak_slab_release(s);
     return;
   }
+  uint32_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
+  bool mine = h && owner && owner == heap_owner(h);
+  hak_block_t *list = h ? h->front.slot[s->cls].free : NULL;
+  if ((mine || b->mark == __atomic_load_n(&s->mark, __ATOMIC_RELAXED)) &&
+      (!mine || _hak_slab_block_is_free(s, b, list))) {
+    _hak_report(who, p, (hak_misuse_t){.kind = HAK_MISUSE_DOUBLE_FREE, .block = p, .size = s->block_size});
+    return;
+  }
   if (!h) {
     _hak_slab_free_remote(s, b, 0);
     return;
   }
   hak_count(&h->counters, HAK_STAT_slow_frees);
-  hak_block_t *list = h->front.slot[s->cls].free;
-  uint32_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
-  if (owner && owner == heap_owner(h)) { /* only in checking mode: the key never matches */
-    if (_hak_slab_block_is_free(s, b, list)) {
-      _hak_report_invalid(who, p, "was already freed (double free)");
-      return;
-    }
-    b->next = s->local_free;
+  if (mine) { /* checking mode, or a block whose mark the program wrote */
+    *b = (hak_block_t){s->local_free, s->mark};
     s->local_free = b;
     if (--s->used == 0) heap_slab_empty(h, s);
     else if (hak_cfg_debug) _hak_slab_check(s, list);

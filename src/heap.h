@@ -20,27 +20,26 @@ typedef struct hak_class_slot {
 
 /* The units of a heap's current slabs (uncounted ones), by unit number
  * modulo HAK_CUR_UNITS: the free fast path finds a block's class slot here
- * from its address alone. An entry is set while its unit is in the current
- * slab of that slot's class; a unit that collides takes the entry over and
- * the other unit's frees take the longer path. */
+ * from its address alone. The entry of a unit of the current slab s of
+ * class c holds what proves that p is a block of s:
+ *   hak_block_index(p * mul - base) < limit,  mul = _hak_block_mul[c],
+ *   base = start(s) * mul, limit = s->carved (size_class.h: exactly the
+ * starts of the blocks carved in s). A unit that collides takes the entry
+ * over and the other unit's frees take the longer path; an entry of zeros
+ * (limit 0) matches nothing. */
 #define HAK_CUR_UNITS 256
-#define HAK_UNIT_NONE UINTPTR_MAX /* no unit: p >> HAK_UNIT_SHIFT never equals it */
 typedef struct hak_cur_unit {
-  uintptr_t unit; /* address >> HAK_UNIT_SHIFT, or HAK_UNIT_NONE */
+  uint64_t mul, base, limit;
   hak_class_slot_t *slot;
 } hak_cur_unit_t;
-_Static_assert(sizeof(hak_cur_unit_t) == 16, "entry offset = (p >> (HAK_UNIT_SHIFT - 4)) & mask");
-#define HAK_CUR_UNITS_EMPTY                             \
-  {                                                     \
-    [0 ... HAK_CUR_UNITS - 1] = { HAK_UNIT_NONE, NULL } \
-  }
+_Static_assert(sizeof(hak_cur_unit_t) == 32, "entry offset = (p >> (HAK_UNIT_SHIFT - 5)) & mask");
 
 struct hak_front {
-  hak_class_slot_t slot[HAK_CLASSES]; /* first: a slot's address is heap + offset */
-  hak_cur_unit_t cur_unit[HAK_CUR_UNITS];
-  hak_slab_t *refill_hint[HAK_CLASSES]; /* partial slab that last had a block freed by this heap */
-  uint32_t key;                         /* owner word of the slabs it holds, or a never-matching key */
-  uint32_t busy;                        /* inside a slow path that changes its slabs (fork child reads) */
+  hak_cur_unit_t cur_unit[HAK_CUR_UNITS]; /* first: its entries are addressed from the heap's start */
+  hak_class_slot_t slot[HAK_CLASSES];     /* a slot's address is slot + HAK_SLOT_OFF */
+  hak_slab_t *refill_hint[HAK_CLASSES];   /* partial slab that last had a block freed by this heap */
+  uint32_t key;                           /* owner word of the slabs it holds, or a never-matching key */
+  uint32_t busy;                          /* inside a slow path that changes its slabs (fork child reads) */
 };
 #define HAK_SLOT_OFF(cls) ((uintptr_t)(cls) * sizeof(hak_class_slot_t))
 _Static_assert(sizeof(hak_class_slot_t) == 16, "Tiny slot offset = (size + 15) & ~15");

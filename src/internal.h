@@ -146,8 +146,16 @@ static inline void hak_list_remove(hak_list_t *l, hak_link_t *n) {
   l->count--;
 }
 
+/* A free block. Its second word, the mark, is the address of the heap
+ * that holds its slab (or last held it): every block on a free list
+ * carries it, and every block handed out has it cleared. So a free that
+ * finds its block marked with the holder's address has the evidence of a
+ * double free (heap.c checks it): hakmem's metadata is never handed out,
+ * so a live block holds that address only if the program copied it from
+ * a freed one. */
 typedef struct hak_block {
   struct hak_block *next;
+  uintptr_t mark;
 } hak_block_t;
 
 typedef struct hak_slab hak_slab_t;
@@ -158,13 +166,15 @@ struct hak_slab {
   uint8_t units;                 /* units spanned; 0: the unit is in no slab */
   uint8_t listed;                /* on its class's abandoned list */
   uint8_t where;                 /* in its holder: HAK_IN_CUR, _PARTIAL, _ROTATED, _SPARE */
-  uintptr_t slot_off;            /* byte offset of its class's slot in hak_front_t */
-  hak_block_t *local_free;       /* blocks freed by the holder */
-  uint32_t used;                 /* blocks out: with the program or in the holder's list */
-  uint32_t carved;               /* blocks carved so far (lazily, a page at a time) */
-  _Atomic uintptr_t thread_free; /* blocks freed by other threads | HAK_DETACHED */
+  uint16_t slot_off;             /* byte offset of its class's slot in hak_front_t.slot */
+  uint16_t used;                 /* blocks out: with the program or in the holder's list */
+  uint16_t carved;               /* blocks carved so far (lazily, a page at a time) */
+  uint16_t capacity;             /* blocks that fit; of a free unit, 1 if it began a one-block run */
+  uint32_t start;                /* offset of its first block in the SuperSlab (fixed by its unit) */
   uint32_t block_size;           /* bytes per block */
-  uint32_t capacity;             /* blocks that fit */
+  hak_block_t *local_free;       /* blocks freed by the holder */
+  _Atomic uintptr_t thread_free; /* blocks freed by other threads | HAK_DETACHED */
+  uintptr_t mark;                /* the mark of its free blocks: its holder's (or last holder's) address */
 };
 _Static_assert(sizeof(hak_slab_t) == 64, "one cache line per unit descriptor");
 #define HAK_SLAB_OF_LINK(l) HAK_CONTAINER(l, hak_slab_t, link)
@@ -214,9 +224,7 @@ static inline unsigned hak_slab_unit(const hak_slab_t *s) {
                     sizeof(hak_slab_t));
 }
 static inline char *hak_slab_start(const hak_slab_t *s) {
-  uintptr_t ss = (uintptr_t)s & ~(HAK_SS_SIZE - 1);
-  unsigned u = hak_slab_unit(s);
-  return (char *)ss + ((size_t)u << HAK_UNIT_SHIFT) + (u == 0 ? HAK_SS_HEADER : 0);
+  return (char *)((uintptr_t)s & ~(HAK_SS_SIZE - 1)) + s->start;
 }
 /* Bytes of block space in a slab's units (unit 0 gives its first page to
  * the header): what every total counts for it. */
@@ -280,9 +288,9 @@ void _hak_assert_fail(const char *expr, const char *file, int line) __attribute_
   X(VERBOSE, "HAKMEM_VERBOSE", 0, 0, 1, "print the options in force at start-up")                            \
   X(STATS, "HAKMEM_STATS", 0, 0, 3, "at exit print statistics: 1 a line, 2 the report, 3 JSON")              \
   X(STATS_FD, "HAKMEM_STATS_FD", 2, 0, 65535, "file descriptor the exit statistics are written to")          \
-  X(INVALID_FREE, "HAKMEM_INVALID_FREE", 1, 0, 2,                                                            \
-    "pointer hakmem did not hand out: 0 ignore, 1 report once, 2 abort")                                     \
-  X(CHECK, "HAKMEM_CHECK", 0, 0, 1, "validate every free (double free, interior pointer) on the slow path")  \
+  X(INVALID_FREE, "HAKMEM_INVALID_FREE", 2, 0, 2,                                                            \
+    "pointer outside hakmem's memory given to free: 0 ignore, 1 report once, 2 abort")                       \
+  X(CHECK, "HAKMEM_CHECK", 0, 0, 1, "every free walks the free lists; free_sized checks its size")           \
   X(RETAIN_KB, "HAKMEM_RETAIN_KB", 4096, 0, 1048576, "empty memory kept resident for reuse, at least (KiB)") \
   X(RETAIN_SHARE, "HAKMEM_RETAIN_SHARE", 4, 0, 64,                                                           \
     "and up to 1/N of the memory in use (0: the minimum only)")                                              \
@@ -309,10 +317,26 @@ void _hak_options_load(void);
 bool _hak_option_set(int id, long value); /* false (and unchanged) if out of the option's range */
 void _hak_options_print(int fd);
 
-/* ---- report.c: pointers hakmem did not hand out ------------------------ */
-/* Counts p as an invalid pointer given to `who` (the API call) and, by
- * HAKMEM_INVALID_FREE, says so once on stderr or aborts. */
-void _hak_report_invalid(const char *who, const void *p, const char *what);
+/* ---- report.c: pointers that are not live blocks ----------------------- */
+enum {
+  HAK_MISUSE_NONE,        /* a live block */
+  HAK_MISUSE_FOREIGN,     /* wholly outside hakmem's memory */
+  HAK_MISUSE_DOUBLE_FREE, /* a block already free (size: its size) */
+  HAK_MISUSE_INSIDE,      /* not the start of the block it is in (block, size) */
+  HAK_MISUSE_NO_BLOCK,    /* in hakmem's memory but in no live block */
+  HAK_MISUSE_SIZE         /* freed with a size (given) larger than its block's (size) */
+};
+typedef struct hak_misuse {
+  int kind;
+  const void *block; /* the block p is in, if known */
+  size_t size;       /* its size, if known */
+  size_t given;      /* the size the program gave */
+} hak_misuse_t;
+/* Counts p as an invalid pointer given to `who` (the API call), says what
+ * is wrong on stderr, and aborts: a foreign pointer, by
+ * HAKMEM_INVALID_FREE, is instead reported once or not at all, and
+ * returns. */
+void _hak_report(const char *who, const void *p, hak_misuse_t m);
 uint64_t _hak_invalid_count(void);
 
 /* ---- lock.c: one lock type; fork takes them all (thread.c: the order) -- */
@@ -503,6 +527,13 @@ void _hak_slab_release_since(hak_slab_t *s, hak_tick_t since);
 void _hak_slab_shrink(hak_slab_t *s, unsigned n);
 
 /* ---- slab.c: a slab's lists and its ownership transitions ------------- */
+/* Whether p, an address in s's SuperSlab, is the start of a block of s
+ * that was carved (size_class.h): false for any other pointer, and for a
+ * unit in no slab (carved 0). */
+static inline bool hak_slab_has_block(const hak_slab_t *s, const void *p) {
+  uint64_t x = ((uintptr_t)p & (HAK_SS_SIZE - 1)) - (uint64_t)s->start;
+  return hak_block_index(x * _hak_block_mul[s->cls]) < s->carved;
+}
 extern hak_lock_t _hak_abandoned_lock[HAK_CLASSES];
 void _hak_slab_format(hak_slab_t *s, size_t cls);
 hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner); /* a fresh slab from a shared SuperSlab */
@@ -513,7 +544,7 @@ void _hak_slab_return_blocks(hak_block_t *list);
 void _hak_slab_detach(hak_slab_t *s, uint32_t mark); /* mark: its owner word while detached */
 hak_slab_t *_hak_slab_adopt(size_t cls, uint32_t key);
 bool _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b, uint32_t mine);
-bool _hak_slab_block_valid(const hak_slab_t *s, const void *p);
+hak_misuse_t _hak_slab_problem(const hak_slab_t *s, const void *p); /* p is not a block of s: why */
 bool _hak_slab_block_is_free(hak_slab_t *s, const hak_block_t *b, const hak_block_t *list);
 void _hak_slab_recount(hak_slab_t *s);
 uint32_t _hak_slab_live(hak_slab_t *s, uint32_t my_key, const hak_block_t *my_list);
@@ -525,7 +556,7 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero);
 void _hak_large_free(void *p);
 size_t _hak_large_usable(const void *p);
 void *_hak_large_realloc(void *p, size_t size);
-const char *_hak_large_problem(const void *p); /* NULL if p is a live Large block */
+hak_misuse_t _hak_large_problem(const void *p); /* in a Large header's chunk: kind NONE if a live block */
 size_t _hak_large_trim(void);
 void _hak_large_figures(hak_stats_t *st); /* lock held */
 

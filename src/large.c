@@ -283,12 +283,17 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero) {
   return base + offset;
 }
 
-const char *_hak_large_problem(const void *p) {
+hak_misuse_t _hak_large_problem(const void *p) {
   hak_large_t *h = header_of(p);
-  if ((const char *)p != (const char *)h + h->offset || h->offset == 0 || h->offset > HAK_SS_SIZE)
-    return "is not the start of a hakmem block";
-  if (h->magic != LARGE_MAGIC) return "was already freed (double free)";
-  return NULL;
+  const char *block = (const char *)h + h->offset;
+  size_t size = h->map_size - h->offset;
+  if ((const char *)p == block) {
+    if (h->magic == LARGE_MAGIC) return (hak_misuse_t){.kind = HAK_MISUSE_NONE};
+    return (hak_misuse_t){.kind = HAK_MISUSE_DOUBLE_FREE, .block = block, .size = size};
+  }
+  if (h->magic == LARGE_MAGIC && (const char *)p > block && (const char *)p < block + size)
+    return (hak_misuse_t){.kind = HAK_MISUSE_INSIDE, .block = block, .size = size};
+  return (hak_misuse_t){.kind = HAK_MISUSE_NO_BLOCK};
 }
 
 void _hak_large_free(void *p) {

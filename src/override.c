@@ -83,7 +83,7 @@ static void free_checked(void *p, size_t size, const char *who) {
     size_t usable = _hak_usable_size(p, who);
     if (!usable) return;
     if (size > usable) {
-      _hak_report_invalid(who, p, "was freed with a size larger than its block");
+      _hak_report(who, p, (hak_misuse_t){.kind = HAK_MISUSE_SIZE, .block = p, .size = usable, .given = size});
       return;
     }
   }

@@ -1,27 +1,58 @@
-/* report.c — pointers hakmem did not hand out (given to free, realloc or
- * malloc_usable_size): every one is counted; by HAKMEM_INVALID_FREE the
- * first is reported on stderr (0: none, 2: each, then abort). */
+/* report.c — pointers given to free, realloc or malloc_usable_size that are
+ * not live blocks of hakmem: one line on stderr naming the call, the error,
+ * the address and the block where known, then SIGABRT. Only a pointer
+ * wholly outside hakmem's memory may, by HAKMEM_INVALID_FREE, be reported
+ * once and ignored (1) or ignored (0), for programs that mix allocators;
+ * every one is counted. */
 #include "internal.h"
 
 static _Atomic uint64_t invalid_count;
 
-void _hak_report_invalid(const char *who, const void *p, const char *what) {
+static void put_block(hak_buf_t *b, const void *block, size_t size) {
+  _hak_buf_dec(b, size);
+  _hak_buf_str(b, "-byte block at ");
+  _hak_buf_hex(b, (uintptr_t)block);
+}
+
+void _hak_report(const char *who, const void *p, hak_misuse_t m) {
   static _Atomic int reported;
   atomic_fetch_add_explicit(&invalid_count, 1, memory_order_relaxed);
-  long mode = hak_opt(HAK_OPT_INVALID_FREE);
+  long mode = m.kind == HAK_MISUSE_FOREIGN ? hak_opt(HAK_OPT_INVALID_FREE) : 2;
   if (mode == 0) return;
-  if (mode == 2 || !atomic_exchange_explicit(&reported, 1, memory_order_relaxed)) {
-    hak_buf_t b = {.fd = 2};
-    _hak_buf_str(&b, "hakmem: ");
-    _hak_buf_str(&b, who);
-    _hak_buf_str(&b, "(): ");
-    _hak_buf_hex(&b, (uintptr_t)p);
-    _hak_buf_str(&b, " ");
-    _hak_buf_str(&b, what);
-    _hak_buf_str(
-        &b, mode == 2 ? "; aborting\n" : "; ignored (further invalid pointers are counted, not reported)\n");
-    _hak_buf_flush(&b);
+  if (mode == 1 && atomic_exchange_explicit(&reported, 1, memory_order_relaxed)) return;
+  hak_buf_t b = {.fd = 2};
+  _hak_buf_str(&b, "hakmem: ");
+  _hak_buf_str(&b, who);
+  _hak_buf_str(&b, m.kind == HAK_MISUSE_DOUBLE_FREE ? "(): double free of " : "(): invalid pointer ");
+  _hak_buf_hex(&b, (uintptr_t)p);
+  switch (m.kind) {
+    case HAK_MISUSE_DOUBLE_FREE:
+      _hak_buf_str(&b, " (");
+      _hak_buf_dec(&b, m.size);
+      _hak_buf_str(&b, "-byte block)");
+      break;
+    case HAK_MISUSE_INSIDE:
+      _hak_buf_str(&b, ": offset ");
+      _hak_buf_dec(&b, (uint64_t)((const char *)p - (const char *)m.block));
+      _hak_buf_str(&b, " in the ");
+      put_block(&b, m.block, m.size);
+      break;
+    case HAK_MISUSE_NO_BLOCK:
+      _hak_buf_str(&b, ": in hakmem's memory, but in no live block");
+      break;
+    case HAK_MISUSE_SIZE:
+      _hak_buf_str(&b, ": freed with size ");
+      _hak_buf_dec(&b, m.given);
+      _hak_buf_str(&b, ", larger than its ");
+      _hak_buf_dec(&b, m.size);
+      _hak_buf_str(&b, "-byte block");
+      break;
+    default:
+      _hak_buf_str(&b, ": not allocated by hakmem");
+      break;
   }
+  _hak_buf_str(&b, mode == 1 ? "; ignored (further invalid pointers are counted, not reported)\n" : "\n");
+  _hak_buf_flush(&b);
   if (mode == 2) _hak_os_abort();
 }
 

@@ -16,6 +16,27 @@
 const uint8_t _hak_mid_class[HAK_MID_MAX >> HAK_MID_SHIFT] = {R64(0) R64(64) R64(128) R64(192)};
 _Static_assert(sizeof _hak_mid_class == 256, "one entry per 128 bytes up to 32 KiB");
 
+/* _hak_block_mul (size_class.h), by the compiler: SIZE is hak_class_size,
+ * INV the inverse of an odd m modulo 2^64 by Newton's iteration (m is its
+ * own inverse modulo 8, and each step doubles the bits that are right:
+ * 3, 6, 12, 24, 48, 96). Class 0 holds no blocks. */
+#define DOUBLING(c) (10 + ((c)-HAK_CLASS_TINY_LAST - 1) / 8)
+#define SIZE(c)                         \
+  ((c) <= HAK_CLASS_TINY_LAST           \
+       ? (uint64_t)(c) << 4             \
+       : ((uint64_t)1 << DOUBLING(c)) + \
+             ((uint64_t)(((c)-HAK_CLASS_TINY_LAST - 1) % 8 + 1) << (DOUBLING(c) - 3)))
+#define ODD(c) (SIZE(c) >> __builtin_ctzll(SIZE(c)))
+#define STEP(m, x) ((x) * (2 - (m) * (x)))
+#define INV(m) STEP(m, STEP(m, STEP(m, STEP(m, STEP(m, m)))))
+#define MUL(c) ((c) == 0 ? 0 : INV(ODD(c)) << (HAK_BLOCK_ROT - __builtin_ctzll(SIZE(c)))),
+#define M4(c) MUL(c) MUL((c) + 1) MUL((c) + 2) MUL((c) + 3)
+#define M16(c) M4(c) M4((c) + 4) M4((c) + 8) M4((c) + 12)
+
+const uint64_t _hak_block_mul[HAK_CLASS_LAST + 1] = {M16(0) M16(16) M16(32) M16(48) M16(64) M16(80) M16(96)
+                                                         M16(112) M16(128) MUL(144)};
+_Static_assert(sizeof _hak_block_mul == 145 * sizeof(uint64_t), "one multiplier per class");
+
 /* Tiny slabs are one unit; Mid slabs get enough units for
  * HAK_MID_SLAB_BLOCKS blocks. A pool run is the size, from the fewest units
  * that hold one block up to 4 units (256 KiB), that wastes the least of its

@@ -41,6 +41,25 @@ static inline size_t hak_class_size(size_t c) {
 #define HAK_MID_SHIFT 7
 extern const uint8_t _hak_mid_class[HAK_MID_MAX >> HAK_MID_SHIFT];
 
+/* Block starts without a division. With a class's block size d = m 2^s
+ * (m odd, s >= 4) and _hak_block_mul[c] = m^-1 2^(HAK_BLOCK_ROT - s)
+ * (mod 2^64), for an offset x into a slab of that class:
+ *   hak_block_index(x * mul) = k  exactly when  x = k d  (k < 2^44),
+ * where hak_block_index rotates right by HAK_BLOCK_ROT. If x = k d the
+ * product is k 2^ROT, rotated to k. Conversely a result k means the product
+ * is k 2^ROT, so x m^-1 = k 2^s modulo 2^(64 - ROT + s), and x = k d
+ * modulo 2^(64 - ROT + s) >= 2^48: two addresses below 2^47 differ by less,
+ * so x = k d. So one multiply, a rotate and a compare with the blocks
+ * carved say whether p is the start of a block of the slab: for an
+ * interior, unaligned or outside pointer the index is not below the
+ * count. (A pointer at or above 2^47, which no user-space access can
+ * reach, may alias a block start; a write to it faults.) */
+#define HAK_BLOCK_ROT 20 /* >= s for every class: 1 MiB = 2^20 */
+extern const uint64_t _hak_block_mul[HAK_CLASS_LAST + 1];
+static inline uint64_t hak_block_index(uint64_t product) {
+  return (product >> HAK_BLOCK_ROT) | (product << (64 - HAK_BLOCK_ROT));
+}
+
 _Static_assert(HAK_CLASS_MID_LAST == HAK_CLASS_TINY_LAST + 5 * 8, "five doublings 1..32 KiB");
 _Static_assert(HAK_CLASS_LAST == HAK_CLASS_MID_LAST + 5 * 8, "five doublings 32 KiB..1 MiB");
 

@@ -93,12 +93,12 @@ hak_block_t *_hak_slab_take(hak_slab_t *s) {
    * writes only each block's first word, so a large block costs a page. */
   uint32_t k = (uint32_t)(HAK_PAGE / s->block_size);
   if (k < HAK_CARVE_MIN) k = HAK_CARVE_MIN;
-  if (k > s->capacity - s->carved) k = s->capacity - s->carved;
+  if (k > (uint32_t)(s->capacity - s->carved)) k = (uint32_t)(s->capacity - s->carved);
   char *b = hak_slab_start(s) + (size_t)s->carved * s->block_size;
   list = (hak_block_t *)b;
   for (uint32_t i = 1; i < k; i++, b += s->block_size)
-    ((hak_block_t *)b)->next = (hak_block_t *)(b + s->block_size);
-  ((hak_block_t *)b)->next = NULL;
+    *(hak_block_t *)b = (hak_block_t){(hak_block_t *)(b + s->block_size), s->mark};
+  *(hak_block_t *)b = (hak_block_t){NULL, s->mark};
   s->carved += k;
   s->used += k;
   return list;
@@ -177,6 +177,9 @@ hak_slab_t *_hak_slab_adopt(size_t cls, uint32_t key) {
  * all come back after its holder let go of it (a thread that exited) is
  * given back at the last free, whoever frees it. */
 bool _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b, uint32_t mine) {
+  /* Marked for its holder (a holder that changed meanwhile, rarely, makes
+   * the mark stale: a double free of the block may then go unseen). */
+  b->mark = __atomic_load_n(&s->mark, __ATOMIC_RELAXED);
   uintptr_t tf = atomic_load_explicit(&s->thread_free, memory_order_relaxed);
   for (;;) {
     if (tf & HAK_DETACHED) {
@@ -205,12 +208,20 @@ bool _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b, uint32_t mine) {
   return true;
 }
 
-bool _hak_slab_block_valid(const hak_slab_t *s, const void *p) {
-  if (!s->units) return false;
+/* Why p, in s's units (or in a free unit, whose descriptor s is), is not
+ * a block of s: inside one, past those carved, or in a free unit, where
+ * the start of a one-block run just given back is that block freed again
+ * (superslab.c keeps its size). */
+hak_misuse_t _hak_slab_problem(const hak_slab_t *s, const void *p) {
   const char *start = hak_slab_start(s);
-  if ((const char *)p < start) return false;
-  size_t off = (size_t)((const char *)p - start);
-  return off % s->block_size == 0 && off / s->block_size < s->carved;
+  if (!s->units) {
+    if (s->capacity == 1 && (const char *)p == start)
+      return (hak_misuse_t){.kind = HAK_MISUSE_DOUBLE_FREE, .block = p, .size = s->block_size};
+    return (hak_misuse_t){.kind = HAK_MISUSE_NO_BLOCK};
+  }
+  size_t k = (const char *)p < start ? SIZE_MAX : (size_t)((const char *)p - start) / s->block_size;
+  if (k >= s->carved) return (hak_misuse_t){.kind = HAK_MISUSE_NO_BLOCK};
+  return (hak_misuse_t){.kind = HAK_MISUSE_INSIDE, .block = start + k * s->block_size, .size = s->block_size};
 }
 
 static bool on_list(const hak_block_t *l, const hak_block_t *b) {
@@ -276,7 +287,7 @@ uint32_t _hak_slab_live(hak_slab_t *s, uint32_t my_key, const hak_block_t *my_li
 static uint32_t list_length(const hak_slab_t *s, const hak_block_t *l) {
   uint32_t n = 0;
   for (; l; l = l->next, n++) {
-    HAK_ASSERT(_hak_slab_block_valid(s, l));
+    HAK_ASSERT(hak_superslab_of(l) == hak_superslab_of(s) && hak_slab_has_block(s, l));
     HAK_ASSERT(n <= s->capacity);
   }
   return n;

@@ -25,7 +25,10 @@ void _hak_ss_init(hak_superslab_t *ss) {
   ss->free_units = UINT32_MAX;
   ss->dirty_units = 0;
   atomic_store_explicit(&ss->pool, NULL, memory_order_relaxed);
-  for (unsigned u = 0; u < HAK_UNITS; u++) ss->unit_slab[u] = &ss->slab[u];
+  for (unsigned u = 0; u < HAK_UNITS; u++) {
+    ss->unit_slab[u] = &ss->slab[u];
+    ss->slab[u].start = (uint32_t)(u << HAK_UNIT_SHIFT) + (u == 0 ? (uint32_t)HAK_SS_HEADER : 0);
+  }
   hak_chunk_mark(ss, HAK_CHUNK_SUPERSLAB);
   superslab_count++;
   _hak_committed_add((ptrdiff_t)HAK_SS_HEADER);
@@ -66,14 +69,21 @@ hak_slab_t *_hak_units_take(hak_superslab_t *ss, unsigned u, unsigned n, uint32_
 void _hak_units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned first, hak_tick_t since) {
   unsigned u = hak_slab_unit(s);
   uint32_t bits = hak_unit_bits(u + first, s->units - first);
+  /* The descriptor of a free unit has no block (carved 0); that of the
+   * first unit of a one-block run keeps capacity 1 and its block size, so
+   * that a second free of that block is known for what it is. */
+  bool single = s->capacity == 1 && !first;
   for (unsigned k = u + first; k < u + s->units; k++) {
     ss->unit_slab[k] = &ss->slab[k];
     ss->unit_freed[k] = (uint32_t)(since >> HAK_AGE_SHIFT);
+    ss->slab[k].carved = 0;
+    ss->slab[k].capacity = 0;
   }
   s->units = (uint8_t)first;
   if (!first) {
     s->slot_off = 0;
     s->cls = 0;
+    s->capacity = single;
   }
   ss->free_units |= bits;
   ss->dirty_units |= bits;

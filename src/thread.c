@@ -17,8 +17,8 @@
 
 #include "internal.h"
 
-const hak_front_t _hak_heap_empty = {.cur_unit = HAK_CUR_UNITS_EMPTY, .key = HAK_KEY_NONE};
-const hak_front_t _hak_heap_dead = {.cur_unit = HAK_CUR_UNITS_EMPTY, .key = HAK_KEY_NONE};
+const hak_front_t _hak_heap_empty = {.key = HAK_KEY_NONE};
+const hak_front_t _hak_heap_dead = {.key = HAK_KEY_NONE};
 __thread hak_front_t *hak_tls_heap __attribute__((tls_model("initial-exec"))) =
     (hak_front_t *)&_hak_heap_empty;
 
@@ -28,7 +28,7 @@ hak_lock_t _hak_global_heap_lock = HAK_LOCK_INIT;
 static hak_list_t live_heaps;     /* registry lock */
 static hak_list_t spare_heaps;    /* registry lock: retired heaps, reused whole */
 static uint32_t next_heap_id = 2; /* id 1 is the global heap */
-static hak_heap_t global_heap = {.front = {.cur_unit = HAK_CUR_UNITS_EMPTY, .key = 1u << 2}, .id = 1};
+static hak_heap_t global_heap = {.front = {.key = 1u << 2}, .id = 1};
 
 static _Atomic int init_state; /* 0 not started, 1 running, 2 done */
 static pthread_key_t heap_key;
@@ -46,10 +46,7 @@ static hak_heap_t *heap_create(void) {
     hak_list_remove(&spare_heaps, &h->reg);
   } else {
     h = _hak_meta_alloc(sizeof *h);
-    if (h) {
-      h->id = next_heap_id++;
-      for (size_t i = 0; i < HAK_CUR_UNITS; i++) h->front.cur_unit[i].unit = HAK_UNIT_NONE;
-    }
+    if (h) h->id = next_heap_id++;
   }
   if (h) hak_list_push(&live_heaps, &h->reg);
   _hak_unlock(&_hak_heap_registry_lock);
@@ -84,13 +81,14 @@ void *_hak_alloc_refill(size_t cls) {
     f = h ? &h->front : (hak_front_t *)&_hak_heap_dead;
   }
   hak_block_t *b = f->slot[cls].free; /* malloc(0) comes here with class 1's list as it is */
-  if (HAK_UNLIKELY(b)) {
-    f->slot[cls].free = b->next;
-    return b;
+  if (HAK_UNLIKELY(b)) f->slot[cls].free = b->next;
+  else b = f == &_hak_heap_dead ? global_alloc(cls) : _hak_heap_alloc((hak_heap_t *)f, cls);
+  if (!b) {
+    errno = ENOMEM;
+    return NULL;
   }
-  void *p = f == &_hak_heap_dead ? global_alloc(cls) : _hak_heap_alloc((hak_heap_t *)f, cls);
-  if (!p) errno = ENOMEM;
-  return p;
+  b->mark = 0; /* handed out: not free */
+  return b;
 }
 
 /* Unlinks h from the live registry, its budget changes, room and counts

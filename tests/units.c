@@ -15,7 +15,12 @@
  *              slab ends detached with the right count, or, when those were
  *              its last blocks, released exactly once; and a free racing
  *              an allocating thread's adoption: exactly one of them holds
- *              the slab, and no block is lost */
+ *              the slab, and no block is lost
+ *   blocks     size_class.h's proof of a block start (_hak_block_mul,
+ *              hak_block_index) against division, for every class, every
+ *              offset x, x + 1, x + 3 (x a multiple of 8) of a 1 MiB slab,
+ *              and addresses that differ by multiples of 2^16 up to
+ *              2^47 */
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -276,7 +281,32 @@ static void test_claim(void) {
   pthread_barrier_destroy(&bar);
 }
 
+/* ---- block starts ------------------------------------------------------- */
+static void test_blocks(void) {
+  long wrong = 0, aliased = 0;
+  for (size_t c = 1; c <= HAK_CLASS_LAST; c++) {
+    uint64_t d = hak_class_size(c), mul = _hak_block_mul[c];
+    uint64_t carved = ((uint64_t)1 << 20) / d;
+    for (uint64_t x = 0; x < ((uint64_t)1 << 20) + 4096; x += 8)
+      for (uint64_t off = x; off < x + 4; off += 1 + 2 * (off - x)) { /* x, x + 1, x + 3 */
+        uint64_t k = hak_block_index(off * mul);
+        bool want = off % d == 0 && off / d < carved;
+        wrong += (k < carved) != want || (want && k != off / d);
+      }
+    /* An address outside the slab, by a multiple of 64 KiB below 2^47 either
+     * way, never passes for one of its blocks. */
+    for (uint64_t j = 32; j < ((uint64_t)1 << 31); j += 1 + (next() & 0xffff)) { /* 2 MiB on */
+      uint64_t off = j << 16;
+      aliased += hak_block_index(off * mul) < carved;
+      aliased += hak_block_index((0 - off) * mul) < carved;
+    }
+  }
+  CHECKV("block index by multiply = offset / size exactly at block starts", wrong == 0, "%ld wrong", wrong);
+  CHECKV("no address within 2^47 of a slab aliases one of its blocks", aliased == 0, "%ld aliased", aliased);
+}
+
 int main(void) {
+  test_blocks();
   test_bitmaps();
   test_budget();
   test_claim();
