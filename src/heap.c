@@ -294,10 +294,11 @@ void *_hak_heap_alloc(hak_heap_t *h, size_t cls) {
     return b;
   }
   hak_slab_t *s = hak_front_cur(&h->front, cls);
-  uint32_t carved = 0;
+  uint32_t carved = 0; /* s's before the take: the fast path learns of blocks carved now */
   for (;;) {
-    if (s && ((void)(carved = s->carved), (b = _hak_slab_take(s)) != NULL)) break;
     if (s) {
+      carved = s->carved;
+      if ((b = _hak_slab_take(s)) != NULL) break;
       heap_set_cur(h, cls, NULL);
       heap_add_partial(h, s, HAK_IN_PARTIAL);
     }
