@@ -169,37 +169,17 @@ static int invalid_close(void *arg) {
   return 0;
 }
 
-static int invalid_unaligned(void *arg) {
-  (void)arg;
-  char *p = malloc(48);
-  expect_inside("free", p + 1, p, 48);
-  free(LAUNDER((void *)(p + 1)));
+/* free(p + off) for a block p of `size`. */
+static int inside(size_t size, size_t off) {
+  char *p = malloc(size);
+  expect_inside("free", p + off, p, malloc_usable_size(p));
+  free(LAUNDER((void *)(p + off)));
   return 0;
 }
-
-static int invalid_interior(void *arg) {
-  (void)arg;
-  char *p = malloc(200);
-  expect_inside("free", p + 64, p, malloc_usable_size(p));
-  free(LAUNDER((void *)(p + 64)));
-  return 0;
-}
-
-static int invalid_interior_mid(void *arg) {
-  (void)arg;
-  char *p = malloc(5000);
-  expect_inside("free", p + 4096, p, malloc_usable_size(p));
-  free(LAUNDER((void *)(p + 4096)));
-  return 0;
-}
-
-static int invalid_interior_large(void *arg) {
-  (void)arg;
-  char *p = malloc(3 << 20);
-  expect_inside("free", p + 4096, p, malloc_usable_size(p));
-  free(LAUNDER((void *)(p + 4096)));
-  return 0;
-}
+static int invalid_unaligned(void *arg) { return (void)arg, inside(48, 1); }
+static int invalid_interior(void *arg) { return (void)arg, inside(200, 64); }
+static int invalid_interior_mid(void *arg) { return (void)arg, inside(5000, 4096); }
+static int invalid_interior_large(void *arg) { return (void)arg, inside(3 << 20, 4096); }
 
 /* Past the blocks carved so far in a slab: memory of hakmem's that holds
  * no block yet. */
