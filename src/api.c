@@ -52,7 +52,9 @@ void *_hak_alloc_aligned(size_t align, size_t size) {
       return hak_alloc_class(cls);
     }
   }
-  void *p = _hak_large_alloc(size, align, false);
+  /* A Large block of 0 bytes would have no usable byte, which realloc and
+   * malloc_usable_size could not tell from a bad pointer. */
+  void *p = _hak_large_alloc(size ? size : 1, align, false);
   if (!p) errno = ENOMEM;
   return p;
 }

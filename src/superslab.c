@@ -186,8 +186,7 @@ size_t _hak_purge_units(hak_superslab_t *ss, uint32_t d, bool all) {
   bool lazy = hak_opt(HAK_OPT_MADV_FREE) != 0;
   while (d && (all || hak_budget_above_target())) {
     unsigned u = (unsigned)__builtin_ctz(d);
-    unsigned n = (unsigned)__builtin_ctz(~(d >> u)); /* run length */
-    if (u + n > HAK_UNITS) n = HAK_UNITS - u;
+    unsigned n = (unsigned)__builtin_ctzll(~((uint64_t)d >> u)); /* run length: d has 32 bits */
     uint32_t bits = hak_unit_bits(u, n);
     size_t bytes = hak_units_bytes(bits);
     _hak_os_purge(unit_addr(ss, u), bytes, lazy);

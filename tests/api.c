@@ -550,6 +550,27 @@ static void test_posix_memalign_errors(void) {
   free(p);
 }
 
+/* A zero-byte aligned block has a usable byte and can grow, at every
+ * alignment: a Large one once had none, and realloc took it for a bad
+ * pointer (EINVAL; found by tests/fuzz). */
+static void test_aligned_zero(void) {
+  for (int k = 4; k <= 23; k++) {
+    size_t a = (size_t)1 << k;
+    char *p = aligned_alloc(a, 0);
+    size_t u = p ? malloc_usable_size(p) : 0;
+    CHECKV("aligned_alloc(a, 0): an aligned block with a usable byte", p && (uintptr_t)p % a == 0 && u >= 1,
+           "a=%zu p=%p usable %zu", a, (void *)p, u);
+    if (!p) continue;
+    memset(p, 0x5A, u);
+    errno = 0;
+    char *q = realloc(p, 100);
+    int e = errno;
+    CHECKV("realloc of aligned_alloc(a, 0) to 100 bytes keeps its bytes", q && errno == 0 && q[0] == 0x5A,
+           "a=%zu q=%p errno %d", a, (void *)q, e);
+    free(q ? q : p);
+  }
+}
+
 /* aligned_alloc, posix_memalign and memalign for every alignment 1..2^26:
  * aligned, usable >= request, the whole usable block writable, blocks
  * disjoint and intact. */
@@ -1023,6 +1044,7 @@ int main(void) {
   test_reallocarray();
   test_posix_memalign_errors();
   test_alignment_sweep();
+  test_aligned_zero();
   test_valloc_pvalloc();
   test_sized_frees();
   test_wrong_size();
