@@ -1,5 +1,6 @@
-# hakmem build. `make` builds the release library, `make debug` the checking
-# one, `make test` builds and runs every test, `make bench` compares hakmem
+# hakmem build. `make` builds the release library and the secure one
+# (libhakmem-secure: the same sources with HAK_SECURE=1), `make debug` the
+# checking one, `make test` builds and runs every test, `make bench` compares hakmem
 # with glibc and the installed peer allocators.
 
 CC      ?= gcc
@@ -9,15 +10,17 @@ BASE    := -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -ftls-model=initial-
            -pthread -Iinclude -Isrc $(WARN)
 RELEASE := -O2 -DHAK_DEBUG=0 -DNDEBUG
 DEBUG   := -O1 -g -DHAK_DEBUG=1
+SECURE  := $(RELEASE) -DHAK_SECURE=1
 LDSO    := -shared -Wl,-z,nodelete -Wl,-z,now -Wl,--version-script=src/exports.map
 
 SRC     := $(sort $(wildcard src/*.c))
 HDR     := $(wildcard src/*.h include/*.h)
 OBJ_R   := $(SRC:src/%.c=build/release/%.o)
 OBJ_D   := $(SRC:src/%.c=build/debug/%.o)
+OBJ_S   := $(SRC:src/%.c=build/secure/%.o)
 
 .PHONY: all debug clean test bench
-all: libhakmem.so libhakmem.a
+all: libhakmem.so libhakmem.a libhakmem-secure.so libhakmem-secure.a
 
 debug: debug/libhakmem.so debug/libhakmem.a
 
@@ -31,11 +34,22 @@ build/debug/%.o: src/%.c $(HDR) Makefile
 	@echo "  CC      $@"
 	@$(CC) $(BASE) $(DEBUG) $(CFLAGS) -c $< -o $@
 
+build/secure/%.o: src/%.c $(HDR) Makefile
+	@mkdir -p $(@D)
+	@echo "  CC      $@"
+	@$(CC) $(BASE) $(SECURE) $(CFLAGS) -c $< -o $@
+
 libhakmem.so: $(OBJ_R) src/exports.map
 	$(CC) $(LDSO) -o $@ $(OBJ_R) -pthread
 
 libhakmem.a: $(OBJ_R)
 	rm -f $@ && ar rcs $@ $(OBJ_R)
+
+libhakmem-secure.so: $(OBJ_S) src/exports.map
+	$(CC) $(LDSO) -o $@ $(OBJ_S) -pthread
+
+libhakmem-secure.a: $(OBJ_S)
+	rm -f $@ && ar rcs $@ $(OBJ_S)
 
 debug/libhakmem.so: $(OBJ_D) src/exports.map
 	@mkdir -p $(@D)
@@ -49,4 +63,4 @@ debug/libhakmem.a: $(OBJ_D)
 -include bench/bench.mk
 
 clean: test-clean bench-clean
-	rm -rf build debug libhakmem.so libhakmem.a
+	rm -rf build debug libhakmem.so libhakmem.a libhakmem-secure.so libhakmem-secure.a

@@ -21,7 +21,7 @@ static inline __attribute__((always_inline)) void *hak_alloc_slot(size_t off) {
   hak_block_t *b = ((hak_class_slot_t *)(h + off))->free;
   if (HAK_UNLIKELY(!b)) return _hak_alloc_refill(off / sizeof(hak_class_slot_t));
   HAK_KEEP_INDEX(off);
-  ((hak_class_slot_t *)(h + off))->free = b->next;
+  ((hak_class_slot_t *)(h + off))->free = hak_next(b);
   b->mark = 0;
   return b;
 }
@@ -63,7 +63,7 @@ static inline __attribute__((always_inline)) void hak_free_inline(void *p, const
     hak_class_slot_t *slot = CUR(slot);
 #undef CUR
     b->mark = (uintptr_t)h;
-    b->next = slot->free;
+    hak_set_next(b, slot->free);
     atomic_signal_fence(memory_order_release); /* a fork child sees the link before the head */
     slot->free = b;
     return;
@@ -84,11 +84,11 @@ static inline __attribute__((always_inline)) void hak_free_inline(void *p, const
   if (!slot->free && !(slot->cur & HAK_CUR_COUNTED)) {
     /* A slab of this heap, and its class's list is empty: the block goes
      * there for the next malloc (it stays counted as used). */
-    b->next = NULL;
+    hak_set_next(b, NULL);
     slot->free = b;
     return;
   }
-  b->next = s->local_free;
+  hak_set_next(b, s->local_free);
   atomic_signal_fence(memory_order_release);
   s->local_free = b;
   h->refill_hint[s->cls] = s; /* where the next refill looks first */

@@ -24,7 +24,7 @@ static void heap_held_add(hak_heap_t *h, hak_slab_t *s) {
   h->held_bytes += hak_slab_bytes(s);
   if (s->mark == (uintptr_t)h) return;
   __atomic_store_n(&s->mark, (uintptr_t)h, __ATOMIC_RELAXED);
-  for (hak_block_t *b = s->local_free; b; b = b->next) b->mark = (uintptr_t)h;
+  for (hak_block_t *b = s->local_free; b; b = hak_next(b)) b->mark = (uintptr_t)h;
 }
 
 /* The refill hint names only partial slabs h holds: it goes
@@ -311,7 +311,7 @@ void *_hak_heap_alloc(hak_heap_t *h, size_t cls) {
   }
   hak_count(&h->counters, HAK_STAT_refills);
   if (s->carved != carved && !(h->front.slot[cls].cur & HAK_CUR_COUNTED)) cur_units_carved(&h->front, s);
-  h->front.slot[cls].free = b->next;
+  h->front.slot[cls].free = hak_next(b);
   if (hak_cfg_debug) _hak_slab_check(s, h->front.slot[cls].free);
   heap_leave(h);
   return b;
@@ -323,6 +323,63 @@ static void heap_slab_empty(hak_heap_t *h, hak_slab_t *s) {
   if (hak_front_cur(&h->front, s->cls) == s) heap_set_cur(h, s->cls, NULL); /* its list is empty */
   else hak_list_remove(&h->partial[s->cls], &s->link);
   heap_add_spare(h, s);
+  heap_leave(h);
+}
+
+static bool heap_holds(const hak_heap_t *h, const hak_slab_t *s) {
+  uint32_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
+  return h && owner && owner == heap_owner(h);
+}
+
+/* Whether b, a block of s (not a one-block run), is free already: if h
+ * holds s, whether it is on one of the lists; otherwise whether it
+ * carries the mark of s's free blocks. */
+static bool heap_holds_free(hak_heap_t *h, hak_slab_t *s, const hak_block_t *b) {
+  if (heap_holds(h, s)) return _hak_slab_block_is_free(s, b, h->front.slot[s->cls].free);
+  return b->mark == __atomic_load_n(&s->mark, __ATOMIC_RELAXED);
+}
+
+bool _hak_block_is_free(hak_slab_t *s, const hak_block_t *b) {
+  return s->capacity != 1 && heap_holds_free(hak_tls_own_heap(), s, b);
+}
+
+/* Frees b, a live block of s, for h, the calling thread's heap (NULL if
+ * it has none). */
+static void heap_free(hak_heap_t *h, hak_slab_t *s, hak_block_t *b) {
+  if (s->capacity == 1) { /* a single-block run (heap_alloc_single) */
+    if (h) hak_count(&h->counters, HAK_STAT_slow_frees);
+    s->used = 0;
+    _hak_slab_release(s);
+    return;
+  }
+  if (!h) {
+    _hak_slab_free_remote(s, b, 0);
+    return;
+  }
+  hak_count(&h->counters, HAK_STAT_slow_frees);
+  hak_block_t *list = h->front.slot[s->cls].free;
+  if (heap_holds(h, s)) { /* checking mode, a block whose mark the program wrote, the quarantine */
+    hak_set_next(b, s->local_free);
+    b->mark = s->mark;
+    s->local_free = b;
+    if (--s->used == 0) heap_slab_empty(h, s);
+    else if (hak_cfg_debug) _hak_slab_check(s, list);
+    return;
+  }
+  /* Another heap's slab, or a detached one; one this heap set aside comes
+   * back to it. */
+  hak_count(&h->counters, HAK_STAT_remote_frees);
+  if (!_hak_slab_free_remote(s, b, heap_owner(h) | HAK_SET_ASIDE)) return;
+  heap_enter(h);
+  hak_count(&h->counters, HAK_STAT_slabs_adopted);
+  heap_held_add(h, s);
+  if (s->used == 0) {
+    heap_add_spare(h, s);
+  } else {
+    heap_add_partial(h, s, HAK_IN_PARTIAL);
+    h->front.refill_hint[s->cls] = s;
+    if (hak_cfg_debug) _hak_slab_check(s, list);
+  }
   heap_leave(h);
 }
 
@@ -352,47 +409,11 @@ void _hak_free_slow(void *p, const char *who) {
   }
   hak_heap_t *h = hak_tls_own_heap();
   hak_block_t *b = p;
-  if (s->capacity == 1) { /* a single-block run (heap_alloc_single) */
-    if (h) hak_count(&h->counters, HAK_STAT_slow_frees);
-    s->used = 0;
-    _hak_slab_release(s);
-    return;
-  }
-  uint32_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
-  bool mine = h && owner && owner == heap_owner(h);
-  hak_block_t *list = h ? h->front.slot[s->cls].free : NULL;
-  if ((mine || b->mark == __atomic_load_n(&s->mark, __ATOMIC_RELAXED)) &&
-      (!mine || _hak_slab_block_is_free(s, b, list))) {
+  if (_hak_block_is_free(s, b)) {
     _hak_report(who, p, (hak_misuse_t){.kind = HAK_MISUSE_DOUBLE_FREE, .block = p, .size = s->block_size});
     return;
   }
-  if (!h) {
-    _hak_slab_free_remote(s, b, 0);
-    return;
-  }
-  hak_count(&h->counters, HAK_STAT_slow_frees);
-  if (mine) { /* checking mode, or a block whose mark the program wrote */
-    *b = (hak_block_t){s->local_free, s->mark};
-    s->local_free = b;
-    if (--s->used == 0) heap_slab_empty(h, s);
-    else if (hak_cfg_debug) _hak_slab_check(s, list);
-    return;
-  }
-  /* Another heap's slab, or a detached one; one this heap set aside comes
-   * back to it. */
-  hak_count(&h->counters, HAK_STAT_remote_frees);
-  if (!_hak_slab_free_remote(s, b, heap_owner(h) | HAK_SET_ASIDE)) return;
-  heap_enter(h);
-  hak_count(&h->counters, HAK_STAT_slabs_adopted);
-  heap_held_add(h, s);
-  if (s->used == 0) {
-    heap_add_spare(h, s);
-  } else {
-    heap_add_partial(h, s, HAK_IN_PARTIAL);
-    h->front.refill_hint[s->cls] = s;
-    if (hak_cfg_debug) _hak_slab_check(s, list);
-  }
-  heap_leave(h);
+  heap_free(h, s, b);
 }
 
 void _hak_free_local_empty(hak_slab_t *s) { heap_slab_empty(hak_tls_own_heap(), s); }
@@ -415,7 +436,32 @@ void _hak_heap_detach_class(hak_heap_t *h, size_t c, bool recount) {
   }
 }
 
+void _hak_quarantine_put(hak_quarantine_t *q, hak_block_t *b, size_t size) {
+  uint32_t i = (q->first + q->count) % HAK_QUARANTINE_SLOTS;
+  q->slot[i].block = b;
+  q->slot[i].size = size;
+  atomic_signal_fence(memory_order_release); /* a fork child sees the slot before the count */
+  q->count++;
+  q->bytes += size;
+}
+
+hak_block_t *_hak_quarantine_take(hak_quarantine_t *q, size_t budget) {
+  if (!q->count || (q->bytes <= budget && q->count < HAK_QUARANTINE_SLOTS)) return NULL;
+  hak_block_t *b = q->slot[q->first].block;
+  q->bytes -= q->slot[q->first].size;
+  q->first = (q->first + 1) % HAK_QUARANTINE_SLOTS;
+  q->count--;
+  return b;
+}
+
+/* Every block in h's quarantine is freed. */
+static void heap_drain(hak_heap_t *h) {
+  for (hak_block_t *b; (b = _hak_quarantine_take(&h->quarantine, 0)) != NULL;)
+    heap_free(h, hak_slab_of(hak_superslab_of(b), (uintptr_t)b), b);
+}
+
 void _hak_heap_detach_all(hak_heap_t *h, bool recount) {
+  heap_drain(h);
   heap_enter(h);
   for (size_t c = 1; c < HAK_CLASSES; c++) _hak_heap_detach_class(h, c, recount);
   _hak_heap_release_spares(h);
@@ -430,6 +476,7 @@ void _hak_heap_detach_all(hak_heap_t *h, bool recount) {
 size_t _hak_heap_trim(hak_heap_t *h) {
   hak_front_t *f = &h->front;
   size_t n = 0;
+  heap_drain(h);
   heap_enter(h);
   for (unsigned i = 0; i < HAK_MAX_SLAB_UNITS; i++) n += h->spare[i].count;
   _hak_heap_release_spares(h);

@@ -48,6 +48,21 @@ static inline hak_slab_t *hak_front_cur(const hak_front_t *f, size_t cls) {
   return (hak_slab_t *)(f->slot[cls].cur & ~HAK_CUR_COUNTED);
 }
 
+/* The secure build's quarantine: blocks its thread freed, held back from
+ * reuse, oldest first, up to HAKMEM_QUARANTINE_KB bytes (secure.c fills
+ * it; a block leaves it when newer ones push it out, or when the heap
+ * drains it at thread exit, malloc_trim and in a fork child). A block in
+ * it is with the program as far as its slab knows. */
+#define HAK_QUARANTINE_SLOTS (HAK_SECURE ? 4096 : 1)
+typedef struct hak_quarantine {
+  struct {
+    hak_block_t *block;
+    size_t size;
+  } slot[HAK_QUARANTINE_SLOTS];
+  uint32_t first, count;
+  size_t bytes;
+} hak_quarantine_t;
+
 typedef struct hak_heap hak_heap_t;
 struct hak_heap {
   hak_front_t front;                    /* first: the thread-local points here */
@@ -60,6 +75,7 @@ struct hak_heap {
   hak_pool_t pool;                      /* the SuperSlabs it owns (pool.c) */
   hak_budget_local_t budget;            /* its changes to the totals (budget.c) */
   hak_counters_t counters;              /* its event counts (counters.c) */
+  hak_quarantine_t quarantine;          /* the secure build's freed blocks held back */
   hak_link_t reg;                       /* on the registry's live or spare list (thread.c) */
   uint32_t id;                          /* key = id << 2; ids are never reused by another struct */
 };
@@ -86,7 +102,10 @@ static inline hak_pool_t *hak_tls_pool(void) {
 }
 
 /* ---- heap.c, continued ------------------------------------------------- */
-void _hak_free_slow(void *p, const char *who);    /* who: the API call, for messages */
+void _hak_free_slow(void *p, const char *who); /* who: the API call, for messages */
+/* Whether b, a block of s, is free already (as far as the calling thread
+ * can prove: heap.c, _hak_free_slow). */
+bool _hak_block_is_free(hak_slab_t *s, const hak_block_t *b);
 void _hak_free_local_empty(hak_slab_t *s);        /* the fast path's free emptied s */
 void *_hak_heap_alloc(hak_heap_t *h, size_t cls); /* a block of cls from h, whose list is empty */
 /* h lets go of every slab of class c it holds (with recount: after fork,
@@ -95,6 +114,10 @@ void _hak_heap_detach_class(hak_heap_t *h, size_t c, bool recount);
 void _hak_heap_detach_all(hak_heap_t *h, bool recount);
 void _hak_heap_release_spares(hak_heap_t *h);
 size_t _hak_heap_trim(hak_heap_t *h);
+/* The quarantine: a block goes in; the oldest comes out (NULL if none)
+ * while the blocks held are over `budget` bytes or fill every slot. */
+void _hak_quarantine_put(hak_quarantine_t *q, hak_block_t *b, size_t size);
+hak_block_t *_hak_quarantine_take(hak_quarantine_t *q, size_t budget);
 
 /* ---- thread.c: registry, thread-local, thread exit, global heap, fork -- */
 extern hak_lock_t _hak_heap_registry_lock;
@@ -117,5 +140,12 @@ void *_hak_realloc(void *p, size_t size);
 void *_hak_alloc_aligned(size_t align, size_t size);
 size_t _hak_usable_size(const void *p, const char *who);
 int _hak_trim(void);
+
+/* ---- secure.c: the secure build's C API -------------------------------- */
+void *_hak_secure_alloc(size_t size, size_t align, bool zero); /* align: 16 for malloc */
+void _hak_secure_free(void *p, size_t given, bool sized, const char *who);
+size_t _hak_secure_usable(const void *p, const char *who);
+void *_hak_secure_realloc(void *p, size_t size, const char *who);
+void _hak_secure_check_quarantine(const char *who); /* the calling thread's */
 
 #endif

@@ -5,7 +5,10 @@
 
 __attribute__((constructor)) static void hak_constructor(void) { _hak_init(); }
 
+/* At exit: the secure build checks what the exiting thread's quarantine
+ * holds (the blocks freed last), then the exit report. */
 __attribute__((destructor)) static void hak_destructor(void) {
+  if (hak_cfg_secure) _hak_secure_check_quarantine("exit");
   if (hak_opt(HAK_OPT_STATS)) _hak_stats_exit_report();
 }
 
@@ -21,4 +24,6 @@ void __malloc_fork_unlock_parent(void) {}
 void __malloc_fork_unlock_child(void) {}
 void __malloc_arena_thread_freeres(void) {}
 
-HAK_API const char *hak_version(void) { return HAK_VERSION_TEXT; }
+HAK_API const char *hak_version(void) {
+  return hak_cfg_secure ? HAK_VERSION_TEXT " (secure build)" : HAK_VERSION_TEXT;
+}

@@ -66,6 +66,13 @@
 #define HAK_DEBUG 0
 #endif
 static const bool hak_cfg_debug = HAK_DEBUG;
+/* The secure build (libhakmem-secure): encoded free-list links, a canary
+ * after every block's requested size, freed blocks zeroed and held back
+ * (the quarantine), guard pages, randomized carving (secure.c). */
+#ifndef HAK_SECURE
+#define HAK_SECURE 0
+#endif
+static const bool hak_cfg_secure = HAK_SECURE;
 
 #define HAK_API __attribute__((visibility("default")))
 #define HAK_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -89,7 +96,10 @@ static const bool hak_cfg_debug = HAK_DEBUG;
 #define HAK_CHUNKS ((size_t)1 << (HAK_ADDR_BITS - HAK_SS_SHIFT))
 #define HAK_RESERVATION ((size_t)64 << 20) /* SuperSlabs are carved from these */
 #define HAK_UNIT0_MAX_BLOCK HAK_PAGE       /* unit 0 starts 4 KiB aligned: only for blocks <= 4 KiB */
-#define HAK_MAX_SLAB_UNITS 16              /* the largest slab: 1 MiB */
+#define HAK_MAX_SLAB_UNITS 16              /* the largest Tiny or Mid slab (spare lists) */
+/* Bytes at the end of every slab that hold no block: the secure build's
+ * guard page (superslab.c). */
+#define HAK_SLAB_GUARD (HAK_SECURE ? HAK_PAGE : 0)
 /* Blocks a Mid slab holds at least. With 8, a class whose live blocks
  * span two slabs switches its current slab on about every other refill
  * (the 1-32 KiB probe: 101.6 instructions per round); 10 takes that to
@@ -146,7 +156,9 @@ static inline void hak_list_remove(hak_list_t *l, hak_link_t *n) {
   l->count--;
 }
 
-/* A free block. Its second word, the mark, is the address of the heap
+/* A free block. Its first word links the list it is on (encoded in the
+ * secure build: read and write it with hak_next and hak_set_next, slab.c's
+ * section). Its second word, the mark, is the address of the heap
  * that holds its slab (or last held it): every block on a free list
  * carries it, and every block handed out has it cleared. So a free that
  * finds its block marked with the holder's address has the evidence of a
@@ -255,15 +267,23 @@ static inline hak_tick_t _hak_os_ms_ticks(uint64_t ms) {
   return ms * (HAK_LIKELY(rate) ? rate : _hak_os_ticks_per_ms());
 }
 void *_hak_os_map(size_t size, size_t align);
+void *_hak_os_reserve(size_t size, size_t align); /* like _hak_os_map, but no access (PROT_NONE) */
 int _hak_os_unmap(void *p, size_t size);
-int _hak_os_purge(void *p, size_t size, bool lazy);   /* MADV_DONTNEED, or MADV_FREE if lazy */
-int _hak_os_hugepage(void *p, size_t size, int mode); /* mode: 1 request, 2 forbid */
+int _hak_os_protect(void *p, size_t size, bool access); /* read-write, or none */
+int _hak_os_purge(void *p, size_t size, bool lazy);     /* MADV_DONTNEED, or MADV_FREE if lazy */
+int _hak_os_hugepage(void *p, size_t size, int mode);   /* mode: 1 request, 2 forbid */
 void *_hak_os_remap(void *p, size_t old_size, size_t new_size, void *fixed); /* NULL on failure */
 long _hak_os_write(int fd, const void *buf, size_t n);
 void _hak_os_futex_wait(_Atomic int *addr, int val);
 void _hak_os_futex_wake(_Atomic int *addr, int n);
 int _hak_os_getpid(void);
 void _hak_os_abort(void);
+/* The process's secret (secure build): random, never 0, the same for every
+ * thread from the first call of _hak_os_make_secret on (before any block
+ * is carved). */
+extern _Atomic uint64_t _hak_secret;
+void _hak_os_make_secret(void);
+static inline uint64_t hak_secret(void) { return atomic_load_explicit(&_hak_secret, memory_order_relaxed); }
 
 /* ---- print.c: formatting without stdio (no allocation) ----------------- */
 typedef struct hak_buf {
@@ -304,7 +324,9 @@ void _hak_assert_fail(const char *expr, const char *file, int line) __attribute_
     "transparent huge pages for SuperSlabs: 0 system default, 1 request, 2 forbid")                          \
   X(BIGCACHE_MB, "HAKMEM_BIGCACHE_MB", 32, 0, 65536, "bytes of freed Large mappings kept for reuse (MiB)")   \
   X(BIGCACHE_DECAY_MS, "HAKMEM_BIGCACHE_DECAY_MS", 1000, 0, 3600000,                                         \
-    "age after which a cached Large mapping is unmapped")
+    "age after which a cached Large mapping is unmapped")                                                    \
+  X(QUARANTINE_KB, "HAKMEM_QUARANTINE_KB", 512, 0, 65536,                                                    \
+    "secure build: bytes of freed blocks each thread holds back from reuse (KiB)")
 enum {
 #define HAK_OPTION_ENUM(id, name, def, lo, hi, desc) HAK_OPT_##id,
   HAK_OPTION_LIST(HAK_OPTION_ENUM)
@@ -317,14 +339,19 @@ void _hak_options_load(void);
 bool _hak_option_set(int id, long value); /* false (and unchanged) if out of the option's range */
 void _hak_options_print(int fd);
 
-/* ---- report.c: pointers that are not live blocks ----------------------- */
+/* ---- report.c: pointers that are not live blocks, damaged blocks ------- */
 enum {
   HAK_MISUSE_NONE,        /* a live block */
   HAK_MISUSE_FOREIGN,     /* wholly outside hakmem's memory */
   HAK_MISUSE_DOUBLE_FREE, /* a block already free (size: its size) */
   HAK_MISUSE_INSIDE,      /* not the start of the block it is in (block, size) */
   HAK_MISUSE_NO_BLOCK,    /* in hakmem's memory but in no live block */
-  HAK_MISUSE_SIZE         /* freed with a size (given) larger than its block's (size) */
+  HAK_MISUSE_SIZE,        /* freed with a size (given) larger than its block's (size) */
+  /* Found by the secure build: */
+  HAK_MISUSE_SIZE_ASKED,  /* freed with a size (given) other than the one allocated (size) */
+  HAK_MISUSE_OVERFLOW,    /* written past the size allocated (size; given: the offset; 0 0: trailer lost) */
+  HAK_MISUSE_FREED_WRITE, /* a free block (size) was written at offset `given` */
+  HAK_MISUSE_BAD_LINK     /* a free list leads to p, which is no free block */
 };
 typedef struct hak_misuse {
   int kind;
@@ -407,7 +434,7 @@ size_t _hak_slab_units(size_t cls); /* units in a slab (or run) of cls */
 bool _hak_pool_single(size_t cls);  /* a run of cls holds one block */
 
 /* ---- chunkmap.c: the chunk map ----------------------------------------- */
-enum { HAK_CHUNK_NONE = 0, HAK_CHUNK_SUPERSLAB = 1, HAK_CHUNK_LARGE = 2 };
+enum { HAK_CHUNK_NONE = 0, HAK_CHUNK_SUPERSLAB = 1, HAK_CHUNK_LARGE = 2, HAK_CHUNK_ZERO = 3 /* secure.c */ };
 extern uint8_t _hak_chunk_map[HAK_CHUNKS];
 /* What the chunk of p's header is (p - 1, so that a block at a chunk
  * boundary finds the header before it); HAK_CHUNK_NONE past 47 bits. */
@@ -533,6 +560,23 @@ void _hak_slab_shrink(hak_slab_t *s, unsigned n);
 static inline bool hak_slab_has_block(const hak_slab_t *s, const void *p) {
   uint64_t x = ((uintptr_t)p & (HAK_SS_SIZE - 1)) - (uint64_t)s->start;
   return hak_block_index(x * _hak_block_mul[s->cls]) < s->carved;
+}
+/* A free block's link. The secure build stores it xor the secret and the
+ * block's address, so that a link the program overwrites after the free
+ * leads nowhere it chose (secure.c checks every block handed out). */
+static inline uintptr_t hak_link_key(const hak_block_t *b) {
+  return hak_cfg_secure ? hak_secret() ^ (uintptr_t)b : 0;
+}
+static inline hak_block_t *hak_next(const hak_block_t *b) {
+  hak_block_t *next = (hak_block_t *)((uintptr_t)b->next ^ hak_link_key(b));
+  if (hak_cfg_secure && next &&
+      (hak_chunk_kind(next) != HAK_CHUNK_SUPERSLAB ||
+       !hak_slab_has_block(hak_slab_of(hak_superslab_of(next), (uintptr_t)next), next)))
+    _hak_report("malloc", next, (hak_misuse_t){.kind = HAK_MISUSE_BAD_LINK});
+  return next;
+}
+static inline void hak_set_next(hak_block_t *b, const hak_block_t *next) {
+  b->next = (hak_block_t *)((uintptr_t)next ^ hak_link_key(b));
 }
 extern hak_lock_t _hak_abandoned_lock[HAK_CLASSES];
 void _hak_slab_format(hak_slab_t *s, size_t cls);

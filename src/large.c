@@ -6,7 +6,13 @@
  * fits, within a byte budget and for a limited time (both options). Its
  * resident bytes count in the budget of empty memory (internal.h): past it,
  * the pages of entries cached for the purge delay are purged, oldest first
- * (the mapping stays). */
+ * (the mapping stays).
+ *
+ * The secure build gives each block pages of its own after the header's,
+ * and a guard page (no access) after them; a freed block's pages are
+ * purged and lose all access while the mapping waits in a quarantine of
+ * the last LARGE_QUARANTINE frees, then it is unmapped: BigCache and
+ * mremap are not used. */
 #include <string.h>
 
 #include "internal.h"
@@ -14,6 +20,8 @@
 #define LARGE_MAGIC 0x6c6172676568616bull /* live block */
 #define CACHE_FIT_SLACK 8                 /* a cached mapping serves requests that use 7/8 of it as it is */
 #define SHRINK_MIN HAK_SS_SIZE            /* realloc gives back a tail of at least this */
+#define LARGE_GUARD (HAK_SECURE ? HAK_PAGE : 0)
+#define LARGE_QUARANTINE 64
 
 typedef struct hak_large {
   uint64_t magic;  /* LARGE_MAGIC while live, 0 once freed */
@@ -36,6 +44,11 @@ static uint64_t cache_hits, cache_misses, purged_bytes;
 static size_t live_bytes, live_count, mapped_bytes;
 static size_t live_meta;        /* of live_bytes, the bytes before each block: header, alignment */
 static size_t committed_synced; /* live_bytes + cache_resident as last added to committed memory */
+static struct {
+  char *base;
+  size_t size;
+} quarantine[LARGE_QUARANTINE]; /* secure build: freed mappings, a ring */
+static size_t quarantine_next;
 
 static size_t page_round(size_t n) { return (n + HAK_PAGE - 1) & ~(HAK_PAGE - 1); }
 
@@ -47,6 +60,7 @@ static hak_large_t *header_of(const void *p) { return (hak_large_t *)hak_supersl
 #define BLOCK_OFFSET 64
 _Static_assert(sizeof(hak_large_t) <= BLOCK_OFFSET, "the header fits before the block");
 static size_t offset_for(size_t align) {
+  if (hak_cfg_secure && align < HAK_PAGE) return HAK_PAGE;
   if (align <= BLOCK_OFFSET) return BLOCK_OFFSET;
   return align < HAK_SS_SIZE ? align : HAK_SS_SIZE;
 }
@@ -81,6 +95,7 @@ static void unmap_region(char *base, size_t size) {
  * pages of those cached for the purge delay (past twice the budget, of any),
  * oldest first. Large lock held. */
 static size_t cache_decay(hak_tick_t now, bool all) {
+  if (hak_cfg_secure) return 0; /* it caches nothing */
   size_t budget = (size_t)hak_opt(HAK_OPT_BIGCACHE_MB) << 20, n = 0;
   hak_tick_t decay = _hak_os_ms_ticks((uint64_t)hak_opt(HAK_OPT_BIGCACHE_DECAY_MS));
   while (cache_len && (all || cache_bytes > budget || now - cache[0].freed_at >= decay)) {
@@ -249,11 +264,11 @@ static char *map_fresh(size_t need, size_t align) {
 
 void *_hak_large_alloc(size_t size, size_t align, bool zero) {
   if (size > PTRDIFF_MAX) return NULL;
-  size_t offset = offset_for(align), need = page_round(offset + size);
+  size_t offset = offset_for(align), need = page_round(offset + size) + LARGE_GUARD;
   hak_tick_t now = _hak_os_ticks();
   cache_entry_t e;
   _hak_lock(&_hak_large_lock);
-  bool hit = align <= HAK_SS_SIZE && cache_take(need, &e);
+  bool hit = !hak_cfg_secure && align <= HAK_SS_SIZE && cache_take(need, &e);
   if (hit) cache_hits++;
   else cache_misses++;
   cache_decay(now, false);
@@ -266,6 +281,7 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero) {
     if (!base) return NULL;
     got = fresh = need;
     zeroed = true;
+    if (hak_cfg_secure) _hak_os_protect(base + need - LARGE_GUARD, LARGE_GUARD, false);
   }
   if (zero && !zeroed) memset(base + offset, 0, got - offset);
   _hak_lock(&_hak_large_lock);
@@ -286,7 +302,7 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero) {
 hak_misuse_t _hak_large_problem(const void *p) {
   hak_large_t *h = header_of(p);
   const char *block = (const char *)h + h->offset;
-  size_t size = h->map_size - h->offset;
+  size_t size = h->map_size - h->offset - LARGE_GUARD; /* its usable bytes */
   if ((const char *)p == block) {
     if (h->magic == LARGE_MAGIC) return (hak_misuse_t){.kind = HAK_MISUSE_NONE};
     return (hak_misuse_t){.kind = HAK_MISUSE_DOUBLE_FREE, .block = block, .size = size};
@@ -296,25 +312,39 @@ hak_misuse_t _hak_large_problem(const void *p) {
   return (hak_misuse_t){.kind = HAK_MISUSE_NO_BLOCK};
 }
 
+/* A freed mapping (secure build) waits in the quarantine; the oldest one
+ * there is unmapped to make room. Large lock held. */
+static void quarantine_put(char *base, size_t size) {
+  size_t i = quarantine_next++ % LARGE_QUARANTINE;
+  if (quarantine[i].base) unmap_region(quarantine[i].base, quarantine[i].size);
+  quarantine[i].base = base;
+  quarantine[i].size = size;
+}
+
 void _hak_large_free(void *p) {
   hak_large_t *h = header_of(p);
   char *base = (char *)h;
   size_t size = h->map_size, offset = h->offset;
   h->magic = 0;
   hak_tick_t now = _hak_os_ticks();
+  if (hak_cfg_secure) {
+    _hak_os_purge(base + offset, size - offset, false);
+    _hak_os_protect(base + offset, size - offset, false);
+  }
   _hak_lock(&_hak_large_lock);
   live_bytes -= size;
   live_meta -= offset;
   hak_mem_move(size, HAK_MEM_USED, HAK_MEM_NONE);
   live_count--;
-  if (cache_put(base, size, now, true, false)) cache_decay(now, false);
+  if (hak_cfg_secure) quarantine_put(base, size);
+  else if (cache_put(base, size, now, true, false)) cache_decay(now, false);
   else unmap_region(base, size);
   large_unlock();
 }
 
 size_t _hak_large_usable(const void *p) {
   hak_large_t *h = header_of(p);
-  return h->map_size - h->offset;
+  return h->map_size - h->offset - LARGE_GUARD;
 }
 
 /* Resizes in place (mremap without moving, or unmapping the tail), else

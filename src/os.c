@@ -27,18 +27,17 @@ static long sys6(long n, long a, long b, long c, long d, long e, long f) {
 
 static bool is_error(long r) { return (unsigned long)r > (unsigned long)-4096L; }
 
-static void *map_raw(void *hint, size_t size, int flags) {
-  long r = sys6(SYS_mmap, (long)hint, (long)size, PROT_READ | PROT_WRITE,
-                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | flags, -1, 0);
+static void *map_raw(size_t size, int prot) {
+  long r = sys6(SYS_mmap, 0, (long)size, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   return is_error(r) ? NULL : (void *)r;
 }
 
-void *_hak_os_map(size_t size, size_t align) {
-  if (align <= HAK_PAGE) return map_raw(NULL, size, 0);
+static void *map_aligned(size_t size, size_t align, int prot) {
+  if (align <= HAK_PAGE) return map_raw(size, prot);
   /* Over-map by the alignment and cut the ends off. */
   size_t span = size + align - HAK_PAGE;
   if (span < size) return NULL;
-  char *p = map_raw(NULL, span, 0);
+  char *p = map_raw(span, prot);
   if (!p) return NULL;
   char *start = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
   if (start > p) SYS(SYS_munmap, p, start - p, 0);
@@ -47,7 +46,15 @@ void *_hak_os_map(size_t size, size_t align) {
   return start;
 }
 
+void *_hak_os_map(size_t size, size_t align) { return map_aligned(size, align, PROT_READ | PROT_WRITE); }
+
+void *_hak_os_reserve(size_t size, size_t align) { return map_aligned(size, align, PROT_NONE); }
+
 int _hak_os_unmap(void *p, size_t size) { return (int)SYS(SYS_munmap, p, size, 0); }
+
+int _hak_os_protect(void *p, size_t size, bool access) {
+  return (int)SYS(SYS_mprotect, p, size, access ? PROT_READ | PROT_WRITE : PROT_NONE);
+}
 
 int _hak_os_purge(void *p, size_t size, bool lazy) {
   return (int)SYS(SYS_madvise, p, size, lazy ? MADV_FREE : MADV_DONTNEED);
@@ -113,6 +120,21 @@ uint64_t _hak_os_ticks_per_ms(void) {
   t = (tsc - tsc0) / (ms - ms0);
   atomic_store_explicit(&_hak_os_tick_rate, t, memory_order_relaxed);
   return t;
+}
+
+_Atomic uint64_t _hak_secret;
+
+/* From getrandom, or (no entropy yet, or an old kernel) from the clock and
+ * addresses, which differ from run to run with ASLR. The first thread to
+ * make one sets it. */
+void _hak_os_make_secret(void) {
+  if (hak_secret()) return;
+  uint64_t v = 0;
+  if (SYS(SYS_getrandom, &v, sizeof v, 1 /* GRND_NONBLOCK */) != (long)sizeof v)
+    v = _hak_os_ticks() * 0x9e3779b97f4a7c15ull ^ (uintptr_t)&v ^ ((uintptr_t)&_hak_secret << 17);
+  v |= (uint64_t)1 << 63; /* never 0 */
+  uint64_t expect = 0;
+  atomic_compare_exchange_strong(&_hak_secret, &expect, v);
 }
 
 int _hak_os_getpid(void) { return (int)SYS(SYS_getpid, 0, 0, 0); }

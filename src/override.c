@@ -1,6 +1,8 @@
 /* override.c — the exported entry points: the C allocation API under its
  * standard names, glibc's __libc_* aliases (so that a -static link does not
- * pull glibc's malloc.o), and the hak_* API of include/hakmem.h. */
+ * pull glibc's malloc.o), and the hak_* API of include/hakmem.h. The
+ * secure build's calls go to secure.c; the default build's to api.c and
+ * the fast paths. */
 #include <errno.h>
 #include <limits.h>
 #include <malloc.h>
@@ -11,21 +13,44 @@
 
 #define ALIAS(name) __attribute__((alias(#name), copy(name), visibility("default"), used))
 
-HAK_API void *malloc(size_t size) { return hak_alloc_inline(size); }
+HAK_API void *malloc(size_t size) {
+  if (hak_cfg_secure) return _hak_secure_alloc(size, 16, false);
+  return hak_alloc_inline(size);
+}
 
-HAK_API void free(void *p) { hak_free_inline(p, "free"); }
+static inline __attribute__((always_inline)) void free_block(void *p, const char *who) {
+  if (hak_cfg_secure) _hak_secure_free(p, 0, false, who);
+  else hak_free_inline(p, who);
+}
 
-HAK_API void *calloc(size_t n, size_t size) { return _hak_calloc(n, size); }
+HAK_API void free(void *p) { free_block(p, "free"); }
 
-HAK_API void *realloc(void *p, size_t size) { return _hak_realloc(p, size); }
+/* n * size, or false (errno ENOMEM) if it overflows. */
+static bool total_of(size_t n, size_t size, size_t *total) {
+  if (!__builtin_mul_overflow(n, size, total)) return true;
+  errno = ENOMEM;
+  return false;
+}
+
+HAK_API void *calloc(size_t n, size_t size) {
+  if (!hak_cfg_secure) return _hak_calloc(n, size);
+  size_t total;
+  return total_of(n, size, &total) ? _hak_secure_alloc(total, 16, true) : NULL;
+}
+
+static void *realloc_block(void *p, size_t size) {
+  return hak_cfg_secure ? _hak_secure_realloc(p, size, "realloc") : _hak_realloc(p, size);
+}
+
+HAK_API void *realloc(void *p, size_t size) { return realloc_block(p, size); }
 
 HAK_API void *reallocarray(void *p, size_t n, size_t size) {
   size_t total;
-  if (__builtin_mul_overflow(n, size, &total)) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  return _hak_realloc(p, total);
+  return total_of(n, size, &total) ? realloc_block(p, total) : NULL;
+}
+
+static void *alloc_aligned(size_t align, size_t size) {
+  return hak_cfg_secure ? _hak_secure_alloc(size, align, false) : _hak_alloc_aligned(align, size);
 }
 
 static bool power_of_two(size_t a) { return a && !(a & (a - 1)); }
@@ -33,7 +58,7 @@ static bool power_of_two(size_t a) { return a && !(a & (a - 1)); }
 HAK_API int posix_memalign(void **out, size_t align, size_t size) {
   if (!power_of_two(align) || align < sizeof(void *)) return EINVAL;
   int saved = errno;
-  void *p = _hak_alloc_aligned(align, size);
+  void *p = alloc_aligned(align, size);
   if (!p) return ENOMEM;
   errno = saved;
   *out = p;
@@ -47,7 +72,7 @@ HAK_API void *aligned_alloc(size_t align, size_t size) {
     errno = EINVAL;
     return NULL;
   }
-  return _hak_alloc_aligned(align, size);
+  return alloc_aligned(align, size);
 }
 
 /* glibc: an alignment that is not a power of two is rounded up to one. */
@@ -57,28 +82,37 @@ HAK_API void *memalign(size_t align, size_t size) {
     return NULL;
   }
   if (!power_of_two(align)) align = align <= 1 ? 1 : (size_t)1 << (64 - __builtin_clzl(align - 1));
-  return _hak_alloc_aligned(align, size);
+  return alloc_aligned(align, size);
 }
 
-HAK_API void *valloc(size_t size) { return _hak_alloc_aligned(HAK_PAGE, size); }
+HAK_API void *valloc(size_t size) { return alloc_aligned(HAK_PAGE, size); }
 
 HAK_API void *pvalloc(size_t size) {
   if (size > PTRDIFF_MAX) {
     errno = ENOMEM;
     return NULL;
   }
-  return _hak_alloc_aligned(HAK_PAGE, (size + HAK_PAGE - 1) & ~(HAK_PAGE - 1));
+  return alloc_aligned(HAK_PAGE, (size + HAK_PAGE - 1) & ~(HAK_PAGE - 1));
 }
 
-HAK_API size_t malloc_usable_size(void *p) { return _hak_usable_size(p, "malloc_usable_size"); }
+static size_t usable_size(const void *p, const char *who) {
+  return hak_cfg_secure ? _hak_secure_usable(p, who) : _hak_usable_size(p, who);
+}
+
+HAK_API size_t malloc_usable_size(void *p) { return usable_size(p, "malloc_usable_size"); }
 
 /* C23 and legacy names that glibc 2.36's headers do not declare. */
 void free_sized(void *p, size_t size);
 void free_aligned_sized(void *p, size_t align, size_t size);
 void cfree(void *p);
 
-/* C23: the size is a promise we do not trust; checking mode verifies it. */
+/* C23: the size is a promise we do not trust; checking mode verifies it
+ * against the block's, the secure build against the size asked for. */
 static void free_checked(void *p, size_t size, const char *who) {
+  if (hak_cfg_secure) {
+    _hak_secure_free(p, size, true, who);
+    return;
+  }
   if (p && hak_opt(HAK_OPT_CHECK)) {
     size_t usable = _hak_usable_size(p, who);
     if (!usable) return;
@@ -97,11 +131,16 @@ HAK_API void free_aligned_sized(void *p, size_t align, size_t size) {
   free_checked(p, size, "free_aligned_sized");
 }
 
-HAK_API void cfree(void *p) { hak_free_inline(p, "cfree"); }
+HAK_API void cfree(void *p) { free_block(p, "cfree"); }
+
+static int trim(const char *who) {
+  if (hak_cfg_secure) _hak_secure_check_quarantine(who);
+  return _hak_trim();
+}
 
 HAK_API int malloc_trim(size_t pad) {
   (void)pad;
-  return _hak_trim();
+  return trim("malloc_trim");
 }
 
 /* mallinfo2's fields, in hakmem's terms (README: "Statistics"). */
@@ -180,6 +219,6 @@ void *hak_realloc(void *, size_t) ALIAS(realloc);
 void *hak_aligned_alloc(size_t, size_t) ALIAS(aligned_alloc);
 int hak_posix_memalign(void **, size_t, size_t) ALIAS(posix_memalign);
 
-HAK_API size_t hak_usable_size(const void *p) { return _hak_usable_size(p, "hak_usable_size"); }
+HAK_API size_t hak_usable_size(const void *p) { return usable_size(p, "hak_usable_size"); }
 
-HAK_API int hak_trim(void) { return _hak_trim(); }
+HAK_API int hak_trim(void) { return trim("hak_trim"); }

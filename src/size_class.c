@@ -37,18 +37,23 @@ const uint64_t _hak_block_mul[HAK_CLASS_LAST + 1] = {M16(0) M16(16) M16(32) M16(
                                                          M16(112) M16(128) MUL(144)};
 _Static_assert(sizeof _hak_block_mul == 145 * sizeof(uint64_t), "one multiplier per class");
 
+/* Bytes for blocks in a slab of u units (not counting unit 0's header). */
+static size_t room(size_t u) { return (u << HAK_UNIT_SHIFT) - HAK_SLAB_GUARD; }
+
 /* Tiny slabs are one unit; Mid slabs get enough units for
  * HAK_MID_SLAB_BLOCKS blocks. A pool run is the size, from the fewest units
  * that hold one block up to 4 units (256 KiB), that wastes the least of its
- * bytes (the first such, comparing waste/bytes as cross products). */
+ * bytes (the first such, comparing waste/bytes as cross products). The
+ * secure build's guard page comes off each. */
 static size_t slab_units(size_t cls) {
   if (cls <= HAK_CLASS_TINY_LAST) return 1;
   size_t size = hak_class_size(cls);
-  if (cls <= HAK_CLASS_MID_LAST) return (size * HAK_MID_SLAB_BLOCKS + HAK_UNIT_SIZE - 1) >> HAK_UNIT_SHIFT;
-  size_t min = (size + HAK_UNIT_SIZE - 1) >> HAK_UNIT_SHIFT, best = min;
-  size_t best_waste = (min << HAK_UNIT_SHIFT) % size;
+  if (cls <= HAK_CLASS_MID_LAST)
+    return (size * HAK_MID_SLAB_BLOCKS + HAK_SLAB_GUARD + HAK_UNIT_SIZE - 1) >> HAK_UNIT_SHIFT;
+  size_t min = (size + HAK_SLAB_GUARD + HAK_UNIT_SIZE - 1) >> HAK_UNIT_SHIFT, best = min;
+  size_t best_waste = room(min) % size;
   for (size_t u = min + 1; u <= 4; u++) {
-    size_t waste = (u << HAK_UNIT_SHIFT) % size;
+    size_t waste = room(u) % size;
     if (waste * best < best_waste * u) {
       best_waste = waste;
       best = u;
@@ -73,5 +78,5 @@ size_t _hak_slab_units(size_t cls) {
 /* Whether a run of pool class cls holds a single block (pool runs never
  * start at unit 0). */
 bool _hak_pool_single(size_t cls) {
-  return cls > HAK_CLASS_MID_LAST && (_hak_slab_units(cls) << HAK_UNIT_SHIFT) / hak_class_size(cls) == 1;
+  return cls > HAK_CLASS_MID_LAST && room(_hak_slab_units(cls)) / hak_class_size(cls) == 1;
 }

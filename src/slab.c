@@ -13,6 +13,8 @@
  * and otherwise releases it if empty or detaches it again. Detaching sets
  * the flag only on an empty thread_free word, so a block pushed while the
  * slab was held is always collected by a holder. */
+#include <string.h>
+
 #include "internal.h"
 
 hak_lock_t _hak_abandoned_lock[HAK_CLASSES];
@@ -23,11 +25,8 @@ static uint32_t splice_local(hak_slab_t *s, hak_block_t *head) {
   if (!head) return 0;
   uint32_t n = 1;
   hak_block_t *tail = head;
-  while (tail->next) {
-    tail = tail->next;
-    n++;
-  }
-  tail->next = s->local_free;
+  for (hak_block_t *next; (next = hak_next(tail)) != NULL; tail = next) n++;
+  hak_set_next(tail, s->local_free);
   s->local_free = head;
   return n;
 }
@@ -45,7 +44,7 @@ uint32_t _hak_slab_collect(hak_slab_t *s) {
  * no block carved yet. */
 void _hak_slab_format(hak_slab_t *s, size_t cls) {
   size_t size = hak_class_size(cls);
-  size_t bytes = ((size_t)s->units << HAK_UNIT_SHIFT) - (hak_slab_unit(s) == 0 ? HAK_SS_HEADER : 0);
+  size_t bytes = hak_slab_bytes(s) - HAK_SLAB_GUARD;
   HAK_DEBUG_ASSERT(s->units == _hak_slab_units(cls) && s->used == 0 &&
                    (size <= HAK_UNIT0_MAX_BLOCK || hak_slab_unit(s) != 0));
   _hak_class_count(s->cls, cls);
@@ -75,6 +74,35 @@ hak_slab_t *_hak_pool_alloc(hak_pool_t *p, size_t cls, uint32_t owner) {
   return s;
 }
 
+/* The secure build carves k blocks from `first` on into a list in a
+ * random order (a shuffle seeded by the secret, the clock and the
+ * address), so that where the next block lies cannot be predicted from
+ * the last; blocks up to HAK_MID_MAX zeroed, as secure.c hands them out
+ * (the units may have held other blocks). */
+static hak_block_t *carve_shuffled(hak_slab_t *s, char *first, uint32_t k) {
+  uint16_t order[HAK_PAGE / 16];
+  HAK_DEBUG_ASSERT(k <= HAK_PAGE / 16);
+  if (s->block_size <= HAK_MID_MAX) memset(first, 0, (size_t)k * s->block_size);
+  uint64_t r = hak_secret() ^ _hak_os_ticks() ^ (uintptr_t)first;
+  for (uint32_t i = 0; i < k; i++) {
+    uint32_t j = 0;
+    if (i) {
+      r = r * 6364136223846793005ull + 1442695040888963407ull;
+      j = (uint32_t)((r >> 33) % (i + 1));
+    }
+    if (j != i) order[i] = order[j]; /* inside-out Fisher-Yates */
+    order[j] = (uint16_t)i;
+  }
+  hak_block_t *list = NULL;
+  for (uint32_t i = k; i-- > 0;) {
+    hak_block_t *b = (hak_block_t *)(first + (size_t)order[i] * s->block_size);
+    hak_set_next(b, list);
+    b->mark = s->mark;
+    list = b;
+  }
+  return list;
+}
+
 /* A list of free blocks of s for its holder's fast path: local_free, else
  * the remote frees (taken whole: the list goes out as it is, so neither its
  * length nor its tail is needed, and its blocks, written by other threads,
@@ -95,10 +123,14 @@ hak_block_t *_hak_slab_take(hak_slab_t *s) {
   if (k < HAK_CARVE_MIN) k = HAK_CARVE_MIN;
   if (k > (uint32_t)(s->capacity - s->carved)) k = (uint32_t)(s->capacity - s->carved);
   char *b = hak_slab_start(s) + (size_t)s->carved * s->block_size;
-  list = (hak_block_t *)b;
-  for (uint32_t i = 1; i < k; i++, b += s->block_size)
-    *(hak_block_t *)b = (hak_block_t){(hak_block_t *)(b + s->block_size), s->mark};
-  *(hak_block_t *)b = (hak_block_t){NULL, s->mark};
+  if (hak_cfg_secure) {
+    list = carve_shuffled(s, b, k);
+  } else {
+    list = (hak_block_t *)b;
+    for (uint32_t i = 1; i < k; i++, b += s->block_size)
+      *(hak_block_t *)b = (hak_block_t){(hak_block_t *)(b + s->block_size), s->mark};
+    *(hak_block_t *)b = (hak_block_t){NULL, s->mark};
+  }
   s->carved += k;
   s->used += k;
   return list;
@@ -188,13 +220,13 @@ bool _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b, uint32_t mine) {
         break;
       continue;
     }
-    b->next = (hak_block_t *)tf;
+    hak_set_next(b, (hak_block_t *)tf);
     if (atomic_compare_exchange_weak_explicit(&s->thread_free, &tf, (uintptr_t)b, memory_order_release,
                                               memory_order_relaxed))
       return false;
   }
   /* Claimed: the owner word is the one its last detach wrote. */
-  b->next = s->local_free;
+  hak_set_next(b, s->local_free);
   s->local_free = b;
   s->used--;
   if (!mine || atomic_load_explicit(&s->owner, memory_order_relaxed) != mine) {
@@ -225,7 +257,7 @@ hak_misuse_t _hak_slab_problem(const hak_slab_t *s, const void *p) {
 }
 
 static bool on_list(const hak_block_t *l, const hak_block_t *b) {
-  for (; l; l = l->next)
+  for (; l; l = hak_next(l))
     if (l == b) return true;
   return false;
 }
@@ -242,7 +274,7 @@ bool _hak_slab_block_is_free(hak_slab_t *s, const hak_block_t *b, const hak_bloc
 
 static uint32_t count(const hak_block_t *l) {
   uint32_t n = 0;
-  for (; l; l = l->next) n++;
+  for (; l; l = hak_next(l)) n++;
   return n;
 }
 
@@ -255,16 +287,16 @@ static bool in_slab(const hak_slab_t *s, const void *p) {
  * current slab and at most one block of another of its slabs). */
 static uint32_t count_in(const hak_slab_t *s, const hak_block_t *l) {
   uint32_t n = 0;
-  for (; l; l = l->next) n += in_slab(s, l);
+  for (; l; l = hak_next(l)) n += in_slab(s, l);
   return n;
 }
 
 /* Gives the blocks of a heap's list back to their slabs' local lists. */
 void _hak_slab_return_blocks(hak_block_t *list) {
   while (list) {
-    hak_block_t *next = list->next;
+    hak_block_t *next = hak_next(list);
     hak_slab_t *s = hak_slab_of(hak_superslab_of(list), (uintptr_t)list);
-    list->next = s->local_free;
+    hak_set_next(list, s->local_free);
     s->local_free = list;
     s->used--;
     list = next;
@@ -286,7 +318,7 @@ uint32_t _hak_slab_live(hak_slab_t *s, uint32_t my_key, const hak_block_t *my_li
 
 static uint32_t list_length(const hak_slab_t *s, const hak_block_t *l) {
   uint32_t n = 0;
-  for (; l; l = l->next, n++) {
+  for (; l; l = hak_next(l), n++) {
     HAK_ASSERT(hak_superslab_of(l) == hak_superslab_of(s) && hak_slab_has_block(s, l));
     HAK_ASSERT(n <= s->capacity);
   }

@@ -49,6 +49,19 @@ static size_t units_clean(hak_superslab_t *ss, uint32_t bits) {
   return counted;
 }
 
+/* The secure build's guard pages: the last page of every slab's units has
+ * no access, so a write that runs off the end of its last block (towards
+ * the next slab, or the next SuperSlab's header) faults. Slab geometry
+ * leaves that page out of the blocks (size_class.c, slab.c). Setting one
+ * may fail past the kernel's limit of mappings (the slab then has none);
+ * taking one away must not. */
+static void guard_page(hak_superslab_t *ss, unsigned end_unit, bool set) {
+  if (!hak_cfg_secure) return;
+  char *page = (char *)ss + ((size_t)end_unit << HAK_UNIT_SHIFT) - HAK_PAGE;
+  int rc = _hak_os_protect(page, HAK_PAGE, !set);
+  HAK_ASSERT(set || rc == 0);
+}
+
 hak_slab_t *_hak_units_take(hak_superslab_t *ss, unsigned u, unsigned n, uint32_t owner) {
   uint32_t bits = hak_unit_bits(u, n);
   HAK_DEBUG_ASSERT((ss->free_units & bits) == bits);
@@ -62,6 +75,7 @@ hak_slab_t *_hak_units_take(hak_superslab_t *ss, unsigned u, unsigned n, uint32_
   s->units = (uint8_t)n;
   atomic_store_explicit(&s->owner, owner, memory_order_relaxed);
   for (unsigned i = 0; i < n; i++) ss->unit_slab[u + i] = s;
+  guard_page(ss, u + n, true);
   if (hak_cfg_debug) _hak_superslab_check(ss);
   return s;
 }
@@ -73,6 +87,8 @@ void _hak_units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned first, hak_tic
    * first unit of a one-block run keeps capacity 1 and its block size, so
    * that a second free of that block is known for what it is. */
   bool single = s->capacity == 1 && !first;
+  guard_page(ss, u + s->units, false);
+  if (first) guard_page(ss, u + first, true);
   for (unsigned k = u + first; k < u + s->units; k++) {
     ss->unit_slab[k] = &ss->slab[k];
     ss->unit_freed[k] = (uint32_t)(since >> HAK_AGE_SHIFT);

@@ -81,7 +81,7 @@ void *_hak_alloc_refill(size_t cls) {
     f = h ? &h->front : (hak_front_t *)&_hak_heap_dead;
   }
   hak_block_t *b = f->slot[cls].free; /* malloc(0) comes here with class 1's list as it is */
-  if (HAK_UNLIKELY(b)) f->slot[cls].free = b->next;
+  if (HAK_UNLIKELY(b)) f->slot[cls].free = hak_next(b);
   else b = f == &_hak_heap_dead ? global_alloc(cls) : _hak_heap_alloc((hak_heap_t *)f, cls);
   if (!b) {
     errno = ENOMEM;
@@ -159,6 +159,7 @@ static void fork_child(void) {
 }
 
 void _hak_init(void) {
+  if (hak_cfg_secure) _hak_os_make_secret(); /* before the first block is carved */
   int expect = 0;
   if (atomic_load_explicit(&init_state, memory_order_acquire) == 2 ||
       !atomic_compare_exchange_strong(&init_state, &expect, 1))

@@ -24,6 +24,7 @@ cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 REL=$ROOT/libhakmem.so
 DBG=$ROOT/debug/libhakmem.so
+SEC=$ROOT/libhakmem-secure.so
 B=tests/bin
 TESTS=$(sed -n 's/^TEST_SUITE *:= *//p' tests/tests.mk)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/hakmem-tests.XXXXXX") || exit 1
@@ -89,13 +90,13 @@ skip() { printf 'skip  %s\n' "$*"; }
 
 # ---- the libraries --------------------------------------------------------------
 libs_ok=1
-for lib in "$REL" "$DBG" "$ROOT/libhakmem.a" "$ROOT/debug/libhakmem.a"; do
+for lib in "$REL" "$DBG" "$SEC" "$ROOT/libhakmem.a" "$ROOT/debug/libhakmem.a" "$ROOT/libhakmem-secure.a"; do
   [ -f "$lib" ] || libs_ok=0
 done
-check "libraries built (libhakmem.so/.a, debug/libhakmem.so/.a)" $libs_ok
+check "libraries built (libhakmem.so/.a, debug/libhakmem.so/.a, libhakmem-secure.so/.a)" $libs_ok
 
 # Exactly one thread-local in the library: one TLS program header, MemSiz 8.
-for lib in "$REL" "$DBG"; do
+for lib in "$REL" "$DBG" "$SEC"; do
   name=${lib#"$ROOT"/}
   readelf -lW "$lib" >"$TMP/phdr" 2>&1
   tls=$(awk '$1 == "TLS"' "$TMP/phdr")
@@ -111,7 +112,7 @@ done
 # The names: tests/bin/exports.h, made from src/exports.map and hakmem.h.
 need="$(sed -n 's/^#define HAK_LIBC_EXPORTS(X)//p' tests/bin/exports.h | grep -oE '[_a-z0-9]+\)' | tr -d ')')
 $(sed -n 's/^#define HAK_API_EXPORTS(X)//p' tests/bin/exports.h | grep -oE '[_a-z0-9]+\)' | tr -d ')' | sed 's/^/hak_/')"
-for lib in "$REL" "$DBG"; do
+for lib in "$REL" "$DBG" "$SEC"; do
   name=${lib#"$ROOT"/}
   nm -D --defined-only "$lib" 2>/dev/null | awk '{print $NF}' | sed 's/@.*//' | sort -u >"$TMP/syms"
   : >"$TMP/missing"
@@ -153,6 +154,15 @@ for t in $TESTS; do
 done
 run_bin "stress (LD_PRELOAD debug)" env LD_PRELOAD="$DBG" "$B/glibc/stress"
 run_bin "fork (LD_PRELOAD debug)" env LD_PRELOAD="$DBG" "$B/glibc/fork"
+# The secure build: its death tests and stress as they are; the tests
+# that count bytes in use, with no quarantine (which holds freed blocks
+# that count as in use). tiers and bigcache test BigCache, which the secure
+# build does not use.
+run_bin "misuse (LD_PRELOAD secure)" env LD_PRELOAD="$SEC" "$B/glibc/misuse"
+run_bin "stress (LD_PRELOAD secure)" env LD_PRELOAD="$SEC" "$B/glibc/stress"
+for t in api cxx fork churn transfer foreign tdtor options; do
+  run_bin "$t (LD_PRELOAD secure, HAKMEM_QUARANTINE_KB=0)" env LD_PRELOAD="$SEC" HAKMEM_QUARANTINE_KB=0 "$B/glibc/$t"
+done
 # The size-class arithmetic (no allocator linked: built once), and the
 # unit tests of internals (the debug library's objects).
 run_bin "classes" "$B/classes"
@@ -237,6 +247,9 @@ EOF
   run_to "$TMP/py.pre" env LD_PRELOAD="$REL" HAK_CHECK=1 python3 "$TMP/dict.py" 2>"$TMP/py.err"
   same_output "python3 dict/sort digest identical under LD_PRELOAD (ctypes sees hak_version)" \
     "$TMP/py.plain" "$TMP/py.pre" "$TMP/py.err" '^hak_version=hakmem '
+  run_to "$TMP/py.sec" env LD_PRELOAD="$SEC" HAK_CHECK=1 python3 "$TMP/dict.py" 2>"$TMP/py.sec.err"
+  same_output "python3 dict/sort digest identical under the secure build" \
+    "$TMP/py.plain" "$TMP/py.sec" "$TMP/py.sec.err" '^hak_version=hakmem .* (secure build)$'
 else
   skip "python3 under LD_PRELOAD: python3 is not installed"
 fi

@@ -1,0 +1,257 @@
+/* secure.c — the secure build's C API (libhakmem-secure; override.c calls
+ * it when hak_cfg_secure): every block carries the record of the size the
+ * program asked for and a canary after it; freed blocks are zeroed and
+ * held back in the thread's quarantine; zero-byte allocations point into
+ * memory with no access.
+ *
+ * A block of `room` usable bytes (its class size, or a Large block's
+ * pages) holding `asked` bytes:
+ *
+ *   [0, asked)                 the program's bytes
+ *   [asked, canary_end)        canary bytes, up to 16, at least 1
+ *   [room - 8, room)           the trailer: asked ^ key(block)
+ *
+ * Each allocation asks the tiers below for asked + 9 bytes, so there is
+ * room for both. Free checks the trailer and the canary (a write past the
+ * end), and the size free_sized was given; malloc_usable_size says
+ * `asked`. Blocks up to HAK_MID_MAX are zeroed whole at free and proved
+ * zero when handed out again (a write after free), so they need no
+ * memset for calloc; slab.c zeroes them when it carves. A freed block
+ * waits in its thread's quarantine (heap.h) until HAKMEM_QUARANTINE_KB of
+ * newer frees push it out, holding its size record in its first word and
+ * the quarantine mark in its second; it is proved untouched then and
+ * freed for reuse (the free list's link takes the first word). Large
+ * blocks have their own guard page and quarantine (large.c). */
+#include <errno.h>
+#include <string.h>
+
+#include "alloc.h"
+
+#define CANARY_MAX 16
+#define OVERHEAD 9 /* one canary byte and the trailer, at least */
+/* Zero-byte allocations: pointers 16 bytes apart into a region with no
+ * access, marked in the chunk map. */
+#define ZERO_REGION ((size_t)1 << 30)
+#define ZERO_STEP 16
+
+static char *_Atomic zero_region;
+static _Atomic uint64_t zero_next;
+
+static uint64_t block_key(const void *p) { return hak_secret() ^ ((uintptr_t)p * 0x9e3779b97f4a7c15ull); }
+static uint8_t canary_byte(const void *p) { return (uint8_t)(block_key(p) >> 24) | 1; }
+static uintptr_t quarantine_mark(void) { return (uintptr_t)hak_secret() | 1; }
+
+static uint64_t *trailer(void *p, size_t room) { return (uint64_t *)((char *)p + room - 8); }
+static size_t canary_end(size_t asked, size_t room) {
+  return asked + CANARY_MAX < room - 8 ? asked + CANARY_MAX : room - 8;
+}
+
+/* The offset of the first byte of [from, to) of p that is not 0, or `to`. */
+static size_t first_nonzero(const char *p, size_t from, size_t to) {
+  const uint64_t *w = (const uint64_t *)(p + from);
+  for (size_t i = 0, n = (to - from) / 8; i < n; i++)
+    if (w[i]) return from + i * 8 + (size_t)__builtin_ctzll(w[i]) / 8;
+  return to;
+}
+
+/* ---- zero-byte allocations ---------------------------------------------- */
+
+/* The region, reserved at the first zero-byte allocation; its chunks are
+ * marked before any thread can hand out a pointer into it. */
+static char *zero_region_get(void) {
+  char *z = atomic_load_explicit(&zero_region, memory_order_acquire);
+  if (HAK_LIKELY(z)) return z;
+  char *r = _hak_os_reserve(ZERO_REGION, HAK_SS_SIZE);
+  if (!r) return NULL;
+  for (size_t c = 0; c < ZERO_REGION; c += HAK_SS_SIZE) hak_chunk_mark(r + c, HAK_CHUNK_ZERO);
+  if (atomic_compare_exchange_strong_explicit(&zero_region, &z, r, memory_order_acq_rel,
+                                              memory_order_acquire))
+    return r;
+  for (size_t c = 0; c < ZERO_REGION; c += HAK_SS_SIZE) hak_chunk_mark(r + c, HAK_CHUNK_NONE);
+  _hak_os_unmap(r, ZERO_REGION);
+  return z;
+}
+
+/* A pointer that faults on any access, aligned to `align` (at most a
+ * page); never the region's first byte (whose chunk-map entry is the one
+ * before it). */
+static void *zero_alloc(size_t align) {
+  char *z = zero_region_get();
+  if (!z) return NULL;
+  size_t step = align > ZERO_STEP ? align : ZERO_STEP, slots = ZERO_REGION / step - 1;
+  uint64_t n = atomic_fetch_add_explicit(&zero_next, 1, memory_order_relaxed);
+  return z + step * (1 + n % slots);
+}
+
+static bool is_zero_alloc(const void *p) {
+  char *z = atomic_load_explicit(&zero_region, memory_order_acquire);
+  return z && (const char *)p > z && (const char *)p < z + ZERO_REGION && (uintptr_t)p % ZERO_STEP == 0;
+}
+
+/* ---- checks --------------------------------------------------------------- */
+
+/* What is wrong with p, a block of ours of `room` usable bytes, if
+ * anything; else *asked is the size the program asked for. A block in a
+ * quarantine, or on a free list, is freed already; a lost trailer or
+ * canary byte is a write past the end. */
+static hak_misuse_t block_problem(void *p, size_t room, size_t *asked) {
+  hak_block_t *b = p;
+  bool slab = hak_chunk_kind(p) == HAK_CHUNK_SUPERSLAB;
+  hak_misuse_t freed = {.kind = HAK_MISUSE_DOUBLE_FREE, .block = p, .size = room};
+  if (slab && b->mark == quarantine_mark()) {
+    size_t was = *(uint64_t *)p ^ block_key(p);
+    if (was <= room - OVERHEAD) freed.size = was;
+    return freed;
+  }
+  uint64_t t = *trailer(p, room);
+  *asked = t ^ block_key(p);
+  if (*asked > room - OVERHEAD) {
+    /* A free block has a mark and a zero trailer (up to HAK_MID_MAX, zeros
+     * past its mark): then the lists say. */
+    bool looks_free = b->mark && !t && (room > HAK_MID_MAX || first_nonzero(p, 16, room) == room);
+    if (slab && looks_free && _hak_block_is_free(hak_slab_of(hak_superslab_of(p), (uintptr_t)p), b))
+      return freed;
+    return (hak_misuse_t){.kind = HAK_MISUSE_OVERFLOW};
+  }
+  const uint8_t *c = (const uint8_t *)p, want = canary_byte(p);
+  for (size_t i = *asked, end = canary_end(*asked, room); i < end; i++)
+    if (c[i] != want) return (hak_misuse_t){.kind = HAK_MISUSE_OVERFLOW, .size = *asked, .given = i};
+  return (hak_misuse_t){.kind = HAK_MISUSE_NONE};
+}
+
+/* The size the program asked for p, a pointer given to the API as a live
+ * block, and its usable bytes in *room; a problem is reported (fatal, but
+ * for a foreign pointer HAKMEM_INVALID_FREE lets through: then 0 and *room
+ * 0, as for a zero-byte allocation). */
+static size_t block_check(void *p, size_t *room, const char *who) {
+  *room = 0;
+  if (hak_chunk_kind(p) == HAK_CHUNK_ZERO) {
+    if (!is_zero_alloc(p)) _hak_report(who, p, (hak_misuse_t){.kind = HAK_MISUSE_NO_BLOCK});
+    return 0;
+  }
+  size_t r = _hak_usable_size(p, who), asked = 0;
+  if (!r) return 0;
+  hak_misuse_t m = block_problem(p, r, &asked);
+  if (m.kind != HAK_MISUSE_NONE) {
+    _hak_report(who, p, m);
+    return 0;
+  }
+  *room = r;
+  return asked;
+}
+
+/* A block leaving the quarantine must be as its free left it: its size
+ * record, the quarantine mark, and zero (beyond HAK_MID_MAX: its
+ * trailer). The offset of the first byte written since, or room. */
+static size_t quarantine_damage(const hak_block_t *b, size_t room) {
+  const char *c = (const char *)b;
+  if ((*(const uint64_t *)b ^ block_key(b)) > room - OVERHEAD) return 0;
+  if (b->mark != quarantine_mark()) return 8;
+  return first_nonzero(c, room <= HAK_MID_MAX ? 16 : room - 8, room);
+}
+
+static void quarantine_check(hak_block_t *b, size_t room, const char *who) {
+  size_t bad = quarantine_damage(b, room);
+  if (bad != room)
+    _hak_report(who, b,
+                (hak_misuse_t){.kind = HAK_MISUSE_FREED_WRITE, .block = b, .size = room, .given = bad});
+}
+
+/* ---- the API ---------------------------------------------------------- */
+
+void *_hak_secure_alloc(size_t size, size_t align, bool zero) {
+  if (size == 0 && align <= HAK_PAGE) {
+    void *z = zero_alloc(align);
+    if (!z) errno = ENOMEM;
+    return z;
+  }
+  if (size > PTRDIFF_MAX - OVERHEAD) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  char *p = align <= 16 ? hak_alloc_inline(size + OVERHEAD) : _hak_alloc_aligned(align, size + OVERHEAD);
+  if (!p) return NULL;
+  size_t room = _hak_usable_size(p, "malloc");
+  if (room <= HAK_MID_MAX) {
+    /* Zero since its free (or its carving), but for the link and mark. */
+    size_t bad = first_nonzero(p, 16, room);
+    if (bad != room)
+      _hak_report("malloc", p,
+                  (hak_misuse_t){.kind = HAK_MISUSE_FREED_WRITE, .block = p, .size = room, .given = bad});
+    memset(p, 0, 16);
+  } else if (zero && hak_chunk_kind(p) == HAK_CHUNK_SUPERSLAB) {
+    memset(p, 0, size); /* a pool block (Large ones are fresh pages) */
+  }
+  memset(p + size, canary_byte(p), canary_end(size, room) - size);
+  *trailer(p, room) = size ^ block_key(p);
+  return p;
+}
+
+/* given: the size free_sized was told (sized), which must be the one
+ * asked for. */
+void _hak_secure_free(void *p, size_t given, bool sized, const char *who) {
+  if (!p) return;
+  size_t room, asked = block_check(p, &room, who);
+  if (!room) return; /* zero-byte, or foreign and let through */
+  if (sized && given != asked)
+    _hak_report(who, p,
+                (hak_misuse_t){.kind = HAK_MISUSE_SIZE_ASKED, .block = p, .size = asked, .given = given});
+  if (hak_chunk_kind(p) != HAK_CHUNK_SUPERSLAB) {
+    hak_free_inline(p, who); /* Large: large.c holds it back */
+    return;
+  }
+  hak_block_t *b = p;
+  if (room <= HAK_MID_MAX) memset(p, 0, room);
+  else *trailer(p, room) = 0;
+  hak_heap_t *h = hak_tls_own_heap();
+  size_t budget = (size_t)hak_opt(HAK_OPT_QUARANTINE_KB) << 10;
+  if (!h || !budget) {
+    hak_free_inline(p, who);
+    return;
+  }
+  *(uint64_t *)p = asked ^ block_key(p);
+  b->mark = quarantine_mark();
+  _hak_quarantine_put(&h->quarantine, b, room);
+  for (hak_block_t *e; (e = _hak_quarantine_take(&h->quarantine, budget)) != NULL;) {
+    size_t r = _hak_usable_size(e, who);
+    quarantine_check(e, r, who);
+    hak_free_inline(e, who);
+  }
+}
+
+size_t _hak_secure_usable(const void *p, const char *who) {
+  size_t room;
+  return p ? block_check((void *)p, &room, who) : 0;
+}
+
+/* Always moves (the old block goes into the quarantine), so that a
+ * pointer to the old block is a pointer to freed memory. */
+void *_hak_secure_realloc(void *p, size_t size, const char *who) {
+  if (!p) return _hak_secure_alloc(size, 16, false);
+  size_t room, old = block_check(p, &room, who);
+  if (!room && hak_chunk_kind(p) != HAK_CHUNK_ZERO) {
+    errno = EINVAL; /* a foreign pointer let through */
+    return NULL;
+  }
+  if (size == 0) {
+    _hak_secure_free(p, 0, false, who);
+    return NULL;
+  }
+  void *q = _hak_secure_alloc(size, 16, false);
+  if (!q) return NULL;
+  memcpy(q, p, old < size ? old : size);
+  _hak_secure_free(p, 0, false, who);
+  return q;
+}
+
+/* Every block in the calling thread's quarantine is checked (at exit and
+ * malloc_trim, before the blocks go back). */
+void _hak_secure_check_quarantine(const char *who) {
+  hak_heap_t *h = hak_tls_own_heap();
+  if (!h) return;
+  hak_quarantine_t *q = &h->quarantine;
+  for (uint32_t i = 0; i < q->count; i++) {
+    hak_block_t *b = q->slot[(q->first + i) % HAK_QUARANTINE_SLOTS].block;
+    quarantine_check(b, _hak_usable_size(b, who), who);
+  }
+}
