@@ -20,6 +20,8 @@ fi
 have_lib libmimalloc.so.2 || missing="$missing libmimalloc2.0"
 have_lib libjemalloc.so.2 || missing="$missing libjemalloc2"
 have_lib libtcmalloc_minimal.so.4 || missing="$missing libtcmalloc-minimal4"
+ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.scudo_standalone-x86_64.so >/dev/null 2>&1 ||
+  missing="$missing libclang-rt-14-dev"
 [ -n "$missing" ] || exit 0
 
 if [ -n "${BENCH_NO_INSTALL:-}" ]; then

@@ -11,6 +11,8 @@
 #   BENCH_ONLY='a b'     only benchmarks whose name matches one of these globs
 #   BENCH_ALLOCATORS='hakmem glibc'  only these allocators
 #   BENCH_HAKMEM=path    the hakmem library (default ./libhakmem.so)
+#   BENCH_HAKMEM_SECURE=path  its secure build (default ./libhakmem-secure.so;
+#                        allocator name hakmem-secure)
 #   BENCH_PEERS='name=/path/lib.so ...'  extra allocators to compare
 #   BENCH_TIMEOUT=s      per-run limit in seconds (default 60, quick 30)
 #   BENCH_OUT=dir        where latest.md / latest.svg go (default bench/results)
@@ -91,6 +93,17 @@ if wanted hakmem; then
     echo "skipped: hakmem ($hakmem_lib not found; 'make' builds it)"
   fi
 fi
+secure_lib=${BENCH_HAKMEM_SECURE:-$root/libhakmem-secure.so}
+if wanted hakmem-secure; then
+  if [[ -f $secure_lib ]]; then
+    cp "$secure_lib" "$tmp/libhakmem-secure.so" || die "cannot copy $secure_lib"
+    sum=$(sha256sum "$tmp/libhakmem-secure.so" 2>/dev/null | cut -c1-12)
+    add_alloc hakmem-secure "$tmp/libhakmem-secure.so" "hakmem ${hv:-?} secure build${sum:+, sha256 $sum}" \
+      "$(readlink -f "$secure_lib")"
+  else
+    echo "skipped: hakmem-secure ($secure_lib not found; 'make' builds it)"
+  fi
+fi
 if wanted glibc; then
   add_alloc glibc "" "glibc $(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')"
 fi
@@ -109,6 +122,16 @@ for peer in "mimalloc libmimalloc.so.2" "jemalloc libjemalloc.so.2" "tcmalloc li
     echo "skipped: $1 ($2 not installed)"
   fi
 done
+# scudo (LLVM's hardened allocator) from Debian's libclang-rt-N-dev.
+if wanted scudo; then
+  lib=$(ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.scudo_standalone-x86_64.so 2>/dev/null | sort -V | tail -1)
+  if [[ -n $lib ]]; then
+    v=$(pkg_version "$lib")
+    add_alloc scudo "$lib" "${v:-scudo standalone}"
+  else
+    echo "skipped: scudo (libclang_rt.scudo_standalone-x86_64.so not installed: libclang-rt-14-dev)"
+  fi
+fi
 for p in ${BENCH_PEERS:-}; do
   n=${p%%=*} l=${p#*=}
   if [[ -f $l ]]; then add_alloc "$n" "$(readlink -f "$l")" "$(basename "$(readlink -f "$l")")"
@@ -232,7 +255,7 @@ md="$out_dir/latest.md"
         line = line " " cell " |" }
       if (has_hak) {
         peer = ""; pv = 0
-        for (i = 1; i <= na; i++) { a = al[i]; if (a != "hakmem" && (a in v) && (peer == "" || (higher ? v[a] > pv : v[a] < pv))) { peer = a; pv = v[a] } }
+        for (i = 1; i <= na; i++) { a = al[i]; if (a !~ /^hakmem/ && (a in v) && (peer == "" || (higher ? v[a] > pv : v[a] < pv))) { peer = a; pv = v[a] } }
         k = b SUBSEP "hakmem"
         if (k in bad) r = "hakmem FAILED"
         else if (!("hakmem" in v) || peer == "" || pv == 0) r = "–"

@@ -445,10 +445,11 @@ void _hak_quarantine_put(hak_quarantine_t *q, hak_block_t *b, size_t size) {
   q->bytes += size;
 }
 
-hak_block_t *_hak_quarantine_take(hak_quarantine_t *q, size_t budget) {
+hak_block_t *_hak_quarantine_take(hak_quarantine_t *q, size_t budget, size_t *size) {
   if (!q->count || (q->bytes <= budget && q->count < HAK_QUARANTINE_SLOTS)) return NULL;
   hak_block_t *b = q->slot[q->first].block;
-  q->bytes -= q->slot[q->first].size;
+  *size = q->slot[q->first].size;
+  q->bytes -= *size;
   q->first = (q->first + 1) % HAK_QUARANTINE_SLOTS;
   q->count--;
   return b;
@@ -456,7 +457,8 @@ hak_block_t *_hak_quarantine_take(hak_quarantine_t *q, size_t budget) {
 
 /* Every block in h's quarantine is freed. */
 static void heap_drain(hak_heap_t *h) {
-  for (hak_block_t *b; (b = _hak_quarantine_take(&h->quarantine, 0)) != NULL;)
+  size_t size;
+  for (hak_block_t *b; (b = _hak_quarantine_take(&h->quarantine, 0, &size)) != NULL;)
     heap_free(h, hak_slab_of(hak_superslab_of(b), (uintptr_t)b), b);
 }
 

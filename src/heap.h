@@ -114,10 +114,11 @@ void _hak_heap_detach_class(hak_heap_t *h, size_t c, bool recount);
 void _hak_heap_detach_all(hak_heap_t *h, bool recount);
 void _hak_heap_release_spares(hak_heap_t *h);
 size_t _hak_heap_trim(hak_heap_t *h);
-/* The quarantine: a block goes in; the oldest comes out (NULL if none)
- * while the blocks held are over `budget` bytes or fill every slot. */
+/* The quarantine: a block (of `size` bytes) goes in; the oldest comes
+ * out, with its size, (NULL if none) while the blocks held are over
+ * `budget` bytes or fill every slot. */
 void _hak_quarantine_put(hak_quarantine_t *q, hak_block_t *b, size_t size);
-hak_block_t *_hak_quarantine_take(hak_quarantine_t *q, size_t budget);
+hak_block_t *_hak_quarantine_take(hak_quarantine_t *q, size_t budget, size_t *size);
 
 /* ---- thread.c: registry, thread-local, thread exit, global heap, fork -- */
 extern hak_lock_t _hak_heap_registry_lock;

@@ -100,6 +100,9 @@ static const bool hak_cfg_secure = HAK_SECURE;
 /* Bytes at the end of every slab that hold no block: the secure build's
  * guard page (superslab.c). */
 #define HAK_SLAB_GUARD (HAK_SECURE ? HAK_PAGE : 0)
+/* The secure build zeroes freed blocks up to this size and proves them
+ * zero when it hands them out again (secure.c, slab.c). */
+#define HAK_ZEROED_MAX ((size_t)1024)
 /* Blocks a Mid slab holds at least. With 8, a class whose live blocks
  * span two slabs switches its current slab on about every other refill
  * (the 1-32 KiB probe: 101.6 instructions per round); 10 takes that to
@@ -217,6 +220,7 @@ struct hak_superslab {
   hak_reservation_t *res;         /* reservation it was carved from */
   uint32_t index;                 /* position in its reservation */
   uint64_t freed_at;              /* tick when units last came back: purging takes the oldest first */
+  uint32_t guarded;               /* secure build: units whose last page has no access (superslab.c) */
 };
 _Static_assert((HAK_SS_SIZE & (HAK_SS_SIZE - 1)) == 0, "SuperSlab size is a power of two");
 _Static_assert(sizeof(hak_superslab_t) <= HAK_SS_HEADER, "header fits before unit 0's blocks");
@@ -271,6 +275,7 @@ void *_hak_os_reserve(size_t size, size_t align); /* like _hak_os_map, but no ac
 int _hak_os_unmap(void *p, size_t size);
 int _hak_os_protect(void *p, size_t size, bool access); /* read-write, or none */
 int _hak_os_purge(void *p, size_t size, bool lazy);     /* MADV_DONTNEED, or MADV_FREE if lazy */
+int _hak_os_discard(void *p, size_t size);              /* fresh pages with no access in their place */
 int _hak_os_hugepage(void *p, size_t size, int mode);   /* mode: 1 request, 2 forbid */
 void *_hak_os_remap(void *p, size_t old_size, size_t new_size, void *fixed); /* NULL on failure */
 long _hak_os_write(int fd, const void *buf, size_t n);

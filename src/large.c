@@ -313,12 +313,19 @@ hak_misuse_t _hak_large_problem(const void *p) {
 }
 
 /* A freed mapping (secure build) waits in the quarantine; the oldest one
- * there is unmapped to make room. Large lock held. */
-static void quarantine_put(char *base, size_t size) {
+ * there makes room, and is returned (NULL if none) for the caller to unmap
+ * once it dropped the lock. Large lock held. */
+static char *quarantine_put(char *base, size_t size, size_t *old_size) {
   size_t i = quarantine_next++ % LARGE_QUARANTINE;
-  if (quarantine[i].base) unmap_region(quarantine[i].base, quarantine[i].size);
+  char *old = quarantine[i].base;
+  *old_size = quarantine[i].size;
+  if (old) {
+    hak_chunk_mark(old, HAK_CHUNK_NONE);
+    mapped_bytes -= *old_size;
+  }
   quarantine[i].base = base;
   quarantine[i].size = size;
+  return old;
 }
 
 void _hak_large_free(void *p) {
@@ -327,19 +334,19 @@ void _hak_large_free(void *p) {
   size_t size = h->map_size, offset = h->offset;
   h->magic = 0;
   hak_tick_t now = _hak_os_ticks();
-  if (hak_cfg_secure) {
-    _hak_os_purge(base + offset, size - offset, false);
-    _hak_os_protect(base + offset, size - offset, false);
-  }
+  if (hak_cfg_secure) _hak_os_discard(base + offset, size - offset);
+  char *old = NULL;
+  size_t old_size = 0;
   _hak_lock(&_hak_large_lock);
   live_bytes -= size;
   live_meta -= offset;
   hak_mem_move(size, HAK_MEM_USED, HAK_MEM_NONE);
   live_count--;
-  if (hak_cfg_secure) quarantine_put(base, size);
+  if (hak_cfg_secure) old = quarantine_put(base, size, &old_size);
   else if (cache_put(base, size, now, true, false)) cache_decay(now, false);
   else unmap_region(base, size);
   large_unlock();
+  if (old) _hak_os_unmap(old, old_size);
 }
 
 size_t _hak_large_usable(const void *p) {

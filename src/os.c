@@ -56,6 +56,12 @@ int _hak_os_protect(void *p, size_t size, bool access) {
   return (int)SYS(SYS_mprotect, p, size, access ? PROT_READ | PROT_WRITE : PROT_NONE);
 }
 
+int _hak_os_discard(void *p, size_t size) {
+  long r = sys6(SYS_mmap, (long)p, (long)size, PROT_NONE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  return is_error(r) ? (int)r : 0;
+}
+
 int _hak_os_purge(void *p, size_t size, bool lazy) {
   return (int)SYS(SYS_madvise, p, size, lazy ? MADV_FREE : MADV_DONTNEED);
 }

@@ -14,7 +14,7 @@
  * Each allocation asks the tiers below for asked + 9 bytes, so there is
  * room for both. Free checks the trailer and the canary (a write past the
  * end), and the size free_sized was given; malloc_usable_size says
- * `asked`. Blocks up to HAK_MID_MAX are zeroed whole at free and proved
+ * `asked`. Blocks up to HAK_ZEROED_MAX (1 KiB) are zeroed whole at free and proved
  * zero when handed out again (a write after free), so they need no
  * memset for calloc; slab.c zeroes them when it carves. A freed block
  * waits in its thread's quarantine (heap.h) until HAKMEM_QUARANTINE_KB of
@@ -46,12 +46,37 @@ static size_t canary_end(size_t asked, size_t room) {
   return asked + CANARY_MAX < room - 8 ? asked + CANARY_MAX : room - 8;
 }
 
-/* The offset of the first byte of [from, to) of p that is not 0, or `to`. */
+/* Whether the canary bytes after asked still hold the canary: 1 to 16
+ * bytes, read as two words that may overlap (the trailer follows the
+ * canary, so a canary under 8 bytes is read one byte at a time). */
+static bool canary_intact(const void *p, size_t asked, size_t room) {
+  const char *c = (const char *)p;
+  size_t end = canary_end(asked, room);
+  uint64_t want = canary_byte(p) * 0x0101010101010101ull, a, b;
+  if (end - asked < 8) {
+    for (size_t i = asked; i < end; i++)
+      if ((uint8_t)c[i] != (uint8_t)want) return false;
+    return true;
+  }
+  memcpy(&a, c + asked, 8);
+  memcpy(&b, c + end - 8, 8);
+  return a == want && b == want;
+}
+
+/* The offset of the first byte of [from, to) of p that is not 0, or `to`
+ * (both multiples of 8, p 16-byte aligned). The bytes are or-ed together
+ * 32 at a time first; only damage is looked for word by word. */
+typedef uint64_t hak_vec_t __attribute__((vector_size(16), aligned(8)));
 static size_t first_nonzero(const char *p, size_t from, size_t to) {
-  const uint64_t *w = (const uint64_t *)(p + from);
-  for (size_t i = 0, n = (to - from) / 8; i < n; i++)
-    if (w[i]) return from + i * 8 + (size_t)__builtin_ctzll(w[i]) / 8;
-  return to;
+  size_t i = from;
+  hak_vec_t any = {0, 0};
+  for (; i + 32 <= to; i += 32) any |= *(const hak_vec_t *)(p + i) | *(const hak_vec_t *)(p + i + 16);
+  uint64_t rest = any[0] | any[1];
+  for (; i < to; i += 8) rest |= *(const uint64_t *)(p + i);
+  if (HAK_LIKELY(!rest)) return to;
+  for (i = from; !*(const uint64_t *)(p + i); i += 8) {
+  }
+  return i + (size_t)__builtin_ctzll(*(const uint64_t *)(p + i)) / 8;
 }
 
 /* ---- zero-byte allocations ---------------------------------------------- */
@@ -106,17 +131,31 @@ static hak_misuse_t block_problem(void *p, size_t room, size_t *asked) {
   uint64_t t = *trailer(p, room);
   *asked = t ^ block_key(p);
   if (*asked > room - OVERHEAD) {
-    /* A free block has a mark and a zero trailer (up to HAK_MID_MAX, zeros
-     * past its mark): then the lists say. */
-    bool looks_free = b->mark && !t && (room > HAK_MID_MAX || first_nonzero(p, 16, room) == room);
+    /* A free block has a mark and a zero trailer (a 16-byte block's is its
+     * mark; up to HAK_ZEROED_MAX, zeros past the mark): then the lists say. */
+    bool looks_free =
+        b->mark && (!t || room == 16) && (room > HAK_ZEROED_MAX || first_nonzero(p, 16, room) == room);
     if (slab && looks_free && _hak_block_is_free(hak_slab_of(hak_superslab_of(p), (uintptr_t)p), b))
       return freed;
     return (hak_misuse_t){.kind = HAK_MISUSE_OVERFLOW};
   }
-  const uint8_t *c = (const uint8_t *)p, want = canary_byte(p);
-  for (size_t i = *asked, end = canary_end(*asked, room); i < end; i++)
-    if (c[i] != want) return (hak_misuse_t){.kind = HAK_MISUSE_OVERFLOW, .size = *asked, .given = i};
+  if (HAK_UNLIKELY(!canary_intact(p, *asked, room))) {
+    const uint8_t *c = (const uint8_t *)p;
+    size_t i = *asked;
+    while (c[i] == canary_byte(p)) i++;
+    return (hak_misuse_t){.kind = HAK_MISUSE_OVERFLOW, .size = *asked, .given = i};
+  }
   return (hak_misuse_t){.kind = HAK_MISUSE_NONE};
+}
+
+/* The usable bytes of p, as _hak_usable_size says (which reports what is
+ * not a block), with a block of a slab's looked up here. */
+static size_t room_of(const void *p, const char *who) {
+  if (HAK_LIKELY(hak_chunk_kind(p) == HAK_CHUNK_SUPERSLAB)) {
+    const hak_slab_t *s = hak_slab_of(hak_superslab_of(p), (uintptr_t)p);
+    if (HAK_LIKELY(hak_slab_has_block(s, p))) return s->block_size;
+  }
+  return _hak_usable_size(p, who);
 }
 
 /* The size the program asked for p, a pointer given to the API as a live
@@ -129,7 +168,7 @@ static size_t block_check(void *p, size_t *room, const char *who) {
     if (!is_zero_alloc(p)) _hak_report(who, p, (hak_misuse_t){.kind = HAK_MISUSE_NO_BLOCK});
     return 0;
   }
-  size_t r = _hak_usable_size(p, who), asked = 0;
+  size_t r = room_of(p, who), asked = 0;
   if (!r) return 0;
   hak_misuse_t m = block_problem(p, r, &asked);
   if (m.kind != HAK_MISUSE_NONE) {
@@ -140,18 +179,21 @@ static size_t block_check(void *p, size_t *room, const char *who) {
   return asked;
 }
 
-/* A block leaving the quarantine must be as its free left it: its size
- * record, the quarantine mark, and zero (beyond HAK_MID_MAX: its
- * trailer). The offset of the first byte written since, or room. */
-static size_t quarantine_damage(const hak_block_t *b, size_t room) {
+/* A block in the quarantine is as its free left it: its size record, the
+ * quarantine mark, and zero (beyond HAK_ZEROED_MAX: its trailer). The
+ * offset of the first byte written since, or room. When it leaves, only
+ * its first words and trailer are looked at (`whole` false): malloc
+ * proves the rest zero when it hands the block out again. */
+static size_t quarantine_damage(const hak_block_t *b, size_t room, bool whole) {
   const char *c = (const char *)b;
   if ((*(const uint64_t *)b ^ block_key(b)) > room - OVERHEAD) return 0;
   if (b->mark != quarantine_mark()) return 8;
-  return first_nonzero(c, room <= HAK_MID_MAX ? 16 : room - 8, room);
+  if (room <= HAK_ZEROED_MAX) return whole ? first_nonzero(c, 16, room) : room;
+  return first_nonzero(c, room - 8, room);
 }
 
-static void quarantine_check(hak_block_t *b, size_t room, const char *who) {
-  size_t bad = quarantine_damage(b, room);
+static void quarantine_check(hak_block_t *b, size_t room, bool whole, const char *who) {
+  size_t bad = quarantine_damage(b, room, whole);
   if (bad != room)
     _hak_report(who, b,
                 (hak_misuse_t){.kind = HAK_MISUSE_FREED_WRITE, .block = b, .size = room, .given = bad});
@@ -169,10 +211,13 @@ void *_hak_secure_alloc(size_t size, size_t align, bool zero) {
     errno = ENOMEM;
     return NULL;
   }
-  char *p = align <= 16 ? hak_alloc_inline(size + OVERHEAD) : _hak_alloc_aligned(align, size + OVERHEAD);
+  size_t inner = size + OVERHEAD;
+  char *p = align <= 16 ? hak_alloc_inline(inner) : _hak_alloc_aligned(align, inner);
   if (!p) return NULL;
-  size_t room = _hak_usable_size(p, "malloc");
-  if (room <= HAK_MID_MAX) {
+  /* A Tiny class's size is the request rounded up to 16 bytes. */
+  size_t room =
+      align <= 16 && inner <= HAK_TINY_MAX ? (inner + 15) & ~(size_t)15 : _hak_usable_size(p, "malloc");
+  if (room <= HAK_ZEROED_MAX) {
     /* Zero since its free (or its carving), but for the link and mark. */
     size_t bad = first_nonzero(p, 16, room);
     if (bad != room)
@@ -180,7 +225,7 @@ void *_hak_secure_alloc(size_t size, size_t align, bool zero) {
                   (hak_misuse_t){.kind = HAK_MISUSE_FREED_WRITE, .block = p, .size = room, .given = bad});
     memset(p, 0, 16);
   } else if (zero && hak_chunk_kind(p) == HAK_CHUNK_SUPERSLAB) {
-    memset(p, 0, size); /* a pool block (Large ones are fresh pages) */
+    memset(p, 0, size); /* Large blocks are fresh pages */
   }
   memset(p + size, canary_byte(p), canary_end(size, room) - size);
   *trailer(p, room) = size ^ block_key(p);
@@ -201,7 +246,7 @@ void _hak_secure_free(void *p, size_t given, bool sized, const char *who) {
     return;
   }
   hak_block_t *b = p;
-  if (room <= HAK_MID_MAX) memset(p, 0, room);
+  if (room <= HAK_ZEROED_MAX) memset(p, 0, room);
   else *trailer(p, room) = 0;
   hak_heap_t *h = hak_tls_own_heap();
   size_t budget = (size_t)hak_opt(HAK_OPT_QUARANTINE_KB) << 10;
@@ -212,9 +257,9 @@ void _hak_secure_free(void *p, size_t given, bool sized, const char *who) {
   *(uint64_t *)p = asked ^ block_key(p);
   b->mark = quarantine_mark();
   _hak_quarantine_put(&h->quarantine, b, room);
-  for (hak_block_t *e; (e = _hak_quarantine_take(&h->quarantine, budget)) != NULL;) {
-    size_t r = _hak_usable_size(e, who);
-    quarantine_check(e, r, who);
+  size_t r;
+  for (hak_block_t *e; (e = _hak_quarantine_take(&h->quarantine, budget, &r)) != NULL;) {
+    quarantine_check(e, r, false, who);
     hak_free_inline(e, who);
   }
 }
@@ -251,7 +296,7 @@ void _hak_secure_check_quarantine(const char *who) {
   if (!h) return;
   hak_quarantine_t *q = &h->quarantine;
   for (uint32_t i = 0; i < q->count; i++) {
-    hak_block_t *b = q->slot[(q->first + i) % HAK_QUARANTINE_SLOTS].block;
-    quarantine_check(b, _hak_usable_size(b, who), who);
+    uint32_t k = (q->first + i) % HAK_QUARANTINE_SLOTS;
+    quarantine_check(q->slot[k].block, q->slot[k].size, true, who);
   }
 }

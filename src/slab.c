@@ -77,12 +77,12 @@ hak_slab_t *_hak_pool_alloc(hak_pool_t *p, size_t cls, uint32_t owner) {
 /* The secure build carves k blocks from `first` on into a list in a
  * random order (a shuffle seeded by the secret, the clock and the
  * address), so that where the next block lies cannot be predicted from
- * the last; blocks up to HAK_MID_MAX zeroed, as secure.c hands them out
+ * the last; blocks up to HAK_ZEROED_MAX zeroed, as secure.c hands them out
  * (the units may have held other blocks). */
 static hak_block_t *carve_shuffled(hak_slab_t *s, char *first, uint32_t k) {
   uint16_t order[HAK_PAGE / 16];
   HAK_DEBUG_ASSERT(k <= HAK_PAGE / 16);
-  if (s->block_size <= HAK_MID_MAX) memset(first, 0, (size_t)k * s->block_size);
+  if (s->block_size <= HAK_ZEROED_MAX) memset(first, 0, (size_t)k * s->block_size);
   uint64_t r = hak_secret() ^ _hak_os_ticks() ^ (uintptr_t)first;
   for (uint32_t i = 0; i < k; i++) {
     uint32_t j = 0;

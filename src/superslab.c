@@ -24,6 +24,7 @@ static char *unit_addr(hak_superslab_t *ss, unsigned u) {
 void _hak_ss_init(hak_superslab_t *ss) {
   ss->free_units = UINT32_MAX;
   ss->dirty_units = 0;
+  ss->guarded = 0;
   atomic_store_explicit(&ss->pool, NULL, memory_order_relaxed);
   for (unsigned u = 0; u < HAK_UNITS; u++) {
     ss->unit_slab[u] = &ss->slab[u];
@@ -52,14 +53,27 @@ static size_t units_clean(hak_superslab_t *ss, uint32_t bits) {
 /* The secure build's guard pages: the last page of every slab's units has
  * no access, so a write that runs off the end of its last block (towards
  * the next slab, or the next SuperSlab's header) faults. Slab geometry
- * leaves that page out of the blocks (size_class.c, slab.c). Setting one
- * may fail past the kernel's limit of mappings (the slab then has none);
- * taking one away must not. */
-static void guard_page(hak_superslab_t *ss, unsigned end_unit, bool set) {
-  if (!hak_cfg_secure) return;
-  char *page = (char *)ss + ((size_t)end_unit << HAK_UNIT_SHIFT) - HAK_PAGE;
-  int rc = _hak_os_protect(page, HAK_PAGE, !set);
-  HAK_ASSERT(set || rc == 0);
+ * leaves that page out of the blocks (size_class.c, slab.c). A guard
+ * stays when its slab's units come back (`guarded`), so that units taken
+ * again for a slab of the same shape need no system call; one that would
+ * fall inside a new slab is taken away first (which must not fail).
+ * Setting one may fail past the kernel's limit of mappings (the slab then
+ * has none). */
+static char *guard_addr(hak_superslab_t *ss, unsigned unit) {
+  return (char *)ss + ((size_t)(unit + 1) << HAK_UNIT_SHIFT) - HAK_PAGE;
+}
+
+static void guard_slab(hak_superslab_t *ss, unsigned u, unsigned n) {
+  if (!hak_cfg_secure || !n) return;
+  uint32_t inside = hak_unit_bits(u, n - 1) & ss->guarded;
+  for (uint32_t m = inside; m; m &= m - 1) {
+    int rc = _hak_os_protect(guard_addr(ss, (unsigned)__builtin_ctz(m)), HAK_PAGE, true);
+    HAK_ASSERT(rc == 0);
+  }
+  ss->guarded &= ~inside;
+  uint32_t end = 1u << (u + n - 1);
+  if (!(ss->guarded & end) && _hak_os_protect(guard_addr(ss, u + n - 1), HAK_PAGE, false) == 0)
+    ss->guarded |= end;
 }
 
 hak_slab_t *_hak_units_take(hak_superslab_t *ss, unsigned u, unsigned n, uint32_t owner) {
@@ -75,7 +89,7 @@ hak_slab_t *_hak_units_take(hak_superslab_t *ss, unsigned u, unsigned n, uint32_
   s->units = (uint8_t)n;
   atomic_store_explicit(&s->owner, owner, memory_order_relaxed);
   for (unsigned i = 0; i < n; i++) ss->unit_slab[u + i] = s;
-  guard_page(ss, u + n, true);
+  guard_slab(ss, u, n);
   if (hak_cfg_debug) _hak_superslab_check(ss);
   return s;
 }
@@ -87,8 +101,7 @@ void _hak_units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned first, hak_tic
    * first unit of a one-block run keeps capacity 1 and its block size, so
    * that a second free of that block is known for what it is. */
   bool single = s->capacity == 1 && !first;
-  guard_page(ss, u + s->units, false);
-  if (first) guard_page(ss, u + first, true);
+  guard_slab(ss, u, first); /* what it keeps */
   for (unsigned k = u + first; k < u + s->units; k++) {
     ss->unit_slab[k] = &ss->slab[k];
     ss->unit_freed[k] = (uint32_t)(since >> HAK_AGE_SHIFT);
