@@ -436,29 +436,10 @@ void _hak_heap_detach_class(hak_heap_t *h, size_t c, bool recount) {
   }
 }
 
-void _hak_quarantine_put(hak_quarantine_t *q, hak_block_t *b, size_t size) {
-  uint32_t i = (q->first + q->count) % HAK_QUARANTINE_SLOTS;
-  q->slot[i].block = b;
-  q->slot[i].size = size;
-  atomic_signal_fence(memory_order_release); /* a fork child sees the slot before the count */
-  q->count++;
-  q->bytes += size;
-}
-
-hak_block_t *_hak_quarantine_take(hak_quarantine_t *q, size_t budget, size_t *size) {
-  if (!q->count || (q->bytes <= budget && q->count < HAK_QUARANTINE_SLOTS)) return NULL;
-  hak_block_t *b = q->slot[q->first].block;
-  *size = q->slot[q->first].size;
-  q->bytes -= *size;
-  q->first = (q->first + 1) % HAK_QUARANTINE_SLOTS;
-  q->count--;
-  return b;
-}
-
 /* Every block in h's quarantine is freed. */
 static void heap_drain(hak_heap_t *h) {
   size_t size;
-  for (hak_block_t *b; (b = _hak_quarantine_take(&h->quarantine, 0, &size)) != NULL;)
+  for (hak_block_t *b; (b = hak_quarantine_take(&h->quarantine, 0, &size)) != NULL;)
     heap_free(h, hak_slab_of(hak_superslab_of(b), (uintptr_t)b), b);
 }
 

@@ -63,6 +63,27 @@ typedef struct hak_quarantine {
   size_t bytes;
 } hak_quarantine_t;
 
+/* A block (of `size` bytes) goes in. */
+static inline void hak_quarantine_put(hak_quarantine_t *q, hak_block_t *b, size_t size) {
+  uint32_t i = (q->first + q->count) % HAK_QUARANTINE_SLOTS;
+  q->slot[i].block = b;
+  q->slot[i].size = size;
+  atomic_signal_fence(memory_order_release); /* a fork child sees the slot before the count */
+  q->count++;
+  q->bytes += size;
+}
+/* The oldest comes out, with its size (NULL if none), while the blocks
+ * held are over `budget` bytes or fill every slot. */
+static inline hak_block_t *hak_quarantine_take(hak_quarantine_t *q, size_t budget, size_t *size) {
+  if (!q->count || (q->bytes <= budget && q->count < HAK_QUARANTINE_SLOTS)) return NULL;
+  hak_block_t *b = q->slot[q->first].block;
+  *size = q->slot[q->first].size;
+  q->bytes -= *size;
+  q->first = (q->first + 1) % HAK_QUARANTINE_SLOTS;
+  q->count--;
+  return b;
+}
+
 typedef struct hak_heap hak_heap_t;
 struct hak_heap {
   hak_front_t front;                    /* first: the thread-local points here */
@@ -114,11 +135,6 @@ void _hak_heap_detach_class(hak_heap_t *h, size_t c, bool recount);
 void _hak_heap_detach_all(hak_heap_t *h, bool recount);
 void _hak_heap_release_spares(hak_heap_t *h);
 size_t _hak_heap_trim(hak_heap_t *h);
-/* The quarantine: a block (of `size` bytes) goes in; the oldest comes
- * out, with its size, (NULL if none) while the blocks held are over
- * `budget` bytes or fill every slot. */
-void _hak_quarantine_put(hak_quarantine_t *q, hak_block_t *b, size_t size);
-hak_block_t *_hak_quarantine_take(hak_quarantine_t *q, size_t budget, size_t *size);
 
 /* ---- thread.c: registry, thread-local, thread exit, global heap, fork -- */
 extern hak_lock_t _hak_heap_registry_lock;

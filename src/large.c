@@ -10,9 +10,10 @@
  *
  * The secure build gives each block pages of its own after the header's,
  * and a guard page (no access) after them; a freed block's pages are
- * purged and lose all access while the mapping waits in a quarantine of
- * the last LARGE_QUARANTINE frees, then it is unmapped: BigCache and
- * mremap are not used. */
+ * replaced by fresh ones with no access while the mapping waits in a
+ * quarantine of the last LARGE_QUARANTINE frees: it serves a block of the
+ * same size again once half of them came after it, and is unmapped when
+ * it is the oldest. BigCache and mremap are not used. */
 #include <string.h>
 
 #include "internal.h"
@@ -262,6 +263,39 @@ static char *map_fresh(size_t need, size_t align) {
   return base;
 }
 
+/* The secure build hands a quarantined mapping out again once at least
+ * half the quarantine's worth of Large frees came after its own: the
+ * oldest of exactly `need` bytes whose block starts `offset` bytes in
+ * (NULL if none). Its pages have no access and read zero once they get it
+ * back; its header and guard page are in place. Large lock held. */
+static char *quarantine_reuse(size_t need, size_t offset) {
+  for (size_t k = 0; k < LARGE_QUARANTINE / 2; k++) {
+    size_t i = (quarantine_next + k) % LARGE_QUARANTINE;
+    char *base = quarantine[i].base;
+    if (base && quarantine[i].size == need && ((hak_large_t *)base)->offset == offset) {
+      quarantine[i].base = NULL;
+      return base;
+    }
+  }
+  return NULL;
+}
+
+/* A freed mapping (secure build) waits in the quarantine; the oldest one
+ * there makes room, and is returned (NULL if none) for the caller to unmap
+ * once it dropped the lock. Large lock held. */
+static char *quarantine_put(char *base, size_t size, size_t *old_size) {
+  size_t i = quarantine_next++ % LARGE_QUARANTINE;
+  char *old = quarantine[i].base;
+  *old_size = quarantine[i].size;
+  if (old) {
+    hak_chunk_mark(old, HAK_CHUNK_NONE);
+    mapped_bytes -= *old_size;
+  }
+  quarantine[i].base = base;
+  quarantine[i].size = size;
+  return old;
+}
+
 void *_hak_large_alloc(size_t size, size_t align, bool zero) {
   if (size > PTRDIFF_MAX) return NULL;
   size_t offset = offset_for(align), need = page_round(offset + size) + LARGE_GUARD;
@@ -269,13 +303,20 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero) {
   cache_entry_t e;
   _hak_lock(&_hak_large_lock);
   bool hit = !hak_cfg_secure && align <= HAK_SS_SIZE && cache_take(need, &e);
+  char *base = hak_cfg_secure ? quarantine_reuse(need, offset) : NULL;
   if (hit) cache_hits++;
   else cache_misses++;
   cache_decay(now, false);
   large_unlock();
   size_t got = need, fresh = 0;
-  char *base = hit ? cache_fit(&e, need, now, &got) : NULL;
-  bool zeroed = base && e.zeroed;
+  bool zeroed = true;
+  if (base) { /* the block's part of one mapping with no access: giving it access splits nothing */
+    int rc = _hak_os_protect(base + offset, need - offset - LARGE_GUARD, true);
+    HAK_ASSERT(rc == 0);
+  } else if (hit) {
+    base = cache_fit(&e, need, now, &got);
+    zeroed = base && e.zeroed;
+  }
   if (!base) { /* fresh pages are zero: calloc skips the memset */
     base = map_fresh(need, align);
     if (!base) return NULL;
@@ -310,22 +351,6 @@ hak_misuse_t _hak_large_problem(const void *p) {
   if (h->magic == LARGE_MAGIC && (const char *)p > block && (const char *)p < block + size)
     return (hak_misuse_t){.kind = HAK_MISUSE_INSIDE, .block = block, .size = size};
   return (hak_misuse_t){.kind = HAK_MISUSE_NO_BLOCK};
-}
-
-/* A freed mapping (secure build) waits in the quarantine; the oldest one
- * there makes room, and is returned (NULL if none) for the caller to unmap
- * once it dropped the lock. Large lock held. */
-static char *quarantine_put(char *base, size_t size, size_t *old_size) {
-  size_t i = quarantine_next++ % LARGE_QUARANTINE;
-  char *old = quarantine[i].base;
-  *old_size = quarantine[i].size;
-  if (old) {
-    hak_chunk_mark(old, HAK_CHUNK_NONE);
-    mapped_bytes -= *old_size;
-  }
-  quarantine[i].base = base;
-  quarantine[i].size = size;
-  return old;
 }
 
 void _hak_large_free(void *p) {

@@ -46,6 +46,18 @@ static size_t canary_end(size_t asked, size_t room) {
   return asked + CANARY_MAX < room - 8 ? asked + CANARY_MAX : room - 8;
 }
 
+/* The canary bytes after asked: as canary_intact reads them. */
+static void canary_set(char *p, size_t asked, size_t room) {
+  size_t end = canary_end(asked, room);
+  uint64_t c = canary_byte(p) * 0x0101010101010101ull;
+  if (end - asked < 8) {
+    memset(p + asked, (uint8_t)c, end - asked);
+    return;
+  }
+  memcpy(p + asked, &c, 8);
+  memcpy(p + end - 8, &c, 8);
+}
+
 /* Whether the canary bytes after asked still hold the canary: 1 to 16
  * bytes, read as two words that may overlap (the trailer follows the
  * canary, so a canary under 8 bytes is read one byte at a time). */
@@ -227,7 +239,7 @@ void *_hak_secure_alloc(size_t size, size_t align, bool zero) {
   } else if (zero && hak_chunk_kind(p) == HAK_CHUNK_SUPERSLAB) {
     memset(p, 0, size); /* Large blocks are fresh pages */
   }
-  memset(p + size, canary_byte(p), canary_end(size, room) - size);
+  canary_set(p, size, room);
   *trailer(p, room) = size ^ block_key(p);
   return p;
 }
@@ -256,9 +268,9 @@ void _hak_secure_free(void *p, size_t given, bool sized, const char *who) {
   }
   *(uint64_t *)p = asked ^ block_key(p);
   b->mark = quarantine_mark();
-  _hak_quarantine_put(&h->quarantine, b, room);
+  hak_quarantine_put(&h->quarantine, b, room);
   size_t r;
-  for (hak_block_t *e; (e = _hak_quarantine_take(&h->quarantine, budget, &r)) != NULL;) {
+  for (hak_block_t *e; (e = hak_quarantine_take(&h->quarantine, budget, &r)) != NULL;) {
     quarantine_check(e, r, false, who);
     hak_free_inline(e, who);
   }

@@ -66,8 +66,10 @@ static char *guard_addr(hak_superslab_t *ss, unsigned unit) {
 static void guard_slab(hak_superslab_t *ss, unsigned u, unsigned n) {
   if (!hak_cfg_secure || !n) return;
   uint32_t inside = hak_unit_bits(u, n - 1) & ss->guarded;
-  for (uint32_t m = inside; m; m &= m - 1) {
-    int rc = _hak_os_protect(guard_addr(ss, (unsigned)__builtin_ctz(m)), HAK_PAGE, true);
+  if (inside) { /* one call from the first to the last: the pages between have access already */
+    char *first = guard_addr(ss, (unsigned)__builtin_ctz(inside));
+    char *last = guard_addr(ss, 31u - (unsigned)__builtin_clz(inside));
+    int rc = _hak_os_protect(first, (size_t)(last - first) + HAK_PAGE, true);
     HAK_ASSERT(rc == 0);
   }
   ss->guarded &= ~inside;

@@ -312,6 +312,17 @@ static int freed_write_reused(void *arg) {
   return 95;
 }
 
+/* A Large block's pages lose all access when it is freed. */
+static int freed_write_large(void *arg) {
+  (void)arg;
+  char *p = malloc(4 * MiB);
+  memset(p, 1, 4 * MiB);
+  free(p);
+  expect("SIGSEGV");
+  LAUNDER(p)[4096] = 'X';
+  return 0;
+}
+
 /* ---- zero-byte allocations, the size given to free_sized, execution ---- */
 
 static int zero_write(void *arg) {
@@ -408,6 +419,7 @@ static const misuse_case_t cases[] = {
     {"write after free, seen when handed out again", freed_write_reused, NULL, GOES_ON, ABORTS, 1},
     {"write after free in the quarantine, seen when handed out again", freed_write_reused, "", GOES_ON,
      ABORTS, 1},
+    {"write after free, Large", freed_write_large, NULL, UNDEFINED, FAULTS, 1},
     {"write to a zero-byte allocation", zero_write, NULL, GOES_ON, FAULTS, 1},
     {"read of a zero-byte allocation", zero_read, NULL, GOES_ON, FAULTS, 1},
     {"free_sized with the wrong size", sized_wrong, NULL, GOES_ON, ABORTS, 1},
@@ -461,6 +473,20 @@ static int not_reused_at_once(void *arg) {
   return q == p || r == p;
 }
 
+/* A freed Large mapping is not handed out again before 32 more Large
+ * frees. */
+static int large_not_reused(void *arg) {
+  (void)arg;
+  void *p = malloc(4 * MiB);
+  free(p);
+  for (int i = 0; i < 31; i++) {
+    void *q = malloc(4 * MiB);
+    if (q == p) return 1;
+    free(q);
+  }
+  return 0;
+}
+
 static int realloc_moves(void *arg) {
   (void)arg;
   void *p = malloc(100), *q = realloc(p, 60), *r = realloc(q, 61);
@@ -486,6 +512,7 @@ static const property_t properties[] = {
     {"fresh blocks are zeroed", fresh_zeroed},
     {"freed blocks are zeroed", freed_zeroed},
     {"a freed block is not handed out at once", not_reused_at_once},
+    {"a freed Large mapping is not handed out again at once", large_not_reused},
     {"realloc always moves the block", realloc_moves},
     {"blocks are carved in a random order", random_order},
 };
