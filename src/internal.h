@@ -564,7 +564,7 @@ void _hak_slab_shrink(hak_slab_t *s, unsigned n);
  * unit in no slab (carved 0). */
 static inline bool hak_slab_has_block(const hak_slab_t *s, const void *p) {
   uint64_t x = ((uintptr_t)p & (HAK_SS_SIZE - 1)) - (uint64_t)s->start;
-  return hak_block_index(x * _hak_block_mul[s->cls]) < s->carved;
+  return hak_block_index(x * _hak_block_mul[s->cls]) < __atomic_load_n(&s->carved, __ATOMIC_RELAXED);
 }
 /* A free block's link. The secure build stores it xor the secret and the
  * block's address, so that a link the program overwrites after the free

@@ -266,13 +266,15 @@ static char *map_fresh(size_t need, size_t align) {
 /* The secure build hands a quarantined mapping out again once at least
  * half the quarantine's worth of Large frees came after its own: the
  * oldest of exactly `need` bytes whose block starts `offset` bytes in
- * (NULL if none). Its pages have no access and read zero once they get it
+ * and aligned to `align` (NULL if none). Its pages have no access and read zero once they get it
  * back; its header and guard page are in place. Large lock held. */
-static char *quarantine_reuse(size_t need, size_t offset) {
+static char *quarantine_reuse(size_t need, size_t offset, size_t align) {
   for (size_t k = 0; k < LARGE_QUARANTINE / 2; k++) {
     size_t i = (quarantine_next + k) % LARGE_QUARANTINE;
     char *base = quarantine[i].base;
-    if (base && quarantine[i].size == need && ((hak_large_t *)base)->offset == offset) {
+    /* From 2 MiB up every alignment has offset 2 MiB: the block must be as aligned as asked. */
+    if (base && quarantine[i].size == need && ((hak_large_t *)base)->offset == offset &&
+        ((uintptr_t)(base + offset) & (align - 1)) == 0) {
       quarantine[i].base = NULL;
       return base;
     }
@@ -303,7 +305,7 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero) {
   cache_entry_t e;
   _hak_lock(&_hak_large_lock);
   bool hit = !hak_cfg_secure && align <= HAK_SS_SIZE && cache_take(need, &e);
-  char *base = hak_cfg_secure ? quarantine_reuse(need, offset) : NULL;
+  char *base = hak_cfg_secure ? quarantine_reuse(need, offset, align ? align : 1) : NULL;
   if (hit) cache_hits++;
   else cache_misses++;
   cache_decay(now, false);

@@ -250,7 +250,7 @@ static int overflow(void *arg) {
     expect("hakmem: free(): write past the end of %p (%zu bytes allocated, offset %zu written)", (void *)p,
            o->size, o->size);
   if (o->by_memcpy) memcpy(LAUNDER(p), source, o->size + o->over);
-  else memset(LAUNDER(p) + o->size, 'A', o->over);
+  else memset(LAUNDER(p) + o->size, 'B', o->over); /* even: the secure build's canary bytes are odd */
   free(p);
   return 0;
 }

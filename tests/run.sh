@@ -8,6 +8,10 @@
 #   tests/bin/debug/NAME    linked with the debug library
 #   tests/bin/api-static    linked -static with libhakmem.a
 #   tests/bin/glibc/NAME    plain glibc binaries, run with LD_PRELOAD
+#   tests/bin/ubsan/libhakmem.so, tests/bin/tsan/tsan, tests/bin/fuzz/alloc
+#   and alloc-secure        the sanitizer builds and the fuzzer, of the
+#                           default and the secure build (skipped with a line
+#                           when clang or its runtimes are missing)
 # then the library's TLS segment and exports, and real programs (python3,
 # gcc, git, sort, a build of this project) under LD_PRELOAD, whose output
 # must be byte-identical to a run without it.
@@ -18,7 +22,7 @@
 # TEST_TIMEOUT (default 300) bounds each command in seconds. RSS_SECONDS
 # (default 30) is the length of rss's mixed workload in the release run; the
 # LD_PRELOAD run takes at most 6 s of it and the debug run skips it (0 skips
-# it everywhere).
+# it everywhere). FUZZ_SECONDS (default 60) is the length of each fuzzing run.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
@@ -127,7 +131,8 @@ done
 
 # One code style (.clang-format) over src/, include/ and tests/.
 if command -v clang-format >/dev/null 2>&1; then
-  clang-format --dry-run --Werror src/*.c src/*.h include/*.h tests/*.c tests/*.h tests/*.cc >"$TMP/format" 2>&1
+  clang-format --dry-run --Werror src/*.c src/*.h include/*.h tests/*.c tests/*.h tests/*.cc tests/fuzz/*.c \
+    >"$TMP/format" 2>&1
   ok=$?
   [ "$ok" = 0 ] && ok=1 || ok=0
   check "src/, include/ and tests/ are formatted as .clang-format says (clang-format -i fixes it)" $ok "$TMP/format"
@@ -188,6 +193,70 @@ run_bin "rss trim (HAKMEM_THP=1)" env HAKMEM_THP=1 "$B/rss" trim
 
 # ---- the soak run, short (make soak runs it for 10 minutes) ---------------------
 run_bin "soak (${SOAK_SECONDS:-20} s)" "$B/soak" "${SOAK_SECONDS:-20}"
+
+# ---- sanitizers (tests/sanitize.mk; built when clang has the runtimes) ----------
+# The UBSan build of the library under the glibc binaries, with less work
+# (stress for 1 s, transfer 40 rounds).
+UBSAN_LIB=$B/ubsan/libhakmem.so
+if [ -f "$UBSAN_LIB" ]; then
+  UB=(env LD_PRELOAD="$ROOT/$UBSAN_LIB" UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1)
+  run_bin "api (LD_PRELOAD UBSan)" "${UB[@]}" "$B/glibc/api"
+  run_bin "stress (LD_PRELOAD UBSan, 1 s)" "${UB[@]}" STRESS_SECONDS=1 "$B/glibc/stress"
+  run_bin "churn (LD_PRELOAD UBSan)" "${UB[@]}" "$B/glibc/churn"
+  run_bin "transfer (LD_PRELOAD UBSan)" "${UB[@]}" TRANSFER_ROUNDS=40 "$B/glibc/transfer"
+else
+  skip "the UBSan runs: $UBSAN_LIB is not built (clang's UBSan runtime: apt-get install clang libclang-rt-14-dev)"
+fi
+
+# The hak_* API from many threads under TSan. Its suppressions name
+# functions, which only a symbolizer can read from the binary.
+if [ ! -x "$B/tsan/tsan" ]; then
+  skip "the TSan run: $B/tsan/tsan is not built (clang's TSan runtime: apt-get install clang libclang-rt-14-dev)"
+elif ! compgen -c llvm-symbolizer | grep -q .; then
+  skip "the TSan run: no llvm-symbolizer to name the frames tests/tsan.supp matches (apt-get install llvm-14)"
+else
+  run_bin "tsan (TSan)" \
+    env TSAN_OPTIONS="halt_on_error=1 suppressions=$ROOT/tests/tsan.supp" "$B/tsan/tsan"
+fi
+
+# ---- the fuzzer (tests/fuzz.mk; built when clang has libFuzzer) -----------------
+# For the default build and the secure one: each seed of the corpus once
+# (the inputs that found bugs among them), then FUZZ_SECONDS (default 60) of
+# fuzzing from a copy of it with make fuzz's flags; a crash is saved in
+# tests/fuzz/crashes/.
+# fuzz_output FILE: libFuzzer's output without the frames of its own and
+# libc's in a crash's stack, so that the tail shows what failed.
+fuzz_output() { awk '!/^ *#[0-9]+ / || /(src|tests)\/[^ (]*\.c:[0-9]/' "$1"; }
+FUZZ_S=${FUZZ_SECONDS:-60}
+read -r -a fuzz_flags <<<"$(sed -n 's/^FUZZ_FLAGS *:= *//p' tests/fuzz.mk)"
+for FUZZER in $B/fuzz/alloc $B/fuzz/alloc-secure; do
+  if [ ! -x "$FUZZER" ]; then
+    skip "the fuzzer: $FUZZER is not built (clang with libFuzzer: apt-get install clang libclang-rt-14-dev)"
+    continue
+  fi
+  for seed in tests/fuzz/corpus/*; do
+    "$FUZZER" -artifact_prefix="$TMP/replay-" "$seed" >"$TMP/replay" 2>&1
+    ok=$?
+    [ "$ok" = 0 ] && ok=1 || ok=0
+    fuzz_output "$TMP/replay" >"$TMP/replay.why"
+    check "fuzz: corpus/${seed##*/} replays (${FUZZER##*/})" $ok "$TMP/replay.why"
+  done
+  rm -rf "$TMP/corpus"
+  mkdir -p "$TMP/corpus" tests/fuzz/crashes && cp tests/fuzz/corpus/* "$TMP/corpus/"
+  t=$SECONDS
+  timeout -k 10 $((FUZZ_S + ${TEST_TIMEOUT:-300})) "$FUZZER" "${fuzz_flags[@]}" -max_total_time="$FUZZ_S" \
+    -artifact_prefix=tests/fuzz/crashes/ "$TMP/corpus" >"$TMP/fuzz" 2>&1 </dev/null
+  rc=$?
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$TMP/fuzz" | tail -n 1)
+  ok=1
+  fuzz_output "$TMP/fuzz" >"$TMP/fuzz.why"
+  if [ "$rc" != 0 ]; then
+    ok=0
+    crash=$(sed -n 's/.*Test unit written to //p' "$TMP/fuzz" | tail -n 1)
+    echo "exit status $rc; the input: ${crash:-none saved}; replay: $FUZZER ${crash:-FILE}" >>"$TMP/fuzz.why"
+  fi
+  check "fuzz: $FUZZER for $FUZZ_S s, ${runs:-no} inputs run ($((SECONDS - t)) s)" $ok "$TMP/fuzz.why"
+done
 
 # ---- real programs under LD_PRELOAD ---------------------------------------------
 # same_output LABEL PLAIN PRELOADED ERRFILE PATTERN: one check that both runs
