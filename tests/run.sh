@@ -159,12 +159,13 @@ for t in $TESTS; do
 done
 run_bin "stress (LD_PRELOAD debug)" env LD_PRELOAD="$DBG" "$B/glibc/stress"
 run_bin "fork (LD_PRELOAD debug)" env LD_PRELOAD="$DBG" "$B/glibc/fork"
-# The secure build: its death tests and stress as they are; the tests
-# that count bytes in use, with no quarantine (which holds freed blocks
-# that count as in use). tiers and bigcache test BigCache, which the secure
-# build does not use.
+# The secure build: its death tests, stress and a short soak as they are;
+# the tests that count bytes in use, with no quarantine (which holds freed
+# blocks that count as in use). tiers and bigcache test BigCache, which the
+# secure build does not use.
 run_bin "misuse (LD_PRELOAD secure)" env LD_PRELOAD="$SEC" "$B/glibc/misuse"
 run_bin "stress (LD_PRELOAD secure)" env LD_PRELOAD="$SEC" "$B/glibc/stress"
+run_bin "soak (LD_PRELOAD secure, 10 s)" env LD_PRELOAD="$SEC" "$B/glibc/soak" 10
 for t in api cxx fork churn transfer foreign tdtor options; do
   run_bin "$t (LD_PRELOAD secure, HAKMEM_QUARANTINE_KB=0)" env LD_PRELOAD="$SEC" HAKMEM_QUARANTINE_KB=0 "$B/glibc/$t"
 done
