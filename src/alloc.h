@@ -8,7 +8,17 @@
 #ifndef HAK_ALLOC_H
 #define HAK_ALLOC_H
 
+#include <errno.h>
+
 #include "internal.h"
+
+/* n * size in *total, or false (errno ENOMEM) if it overflows: calloc's
+ * and reallocarray's check. */
+static inline bool hak_total_of(size_t n, size_t size, size_t *total) {
+  if (!__builtin_mul_overflow(n, size, total)) return true;
+  errno = ENOMEM;
+  return false;
+}
 
 /* Keeps an offset in a register where the compiler would add it to its
  * base once for several accesses: each access then takes it as an index,

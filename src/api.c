@@ -15,10 +15,7 @@ void *_hak_alloc_slow(size_t size) {
 
 void *_hak_calloc(size_t n, size_t size) {
   size_t total;
-  if (__builtin_mul_overflow(n, size, &total)) {
-    errno = ENOMEM;
-    return NULL;
-  }
+  if (!hak_total_of(n, size, &total)) return NULL;
   if (total > HAK_POOL_MAX) {
     void *p = _hak_large_alloc(total, 0, true);
     if (!p) errno = ENOMEM;

@@ -265,9 +265,10 @@ static char *map_fresh(size_t need, size_t align) {
 
 /* The secure build hands a quarantined mapping out again once at least
  * half the quarantine's worth of Large frees came after its own: the
- * oldest of exactly `need` bytes whose block starts `offset` bytes in
- * and aligned to `align` (NULL if none). Its pages have no access and read zero once they get it
- * back; its header and guard page are in place. Large lock held. */
+ * oldest of exactly `need` bytes whose block starts `offset` bytes in,
+ * aligned to `align` (NULL if none). Its pages have no access and read
+ * zero once they get it back; its header and guard page are in place.
+ * Large lock held. */
 static char *quarantine_reuse(size_t need, size_t offset, size_t align) {
   for (size_t k = 0; k < LARGE_QUARANTINE / 2; k++) {
     size_t i = (quarantine_next + k) % LARGE_QUARANTINE;

@@ -25,17 +25,10 @@ static inline __attribute__((always_inline)) void free_block(void *p, const char
 
 HAK_API void free(void *p) { free_block(p, "free"); }
 
-/* n * size, or false (errno ENOMEM) if it overflows. */
-static bool total_of(size_t n, size_t size, size_t *total) {
-  if (!__builtin_mul_overflow(n, size, total)) return true;
-  errno = ENOMEM;
-  return false;
-}
-
 HAK_API void *calloc(size_t n, size_t size) {
   if (!hak_cfg_secure) return _hak_calloc(n, size);
   size_t total;
-  return total_of(n, size, &total) ? _hak_secure_alloc(total, 16, true) : NULL;
+  return hak_total_of(n, size, &total) ? _hak_secure_alloc(total, 16, true) : NULL;
 }
 
 static void *realloc_block(void *p, size_t size) {
@@ -46,7 +39,7 @@ HAK_API void *realloc(void *p, size_t size) { return realloc_block(p, size); }
 
 HAK_API void *reallocarray(void *p, size_t n, size_t size) {
   size_t total;
-  return total_of(n, size, &total) ? realloc_block(p, total) : NULL;
+  return hak_total_of(n, size, &total) ? realloc_block(p, total) : NULL;
 }
 
 static void *alloc_aligned(size_t align, size_t size) {

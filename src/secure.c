@@ -227,8 +227,7 @@ void *_hak_secure_alloc(size_t size, size_t align, bool zero) {
   char *p = align <= 16 ? hak_alloc_inline(inner) : _hak_alloc_aligned(align, inner);
   if (!p) return NULL;
   /* A Tiny class's size is the request rounded up to 16 bytes. */
-  size_t room =
-      align <= 16 && inner <= HAK_TINY_MAX ? (inner + 15) & ~(size_t)15 : _hak_usable_size(p, "malloc");
+  size_t room = align <= 16 && inner <= HAK_TINY_MAX ? (inner + 15) & ~(size_t)15 : room_of(p, "malloc");
   if (room <= HAK_ZEROED_MAX) {
     /* Zero since its free (or its carving), but for the link and mark. */
     size_t bad = first_nonzero(p, 16, room);

@@ -131,8 +131,8 @@ hak_block_t *_hak_slab_take(hak_slab_t *s) {
       *(hak_block_t *)b = (hak_block_t){(hak_block_t *)(b + s->block_size), s->mark};
     *(hak_block_t *)b = (hak_block_t){NULL, s->mark};
   }
-  __atomic_store_n(&s->carved, (uint16_t)(s->carved + k),
-                   __ATOMIC_RELAXED); /* other threads' frees read it */
+  /* Other threads' frees read it (hak_slab_has_block). */
+  __atomic_store_n(&s->carved, (uint16_t)(s->carved + k), __ATOMIC_RELAXED);
   s->used += k;
   return list;
 }
