@@ -10,7 +10,7 @@
 BENCH_CC     ?= $(CC)
 BENCH_CFLAGS ?= -O2 -pthread -std=gnu11 -Wall -Wextra
 BENCH_BIN    := bench/bin
-BENCH_PROGS  := fixed_size random_mixed mid_large_mt comprehensive larson xthread_churn \
+BENCH_PROGS  := fixed_size random_mixed mid_large_mt comprehensive larson xthread_churn large_churn \
                 mem_efficiency fastpath measure
 BENCH_EXES   := $(BENCH_PROGS:%=$(BENCH_BIN)/%)
 

@@ -54,6 +54,7 @@ specs=(
   "comprehensive/prodcons|comprehensive|prodcons 10M @T|prodcons 3M @T"
   "larson|larson|1.5 8 1000 5000 100 4141 @T|0.4 8 1000 5000 100 4141 @T"
   "xthread_churn|xthread_churn|@T 2000 2000|@T 500 2000"
+  "large_churn|large_churn|20 5 25 600|12 2 10 200"
   "mem_efficiency|mem_efficiency|64 8|32 6"
 )
 
@@ -235,7 +236,7 @@ md="$out_dir/latest.md"
     function med(s,  a, i, j, t, c) { c = split(s, a, " ");
       for (i = 2; i <= c; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
       return c % 2 ? a[(c + 1) / 2] + 0 : (a[c / 2] + a[c / 2 + 1]) / 2 }
-    function fmt_ops(x) { return x >= 1e8 ? sprintf("%.0f", x / 1e6) : x >= 1e7 ? sprintf("%.1f", x / 1e6) : sprintf("%.2f", x / 1e6) }
+    function fmt_ops(x) { return x >= 1e8 ? sprintf("%.0f", x / 1e6) : x >= 1e7 ? sprintf("%.1f", x / 1e6) : x >= 1e5 ? sprintf("%.2f", x / 1e6) : sprintf("%.3g", x / 1e6) }
     function fmt_mib(kb) { return kb >= 102400 ? sprintf("%.0f", kb / 1024) : sprintf("%.1f", kb / 1024) }
     $4 == "ok" { k = $1 SUBSEP $2; rss[k] = rss[k] " " $5; ops[k] = ops[k] " " $6
                  if ($7 != "") frag[k] = frag[k] " " $7; if ($8 != "") aft[k] = aft[k] " " $8 }

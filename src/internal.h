@@ -326,7 +326,7 @@ void _hak_assert_fail(const char *expr, const char *file, int line) __attribute_
     "delay before a wholly free reservation is unmapped")                                                    \
   X(MADV_FREE, "HAKMEM_MADV_FREE", 0, 0, 1, "purge with MADV_FREE instead of MADV_DONTNEED")                 \
   X(THP, "HAKMEM_THP", 0, 0, 2,                                                                              \
-    "transparent huge pages for SuperSlabs: 0 system default, 1 request, 2 forbid")                          \
+    "huge pages: 0 for malloc's Large blocks, else system default; 1 request, 2 forbid")                     \
   X(BIGCACHE_MB, "HAKMEM_BIGCACHE_MB", 32, 0, 65536, "bytes of freed Large mappings kept for reuse (MiB)")   \
   X(BIGCACHE_DECAY_MS, "HAKMEM_BIGCACHE_DECAY_MS", 1000, 0, 3600000,                                         \
     "age after which a cached Large mapping is unmapped")                                                    \

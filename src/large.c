@@ -91,13 +91,24 @@ static void unmap_region(char *base, size_t size) {
   mapped_bytes -= size;
 }
 
+/* BigCache's byte budget: HAKMEM_BIGCACHE_MB, or as much of the live
+ * Large bytes as the budget of empty memory allows (HAKMEM_RETAIN_SHARE),
+ * whichever is more: a program that keeps many large buffers and replaces
+ * them finds the pages it freed again. Large lock held. */
+static size_t cache_budget(void) {
+  size_t min = (size_t)hak_opt(HAK_OPT_BIGCACHE_MB) << 20;
+  long share = hak_opt(HAK_OPT_RETAIN_SHARE);
+  size_t dyn = share && min ? live_bytes / (size_t)share : 0;
+  return dyn > min ? dyn : min;
+}
+
 /* Unmaps the oldest entries while over the budget, older than the decay, or
  * all of them; then, while the empty memory is over its budget, purges the
  * pages of those cached for the purge delay (past twice the budget, of any),
  * oldest first. Large lock held. */
 static size_t cache_decay(hak_tick_t now, bool all) {
   if (hak_cfg_secure) return 0; /* it caches nothing */
-  size_t budget = (size_t)hak_opt(HAK_OPT_BIGCACHE_MB) << 20, n = 0;
+  size_t budget = cache_budget(), n = 0;
   hak_tick_t decay = _hak_os_ms_ticks((uint64_t)hak_opt(HAK_OPT_BIGCACHE_DECAY_MS));
   while (cache_len && (all || cache_bytes > budget || now - cache[0].freed_at >= decay)) {
     n += cache[0].size;
@@ -137,7 +148,7 @@ static bool cache_reserve(void) {
 /* Puts a mapping in the cache (large lock held); false if it does not
  * fit in the budget or the table cannot grow (the caller unmaps it). */
 static bool cache_put(char *base, size_t size, hak_tick_t now, bool resident, bool zeroed) {
-  if (size > (size_t)hak_opt(HAK_OPT_BIGCACHE_MB) << 20 || !cache_reserve()) return false;
+  if (size > cache_budget() || !cache_reserve()) return false;
   cache[cache_len++] = (cache_entry_t){base, size, now, resident, zeroed};
   cache_bytes += size;
   if (resident) {
@@ -263,6 +274,22 @@ static char *map_fresh(size_t need, size_t align) {
   return base;
 }
 
+/* Huge pages for a fresh or grown Large mapping (HAKMEM_THP): by default
+ * requested for the blocks of malloc, whose pages the program writes
+ * before it reads them (a block of n MiB then faults n/2 times, not
+ * 256 n), and left to the system for calloc's, which a program may use
+ * sparsely (a huge page would make 2 MiB resident for one byte written).
+ * Only the whole 2 MiB chunks of a mapping can be huge pages: a mapping
+ * costs no page more than its bytes. A mapping keeps its choice when
+ * cached and reused as it is or cut, except that calloc forbids huge
+ * pages in purged pages it hands out unwritten (a request cannot be
+ * taken back otherwise). */
+static void large_thp(char *base, size_t size, bool zero) {
+  long thp = hak_opt(HAK_OPT_THP);
+  if ((thp == 0 && zero) || size < HAK_SS_SIZE) return;
+  _hak_os_hugepage(base, size, thp == 2 ? 2 : 1);
+}
+
 /* The secure build hands a quarantined mapping out again once at least
  * half the quarantine's worth of Large frees came after its own: the
  * oldest of exactly `need` bytes whose block starts `offset` bytes in,
@@ -319,10 +346,13 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero) {
   } else if (hit) {
     base = cache_fit(&e, need, now, &got);
     zeroed = base && e.zeroed;
+    if (base && got > e.size) large_thp(base, got, zero); /* grown: as if fresh */
+    if (zeroed && zero && hak_opt(HAK_OPT_THP) == 0) _hak_os_hugepage(base, got, 2);
   }
   if (!base) { /* fresh pages are zero: calloc skips the memset */
     base = map_fresh(need, align);
     if (!base) return NULL;
+    large_thp(base, need, zero);
     got = fresh = need;
     zeroed = true;
     if (hak_cfg_secure) _hak_os_protect(base + need - LARGE_GUARD, LARGE_GUARD, false);

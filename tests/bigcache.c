@@ -19,6 +19,13 @@
  *           resident; past the purge delay (10 ms), the next Large
  *           malloc/free purges it down to HAKMEM_RETAIN_KB
  *   none    HAKMEM_BIGCACHE_MB=0 keeps nothing
+ *   live    beside 192 MiB of live Large blocks the budget is a quarter of
+ *           them (HAKMEM_RETAIN_SHARE), 48 MiB; with HAKMEM_RETAIN_SHARE=0
+ *           it stays HAKMEM_BIGCACHE_MB
+ *   thp     malloc's Large mappings, fresh or grown from a cached one, ask
+ *           for huge pages (VmFlags hg in
+ *           /proc/self/smaps), calloc's and those under 2 MiB do not;
+ *           HAKMEM_THP=2 forbids them (nh)
  *   decay   HAKMEM_BIGCACHE_DECAY_MS=100: 300 ms after the frees, one Large
  *           malloc/free unmaps the old entries; with the default decay
  *           (1 s) an immediate one keeps them
@@ -40,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "util.h"
@@ -236,6 +244,91 @@ static int mode_budget_default(void) {
   return th_done();
 }
 
+/* 64 live 3 MiB blocks (192 MiB, never touched), then `extra` more
+ * allocated and freed: the most BigCache held on the way. */
+static size_t cache_beside_live(size_t extra) {
+  static char *live[64], *more[24];
+  for (size_t i = 0; i < 64; i++) live[i] = malloc(LAUNDER(3 * MiB));
+  for (size_t i = 0; i < extra; i++) more[i] = malloc(LAUNDER(3 * MiB));
+  size_t most = 0;
+  for (size_t i = 0; i < extra; i++) {
+    free(more[i]);
+    size_t b = st().bigcache_bytes;
+    most = b > most ? b : most;
+  }
+  CHECKV("the 64 blocks stay live", st().large_in_use >= 192 * MiB, "large_in_use %zu", st().large_in_use);
+  for (size_t i = 0; i < 64; i++) free(live[i]);
+  return most;
+}
+
+static int mode_live(void) {
+  size_t most = cache_beside_live(20);
+  CHECKV("beside 192 MiB of live Large blocks BigCache keeps a quarter of them (48 MiB: 16 blocks of 3 MiB)",
+         most >= 16 * 3 * MiB && most <= 48 * MiB + 3 * MiB, "largest bigcache_bytes %zu", most);
+  return th_done();
+}
+
+static int mode_live_fixed(void) {
+  size_t most = cache_beside_live(20);
+  CHECKV("HAKMEM_RETAIN_SHARE=0: BigCache keeps HAKMEM_BIGCACHE_MB (32 MiB) however much is live",
+         most >= 30 * MiB && most <= 32 * MiB, "largest bigcache_bytes %zu", most);
+  return th_done();
+}
+
+/* The VmFlags of the mapping that holds p, from /proc/self/smaps ("" if
+ * not found). */
+static const char *vm_flags(const void *p, char *out, size_t len) {
+  FILE *f = fopen("/proc/self/smaps", "r");
+  char line[512];
+  int in = 0;
+  out[0] = 0;
+  while (f && fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+    else if (in && strncmp(line, "VmFlags:", 8) == 0) snprintf(out, len, "%s", line + 8);
+  }
+  if (f) fclose(f);
+  return out;
+}
+
+static int has_flag(const char *flags, const char *flag) {
+  for (const char *q = flags; (q = strstr(q, flag)) != NULL; q++)
+    if ((q == flags || q[-1] == ' ') && (q[2] == ' ' || q[2] == '\n' || q[2] == 0)) return 1;
+  return 0;
+}
+
+static int mode_thp(void) {
+  if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) != 0) {
+    printf("skip: this kernel has no transparent huge pages\n");
+    return th_done();
+  }
+  const char *opt = getenv("HAKMEM_THP");
+  int forbid = opt && strcmp(opt, "2") == 0;
+  char fm[256], fc[256];
+  /* A fresh 1.5 MiB mapping holds no whole 2 MiB chunk: nothing to ask
+   * (first: a cached mapping keeps its choice). */
+  char *s = malloc(LAUNDER(MiB + MiB / 2));
+  vm_flags(s, fm, sizeof fm);
+  CHECKV("a Large mapping under 2 MiB is left to the system",
+         fm[0] && !has_flag(fm, "hg") && !has_flag(fm, "nh"), "VmFlags:%s", fm);
+  free(s);
+  char *m = malloc(LAUNDER(8 * MiB)), *c = calloc(1, LAUNDER(8 * MiB));
+  vm_flags(m, fm, sizeof fm);
+  vm_flags(c, fc, sizeof fc);
+  if (forbid) {
+    CHECKV("HAKMEM_THP=2: malloc's Large mapping forbids huge pages (nh)",
+           has_flag(fm, "nh") && !has_flag(fm, "hg"), "VmFlags:%s", fm);
+    CHECKV("HAKMEM_THP=2: so does calloc's", has_flag(fc, "nh") && !has_flag(fc, "hg"), "VmFlags:%s", fc);
+  } else {
+    CHECKV("malloc's Large mapping asks for huge pages (hg)", has_flag(fm, "hg"), "VmFlags:%s", fm);
+    CHECKV("calloc's is left to the system (neither hg nor nh)",
+           fc[0] && !has_flag(fc, "hg") && !has_flag(fc, "nh"), "VmFlags:%s", fc);
+  }
+  free(m);
+  free(c);
+  return th_done();
+}
+
 static int mode_none(void) {
   free_many(4, 3 * MiB, 0);
   hak_stats_t s0 = st();
@@ -375,6 +468,9 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "budget8") == 0) return mode_budget8();
     if (strcmp(argv[1], "budget") == 0) return mode_budget_default();
     if (strcmp(argv[1], "none") == 0) return mode_none();
+    if (strcmp(argv[1], "live") == 0) return mode_live();
+    if (strcmp(argv[1], "live-fixed") == 0) return mode_live_fixed();
+    if (strcmp(argv[1], "thp") == 0 || strcmp(argv[1], "thp-forbid") == 0) return mode_thp();
     if (strcmp(argv[1], "decay") == 0) return mode_decay();
     if (strcmp(argv[1], "decay-default") == 0) return mode_decay_default();
     if (strcmp(argv[1], "trim") == 0) return mode_trim();
@@ -394,6 +490,10 @@ int main(int argc, char **argv) {
       {"budget8", {"HAKMEM_BIGCACHE_MB=8", NULL}},
       {"budget", {NULL}},
       {"none", {"HAKMEM_BIGCACHE_MB=0", NULL}},
+      {"live", {NULL}},
+      {"live-fixed", {"HAKMEM_RETAIN_SHARE=0", NULL}},
+      {"thp", {NULL}},
+      {"thp-forbid", {"HAKMEM_THP=2", NULL}},
       {"decay-default", {NULL}},
       {"decay", {"HAKMEM_BIGCACHE_DECAY_MS=100", NULL}},
       {"trim", {NULL}},
