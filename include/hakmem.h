@@ -65,7 +65,11 @@ int hak_trim(void);
   X(size_t, room, "working room in force: empty memory a churning program may keep")                     \
   X(size_t, slab_free, "bytes of the other slabs (held by a thread or detached) in no live block")       \
   X(size_t, metadata, "SuperSlab headers, and each live Large mapping's bytes before its block")         \
-  X(int64_t, unaccounted, "committed - (in_use + slab_free + empty + metadata)")
+  X(int64_t, unaccounted, "committed - (in_use + slab_free + empty + metadata)")                         \
+  X(uint64_t, failed_size, "allocations failed: size over PTRDIFF_MAX")                                  \
+  X(uint64_t, failed_overflow, "allocations failed: count times size overflows (calloc, reallocarray)")  \
+  X(uint64_t, failed_align, "allocations failed: an alignment no address has")                           \
+  X(uint64_t, failed_map, "allocations failed: the kernel refused a mapping (HAKMEM_TRACE=oom: which)")
 typedef struct hak_stats {
 #define HAK_STATS_MEMBER(type, name, desc) type name;
   HAK_STATS_FIELDS(HAK_STATS_MEMBER)

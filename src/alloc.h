@@ -12,11 +12,11 @@
 
 #include "internal.h"
 
-/* n * size in *total, or false (errno ENOMEM) if it overflows: calloc's
- * and reallocarray's check. */
-static inline bool hak_total_of(size_t n, size_t size, size_t *total) {
+/* n * size in *total, or false (a failure of `who`, errno ENOMEM) if it
+ * overflows: calloc's and reallocarray's check. */
+static inline bool hak_total_of(size_t n, size_t size, size_t *total, const char *who) {
   if (!__builtin_mul_overflow(n, size, total)) return true;
-  errno = ENOMEM;
+  _hak_fail((hak_ask_t){.who = who, .size = size, .n = n}, HAK_FAIL_OVERFLOW);
   return false;
 }
 
@@ -25,11 +25,12 @@ static inline bool hak_total_of(size_t n, size_t size, size_t *total) {
  * and the fast path saves the add. */
 #define HAK_KEEP_INDEX(off) __asm__("" : "+r"(off))
 
-/* A block from the slot at byte offset `off` (HAK_SLOT_OFF of its class). */
-static inline __attribute__((always_inline)) void *hak_alloc_slot(size_t off) {
+/* A block from the slot at byte offset `off` (HAK_SLOT_OFF of its class).
+ * `who`, the API call, only goes to the slow paths (for their failures). */
+static inline __attribute__((always_inline)) void *hak_alloc_slot(size_t off, const char *who) {
   char *h = (char *)hak_tls_heap->slot;
   hak_block_t *b = ((hak_class_slot_t *)(h + off))->free;
-  if (HAK_UNLIKELY(!b)) return _hak_alloc_refill(off / sizeof(hak_class_slot_t));
+  if (HAK_UNLIKELY(!b)) return _hak_alloc_refill(off / sizeof(hak_class_slot_t), who);
   HAK_KEEP_INDEX(off);
   ((hak_class_slot_t *)(h + off))->free = hak_next(b);
   b->mark = 0;
@@ -37,13 +38,15 @@ static inline __attribute__((always_inline)) void *hak_alloc_slot(size_t off) {
 }
 
 /* A block of class cls (1 .. HAK_CLASS_LAST, or 0 for malloc(0)). */
-static inline void *hak_alloc_class(size_t cls) { return hak_alloc_slot(HAK_SLOT_OFF(cls)); }
+static inline void *hak_alloc_class(size_t cls, const char *who) {
+  return hak_alloc_slot(HAK_SLOT_OFF(cls), who);
+}
 
-static inline void *hak_alloc_inline(size_t size) {
+static inline void *hak_alloc_inline(size_t size, const char *who) {
   if (HAK_LIKELY(size <= HAK_TINY_MAX)) /* (size + 15) / 16 slots of 16 bytes */
-    return hak_alloc_slot((size + 15) & ~(size_t)15);
-  if (size <= HAK_MID_MAX) return hak_alloc_class(_hak_mid_class[(size - 1) >> HAK_MID_SHIFT]);
-  return _hak_alloc_slow(size);
+    return hak_alloc_slot((size + 15) & ~(size_t)15, who);
+  if (size <= HAK_MID_MAX) return hak_alloc_class(_hak_mid_class[(size - 1) >> HAK_MID_SHIFT], who);
+  return _hak_alloc_slow(size, who);
 }
 
 /* A block of one of this heap's current slabs is proved one by its

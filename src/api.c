@@ -6,22 +6,23 @@
 
 #include "alloc.h"
 
-void *_hak_alloc_slow(size_t size) {
-  if (size <= HAK_POOL_MAX) return hak_alloc_class(hak_class_of(size));
-  void *p = _hak_large_alloc(size, 0, false);
-  if (!p) errno = ENOMEM;
-  return p;
+/* A Large block for ask (zeroed if `zero`), or the failure why not. */
+static void *large_block(hak_ask_t ask, size_t align, bool zero) {
+  if (ask.size > PTRDIFF_MAX) return _hak_fail(ask, HAK_FAIL_SIZE);
+  void *p = _hak_large_alloc(ask.size, align, zero);
+  return p ? p : _hak_fail(ask, HAK_FAIL_MAP);
+}
+
+void *_hak_alloc_slow(size_t size, const char *who) {
+  if (size <= HAK_POOL_MAX) return hak_alloc_class(hak_class_of(size), who);
+  return large_block((hak_ask_t){.who = who, .size = size}, 0, false);
 }
 
 void *_hak_calloc(size_t n, size_t size) {
   size_t total;
-  if (!hak_total_of(n, size, &total)) return NULL;
-  if (total > HAK_POOL_MAX) {
-    void *p = _hak_large_alloc(total, 0, true);
-    if (!p) errno = ENOMEM;
-    return p;
-  }
-  void *p = hak_alloc_inline(total);
+  if (!hak_total_of(n, size, &total, "calloc")) return NULL;
+  if (total > HAK_POOL_MAX) return large_block((hak_ask_t){.who = "calloc", .size = total}, 0, true);
+  void *p = hak_alloc_inline(total, "calloc");
   if (p) memset(p, 0, total);
   return p;
 }
@@ -30,30 +31,28 @@ void *_hak_calloc(size_t n, size_t size) {
  * block size is a multiple of the alignment: slabs start 64 KiB aligned
  * (4 KiB in unit 0, which only holds blocks up to 4 KiB), so every block of
  * such a class is aligned. The rest are Large. */
-void *_hak_alloc_aligned(size_t align, size_t size) {
-  if (align <= 16) return hak_alloc_inline(size);
-  if (size > PTRDIFF_MAX) {
-    errno = ENOMEM;
-    return NULL;
-  }
+void *_hak_alloc_aligned(size_t align, size_t size, const char *who) {
+  if (align <= 16) return hak_alloc_inline(size, who);
+  hak_ask_t ask = {.who = who, .size = size, .align = align};
+  if (size > PTRDIFF_MAX) return _hak_fail(ask, HAK_FAIL_SIZE);
+  if (align >> HAK_ADDR_BITS) return _hak_fail(ask, HAK_FAIL_ALIGN);
   if (align <= HAK_UNIT_SIZE) {
     size_t rounded = (size + align - 1) & ~(align - 1);
     if (rounded == 0) rounded = align;
-    if (rounded <= HAK_TINY_MAX) return hak_alloc_slot(rounded); /* Tiny: the class size is `rounded` */
+    if (rounded <= HAK_TINY_MAX) return hak_alloc_slot(rounded, who); /* Tiny: the class size is `rounded` */
     if (rounded <= HAK_POOL_MAX) {
       /* rounded is a multiple of align: if align is at least the class
        * step of its doubling, rounded is a class size itself; if less, every
        * class size of that doubling is a multiple of align. */
       size_t cls = hak_class_of(rounded);
       HAK_DEBUG_ASSERT((hak_class_size(cls) & (align - 1)) == 0);
-      return hak_alloc_class(cls);
+      return hak_alloc_class(cls, who);
     }
   }
   /* A Large block of 0 bytes would have no usable byte, which realloc and
    * malloc_usable_size could not tell from a bad pointer. */
   void *p = _hak_large_alloc(size ? size : 1, align, false);
-  if (!p) errno = ENOMEM;
-  return p;
+  return p ? p : _hak_fail(ask, HAK_FAIL_MAP);
 }
 
 /* The usable size of p; a pointer that is not a live block is reported
@@ -80,7 +79,7 @@ size_t _hak_usable_size(const void *p, const char *who) {
 }
 
 void *_hak_realloc(void *p, size_t size) {
-  if (!p) return hak_alloc_inline(size);
+  if (!p) return hak_alloc_inline(size, "realloc");
   if (size == 0) {
     hak_free_inline(p, "realloc");
     return NULL;
@@ -90,10 +89,7 @@ void *_hak_realloc(void *p, size_t size) {
     errno = EINVAL;
     return NULL;
   }
-  if (size > PTRDIFF_MAX) {
-    errno = ENOMEM;
-    return NULL;
-  }
+  if (size > PTRDIFF_MAX) return _hak_fail((hak_ask_t){.who = "realloc", .size = size}, HAK_FAIL_SIZE);
   if (old > HAK_POOL_MAX && size > HAK_POOL_MAX) {
     void *q = _hak_large_realloc(p, size);
     if (q) return q;
@@ -104,7 +100,7 @@ void *_hak_realloc(void *p, size_t size) {
    * the pool (a Large block grows with mremap instead). */
   size_t want = size;
   if (size > old && old + old / 2 > size && old + old / 2 <= HAK_POOL_MAX) want = old + old / 2;
-  void *q = hak_alloc_inline(want);
+  void *q = hak_alloc_inline(want, "realloc");
   if (!q) return NULL;
   memcpy(q, p, size < old ? size : old);
   hak_free_inline(p, "realloc");

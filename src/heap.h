@@ -97,6 +97,7 @@ struct hak_heap {
   hak_budget_local_t budget;            /* its changes to the totals (budget.c) */
   hak_counters_t counters;              /* its event counts (counters.c) */
   hak_quarantine_t quarantine;          /* the secure build's freed blocks held back */
+  hak_refusal_t refusal;                /* its last refused mapping (os.c) */
   hak_link_t reg;                       /* on the registry's live or spare list (thread.c) */
   uint32_t id;                          /* key = id << 2; ids are never reused by another struct */
 };
@@ -121,6 +122,10 @@ static inline hak_pool_t *hak_tls_pool(void) {
   hak_heap_t *h = hak_tls_own_heap();
   return h ? &h->pool : NULL;
 }
+static inline hak_refusal_t *hak_tls_refusal(void) {
+  hak_heap_t *h = hak_tls_own_heap();
+  return h ? &h->refusal : &_hak_os_refusal_shared;
+}
 
 /* ---- heap.c, continued ------------------------------------------------- */
 void _hak_free_slow(void *p, const char *who); /* who: the API call, for messages */
@@ -139,9 +144,9 @@ size_t _hak_heap_trim(hak_heap_t *h);
 /* ---- thread.c: registry, thread-local, thread exit, global heap, fork -- */
 extern hak_lock_t _hak_heap_registry_lock;
 extern hak_lock_t _hak_global_heap_lock;
-extern const hak_front_t _hak_heap_empty;  /* before the thread's first allocation */
-extern const hak_front_t _hak_heap_dead;   /* after the thread's teardown */
-void *_hak_alloc_refill(size_t cls);       /* free[cls] was empty (the fast path's slow path) */
+extern const hak_front_t _hak_heap_empty;             /* before the thread's first allocation */
+extern const hak_front_t _hak_heap_dead;              /* after the thread's teardown */
+void *_hak_alloc_refill(size_t cls, const char *who); /* free[cls] was empty (the fast path's slow path) */
 void _hak_init(void);                      /* options, the thread-exit key, fork handlers; re-entrant */
 void _hak_heap_flush_counters(void);       /* the calling thread's counters into the totals */
 uint64_t _hak_heaps_counters(uint64_t *n); /* n += live heaps' counts; returns live heaps (locks held) */
@@ -151,15 +156,15 @@ void _hak_stats_exit_report(void);
 void _hak_stats_xml(hak_buf_t *b);
 
 /* ---- api.c: the semantics of the C allocation API ---------------------- */
-void *_hak_alloc_slow(size_t size);
+void *_hak_alloc_slow(size_t size, const char *who);
 void *_hak_calloc(size_t n, size_t size);
 void *_hak_realloc(void *p, size_t size);
-void *_hak_alloc_aligned(size_t align, size_t size);
+void *_hak_alloc_aligned(size_t align, size_t size, const char *who);
 size_t _hak_usable_size(const void *p, const char *who);
 int _hak_trim(void);
 
 /* ---- secure.c: the secure build's C API -------------------------------- */
-void *_hak_secure_alloc(size_t size, size_t align, bool zero); /* align: 16 for malloc */
+void *_hak_secure_alloc(size_t size, size_t align, bool zero, const char *who); /* align: 16 for malloc */
 void _hak_secure_free(void *p, size_t given, bool sized, const char *who);
 size_t _hak_secure_usable(const void *p, const char *who);
 void *_hak_secure_realloc(void *p, size_t size, const char *who);

@@ -272,6 +272,15 @@ static inline hak_tick_t _hak_os_ms_ticks(uint64_t ms) {
 }
 void *_hak_os_map(size_t size, size_t align);
 void *_hak_os_reserve(size_t size, size_t align); /* like _hak_os_map, but no access (PROT_NONE) */
+/* The last mapping the kernel refused the calling thread (os.c writes it
+ * when mmap fails, failure.c reads it): its bytes and the errno. A thread
+ * without a heap shares one record (heap.h, hak_tls_refusal). */
+typedef struct hak_refusal {
+  size_t bytes;
+  int err;
+} hak_refusal_t;
+extern hak_refusal_t _hak_os_refusal_shared;
+static inline hak_refusal_t *hak_tls_refusal(void);
 int _hak_os_unmap(void *p, size_t size);
 int _hak_os_protect(void *p, size_t size, bool access); /* read-write, or none */
 int _hak_os_purge(void *p, size_t size, bool lazy);     /* MADV_DONTNEED, or MADV_FREE if lazy */
@@ -331,7 +340,8 @@ void _hak_assert_fail(const char *expr, const char *file, int line) __attribute_
   X(BIGCACHE_DECAY_MS, "HAKMEM_BIGCACHE_DECAY_MS", 1000, 0, 3600000,                                         \
     "age after which a cached Large mapping is unmapped")                                                    \
   X(QUARANTINE_KB, "HAKMEM_QUARANTINE_KB", 512, 0, 65536,                                                    \
-    "secure build: bytes of freed blocks each thread holds back from reuse (KiB)")
+    "secure build: bytes of freed blocks each thread holds back from reuse (KiB)")                           \
+  X(TRACE, "HAKMEM_TRACE", 0, 0, 1, "what to trace on stderr: oom (1), each failed allocation and why")
 enum {
 #define HAK_OPTION_ENUM(id, name, def, lo, hi, desc) HAK_OPT_##id,
   HAK_OPTION_LIST(HAK_OPTION_ENUM)
@@ -370,6 +380,26 @@ typedef struct hak_misuse {
  * returns. */
 void _hak_report(const char *who, const void *p, hak_misuse_t m);
 uint64_t _hak_invalid_count(void);
+
+/* ---- failure.c: allocations that fail, counted and traced ------------- */
+/* Why an allocation returned NULL for want of memory. */
+enum { HAK_FAIL_SIZE, HAK_FAIL_OVERFLOW, HAK_FAIL_ALIGN, HAK_FAIL_MAP, HAK_FAIL_REASONS };
+/* What was asked, as the trace names it: who(size), or who(n, size) when
+ * n * size overflowed, with the alignment where one was asked (align > 16);
+ * with `block`, size is only the size of the block the call needed (its
+ * class's). */
+typedef struct hak_ask {
+  const char *who;
+  size_t size, n, align;
+  bool block;
+} hak_ask_t;
+/* Counts the failure, traces it (HAKMEM_TRACE=oom: one line on stderr,
+ * the reason for HAK_FAIL_MAP being the thread's last refused mapping),
+ * sets errno to ENOMEM; returns NULL, for the caller to return. With no
+ * `who`, only sets errno: a caller above reports the failure itself. */
+void *_hak_fail(hak_ask_t ask, int why);
+uint64_t _hak_fail_count(int why);
+#define HAK_TRACE_OOM 1 /* HAKMEM_TRACE bit: failed allocations */
 
 /* ---- lock.c: one lock type; fork takes them all (thread.c: the order) -- */
 typedef struct hak_lock {

@@ -29,6 +29,30 @@ _Atomic long _hak_options[HAK_OPT_COUNT] = {
 #undef HAK_OPTION_DEFAULT
 };
 
+/* Options that also take words, each a bit of the value: a list of them,
+ * separated by commas, sets those bits. */
+static const struct {
+  int id;
+  const char *word;
+  long bit;
+} words[] = {{HAK_OPT_TRACE, "oom", HAK_TRACE_OOM}};
+
+static bool parse_words(int id, const char *s, long *out) {
+  long v = 0;
+  while (*s) {
+    size_t len = strcspn(s, ","), i = 0;
+    while (i < sizeof words / sizeof words[0] &&
+           (words[i].id != id || strlen(words[i].word) != len || strncmp(words[i].word, s, len) != 0))
+      i++;
+    if (i == sizeof words / sizeof words[0]) return false;
+    v |= words[i].bit;
+    s += len;
+    if (*s == ',' && *++s == 0) return false;
+  }
+  *out = v;
+  return true;
+}
+
 /* Decimal, no sign, no suffix; false if anything else or out of range. */
 static bool parse(const char *s, long lo, long hi, long *out) {
   long v = 0;
@@ -52,7 +76,15 @@ static void warn_bad(const option_t *o, const char *value) {
   _hak_buf_dec(&b, (uint64_t)o->lo);
   _hak_buf_str(&b, ", ");
   _hak_buf_dec(&b, (uint64_t)o->hi);
-  _hak_buf_str(&b, "]; keeping ");
+  _hak_buf_str(&b, "]");
+  const char *sep = " or a list of ";
+  for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+    if (&table[words[i].id] != o) continue;
+    _hak_buf_str(&b, sep);
+    _hak_buf_str(&b, words[i].word);
+    sep = ",";
+  }
+  _hak_buf_str(&b, "; keeping ");
   _hak_buf_dec(&b, (uint64_t)o->def);
   _hak_buf_str(&b, "\n");
   _hak_buf_flush(&b);
@@ -83,7 +115,7 @@ void _hak_options_load(void) {
     const char *v = getenv(table[i].name);
     long value;
     if (!v) continue;
-    if (parse(v, table[i].lo, table[i].hi, &value))
+    if (parse(v, table[i].lo, table[i].hi, &value) || (*v && parse_words((int)i, v, &value)))
       atomic_store_explicit(&_hak_options[i], value, memory_order_relaxed);
     else warn_bad(&table[i], v);
   }

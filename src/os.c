@@ -27,9 +27,13 @@ static long sys6(long n, long a, long b, long c, long d, long e, long f) {
 
 static bool is_error(long r) { return (unsigned long)r > (unsigned long)-4096L; }
 
+hak_refusal_t _hak_os_refusal_shared;
+
 static void *map_raw(size_t size, int prot) {
   long r = sys6(SYS_mmap, 0, (long)size, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  return is_error(r) ? NULL : (void *)r;
+  if (!is_error(r)) return (void *)r;
+  *hak_tls_refusal() = (hak_refusal_t){.bytes = size, .err = (int)-r};
+  return NULL;
 }
 
 static void *map_aligned(size_t size, size_t align, int prot) {

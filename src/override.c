@@ -14,8 +14,8 @@
 #define ALIAS(name) __attribute__((alias(#name), copy(name), visibility("default"), used))
 
 HAK_API void *malloc(size_t size) {
-  if (hak_cfg_secure) return _hak_secure_alloc(size, 16, false);
-  return hak_alloc_inline(size);
+  if (hak_cfg_secure) return _hak_secure_alloc(size, 16, false, "malloc");
+  return hak_alloc_inline(size, "malloc");
 }
 
 static inline __attribute__((always_inline)) void free_block(void *p, const char *who) {
@@ -28,7 +28,7 @@ HAK_API void free(void *p) { free_block(p, "free"); }
 HAK_API void *calloc(size_t n, size_t size) {
   if (!hak_cfg_secure) return _hak_calloc(n, size);
   size_t total;
-  return hak_total_of(n, size, &total) ? _hak_secure_alloc(total, 16, true) : NULL;
+  return hak_total_of(n, size, &total, "calloc") ? _hak_secure_alloc(total, 16, true, "calloc") : NULL;
 }
 
 static void *realloc_block(void *p, size_t size) {
@@ -39,11 +39,11 @@ HAK_API void *realloc(void *p, size_t size) { return realloc_block(p, size); }
 
 HAK_API void *reallocarray(void *p, size_t n, size_t size) {
   size_t total;
-  return hak_total_of(n, size, &total) ? realloc_block(p, total) : NULL;
+  return hak_total_of(n, size, &total, "reallocarray") ? realloc_block(p, total) : NULL;
 }
 
-static void *alloc_aligned(size_t align, size_t size) {
-  return hak_cfg_secure ? _hak_secure_alloc(size, align, false) : _hak_alloc_aligned(align, size);
+static void *alloc_aligned(size_t align, size_t size, const char *who) {
+  return hak_cfg_secure ? _hak_secure_alloc(size, align, false, who) : _hak_alloc_aligned(align, size, who);
 }
 
 static bool power_of_two(size_t a) { return a && !(a & (a - 1)); }
@@ -51,7 +51,7 @@ static bool power_of_two(size_t a) { return a && !(a & (a - 1)); }
 HAK_API int posix_memalign(void **out, size_t align, size_t size) {
   if (!power_of_two(align) || align < sizeof(void *)) return EINVAL;
   int saved = errno;
-  void *p = alloc_aligned(align, size);
+  void *p = alloc_aligned(align, size, "posix_memalign");
   if (!p) return ENOMEM;
   errno = saved;
   *out = p;
@@ -65,7 +65,7 @@ HAK_API void *aligned_alloc(size_t align, size_t size) {
     errno = EINVAL;
     return NULL;
   }
-  return alloc_aligned(align, size);
+  return alloc_aligned(align, size, "aligned_alloc");
 }
 
 /* glibc: an alignment that is not a power of two is rounded up to one. */
@@ -75,17 +75,14 @@ HAK_API void *memalign(size_t align, size_t size) {
     return NULL;
   }
   if (!power_of_two(align)) align = align <= 1 ? 1 : (size_t)1 << (64 - __builtin_clzl(align - 1));
-  return alloc_aligned(align, size);
+  return alloc_aligned(align, size, "memalign");
 }
 
-HAK_API void *valloc(size_t size) { return alloc_aligned(HAK_PAGE, size); }
+HAK_API void *valloc(size_t size) { return alloc_aligned(HAK_PAGE, size, "valloc"); }
 
 HAK_API void *pvalloc(size_t size) {
-  if (size > PTRDIFF_MAX) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  return alloc_aligned(HAK_PAGE, (size + HAK_PAGE - 1) & ~(HAK_PAGE - 1));
+  if (size > PTRDIFF_MAX) return _hak_fail((hak_ask_t){.who = "pvalloc", .size = size}, HAK_FAIL_SIZE);
+  return alloc_aligned(HAK_PAGE, (size + HAK_PAGE - 1) & ~(HAK_PAGE - 1), "pvalloc");
 }
 
 static size_t usable_size(const void *p, const char *who) {

@@ -213,19 +213,19 @@ static void quarantine_check(hak_block_t *b, size_t room, bool whole, const char
 
 /* ---- the API ---------------------------------------------------------- */
 
-void *_hak_secure_alloc(size_t size, size_t align, bool zero) {
+/* A failure is reported here, with the size asked: the block below has
+ * OVERHEAD bytes more. */
+void *_hak_secure_alloc(size_t size, size_t align, bool zero, const char *who) {
+  hak_ask_t ask = {.who = who, .size = size, .align = align > 16 ? align : 0};
   if (size == 0 && align <= HAK_PAGE) {
     void *z = zero_alloc(align);
-    if (!z) errno = ENOMEM;
-    return z;
+    return z ? z : _hak_fail(ask, HAK_FAIL_MAP);
   }
-  if (size > PTRDIFF_MAX - OVERHEAD) {
-    errno = ENOMEM;
-    return NULL;
-  }
+  if (size > PTRDIFF_MAX - OVERHEAD) return _hak_fail(ask, HAK_FAIL_SIZE);
+  if (align >> HAK_ADDR_BITS) return _hak_fail(ask, HAK_FAIL_ALIGN);
   size_t inner = size + OVERHEAD;
-  char *p = align <= 16 ? hak_alloc_inline(inner) : _hak_alloc_aligned(align, inner);
-  if (!p) return NULL;
+  char *p = align <= 16 ? hak_alloc_inline(inner, NULL) : _hak_alloc_aligned(align, inner, NULL);
+  if (!p) return _hak_fail(ask, HAK_FAIL_MAP);
   /* A Tiny class's size is the request rounded up to 16 bytes. */
   size_t room = align <= 16 && inner <= HAK_TINY_MAX ? (inner + 15) & ~(size_t)15 : room_of(p, "malloc");
   if (room <= HAK_ZEROED_MAX) {
@@ -283,7 +283,7 @@ size_t _hak_secure_usable(const void *p, const char *who) {
 /* Always moves (the old block goes into the quarantine), so that a
  * pointer to the old block is a pointer to freed memory. */
 void *_hak_secure_realloc(void *p, size_t size, const char *who) {
-  if (!p) return _hak_secure_alloc(size, 16, false);
+  if (!p) return _hak_secure_alloc(size, 16, false, who);
   size_t room, old = block_check(p, &room, who);
   if (!room && hak_chunk_kind(p) != HAK_CHUNK_ZERO) {
     errno = EINVAL; /* a foreign pointer let through */
@@ -293,7 +293,7 @@ void *_hak_secure_realloc(void *p, size_t size, const char *who) {
     _hak_secure_free(p, 0, false, who);
     return NULL;
   }
-  void *q = _hak_secure_alloc(size, 16, false);
+  void *q = _hak_secure_alloc(size, 16, false, who);
   if (!q) return NULL;
   memcpy(q, p, old < size ? old : size);
   _hak_secure_free(p, 0, false, who);

@@ -95,6 +95,10 @@ static void take(snapshot_t *s, bool classes) {
   s->st.slabs_detached = s->stat[HAK_STAT_slabs_detached];
   s->st.slabs_adopted = s->stat[HAK_STAT_slabs_adopted];
   s->st.invalid_frees = _hak_invalid_count();
+  s->st.failed_size = _hak_fail_count(HAK_FAIL_SIZE);
+  s->st.failed_overflow = _hak_fail_count(HAK_FAIL_OVERFLOW);
+  s->st.failed_align = _hak_fail_count(HAK_FAIL_ALIGN);
+  s->st.failed_map = _hak_fail_count(HAK_FAIL_MAP);
 }
 
 HAK_API int hak_stats(hak_stats_t *out) {

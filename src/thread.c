@@ -12,7 +12,6 @@
  * Lock order, which fork's prepare handler follows:
  *   heap registry → global heap → abandoned lists (by class) → SuperSlabs
  *   → Large → metadata. */
-#include <errno.h>
 #include <pthread.h>
 
 #include "internal.h"
@@ -73,7 +72,7 @@ static void *global_alloc(size_t cls) {
   return p;
 }
 
-void *_hak_alloc_refill(size_t cls) {
+void *_hak_alloc_refill(size_t cls, const char *who) {
   hak_front_t *f = hak_tls_heap;
   if (cls == 0) cls = 1; /* malloc(0): the smallest block */
   if (f == &_hak_heap_empty) {
@@ -83,10 +82,7 @@ void *_hak_alloc_refill(size_t cls) {
   hak_block_t *b = f->slot[cls].free; /* malloc(0) comes here with class 1's list as it is */
   if (HAK_UNLIKELY(b)) f->slot[cls].free = hak_next(b);
   else b = f == &_hak_heap_dead ? global_alloc(cls) : _hak_heap_alloc((hak_heap_t *)f, cls);
-  if (!b) {
-    errno = ENOMEM;
-    return NULL;
-  }
+  if (!b) return _hak_fail((hak_ask_t){.who = who, .size = hak_class_size(cls), .block = true}, HAK_FAIL_MAP);
   b->mark = 0; /* handed out: not free */
   return b;
 }
