@@ -99,7 +99,7 @@ static void trace(hak_ask_t ask, int why, hak_refusal_t refusal) {
 void *_hak_fail(hak_ask_t ask, int why) {
   errno = ENOMEM;
   if (!ask.who) return NULL; /* the caller reports it, with what it was asked */
-  hak_refusal_t *r = hak_tls_refusal(), refusal = *r;
+  hak_refusal_t *r = _hak_os_refusal(), refusal = *r;
   *r = (hak_refusal_t){0};
   atomic_fetch_add_explicit(&counts[why], 1, memory_order_relaxed);
   if (hak_opt(HAK_OPT_TRACE) & HAK_TRACE_OOM) trace(ask, why, refusal);

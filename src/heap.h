@@ -124,7 +124,7 @@ static inline hak_pool_t *hak_tls_pool(void) {
 }
 static inline hak_refusal_t *hak_tls_refusal(void) {
   hak_heap_t *h = hak_tls_own_heap();
-  return h ? &h->refusal : &_hak_os_refusal_shared;
+  return h ? &h->refusal : NULL;
 }
 
 /* ---- heap.c, continued ------------------------------------------------- */

@@ -273,14 +273,15 @@ static inline hak_tick_t _hak_os_ms_ticks(uint64_t ms) {
 void *_hak_os_map(size_t size, size_t align);
 void *_hak_os_reserve(size_t size, size_t align); /* like _hak_os_map, but no access (PROT_NONE) */
 /* The last mapping the kernel refused the calling thread (os.c writes it
- * when mmap fails, failure.c reads it): its bytes and the errno. A thread
- * without a heap shares one record (heap.h, hak_tls_refusal). */
+ * when mmap fails, failure.c reads and clears it): its bytes and the
+ * errno. The record is in the thread's heap; threads without one share
+ * one. */
 typedef struct hak_refusal {
   size_t bytes;
   int err;
 } hak_refusal_t;
-extern hak_refusal_t _hak_os_refusal_shared;
-static inline hak_refusal_t *hak_tls_refusal(void);
+hak_refusal_t *_hak_os_refusal(void);
+static inline hak_refusal_t *hak_tls_refusal(void); /* the heap's, or NULL */
 int _hak_os_unmap(void *p, size_t size);
 int _hak_os_protect(void *p, size_t size, bool access); /* read-write, or none */
 int _hak_os_purge(void *p, size_t size, bool lazy);     /* MADV_DONTNEED, or MADV_FREE if lazy */

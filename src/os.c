@@ -2,8 +2,9 @@
  * are issued directly (inline `syscall` instruction), not through libc: no
  * allocator path can re-enter an interposed libc function, holding a lock
  * across one is harmless, and errno is never touched. The clock is the
- * TSC (hak_tick_t), calibrated against CLOCK_MONOTONIC. The bottom layer:
- * it calls nothing of hakmem's. */
+ * TSC (hak_tick_t), calibrated against CLOCK_MONOTONIC. A refused mapping
+ * is noted for failure.c in the calling thread's record (its heap's, over
+ * the one thread-local). The bottom layer: it calls nothing of hakmem's. */
 #include <errno.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
@@ -27,12 +28,17 @@ static long sys6(long n, long a, long b, long c, long d, long e, long f) {
 
 static bool is_error(long r) { return (unsigned long)r > (unsigned long)-4096L; }
 
-hak_refusal_t _hak_os_refusal_shared;
+static hak_refusal_t refusal_shared;
+
+hak_refusal_t *_hak_os_refusal(void) {
+  hak_refusal_t *r = hak_tls_refusal();
+  return r ? r : &refusal_shared;
+}
 
 static void *map_raw(size_t size, int prot) {
   long r = sys6(SYS_mmap, 0, (long)size, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (!is_error(r)) return (void *)r;
-  *hak_tls_refusal() = (hak_refusal_t){.bytes = size, .err = (int)-r};
+  *_hak_os_refusal() = (hak_refusal_t){.bytes = size, .err = (int)-r};
   return NULL;
 }
 
