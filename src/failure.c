@@ -26,29 +26,6 @@ static void put_errno(hak_buf_t *b, int err) {
   _hak_buf_dec(b, (uint64_t)err);
 }
 
-/* n bytes in the largest binary unit they reach, with one decimal unless
- * it is 0: "64 GiB", "1.5 MiB", "4096 bytes" below 4 KiB... */
-static void put_bytes(hak_buf_t *b, size_t n) {
-  static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
-  if (n < 4096) {
-    _hak_buf_dec(b, n);
-    _hak_buf_str(b, " bytes");
-    return;
-  }
-  unsigned u = 0;
-  while (u + 1 < sizeof units / sizeof units[0] && n >> (10 * (u + 2)) != 0) u++;
-  unsigned shift = 10 * (u + 1);
-  uint64_t whole = n >> shift,
-           tenth = (uint64_t)(((unsigned __int128)(n & (((size_t)1 << shift) - 1)) * 10) >> shift);
-  _hak_buf_dec(b, whole);
-  if (tenth) {
-    _hak_buf_str(b, ".");
-    _hak_buf_dec(b, tenth);
-  }
-  _hak_buf_str(b, " ");
-  _hak_buf_str(b, units[u]);
-}
-
 static void trace(hak_ask_t ask, int why, hak_refusal_t refusal) {
   hak_buf_t b = {.fd = 2};
   _hak_buf_str(&b, "hakmem: ");
@@ -87,7 +64,7 @@ static void trace(hak_ask_t ask, int why, hak_refusal_t refusal) {
         break;
       }
       _hak_buf_str(&b, ": mmap of ");
-      put_bytes(&b, refusal.bytes);
+      _hak_buf_bytes(&b, refusal.bytes);
       _hak_buf_str(&b, " refused (");
       put_errno(&b, refusal.err);
       _hak_buf_str(&b, ")");

@@ -155,6 +155,9 @@ uint64_t _hak_heaps_counters(uint64_t *n); /* n += live heaps' counts; returns l
 void _hak_stats_exit_report(void);
 void _hak_stats_xml(hak_buf_t *b);
 
+/* ---- crash.c: HAKMEM_CRASH_REPORT's signal handlers ------------------- */
+void _hak_crash_install(void); /* at start-up, by the thread that starts the library */
+
 /* ---- api.c: the semantics of the C allocation API ---------------------- */
 void *_hak_alloc_slow(size_t size, const char *who);
 void *_hak_calloc(size_t n, size_t size);

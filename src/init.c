@@ -3,7 +3,10 @@
  * link must find defined. */
 #include "internal.h"
 
-__attribute__((constructor)) static void hak_constructor(void) { _hak_init(); }
+__attribute__((constructor)) static void hak_constructor(void) {
+  _hak_init();
+  if (hak_opt(HAK_OPT_CRASH_REPORT)) _hak_crash_install();
+}
 
 /* At exit: the secure build checks what the exiting thread's quarantine
  * holds (the blocks freed last), then the exit report. */

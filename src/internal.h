@@ -293,6 +293,15 @@ void _hak_os_futex_wait(_Atomic int *addr, int val);
 void _hak_os_futex_wake(_Atomic int *addr, int n);
 int _hak_os_getpid(void);
 void _hak_os_abort(void);
+/* For the crash report (crash.c): copies n bytes from p, 0, or -errno if
+ * any is not readable (it never faults); sends sig to the calling thread;
+ * the signal action and the alternate signal stack (libc's: no allocator
+ * path calls them). */
+int _hak_os_peek(const void *p, void *out, size_t n);
+void _hak_os_raise(int sig);
+struct sigaction;
+int _hak_os_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+int _hak_os_sigaltstack(void *stack, size_t size);
 /* The process's secret (secure build): random, never 0, the same for every
  * thread from the first call of _hak_os_make_secret on (before any block
  * is carved). */
@@ -313,6 +322,7 @@ void _hak_buf_dec(hak_buf_t *b, uint64_t v);
 void _hak_buf_int(hak_buf_t *b, int64_t v);
 void _hak_buf_hex(hak_buf_t *b, uint64_t v);
 void _hak_buf_pad(hak_buf_t *b, size_t width); /* spaces up to column `width` of the current line */
+void _hak_buf_bytes(hak_buf_t *b, size_t n);   /* "64 GiB", "1.5 MiB", "100 bytes" */
 void _hak_buf_flush(hak_buf_t *b);
 void _hak_assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));
 #define HAK_ASSERT(e) ((e) ? (void)0 : _hak_assert_fail(#e, __FILE__, __LINE__))
@@ -342,7 +352,9 @@ void _hak_assert_fail(const char *expr, const char *file, int line) __attribute_
     "age after which a cached Large mapping is unmapped")                                                    \
   X(QUARANTINE_KB, "HAKMEM_QUARANTINE_KB", 512, 0, 65536,                                                    \
     "secure build: bytes of freed blocks each thread holds back from reuse (KiB)")                           \
-  X(TRACE, "HAKMEM_TRACE", 0, 0, 1, "what to trace on stderr: oom (1), each failed allocation and why")
+  X(TRACE, "HAKMEM_TRACE", 0, 0, 1, "what to trace on stderr: oom (1), each failed allocation and why")      \
+  X(CRASH_REPORT, "HAKMEM_CRASH_REPORT", 0, 0, 1,                                                            \
+    "on SIGSEGV, SIGBUS, SIGABRT say what the address is in hakmem's terms, then run the program's action")
 enum {
 #define HAK_OPTION_ENUM(id, name, def, lo, hi, desc) HAK_OPT_##id,
   HAK_OPTION_LIST(HAK_OPTION_ENUM)
@@ -638,6 +650,14 @@ size_t _hak_large_usable(const void *p);
 void *_hak_large_realloc(void *p, size_t size);
 hak_misuse_t _hak_large_problem(const void *p); /* in a Large header's chunk: kind NONE if a live block */
 size_t _hak_large_trim(void);
+/* The Large mapping around p, if p is in one (for the crash report:
+ * takes no lock, reads through _hak_os_peek). */
+typedef struct hak_large_where {
+  const char *block; /* its block */
+  size_t size;       /* the block's usable bytes */
+  bool live;         /* its header says live */
+} hak_large_where_t;
+bool _hak_large_where(const void *p, hak_large_where_t *w);
 void _hak_large_figures(hak_stats_t *st); /* lock held */
 
 #include "heap.h"

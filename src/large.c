@@ -407,6 +407,29 @@ void _hak_large_free(void *p) {
   if (old) _hak_os_unmap(old, old_size);
 }
 
+/* Only the header's chunk is marked: the mapping around p starts at the
+ * nearest Large mark at or below p's chunk, if no SuperSlab or other
+ * region comes first and it reaches p. The scan stops after WHERE_CHUNKS
+ * (a 64 GiB block). */
+#define WHERE_CHUNKS (1u << 15)
+bool _hak_large_where(const void *p, hak_large_where_t *w) {
+  uintptr_t a = (uintptr_t)p, c = a >> HAK_SS_SHIFT;
+  if (a >> HAK_ADDR_BITS) return false;
+  for (unsigned n = 0; n < WHERE_CHUNKS; n++, c--) {
+    uint8_t kind = _hak_chunk_map[c];
+    if (kind == HAK_CHUNK_LARGE) {
+      hak_large_t h;
+      const char *base = (const char *)(c << HAK_SS_SHIFT);
+      if (_hak_os_peek(base, &h, sizeof h) || h.offset > h.map_size || a >= (uintptr_t)base + h.map_size)
+        return false;
+      *w = (hak_large_where_t){base + h.offset, h.map_size - h.offset - LARGE_GUARD, h.magic == LARGE_MAGIC};
+      return true;
+    }
+    if (kind != HAK_CHUNK_NONE || c == 0) return false;
+  }
+  return false;
+}
+
 size_t _hak_large_usable(const void *p) {
   hak_large_t *h = header_of(p);
   return h->map_size - h->offset - LARGE_GUARD;

@@ -7,8 +7,10 @@
  * the one thread-local). The bottom layer: it calls nothing of hakmem's. */
 #include <errno.h>
 #include <linux/futex.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "internal.h"
@@ -154,6 +156,23 @@ void _hak_os_make_secret(void) {
 }
 
 int _hak_os_getpid(void) { return (int)SYS(SYS_getpid, 0, 0, 0); }
+
+int _hak_os_peek(const void *p, void *out, size_t n) {
+  struct iovec local = {out, n}, remote = {(void *)p, n};
+  long r = sys6(SYS_process_vm_readv, SYS(SYS_getpid, 0, 0, 0), (long)&local, 1, (long)&remote, 1, 0);
+  return r == (long)n ? 0 : is_error(r) ? (int)r : -EFAULT;
+}
+
+void _hak_os_raise(int sig) { SYS(SYS_tgkill, SYS(SYS_getpid, 0, 0, 0), SYS(SYS_gettid, 0, 0, 0), sig); }
+
+int _hak_os_sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
+  return sigaction(sig, act, old);
+}
+
+int _hak_os_sigaltstack(void *stack, size_t size) {
+  stack_t alt = {.ss_sp = stack, .ss_size = size};
+  return sigaltstack(&alt, NULL);
+}
 
 void _hak_os_abort(void) {
   SYS(SYS_kill, SYS(SYS_getpid, 0, 0, 0), 6 /* SIGABRT */, 0);

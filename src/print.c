@@ -57,6 +57,29 @@ void _hak_buf_pad(hak_buf_t *b, size_t width) {
   while (b->col < width) put(b, " ", 1);
 }
 
+/* n bytes in the largest binary unit they reach, with one decimal unless
+ * it is 0: "64 GiB", "1.5 MiB", "4096 bytes" below 4 KiB... */
+void _hak_buf_bytes(hak_buf_t *b, size_t n) {
+  static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  if (n < 4096) {
+    _hak_buf_dec(b, n);
+    _hak_buf_str(b, " bytes");
+    return;
+  }
+  unsigned u = 0;
+  while (u + 1 < sizeof units / sizeof units[0] && n >> (10 * (u + 2)) != 0) u++;
+  unsigned shift = 10 * (u + 1);
+  uint64_t whole = n >> shift,
+           tenth = (uint64_t)(((unsigned __int128)(n & (((size_t)1 << shift) - 1)) * 10) >> shift);
+  _hak_buf_dec(b, whole);
+  if (tenth) {
+    _hak_buf_str(b, ".");
+    _hak_buf_dec(b, tenth);
+  }
+  _hak_buf_str(b, " ");
+  _hak_buf_str(b, units[u]);
+}
+
 void _hak_assert_fail(const char *expr, const char *file, int line) {
   hak_buf_t buf = {.fd = 2};
   _hak_buf_str(&buf, "hakmem: internal check failed: ");

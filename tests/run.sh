@@ -166,7 +166,7 @@ run_bin "fork (LD_PRELOAD debug)" env LD_PRELOAD="$DBG" "$B/glibc/fork"
 run_bin "misuse (LD_PRELOAD secure)" env LD_PRELOAD="$SEC" "$B/glibc/misuse"
 run_bin "stress (LD_PRELOAD secure)" env LD_PRELOAD="$SEC" "$B/glibc/stress"
 run_bin "soak (LD_PRELOAD secure, 10 s)" env LD_PRELOAD="$SEC" "$B/glibc/soak" 10
-for t in api cxx fork churn transfer foreign tdtor options trace; do
+for t in api cxx fork churn transfer foreign tdtor options trace crash; do
   run_bin "$t (LD_PRELOAD secure, HAKMEM_QUARANTINE_KB=0)" env LD_PRELOAD="$SEC" HAKMEM_QUARANTINE_KB=0 "$B/glibc/$t"
 done
 # The size-class arithmetic (no allocator linked: built once), and the

@@ -29,7 +29,7 @@ TEST_LINK_DBG := -Ldebug -Wl,--no-as-needed -lhakmem \
 # The one list of test programs tests/run.sh runs alike (release, debug,
 # LD_PRELOAD; run.sh reads this line); rss, soak and the rest have runs of
 # their own there.
-TEST_SUITE    := api cxx stress fork churn transfer foreign misuse tdtor options tiers bigcache trace
+TEST_SUITE    := api cxx stress fork churn transfer foreign misuse tdtor options tiers bigcache trace crash
 TEST_C_NAMES  := $(filter-out cxx,$(TEST_SUITE)) rss
 TEST_DEPS     := tests/harness.h tests/util.h include/hakmem.h tests/tests.mk tests/bin/exports.h
 
@@ -38,7 +38,7 @@ TEST_DBG_C    := $(TEST_C_NAMES:%=tests/bin/debug/%)
 TEST_GLIBC_C  := $(TEST_C_NAMES:%=tests/bin/glibc/%) tests/bin/glibc/dlopen tests/bin/glibc/soak
 TEST_BINS     := $(TEST_REL_C) $(TEST_DBG_C) $(TEST_GLIBC_C) tests/bin/cxx \
                  tests/bin/debug/cxx tests/bin/glibc/cxx tests/bin/api-static \
-                 tests/bin/classes tests/bin/units
+                 tests/bin/classes tests/bin/units tests/bin/crash-handler.so
 
 .PHONY: test test-build test-clean soak
 
@@ -95,6 +95,11 @@ tests/bin/debug/cxx: tests/cxx.cc $(TEST_DEPS) debug/libhakmem.so
 tests/bin/glibc/cxx: tests/cxx.cc $(TEST_DEPS)
 	@mkdir -p $(@D)
 	$(TEST_CXX) $(TEST_CXXFLAGS) $< -o $@ $(TEST_LIBS)
+
+# A library that installs a SIGSEGV handler as it starts (tests/crash.c).
+tests/bin/crash-handler.so: tests/crash-handler.c tests/tests.mk
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) -shared -fPIC $< -o $@
 
 # Linking -static proves libhakmem.a defines the whole glibc malloc set:
 # otherwise libc.a's malloc.o is pulled in and the link fails on duplicates.
