@@ -1,5 +1,6 @@
 # hakmem build. `make` builds the release library and the secure one
-# (libhakmem-secure: the same sources with HAK_SECURE=1), `make debug` the
+# (libhakmem-secure: the same sources with HAK_SECURE=1) and the launcher
+# (./hakmem), `make debug` the
 # checking one, `make test` builds and runs every test, `make bench` compares hakmem
 # with glibc and the installed peer allocators.
 
@@ -20,7 +21,7 @@ OBJ_D   := $(SRC:src/%.c=build/debug/%.o)
 OBJ_S   := $(SRC:src/%.c=build/secure/%.o)
 
 .PHONY: all debug clean test bench
-all: libhakmem.so libhakmem.a libhakmem-secure.so libhakmem-secure.a
+all: libhakmem.so libhakmem.a libhakmem-secure.so libhakmem-secure.a hakmem
 
 debug: debug/libhakmem.so debug/libhakmem.a
 
@@ -51,6 +52,10 @@ libhakmem-secure.so: $(OBJ_S) src/exports.map
 libhakmem-secure.a: $(OBJ_S)
 	rm -f $@ && ar rcs $@ $(OBJ_S)
 
+# The launcher (launcher/hakmem.c): an ordinary program, on glibc's malloc.
+hakmem: launcher/hakmem.c src/options.h include/hakmem.h Makefile
+	$(CC) -std=gnu11 -O2 -Iinclude -Isrc $(WARN) $(CFLAGS) -o $@ launcher/hakmem.c
+
 debug/libhakmem.so: $(OBJ_D) src/exports.map
 	@mkdir -p $(@D)
 	$(CC) $(LDSO) -o $@ $(OBJ_D) -pthread
@@ -63,4 +68,4 @@ debug/libhakmem.a: $(OBJ_D)
 -include bench/bench.mk
 
 clean: test-clean bench-clean
-	rm -rf build debug libhakmem.so libhakmem.a libhakmem-secure.so libhakmem-secure.a
+	rm -rf build debug libhakmem.so libhakmem.a libhakmem-secure.so libhakmem-secure.a hakmem

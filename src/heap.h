@@ -155,6 +155,14 @@ uint64_t _hak_heaps_counters(uint64_t *n); /* n += live heaps' counts; returns l
 void _hak_stats_exit_report(void);
 void _hak_stats_xml(hak_buf_t *b);
 
+/* The figures and the bytes of live blocks per tier (tiny, mid, pool,
+ * Large), for the timeline. */
+void _hak_stats_tiers(hak_stats_t *st, size_t tier[4]);
+
+/* ---- timeline.c: HAKMEM_TIMELINE's helper thread ----------------------- */
+void _hak_timeline_start(void); /* at start-up, if HAKMEM_TIMELINE is set */
+void _hak_timeline_end(void);   /* at exit: the last line */
+
 /* ---- crash.c: HAKMEM_CRASH_REPORT's signal handlers ------------------- */
 void _hak_crash_install(void); /* at start-up, by the thread that starts the library */
 

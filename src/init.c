@@ -6,6 +6,7 @@
 __attribute__((constructor)) static void hak_constructor(void) {
   _hak_init();
   if (hak_opt(HAK_OPT_CRASH_REPORT)) _hak_crash_install();
+  _hak_timeline_start();
 }
 
 /* At exit: the secure build checks what the exiting thread's quarantine
@@ -13,6 +14,7 @@ __attribute__((constructor)) static void hak_constructor(void) {
 __attribute__((destructor)) static void hak_destructor(void) {
   if (hak_cfg_secure) _hak_secure_check_quarantine("exit");
   if (hak_opt(HAK_OPT_STATS)) _hak_stats_exit_report();
+  _hak_timeline_end();
 }
 
 /* Static glibc calls these around fork and at thread exit; hakmem's own

@@ -60,6 +60,7 @@
 #include <stdint.h>
 
 #include "hakmem.h"
+#include "options.h"
 #include "size_class.h"
 
 #ifndef HAK_DEBUG
@@ -302,6 +303,15 @@ void _hak_os_raise(int sig);
 struct sigaction;
 int _hak_os_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
 int _hak_os_sigaltstack(void *stack, size_t size);
+/* For the timeline (timeline.c): a file opened to append to (created if
+ * absent; -errno on failure), the resident bytes (0 if unknown), the
+ * process's minor and major page faults so far, and a sleep. */
+int _hak_os_open_append(const char *path);
+void _hak_os_close(int fd);
+size_t _hak_os_rss(void);
+void _hak_os_faults(uint64_t *minor, uint64_t *major);
+void _hak_os_sleep_ms(uint64_t ms);
+uint64_t _hak_os_wall_ms(void); /* CLOCK_REALTIME in milliseconds */
 /* The process's secret (secure build): random, never 0, the same for every
  * thread from the first call of _hak_os_make_secret on (before any block
  * is carved). */
@@ -329,32 +339,6 @@ void _hak_assert_fail(const char *expr, const char *file, int line) __attribute_
 #define HAK_DEBUG_ASSERT(e) (hak_cfg_debug ? HAK_ASSERT(e) : (void)0)
 
 /* ---- options.c: the HAKMEM_* table ------------------------------------- */
-#define HAK_OPTION_LIST(X)                                                                                   \
-  X(VERBOSE, "HAKMEM_VERBOSE", 0, 0, 1, "print the options in force at start-up")                            \
-  X(STATS, "HAKMEM_STATS", 0, 0, 3, "at exit print statistics: 1 a line, 2 the report, 3 JSON")              \
-  X(STATS_FD, "HAKMEM_STATS_FD", 2, 0, 65535, "file descriptor the exit statistics are written to")          \
-  X(INVALID_FREE, "HAKMEM_INVALID_FREE", 2, 0, 2,                                                            \
-    "pointer outside hakmem's memory given to free: 0 ignore, 1 report once, 2 abort")                       \
-  X(CHECK, "HAKMEM_CHECK", 0, 0, 1, "every free walks the free lists; free_sized checks its size")           \
-  X(RETAIN_KB, "HAKMEM_RETAIN_KB", 4096, 0, 1048576, "empty memory kept resident for reuse, at least (KiB)") \
-  X(RETAIN_SHARE, "HAKMEM_RETAIN_SHARE", 4, 0, 64,                                                           \
-    "and up to 1/N of the memory in use (0: the minimum only)")                                              \
-  X(ROOM_MB, "HAKMEM_ROOM_MB", 48, 0, 65536, "or up to this much for a thread that keeps reusing it (MiB)")  \
-  X(PURGE_DELAY_MS, "HAKMEM_PURGE_DELAY_MS", 10, 0, 60000,                                                   \
-    "empty memory past the budget is purged once empty this long (ms)")                                      \
-  X(UNMAP_DELAY_MS, "HAKMEM_UNMAP_DELAY_MS", 10000, 0, 3600000,                                              \
-    "delay before a wholly free reservation is unmapped")                                                    \
-  X(MADV_FREE, "HAKMEM_MADV_FREE", 0, 0, 1, "purge with MADV_FREE instead of MADV_DONTNEED")                 \
-  X(THP, "HAKMEM_THP", 0, 0, 2,                                                                              \
-    "huge pages: 0 for malloc's Large blocks, else system default; 1 request, 2 forbid")                     \
-  X(BIGCACHE_MB, "HAKMEM_BIGCACHE_MB", 32, 0, 65536, "bytes of freed Large mappings kept for reuse (MiB)")   \
-  X(BIGCACHE_DECAY_MS, "HAKMEM_BIGCACHE_DECAY_MS", 1000, 0, 3600000,                                         \
-    "age after which a cached Large mapping is unmapped")                                                    \
-  X(QUARANTINE_KB, "HAKMEM_QUARANTINE_KB", 512, 0, 65536,                                                    \
-    "secure build: bytes of freed blocks each thread holds back from reuse (KiB)")                           \
-  X(TRACE, "HAKMEM_TRACE", 0, 0, 1, "what to trace on stderr: oom (1), each failed allocation and why")      \
-  X(CRASH_REPORT, "HAKMEM_CRASH_REPORT", 0, 0, 1,                                                            \
-    "on SIGSEGV, SIGBUS, SIGABRT say what the address is in hakmem's terms, then run the program's action")
 enum {
 #define HAK_OPTION_ENUM(id, name, def, lo, hi, desc) HAK_OPT_##id,
   HAK_OPTION_LIST(HAK_OPTION_ENUM)
@@ -363,6 +347,13 @@ enum {
 };
 extern _Atomic long _hak_options[HAK_OPT_COUNT];
 static inline long hak_opt(int id) { return atomic_load_explicit(&_hak_options[id], memory_order_relaxed); }
+enum {
+#define HAK_TEXT_OPTION_ENUM(id, name, desc) HAK_TEXT_##id,
+  HAK_TEXT_OPTION_LIST(HAK_TEXT_OPTION_ENUM)
+#undef HAK_TEXT_OPTION_ENUM
+      HAK_TEXT_COUNT
+};
+const char *hak_opt_text(int id); /* the value, or NULL if unset */
 void _hak_options_load(void);
 bool _hak_option_set(int id, long value); /* false (and unchanged) if out of the option's range */
 void _hak_options_print(int fd);
@@ -412,7 +403,6 @@ typedef struct hak_ask {
  * `who`, only sets errno: a caller above reports the failure itself. */
 void *_hak_fail(hak_ask_t ask, int why);
 uint64_t _hak_fail_count(int why);
-#define HAK_TRACE_OOM 1 /* HAKMEM_TRACE bit: failed allocations */
 
 /* ---- lock.c: one lock type; fork takes them all (thread.c: the order) -- */
 typedef struct hak_lock {

@@ -35,7 +35,22 @@ static const struct {
   int id;
   const char *word;
   long bit;
-} words[] = {{HAK_OPT_TRACE, "oom", HAK_TRACE_OOM}};
+} words[] = {
+#define HAK_OPTION_WORD(id, word, bit) {HAK_OPT_##id, word, bit},
+    HAK_OPTION_WORDS(HAK_OPTION_WORD)
+#undef HAK_OPTION_WORD
+};
+
+static const struct {
+  const char *name, *desc;
+} text_table[] = {
+#define HAK_TEXT_OPTION_ROW(id, name, desc) {name, desc},
+    HAK_TEXT_OPTION_LIST(HAK_TEXT_OPTION_ROW)
+#undef HAK_TEXT_OPTION_ROW
+};
+static char text_value[HAK_TEXT_COUNT][HAK_TEXT_MAX];
+
+const char *hak_opt_text(int id) { return text_value[id][0] ? text_value[id] : NULL; }
 
 static bool parse_words(int id, const char *s, long *out) {
   long v = 0;
@@ -99,6 +114,8 @@ static void warn_unknown(void) {
     bool known = false;
     for (size_t i = 0; i < HAK_OPT_COUNT && !known; i++)
       known = strlen(table[i].name) == len && strncmp(table[i].name, *e, len) == 0;
+    for (size_t i = 0; i < HAK_TEXT_COUNT && !known; i++)
+      known = strlen(text_table[i].name) == len && strncmp(text_table[i].name, *e, len) == 0;
     if (!known) {
       hak_buf_t b = {.fd = 2};
       _hak_buf_str(&b, "hakmem: unknown option ");
@@ -118,6 +135,20 @@ void _hak_options_load(void) {
     if (parse(v, table[i].lo, table[i].hi, &value) || (*v && parse_words((int)i, v, &value)))
       atomic_store_explicit(&_hak_options[i], value, memory_order_relaxed);
     else warn_bad(&table[i], v);
+  }
+  for (size_t i = 0; i < HAK_TEXT_COUNT; i++) {
+    const char *v = getenv(text_table[i].name);
+    if (!v) continue;
+    size_t len = strlen(v);
+    if (len > 0 && len < HAK_TEXT_MAX) {
+      memcpy(text_value[i], v, len + 1);
+      continue;
+    }
+    hak_buf_t b = {.fd = 2};
+    _hak_buf_str(&b, "hakmem: ");
+    _hak_buf_str(&b, text_table[i].name);
+    _hak_buf_str(&b, len ? " is longer than 255 bytes; ignored\n" : " is empty; ignored\n");
+    _hak_buf_flush(&b);
   }
   warn_unknown();
   if (hak_opt(HAK_OPT_VERBOSE)) _hak_options_print(2);
@@ -148,6 +179,15 @@ void _hak_options_print(int fd) {
     _hak_buf_dec(&b, (uint64_t)o->hi);
     _hak_buf_pad(&b, 68);
     _hak_buf_str(&b, o->desc);
+    _hak_buf_str(&b, "\n");
+  }
+  for (size_t i = 0; i < HAK_TEXT_COUNT; i++) {
+    _hak_buf_str(&b, "  ");
+    _hak_buf_str(&b, text_table[i].name);
+    _hak_buf_pad(&b, 30);
+    _hak_buf_str(&b, text_value[i][0] ? text_value[i] : "-");
+    _hak_buf_pad(&b, 68);
+    _hak_buf_str(&b, text_table[i].desc);
     _hak_buf_str(&b, "\n");
   }
   _hak_buf_flush(&b);

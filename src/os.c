@@ -6,9 +6,11 @@
  * is noted for failure.c in the calling thread's record (its heap's, over
  * the one thread-local). The bottom layer: it calls nothing of hakmem's. */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -172,6 +174,47 @@ int _hak_os_sigaction(int sig, const struct sigaction *act, struct sigaction *ol
 int _hak_os_sigaltstack(void *stack, size_t size) {
   stack_t alt = {.ss_sp = stack, .ss_size = size};
   return sigaltstack(&alt, NULL);
+}
+
+int _hak_os_open_append(const char *path) {
+  return (int)SYS(SYS_open, path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+}
+
+void _hak_os_close(int fd) { SYS(SYS_close, fd, 0, 0); }
+
+/* /proc/self/statm's second field: resident pages. */
+size_t _hak_os_rss(void) {
+  char buf[128];
+  int fd = (int)SYS(SYS_open, "/proc/self/statm", O_RDONLY | O_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  long n = SYS(SYS_read, fd, buf, sizeof buf - 1);
+  SYS(SYS_close, fd, 0, 0);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  const char *p = buf;
+  while (*p && *p != ' ') p++;
+  size_t pages = 0;
+  for (p++; *p >= '0' && *p <= '9'; p++) pages = pages * 10 + (size_t)(*p - '0');
+  return pages * HAK_PAGE;
+}
+
+void _hak_os_faults(uint64_t *minor, uint64_t *major) {
+  struct rusage ru = {0};
+  SYS(SYS_getrusage, RUSAGE_SELF, &ru, 0);
+  *minor = (uint64_t)ru.ru_minflt;
+  *major = (uint64_t)ru.ru_majflt;
+}
+
+uint64_t _hak_os_wall_ms(void) {
+  struct timespec ts = {0, 0};
+  SYS(SYS_clock_gettime, CLOCK_REALTIME, &ts, 0);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void _hak_os_sleep_ms(uint64_t ms) {
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  while (SYS(SYS_nanosleep, &ts, &ts, 0) == -EINTR)
+    ;
 }
 
 void _hak_os_abort(void) {

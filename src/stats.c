@@ -101,6 +101,20 @@ static void take(snapshot_t *s, bool classes) {
   s->st.failed_map = _hak_fail_count(HAK_FAIL_MAP);
 }
 
+void _hak_stats_tiers(hak_stats_t *st, size_t tier[4]) {
+  static const size_t last[3] = {HAK_CLASS_TINY_LAST, HAK_CLASS_MID_LAST, HAK_CLASS_LAST};
+  snapshot_t s;
+  take(&s, true);
+  *st = s.st;
+  size_t t = 0;
+  tier[0] = tier[1] = tier[2] = 0;
+  for (size_t c = 1; c <= HAK_CLASS_LAST; c++) {
+    if (c > last[t]) t++;
+    tier[t] += (size_t)s.cls_used[c] * hak_class_size(c);
+  }
+  tier[3] = s.st.in_use - tier[0] - tier[1] - tier[2]; /* in_use: the slabs' blocks, and Large blocks */
+}
+
 HAK_API int hak_stats(hak_stats_t *out) {
   snapshot_t s;
   take(&s, false);

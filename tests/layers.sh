@@ -7,7 +7,8 @@
 #
 # Layers: the files of the list, bottom up; headers by src/README.md's
 # rules (units.h: superslab.c, budget.h: budget.c, size_class.h:
-# size_class.c, alloc.h: api.c), and internal.h and heap.h by section
+# size_class.c, alloc.h: api.c, options.h: options.c), and internal.h and
+# heap.h by section
 # ("/* ---- FILE..." opens FILE's section; internal.h's sections before
 # os.c's, and "the thread's own parts", belong to no layer, below all).
 # Definitions: non-static functions and globals at column 0 of a .c file,
@@ -30,6 +31,7 @@ rank[units.h]=${rank[superslab.c]}
 rank[budget.h]=${rank[budget.c]}
 rank[size_class.h]=${rank[size_class.c]}
 rank[alloc.h]=${rank[api.c]}
+rank[options.h]=${rank[options.c]}
 
 # The text of a part without its comments; conditionals go first (a
 # section may hold an #ifndef whose #endif is in another).

@@ -180,6 +180,9 @@ run_bin "stress (HAKMEM_THP=2)" env HAKMEM_THP=2 "$B/stress"
 run_bin "tiers (HAKMEM_CHECK=1)" env HAKMEM_CHECK=1 "$B/tiers"
 run_bin "tiers (HAKMEM_MADV_FREE=1)" env HAKMEM_MADV_FREE=1 "$B/tiers"
 
+# ---- the launcher (./hakmem) and the memory timeline -----------------------------
+run_bin "launcher" bash tests/launcher.sh
+
 # ---- memory back to the OS (rss runs its cases in fresh processes) -----------
 RSS_S=${RSS_SECONDS:-30}
 RSS_PRE=$(awk -v s="$RSS_S" 'BEGIN { print (s + 0 < 6 ? s + 0 : 6) }')

@@ -1,0 +1,49 @@
+/* options.h — the HAKMEM_* options, as X-macros: the one list the library
+ * (options.c) and the launcher (launcher/hakmem.c) read. Only macros: it
+ * includes nothing and needs nothing.
+ *
+ * HAK_OPTION_LIST: X(id, variable, default, min, max, description), whole
+ * numbers. HAK_OPTION_WORDS: X(id, word, bit), the words a numeric option
+ * also takes (a comma-separated list of them sets their bits).
+ * HAK_TEXT_OPTION_LIST: X(id, variable, description), options whose value
+ * is text (a file name). */
+#ifndef HAK_OPTIONS_H
+#define HAK_OPTIONS_H
+
+#define HAK_OPTION_LIST(X)                                                                                   \
+  X(VERBOSE, "HAKMEM_VERBOSE", 0, 0, 1, "print the options in force at start-up")                            \
+  X(STATS, "HAKMEM_STATS", 0, 0, 3, "at exit print statistics: 1 a line, 2 the report, 3 JSON")              \
+  X(STATS_FD, "HAKMEM_STATS_FD", 2, 0, 65535, "file descriptor the exit statistics are written to")          \
+  X(INVALID_FREE, "HAKMEM_INVALID_FREE", 2, 0, 2,                                                            \
+    "pointer outside hakmem's memory given to free: 0 ignore, 1 report once, 2 abort")                       \
+  X(CHECK, "HAKMEM_CHECK", 0, 0, 1, "every free walks the free lists; free_sized checks its size")           \
+  X(RETAIN_KB, "HAKMEM_RETAIN_KB", 4096, 0, 1048576, "empty memory kept resident for reuse, at least (KiB)") \
+  X(RETAIN_SHARE, "HAKMEM_RETAIN_SHARE", 4, 0, 64,                                                           \
+    "and up to 1/N of the memory in use (0: the minimum only)")                                              \
+  X(ROOM_MB, "HAKMEM_ROOM_MB", 48, 0, 65536, "or up to this much for a thread that keeps reusing it (MiB)")  \
+  X(PURGE_DELAY_MS, "HAKMEM_PURGE_DELAY_MS", 10, 0, 60000,                                                   \
+    "empty memory past the budget is purged once empty this long (ms)")                                      \
+  X(UNMAP_DELAY_MS, "HAKMEM_UNMAP_DELAY_MS", 10000, 0, 3600000,                                              \
+    "delay before a wholly free reservation is unmapped")                                                    \
+  X(MADV_FREE, "HAKMEM_MADV_FREE", 0, 0, 1, "purge with MADV_FREE instead of MADV_DONTNEED")                 \
+  X(THP, "HAKMEM_THP", 0, 0, 2,                                                                              \
+    "huge pages: 0 for malloc's Large blocks, else system default; 1 request, 2 forbid")                     \
+  X(BIGCACHE_MB, "HAKMEM_BIGCACHE_MB", 32, 0, 65536,                                                         \
+    "freed Large mappings kept for reuse (MiB), or 1/RETAIN_SHARE of the live Large bytes if more")          \
+  X(BIGCACHE_DECAY_MS, "HAKMEM_BIGCACHE_DECAY_MS", 1000, 0, 3600000,                                         \
+    "age after which a cached Large mapping is unmapped")                                                    \
+  X(QUARANTINE_KB, "HAKMEM_QUARANTINE_KB", 512, 0, 65536,                                                    \
+    "secure build: bytes of freed blocks each thread holds back from reuse (KiB)")                           \
+  X(TRACE, "HAKMEM_TRACE", 0, 0, 1, "what to trace on stderr: oom (1), each failed allocation and why")      \
+  X(CRASH_REPORT, "HAKMEM_CRASH_REPORT", 0, 0, 1,                                                            \
+    "on SIGSEGV, SIGBUS, SIGABRT say what the address is in hakmem's terms, then run the program's action")  \
+  X(TIMELINE_MS, "HAKMEM_TIMELINE_MS", 100, 1, 3600000, "interval of the memory timeline (ms)")
+
+#define HAK_TRACE_OOM 1 /* HAKMEM_TRACE bit: failed allocations */
+#define HAK_OPTION_WORDS(X) X(TRACE, "oom", HAK_TRACE_OOM)
+
+#define HAK_TEXT_OPTION_LIST(X) \
+  X(TIMELINE, "HAKMEM_TIMELINE", "append a JSON line of memory figures every HAKMEM_TIMELINE_MS to this file")
+#define HAK_TEXT_MAX 256 /* bytes of a text option's value, with its NUL */
+
+#endif
