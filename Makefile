@@ -1,5 +1,6 @@
 # hakmem build. `make` builds the release library and the secure one
-# (libhakmem-secure: the same sources with HAK_SECURE=1) and the launcher
+# (libhakmem-secure: the same sources with HAK_SECURE=1), the stats one
+# (libhakmem-stats: HAK_STATS_BUILD=1, every call counted) and the launcher
 # (./hakmem), `make debug` the
 # checking one, `make test` builds and runs every test, `make bench` compares hakmem
 # with glibc and the installed peer allocators.
@@ -12,6 +13,7 @@ BASE    := -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -ftls-model=initial-
 RELEASE := -O2 -DHAK_DEBUG=0 -DNDEBUG
 DEBUG   := -O1 -g -DHAK_DEBUG=1
 SECURE  := $(RELEASE) -DHAK_SECURE=1
+STATS   := $(RELEASE) -DHAK_STATS_BUILD=1
 LDSO    := -shared -Wl,-z,nodelete -Wl,-z,now -Wl,--version-script=src/exports.map
 
 SRC     := $(sort $(wildcard src/*.c))
@@ -19,9 +21,10 @@ HDR     := $(wildcard src/*.h include/*.h)
 OBJ_R   := $(SRC:src/%.c=build/release/%.o)
 OBJ_D   := $(SRC:src/%.c=build/debug/%.o)
 OBJ_S   := $(SRC:src/%.c=build/secure/%.o)
+OBJ_T   := $(SRC:src/%.c=build/stats/%.o)
 
 .PHONY: all debug clean test bench
-all: libhakmem.so libhakmem.a libhakmem-secure.so libhakmem-secure.a hakmem
+all: libhakmem.so libhakmem.a libhakmem-secure.so libhakmem-secure.a libhakmem-stats.so libhakmem-stats.a hakmem
 
 debug: debug/libhakmem.so debug/libhakmem.a
 
@@ -46,6 +49,17 @@ libhakmem.so: $(OBJ_R) src/exports.map
 libhakmem.a: $(OBJ_R)
 	rm -f $@ && ar rcs $@ $(OBJ_R)
 
+build/stats/%.o: src/%.c $(HDR) Makefile
+	@mkdir -p $(@D)
+	@echo "  CC      $@"
+	@$(CC) $(BASE) $(STATS) $(CFLAGS) -c $< -o $@
+
+libhakmem-stats.so: $(OBJ_T) src/exports.map
+	$(CC) $(LDSO) -o $@ $(OBJ_T) -pthread
+
+libhakmem-stats.a: $(OBJ_T)
+	rm -f $@ && ar rcs $@ $(OBJ_T)
+
 libhakmem-secure.so: $(OBJ_S) src/exports.map
 	$(CC) $(LDSO) -o $@ $(OBJ_S) -pthread
 
@@ -68,4 +82,5 @@ debug/libhakmem.a: $(OBJ_D)
 -include bench/bench.mk
 
 clean: test-clean bench-clean
-	rm -rf build debug libhakmem.so libhakmem.a libhakmem-secure.so libhakmem-secure.a hakmem
+	rm -rf build debug libhakmem.so libhakmem.a libhakmem-secure.so libhakmem-secure.a libhakmem-stats.so \
+	  libhakmem-stats.a hakmem

@@ -69,7 +69,25 @@ int hak_trim(void);
   X(uint64_t, failed_size, "allocations failed: size over PTRDIFF_MAX")                                  \
   X(uint64_t, failed_overflow, "allocations failed: count times size overflows (calloc, reallocarray)")  \
   X(uint64_t, failed_align, "allocations failed: an alignment no address has")                           \
-  X(uint64_t, failed_map, "allocations failed: the kernel refused a mapping (HAKMEM_TRACE=oom: which)")
+  X(uint64_t, failed_map, "allocations failed: the kernel refused a mapping (HAKMEM_TRACE=oom: which)")  \
+  X(uint64_t, allocs, "allocations of slab blocks (counted by libhakmem-stats only; else 0)")            \
+  X(uint64_t, frees, "frees of slab blocks (libhakmem-stats only)")                                      \
+  X(uint64_t, misses, "slab allocations the fast path could not serve (each a refill)")                  \
+  X(uint64_t, slow_frees, "frees of slab blocks that left the fast path")                                \
+  X(uint64_t, remote_sent,                                                                               \
+    "blocks freed into a slab the freeing thread did not hold (another's, or one set aside)")            \
+  X(uint64_t, remote_received,                                                                           \
+    "remote frees their holders took back (all: libhakmem-stats; else those merged)")                    \
+  X(uint64_t, mmap_calls, "mmap calls (fresh mappings, and the secure build's discards)")                \
+  X(uint64_t, mmap_bytes, "bytes they asked for")                                                        \
+  X(uint64_t, munmap_calls, "munmap calls")                                                              \
+  X(uint64_t, munmap_bytes, "bytes they gave back")                                                      \
+  X(uint64_t, madvise_calls, "madvise calls (purges, huge-page requests)")                               \
+  X(uint64_t, madvise_bytes, "bytes they covered")                                                       \
+  X(uint64_t, mremap_calls, "mremap calls (Large blocks grown or moved)")                                \
+  X(uint64_t, mprotect_calls, "mprotect calls (the secure build's guard pages)")                         \
+  X(uint64_t, syscall_ns, "nanoseconds spent in those calls")                                            \
+  X(uint64_t, minor_faults, "the process's minor page faults so far (getrusage)")
 typedef struct hak_stats {
 #define HAK_STATS_MEMBER(type, name, desc) type name;
   HAK_STATS_FIELDS(HAK_STATS_MEMBER)

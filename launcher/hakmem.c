@@ -1,7 +1,7 @@
 /* hakmem — the launcher: runs a program with libhakmem preloaded and
  * HAKMEM_* options set, draws a memory timeline, lists the options.
  *
- *   hakmem run [--secure] [--lib PATH] [--stats[=line|text|json]]
+ *   hakmem run [--secure | --count-all] [--lib PATH] [--stats[=line|text|json]]
  *              [--timeline FILE] [--trace oom] [--crash-report]
  *              [--option NAME=VALUE ...] -- PROGRAM [ARGS...]
  *   hakmem plot FILE [-o OUT.svg]
@@ -30,13 +30,14 @@
 #define VERSION STR(HAKMEM_VERSION_MAJOR) "." STR(HAKMEM_VERSION_MINOR) "." STR(HAKMEM_VERSION_PATCH)
 
 static const char usage[] =
-    "usage: hakmem run [--secure] [--lib PATH] [--stats[=line|text|json]] [--timeline FILE]\n"
+    "usage: hakmem run [--secure | --count-all] [--lib PATH] [--stats[=line|text|json]] [--timeline FILE]\n"
     "                  [--trace oom] [--crash-report] [--option NAME=VALUE ...] -- PROGRAM [ARGS...]\n"
     "       hakmem plot FILE [-o OUT.svg]\n"
     "       hakmem options\n"
     "       hakmem --help | --version\n"
     "\n"
-    "run      runs PROGRAM with libhakmem preloaded (--secure: libhakmem-secure) and the options set:\n"
+    "run      runs PROGRAM with libhakmem preloaded (--secure: libhakmem-secure; --count-all:\n"
+    "         libhakmem-stats, which counts every allocation and free) and the options set:\n"
     "         --stats prints the report at exit (HAKMEM_STATS: line 1, text 2, the default, json 3),\n"
     "         --timeline appends a JSON line of memory figures to FILE every 100 ms (HAKMEM_TIMELINE),\n"
     "         --trace oom says why each failed allocation failed, --crash-report what a faulting\n"
@@ -132,9 +133,11 @@ static void set_option(const char *arg) {
 }
 
 /* The library: --lib, $HAKMEM_LIB, beside the launcher, or in ../lib. */
-static const char *find_library(const char *given, int secure, char *buf, size_t len) {
+/* variant: 0 the default build, 1 the secure one, 2 the stats one. */
+static const char *find_library(const char *given, int variant, char *buf, size_t len) {
   if (len < PATH_MAX) fail(2, "internal: a path buffer under PATH_MAX");
-  const char *file = secure ? "libhakmem-secure.so" : "libhakmem.so";
+  static const char *const files[] = {"libhakmem.so", "libhakmem-secure.so", "libhakmem-stats.so"};
+  const char *file = files[variant];
   if (!given) given = getenv("HAKMEM_LIB");
   if (given) {
     if (access(given, R_OK) != 0) fail(2, "%s: %s", given, strerror(errno));
@@ -155,12 +158,13 @@ static const char *find_library(const char *given, int secure, char *buf, size_t
 }
 
 static int cmd_run(int argc, char **argv) {
-  int secure = 0, i = 0;
+  int variant = 0, i = 0;
   const char *lib = NULL;
   for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
     const char *a = argv[i];
     const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-    if (strcmp(a, "--secure") == 0) secure = 1;
+    if (strcmp(a, "--secure") == 0) variant = 1;
+    else if (strcmp(a, "--count-all") == 0) variant = 2;
     else if (strcmp(a, "--lib") == 0 && next) lib = argv[++i];
     else if (strcmp(a, "--stats") == 0 || strcmp(a, "--stats=text") == 0) set_option("STATS=2");
     else if (strcmp(a, "--stats=line") == 0) set_option("STATS=1");
@@ -181,7 +185,7 @@ static int cmd_run(int argc, char **argv) {
   }
   if (i + 1 >= argc) fail(2, "run: no program (hakmem run [OPTIONS] -- PROGRAM [ARGS...])");
   char path[PATH_MAX], preload[2 * PATH_MAX + 2];
-  const char *so = find_library(lib, secure, path, sizeof path);
+  const char *so = find_library(lib, variant, path, sizeof path);
   const char *old = getenv("LD_PRELOAD");
   snprintf(preload, sizeof preload, "%s%s%s", so, old && *old ? " " : "", old ? old : "");
   setenv("LD_PRELOAD", preload, 1);

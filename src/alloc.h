@@ -34,6 +34,8 @@ static inline __attribute__((always_inline)) void *hak_alloc_slot(size_t off, co
   HAK_KEEP_INDEX(off);
   ((hak_class_slot_t *)(h + off))->free = hak_next(b);
   b->mark = 0;
+  if (hak_cfg_stats)
+    ((hak_heap_t *)hak_tls_heap)->counters.cls[off / sizeof(hak_class_slot_t)][HAK_CSTAT_allocs]++;
   return b;
 }
 
@@ -79,6 +81,7 @@ static inline __attribute__((always_inline)) void hak_free_inline(void *p, const
     hak_set_next(b, slot->free);
     atomic_signal_fence(memory_order_release); /* a fork child sees the link before the head */
     slot->free = b;
+    if (hak_cfg_stats) ((hak_heap_t *)h)->counters.cls[slot - h->slot][HAK_CSTAT_frees]++;
     return;
   }
   uintptr_t chunk = a >> HAK_SS_SHIFT;
@@ -93,6 +96,7 @@ static inline __attribute__((always_inline)) void hak_free_inline(void *p, const
     return;
   }
   b->mark = (uintptr_t)h;
+  if (hak_cfg_stats) ((hak_heap_t *)h)->counters.cls[s->cls][HAK_CSTAT_frees]++;
   hak_class_slot_t *slot = (hak_class_slot_t *)((uintptr_t)h->slot + s->slot_off);
   if (!slot->free && !(slot->cur & HAK_CUR_COUNTED)) {
     /* A slab of this heap, and its class's list is empty: the block goes

@@ -9,7 +9,10 @@
 /* A Large block for ask (zeroed if `zero`), or the failure why not. */
 static void *large_block(hak_ask_t ask, size_t align, bool zero) {
   if (ask.size > PTRDIFF_MAX) return _hak_fail(ask, HAK_FAIL_SIZE);
+  hak_tick_t t0 = hak_sample_start(hak_tls_counters());
   void *p = _hak_large_alloc(ask.size, align, zero);
+  hak_note(HAK_EV_LARGE_ALLOC, (uintptr_t)p, ask.size);
+  if (t0) _hak_sample_end(HAK_LAT_LARGE, t0);
   return p ? p : _hak_fail(ask, HAK_FAIL_MAP);
 }
 
@@ -109,6 +112,7 @@ void *_hak_realloc(void *p, size_t size) {
 
 int _hak_trim(void) {
   hak_heap_t *h = hak_tls_own_heap();
+  hak_note(HAK_EV_TRIM, 0, 0);
   size_t n = h ? _hak_heap_trim(h) : 0;
   n += _hak_purge_all();
   n += _hak_large_trim();

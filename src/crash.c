@@ -114,6 +114,51 @@ static void put_where(hak_buf_t *b, uintptr_t a) {
   }
 }
 
+/* The debug build: the calling thread's recent slow-path events, oldest
+ * first, each with how long before now it was. */
+static void put_ring(hak_buf_t *b) {
+  static const char *const kind[HAK_EV_KINDS] = {"refill of class", "slow free of", "Large malloc at",
+                                                 "Large free of", "trim"};
+  static const char *const from[] = {
+      "", "", "from the current slab", "from a partial slab", "from an adopted slab", "from a fresh slab"};
+  hak_heap_t *h = hak_tls_own_heap();
+  hak_ring_t r;
+  if (!hak_cfg_debug || !h || _hak_os_peek(&h->ring, &r, sizeof r) || !r.next) return;
+  hak_tick_t now = _hak_os_ticks(), per_us = _hak_os_ms_ticks(1) / 1000 + 1;
+  _hak_buf_str(b, "hakmem: this thread's last slow-path events (debug build), oldest first:\n");
+  for (uint32_t i = r.next > HAK_RING_EVENTS ? r.next - HAK_RING_EVENTS : 0; i < r.next; i++) {
+    const __typeof__(r.ev[0]) *e = &r.ev[i % HAK_RING_EVENTS];
+    if (e->kind >= HAK_EV_KINDS) continue;
+    _hak_buf_str(b, "  ");
+    _hak_buf_dec(b, (now - e->at) / per_us);
+    _hak_buf_str(b, " us ago: ");
+    _hak_buf_str(b, kind[e->kind]);
+    switch (e->kind) {
+      case HAK_EV_REFILL:
+        _hak_buf_str(b, " ");
+        _hak_buf_dec(b, e->a);
+        _hak_buf_str(b, " ");
+        _hak_buf_str(b, e->b < sizeof from / sizeof from[0] ? from[e->b] : "");
+        break;
+      case HAK_EV_SLOW_FREE:
+      case HAK_EV_LARGE_FREE:
+        _hak_buf_str(b, " ");
+        _hak_buf_hex(b, e->a);
+        break;
+      case HAK_EV_LARGE_ALLOC:
+        _hak_buf_str(b, " ");
+        _hak_buf_hex(b, e->a);
+        _hak_buf_str(b, ", ");
+        _hak_buf_dec(b, e->b);
+        _hak_buf_str(b, " bytes");
+        break;
+      default:
+        break;
+    }
+    _hak_buf_str(b, "\n");
+  }
+}
+
 static const char *name_of(int sig) {
   return sig == SIGSEGV ? "SIGSEGV" : sig == SIGBUS ? "SIGBUS" : "SIGABRT";
 }
@@ -143,6 +188,7 @@ static void report(int sig, const siginfo_t *si) {
   for (int r = 0; r < HAK_FAIL_REASONS; r++) failed += _hak_fail_count(r);
   _hak_buf_dec(&b, failed);
   _hak_buf_str(&b, " failed allocations\n");
+  put_ring(&b);
   _hak_buf_flush(&b);
 }
 

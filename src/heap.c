@@ -155,9 +155,12 @@ static bool has_free_block(hak_slab_t *s) {
  * full again, it is detached (the next free into it claims it) unless the
  * list is short, so a heap keeps no more than a couple of slabs it cannot
  * allocate from. */
-static hak_slab_t *heap_next_slab(hak_heap_t *h, size_t cls) {
+/* The next slab with a free block for cls; *from: where it came from
+ * (HAK_CSTAT_from_partial, _adopted or _fresh). */
+static hak_slab_t *heap_next_slab(hak_heap_t *h, size_t cls, int *from) {
   hak_list_t *partial = &h->partial[cls];
   hak_slab_t *s = h->front.refill_hint[cls];
+  *from = HAK_CSTAT_from_partial;
   h->front.refill_hint[cls] = NULL;
   /* The hint is a slab h holds (heap_forget_hint), of class cls, but it may
    * have filled up or become current since. */
@@ -183,9 +186,11 @@ static hak_slab_t *heap_next_slab(hak_heap_t *h, size_t cls) {
   if ((s = heap_take_spare(h, cls)) != NULL) return s;
   if ((s = _hak_slab_adopt(cls, heap_owner(h))) != NULL) {
     hak_count(&h->counters, HAK_STAT_slabs_adopted);
+    *from = HAK_CSTAT_from_adopted;
   } else if ((s = cls > HAK_CLASS_MID_LAST ? _hak_pool_alloc(&h->pool, cls, heap_owner(h))
                                            : _hak_slab_alloc(cls, heap_owner(h))) != NULL) {
     hak_count(&h->counters, HAK_STAT_slabs_taken);
+    *from = HAK_CSTAT_from_fresh;
   } else {
     return NULL;
   }
@@ -277,13 +282,14 @@ static hak_block_t *heap_alloc_single(hak_heap_t *h, size_t cls) {
   hak_slab_t *s = _hak_pool_alloc(&h->pool, cls, 0);
   if (!s) return NULL;
   hak_count(&h->counters, HAK_STAT_slabs_taken);
+  h->counters.cls[cls][HAK_CSTAT_from_fresh]++;
   return _hak_slab_take(s);
 }
 
 /* A block of cls, whose list is empty, refilling the list from the heap's
  * slabs. A current slab with nothing left goes to the back of the partial
  * list, where frees have time to come back to it. */
-void *_hak_heap_alloc(hak_heap_t *h, size_t cls) {
+static void *heap_refill(hak_heap_t *h, size_t cls) {
   hak_block_t *b;
   HAK_DEBUG_ASSERT(!h->front.slot[cls].free);
   heap_enter(h);
@@ -295,6 +301,7 @@ void *_hak_heap_alloc(hak_heap_t *h, size_t cls) {
   }
   hak_slab_t *s = hak_front_cur(&h->front, cls);
   uint32_t carved = 0; /* s's before the take: the fast path learns of blocks carved now */
+  int from = HAK_CSTAT_from_current;
   for (;;) {
     if (s) {
       carved = s->carved;
@@ -302,18 +309,31 @@ void *_hak_heap_alloc(hak_heap_t *h, size_t cls) {
       heap_set_cur(h, cls, NULL);
       heap_add_partial(h, s, HAK_IN_PARTIAL);
     }
-    s = heap_next_slab(h, cls);
+    s = heap_next_slab(h, cls, &from);
     heap_set_cur(h, cls, s);
     if (!s) {
       heap_leave(h);
       return NULL;
     }
   }
-  hak_count(&h->counters, HAK_STAT_refills);
-  if (s->carved != carved && !(h->front.slot[cls].cur & HAK_CUR_COUNTED)) cur_units_carved(&h->front, s);
+  uint64_t *ev = h->counters.cls[cls];
+  ev[from]++;
+  hak_note(HAK_EV_REFILL, cls, (uint64_t)from);
+  if (s->carved != carved) {
+    ev[HAK_CSTAT_carved]++;
+    if (!(h->front.slot[cls].cur & HAK_CUR_COUNTED)) cur_units_carved(&h->front, s);
+  }
   h->front.slot[cls].free = hak_next(b);
   if (hak_cfg_debug) _hak_slab_check(s, h->front.slot[cls].free);
   heap_leave(h);
+  return b;
+}
+
+/* The miss counted, and timed 1 in HAKMEM_SAMPLE times. */
+void *_hak_heap_alloc(hak_heap_t *h, size_t cls) {
+  hak_tick_t t0 = hak_sample_start(&h->counters);
+  void *b = heap_refill(h, cls);
+  if (HAK_UNLIKELY(t0)) _hak_sample_end(hak_lat_kind(cls), t0);
   return b;
 }
 
@@ -346,8 +366,18 @@ bool _hak_block_is_free(hak_slab_t *s, const hak_block_t *b) {
 /* Frees b, a live block of s, for h, the calling thread's heap (NULL if
  * it has none). */
 static void heap_free(hak_heap_t *h, hak_slab_t *s, hak_block_t *b) {
+  bool remote = s->capacity != 1 && !heap_holds(h, s);
+  if (h) {
+    uint64_t *ev = h->counters.cls[s->cls];
+    ev[HAK_CSTAT_slow_frees]++;
+    ev[HAK_CSTAT_remote_sent] += remote;
+    if (hak_cfg_stats) ev[HAK_CSTAT_frees]++;
+  } else {
+    hak_class_event(s->cls, HAK_CSTAT_slow_frees, 1);
+    hak_class_event(s->cls, HAK_CSTAT_remote_sent, remote);
+    if (hak_cfg_stats) hak_class_event(s->cls, HAK_CSTAT_frees, 1);
+  }
   if (s->capacity == 1) { /* a single-block run (heap_alloc_single) */
-    if (h) hak_count(&h->counters, HAK_STAT_slow_frees);
     s->used = 0;
     _hak_slab_release(s);
     return;
@@ -356,7 +386,6 @@ static void heap_free(hak_heap_t *h, hak_slab_t *s, hak_block_t *b) {
     _hak_slab_free_remote(s, b, 0);
     return;
   }
-  hak_count(&h->counters, HAK_STAT_slow_frees);
   hak_block_t *list = h->front.slot[s->cls].free;
   if (heap_holds(h, s)) { /* checking mode, a block whose mark the program wrote, the quarantine */
     hak_set_next(b, s->local_free);
@@ -368,7 +397,6 @@ static void heap_free(hak_heap_t *h, hak_slab_t *s, hak_block_t *b) {
   }
   /* Another heap's slab, or a detached one; one this heap set aside comes
    * back to it. */
-  hak_count(&h->counters, HAK_STAT_remote_frees);
   if (!_hak_slab_free_remote(s, b, heap_owner(h) | HAK_SET_ASIDE)) return;
   heap_enter(h);
   hak_count(&h->counters, HAK_STAT_slabs_adopted);
@@ -392,10 +420,13 @@ static void heap_free(hak_heap_t *h, hak_slab_t *s, hak_block_t *b) {
 void _hak_free_slow(void *p, const char *who) {
   if (!p) return;
   uint8_t kind = hak_chunk_kind(p);
+  hak_tick_t t0 = hak_sample_start(hak_tls_counters());
   if (kind == HAK_CHUNK_LARGE) {
     hak_misuse_t m = _hak_large_problem(p);
     if (m.kind == HAK_MISUSE_NONE) _hak_large_free(p);
     else _hak_report(who, p, m);
+    hak_note(HAK_EV_LARGE_FREE, (uintptr_t)p, 0);
+    if (t0) _hak_sample_end(HAK_LAT_LARGE, t0);
     return;
   }
   if (kind != HAK_CHUNK_SUPERSLAB) {
@@ -414,6 +445,8 @@ void _hak_free_slow(void *p, const char *who) {
     return;
   }
   heap_free(h, s, b);
+  hak_note(HAK_EV_SLOW_FREE, (uintptr_t)p, s->cls);
+  if (t0) _hak_sample_end(HAK_LAT_FREE, t0);
 }
 
 void _hak_free_local_empty(hak_slab_t *s) { heap_slab_empty(hak_tls_own_heap(), s); }

@@ -84,6 +84,20 @@ static inline hak_block_t *hak_quarantine_take(hak_quarantine_t *q, size_t budge
   return b;
 }
 
+/* The debug build's ring of a thread's recent slow-path events, printed by
+ * the crash report (crash.c): the last HAK_RING_EVENTS, each with its
+ * time, kind and two figures (what they are depends on the kind). */
+#define HAK_RING_EVENTS (HAK_DEBUG ? 32 : 1)
+enum { HAK_EV_REFILL, HAK_EV_SLOW_FREE, HAK_EV_LARGE_ALLOC, HAK_EV_LARGE_FREE, HAK_EV_TRIM, HAK_EV_KINDS };
+typedef struct hak_ring {
+  struct {
+    hak_tick_t at;
+    uint32_t kind;
+    uint64_t a, b;
+  } ev[HAK_RING_EVENTS];
+  uint32_t next; /* events so far */
+} hak_ring_t;
+
 typedef struct hak_heap hak_heap_t;
 struct hak_heap {
   hak_front_t front;                    /* first: the thread-local points here */
@@ -98,6 +112,7 @@ struct hak_heap {
   hak_counters_t counters;              /* its event counts (counters.c) */
   hak_quarantine_t quarantine;          /* the secure build's freed blocks held back */
   hak_refusal_t refusal;                /* its last refused mapping (os.c) */
+  hak_ring_t ring;                      /* the debug build's recent slow-path events */
   hak_link_t reg;                       /* on the registry's live or spare list (thread.c) */
   uint32_t id;                          /* key = id << 2; ids are never reused by another struct */
 };
@@ -121,6 +136,16 @@ static inline hak_budget_local_t *hak_tls_budget(void) {
 static inline hak_pool_t *hak_tls_pool(void) {
   hak_heap_t *h = hak_tls_own_heap();
   return h ? &h->pool : NULL;
+}
+/* The debug build notes a slow-path event of the calling thread. */
+static inline void hak_note(uint32_t kind, uint64_t a, uint64_t b) {
+  hak_heap_t *h = hak_cfg_debug ? hak_tls_own_heap() : NULL;
+  if (!h) return;
+  uint32_t i = h->ring.next++ % HAK_RING_EVENTS;
+  h->ring.ev[i].at = _hak_os_ticks();
+  h->ring.ev[i].kind = kind;
+  h->ring.ev[i].a = a;
+  h->ring.ev[i].b = b;
 }
 static inline hak_refusal_t *hak_tls_refusal(void) {
   hak_heap_t *h = hak_tls_own_heap();
@@ -147,9 +172,11 @@ extern hak_lock_t _hak_global_heap_lock;
 extern const hak_front_t _hak_heap_empty;             /* before the thread's first allocation */
 extern const hak_front_t _hak_heap_dead;              /* after the thread's teardown */
 void *_hak_alloc_refill(size_t cls, const char *who); /* free[cls] was empty (the fast path's slow path) */
-void _hak_init(void);                      /* options, the thread-exit key, fork handlers; re-entrant */
-void _hak_heap_flush_counters(void);       /* the calling thread's counters into the totals */
-uint64_t _hak_heaps_counters(uint64_t *n); /* n += live heaps' counts; returns live heaps (locks held) */
+void _hak_init(void);                /* options, the thread-exit key, fork handlers; re-entrant */
+void _hak_heap_flush_counters(void); /* the calling thread's counters into the totals */
+/* n += live heaps' counts (and cls += their class events, if cls is not
+ * NULL); returns live heaps (locks held). */
+uint64_t _hak_heaps_counters(uint64_t *n, uint64_t (*cls)[HAK_CSTAT_COUNT]);
 
 /* ---- stats.c ----------------------------------------------------------- */
 void _hak_stats_exit_report(void);

@@ -30,5 +30,7 @@ void __malloc_fork_unlock_child(void) {}
 void __malloc_arena_thread_freeres(void) {}
 
 HAK_API const char *hak_version(void) {
-  return hak_cfg_secure ? HAK_VERSION_TEXT " (secure build)" : HAK_VERSION_TEXT;
+  return hak_cfg_secure  ? HAK_VERSION_TEXT " (secure build)"
+         : hak_cfg_stats ? HAK_VERSION_TEXT " (stats build)"
+                         : HAK_VERSION_TEXT;
 }

@@ -74,6 +74,12 @@ static const bool hak_cfg_debug = HAK_DEBUG;
 #define HAK_SECURE 0
 #endif
 static const bool hak_cfg_secure = HAK_SECURE;
+/* The stats build (libhakmem-stats): the fast paths count every
+ * allocation and free per size class (a few instructions more each). */
+#ifndef HAK_STATS_BUILD
+#define HAK_STATS_BUILD 0
+#endif
+static const bool hak_cfg_stats = HAK_STATS_BUILD;
 
 #define HAK_API __attribute__((visibility("default")))
 #define HAK_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -271,6 +277,10 @@ static inline hak_tick_t _hak_os_ms_ticks(uint64_t ms) {
   uint64_t rate = atomic_load_explicit(&_hak_os_tick_rate, memory_order_relaxed);
   return ms * (HAK_LIKELY(rate) ? rate : _hak_os_ticks_per_ms());
 }
+/* The memory system calls are counted by kind (calls, bytes asked, time
+ * in nanoseconds); _hak_os_calls reads the counts. */
+enum { HAK_SYS_MMAP, HAK_SYS_MUNMAP, HAK_SYS_MREMAP, HAK_SYS_MADVISE, HAK_SYS_MPROTECT, HAK_SYS_KINDS };
+void _hak_os_calls(uint64_t calls[HAK_SYS_KINDS], uint64_t bytes[HAK_SYS_KINDS], uint64_t ns[HAK_SYS_KINDS]);
 void *_hak_os_map(size_t size, size_t align);
 void *_hak_os_reserve(size_t size, size_t align); /* like _hak_os_map, but no access (PROT_NONE) */
 /* The last mapping the kernel refused the calling thread (os.c writes it
@@ -431,9 +441,6 @@ void *_hak_meta_alloc(size_t size); /* zeroed, 64-byte aligned; NULL on failure 
  * way (a pool class changes count with every large block), so the peak is
  * within that per thread. */
 #define HAK_STAT_LIST(X)                                                        \
-  X(refills, "free lists handed to the fast path")                              \
-  X(remote_frees, "blocks freed by a thread other than the holder")             \
-  X(slow_frees, "frees that left the fast path")                                \
   X(slabs_taken, "slabs taken from SuperSlabs")                                 \
   X(slabs_released, "empty slabs given back to their SuperSlab")                \
   X(slabs_detached, "slabs detached (set aside while full, thread exit, fork)") \
@@ -444,14 +451,60 @@ enum {
 #undef HAK_STAT_ENUM
       HAK_STAT_COUNT
 };
+/* Events per size class, counted alike; allocs and frees only by the
+ * stats build (hak_cfg_stats), on its fast paths. */
+#define HAK_CLASS_STAT_LIST(X)                                                                             \
+  X(allocs, "allocations (the stats build counts every one; the others none)")                             \
+  X(frees, "frees (the stats build)")                                                                      \
+  X(from_current, "refills from the blocks freed into the current slab")                                   \
+  X(from_partial, "refills from a partial or spare slab the thread held")                                  \
+  X(from_adopted, "refills from a slab adopted (one a thread left)")                                       \
+  X(from_fresh, "refills from a slab newly taken from a SuperSlab or pool run")                            \
+  X(carved, "refills of freshly carved blocks")                                                            \
+  X(slow_frees, "frees that left the fast path")                                                           \
+  X(remote_sent, "blocks freed into a slab the freeing thread did not hold (another's, or one set aside)") \
+  X(remote_received, "remote frees the holder took back (all in the stats build; else those merged)")
+enum {
+#define HAK_CLASS_STAT_ENUM(name, desc) HAK_CSTAT_##name,
+  HAK_CLASS_STAT_LIST(HAK_CLASS_STAT_ENUM)
+#undef HAK_CLASS_STAT_ENUM
+      HAK_CSTAT_COUNT
+};
 #define HAK_CLASS_BATCH 4
 typedef struct hak_counters {
-  uint64_t n[HAK_STAT_COUNT];    /* events not yet added to the totals */
-  int8_t cls_delta[HAK_CLASSES]; /* slab counts not yet added in */
+  uint64_t n[HAK_STAT_COUNT];                 /* events not yet added to the totals */
+  uint64_t cls[HAK_CLASSES][HAK_CSTAT_COUNT]; /* per-class events not yet added in */
+  int8_t cls_delta[HAK_CLASSES];              /* slab counts not yet added in */
+  uint32_t sample_left;                       /* slow paths until the next one timed */
 } hak_counters_t;
+/* Slow-path latency, sampled (HAKMEM_SAMPLE: 1 in N slow paths timed): a
+ * histogram per kind of slow path, of powers of two of nanoseconds. */
+enum { HAK_LAT_TINY, HAK_LAT_MID, HAK_LAT_POOL, HAK_LAT_LARGE, HAK_LAT_FREE, HAK_LAT_KINDS };
+#define HAK_LAT_BUCKETS 40                     /* bucket k: [2^k, 2^(k+1)) ns; 0 holds [0, 2) */
+hak_tick_t _hak_sample_due(hak_counters_t *c); /* c's countdown (or the shared one, c NULL) ran out */
+/* The time now if this slow path of the thread whose counters are c (NULL:
+ * one without a heap) is to be timed, else 0. */
+static inline hak_tick_t hak_sample_start(hak_counters_t *c) {
+  if (c && HAK_LIKELY(--c->sample_left != 0)) return 0;
+  return _hak_sample_due(c);
+}
+void _hak_sample_end(int kind, hak_tick_t t0);                    /* after hak_sample_start gave t0 (not 0) */
+void _hak_latency(uint64_t hist[HAK_LAT_KINDS][HAK_LAT_BUCKETS]); /* the histograms so far */
+static inline int hak_lat_kind(size_t cls) {
+  return cls <= HAK_CLASS_TINY_LAST ? HAK_LAT_TINY : cls <= HAK_CLASS_MID_LAST ? HAK_LAT_MID : HAK_LAT_POOL;
+}
 static inline hak_counters_t *hak_tls_counters(void);
 static inline void hak_count(hak_counters_t *c, int id) { c->n[id]++; }
 void _hak_count(int id);                                      /* an event of the calling thread */
+void _hak_class_event_shared(size_t cls, int id, uint64_t n); /* the totals' (no heap) */
+/* n events of class cls for the calling thread. */
+static inline void hak_class_event(size_t cls, int id, uint64_t n) {
+  hak_counters_t *c = hak_tls_counters();
+  if (HAK_LIKELY(c)) c->cls[cls][id] += n;
+  else _hak_class_event_shared(cls, id, n);
+}
+/* into[c][id] += the counts of class events, merged ones and c's (if not NULL) */
+void _hak_class_events_add(const hak_counters_t *c, uint64_t (*into)[HAK_CSTAT_COUNT]);
 void _hak_class_count(size_t from, size_t to);                /* a slab changes class (0: none) */
 void _hak_counters_merge(hak_counters_t *c);                  /* into the totals, c zeroed */
 void _hak_counters_add(const hak_counters_t *c, uint64_t *n); /* n += c's unmerged counts */

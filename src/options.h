@@ -37,7 +37,8 @@
   X(TRACE, "HAKMEM_TRACE", 0, 0, 1, "what to trace on stderr: oom (1), each failed allocation and why")      \
   X(CRASH_REPORT, "HAKMEM_CRASH_REPORT", 0, 0, 1,                                                            \
     "on SIGSEGV, SIGBUS, SIGABRT say what the address is in hakmem's terms, then run the program's action")  \
-  X(TIMELINE_MS, "HAKMEM_TIMELINE_MS", 100, 1, 3600000, "interval of the memory timeline (ms)")
+  X(TIMELINE_MS, "HAKMEM_TIMELINE_MS", 100, 1, 3600000, "interval of the memory timeline (ms)")              \
+  X(SAMPLE, "HAKMEM_SAMPLE", 64, 0, 1000000, "time 1 in N slow paths for the latency figures (0: none)")
 
 #define HAK_TRACE_OOM 1 /* HAKMEM_TRACE bit: failed allocations */
 #define HAK_OPTION_WORDS(X) X(TRACE, "oom", HAK_TRACE_OOM)

@@ -39,8 +39,35 @@ hak_refusal_t *_hak_os_refusal(void) {
   return r ? r : &refusal_shared;
 }
 
+/* The memory system calls, counted by kind: calls, bytes asked, and the
+ * time spent in them (TSC ticks: two reads of the counter beside a system
+ * call). */
+static _Atomic uint64_t sys_calls[HAK_SYS_KINDS], sys_bytes[HAK_SYS_KINDS], sys_ticks[HAK_SYS_KINDS];
+
+static long memcall(int kind, size_t bytes, long n, long a, long b, long c, long d, long e, long f) {
+  hak_tick_t t0 = _hak_os_ticks();
+  long r = sys6(n, a, b, c, d, e, f);
+  atomic_fetch_add_explicit(&sys_ticks[kind], _hak_os_ticks() - t0, memory_order_relaxed);
+  atomic_fetch_add_explicit(&sys_calls[kind], 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&sys_bytes[kind], bytes, memory_order_relaxed);
+  return r;
+}
+#define MEMCALL(kind, bytes, n, a, b, c) \
+  memcall((kind), (bytes), (n), (long)(a), (long)(b), (long)(c), 0, 0, 0)
+
+void _hak_os_calls(uint64_t calls[HAK_SYS_KINDS], uint64_t bytes[HAK_SYS_KINDS], uint64_t ns[HAK_SYS_KINDS]) {
+  uint64_t per_ms = _hak_os_ms_ticks(1);
+  for (int k = 0; k < HAK_SYS_KINDS; k++) {
+    calls[k] = atomic_load_explicit(&sys_calls[k], memory_order_relaxed);
+    bytes[k] = atomic_load_explicit(&sys_bytes[k], memory_order_relaxed);
+    ns[k] = (uint64_t)((unsigned __int128)atomic_load_explicit(&sys_ticks[k], memory_order_relaxed) *
+                       1000000 / per_ms);
+  }
+}
+
 static void *map_raw(size_t size, int prot) {
-  long r = sys6(SYS_mmap, 0, (long)size, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  long r = memcall(HAK_SYS_MMAP, size, SYS_mmap, 0, (long)size, prot,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (!is_error(r)) return (void *)r;
   *_hak_os_refusal() = (hak_refusal_t){.bytes = size, .err = (int)-r};
   return NULL;
@@ -54,9 +81,9 @@ static void *map_aligned(size_t size, size_t align, int prot) {
   char *p = map_raw(span, prot);
   if (!p) return NULL;
   char *start = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
-  if (start > p) SYS(SYS_munmap, p, start - p, 0);
+  if (start > p) MEMCALL(HAK_SYS_MUNMAP, (size_t)(start - p), SYS_munmap, p, start - p, 0);
   char *end = start + size, *map_end = p + span;
-  if (map_end > end) SYS(SYS_munmap, end, map_end - end, 0);
+  if (map_end > end) MEMCALL(HAK_SYS_MUNMAP, (size_t)(map_end - end), SYS_munmap, end, map_end - end, 0);
   return start;
 }
 
@@ -64,29 +91,32 @@ void *_hak_os_map(size_t size, size_t align) { return map_aligned(size, align, P
 
 void *_hak_os_reserve(size_t size, size_t align) { return map_aligned(size, align, PROT_NONE); }
 
-int _hak_os_unmap(void *p, size_t size) { return (int)SYS(SYS_munmap, p, size, 0); }
+int _hak_os_unmap(void *p, size_t size) { return (int)MEMCALL(HAK_SYS_MUNMAP, size, SYS_munmap, p, size, 0); }
 
 int _hak_os_protect(void *p, size_t size, bool access) {
-  return (int)SYS(SYS_mprotect, p, size, access ? PROT_READ | PROT_WRITE : PROT_NONE);
+  return (int)MEMCALL(HAK_SYS_MPROTECT, size, SYS_mprotect, p, size,
+                      access ? PROT_READ | PROT_WRITE : PROT_NONE);
 }
 
 int _hak_os_discard(void *p, size_t size) {
-  long r = sys6(SYS_mmap, (long)p, (long)size, PROT_NONE,
-                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  long r = memcall(HAK_SYS_MMAP, size, SYS_mmap, (long)p, (long)size, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
   return is_error(r) ? (int)r : 0;
 }
 
 int _hak_os_purge(void *p, size_t size, bool lazy) {
-  return (int)SYS(SYS_madvise, p, size, lazy ? MADV_FREE : MADV_DONTNEED);
+  return (int)MEMCALL(HAK_SYS_MADVISE, size, SYS_madvise, p, size, lazy ? MADV_FREE : MADV_DONTNEED);
 }
 
 int _hak_os_hugepage(void *p, size_t size, int mode) {
-  return (int)SYS(SYS_madvise, p, size, mode == 1 ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+  return (int)MEMCALL(HAK_SYS_MADVISE, size, SYS_madvise, p, size,
+                      mode == 1 ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 }
 
 void *_hak_os_remap(void *p, size_t old_size, size_t new_size, void *fixed) {
   long flags = fixed ? MREMAP_MAYMOVE | MREMAP_FIXED : 0;
-  long r = sys6(SYS_mremap, (long)p, (long)old_size, (long)new_size, flags, (long)fixed, 0);
+  long r = memcall(HAK_SYS_MREMAP, new_size, SYS_mremap, (long)p, (long)old_size, (long)new_size, flags,
+                   (long)fixed, 0);
   return is_error(r) ? NULL : (void *)r;
 }
 

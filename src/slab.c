@@ -37,6 +37,7 @@ uint32_t _hak_slab_collect(hak_slab_t *s) {
   HAK_DEBUG_ASSERT(!(tf & HAK_DETACHED));
   uint32_t n = splice_local(s, (hak_block_t *)tf);
   s->used -= n;
+  hak_class_event(s->cls, HAK_CSTAT_remote_received, n);
   return n;
 }
 
@@ -107,10 +108,15 @@ static hak_block_t *carve_shuffled(hak_slab_t *s, char *first, uint32_t k) {
  * the remote frees (taken whole: the list goes out as it is, so neither its
  * length nor its tail is needed, and its blocks, written by other threads,
  * are not walked here), else fresh blocks; NULL if s is full. */
+static uint32_t count(const hak_block_t *l);
+
 hak_block_t *_hak_slab_take(hak_slab_t *s) {
   hak_block_t *list = s->local_free;
-  if (!list && atomic_load_explicit(&s->thread_free, memory_order_relaxed))
+  if (!list && atomic_load_explicit(&s->thread_free, memory_order_relaxed)) {
     list = (hak_block_t *)atomic_exchange_explicit(&s->thread_free, 0, memory_order_acquire);
+    /* The stats build counts the remote frees a refill takes whole. */
+    if (hak_cfg_stats) hak_class_event(s->cls, HAK_CSTAT_remote_received, count(list));
+  }
   if (list) {
     s->local_free = NULL;
     s->used = s->carved; /* every carved block is out: none on local_free */

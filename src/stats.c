@@ -18,9 +18,26 @@ static const char *const stat_desc[HAK_STAT_COUNT] = {
 #undef HAK_STAT_DESC
 };
 
+static const char *const cstat_name[HAK_CSTAT_COUNT] = {
+#define HAK_CSTAT_NAME(name, desc) #name,
+    HAK_CLASS_STAT_LIST(HAK_CSTAT_NAME)
+#undef HAK_CSTAT_NAME
+};
+static const char *const lat_name[HAK_LAT_KINDS] = {"tiny", "mid", "pool", "large", "free"};
+static const char *const sys_name[HAK_SYS_KINDS] = {"mmap", "munmap", "mremap", "madvise", "mprotect"};
+
+/* Misses: each took one of the refill paths. */
+static uint64_t class_misses(const uint64_t *ev) {
+  return ev[HAK_CSTAT_from_current] + ev[HAK_CSTAT_from_partial] + ev[HAK_CSTAT_from_adopted] +
+         ev[HAK_CSTAT_from_fresh];
+}
+
 typedef struct snapshot {
   hak_stats_t st;
   uint64_t stat[HAK_STAT_COUNT];
+  uint64_t cev[HAK_CLASSES][HAK_CSTAT_COUNT]; /* class events */
+  uint64_t lat[HAK_LAT_KINDS][HAK_LAT_BUCKETS];
+  uint64_t sys_calls[HAK_SYS_KINDS], sys_bytes[HAK_SYS_KINDS], sys_ns[HAK_SYS_KINDS];
   uint64_t cls_slabs[2 * HAK_CLASSES]; /* current, peak */
   uint64_t cls_used[HAK_CLASSES];
 } snapshot_t;
@@ -76,7 +93,7 @@ static void take(snapshot_t *s, bool classes) {
   _hak_lock(&_hak_global_heap_lock);
   _hak_lock(&_hak_ss_lock);
   _hak_lock(&_hak_large_lock);
-  uint64_t heaps = _hak_heaps_counters(s->stat);
+  uint64_t heaps = _hak_heaps_counters(s->stat, s->cev);
   walk_slabs(s, classes);
   _hak_superslab_figures(&s->st);
   _hak_reservation_figures(&s->st);
@@ -92,6 +109,28 @@ static void take(snapshot_t *s, bool classes) {
   _hak_unlock(&_hak_global_heap_lock);
   _hak_unlock(&_hak_heap_registry_lock);
   _hak_counters_totals(s->stat);
+  _hak_class_events_add(NULL, s->cev);
+  _hak_latency(s->lat);
+  _hak_os_calls(s->sys_calls, s->sys_bytes, s->sys_ns);
+  for (size_t c = 0; c < HAK_CLASSES; c++) {
+    s->st.allocs += s->cev[c][HAK_CSTAT_allocs];
+    s->st.frees += s->cev[c][HAK_CSTAT_frees];
+    s->st.misses += class_misses(s->cev[c]);
+    s->st.slow_frees += s->cev[c][HAK_CSTAT_slow_frees];
+    s->st.remote_sent += s->cev[c][HAK_CSTAT_remote_sent];
+    s->st.remote_received += s->cev[c][HAK_CSTAT_remote_received];
+  }
+  s->st.mmap_calls = s->sys_calls[HAK_SYS_MMAP];
+  s->st.mmap_bytes = s->sys_bytes[HAK_SYS_MMAP];
+  s->st.munmap_calls = s->sys_calls[HAK_SYS_MUNMAP];
+  s->st.munmap_bytes = s->sys_bytes[HAK_SYS_MUNMAP];
+  s->st.madvise_calls = s->sys_calls[HAK_SYS_MADVISE];
+  s->st.madvise_bytes = s->sys_bytes[HAK_SYS_MADVISE];
+  s->st.mremap_calls = s->sys_calls[HAK_SYS_MREMAP];
+  s->st.mprotect_calls = s->sys_calls[HAK_SYS_MPROTECT];
+  for (int k = 0; k < HAK_SYS_KINDS; k++) s->st.syscall_ns += s->sys_ns[k];
+  uint64_t major;
+  _hak_os_faults(&s->st.minor_faults, &major);
   s->st.slabs_detached = s->stat[HAK_STAT_slabs_detached];
   s->st.slabs_adopted = s->stat[HAK_STAT_slabs_adopted];
   s->st.invalid_frees = _hak_invalid_count();
@@ -142,6 +181,243 @@ static void line(hak_buf_t *b, const hak_stats_t *st) {
   _hak_buf_str(b, "\n");
 }
 
+/* ---- the reports' tables: per class, per tier, latency, system calls */
+
+static bool class_active(const snapshot_t *s, size_t c) {
+  return s->cls_slabs[2 * c + 1] || class_misses(s->cev[c]) || s->cev[c][HAK_CSTAT_slow_frees];
+}
+
+/* The share of allocations served by the fast path, in tenths of a
+ * percent; -1 if allocations are not counted (only the stats build does). */
+static int64_t hit_permille(uint64_t allocs, uint64_t misses) {
+  return allocs ? (int64_t)((allocs - (misses < allocs ? misses : allocs)) * 1000 / allocs) : -1;
+}
+
+static void put_permille(hak_buf_t *b, int64_t pm) {
+  if (pm < 0) {
+    _hak_buf_str(b, "-");
+    return;
+  }
+  _hak_buf_dec(b, (uint64_t)pm / 10);
+  _hak_buf_str(b, ".");
+  _hak_buf_dec(b, (uint64_t)pm % 10);
+}
+
+/* Kind k's latency at the q-th per-mille: the upper end of the bucket
+ * that holds it (2^(b+1) ns), or 0 with no sample. */
+static uint64_t percentile(const uint64_t *hist, unsigned q) {
+  uint64_t total = 0, seen = 0;
+  for (int k = 0; k < HAK_LAT_BUCKETS; k++) total += hist[k];
+  for (int k = 0; k < HAK_LAT_BUCKETS && total; k++)
+    if ((seen += hist[k]) * 1000 >= total * q) return (uint64_t)2 << k;
+  return 0;
+}
+
+static uint64_t samples(const uint64_t *hist) {
+  uint64_t n = 0;
+  for (int k = 0; k < HAK_LAT_BUCKETS; k++) n += hist[k];
+  return n;
+}
+
+typedef struct tier_sum {
+  uint64_t ev[HAK_CSTAT_COUNT];
+  uint64_t live;
+} tier_sum_t;
+
+/* The class events and live bytes summed per tier (tiny, mid, pool). */
+static void tier_sums(const snapshot_t *s, tier_sum_t t[3]) {
+  memset(t, 0, 3 * sizeof *t);
+  for (size_t c = 1; c < HAK_CLASSES; c++) {
+    tier_sum_t *x = &t[hak_lat_kind(c)];
+    for (int i = 0; i < HAK_CSTAT_COUNT; i++) x->ev[i] += s->cev[c][i];
+    x->live += s->cls_used[c] * hak_class_size(c);
+  }
+}
+
+/* The column of the per-class table where class event i goes: hit % and
+ * misses (derived) come after frees. */
+static size_t event_column(int i) { return 36 + (size_t)(i + (i > HAK_CSTAT_frees ? 2 : 0)) * 11; }
+
+static void put_classes_text(hak_buf_t *b, const snapshot_t *s) {
+  static const char *const head[HAK_CSTAT_COUNT] = {"allocs", "frees",  "current", "partial", "adopted",
+                                                    "fresh",  "carved", "slow",    "sent",    "received"};
+  _hak_buf_str(b, "  class  size    slabs peak  in use");
+  for (int i = 0; i < HAK_CSTAT_COUNT; i++) {
+    _hak_buf_pad(b, event_column(i));
+    _hak_buf_str(b, i == HAK_CSTAT_frees ? "frees" : head[i]);
+    if (i != HAK_CSTAT_frees) continue;
+    _hak_buf_pad(b, event_column(i) + 11);
+    _hak_buf_str(b, "hit %");
+    _hak_buf_pad(b, event_column(i) + 22);
+    _hak_buf_str(b, "misses");
+  }
+  _hak_buf_str(b, "\n");
+  for (size_t c = 1; c < HAK_CLASSES; c++) {
+    if (!class_active(s, c)) continue;
+    const uint64_t *e = s->cev[c];
+    _hak_buf_pad(b, 2);
+    _hak_buf_dec(b, c);
+    _hak_buf_pad(b, 9);
+    _hak_buf_dec(b, hak_class_size(c));
+    _hak_buf_pad(b, 17);
+    _hak_buf_dec(b, s->cls_slabs[2 * c]);
+    _hak_buf_pad(b, 23);
+    _hak_buf_dec(b, s->cls_slabs[2 * c + 1]);
+    _hak_buf_pad(b, 29);
+    _hak_buf_dec(b, s->cls_used[c]);
+    for (int i = 0; i < HAK_CSTAT_COUNT; i++) {
+      _hak_buf_pad(b, event_column(i));
+      _hak_buf_dec(b, e[i]);
+      if (i != HAK_CSTAT_frees) continue;
+      _hak_buf_pad(b, event_column(i) + 11);
+      put_permille(b, hit_permille(e[HAK_CSTAT_allocs], class_misses(e)));
+      _hak_buf_pad(b, event_column(i) + 22);
+      _hak_buf_dec(b, class_misses(e));
+    }
+    _hak_buf_str(b, "\n");
+  }
+  _hak_buf_str(b,
+               "  (allocs, frees, hit %: libhakmem-stats only; misses: allocations the fast path could not\n"
+               "   serve, each a refill from the current slab's freed blocks, a partial or spare slab, an\n"
+               "   adopted one or a fresh one; carved: refills of fresh blocks; slow: frees off the fast\n"
+               "   path; sent, received: remote frees)\n");
+}
+
+static void put_tiers_text(hak_buf_t *b, const snapshot_t *s) {
+  tier_sum_t t[3];
+  tier_sums(s, t);
+  _hak_buf_str(b, "  tier   live bytes      allocs   hit %     misses  slow frees  remote sent  received\n");
+  for (int k = 0; k < 3; k++) {
+    _hak_buf_str(b, "  ");
+    _hak_buf_str(b, lat_name[k]);
+    _hak_buf_pad(b, 9);
+    _hak_buf_dec(b, t[k].live);
+    _hak_buf_pad(b, 22);
+    _hak_buf_dec(b, t[k].ev[HAK_CSTAT_allocs]);
+    _hak_buf_pad(b, 36);
+    put_permille(b, hit_permille(t[k].ev[HAK_CSTAT_allocs], class_misses(t[k].ev)));
+    _hak_buf_pad(b, 42);
+    _hak_buf_dec(b, class_misses(t[k].ev));
+    _hak_buf_pad(b, 53);
+    _hak_buf_dec(b, t[k].ev[HAK_CSTAT_slow_frees]);
+    _hak_buf_pad(b, 65);
+    _hak_buf_dec(b, t[k].ev[HAK_CSTAT_remote_sent]);
+    _hak_buf_pad(b, 78);
+    _hak_buf_dec(b, t[k].ev[HAK_CSTAT_remote_received]);
+    _hak_buf_str(b, "\n");
+  }
+  _hak_buf_str(b, "  large");
+  _hak_buf_pad(b, 9);
+  _hak_buf_dec(b, s->st.large_in_use);
+  _hak_buf_str(b, "   (blocks ");
+  _hak_buf_dec(b, s->st.large_blocks);
+  _hak_buf_str(b, ", BigCache hits ");
+  _hak_buf_dec(b, s->st.bigcache_hits);
+  _hak_buf_str(b, ", misses ");
+  _hak_buf_dec(b, s->st.bigcache_misses);
+  _hak_buf_str(b, ")\n");
+}
+
+static void put_latency_text(hak_buf_t *b, const snapshot_t *s) {
+  _hak_buf_str(b, "  slow-path latency, 1 in ");
+  _hak_buf_dec(b, (uint64_t)hak_opt(HAK_OPT_SAMPLE));
+  _hak_buf_str(b, " timed (HAKMEM_SAMPLE), ns at most:\n  kind     samples      p50      p99    p99.9\n");
+  for (int k = 0; k < HAK_LAT_KINDS; k++) {
+    _hak_buf_str(b, "  ");
+    _hak_buf_str(b, lat_name[k]);
+    _hak_buf_pad(b, 9);
+    _hak_buf_dec(b, samples(s->lat[k]));
+    static const unsigned q[3] = {500, 990, 999};
+    for (int i = 0; i < 3; i++) {
+      _hak_buf_pad(b, 21 + (size_t)i * 9);
+      _hak_buf_dec(b, percentile(s->lat[k], q[i]));
+    }
+    _hak_buf_str(b, "\n");
+  }
+}
+
+static void put_syscalls_text(hak_buf_t *b, const snapshot_t *s) {
+  _hak_buf_str(b, "  system calls    calls         bytes           ns\n");
+  for (int k = 0; k < HAK_SYS_KINDS; k++) {
+    _hak_buf_str(b, "  ");
+    _hak_buf_str(b, sys_name[k]);
+    _hak_buf_pad(b, 16);
+    _hak_buf_dec(b, s->sys_calls[k]);
+    _hak_buf_pad(b, 26);
+    _hak_buf_dec(b, s->sys_bytes[k]);
+    _hak_buf_pad(b, 40);
+    _hak_buf_dec(b, s->sys_ns[k]);
+    _hak_buf_str(b, "\n");
+  }
+  _hak_buf_str(b, "  minor page faults of the process: ");
+  _hak_buf_dec(b, s->st.minor_faults);
+  _hak_buf_str(b, "\n");
+}
+
+static void json_key(hak_buf_t *b, const char *sep, const char *key, uint64_t v) {
+  _hak_buf_str(b, sep);
+  _hak_buf_str(b, "\"");
+  _hak_buf_str(b, key);
+  _hak_buf_str(b, "\":");
+  _hak_buf_dec(b, v);
+}
+
+static void put_json(hak_buf_t *b, const snapshot_t *s) {
+  _hak_buf_str(b, ",\"classes\":[");
+  const char *sep = "{";
+  for (size_t c = 1; c < HAK_CLASSES; c++) {
+    if (!class_active(s, c)) continue;
+    _hak_buf_str(b, sep);
+    sep = ",{";
+    json_key(b, "", "class", c);
+    json_key(b, ",", "block_size", hak_class_size(c));
+    json_key(b, ",", "slabs", s->cls_slabs[2 * c]);
+    json_key(b, ",", "peak_slabs", s->cls_slabs[2 * c + 1]);
+    json_key(b, ",", "blocks_in_use", s->cls_used[c]);
+    for (int i = 0; i < HAK_CSTAT_COUNT; i++) json_key(b, ",", cstat_name[i], s->cev[c][i]);
+    json_key(b, ",", "misses", class_misses(s->cev[c]));
+    _hak_buf_str(b, "}");
+  }
+  tier_sum_t t[3];
+  tier_sums(s, t);
+  _hak_buf_str(b, "],\"tiers\":[");
+  for (int k = 0; k < 3; k++) {
+    _hak_buf_str(b, k ? ",{\"tier\":\"" : "{\"tier\":\"");
+    _hak_buf_str(b, lat_name[k]);
+    _hak_buf_str(b, "\"");
+    json_key(b, ",", "live_bytes", t[k].live);
+    for (int i = 0; i < HAK_CSTAT_COUNT; i++) json_key(b, ",", cstat_name[i], t[k].ev[i]);
+    json_key(b, ",", "misses", class_misses(t[k].ev));
+    _hak_buf_str(b, "}");
+  }
+  _hak_buf_str(b, ",{\"tier\":\"large\"");
+  json_key(b, ",", "live_bytes", s->st.large_in_use);
+  json_key(b, ",", "blocks", s->st.large_blocks);
+  _hak_buf_str(b, "}],\"latency\":{");
+  json_key(b, "", "sample", (uint64_t)hak_opt(HAK_OPT_SAMPLE));
+  for (int k = 0; k < HAK_LAT_KINDS; k++) {
+    _hak_buf_str(b, ",\"");
+    _hak_buf_str(b, lat_name[k]);
+    _hak_buf_str(b, "\":{");
+    json_key(b, "", "samples", samples(s->lat[k]));
+    json_key(b, ",", "p50_ns", percentile(s->lat[k], 500));
+    json_key(b, ",", "p99_ns", percentile(s->lat[k], 990));
+    json_key(b, ",", "p999_ns", percentile(s->lat[k], 999));
+    _hak_buf_str(b, "}");
+  }
+  _hak_buf_str(b, "},\"syscalls\":{");
+  for (int k = 0; k < HAK_SYS_KINDS; k++) {
+    _hak_buf_str(b, k ? ",\"" : "\"");
+    _hak_buf_str(b, sys_name[k]);
+    _hak_buf_str(b, "\":{");
+    json_key(b, "", "calls", s->sys_calls[k]);
+    json_key(b, ",", "bytes", s->sys_bytes[k]);
+    json_key(b, ",", "ns", s->sys_ns[k]);
+    _hak_buf_str(b, "}");
+  }
+  _hak_buf_str(b, "}");
+}
+
 HAK_API void hak_stats_print(int fd) {
   snapshot_t s;
   take(&s, true);
@@ -165,21 +441,10 @@ HAK_API void hak_stats_print(int fd) {
     _hak_buf_str(&b, stat_desc[i]);
     _hak_buf_str(&b, "\n");
   }
-  _hak_buf_str(&b, "  class  block size   slabs  peak slabs  blocks in use\n");
-  for (size_t c = 1; c < HAK_CLASSES; c++) {
-    if (!s.cls_slabs[2 * c + 1]) continue;
-    _hak_buf_pad(&b, 2);
-    _hak_buf_dec(&b, c);
-    _hak_buf_pad(&b, 9);
-    _hak_buf_dec(&b, hak_class_size(c));
-    _hak_buf_pad(&b, 21);
-    _hak_buf_dec(&b, s.cls_slabs[2 * c]);
-    _hak_buf_pad(&b, 29);
-    _hak_buf_dec(&b, s.cls_slabs[2 * c + 1]);
-    _hak_buf_pad(&b, 41);
-    _hak_buf_dec(&b, s.cls_used[c]);
-    _hak_buf_str(&b, "\n");
-  }
+  put_classes_text(&b, &s);
+  put_tiers_text(&b, &s);
+  put_latency_text(&b, &s);
+  put_syscalls_text(&b, &s);
   _hak_buf_flush(&b);
 }
 
@@ -202,24 +467,9 @@ HAK_API void hak_stats_json(int fd) {
     _hak_buf_str(&b, "\":");
     _hak_buf_dec(&b, s.stat[i]);
   }
-  _hak_buf_str(&b, "},\"classes\":[");
-  bool first = true;
-  for (size_t c = 1; c < HAK_CLASSES; c++) {
-    if (!s.cls_slabs[2 * c + 1]) continue;
-    _hak_buf_str(&b, first ? "{\"class\":" : ",{\"class\":");
-    first = false;
-    _hak_buf_dec(&b, c);
-    _hak_buf_str(&b, ",\"block_size\":");
-    _hak_buf_dec(&b, hak_class_size(c));
-    _hak_buf_str(&b, ",\"slabs\":");
-    _hak_buf_dec(&b, s.cls_slabs[2 * c]);
-    _hak_buf_str(&b, ",\"peak_slabs\":");
-    _hak_buf_dec(&b, s.cls_slabs[2 * c + 1]);
-    _hak_buf_str(&b, ",\"blocks_in_use\":");
-    _hak_buf_dec(&b, s.cls_used[c]);
-    _hak_buf_str(&b, "}");
-  }
-  _hak_buf_str(&b, "]}\n");
+  _hak_buf_str(&b, "}");
+  put_json(&b, &s);
+  _hak_buf_str(&b, "}\n");
   _hak_buf_flush(&b);
 }
 

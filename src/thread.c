@@ -27,7 +27,7 @@ hak_lock_t _hak_global_heap_lock = HAK_LOCK_INIT;
 static hak_list_t live_heaps;     /* registry lock */
 static hak_list_t spare_heaps;    /* registry lock: retired heaps, reused whole */
 static uint32_t next_heap_id = 2; /* id 1 is the global heap */
-static hak_heap_t global_heap = {.front = {.key = 1u << 2}, .id = 1};
+static hak_heap_t global_heap = {.front = {.key = 1u << 2}, .counters = {.sample_left = 1}, .id = 1};
 
 static _Atomic int init_state; /* 0 not started, 1 running, 2 done */
 static pthread_key_t heap_key;
@@ -51,6 +51,7 @@ static hak_heap_t *heap_create(void) {
   _hak_unlock(&_hak_heap_registry_lock);
   if (!h) return NULL;
   h->pool.purge_at = 0;
+  h->counters.sample_left = 1; /* its first slow path is timed */
   _hak_budget_start(&h->budget);
   h->front.key = (h->id << 2) | (hak_opt(HAK_OPT_CHECK) ? HAK_KEY_CHECK : 0);
   hak_tls_heap = &h->front;
@@ -82,6 +83,7 @@ void *_hak_alloc_refill(size_t cls, const char *who) {
   hak_block_t *b = f->slot[cls].free; /* malloc(0) comes here with class 1's list as it is */
   if (HAK_UNLIKELY(b)) f->slot[cls].free = hak_next(b);
   else b = f == &_hak_heap_dead ? global_alloc(cls) : _hak_heap_alloc((hak_heap_t *)f, cls);
+  if (hak_cfg_stats && b) hak_class_event(cls, HAK_CSTAT_allocs, 1);
   if (!b) return _hak_fail((hak_ask_t){.who = who, .size = hak_class_size(cls), .block = true}, HAK_FAIL_MAP);
   b->mark = 0; /* handed out: not free */
   return b;
@@ -111,9 +113,13 @@ void _hak_heap_flush_counters(void) {
   if (h) _hak_counters_merge(&h->counters);
 }
 
-uint64_t _hak_heaps_counters(uint64_t *n) {
-  for (hak_link_t *l = live_heaps.head; l; l = l->next) _hak_counters_add(&HEAP_OF_REG(l)->counters, n);
+uint64_t _hak_heaps_counters(uint64_t *n, uint64_t (*cls)[HAK_CSTAT_COUNT]) {
+  for (hak_link_t *l = live_heaps.head; l; l = l->next) {
+    _hak_counters_add(&HEAP_OF_REG(l)->counters, n);
+    if (cls) _hak_class_events_add(&HEAP_OF_REG(l)->counters, cls);
+  }
   _hak_counters_add(&global_heap.counters, n);
+  if (cls) _hak_class_events_add(&global_heap.counters, cls);
   return live_heaps.count;
 }
 

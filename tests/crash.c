@@ -22,7 +22,8 @@
  * their access), zero (a write through malloc(0)'s pointer). Under
  * LD_PRELOAD, chain: a library preloaded after hakmem (so started before
  * it) installs its own SIGSEGV handler, which must still run after the
- * report (it prints a line and exits 42). */
+ * report (it prints a line and exits 42). The debug build's report of live
+ * and free ends with the thread's last slow-path events (a refill). */
 #include <limits.h>
 #include <malloc.h>
 #include <signal.h>
@@ -167,6 +168,8 @@ int main(int argc, char **argv) {
   if (argc > 1) return child(argv[1]);
   if (!check_hakmem_is_malloc()) return th_done();
   int secure = strstr(hak.version(), "secure") != NULL;
+  const char *pre = getenv("LD_PRELOAD");
+  int debug = strstr(argv[0], "/debug/") || (pre && strstr(pre, "debug/libhakmem"));
   static child_t c;
   static const struct {
     const char *mode;
@@ -181,6 +184,11 @@ int main(int argc, char **argv) {
            "%s: status 0x%x", cases[i].mode, c.status);
     CHECKV("the report says what the address is, then the memory figures", reported(&c),
            "%s: stderr:\n%.1500s", cases[i].mode, c.err);
+    if (debug && (strcmp(cases[i].mode, "live") == 0 || strcmp(cases[i].mode, "free") == 0))
+      CHECKV("the debug build's report ends with the thread's last slow-path events",
+             strstr(c.err, "hakmem: this thread's last slow-path events (debug build), oldest first:\n") &&
+                 strstr(c.err, " us ago: refill of class "),
+             "%s: stderr:\n%.1500s", cases[i].mode, c.err);
   }
   if (CHECK("child runs", run_mode("off", NULL, 1, &c) == 0)) {
     CHECKV("without HAKMEM_CRASH_REPORT: the default action", died_of(&c, SIGSEGV), "status 0x%x", c.status);

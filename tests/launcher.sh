@@ -68,6 +68,9 @@ check "run keeps what LD_PRELOAD held, after the library" $? "$(cat "$tmp/out")"
 run_h run --secure -- sh -c 'echo "$LD_PRELOAD"'
 is "$rc:$out" "0:$(readlink -f ./libhakmem-secure.so)"
 check "run --secure preloads the secure build" $? "$rc: $out"
+run_h run --count-all -- sh -c 'echo "$LD_PRELOAD"'
+is "$rc:$out" "0:$(readlink -f ./libhakmem-stats.so)"
+check "run --count-all preloads the stats build" $? "$rc: $out"
 run_h run --lib debug/libhakmem.so -- sh -c 'echo "$LD_PRELOAD"'
 is "$rc:$out" "0:$(readlink -f debug/libhakmem.so)"
 check "run --lib PATH preloads that library" $? "$rc: $out"

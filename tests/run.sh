@@ -29,6 +29,7 @@ ROOT=$PWD
 REL=$ROOT/libhakmem.so
 DBG=$ROOT/debug/libhakmem.so
 SEC=$ROOT/libhakmem-secure.so
+STA=$ROOT/libhakmem-stats.so
 B=tests/bin
 TESTS=$(sed -n 's/^TEST_SUITE *:= *//p' tests/tests.mk)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/hakmem-tests.XXXXXX") || exit 1
@@ -94,13 +95,14 @@ skip() { printf 'skip  %s\n' "$*"; }
 
 # ---- the libraries --------------------------------------------------------------
 libs_ok=1
-for lib in "$REL" "$DBG" "$SEC" "$ROOT/libhakmem.a" "$ROOT/debug/libhakmem.a" "$ROOT/libhakmem-secure.a"; do
+for lib in "$REL" "$DBG" "$SEC" "$STA" "$ROOT/libhakmem.a" "$ROOT/debug/libhakmem.a" "$ROOT/libhakmem-secure.a" \
+  "$ROOT/libhakmem-stats.a" "$ROOT/hakmem"; do
   [ -f "$lib" ] || libs_ok=0
 done
-check "libraries built (libhakmem.so/.a, debug/libhakmem.so/.a, libhakmem-secure.so/.a)" $libs_ok
+check "libraries built (libhakmem.so/.a, debug/, -secure, -stats; the launcher)" $libs_ok
 
 # Exactly one thread-local in the library: one TLS program header, MemSiz 8.
-for lib in "$REL" "$DBG" "$SEC"; do
+for lib in "$REL" "$DBG" "$SEC" "$STA"; do
   name=${lib#"$ROOT"/}
   readelf -lW "$lib" >"$TMP/phdr" 2>&1
   tls=$(awk '$1 == "TLS"' "$TMP/phdr")
@@ -116,7 +118,7 @@ done
 # The names: tests/bin/exports.h, made from src/exports.map and hakmem.h.
 need="$(sed -n 's/^#define HAK_LIBC_EXPORTS(X)//p' tests/bin/exports.h | grep -oE '[_a-z0-9]+\)' | tr -d ')')
 $(sed -n 's/^#define HAK_API_EXPORTS(X)//p' tests/bin/exports.h | grep -oE '[_a-z0-9]+\)' | tr -d ')' | sed 's/^/hak_/')"
-for lib in "$REL" "$DBG" "$SEC"; do
+for lib in "$REL" "$DBG" "$SEC" "$STA"; do
   name=${lib#"$ROOT"/}
   nm -D --defined-only "$lib" 2>/dev/null | awk '{print $NF}' | sed 's/@.*//' | sort -u >"$TMP/syms"
   : >"$TMP/missing"
@@ -169,6 +171,10 @@ run_bin "soak (LD_PRELOAD secure, 10 s)" env LD_PRELOAD="$SEC" "$B/glibc/soak" 1
 for t in api cxx fork churn transfer foreign tdtor options trace crash; do
   run_bin "$t (LD_PRELOAD secure, HAKMEM_QUARANTINE_KB=0)" env LD_PRELOAD="$SEC" HAKMEM_QUARANTINE_KB=0 "$B/glibc/$t"
 done
+# The stats build: every allocation and free counted on the fast paths.
+run_bin "telemetry (LD_PRELOAD stats)" env LD_PRELOAD="$STA" "$B/glibc/telemetry"
+run_bin "stress (LD_PRELOAD stats)" env LD_PRELOAD="$STA" "$B/glibc/stress"
+run_bin "transfer (LD_PRELOAD stats)" env LD_PRELOAD="$STA" "$B/glibc/transfer"
 # The size-class arithmetic (no allocator linked: built once), and the
 # unit tests of internals (the debug library's objects).
 run_bin "classes" "$B/classes"
@@ -368,7 +374,7 @@ same_output "sort of a $(($(wc -c <"$TMP/sort.in") / 1048576)) MB file identical
 # directory so that paths match: identical libhakmem.so and libhakmem.a.
 BD=$TMP/build
 mkdir -p "$BD/tests" "$BD/bench"
-cp -r src include Makefile "$BD/" && cp tests/tests.mk "$BD/tests/"
+cp -r src include launcher Makefile "$BD/" && cp tests/tests.mk "$BD/tests/"
 cp bench/*.mk "$BD/bench/" 2>/dev/null
 run_to "$TMP/build1.log" make -C "$BD" -j2 all
 cat "$BD/libhakmem.so" "$BD/libhakmem.a" >"$TMP/build.plain" 2>/dev/null

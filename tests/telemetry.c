@@ -1,0 +1,192 @@
+/* tests/telemetry.c — the counters of the reports, against a scripted
+ * workload with exact expected numbers.
+ *
+ * Each case is this program again (a fresh process, so that nothing else
+ * used the size class), with HAKMEM_SAMPLE=1 (every slow path timed):
+ *   work   250 mallocs of 200 bytes (class 208, which nothing else in the
+ *          process uses: carving 19 blocks, a page, at a time): 14 misses,
+ *          all carved, one from a fresh slab and 13 from the current one;
+ *          another thread frees the 250 (250 slow frees, all remote frees
+ *          sent); 250 mallocs again: one miss, which takes the 250 back
+ *          (remote frees received: counted by the stats build). The stats
+ *          build also counts 500 allocations and 250 frees, and its text
+ *          report gives the hit rate they make; the other builds count
+ *          none. The latency samples of the tiny tier are its misses, of
+ *          slow frees its slow frees, with p50 <= p99 <= p99.9; hak_stats
+ *          agrees with hak_stats_json (totals, system calls) and with
+ *          mallinfo2.
+ * The figures are read from hak_stats_json (the row of class 208). */
+#include <malloc.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "util.h"
+
+#define N 250
+#define SIZE 200
+static char *blocks[N];
+static char json[1 << 17];
+
+/* hak_stats_json into `json`; with st, hak_stats just before it, nothing
+ * allocated between the two. */
+static void read_json_with(hak_stats_t *st) {
+  FILE *f = tmpfile();
+  if (!f) exit(3);
+  if (st) hak.stats(st);
+  hak.stats_json(fileno(f));
+  rewind(f);
+  size_t n = fread(json, 1, sizeof json - 1, f);
+  json[n] = 0;
+  fclose(f);
+}
+
+static void read_json(void) { read_json_with(NULL); }
+
+/* Field `name` of the object that begins at `obj` (-1 if absent). */
+static long long field_in(const char *obj, const char *name) {
+  char key[64];
+  snprintf(key, sizeof key, "\"%s\":", name);
+  const char *end = strchr(obj, '}');
+  const char *p = strstr(obj, key);
+  return p && (!end || p < end) ? atoll(p + strlen(key)) : -1;
+}
+
+/* Field `name` of class 208's row (0 if the class has no row yet). */
+static long long class_field(const char *name) {
+  const char *row = strstr(json, "\"block_size\":208,");
+  if (!row) return 0;
+  while (row > json && *row != '{') row--;
+  return field_in(row, name);
+}
+
+typedef struct {
+  long long allocs, frees, misses, carved, fresh, current, slow, sent, received;
+} figures_t;
+
+static figures_t figures(void) {
+  read_json();
+  return (figures_t){class_field("allocs"),     class_field("frees"),       class_field("misses"),
+                     class_field("carved"),     class_field("from_fresh"),  class_field("from_current"),
+                     class_field("slow_frees"), class_field("remote_sent"), class_field("remote_received")};
+}
+
+static int go[2];
+
+static void *freer(void *arg) {
+  (void)arg;
+  char c;
+  if (read(go[0], &c, 1) != 1) return NULL;
+  for (int i = 0; i < N; i++) free(blocks[i]);
+  return NULL;
+}
+
+static long long top_field(const char *name) { return field_in(json, name); }
+
+static int work(void) {
+  if (!check_hakmem_is_malloc()) return th_done();
+  int stats = strstr(hak.version(), "stats build") != NULL;
+  pthread_t t;
+  if (pipe(go) != 0 || pthread_create(&t, NULL, freer, NULL) != 0) return 3;
+
+  figures_t a = figures();
+  for (int i = 0; i < N; i++) blocks[i] = malloc(LAUNDER((size_t)SIZE));
+  figures_t b = figures();
+  CHECKV("250 mallocs of 200 bytes: 14 misses (19 blocks carved a page at a time)", b.misses - a.misses == 14,
+         "%lld", b.misses - a.misses);
+  CHECKV("every one of those refills carved fresh blocks", b.carved - a.carved == 14, "%lld",
+         b.carved - a.carved);
+  CHECKV("the first from a fresh slab, the others from the current one",
+         b.fresh - a.fresh == 1 && b.current - a.current == 13, "fresh %lld, current %lld", b.fresh - a.fresh,
+         b.current - a.current);
+  CHECKV("allocations: 250 counted by the stats build, none by the others",
+         b.allocs - a.allocs == (stats ? N : 0), "%lld", b.allocs - a.allocs);
+
+  if (write(go[1], "x", 1) != 1) return 3;
+  pthread_join(t, NULL); /* its counts are merged at its exit */
+  figures_t c = figures();
+  CHECKV("another thread's 250 frees: 250 slow frees", c.slow - b.slow == N, "%lld", c.slow - b.slow);
+  CHECKV("and 250 remote frees sent", c.sent - b.sent == N, "%lld", c.sent - b.sent);
+  CHECKV("frees: 250 counted by the stats build", c.frees - b.frees == (stats ? N : 0), "%lld",
+         c.frees - b.frees);
+
+  for (int i = 0; i < N; i++) blocks[i] = malloc(LAUNDER((size_t)SIZE));
+  figures_t d = figures();
+  CHECKV("250 mallocs again: one miss, the rest come back from the other thread's frees",
+         d.misses - c.misses == 1 && d.current - c.current == 1 && d.carved == c.carved,
+         "misses %lld, carved %lld", d.misses - c.misses, d.carved - c.carved);
+  CHECKV("the 250 remote frees taken back: counted by the stats build",
+         d.received - c.received == (stats ? N : 0), "%lld", d.received - c.received);
+
+  /* The hit rate of the text report: (allocs - misses) / allocs. */
+  FILE *f = tmpfile();
+  hak.stats_print(fileno(f));
+  rewind(f);
+  char line[512], want[32];
+  int found = 0;
+  if (stats) {
+    long long pm = (d.allocs - d.misses) * 1000 / d.allocs;
+    snprintf(want, sizeof want, " %lld.%lld ", pm / 10, pm % 10);
+  } else {
+    snprintf(want, sizeof want, " - ");
+  }
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, "  13 ", 5) == 0 && strstr(line, " 208 ")) found = strstr(line, want) != NULL;
+  fclose(f);
+  CHECKV("the text report's row of class 13 gives the hit rate", found, "want '%s'", want);
+
+  /* Latency: every slow path timed (HAKMEM_SAMPLE=1). */
+  read_json();
+  const char *lat = strstr(json, "\"latency\":{");
+  const char *tiny = lat ? strstr(lat, "\"tiny\":{") : NULL, *fr = lat ? strstr(lat, "\"free\":{") : NULL;
+  const char *tiers = strstr(json, "\"tiers\":[");
+  long long tiny_misses = tiers ? field_in(strstr(tiers, "{\"tier\":\"tiny\""), "misses") : -1;
+  long long tiny_slow = tiers ? field_in(strstr(tiers, "{\"tier\":\"tiny\""), "slow_frees") : -1;
+  CHECKV("HAKMEM_SAMPLE=1: the tiny tier's latency samples are its misses",
+         tiny && field_in(tiny, "samples") == tiny_misses && tiny_misses >= 15, "%lld samples, %lld misses",
+         tiny ? field_in(tiny, "samples") : -1, tiny_misses);
+  CHECKV("and the slow frees' samples are the slow frees (all tiny here)",
+         fr && field_in(fr, "samples") >= tiny_slow && tiny_slow >= N, "%lld samples, %lld slow frees",
+         fr ? field_in(fr, "samples") : -1, tiny_slow);
+  CHECKV("p50 <= p99 <= p99.9, none 0",
+         tiny && field_in(tiny, "p50_ns") > 0 && field_in(tiny, "p50_ns") <= field_in(tiny, "p99_ns") &&
+             field_in(tiny, "p99_ns") <= field_in(tiny, "p999_ns"),
+         "%lld %lld %lld", tiny ? field_in(tiny, "p50_ns") : -1, tiny ? field_in(tiny, "p99_ns") : -1,
+         tiny ? field_in(tiny, "p999_ns") : -1);
+
+  /* hak_stats, the JSON and mallinfo2 agree (nothing allocated between). */
+  hak_stats_t st;
+  read_json_with(&st);
+  CHECKV("hak_stats_json's totals are hak_stats's",
+         top_field("in_use") == (long long)st.in_use && top_field("committed") == (long long)st.committed &&
+             top_field("slabs") == (long long)st.slabs && top_field("misses") == (long long)st.misses &&
+             top_field("remote_sent") == (long long)st.remote_sent,
+         "in_use %lld/%zu committed %lld/%zu", top_field("in_use"), st.in_use, top_field("committed"),
+         st.committed);
+  CHECKV("the JSON's system calls are hak_stats's",
+         st.mmap_calls > 0 && field_in(strstr(json, "\"mmap\":{"), "calls") == (long long)st.mmap_calls &&
+             field_in(strstr(json, "\"madvise\":{"), "calls") == (long long)st.madvise_calls,
+         "mmap %llu", (unsigned long long)st.mmap_calls);
+  hak.stats(&st);
+  struct mallinfo2 mi = mallinfo2();
+  CHECKV("mallinfo2 agrees: uordblks is the slab blocks in use, hblkhd the Large mappings",
+         mi.uordblks == st.in_use - st.large_in_use && mi.hblkhd == st.large_in_use, "uordblks %zu",
+         mi.uordblks);
+  CHECKV("the misses of hak_stats add up those of the classes", st.misses >= (unsigned long long)d.misses,
+         "%llu", (unsigned long long)st.misses);
+  for (int i = 0; i < N; i++) free(blocks[i]);
+  return th_done();
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "work") == 0) return work();
+  if (!check_hakmem_is_malloc()) return th_done();
+  static child_t c;
+  const char *env[] = {"HAKMEM_SAMPLE=1", NULL};
+  int ran = run_self("work", env, &c, 60);
+  child_merge("work", ran, &c);
+  return th_done();
+}
