@@ -87,6 +87,7 @@ int hak_trim(void);
   X(uint64_t, mremap_calls, "mremap calls (Large blocks grown or moved)")                                \
   X(uint64_t, mprotect_calls, "mprotect calls (the secure build's guard pages)")                         \
   X(uint64_t, syscall_ns, "nanoseconds spent in those calls")                                            \
+  X(uint64_t, purged_reused, "bytes purged and handed out again: their pages fault in again as used")    \
   X(uint64_t, minor_faults, "the process's minor page faults so far (getrusage)")
 typedef struct hak_stats {
 #define HAK_STATS_MEMBER(type, name, desc) type name;

@@ -1,9 +1,12 @@
-/* counters.c — event counts (HAK_STAT_LIST) and slabs per size class, the
- * raw data of the statistics. A thread counts in its heap's
+/* counters.c — event counts (HAK_STAT_LIST), events per size class
+ * (HAK_CLASS_STAT_LIST), slabs per size class and the sampled slow-path
+ * latency: the raw data of the statistics. A thread counts in its heap's
  * hak_counters_t with plain increments and merges it into the process
  * totals at exit or on hak_stats_flush; a thread without a heap counts in
  * the totals at once. The current number of slabs of a class comes from
- * the SuperSlabs' unit maps (stats.c); its peak is kept here. */
+ * the SuperSlabs' unit maps (stats.c); its peak is kept here. The latency
+ * histograms are the process's (1 in HAKMEM_SAMPLE slow paths adds to
+ * them, so their atomic adds are rare). */
 #include "internal.h"
 
 static _Atomic uint64_t totals[HAK_STAT_COUNT]; /* merged counts */

@@ -228,6 +228,7 @@ struct hak_superslab {
   uint32_t index;                 /* position in its reservation */
   uint64_t freed_at;              /* tick when units last came back: purging takes the oldest first */
   uint32_t guarded;               /* secure build: units whose last page has no access (superslab.c) */
+  uint32_t purged_units;          /* free units purged since they were last in a slab */
 };
 _Static_assert((HAK_SS_SIZE & (HAK_SS_SIZE - 1)) == 0, "SuperSlab size is a power of two");
 _Static_assert(sizeof(hak_superslab_t) <= HAK_SS_HEADER, "header fits before unit 0's blocks");

@@ -41,7 +41,7 @@ typedef struct cache_entry {
 hak_lock_t _hak_large_lock = HAK_LOCK_INIT;
 static cache_entry_t *cache; /* BigCache, oldest first; the table grows as needed */
 static size_t cache_len, cache_cap, cache_bytes, cache_resident;
-static uint64_t cache_hits, cache_misses, purged_bytes;
+static uint64_t cache_hits, cache_misses, purged_bytes, purged_reused;
 static size_t live_bytes, live_count, mapped_bytes;
 static size_t live_meta;        /* of live_bytes, the bytes before each block: header, alignment */
 static size_t committed_synced; /* live_bytes + cache_resident as last added to committed memory */
@@ -189,6 +189,7 @@ static bool cache_take(size_t need, cache_entry_t *e) {
   if (best == SIZE_MAX) return false;
   *e = cache[best];
   if (e->resident) hak_mem_reused(e->size < need ? e->size : need);
+  else purged_reused += e->size < need ? e->size : need; /* faults in again as used */
   cache_remove_at(best);
   return true;
 }
@@ -480,4 +481,5 @@ void _hak_large_figures(hak_stats_t *st) {
   st->bigcache_hits += cache_hits;
   st->bigcache_misses += cache_misses;
   st->purged += purged_bytes;
+  st->purged_reused += purged_reused;
 }

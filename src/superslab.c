@@ -12,10 +12,11 @@
 #include "units.h"
 
 hak_lock_t _hak_ss_lock = HAK_LOCK_INIT;
-static hak_list_t avail;              /* shared SuperSlabs with a free unit (ss lock), oldest first */
-static uint64_t superslab_count;      /* ss lock */
-static _Atomic uint64_t purged_total; /* purges run under the owner or _hak_ss_lock */
-static hak_tick_t shared_purge_at;    /* ss lock; read unlocked to skip taking it */
+static hak_list_t avail;                 /* shared SuperSlabs with a free unit (ss lock), oldest first */
+static uint64_t superslab_count;         /* ss lock */
+static _Atomic uint64_t purged_total;    /* purges run under the owner or _hak_ss_lock */
+static _Atomic uint64_t refaulted_total; /* bytes of purged units taken into slabs again */
+static hak_tick_t shared_purge_at;       /* ss lock; read unlocked to skip taking it */
 
 static char *unit_addr(hak_superslab_t *ss, unsigned u) {
   return (char *)ss + ((size_t)u << HAK_UNIT_SHIFT) + (u == 0 ? HAK_SS_HEADER : 0);
@@ -25,6 +26,7 @@ void _hak_ss_init(hak_superslab_t *ss) {
   ss->free_units = UINT32_MAX;
   ss->dirty_units = 0;
   ss->guarded = 0;
+  ss->purged_units = 0;
   atomic_store_explicit(&ss->pool, NULL, memory_order_relaxed);
   for (unsigned u = 0; u < HAK_UNITS; u++) {
     ss->unit_slab[u] = &ss->slab[u];
@@ -81,6 +83,11 @@ static void guard_slab(hak_superslab_t *ss, unsigned u, unsigned n) {
 hak_slab_t *_hak_units_take(hak_superslab_t *ss, unsigned u, unsigned n, uint32_t owner) {
   uint32_t bits = hak_unit_bits(u, n);
   HAK_DEBUG_ASSERT((ss->free_units & bits) == bits);
+  if (bits & ss->purged_units) { /* their pages fault in again as the slab is used */
+    atomic_fetch_add_explicit(&refaulted_total, hak_units_bytes(bits & ss->purged_units),
+                              memory_order_relaxed);
+    ss->purged_units &= ~bits;
+  }
   if (bits & ~ss->dirty_units) _hak_committed_add((ptrdiff_t)hak_units_bytes(bits & ~ss->dirty_units));
   size_t reused = units_clean(ss, bits);
   hak_mem_move(reused, HAK_MEM_EMPTY, HAK_MEM_NONE);
@@ -221,6 +228,7 @@ size_t _hak_purge_units(hak_superslab_t *ss, uint32_t d, bool all) {
     uint32_t bits = hak_unit_bits(u, n);
     size_t bytes = hak_units_bytes(bits);
     _hak_os_purge(unit_addr(ss, u), bytes, lazy);
+    ss->purged_units |= bits;
     hak_mem_move(units_clean(ss, bits), HAK_MEM_EMPTY, HAK_MEM_NONE);
     d &= ~bits;
     _hak_committed_add(-(ptrdiff_t)bytes);
@@ -334,4 +342,5 @@ void _hak_superslab_figures(hak_stats_t *st) {
   st->superslabs += superslab_count;
   st->metadata += superslab_count * HAK_SS_HEADER;
   st->purged += atomic_load_explicit(&purged_total, memory_order_relaxed);
+  st->purged_reused += atomic_load_explicit(&refaulted_total, memory_order_relaxed);
 }

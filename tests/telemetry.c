@@ -14,7 +14,8 @@
  *          none. The latency samples of the tiny tier are its misses, of
  *          slow frees its slow frees, with p50 <= p99 <= p99.9; hak_stats
  *          agrees with hak_stats_json (totals, system calls) and with
- *          mallinfo2.
+ *          mallinfo2. After malloc_trim, 250 mallocs again take purged
+ *          memory: purged_reused counts at least a slab's bytes.
  * The figures are read from hak_stats_json (the row of class 208). */
 #include <malloc.h>
 #include <pthread.h>
@@ -177,6 +178,18 @@ static int work(void) {
          mi.uordblks);
   CHECKV("the misses of hak_stats add up those of the classes", st.misses >= (unsigned long long)d.misses,
          "%llu", (unsigned long long)st.misses);
+  /* Purged memory taken again: its pages fault in again. */
+  for (int i = 0; i < N; i++) free(blocks[i]);
+  malloc_trim(0);
+  hak_stats_t t0, t1;
+  hak.stats(&t0);
+  for (int i = 0; i < N; i++) blocks[i] = malloc(LAUNDER((size_t)SIZE));
+  for (int i = 0; i < N; i++) blocks[i][0] = 1;
+  hak.stats(&t1);
+  CHECKV("after malloc_trim, the blocks come from purged memory: purged_reused counts a slab's bytes",
+         t0.purged > 0 && t1.purged_reused - t0.purged_reused >= 60 * 1024,
+         "purged %llu, purged_reused %llu -> %llu", (unsigned long long)t0.purged,
+         (unsigned long long)t0.purged_reused, (unsigned long long)t1.purged_reused);
   for (int i = 0; i < N; i++) free(blocks[i]);
   return th_done();
 }
