@@ -55,14 +55,6 @@ static const struct {
 #undef ROW
 };
 static const struct {
-  const char *option, *word;
-  long bit;
-} words[] = {
-#define WORD(id, word, bit) {"HAKMEM_" #id, word, bit},
-    HAK_OPTION_WORDS(WORD)
-#undef WORD
-};
-static const struct {
   const char *name, *desc;
 } text[] = {
 #define TEXT(id, name, desc) {name, desc},
@@ -81,24 +73,6 @@ static void __attribute__((noreturn, format(printf, 2, 3))) fail(int status, con
   exit(status);
 }
 
-/* Whether value is a whole number in [lo, hi], or words of the option. */
-static int valid_value(const char *name, const char *value, long lo, long hi) {
-  char *end;
-  errno = 0;
-  long v = strtol(value, &end, 10);
-  if (*value >= '0' && *value <= '9' && !*end && !errno && v >= lo && v <= hi) return 1;
-  for (const char *s = value; *s;) {
-    size_t len = strcspn(s, ","), i = 0;
-    while (i < COUNT(words) && (strcmp(words[i].option, name) != 0 || strlen(words[i].word) != len ||
-                                strncmp(words[i].word, s, len) != 0))
-      i++;
-    if (i == COUNT(words)) return 0;
-    s += len;
-    if (*s == ',' && !*++s) return 0;
-  }
-  return *value != 0;
-}
-
 /* Checks NAME=VALUE (NAME with or without HAKMEM_) and sets it in the
  * environment as HAKMEM_NAME. */
 static void set_option(const char *arg) {
@@ -111,12 +85,13 @@ static void set_option(const char *arg) {
   const char *value = eq + 1;
   for (size_t i = 0; i < COUNT(numeric); i++) {
     if (strcmp(numeric[i].name, name) != 0) continue;
-    if (!valid_value(name, value, numeric[i].lo, numeric[i].hi)) {
+    long parsed, bit;
+    if (!hak_option_parse((int)i, value, numeric[i].lo, numeric[i].hi, &parsed)) {
       char also[128] = "";
-      for (size_t w = 0; w < COUNT(words); w++)
-        if (strcmp(words[w].option, name) == 0)
-          snprintf(also + strlen(also), sizeof also - strlen(also), "%s%s", also[0] ? "," : " or a list of ",
-                   words[w].word);
+      const char *word;
+      for (unsigned k = 0; (word = hak_option_word((int)i, k, &bit)) != NULL; k++)
+        snprintf(also + strlen(also), sizeof also - strlen(also), "%s%s", also[0] ? "," : " or a list of ",
+                 word);
       fail(2, "%s=%s: not a whole number in [%ld, %ld]%s", name, value, numeric[i].lo, numeric[i].hi, also);
     }
     setenv(name, value, 1);

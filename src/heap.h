@@ -137,6 +137,12 @@ static inline hak_pool_t *hak_tls_pool(void) {
   hak_heap_t *h = hak_tls_own_heap();
   return h ? &h->pool : NULL;
 }
+static inline hak_refusal_t *hak_tls_refusal(void) {
+  hak_heap_t *h = hak_tls_own_heap();
+  return h ? &h->refusal : NULL;
+}
+
+/* ---- heap.c, continued ------------------------------------------------- */
 /* The debug build notes a slow-path event of the calling thread. */
 static inline void hak_note(uint32_t kind, uint64_t a, uint64_t b) {
   hak_heap_t *h = hak_cfg_debug ? hak_tls_own_heap() : NULL;
@@ -147,12 +153,6 @@ static inline void hak_note(uint32_t kind, uint64_t a, uint64_t b) {
   h->ring.ev[i].a = a;
   h->ring.ev[i].b = b;
 }
-static inline hak_refusal_t *hak_tls_refusal(void) {
-  hak_heap_t *h = hak_tls_own_heap();
-  return h ? &h->refusal : NULL;
-}
-
-/* ---- heap.c, continued ------------------------------------------------- */
 void _hak_free_slow(void *p, const char *who); /* who: the API call, for messages */
 /* Whether b, a block of s, is free already (as far as the calling thread
  * can prove: heap.c, _hak_free_slow). */

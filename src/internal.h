@@ -350,12 +350,6 @@ void _hak_assert_fail(const char *expr, const char *file, int line) __attribute_
 #define HAK_DEBUG_ASSERT(e) (hak_cfg_debug ? HAK_ASSERT(e) : (void)0)
 
 /* ---- options.c: the HAKMEM_* table ------------------------------------- */
-enum {
-#define HAK_OPTION_ENUM(id, name, def, lo, hi, desc) HAK_OPT_##id,
-  HAK_OPTION_LIST(HAK_OPTION_ENUM)
-#undef HAK_OPTION_ENUM
-      HAK_OPT_COUNT
-};
 extern _Atomic long _hak_options[HAK_OPT_COUNT];
 static inline long hak_opt(int id) { return atomic_load_explicit(&_hak_options[id], memory_order_relaxed); }
 enum {

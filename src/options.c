@@ -29,18 +29,6 @@ _Atomic long _hak_options[HAK_OPT_COUNT] = {
 #undef HAK_OPTION_DEFAULT
 };
 
-/* Options that also take words, each a bit of the value: a list of them,
- * separated by commas, sets those bits. */
-static const struct {
-  int id;
-  const char *word;
-  long bit;
-} words[] = {
-#define HAK_OPTION_WORD(id, word, bit) {HAK_OPT_##id, word, bit},
-    HAK_OPTION_WORDS(HAK_OPTION_WORD)
-#undef HAK_OPTION_WORD
-};
-
 static const struct {
   const char *name, *desc;
 } text_table[] = {
@@ -51,35 +39,6 @@ static const struct {
 static char text_value[HAK_TEXT_COUNT][HAK_TEXT_MAX];
 
 const char *hak_opt_text(int id) { return text_value[id][0] ? text_value[id] : NULL; }
-
-static bool parse_words(int id, const char *s, long *out) {
-  long v = 0;
-  while (*s) {
-    size_t len = strcspn(s, ","), i = 0;
-    while (i < sizeof words / sizeof words[0] &&
-           (words[i].id != id || strlen(words[i].word) != len || strncmp(words[i].word, s, len) != 0))
-      i++;
-    if (i == sizeof words / sizeof words[0]) return false;
-    v |= words[i].bit;
-    s += len;
-    if (*s == ',' && *++s == 0) return false;
-  }
-  *out = v;
-  return true;
-}
-
-/* Decimal, no sign, no suffix; false if anything else or out of range. */
-static bool parse(const char *s, long lo, long hi, long *out) {
-  long v = 0;
-  if (!*s) return false;
-  for (; *s; s++) {
-    if (*s < '0' || *s > '9' || v > (hi - (*s - '0')) / 10) return false;
-    v = v * 10 + (*s - '0');
-  }
-  if (v < lo) return false;
-  *out = v;
-  return true;
-}
 
 static void warn_bad(const option_t *o, const char *value) {
   hak_buf_t b = {.fd = 2};
@@ -92,11 +51,11 @@ static void warn_bad(const option_t *o, const char *value) {
   _hak_buf_str(&b, ", ");
   _hak_buf_dec(&b, (uint64_t)o->hi);
   _hak_buf_str(&b, "]");
-  const char *sep = " or a list of ";
-  for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
-    if (&table[words[i].id] != o) continue;
+  const char *sep = " or a list of ", *word;
+  long bit;
+  for (unsigned k = 0; (word = hak_option_word((int)(o - table), k, &bit)) != NULL; k++) {
     _hak_buf_str(&b, sep);
-    _hak_buf_str(&b, words[i].word);
+    _hak_buf_str(&b, word);
     sep = ",";
   }
   _hak_buf_str(&b, "; keeping ");
@@ -132,7 +91,7 @@ void _hak_options_load(void) {
     const char *v = getenv(table[i].name);
     long value;
     if (!v) continue;
-    if (parse(v, table[i].lo, table[i].hi, &value) || (*v && parse_words((int)i, v, &value)))
+    if (hak_option_parse((int)i, v, table[i].lo, table[i].hi, &value))
       atomic_store_explicit(&_hak_options[i], value, memory_order_relaxed);
     else warn_bad(&table[i], v);
   }

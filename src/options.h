@@ -1,6 +1,6 @@
-/* options.h — the HAKMEM_* options, as X-macros: the one list the library
- * (options.c) and the launcher (launcher/hakmem.c) read. Only macros: it
- * includes nothing and needs nothing.
+/* options.h — the HAKMEM_* options, as X-macros, and how a value is read:
+ * the one list and the one parser of the library (options.c) and the
+ * launcher (launcher/hakmem.c). It needs nothing of hakmem's.
  *
  * HAK_OPTION_LIST: X(id, variable, default, min, max, description), whole
  * numbers. HAK_OPTION_WORDS: X(id, word, bit), the words a numeric option
@@ -9,6 +9,9 @@
  * is text (a file name). */
 #ifndef HAK_OPTIONS_H
 #define HAK_OPTIONS_H
+
+#include <stdbool.h>
+#include <string.h>
 
 #define HAK_OPTION_LIST(X)                                                                                   \
   X(VERBOSE, "HAKMEM_VERBOSE", 0, 0, 1, "print the options in force at start-up")                            \
@@ -46,5 +49,61 @@
 #define HAK_TEXT_OPTION_LIST(X) \
   X(TIMELINE, "HAKMEM_TIMELINE", "append a JSON line of memory figures every HAKMEM_TIMELINE_MS to this file")
 #define HAK_TEXT_MAX 256 /* bytes of a text option's value, with its NUL */
+
+enum {
+#define HAK_OPTION_ENUM(id, name, def, lo, hi, desc) HAK_OPT_##id,
+  HAK_OPTION_LIST(HAK_OPTION_ENUM)
+#undef HAK_OPTION_ENUM
+      HAK_OPT_COUNT
+};
+
+/* The k-th word option id takes, with its bit; NULL past the last. */
+static inline const char *hak_option_word(int id, unsigned k, long *bit) {
+  static const struct {
+    int id;
+    const char *word;
+    long bit;
+  } w[] = {
+#define HAK_OPTION_WORD_ROW(id, word, bit) {HAK_OPT_##id, word, bit},
+      HAK_OPTION_WORDS(HAK_OPTION_WORD_ROW)
+#undef HAK_OPTION_WORD_ROW
+  };
+  for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
+    if (w[i].id == id && k-- == 0) {
+      *bit = w[i].bit;
+      return w[i].word;
+    }
+  return NULL;
+}
+
+/* A value of option id: a whole number in [lo, hi] (decimal, no sign, no
+ * suffix) or a comma-separated list of its words (their bits); false if
+ * neither. */
+static inline bool hak_option_parse(int id, const char *s, long lo, long hi, long *out) {
+  long v = 0;
+  const char *d = s;
+  for (; *d >= '0' && *d <= '9' && v <= (hi - (*d - '0')) / 10; d++) v = v * 10 + (*d - '0');
+  if (d != s && !*d && v >= lo) {
+    *out = v;
+    return true;
+  }
+  if (!*s) return false;
+  v = 0;
+  for (const char *w = s; *w;) {
+    size_t len = strcspn(w, ",");
+    long bit = 0;
+    const char *word;
+    unsigned k = 0;
+    while ((word = hak_option_word(id, k++, &bit)) != NULL &&
+           (strlen(word) != len || strncmp(word, w, len) != 0))
+      ;
+    if (!word) return false;
+    v |= bit;
+    w += len;
+    if (*w == ',' && !*++w) return false;
+  }
+  *out = v;
+  return true;
+}
 
 #endif
