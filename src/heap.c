@@ -287,8 +287,16 @@ static hak_block_t *heap_alloc_single(hak_heap_t *h, size_t cls) {
 }
 
 /* A block of cls, whose list is empty, refilling the list from the heap's
- * slabs. A current slab with nothing left goes to the back of the partial
- * list, where frees have time to come back to it. */
+ * slabs. A current slab with nothing left stays current while partial
+ * slabs have blocks to give: their blocks go on the list (taken, so they
+ * count as used) and they stay partial. A class whose live blocks span two
+ * slabs would otherwise switch its current slab on nearly every refill,
+ * and a switch rewrites the fast free's entries of both slabs' units
+ * (cur_unit), while the slab that filled up is the one with the most
+ * blocks out, so the most frees to come. After HAK_PULLS_MAX such
+ * refills in a row (the current slab's blocks are not coming back) the
+ * partial slab becomes current and the full one goes to the back of the
+ * partial list, where frees have time to come back to it. */
 static void *heap_refill(hak_heap_t *h, size_t cls) {
   hak_block_t *b;
   HAK_DEBUG_ASSERT(!h->front.slot[cls].free);
@@ -299,29 +307,40 @@ static void *heap_refill(hak_heap_t *h, size_t cls) {
     heap_leave(h);
     return b;
   }
-  hak_slab_t *s = hak_front_cur(&h->front, cls);
+  hak_slab_t *cur = hak_front_cur(&h->front, cls), *s = cur;
   uint32_t carved = 0; /* s's before the take: the fast path learns of blocks carved now */
   int from = HAK_CSTAT_from_current;
   for (;;) {
     if (s) {
       carved = s->carved;
       if ((b = _hak_slab_take(s)) != NULL) break;
-      heap_set_cur(h, cls, NULL);
-      heap_add_partial(h, s, HAK_IN_PARTIAL);
     }
     s = heap_next_slab(h, cls, &from);
+    if (cur && s && from == HAK_CSTAT_from_partial && h->pulls[cls] < HAK_PULLS_MAX) {
+      h->pulls[cls]++;
+      carved = s->carved;
+      b = _hak_slab_take(s); /* heap_next_slab found a free block */
+      heap_add_partial(h, s, HAK_IN_PARTIAL);
+      break;
+    }
+    h->pulls[cls] = 0;
+    if (cur) {
+      heap_set_cur(h, cls, NULL);
+      heap_add_partial(h, cur, HAK_IN_PARTIAL);
+    }
     heap_set_cur(h, cls, s);
     if (!s) {
       heap_leave(h);
       return NULL;
     }
+    cur = s;
   }
   uint64_t *ev = h->counters.cls[cls];
   ev[from]++;
   hak_note(HAK_EV_REFILL, cls, (uint64_t)from);
   if (s->carved != carved) {
     ev[HAK_CSTAT_carved]++;
-    if (!(h->front.slot[cls].cur & HAK_CUR_COUNTED)) cur_units_carved(&h->front, s);
+    if (s == cur && !(h->front.slot[cls].cur & HAK_CUR_COUNTED)) cur_units_carved(&h->front, s);
   }
   h->front.slot[cls].free = hak_next(b);
   if (hak_cfg_debug) _hak_slab_check(s, h->front.slot[cls].free);

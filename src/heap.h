@@ -6,8 +6,10 @@
 #define HAK_HEAP_H
 
 /* ---- heap.c: thread heaps ---------------------------------------------- */
-/* A heap's current slab of a class: the one whose blocks free[c] holds.
- * The fast free pushes a block of it straight back on free[c], unless the
+/* A heap's current slab of a class: the one free[c] was last refilled
+ * from when it switched (free[c] also holds blocks refills took from the
+ * heap's partial slabs, heap.c). The fast free pushes a block of it
+ * straight back on free[c], unless the
  * slot's `cur` carries HAK_CUR_COUNTED: then every free of it is counted on
  * the slab (checking mode, and pool classes, whose empty runs go back at
  * once). */
@@ -103,6 +105,7 @@ struct hak_heap {
   hak_front_t front;                    /* first: the thread-local points here */
   hak_list_t partial[HAK_CLASSES];      /* held slabs other than the current, oldest first */
   hak_list_t spare[HAK_MAX_SLAB_UNITS]; /* empty slabs kept for reuse, by units - 1 */
+  uint8_t pulls[HAK_CLASSES];           /* refills in a row from partial slabs, current kept */
   uint32_t spare_mask;                  /* bit i: spare[i] is not empty */
   hak_tick_t spare_at;                  /* when a spare was last added or taken */
   size_t spare_bytes;                   /* their bytes */

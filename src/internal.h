@@ -111,14 +111,16 @@ static const bool hak_cfg_stats = HAK_STATS_BUILD;
  * zero when it hands them out again (secure.c, slab.c). */
 #define HAK_ZEROED_MAX ((size_t)1024)
 /* Blocks a Mid slab holds at least. With 8, a class whose live blocks
- * span two slabs switches its current slab on about every other refill
- * (the 1-32 KiB probe: 101.6 instructions per round); 10 takes that to
- * 92.4 with no measurable change in the benchmarks' peak RSS. */
+ * span two slabs refills on about every other slow path (the 1-32 KiB
+ * probe, with heap.c's refill policy: 103.1 instructions per round); 10
+ * takes that to 93.4 with no measurable change in the benchmarks' peak
+ * RSS. */
 #define HAK_MID_SLAB_BLOCKS 10
 #define HAK_CARVE_MIN 4    /* fresh blocks carved at once, at least */
 #define HAK_POOL_SS 128    /* SuperSlabs a heap owns at most (256 MiB of pool runs) */
 #define HAK_DIRTY_SEARCH 8 /* SuperSlabs with dirty units looked at for a run */
 #define HAK_FULL_KEEP 2    /* full slabs a heap keeps per class before setting them aside */
+#define HAK_PULLS_MAX 8    /* refills from partial slabs before one becomes current (heap.c) */
 
 /* Owner word: the holder's heap key (id << 2); 0 = detached or free; for a
  * slab its holder set aside (detached while full), key | HAK_SET_ASIDE. */

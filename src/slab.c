@@ -291,7 +291,7 @@ static bool in_slab(const hak_slab_t *s, const void *p) {
 }
 
 /* Blocks of s on a heap's list of its class (which holds blocks of its
- * current slab and at most one block of another of its slabs). */
+ * current slab and of its partial ones). */
 static uint32_t count_in(const hak_slab_t *s, const hak_block_t *l) {
   uint32_t n = 0;
   for (; l; l = hak_next(l)) n += in_slab(s, l);
