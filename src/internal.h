@@ -454,7 +454,8 @@ enum {
   X(allocs, "allocations (the stats build counts every one; the others none)")                             \
   X(frees, "frees (the stats build)")                                                                      \
   X(from_current, "refills from the blocks freed into the current slab")                                   \
-  X(from_partial, "refills from a partial or spare slab the thread held")                                  \
+  X(from_partial, "refills from a partial slab the thread held")                                           \
+  X(from_spare, "refills from an empty slab the thread kept (a spare)")                                    \
   X(from_adopted, "refills from a slab adopted (one a thread left)")                                       \
   X(from_fresh, "refills from a slab newly taken from a SuperSlab or pool run")                            \
   X(carved, "refills of freshly carved blocks")                                                            \

@@ -28,8 +28,8 @@ static const char *const sys_name[HAK_SYS_KINDS] = {"mmap", "munmap", "mremap", 
 
 /* Misses: each took one of the refill paths. */
 static uint64_t class_misses(const uint64_t *ev) {
-  return ev[HAK_CSTAT_from_current] + ev[HAK_CSTAT_from_partial] + ev[HAK_CSTAT_from_adopted] +
-         ev[HAK_CSTAT_from_fresh];
+  return ev[HAK_CSTAT_from_current] + ev[HAK_CSTAT_from_partial] + ev[HAK_CSTAT_from_spare] +
+         ev[HAK_CSTAT_from_adopted] + ev[HAK_CSTAT_from_fresh];
 }
 
 typedef struct snapshot {
@@ -239,8 +239,9 @@ static void tier_sums(const snapshot_t *s, tier_sum_t t[3]) {
 static size_t event_column(int i) { return 36 + (size_t)(i + (i > HAK_CSTAT_frees ? 2 : 0)) * 11; }
 
 static void put_classes_text(hak_buf_t *b, const snapshot_t *s) {
-  static const char *const head[HAK_CSTAT_COUNT] = {"allocs", "frees",  "current", "partial", "adopted",
-                                                    "fresh",  "carved", "slow",    "sent",    "received"};
+  static const char *const head[HAK_CSTAT_COUNT] = {"allocs", "frees",   "current", "partial",
+                                                    "spare",  "adopted", "fresh",   "carved",
+                                                    "slow",   "sent",    "received"};
   _hak_buf_str(b, "  class  size    slabs peak  in use");
   for (int i = 0; i < HAK_CSTAT_COUNT; i++) {
     _hak_buf_pad(b, event_column(i));

@@ -16,6 +16,11 @@
  *          agrees with hak_stats_json (totals, system calls) and with
  *          mallinfo2. After malloc_trim, 250 mallocs again take purged
  *          memory: purged_reused counts at least a slab's bytes.
+ *   spare  mallocs of 200 bytes until the class holds a second slab; the
+ *          first slab's blocks freed (the second's last block first, so
+ *          they go on the slab): it becomes a spare, and the next malloc of
+ *          720 bytes (another one-unit class) refills from it, not from a
+ *          fresh slab, and the slab is that class's now.
  * The figures are read from hak_stats_json (the row of class 208). */
 #include <malloc.h>
 #include <pthread.h>
@@ -56,13 +61,18 @@ static long long field_in(const char *obj, const char *name) {
   return p && (!end || p < end) ? atoll(p + strlen(key)) : -1;
 }
 
-/* Field `name` of class 208's row (0 if the class has no row yet). */
-static long long class_field(const char *name) {
-  const char *row = strstr(json, "\"block_size\":208,");
+/* Field `name` of the row of the class of `size`-byte blocks (0 if the
+ * class has no row yet). */
+static long long size_field(size_t size, const char *name) {
+  char key[48];
+  snprintf(key, sizeof key, "\"block_size\":%zu,", size);
+  const char *row = strstr(json, key);
   if (!row) return 0;
   while (row > json && *row != '{') row--;
   return field_in(row, name);
 }
+
+static long long class_field(const char *name) { return size_field(SIZE + 8, name); }
 
 typedef struct {
   long long allocs, frees, misses, carved, fresh, current, slow, sent, received;
@@ -194,12 +204,45 @@ static int work(void) {
   return th_done();
 }
 
+#define SPARE_MAX 2000 /* more 200-byte blocks than a 64 KiB slab holds */
+
+static int spare(void) {
+  if (!check_hakmem_is_malloc()) return th_done();
+  static char *b[SPARE_MAX];
+  int n = 0;
+  read_json();
+  while (n < SPARE_MAX && class_field("slabs") < 2) {
+    b[n++] = malloc(LAUNDER((size_t)SIZE));
+    read_json();
+  }
+  CHECKV("mallocs of 200 bytes fill one slab and take a second", class_field("slabs") == 2 && n > 100,
+         "%d blocks", n);
+  free(b[n - 1]); /* the second slab's: it goes on the class's list */
+  for (int i = 0; i < n - 1; i++) free(b[i]);
+  read_json();
+  long long spare0 = size_field(720, "from_spare"), fresh0 = size_field(720, "from_fresh");
+  char *p = malloc(LAUNDER((size_t)720));
+  read_json();
+  CHECKV("a malloc of 720 bytes refills from the spare, not from a fresh slab",
+         size_field(720, "from_spare") - spare0 == 1 && size_field(720, "from_fresh") == fresh0,
+         "from_spare %lld -> %lld, from_fresh %lld -> %lld", spare0, size_field(720, "from_spare"), fresh0,
+         size_field(720, "from_fresh"));
+  CHECKV("the spare is a slab of 720-byte blocks now",
+         class_field("slabs") == 1 && size_field(720, "slabs") == 1,
+         "200-byte class %lld slabs, 720-byte class %lld", class_field("slabs"), size_field(720, "slabs"));
+  free(p);
+  return th_done();
+}
+
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "work") == 0) return work();
+  if (argc > 1 && strcmp(argv[1], "spare") == 0) return spare();
   if (!check_hakmem_is_malloc()) return th_done();
   static child_t c;
   const char *env[] = {"HAKMEM_SAMPLE=1", NULL};
   int ran = run_self("work", env, &c, 60);
   child_merge("work", ran, &c);
+  ran = run_self("spare", env, &c, 60);
+  child_merge("spare", ran, &c);
   return th_done();
 }
