@@ -10,8 +10,8 @@
 BENCH_CC     ?= $(CC)
 BENCH_CFLAGS ?= -O2 -pthread -std=gnu11 -Wall -Wextra
 BENCH_BIN    := bench/bin
-BENCH_PROGS  := fixed_size random_mixed mid_large_mt comprehensive larson xthread_churn large_churn \
-                mem_efficiency fastpath measure
+BENCH_PROGS  := fixed_size random_mixed mid_large_mt comprehensive larson xthread_churn large_churn prodcons \
+                false_sharing mem_efficiency fastpath measure
 BENCH_EXES   := $(BENCH_PROGS:%=$(BENCH_BIN)/%)
 
 .PHONY: bench bench-build bench-instr bench-clean bench-deps bench-deps-instr
