@@ -38,13 +38,15 @@ static void put_block(hak_buf_t *b, const char *state, size_t size, size_t offse
 static void put_superslab(hak_buf_t *b, uintptr_t a) {
   hak_superslab_t *ss = hak_superslab_of((const void *)a);
   unsigned u = (unsigned)((a & (HAK_SS_SIZE - 1)) >> HAK_UNIT_SHIFT);
-  hak_slab_t *sp, s;
+  hak_slab_t s;
   uint32_t guarded;
   if (a - (uintptr_t)ss < HAK_SS_HEADER) {
     _hak_buf_str(b, "in a SuperSlab's header (hakmem's metadata)");
     return;
   }
-  if (_hak_os_peek(&ss->unit_slab[u], &sp, sizeof sp) || _hak_os_peek(sp, &s, sizeof s) ||
+  /* hak_slab_of, each read checked: the unit's descriptor, or the slab it leads to */
+  if (_hak_os_peek(&ss->slab[u], &s, sizeof s) ||
+      (!s.units && s.lead && _hak_os_peek(s.lead, &s, sizeof s)) ||
       _hak_os_peek(&ss->guarded, &guarded, sizeof guarded)) {
     _hak_buf_str(b, "in a SuperSlab whose header cannot be read");
     return;

@@ -184,19 +184,22 @@ typedef struct hak_block {
 
 typedef struct hak_slab hak_slab_t;
 struct hak_slab {
-  hak_link_t link;               /* first: heap's partial or spare list, abandoned list, or remote list */
-  _Atomic uint32_t owner;        /* holder's key (without HAK_KEY_CHECK); see above */
-  uint8_t cls;                   /* size class */
-  uint8_t units;                 /* units spanned; 0: the unit is in no slab */
-  uint8_t listed;                /* on its class's abandoned list */
-  uint8_t where;                 /* in its holder: HAK_IN_CUR, _PARTIAL, _ROTATED, _SPARE */
-  uint16_t slot_off;             /* byte offset of its class's slot in hak_front_t.slot */
-  uint16_t used;                 /* blocks out: with the program or in the holder's list */
-  uint16_t carved;               /* blocks carved so far (lazily, a page at a time) */
-  uint16_t capacity;             /* blocks that fit; of a free unit, 1 if it began a one-block run */
-  uint32_t start;                /* offset of its first block in the SuperSlab (fixed by its unit) */
-  uint32_t block_size;           /* bytes per block */
-  hak_block_t *local_free;       /* blocks freed by the holder */
+  hak_link_t link;        /* first: heap's partial or spare list, abandoned list, or remote list */
+  _Atomic uint32_t owner; /* holder's key (without HAK_KEY_CHECK); see above */
+  uint8_t cls;            /* size class */
+  uint8_t units;          /* units spanned; 0: the unit is in no slab */
+  uint8_t listed;         /* on its class's abandoned list */
+  uint8_t where;          /* in its holder: HAK_IN_CUR, _PARTIAL, _ROTATED, _SPARE */
+  uint16_t slot_off;      /* byte offset of its class's slot in hak_front_t.slot */
+  uint16_t used;          /* blocks out: with the program or in the holder's list */
+  uint16_t carved;        /* blocks carved so far (lazily, a page at a time) */
+  uint16_t capacity;      /* blocks that fit; of a free unit, 1 if it began a one-block run */
+  uint32_t start;         /* offset of its first block in the SuperSlab (fixed by its unit) */
+  uint32_t block_size;    /* bytes per block */
+  union {
+    hak_block_t *local_free; /* a slab's: blocks freed by the holder */
+    hak_slab_t *lead;        /* a unit in no slab: itself; inside a slab but not its first: the slab */
+  };
   _Atomic uintptr_t thread_free; /* blocks freed by other threads | HAK_DETACHED */
   uintptr_t mark;                /* the mark of its free blocks: its holder's (or last holder's) address */
 };
@@ -216,21 +219,21 @@ typedef struct hak_reservation hak_reservation_t;
 typedef struct hak_superslab hak_superslab_t;
 typedef struct hak_pool hak_pool_t;
 struct hak_superslab {
-  hak_slab_t *unit_slab[HAK_UNITS]; /* first: the slab of each unit (its own descriptor if free) */
-  hak_slab_t slab[HAK_UNITS];       /* descriptors; a slab's is its first unit's */
-  /* One cache line for the unit maps' owner and the free path: */
-  _Atomic uint32_t free_units;    /* bit u: unit u belongs to no slab (the owner reads it unlocked) */
-  uint32_t pool_index;            /* owned: its place in its pool's arrays */
-  hak_link_t avail;               /* shared: on the list of those with a free unit (ss lock) */
-  hak_pool_t *_Atomic pool;       /* the pool that owns it for pool runs; NULL: shared */
-  uint32_t dirty_units;           /* free units that may still be resident */
-  _Atomic uintptr_t remote;       /* owned: runs other threads gave back (pool.c) */
-  uint32_t unit_freed[HAK_UNITS]; /* a dirty unit: tick >> HAK_AGE_SHIFT when it came back */
-  hak_reservation_t *res;         /* reservation it was carved from */
-  uint32_t index;                 /* position in its reservation */
-  uint64_t freed_at;              /* tick when units last came back: purging takes the oldest first */
-  uint32_t guarded;               /* secure build: units whose last page has no access (superslab.c) */
-  uint32_t purged_units;          /* free units purged since they were last in a slab */
+  /* One cache line for the unit maps' owner; first, so that no descriptor
+   * starts at the SuperSlab's first byte (hak_superslab_of(p) reads p - 1): */
+  _Atomic uint32_t free_units; /* bit u: unit u belongs to no slab (the owner reads it unlocked) */
+  uint32_t pool_index;         /* owned: its place in its pool's arrays */
+  hak_link_t avail;            /* shared: on the list of those with a free unit (ss lock) */
+  hak_pool_t *_Atomic pool;    /* the pool that owns it for pool runs; NULL: shared */
+  uint32_t dirty_units;        /* free units that may still be resident */
+  _Atomic uintptr_t remote;    /* owned: runs other threads gave back (pool.c) */
+  _Alignas(64) hak_slab_t slab[HAK_UNITS]; /* descriptors, one per unit; a slab's is its first unit's */
+  uint32_t unit_freed[HAK_UNITS];          /* a dirty unit: tick >> HAK_AGE_SHIFT when it came back */
+  hak_reservation_t *res;                  /* reservation it was carved from */
+  uint32_t index;                          /* position in its reservation */
+  uint64_t freed_at;     /* tick when units last came back: purging takes the oldest first */
+  uint32_t guarded;      /* secure build: units whose last page has no access (superslab.c) */
+  uint32_t purged_units; /* free units purged since they were last in a slab */
 };
 _Static_assert((HAK_SS_SIZE & (HAK_SS_SIZE - 1)) == 0, "SuperSlab size is a power of two");
 _Static_assert(sizeof(hak_superslab_t) <= HAK_SS_HEADER, "header fits before unit 0's blocks");
@@ -241,9 +244,18 @@ static inline hak_superslab_t *hak_superslab_of(const void *p) {
   return (hak_superslab_t *)(((uintptr_t)p - 1) & ~(HAK_SS_SIZE - 1));
 }
 /* The slab holding address a (inside ss); a unit in no slab gives its own
- * descriptor, whose `units` is 0. */
+ * descriptor, whose `units` is 0. The descriptor of a's unit answers: a
+ * slab's first unit is the slab, any other unit leads to its slab or, free,
+ * to itself, so a one-unit slab costs the free path one cache line. A
+ * unit's `lead` is set before its units change from 0 and reset before
+ * they go back to 0 (superslab.c), so a free in another thread reading
+ * them unlocked sees one state or the other. */
 static inline hak_slab_t *hak_slab_of(const hak_superslab_t *ss, uintptr_t a) {
-  return ss->unit_slab[(a >> HAK_UNIT_SHIFT) & (HAK_UNITS - 1)];
+  /* &ss->slab[unit], the unit's number scaled by 64 (sizeof(hak_slab_t)) in one mask */
+  hak_slab_t *d =
+      (hak_slab_t *)((uintptr_t)ss->slab + ((a >> (HAK_UNIT_SHIFT - 6)) & ((HAK_UNITS - 1) << 6)));
+  if (__atomic_load_n(&d->units, __ATOMIC_ACQUIRE)) return d; /* `lead` is its holder's local_free */
+  return __atomic_load_n(&d->lead, __ATOMIC_RELAXED);
 }
 static inline unsigned hak_slab_unit(const hak_slab_t *s) {
   return (unsigned)((((uintptr_t)s & (HAK_SS_SIZE - 1)) - offsetof(hak_superslab_t, slab)) /

@@ -29,7 +29,7 @@ void _hak_ss_init(hak_superslab_t *ss) {
   ss->purged_units = 0;
   atomic_store_explicit(&ss->pool, NULL, memory_order_relaxed);
   for (unsigned u = 0; u < HAK_UNITS; u++) {
-    ss->unit_slab[u] = &ss->slab[u];
+    ss->slab[u].lead = &ss->slab[u];
     ss->slab[u].start = (uint32_t)(u << HAK_UNIT_SHIFT) + (u == 0 ? (uint32_t)HAK_SS_HEADER : 0);
   }
   hak_chunk_mark(ss, HAK_CHUNK_SUPERSLAB);
@@ -95,9 +95,10 @@ hak_slab_t *_hak_units_take(hak_superslab_t *ss, unsigned u, unsigned n, uint32_
   hak_mem_move(hak_units_bytes(bits), HAK_MEM_NONE, HAK_MEM_USED);
   ss->free_units &= ~bits;
   hak_slab_t *s = &ss->slab[u];
-  s->units = (uint8_t)n;
+  __atomic_store_n(&s->units, (uint8_t)n, __ATOMIC_RELAXED);
+  s->local_free = NULL; /* was its `lead` */
   atomic_store_explicit(&s->owner, owner, memory_order_relaxed);
-  for (unsigned i = 0; i < n; i++) ss->unit_slab[u + i] = s;
+  for (unsigned i = 1; i < n; i++) __atomic_store_n(&ss->slab[u + i].lead, s, __ATOMIC_RELAXED);
   guard_slab(ss, u, n);
   if (hak_cfg_debug) _hak_superslab_check(ss);
   return s;
@@ -112,12 +113,13 @@ void _hak_units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned first, hak_tic
   bool single = s->capacity == 1 && !first;
   guard_slab(ss, u, first); /* what it keeps */
   for (unsigned k = u + first; k < u + s->units; k++) {
-    ss->unit_slab[k] = &ss->slab[k];
+    if (k != u) __atomic_store_n(&ss->slab[k].lead, &ss->slab[k], __ATOMIC_RELAXED);
     ss->unit_freed[k] = (uint32_t)(since >> HAK_AGE_SHIFT);
     ss->slab[k].carved = 0;
     ss->slab[k].capacity = 0;
   }
-  s->units = (uint8_t)first;
+  if (!first) __atomic_store_n(&s->lead, s, __ATOMIC_RELAXED); /* before units goes to 0 (hak_slab_of) */
+  __atomic_store_n(&s->units, (uint8_t)first, __ATOMIC_RELEASE);
   if (!first) {
     s->slot_off = 0;
     s->cls = 0;
@@ -324,13 +326,14 @@ void _hak_superslab_check(hak_superslab_t *ss) {
   for (unsigned u = 0; u < HAK_UNITS;) {
     hak_slab_t *s = &ss->slab[u];
     if (ss->free_units & (1u << u)) {
-      HAK_ASSERT(ss->unit_slab[u] == s && s->units == 0 && s->slot_off == 0);
+      HAK_ASSERT(s->units == 0 && s->lead == s && s->slot_off == 0);
       u++;
       continue;
     }
     HAK_ASSERT(s->units >= 1 && u + s->units <= HAK_UNITS);
     for (unsigned i = 0; i < s->units; i++)
-      HAK_ASSERT(ss->unit_slab[u + i] == s && !(ss->free_units & (1u << (u + i))));
+      HAK_ASSERT(hak_slab_of(ss, (uintptr_t)ss + ((uintptr_t)(u + i) << HAK_UNIT_SHIFT)) == s &&
+                 !(ss->free_units & (1u << (u + i))));
     covered |= hak_unit_bits(u, s->units);
     u += s->units;
   }
