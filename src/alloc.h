@@ -58,8 +58,11 @@ static inline void *hak_alloc_inline(size_t size, const char *who) {
  * changes). Else: the chunk map says SuperSlab (a block of a SuperSlab
  * never starts at its first byte, so p's own chunk is its SuperSlab's) →
  * slab descriptor → held by this heap (one compare) and p a block of it:
- * its local list. Either way a block that already carries this heap's mark
- * may be free already: the slow path looks. */
+ * its local list (or the class's list, if that is empty). Either way a
+ * block that already carries this heap's mark may be free already: the
+ * slow path looks. (Putting up to 32 blocks of other slabs on the class's
+ * list, as a thread cache would, served more mallocs from the cache but
+ * kept their slabs from draining: mem_efficiency's peak RSS +27%.) */
 static inline __attribute__((always_inline)) void hak_free_inline(void *p, const char *who) {
   uintptr_t a = (uintptr_t)p;
   hak_front_t *h = hak_tls_heap;
@@ -92,7 +95,7 @@ static inline __attribute__((always_inline)) void hak_free_inline(void *p, const
   hak_slab_t *s = hak_slab_of((hak_superslab_t *)(chunk << HAK_SS_SHIFT), a);
   if (HAK_UNLIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) != h->key ||
                    !hak_slab_has_block(s, p) || b->mark == (uintptr_t)h)) {
-    _hak_free_slow(p, who);
+    _hak_free_unheld(p, who);
     return;
   }
   b->mark = (uintptr_t)h;

@@ -175,8 +175,9 @@ extern hak_lock_t _hak_global_heap_lock;
 extern const hak_front_t _hak_heap_empty;             /* before the thread's first allocation */
 extern const hak_front_t _hak_heap_dead;              /* after the thread's teardown */
 void *_hak_alloc_refill(size_t cls, const char *who); /* free[cls] was empty (the fast path's slow path) */
-void _hak_init(void);                /* options, the thread-exit key, fork handlers; re-entrant */
-void _hak_heap_flush_counters(void); /* the calling thread's counters into the totals */
+void _hak_free_unheld(void *p, const char *who); /* a free into a slab this thread's heap does not hold */
+void _hak_init(void);                            /* options, the thread-exit key, fork handlers; re-entrant */
+void _hak_heap_flush_counters(void);             /* the calling thread's counters into the totals */
 /* n += live heaps' counts (and cls += their class events, if cls is not
  * NULL); returns live heaps (locks held). */
 uint64_t _hak_heaps_counters(uint64_t *n, uint64_t (*cls)[HAK_CSTAT_COUNT]);

@@ -89,6 +89,16 @@ void *_hak_alloc_refill(size_t cls, const char *who) {
   return b;
 }
 
+/* A free into a slab the calling thread's heap does not hold (a remote
+ * free, mostly), or of a block that may be free already. A thread that has
+ * no heap yet makes one first, as its first allocation would: its frees
+ * are then counted in its own counters, not in shared atomics (a consumer
+ * thread that only frees paid three atomic adds per block). */
+void _hak_free_unheld(void *p, const char *who) {
+  if (HAK_UNLIKELY(hak_tls_heap == &_hak_heap_empty)) heap_create();
+  _hak_free_slow(p, who);
+}
+
 /* Unlinks h from the live registry, its budget changes, room and counts
  * added in; with `reuse`, keeps it for a new thread. */
 static void heap_retire(hak_heap_t *h, bool reuse) {
