@@ -58,7 +58,7 @@ specs=(
   "false_sharing/active|false_sharing|active @T 2000 20000 8|active @T 600 20000 8"
   "false_sharing/passive|false_sharing|passive @T 2000 20000 8|passive @T 600 20000 8"
   "larson|larson|1.5 8 1000 5000 100 4141 @T|0.4 8 1000 5000 100 4141 @T"
-  "xthread_churn|xthread_churn|@T 2000 2000|@T 500 2000"
+  "xthread_churn|xthread_churn|@T 10000 2000|@T 3000 2000"
   "large_churn|large_churn|20 5 25 600|12 2 10 200"
   "mem_efficiency|mem_efficiency|64 8|32 6"
 )
