@@ -157,6 +157,7 @@ static inline void hak_note(uint32_t kind, uint64_t a, uint64_t b) {
   h->ring.ev[i].b = b;
 }
 void _hak_free_slow(void *p, const char *who); /* who: the API call, for messages */
+void _hak_heap_free_unheld(hak_heap_t *h, void *p, const char *who);
 /* Whether b, a block of s, is free already (as far as the calling thread
  * can prove: heap.c, _hak_free_slow). */
 bool _hak_block_is_free(hak_slab_t *s, const hak_block_t *b);

@@ -96,7 +96,7 @@ void *_hak_alloc_refill(size_t cls, const char *who) {
  * thread that only frees paid three atomic adds per block). */
 void _hak_free_unheld(void *p, const char *who) {
   if (HAK_UNLIKELY(hak_tls_heap == &_hak_heap_empty)) heap_create();
-  _hak_free_slow(p, who);
+  _hak_heap_free_unheld(hak_tls_own_heap(), p, who);
 }
 
 /* Unlinks h from the live registry, its budget changes, room and counts
