@@ -326,7 +326,8 @@ static void *heap_refill(hak_heap_t *h, size_t cls) {
     if (cur && cur->units > 1 && s && from == HAK_CSTAT_from_partial && h->pulls[cls] < HAK_PULLS_MAX) {
       h->pulls[cls]++;
       carved = s->carved;
-      b = _hak_slab_take(s); /* heap_next_slab found a free block */
+      b = _hak_slab_take(s);
+      HAK_DEBUG_ASSERT(b); /* heap_next_slab found a free block */
       heap_add_partial(h, s, HAK_IN_PARTIAL);
       break;
     }
@@ -512,7 +513,7 @@ void _hak_free_local_empty(hak_slab_t *s) { heap_slab_empty(hak_tls_own_heap(), 
 void _hak_heap_detach_class(hak_heap_t *h, size_t c, bool recount) {
   hak_slab_t *s = hak_front_cur(&h->front, c);
   if (recount && s) _hak_slab_recount(s);
-  /* The list may hold a block of another slab, with or without a current one. */
+  /* The list may hold blocks of other slabs (refills take partial slabs' blocks). */
   _hak_slab_return_blocks(h->front.slot[c].free);
   h->front.slot[c].free = NULL;
   if (s) {
