@@ -394,7 +394,6 @@ bool _hak_block_is_free(hak_slab_t *s, const hak_block_t *b) {
  * s was detached, h has claimed it by that, and takes it if it had set it
  * aside itself. */
 static void heap_free_remote(hak_heap_t *h, hak_slab_t *s, hak_block_t *b) {
-  hak_block_t *list = h->front.slot[s->cls].free;
   if (!_hak_slab_free_remote(s, b, heap_owner(h) | HAK_SET_ASIDE)) return;
   heap_enter(h);
   hak_count(&h->counters, HAK_STAT_slabs_adopted);
@@ -404,7 +403,7 @@ static void heap_free_remote(hak_heap_t *h, hak_slab_t *s, hak_block_t *b) {
   } else {
     heap_add_partial(h, s, HAK_IN_PARTIAL);
     h->front.refill_hint[s->cls] = s;
-    if (hak_cfg_debug) _hak_slab_check(s, list);
+    if (hak_cfg_debug) _hak_slab_check(s, h->front.slot[s->cls].free);
   }
   heap_leave(h);
 }
@@ -458,6 +457,7 @@ static void heap_free(hak_heap_t *h, hak_slab_t *s, hak_block_t *b) {
 void _hak_heap_free_unheld(hak_heap_t *h, void *p, const char *who) {
   hak_slab_t *s = hak_slab_of(hak_superslab_of(p), (uintptr_t)p);
   hak_block_t *b = p;
+  /* heap_holds_free's test for a slab h does not hold: the mark */
   if (!h || s->capacity == 1 || !hak_slab_has_block(s, p) || heap_holds(h, s) ||
       b->mark == __atomic_load_n(&s->mark, __ATOMIC_RELAXED)) {
     _hak_free_slow(p, who);

@@ -251,9 +251,7 @@ static inline hak_superslab_t *hak_superslab_of(const void *p) {
  * they go back to 0 (superslab.c), so a free in another thread reading
  * them unlocked sees one state or the other. */
 static inline hak_slab_t *hak_slab_of(const hak_superslab_t *ss, uintptr_t a) {
-  /* &ss->slab[unit], the unit's number scaled by 64 (sizeof(hak_slab_t)) in one mask */
-  hak_slab_t *d =
-      (hak_slab_t *)((uintptr_t)ss->slab + ((a >> (HAK_UNIT_SHIFT - 6)) & ((HAK_UNITS - 1) << 6)));
+  hak_slab_t *d = (hak_slab_t *)&ss->slab[(a >> HAK_UNIT_SHIFT) & (HAK_UNITS - 1)];
   if (__atomic_load_n(&d->units, __ATOMIC_ACQUIRE)) return d; /* `lead` is its holder's local_free */
   return __atomic_load_n(&d->lead, __ATOMIC_RELAXED);
 }
