@@ -3,7 +3,8 @@
 # (libhakmem-stats: HAK_STATS_BUILD=1, every call counted) and the launcher
 # (./hakmem), `make debug` the
 # checking one, `make test` builds and runs every test, `make bench` compares hakmem
-# with glibc and the installed peer allocators.
+# with glibc and the installed peer allocators, `make install` and `make deb`
+# install it (install.mk).
 
 CC      ?= gcc
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
@@ -15,6 +16,12 @@ DEBUG   := -O1 -g -DHAK_DEBUG=1
 SECURE  := $(RELEASE) -DHAK_SECURE=1
 STATS   := $(RELEASE) -DHAK_STATS_BUILD=1
 LDSO    := -shared -Wl,-z,nodelete -Wl,-z,now -Wl,--version-script=src/exports.map
+
+# The version (include/hakmem.h); its major number is the shared libraries'
+# soname: libhakmem.so.$(SOVERSION).
+VERSION   := $(shell sed -n 's/^\#define HAKMEM_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$$/\2/p' include/hakmem.h | \
+               paste -sd.)
+SOVERSION := $(firstword $(subst ., ,$(VERSION)))
 
 SRC     := $(sort $(wildcard src/*.c))
 HDR     := $(wildcard src/*.h include/*.h)
@@ -31,20 +38,28 @@ debug: debug/libhakmem.so debug/libhakmem.a
 build/release/%.o: src/%.c $(HDR) Makefile
 	@mkdir -p $(@D)
 	@echo "  CC      $@"
-	@$(CC) $(BASE) $(RELEASE) $(CFLAGS) -c $< -o $@
+	@$(CC) $(BASE) $(RELEASE) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 build/debug/%.o: src/%.c $(HDR) Makefile
 	@mkdir -p $(@D)
 	@echo "  CC      $@"
-	@$(CC) $(BASE) $(DEBUG) $(CFLAGS) -c $< -o $@
+	@$(CC) $(BASE) $(DEBUG) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 build/secure/%.o: src/%.c $(HDR) Makefile
 	@mkdir -p $(@D)
 	@echo "  CC      $@"
-	@$(CC) $(BASE) $(SECURE) $(CFLAGS) -c $< -o $@
+	@$(CC) $(BASE) $(SECURE) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+# A release library: the objects among the prerequisites, with the soname
+# NAME.so.$(SOVERSION) and that name as a link beside it, which programs
+# linked with -lhakmem (the tests) load.
+define hak_release_so
+	$(CC) $(LDSO) -Wl,-soname,$(@F).$(SOVERSION) $(LDFLAGS) -o $@ $(filter %.o,$^) -pthread
+	ln -sf $(@F) $@.$(SOVERSION)
+endef
 
 libhakmem.so: $(OBJ_R) src/exports.map
-	$(CC) $(LDSO) -o $@ $(OBJ_R) -pthread
+	$(hak_release_so)
 
 libhakmem.a: $(OBJ_R)
 	rm -f $@ && ar rcs $@ $(OBJ_R)
@@ -52,23 +67,26 @@ libhakmem.a: $(OBJ_R)
 build/stats/%.o: src/%.c $(HDR) Makefile
 	@mkdir -p $(@D)
 	@echo "  CC      $@"
-	@$(CC) $(BASE) $(STATS) $(CFLAGS) -c $< -o $@
+	@$(CC) $(BASE) $(STATS) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 libhakmem-stats.so: $(OBJ_T) src/exports.map
-	$(CC) $(LDSO) -o $@ $(OBJ_T) -pthread
+	$(hak_release_so)
 
 libhakmem-stats.a: $(OBJ_T)
 	rm -f $@ && ar rcs $@ $(OBJ_T)
 
 libhakmem-secure.so: $(OBJ_S) src/exports.map
-	$(CC) $(LDSO) -o $@ $(OBJ_S) -pthread
+	$(hak_release_so)
 
 libhakmem-secure.a: $(OBJ_S)
 	rm -f $@ && ar rcs $@ $(OBJ_S)
 
 # The launcher (launcher/hakmem.c): an ordinary program, on glibc's malloc.
+# This one finds the libraries beside it or in ../lib; install.mk builds
+# the one it installs.
+LAUNCHER_CC = $(CC) -std=gnu11 -O2 -Iinclude -Isrc $(WARN) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS)
 hakmem: launcher/hakmem.c src/options.h include/hakmem.h Makefile
-	$(CC) -std=gnu11 -O2 -Iinclude -Isrc $(WARN) $(CFLAGS) -o $@ launcher/hakmem.c
+	$(LAUNCHER_CC) -o $@ launcher/hakmem.c
 
 debug/libhakmem.so: $(OBJ_D) src/exports.map
 	@mkdir -p $(@D)
@@ -78,9 +96,10 @@ debug/libhakmem.a: $(OBJ_D)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $(OBJ_D)
 
+-include install.mk
 -include tests/tests.mk
 -include bench/bench.mk
 
 clean: test-clean bench-clean
 	rm -rf build debug libhakmem.so libhakmem.a libhakmem-secure.so libhakmem-secure.a libhakmem-stats.so \
-	  libhakmem-stats.a hakmem
+	  libhakmem-stats.a hakmem $(addsuffix .$(SOVERSION),libhakmem.so libhakmem-secure.so libhakmem-stats.so)

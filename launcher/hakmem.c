@@ -11,7 +11,8 @@
  * The options are checked here against the library's own table
  * (src/options.h) before the program starts: a bad name or value is an
  * error with the valid range, exit status 2. The library is found beside
- * the launcher, else in ../lib from it, unless --lib or $HAKMEM_LIB says.
+ * the launcher, else in the library directory seen from the launcher's
+ * (HAK_LIBDIR_FROM_BINDIR), unless --lib or $HAKMEM_LIB says.
  * An ordinary program: it runs on glibc's malloc. */
 #include <errno.h>
 #include <limits.h>
@@ -28,6 +29,14 @@
 #define STR2(x) #x
 #define STR(x) STR2(x)
 #define VERSION STR(HAKMEM_VERSION_MAJOR) "." STR(HAKMEM_VERSION_MINOR) "." STR(HAKMEM_VERSION_PATCH)
+#define SONAME(lib) lib ".so." STR(HAKMEM_VERSION_MAJOR)
+
+/* The libraries' directory relative to the launcher's: ../lib, or where
+ * make install puts them (install.mk passes it: ../lib/x86_64-linux-gnu
+ * in Debian's packages). */
+#ifndef HAK_LIBDIR_FROM_BINDIR
+#define HAK_LIBDIR_FROM_BINDIR "../lib"
+#endif
 
 static const char usage[] =
     "usage: hakmem run [--secure | --count-all] [--lib PATH] [--stats[=line|text|json]] [--timeline FILE]\n"
@@ -107,11 +116,13 @@ static void set_option(const char *arg) {
   fail(2, "unknown option %s ('hakmem options' lists them)", name);
 }
 
-/* The library: --lib, $HAKMEM_LIB, beside the launcher, or in ../lib. */
+/* The library: --lib, $HAKMEM_LIB, else its soname (the name its runtime
+ * package installs) beside the launcher or in HAK_LIBDIR_FROM_BINDIR. */
 /* variant: 0 the default build, 1 the secure one, 2 the stats one. */
 static const char *find_library(const char *given, int variant, char *buf, size_t len) {
   if (len < PATH_MAX) fail(2, "internal: a path buffer under PATH_MAX");
-  static const char *const files[] = {"libhakmem.so", "libhakmem-secure.so", "libhakmem-stats.so"};
+  static const char *const files[] = {SONAME("libhakmem"), SONAME("libhakmem-secure"),
+                                      SONAME("libhakmem-stats")};
   const char *file = files[variant];
   if (!given) given = getenv("HAKMEM_LIB");
   if (given) {
@@ -123,13 +134,14 @@ static const char *find_library(const char *given, int variant, char *buf, size_
   if (n <= 0) fail(2, "cannot find where the launcher is: %s", strerror(errno));
   self[n] = 0;
   *strrchr(self, '/') = 0;
-  static const char *const dirs[] = {"", "/../lib"};
+  static const char *const dirs[] = {"", "/" HAK_LIBDIR_FROM_BINDIR};
   for (size_t i = 0; i < COUNT(dirs); i++) {
     if ((size_t)snprintf(buf, len, "%s%s/%s", self, dirs[i], file) >= len) continue;
     char real[PATH_MAX];
     if (access(buf, R_OK) == 0) return realpath(buf, real) ? strcpy(buf, real) : buf;
   }
-  fail(2, "cannot find %s beside the launcher (%s) or in %s/../lib; --lib PATH says where", file, self, self);
+  fail(2, "cannot find %s beside the launcher (%s) or in %s/%s; --lib PATH says where", file, self, self,
+       HAK_LIBDIR_FROM_BINDIR);
 }
 
 static int cmd_run(int argc, char **argv) {
