@@ -11,11 +11,10 @@
 #                                      soname) links to it, libhakmem.so
 #                                      (for -lhakmem) to that; libhakmem.a
 #   LIBDIR/libhakmem-secure.*          the secure build, the same four
-#   LIBDIR/libhakmem-stats.so.0.x.y    the stats build and its soname only:
-#                                      a library to preload (hakmem run
-#                                      --count-all), whose fast paths count
-#                                      every call and are slower for it, not
-#                                      one to build a program with
+#   LIBDIR/libhakmem-stats.*           the stats build, the same four: the
+#                                      launcher's run --count-all preloads
+#                                      it, and a program that reads its own
+#                                      exact counts (hak_stats) links it
 #   LIBDIR/pkgconfig/hakmem.pc, INCLUDEDIR/hakmem.h
 #   BINDIR/hakmem                      the launcher, built to find the
 #                                      libraries in LIBDIR
@@ -32,12 +31,9 @@ INSTALL    ?= install
 
 INST        := build/install
 PKGCONFIGDIR = $(LIBDIR)/pkgconfig
-# Built to be linked with (.so and .a), and to be preloaded only (.so.0).
-HAK_LINKED  := libhakmem libhakmem-secure
-HAK_LIBS    := $(HAK_LINKED) libhakmem-stats
+HAK_LIBS    := libhakmem libhakmem-secure libhakmem-stats
 # Every path make install writes, without DESTDIR: make uninstall removes these.
-INSTALLED    = $(foreach l,$(HAK_LIBS),$(LIBDIR)/$(l).so.$(VERSION) $(LIBDIR)/$(l).so.$(SOVERSION)) \
-               $(foreach l,$(HAK_LINKED),$(LIBDIR)/$(l).so $(LIBDIR)/$(l).a) \
+INSTALLED    = $(foreach l,$(HAK_LIBS),$(addprefix $(LIBDIR)/$(l),.so.$(VERSION) .so.$(SOVERSION) .so .a)) \
                $(PKGCONFIGDIR)/hakmem.pc $(INCLUDEDIR)/hakmem.h $(BINDIR)/hakmem \
                $(MANDIR)/man1/hakmem.1 $(MANDIR)/man3/hakmem.3
 # The man pages' date: the release's under dpkg-buildpackage
@@ -47,7 +43,7 @@ MAN_DATE     = $(shell date -u -d @$${SOURCE_DATE_EPOCH:-$$(date +%s)} +%Y-%m-%d
 .PHONY: install install-build uninstall deb FORCE
 
 # What make install copies, built (dh_auto_build makes this with the layout).
-install-build: $(HAK_LIBS:%=%.so) $(HAK_LINKED:%=%.a) $(INST)/hakmem $(INST)/hakmem.pc $(INST)/hakmem.1 \
+install-build: $(HAK_LIBS:%=%.so) $(HAK_LIBS:%=%.a) $(INST)/hakmem $(INST)/hakmem.pc $(INST)/hakmem.1 \
                $(INST)/hakmem.3
 
 install: install-build
@@ -55,9 +51,7 @@ install: install-build
 	  $(MANDIR)/man3)
 	for l in $(HAK_LIBS); do \
 	  $(INSTALL) -m 644 $$l.so $(DESTDIR)$(LIBDIR)/$$l.so.$(VERSION) && \
-	  ln -sfn $$l.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$$l.so.$(SOVERSION) || exit 1; \
-	done
-	for l in $(HAK_LINKED); do \
+	  ln -sfn $$l.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$$l.so.$(SOVERSION) && \
 	  ln -sfn $$l.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/$$l.so && \
 	  $(INSTALL) -m 644 $$l.a $(DESTDIR)$(LIBDIR)/$$l.a || exit 1; \
 	done

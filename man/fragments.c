@@ -9,15 +9,15 @@
 #include "hakmem.h"
 #include "options.h"
 
-/* s as text on a line of its own: a backslash written \e, and a leading
- * dot or quote kept from being read as a request. */
-static void text_line(const char *s) {
+/* s and then end as text on a line of its own: a backslash written \e,
+ * and a leading dot or quote kept from being read as a request. */
+static void text_line(const char *s, const char *end) {
   if (*s == '.' || *s == '\'') fputs("\\&", stdout);
   for (; *s; s++) {
     if (*s == '\\') fputs("\\e", stdout);
     else putchar(*s);
   }
-  putchar('\n');
+  puts(end);
 }
 
 static const struct {
@@ -48,7 +48,7 @@ static const struct {
 static void options(void) {
   for (size_t i = 0; i < COUNT(numeric); i++) {
     printf(".TP\n.B %s\n", numeric[i].name);
-    text_line(numeric[i].desc);
+    text_line(numeric[i].desc, ".");
     printf("Default %ld; a whole number from %ld to %ld", numeric[i].def, numeric[i].lo, numeric[i].hi);
     const char *word;
     long bit;
@@ -58,7 +58,7 @@ static void options(void) {
   }
   for (size_t i = 0; i < COUNT(text); i++) {
     printf(".TP\n.BI %s= file\n", text[i].name);
-    text_line(text[i].desc);
+    text_line(text[i].desc, ".");
     printf("Not set by default; the value is 1 to %d bytes.\n", HAK_TEXT_MAX - 1);
   }
 }
@@ -66,7 +66,7 @@ static void options(void) {
 static void stats(void) {
   for (size_t i = 0; i < COUNT(fields); i++) {
     printf(".TP\n.IR %s \" (%s)\"\n", fields[i].name, fields[i].type);
-    text_line(fields[i].desc);
+    text_line(fields[i].desc, "");
   }
 }
 

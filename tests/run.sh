@@ -12,9 +12,11 @@
 #   and alloc-secure        the sanitizer builds and the fuzzer, of the
 #                           default and the secure build (skipped with a line
 #                           when clang or its runtimes are missing)
-# then the library's TLS segment and exports, and real programs (python3,
-# gcc, git, sort, a build of this project) under LD_PRELOAD, whose output
-# must be byte-identical to a run without it.
+# then the library's TLS segment and exports, the launcher, make install
+# (tests/install.sh) and, with TEST_DEB=1, the Debian packages installed
+# (tests/deb.sh), and real programs (python3, gcc, git, sort, a build of
+# this project) under LD_PRELOAD, whose output must be byte-identical to a
+# run without it.
 #
 # Options get their own runs: stress with HAKMEM_THP=1 and 2, tiers with
 # HAKMEM_CHECK=1 and HAKMEM_MADV_FREE=1, rss's trim case with HAKMEM_THP=1.
@@ -188,6 +190,14 @@ run_bin "tiers (HAKMEM_MADV_FREE=1)" env HAKMEM_MADV_FREE=1 "$B/tiers"
 
 # ---- the launcher (./hakmem) and the memory timeline -----------------------------
 run_bin "launcher" bash tests/launcher.sh
+
+# ---- make install into a temporary DESTDIR; the Debian packages -----------------
+run_bin "install (make install, make uninstall)" bash tests/install.sh
+if [ "${TEST_DEB:-0}" = 1 ]; then
+  run_bin "deb (make deb, dpkg -i, dpkg -r)" bash tests/deb.sh
+else
+  skip "the Debian packages: TEST_DEB=1 runs tests/deb.sh (as root: it installs them; .ci/run sets it)"
+fi
 
 # ---- memory back to the OS (rss runs its cases in fresh processes) -----------
 RSS_S=${RSS_SECONDS:-30}
