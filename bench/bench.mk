@@ -9,9 +9,10 @@
 
 BENCH_CC     ?= $(CC)
 BENCH_CFLAGS ?= -O2 -pthread -std=gnu11 -Wall -Wextra
+BENCH_LDLIBS ?= -lm
 BENCH_BIN    := bench/bin
 BENCH_PROGS  := fixed_size random_mixed mid_large_mt comprehensive larson xthread_churn large_churn prodcons \
-                false_sharing mem_efficiency fastpath measure
+                false_sharing mem_efficiency fragment fastpath measure
 BENCH_EXES   := $(BENCH_PROGS:%=$(BENCH_BIN)/%)
 
 .PHONY: bench bench-build bench-instr bench-clean bench-deps bench-deps-instr
@@ -19,7 +20,7 @@ BENCH_EXES   := $(BENCH_PROGS:%=$(BENCH_BIN)/%)
 bench-build: $(BENCH_EXES)
 
 $(BENCH_BIN)/%: bench/src/%.c bench/src/bench.h bench/bench.mk | $(BENCH_BIN)
-	$(BENCH_CC) $(BENCH_CFLAGS) -o $@ $<
+	$(BENCH_CC) $(BENCH_CFLAGS) -o $@ $< $(BENCH_LDLIBS)
 
 $(BENCH_BIN):
 	@mkdir -p $@

@@ -5,7 +5,7 @@
 # Only bash, awk (mawk is enough) and coreutils; gnuplot for the chart.
 #
 # Environment (all optional):
-#   BENCH_QUICK=1        short arguments and 3 runs (about 2 minutes on 2 cores)
+#   BENCH_QUICK=1        short arguments and 3 runs (about 12 minutes on 2 cores)
 #   BENCH_RUNS=N         runs per allocator and benchmark (default 5, quick 3)
 #   BENCH_THREADS=N      threads for the multi-threaded benchmarks (default: CPUs)
 #   BENCH_ONLY='a b'     only benchmarks whose name matches one of these globs
@@ -61,6 +61,11 @@ specs=(
   "xthread_churn|xthread_churn|@T 10000 2000|@T 3000 2000"
   "large_churn|large_churn|20 5 25 600|12 2 10 200"
   "mem_efficiency|mem_efficiency|64 8|32 6"
+  "fragment/small|fragment|small 96 12 8 1 1000|small 32 4 4 1 500"
+  "fragment/mid|fragment|mid 96 12 8 1 1000|mid 32 4 4 1 500"
+  "fragment/pool|fragment|pool 96 12 8 1 1000|pool 32 4 4 1 500"
+  "fragment/mixed|fragment|mixed 96 12 8 1 1000|mixed 32 4 4 1 500"
+  "fragment/mt|fragment|mixed 96 12 8 @T 1000|mixed 32 4 4 @T 500"
 )
 
 # ---- allocators --------------------------------------------------------------
@@ -203,7 +208,10 @@ for spec in "${specs[@]}"; do
       fi
       frag=$(field frag_ratio "$res")
       after=$(field rss_after_free_kb "$res")
-      printf '%s\t%s\t%d\tok\t%s\t%s\t%s\t%s\t\n' "$name" "$a" "$r" "$rss" "$ops" "${frag:-}" "${after:-}" >>"$raw"
+      drop=$(field rss_after_drop_kb "$res")
+      live=$(field live_after_drop_kb "$res")
+      printf '%s\t%s\t%d\tok\t%s\t%s\t%s\t%s\t\t%s\t%s\n' "$name" "$a" "$r" "$rss" "$ops" "${frag:-}" "${after:-}" \
+        "${drop:-}" "${live:-}" >>"$raw"
     done
   done
   unset failed
@@ -244,13 +252,14 @@ md="$out_dir/latest.md"
     function fmt_ops(x) { return x >= 1e8 ? sprintf("%.0f", x / 1e6) : x >= 1e7 ? sprintf("%.1f", x / 1e6) : x >= 1e5 ? sprintf("%.2f", x / 1e6) : sprintf("%.3g", x / 1e6) }
     function fmt_mib(kb) { return kb >= 102400 ? sprintf("%.0f", kb / 1024) : sprintf("%.1f", kb / 1024) }
     $4 == "ok" { k = $1 SUBSEP $2; rss[k] = rss[k] " " $5; ops[k] = ops[k] " " $6
-                 if ($7 != "") frag[k] = frag[k] " " $7; if ($8 != "") aft[k] = aft[k] " " $8 }
+                 if ($7 != "") frag[k] = frag[k] " " $7; if ($8 != "") aft[k] = aft[k] " " $8
+                 if ($10 != "") drop[k] = drop[k] " " $10; if ($11 != "") live[$1] = live[$1] " " $11 }
     $4 == "FAILED" { bad[$1 SUBSEP $2] = $9 }
-    # one markdown row: metric m ("ops" higher is better, "rss"/"frag"/"aft" lower is better)
+    # one markdown row: metric m ("ops" higher is better, "rss"/"frag"/"aft"/"drop" lower is better)
     function row(b, m, label,  i, a, k, v, have, best, bestv, hv, line, cell, higher, peer, pv, r) {
       higher = (m == "ops"); have = 0
       for (i = 1; i <= na; i++) { a = al[i]; k = b SUBSEP a
-        s = (m == "ops") ? ops[k] : (m == "rss") ? rss[k] : (m == "frag") ? frag[k] : aft[k]
+        s = (m == "ops") ? ops[k] : (m == "rss") ? rss[k] : (m == "frag") ? frag[k] : (m == "drop") ? drop[k] : aft[k]
         if (!(k in bad) && s != "") { v[a] = med(s); if (!have || (higher ? v[a] > bestv : v[a] < bestv)) { bestv = v[a]; best = a }; have = 1 } }
       line = "| " label " |"
       for (i = 1; i <= na; i++) { a = al[i]; k = b SUBSEP a
@@ -305,6 +314,12 @@ md="$out_dir/latest.md"
         row("mem_efficiency", "frag", "fragmentation ratio")
         row("mem_efficiency", "aft", "RSS after free, MiB")
         print "" }
+      nd = 0
+      for (j = 1; j <= nb; j++) if (bl[j] in live) {
+        if (!nd++) header("RSS after the drop: median MiB (lower is better)",
+                          "fragment: resident set size once the short-lived blocks of the peak are freed and the server has gone on at low activity for a while (see bench/README.md); live: the bytes the program still holds then. The last column is hakmem divided by the lowest other allocator: below 1.00 hakmem kept less.")
+        row(bl[j], "drop", bl[j] " (live " fmt_mib(med(live[bl[j]])) " MiB)") }
+      if (nd) print ""
     }' "$raw"
   if grep -q $'\tFAILED\t' "$raw"; then
     echo "## Failures"

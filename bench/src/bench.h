@@ -121,6 +121,20 @@ static inline long bench_status_kb(const char *field) {
   return -1;
 }
 
+/* Resident set size in kB: the second field of /proc/self/statm (pages),
+ * read with open/read so it allocates nothing; -1 if unavailable. */
+static inline long bench_rss_kb(void) {
+  char buf[256];
+  int fd = open("/proc/self/statm", O_RDONLY);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = 0;
+  const char *p = strchr(buf, ' ');
+  return p ? atol(p + 1) * (sysconf(_SC_PAGESIZE) / 1024) : -1;
+}
+
 /* Prints the RESULT line. `extra` holds the benchmark's own "key=value ..."
  * fields; ops_per_sec, secs and chk are added here. */
 static inline void bench_result(const char *name, double ops, uint64_t ns, const char *extra) {
