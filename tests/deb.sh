@@ -15,31 +15,16 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 unset MAKEFLAGS MAKELEVEL MFLAGS
-pass=0 failn=0
+. tests/checks.sh
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/hakmem-deb.XXXXXX") || exit 1
 packages=(libhakmem0 libhakmem-dev hakmem)
 # Whatever happens, the packages do not outlive the test.
 trap 'dpkg -r "${packages[@]}" >/dev/null 2>&1; rm -rf "$tmp"' EXIT
 
-check() { # check NAME CONDITION-STATUS [DETAIL]
-  if [ "$2" -eq 0 ]; then pass=$((pass + 1)); else
-    failn=$((failn + 1))
-    echo "FAIL $1"
-    [ -n "${3:-}" ] && printf '%s\n' "$3" | tail -n 20 | sed 's/^/    /'
-  fi
-}
-finish() {
-  echo "$pass passed, $failn failed"
-  [ "$failn" -eq 0 ]
-  exit
-}
-
 if [ "$(id -u)" != 0 ]; then
   check "tests/deb.sh runs as root (it installs packages)" 1
   finish
 fi
-version=$(sed -n 's/^#define HAKMEM_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$/\2/p' include/hakmem.h | paste -sd.)
-so=${version%%.*}
 libdir=/usr/lib/x86_64-linux-gnu
 out=$tmp/out
 

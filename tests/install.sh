@@ -15,20 +15,10 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 unset MAKEFLAGS MAKELEVEL MFLAGS
-pass=0 failn=0
+. tests/checks.sh
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/hakmem-install.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 
-check() { # check NAME CONDITION-STATUS [DETAIL]
-  if [ "$2" -eq 0 ]; then pass=$((pass + 1)); else
-    failn=$((failn + 1))
-    echo "FAIL $1"
-    [ -n "${3:-}" ] && printf '%s\n' "$3" | head -n 15 | sed 's/^/    /'
-  fi
-}
-
-version=$(sed -n 's/^#define HAKMEM_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$/\2/p' include/hakmem.h | paste -sd.)
-so=${version%%.*}
 changelog=$(sed -n '1s/^hakmem (\([^)]*\)).*/\1/p' debian/changelog)
 [ "$changelog" = "$version" ]
 check "debian/changelog is at the header's version ($version)" $? "debian/changelog: $changelog"
@@ -144,5 +134,4 @@ layout() {
 layout default /usr/local /usr/local/lib
 layout debian /usr /usr/lib/x86_64-linux-gnu
 
-echo "$pass passed, $failn failed"
-[ "$failn" -eq 0 ]
+finish
