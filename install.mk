@@ -101,12 +101,14 @@ $(INST)/hakmem.1 $(INST)/hakmem.3: $(INST)/%: man/%.in $(INST)/options.man $(INS
 # make deb: dpkg-buildpackage builds the packages from a copy of what the
 # build needs, in build/deb/hakmem-VERSION (so the tree's own build is left
 # alone), and writes them beside it; lintian then checks them, and a warning
-# fails. The tools are installed with apt-get when missing (as root).
+# fails. The tools (and build-essential, which dpkg-buildpackage requires)
+# are installed with apt-get when missing (as root).
 DEB_TOOLS := dpkg-buildpackage:dpkg-dev dh:debhelper lintian:lintian
 DEB_SRC   := build/deb/hakmem-$(VERSION)
 
 deb:
 	@missing=; for t in $(DEB_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
+	dpkg -s build-essential >/dev/null 2>&1 || missing="$$missing build-essential"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "make deb: missing$$missing (apt-get install$$missing as root)" >&2; exit 1; fi; \
 	  echo "make deb: installing$$missing"; \
