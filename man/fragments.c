@@ -20,54 +20,43 @@ static void text_line(const char *s, const char *end) {
   puts(end);
 }
 
-static const struct {
-  const char *name;
-  long def, lo, hi;
-  const char *desc;
-} numeric[] = {
-#define ROW(id, name, def, lo, hi, desc) {name, def, lo, hi, desc},
-    HAK_OPTION_LIST(ROW)
-#undef ROW
-};
-static const struct {
-  const char *name, *desc;
-} text[] = {
-#define ROW(id, name, desc) {name, desc},
-    HAK_TEXT_OPTION_LIST(ROW)
-#undef ROW
-};
-static const struct {
-  const char *type, *name, *desc;
-} fields[] = {
-#define ROW(type, name, desc) {#type, #name, desc},
-    HAK_STATS_FIELDS(ROW)
-#undef ROW
-};
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+/* One numeric option: its name, what it does, its default and range, and
+ * the words it also takes. */
+static void numeric(int id, const char *name, long def, long lo, long hi, const char *desc) {
+  printf(".TP\n.B %s\n", name);
+  text_line(desc, ".");
+  printf("Default %ld; a whole number from %ld to %ld", def, lo, hi);
+  const char *word;
+  long bit;
+  for (unsigned k = 0; (word = hak_option_word(id, k, &bit)) != NULL; k++)
+    printf("%s\\fB%s\\fP (%ld)", k ? ", " : ", or a comma-separated list of ", word, bit);
+  printf(".\n");
+}
+
+static void text(const char *name, const char *desc) {
+  printf(".TP\n.BI %s= file\n", name);
+  text_line(desc, ".");
+  printf("Not set by default; the value is 1 to %d bytes.\n", HAK_TEXT_MAX - 1);
+}
 
 static void options(void) {
-  for (size_t i = 0; i < COUNT(numeric); i++) {
-    printf(".TP\n.B %s\n", numeric[i].name);
-    text_line(numeric[i].desc, ".");
-    printf("Default %ld; a whole number from %ld to %ld", numeric[i].def, numeric[i].lo, numeric[i].hi);
-    const char *word;
-    long bit;
-    for (unsigned k = 0; (word = hak_option_word((int)i, k, &bit)) != NULL; k++)
-      printf("%s\\fB%s\\fP (%ld)", k ? ", " : ", or a comma-separated list of ", word, bit);
-    printf(".\n");
-  }
-  for (size_t i = 0; i < COUNT(text); i++) {
-    printf(".TP\n.BI %s= file\n", text[i].name);
-    text_line(text[i].desc, ".");
-    printf("Not set by default; the value is 1 to %d bytes.\n", HAK_TEXT_MAX - 1);
-  }
+#define NUMERIC(id, name, def, lo, hi, desc) numeric(HAK_OPT_##id, name, def, lo, hi, desc);
+  HAK_OPTION_LIST(NUMERIC)
+#undef NUMERIC
+#define TEXT(id, name, desc) text(name, desc);
+  HAK_TEXT_OPTION_LIST(TEXT)
+#undef TEXT
+}
+
+static void field(const char *type, const char *name, const char *desc) {
+  printf(".TP\n.IR %s \" (%s)\"\n", name, type);
+  text_line(desc, "");
 }
 
 static void stats(void) {
-  for (size_t i = 0; i < COUNT(fields); i++) {
-    printf(".TP\n.IR %s \" (%s)\"\n", fields[i].name, fields[i].type);
-    text_line(fields[i].desc, "");
-  }
+#define FIELD(type, name, desc) field(#type, #name, desc);
+  HAK_STATS_FIELDS(FIELD)
+#undef FIELD
 }
 
 int main(int argc, char **argv) {
