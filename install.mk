@@ -93,7 +93,7 @@ $(INST)/options.man $(INST)/stats.man: $(INST)/%.man: $(INST)/fragments
 	$(INST)/fragments $* >$@
 
 $(INST)/hakmem.1 $(INST)/hakmem.3: $(INST)/%: man/%.in $(INST)/options.man $(INST)/stats.man $(INST)/layout
-	sed -e 's|@VERSION@|$(VERSION)|g; s|@DATE@|$(MAN_DATE)|g; s|@LIBDIR@|$(LIBDIR)|g; s|@BINDIR@|$(BINDIR)|g' \
+	sed -e 's|@VERSION@|$(VERSION)|g; s|@DATE@|$(MAN_DATE)|g; s|@LIBDIR@|$(LIBDIR)|g' \
 	  -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
 	  -e '/^@OPTIONS@$$/{r $(INST)/options.man' -e 'd;}' -e '/^@STATISTICS@$$/{r $(INST)/stats.man' -e 'd;}' \
 	  $< >$@
