@@ -104,6 +104,13 @@ void hak_stats_print(int fd);
 /* Writes the same figures as one JSON object, with per-size-class rows. */
 void hak_stats_json(int fd);
 
+/* With HAKMEM_PROFILE=1: writes the sampled heap profile (gperftools'
+ * heap_v2 format, for google-pprof or pprof) to `path`, or with path NULL
+ * to HAKMEM_PROFILE_FILE.N (hakmem.PID.heap.N by default), N counting
+ * from 1. Returns 0, or -1 with errno: EINVAL if the process is not
+ * profiling, else the error opening the file. */
+int hak_profile_dump(const char *path);
+
 #ifdef __cplusplus
 }
 #endif

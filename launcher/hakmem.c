@@ -2,7 +2,7 @@
  * HAKMEM_* options set, draws a memory timeline, lists the options.
  *
  *   hakmem run [--secure | --count-all] [--lib PATH] [--stats[=line|text|json]]
- *              [--timeline FILE] [--trace oom] [--crash-report]
+ *              [--timeline FILE] [--profile FILE] [--trace oom] [--crash-report]
  *              [--option NAME=VALUE ...] -- PROGRAM [ARGS...]
  *   hakmem plot FILE [-o OUT.svg]
  *   hakmem options
@@ -40,7 +40,8 @@
 
 static const char usage[] =
     "usage: hakmem run [--secure | --count-all] [--lib PATH] [--stats[=line|text|json]] [--timeline FILE]\n"
-    "                  [--trace oom] [--crash-report] [--option NAME=VALUE ...] -- PROGRAM [ARGS...]\n"
+    "                  [--profile FILE] [--trace oom] [--crash-report] [--option NAME=VALUE ...]\n"
+    "                  -- PROGRAM [ARGS...]\n"
     "       hakmem plot FILE [-o OUT.svg]\n"
     "       hakmem options\n"
     "       hakmem --help | --version\n"
@@ -49,6 +50,8 @@ static const char usage[] =
     "         libhakmem-stats, which counts every allocation and free) and the options set:\n"
     "         --stats prints the report at exit (HAKMEM_STATS: line 1, text 2, the default, json 3),\n"
     "         --timeline appends a JSON line of memory figures to FILE every 100 ms (HAKMEM_TIMELINE),\n"
+    "         --profile samples allocations and writes a heap profile to FILE at exit, for google-pprof\n"
+    "         (HAKMEM_PROFILE, HAKMEM_PROFILE_FILE),\n"
     "         --trace oom says why each failed allocation failed, --crash-report what a faulting\n"
     "         address is; --option sets any HAKMEM_* option (NAME with or without HAKMEM_)\n"
     "plot     draws a timeline FILE as an SVG picture (default FILE.svg), with gnuplot\n"
@@ -160,6 +163,11 @@ static int cmd_run(int argc, char **argv) {
       char opt[HAK_TEXT_MAX + 16];
       snprintf(opt, sizeof opt, "TIMELINE=%s", argv[++i]);
       set_option(opt);
+    } else if (strcmp(a, "--profile") == 0 && next) {
+      char opt[HAK_TEXT_MAX + 16];
+      snprintf(opt, sizeof opt, "PROFILE_FILE=%s", argv[++i]);
+      set_option(opt);
+      set_option("PROFILE=1");
     } else if (strcmp(a, "--trace") == 0 && next) {
       char opt[128];
       snprintf(opt, sizeof opt, "TRACE=%s", argv[++i]);

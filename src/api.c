@@ -11,6 +11,7 @@ static void *large_block(hak_ask_t ask, size_t align, bool zero) {
   if (ask.size > PTRDIFF_MAX) return _hak_fail(ask, HAK_FAIL_SIZE);
   hak_tick_t t0 = hak_sample_start(hak_tls_counters());
   void *p = _hak_large_alloc(ask.size, align, zero);
+  if (p && HAK_UNLIKELY(_hak_profile_on)) _hak_heap_sample_large(p, ask.size);
   hak_note(HAK_EV_LARGE_ALLOC, (uintptr_t)p, ask.size);
   if (t0) _hak_sample_end(HAK_LAT_LARGE, t0);
   return p ? p : _hak_fail(ask, HAK_FAIL_MAP);
@@ -55,6 +56,7 @@ void *_hak_alloc_aligned(size_t align, size_t size, const char *who) {
   /* A Large block of 0 bytes would have no usable byte, which realloc and
    * malloc_usable_size could not tell from a bad pointer. */
   void *p = _hak_large_alloc(size ? size : 1, align, false);
+  if (p && HAK_UNLIKELY(_hak_profile_on)) _hak_heap_sample_large(p, size);
   return p ? p : _hak_fail(ask, HAK_FAIL_MAP);
 }
 
@@ -94,7 +96,11 @@ void *_hak_realloc(void *p, size_t size) {
   }
   if (size > PTRDIFF_MAX) return _hak_fail((hak_ask_t){.who = "realloc", .size = size}, HAK_FAIL_SIZE);
   if (old > HAK_POOL_MAX && size > HAK_POOL_MAX) {
+    /* The profile takes it as a free and an allocation; the free first,
+     * before another thread can have the old address. */
+    if (HAK_UNLIKELY(_hak_profile_on)) _hak_profile_freed(p);
     void *q = _hak_large_realloc(p, size);
+    if (q && HAK_UNLIKELY(_hak_profile_on)) _hak_heap_sample_large(q, size);
     if (q) return q;
   } else if (size <= old && (size > old / 2 || hak_class_size(hak_class_of(size)) >= old)) {
     return p; /* a smaller block would not save half */

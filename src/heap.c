@@ -260,14 +260,16 @@ static void heap_check_cur_units(const hak_heap_t *h) {
 /* The fast free's shortcut for the current slab (cur_unit) is off in
  * checking mode, and for pool classes (HAK_CUR_COUNTED): their frees count,
  * so that an empty run is seen at once and given back (a run is up to
- * 1 MiB). A slab stops being current here before anything else happens to
- * it. */
+ * 1 MiB). In a heap that samples (HAKMEM_PROFILE) every slot counts, with
+ * or without a current slab: a block reaches its class's list only by a
+ * refill, which charges it to the sampling countdown. A slab stops being
+ * current here before anything else happens to it. */
 static inline void heap_set_cur(hak_heap_t *h, size_t cls, hak_slab_t *s) {
   hak_class_slot_t *slot = &h->front.slot[cls];
   hak_slab_t *old = hak_front_cur(&h->front, cls);
   if (old && !(slot->cur & HAK_CUR_COUNTED)) cur_units_forget(&h->front, old);
-  bool counted = (h->front.key & HAK_KEY_CHECK) || cls > HAK_CLASS_MID_LAST;
-  slot->cur = s ? (uintptr_t)s | (counted ? HAK_CUR_COUNTED : 0) : 0;
+  bool counted = (h->front.key & HAK_KEY_CHECK) || cls > HAK_CLASS_MID_LAST || h->profiled;
+  slot->cur = s ? (uintptr_t)s | (counted ? HAK_CUR_COUNTED : 0) : h->profiled ? HAK_CUR_COUNTED : 0;
   if (s) {
     s->where = HAK_IN_CUR;
     if (!counted) cur_units_set(&h->front, s, slot);
@@ -279,14 +281,80 @@ static inline void heap_set_cur(hak_heap_t *h, size_t cls, hak_slab_t *s) {
  * block and belongs to no heap while the block is out (owner 0, on no
  * list, never current); freeing the block gives it back at once
  * (_hak_free_slow). So a large block costs a run taken and a run given
- * back, with no list or ownership change on either side. */
-static hak_block_t *heap_alloc_single(hak_heap_t *h, size_t cls) {
+ * back, with no list or ownership change on either side. A sampled block
+ * (HAKMEM_PROFILE) of any class takes such a run of its own, of the fewest
+ * units that hold it, from a shared SuperSlab (a heap's pool has room for
+ * 4096 runs at most), so that its free always takes the slow path. */
+static hak_block_t *heap_alloc_single(hak_heap_t *h, size_t cls, bool sampled) {
   heap_age_spares(h);
-  hak_slab_t *s = _hak_pool_alloc(&h->pool, cls, 0);
+  hak_slab_t *s = sampled ? _hak_slab_alloc_one(cls) : _hak_pool_alloc(&h->pool, cls, 0);
   if (!s) return NULL;
   hak_count(&h->counters, HAK_STAT_slabs_taken);
   h->counters.cls[cls][HAK_CSTAT_from_fresh]++;
   return _hak_slab_take(s);
+}
+
+/* HAKMEM_PROFILE: h starts sampling. Its slots count every free from now
+ * on (heap_set_cur), so its class lists are filled only by refills. */
+static void heap_profile_start(hak_heap_t *h) {
+  h->profiled = true;
+  h->profile_rng = _hak_os_ticks() ^ (uintptr_t)h;
+  h->profile_left = (int64_t)_hak_profile_interval(&h->profile_rng);
+  for (size_t c = 1; c < HAK_CLASSES; c++) heap_set_cur(h, c, hak_front_cur(&h->front, c));
+}
+
+/* Whether h's next allocation, of `bytes`, reaches the end of the
+ * interval (it counts it down; the one that reaches it is the sample, and
+ * the next interval starts after it). */
+static bool heap_profile_due(hak_heap_t *h, size_t bytes) {
+  if (h->profile_left > (int64_t)bytes) {
+    h->profile_left -= (int64_t)bytes;
+    return false;
+  }
+  h->profile_left = (int64_t)_hak_profile_interval(&h->profile_rng);
+  return true;
+}
+
+/* A refill just put blocks on cls's list (n of them with the one it
+ * handed out, which _hak_heap_alloc counted, or 0 if it took a remote list
+ * whole, uncounted). The countdown counts them now, in list order, as the
+ * allocations they will be: a block whose allocation reaches the end of
+ * the interval is cut off with the rest after it (they go back to their
+ * slab), and the allocation that finds the list empty then is the sample
+ * (bit cls of profile_cut; the next interval starts at once). So every
+ * allocation is counted once, in the order the lists give them out,
+ * although the fast path counts nothing. */
+static void heap_profile_charge(hak_heap_t *h, size_t cls, uint32_t n) {
+  int64_t size = (int64_t)hak_class_size(cls);
+  uint64_t fit = (uint64_t)(h->profile_left - 1) / (uint64_t)size; /* allocations before that one */
+  if (n && n - 1 <= fit) {
+    h->profile_left -= (int64_t)(n - 1) * size;
+    return;
+  }
+  hak_block_t *last = NULL, *rest = h->front.slot[cls].free;
+  for (uint64_t k = 0; rest && k < fit; k++) {
+    h->profile_left -= size;
+    last = rest;
+    rest = hak_next(rest);
+  }
+  if (!rest) return;
+  if (last) hak_set_next(last, NULL);
+  else h->front.slot[cls].free = NULL;
+  _hak_slab_return_blocks(rest); /* the block handed out keeps their slab from emptying */
+  h->profile_cut[cls / 64] |= (uint64_t)1 << (cls % 64);
+  h->profile_left = (int64_t)_hak_profile_interval(&h->profile_rng);
+}
+
+/* Whether this allocation of cls, whose list is empty, is a sample: the
+ * one its list was cut off before, or one that reaches the interval's end. */
+static bool heap_profile_sample(hak_heap_t *h, size_t cls) {
+  uint64_t bit = (uint64_t)1 << (cls % 64);
+  if (!h->profiled) heap_profile_start(h);
+  if (h->profile_cut[cls / 64] & bit) {
+    h->profile_cut[cls / 64] &= ~bit;
+    return true;
+  }
+  return heap_profile_due(h, hak_class_size(cls));
 }
 
 /* A block of cls, whose list is empty, refilling the list from the heap's
@@ -310,22 +378,24 @@ static void *heap_refill(hak_heap_t *h, size_t cls) {
   heap_enter(h);
   if (atomic_load_explicit(&h->pool.remote_pending, memory_order_relaxed)) _hak_pool_collect(&h->pool);
   if (_hak_pool_single(cls)) {
-    b = heap_alloc_single(h, cls);
+    b = heap_alloc_single(h, cls, false);
     heap_leave(h);
     return b;
   }
   hak_slab_t *cur = hak_front_cur(&h->front, cls), *s = cur;
-  uint32_t carved = 0; /* s's before the take: the fast path learns of blocks carved now */
+  uint32_t carved = 0, used = 0; /* s's before the take: the fast path learns of blocks carved now */
   int from = HAK_CSTAT_from_current;
   for (;;) {
     if (s) {
       carved = s->carved;
+      used = s->used;
       if ((b = _hak_slab_take(s)) != NULL) break;
     }
     s = heap_next_slab(h, cls, &from);
     if (cur && cur->units > 1 && s && from == HAK_CSTAT_from_partial && h->pulls[cls] < HAK_PULLS_MAX) {
       h->pulls[cls]++;
       carved = s->carved;
+      used = s->used;
       b = _hak_slab_take(s);
       HAK_DEBUG_ASSERT(b); /* heap_next_slab found a free block */
       heap_add_partial(h, s, HAK_IN_PARTIAL);
@@ -351,17 +421,33 @@ static void *heap_refill(hak_heap_t *h, size_t cls) {
     if (s == cur && !(h->front.slot[cls].cur & HAK_CUR_COUNTED)) cur_units_carved(&h->front, s);
   }
   h->front.slot[cls].free = hak_next(b);
+  if (h->profiled) heap_profile_charge(h, cls, s->used - used);
   if (hak_cfg_debug) _hak_slab_check(s, h->front.slot[cls].free);
   heap_leave(h);
   return b;
 }
 
-/* The miss counted, and timed 1 in HAKMEM_SAMPLE times. */
+/* The miss counted, and timed 1 in HAKMEM_SAMPLE times. A heap that
+ * samples (HAKMEM_PROFILE) hands out a sampled block on a run of its
+ * own, its call stack recorded, when the countdown reaches it. */
 void *_hak_heap_alloc(hak_heap_t *h, size_t cls) {
   hak_tick_t t0 = hak_sample_start(&h->counters);
-  void *b = heap_refill(h, cls);
+  void *b = NULL;
+  if (HAK_UNLIKELY(_hak_profile_on) && heap_profile_sample(h, cls)) {
+    heap_enter(h);
+    b = heap_alloc_single(h, cls, true);
+    heap_leave(h);
+    if (b) _hak_profile_record(b, hak_class_size(cls));
+  }
+  if (!b) b = heap_refill(h, cls);
   if (HAK_UNLIKELY(t0)) _hak_sample_end(hak_lat_kind(cls), t0);
   return b;
+}
+
+void _hak_heap_sample_large(void *p, size_t size) {
+  hak_heap_t *h = hak_tls_own_heap();
+  if (h && !h->profiled) heap_profile_start(h);
+  if (h ? heap_profile_due(h, size) : _hak_profile_due_shared(size)) _hak_profile_record(p, size);
 }
 
 /* A local free made s empty (used reached 0 on the fast path, or here). */
@@ -427,6 +513,7 @@ static void heap_count_free(hak_heap_t *h, size_t cls, bool remote) {
 static void heap_free(hak_heap_t *h, hak_slab_t *s, hak_block_t *b) {
   heap_count_free(h, s->cls, s->capacity != 1 && !heap_holds(h, s));
   if (s->capacity == 1) { /* a single-block run (heap_alloc_single) */
+    if (_hak_profile_on) _hak_profile_freed(b);
     s->used = 0;
     _hak_slab_release(s);
     return;
@@ -482,8 +569,12 @@ void _hak_free_slow(void *p, const char *who) {
   hak_tick_t t0 = hak_sample_start(hak_tls_counters());
   if (kind == HAK_CHUNK_LARGE) {
     hak_misuse_t m = _hak_large_problem(p);
-    if (m.kind == HAK_MISUSE_NONE) _hak_large_free(p);
-    else _hak_report(who, p, m);
+    if (m.kind == HAK_MISUSE_NONE) {
+      if (_hak_profile_on) _hak_profile_freed(p);
+      _hak_large_free(p);
+    } else {
+      _hak_report(who, p, m);
+    }
     hak_note(HAK_EV_LARGE_FREE, (uintptr_t)p, 0);
     if (t0) _hak_sample_end(HAK_LAT_LARGE, t0);
     return;

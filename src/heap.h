@@ -116,8 +116,12 @@ struct hak_heap {
   hak_quarantine_t quarantine;          /* the secure build's freed blocks held back */
   hak_refusal_t refusal;                /* its last refused mapping (os.c) */
   hak_ring_t ring;                      /* the debug build's recent slow-path events */
-  hak_link_t reg;                       /* on the registry's live or spare list (thread.c) */
-  uint32_t id;                          /* key = id << 2; ids are never reused by another struct */
+  int64_t profile_left;                 /* HAKMEM_PROFILE: bytes it allocates before its next sample */
+  uint64_t profile_rng;                 /* the sampling intervals' random state */
+  uint64_t profile_cut[(HAK_CLASSES + 63) / 64]; /* bit c: c's list ends before a sample (heap.c) */
+  bool profiled;                                 /* it samples: every slot counts its frees (heap.c) */
+  hak_link_t reg;                                /* on the registry's live or spare list (thread.c) */
+  uint32_t id;                                   /* key = id << 2; ids are never reused by another struct */
 };
 _Static_assert(offsetof(hak_heap_t, front) == 0, "a front is its heap");
 
@@ -163,6 +167,10 @@ void _hak_heap_free_unheld(hak_heap_t *h, void *p, const char *who);
 bool _hak_block_is_free(hak_slab_t *s, const hak_block_t *b);
 void _hak_free_local_empty(hak_slab_t *s);        /* the fast path's free emptied s */
 void *_hak_heap_alloc(hak_heap_t *h, size_t cls); /* a block of cls from h, whose list is empty */
+/* HAKMEM_PROFILE: a Large block of `size` bytes was just allocated; the
+ * calling thread's heap (or, if it has none, the shared countdown) counts
+ * it and samples it if due. */
+void _hak_heap_sample_large(void *p, size_t size);
 /* h lets go of every slab of class c it holds (with recount: after fork,
  * see _hak_slab_recount), or of every slab and SuperSlab. */
 void _hak_heap_detach_class(hak_heap_t *h, size_t c, bool recount);

@@ -10,10 +10,12 @@ __attribute__((constructor)) static void hak_constructor(void) {
 }
 
 /* At exit: the secure build checks what the exiting thread's quarantine
- * holds (the blocks freed last), then the exit report. */
+ * holds (the blocks freed last), then the exit report and the heap
+ * profile. */
 __attribute__((destructor)) static void hak_destructor(void) {
   if (hak_cfg_secure) _hak_secure_check_quarantine("exit");
   if (hak_opt(HAK_OPT_STATS)) _hak_stats_exit_report();
+  _hak_profile_exit();
   _hak_timeline_end();
 }
 

@@ -326,10 +326,14 @@ void _hak_os_raise(int sig);
 struct sigaction;
 int _hak_os_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
 int _hak_os_sigaltstack(void *stack, size_t size);
-/* For the timeline (timeline.c): a file opened to append to (created if
- * absent; -errno on failure), the resident bytes (0 if unknown), the
- * process's minor and major page faults so far, and a sleep. */
+/* For the timeline (timeline.c) and the heap profile (profile.c): files
+ * opened to append to (created if absent), to write or to read (-errno on
+ * failure), the resident bytes (0 if unknown), the process's minor and
+ * major page faults so far, and a sleep. */
 int _hak_os_open_append(const char *path);
+int _hak_os_open_write(const char *path); /* created or truncated */
+int _hak_os_open_read(const char *path);
+long _hak_os_read(int fd, void *buf, size_t n); /* bytes read, 0 at the end, or -errno */
 void _hak_os_close(int fd);
 size_t _hak_os_rss(void);
 void _hak_os_faults(uint64_t *minor, uint64_t *major);
@@ -582,6 +586,24 @@ void _hak_committed_add(ptrdiff_t bytes);
  * calling thread's own changes, committed and its peak, the room in force. */
 void _hak_budget_figures(size_t *used, size_t *empty, size_t *committed, size_t *peak, size_t *room);
 
+/* ---- profile.c: HAKMEM_PROFILE, the sampling heap profiler ------------
+ * heap.c counts down the bytes each heap allocates (_hak_profile_interval
+ * draws the next interval) and gives each sampled block a run of its own,
+ * so that its free takes a slow path, which tells _hak_profile_freed;
+ * api.c does the same for Large blocks. Nothing here runs unless
+ * _hak_profile_on. */
+extern bool _hak_profile_on;                          /* HAKMEM_PROFILE=1, set at start-up */
+extern hak_lock_t _hak_profile_lock;                  /* the tables (thread.c: the lock order) */
+void _hak_profile_start(void);                        /* at start-up, with the options loaded */
+uint64_t _hak_profile_interval(uint64_t *rng);        /* bytes to the next sample; rng: the heap's state */
+bool _hak_profile_due_shared(size_t bytes);           /* the countdown of threads without a heap */
+void _hak_profile_record(const void *p, size_t size); /* p, sampled, was just allocated: its stack */
+void _hak_profile_freed(const void *p);               /* p (sampled or not) is being freed */
+int _hak_profile_dump(const char *path);              /* 0 or -errno; path NULL: the next numbered file */
+void _hak_profile_exit(void);                         /* at exit: the profile file */
+void _hak_profile_sites_text(hak_buf_t *b);           /* the sites' summary, for the reports */
+void _hak_profile_sites_json(hak_buf_t *b);
+
 /* ---- reservation.c: 64 MiB reservations -------------------------------- */
 struct hak_reservation {
   char *base;             /* 2 MiB aligned */
@@ -681,8 +703,12 @@ extern hak_lock_t _hak_abandoned_lock[HAK_CLASSES];
 void _hak_slab_format(hak_slab_t *s, size_t cls);
 hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner); /* a fresh slab from a shared SuperSlab */
 hak_slab_t *_hak_pool_alloc(hak_pool_t *p, size_t cls, uint32_t owner); /* a fresh run from p */
-hak_block_t *_hak_slab_take(hak_slab_t *s);                             /* free blocks for the fast path */
-uint32_t _hak_slab_collect(hak_slab_t *s);                              /* thread_free → local_free */
+/* A run of the fewest units of a shared SuperSlab for one block of cls
+ * (capacity 1, owner 0: its free gives it back at once, as a single-block
+ * pool run's). */
+hak_slab_t *_hak_slab_alloc_one(size_t cls);
+hak_block_t *_hak_slab_take(hak_slab_t *s); /* free blocks for the fast path */
+uint32_t _hak_slab_collect(hak_slab_t *s);  /* thread_free → local_free */
 void _hak_slab_return_blocks(hak_block_t *list);
 void _hak_slab_detach(hak_slab_t *s, uint32_t mark); /* mark: its owner word while detached */
 hak_slab_t *_hak_slab_adopt(size_t cls, uint32_t key);

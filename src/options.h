@@ -41,13 +41,22 @@
   X(CRASH_REPORT, "HAKMEM_CRASH_REPORT", 0, 0, 1,                                                            \
     "on SIGSEGV, SIGBUS, SIGABRT say what the address is in hakmem's terms, then run the program's action")  \
   X(TIMELINE_MS, "HAKMEM_TIMELINE_MS", 100, 1, 3600000, "interval of the memory timeline (ms)")              \
-  X(SAMPLE, "HAKMEM_SAMPLE", 64, 0, 1000000, "time 1 in N slow paths for the latency figures (0: none)")
+  X(SAMPLE, "HAKMEM_SAMPLE", 64, 0, 1000000, "time 1 in N slow paths for the latency figures (0: none)")     \
+  X(PROFILE, "HAKMEM_PROFILE", 0, 0, 1,                                                                      \
+    "sample allocations' call stacks; write a heap profile (pprof's format)")                                \
+  X(PROFILE_RATE, "HAKMEM_PROFILE_RATE", 524288, 1, 1073741824,                                              \
+    "bytes allocated per sample, on average (a random interval)")                                            \
+  X(PROFILE_EVERY_MB, "HAKMEM_PROFILE_EVERY_MB", 0, 0, 1048576,                                              \
+    "also write a profile each time the memory in use grows this much (MiB; 0: only at exit)")
 
 #define HAK_TRACE_OOM 1 /* HAKMEM_TRACE bit: failed allocations */
 #define HAK_OPTION_WORDS(X) X(TRACE, "oom", HAK_TRACE_OOM)
 
-#define HAK_TEXT_OPTION_LIST(X) \
-  X(TIMELINE, "HAKMEM_TIMELINE", "append a JSON line of memory figures every HAKMEM_TIMELINE_MS to this file")
+#define HAK_TEXT_OPTION_LIST(X)                                                   \
+  X(TIMELINE, "HAKMEM_TIMELINE",                                                  \
+    "append a JSON line of memory figures every HAKMEM_TIMELINE_MS to this file") \
+  X(PROFILE_FILE, "HAKMEM_PROFILE_FILE",                                          \
+    "the heap profile's file (default hakmem.PID.heap; dumps after the first add .N)")
 #define HAK_TEXT_MAX 256 /* bytes of a text option's value, with its NUL */
 
 enum {

@@ -210,6 +210,19 @@ int _hak_os_open_append(const char *path) {
   return (int)SYS(SYS_open, path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 }
 
+int _hak_os_open_write(const char *path) {
+  return (int)SYS(SYS_open, path, O_WRONLY | O_TRUNC | O_CREAT | O_CLOEXEC, 0644);
+}
+
+int _hak_os_open_read(const char *path) { return (int)SYS(SYS_open, path, O_RDONLY | O_CLOEXEC, 0); }
+
+long _hak_os_read(int fd, void *buf, size_t n) {
+  long r;
+  while ((r = SYS(SYS_read, fd, buf, n)) == -EINTR)
+    ;
+  return r;
+}
+
 void _hak_os_close(int fd) { SYS(SYS_close, fd, 0, 0); }
 
 /* /proc/self/statm's second field: resident pages. */

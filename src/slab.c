@@ -41,18 +41,17 @@ uint32_t _hak_slab_collect(hak_slab_t *s) {
   return n;
 }
 
-/* Makes s, an empty slab (or fresh run) its caller holds, a slab of cls:
- * no block carved yet. */
-void _hak_slab_format(hak_slab_t *s, size_t cls) {
+/* Makes s, an empty slab (or fresh run) its caller holds, a slab of cls
+ * holding `capacity` blocks: no block carved yet. */
+static void format(hak_slab_t *s, size_t cls, uint32_t capacity) {
   size_t size = hak_class_size(cls);
-  size_t bytes = hak_slab_bytes(s) - HAK_SLAB_GUARD;
-  HAK_DEBUG_ASSERT(s->units == _hak_slab_units(cls) && s->used == 0 &&
+  HAK_DEBUG_ASSERT(s->used == 0 && capacity >= 1 && capacity * size <= hak_slab_bytes(s) - HAK_SLAB_GUARD &&
                    (size <= HAK_UNIT0_MAX_BLOCK || hak_slab_unit(s) != 0));
   _hak_class_count(s->cls, cls);
   s->cls = (uint8_t)cls;
   s->slot_off = HAK_SLOT_OFF(cls);
   s->block_size = (uint32_t)size;
-  s->capacity = (uint32_t)(bytes / size);
+  s->capacity = capacity;
   s->local_free = NULL;
   s->used = 0;
   s->carved = 0;
@@ -60,6 +59,11 @@ void _hak_slab_format(hak_slab_t *s, size_t cls) {
   s->link.next = s->link.prev = NULL;
   s->listed = 0;
   s->where = HAK_IN_NONE;
+}
+
+void _hak_slab_format(hak_slab_t *s, size_t cls) {
+  HAK_DEBUG_ASSERT(s->units == _hak_slab_units(cls));
+  format(s, cls, (uint32_t)((hak_slab_bytes(s) - HAK_SLAB_GUARD) / hak_class_size(cls)));
 }
 
 hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner) {
@@ -72,6 +76,14 @@ hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner) {
 hak_slab_t *_hak_pool_alloc(hak_pool_t *p, size_t cls, uint32_t owner) {
   hak_slab_t *s = _hak_pool_take_run(p, cls, owner);
   if (s) _hak_slab_format(s, cls);
+  return s;
+}
+
+hak_slab_t *_hak_slab_alloc_one(size_t cls) {
+  size_t size = hak_class_size(cls);
+  size_t units = (size + HAK_SLAB_GUARD + HAK_UNIT_SIZE - 1) >> HAK_UNIT_SHIFT;
+  hak_slab_t *s = _hak_ss_take_run((unsigned)units, size > HAK_UNIT0_MAX_BLOCK, 0);
+  if (s) format(s, cls, 1);
   return s;
 }
 

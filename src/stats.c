@@ -446,6 +446,7 @@ HAK_API void hak_stats_print(int fd) {
   put_tiers_text(&b, &s);
   put_latency_text(&b, &s);
   put_syscalls_text(&b, &s);
+  _hak_profile_sites_text(&b);
   _hak_buf_flush(&b);
 }
 
@@ -470,6 +471,8 @@ HAK_API void hak_stats_json(int fd) {
   }
   _hak_buf_str(&b, "}");
   put_json(&b, &s);
+  _hak_buf_str(&b, ",");
+  _hak_profile_sites_json(&b);
   _hak_buf_str(&b, "}\n");
   _hak_buf_flush(&b);
 }

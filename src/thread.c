@@ -11,7 +11,7 @@
  *
  * Lock order, which fork's prepare handler follows:
  *   heap registry → global heap → abandoned lists (by class) → SuperSlabs
- *   → Large → metadata. */
+ *   → Large → profile → metadata. */
 #include <pthread.h>
 
 #include "internal.h"
@@ -135,7 +135,8 @@ uint64_t _hak_heaps_counters(uint64_t *n, uint64_t (*cls)[HAK_CSTAT_COUNT]) {
 
 /* ---- fork ------------------------------------------------------------- */
 static hak_lock_t *const fixed_order_head[] = {&_hak_heap_registry_lock, &_hak_global_heap_lock};
-static hak_lock_t *const fixed_order_tail[] = {&_hak_ss_lock, &_hak_large_lock, &_hak_meta_lock};
+static hak_lock_t *const fixed_order_tail[] = {&_hak_ss_lock, &_hak_large_lock, &_hak_profile_lock,
+                                               &_hak_meta_lock};
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 static void fork_prepare(void) {
@@ -178,6 +179,7 @@ void _hak_init(void) {
     return;
   _hak_options_load();
   _hak_os_ticks_per_ms(); /* starts measuring the TSC's rate */
+  if (hak_opt(HAK_OPT_PROFILE)) _hak_profile_start();
   if (pthread_key_create(&heap_key, heap_destructor) == 0)
     atomic_store_explicit(&key_ready, true, memory_order_release);
   pthread_atfork(fork_prepare, fork_parent, fork_child);

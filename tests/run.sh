@@ -199,6 +199,32 @@ else
   skip "the Debian packages: TEST_DEB=1 runs tests/deb.sh (as root: it installs them; .ci/run sets it)"
 fi
 
+# ---- the heap profile, as google-pprof reads it ------------------------------
+# profile's `sites` case writes FILE.sites while its two sites' blocks are
+# live: alloc70 allocated 70 % of the bytes, alloc30 30 %. google-pprof
+# (google-perftools) must name both, with their shares within 10 %; and the
+# launcher's --profile writes a profile google-pprof reads.
+if command -v google-pprof >/dev/null 2>&1; then
+  PF=$TMP/sites.heap
+  env HAKMEM_PROFILE=1 HAKMEM_PROFILE_RATE=4096 HAKMEM_PROFILE_FILE="$PF" "$B/profile" sites >"$TMP/prof.out" 2>&1
+  google-pprof --text --alloc_space "$B/profile" "$PF.sites" >"$TMP/pprof.txt" 2>&1
+  share() { awk -v f="$1" '$NF == f { sub(/%/, "", $5); print $5 }' "$TMP/pprof.txt"; }
+  s70=$(share alloc70)
+  s30=$(share alloc30)
+  ok=$(awk -v a="${s70:-0}" -v b="${s30:-0}" 'BEGIN { print (a >= 63 && a <= 77 && b >= 27 && b <= 33) ? 1 : 0 }')
+  check "google-pprof --text names alloc70 and alloc30, 70 % and 30 % of the bytes (${s70:-?} %, ${s30:-?} %)" \
+    "$ok" "$TMP/pprof.txt"
+  google-pprof --text --inuse_space "$B/profile" "$PF.sites" >"$TMP/pprof.txt" 2>&1
+  ok=$(grep -c ' alloc[73]0$' "$TMP/pprof.txt")
+  check "google-pprof --text --inuse_space names both" "$([ "$ok" = 2 ] && echo 1 || echo 0)" "$TMP/pprof.txt"
+  ./hakmem run --profile "$TMP/launcher.heap" --option PROFILE_RATE=4096 -- "$B/glibc/profile" sites >/dev/null 2>&1
+  google-pprof --text --alloc_space "$B/glibc/profile" "$TMP/launcher.heap" >"$TMP/pprof.txt" 2>&1
+  check "hakmem run --profile FILE: google-pprof reads FILE" "$(grep -qc ' alloc70$' "$TMP/pprof.txt" && echo 1 || echo 0)" \
+    "$TMP/pprof.txt"
+else
+  skip "google-pprof (google-perftools) not installed: the heap profile is not read with it"
+fi
+
 # ---- memory back to the OS (rss runs its cases in fresh processes) -----------
 RSS_S=${RSS_SECONDS:-30}
 RSS_PRE=$(awk -v s="$RSS_S" 'BEGIN { print (s + 0 < 6 ? s + 0 : 6) }')

@@ -29,7 +29,7 @@ TEST_LINK_DBG := -Ldebug -Wl,--no-as-needed -lhakmem \
 # The one list of test programs tests/run.sh runs alike (release, debug,
 # LD_PRELOAD; run.sh reads this line); rss, soak and the rest have runs of
 # their own there.
-TEST_SUITE    := api cxx stress fork churn transfer foreign misuse tdtor options tiers bigcache trace crash telemetry
+TEST_SUITE    := api cxx stress fork churn transfer foreign misuse tdtor options tiers bigcache trace crash telemetry profile
 TEST_C_NAMES  := $(filter-out cxx,$(TEST_SUITE)) rss
 TEST_DEPS     := tests/harness.h tests/util.h include/hakmem.h tests/tests.mk tests/bin/exports.h
 
@@ -71,6 +71,10 @@ tests/bin/exports.h: src/exports.map include/hakmem.h tests/tests.mk
 	  printf '#define HAK_API_EXPORTS(X)'; \
 	  grep -vE '^ *(/\*|\*)' include/hakmem.h | grep -oE '\bhak_[a-z0-9_]+\(' | sed 's/^hak_//; s/($$//' | \
 	    awk '!seen[$$0]++ { printf " X(%s)", $$0 }'; echo; } >$@
+
+# tests/profile.c names the stacks of its profiles with dladdr: its
+# functions go in the dynamic symbol table.
+tests/bin/profile tests/bin/debug/profile tests/bin/glibc/profile: TEST_LIBS += -rdynamic
 
 $(TEST_REL_C): tests/bin/%: tests/%.c $(TEST_DEPS) libhakmem.so
 	@mkdir -p $(@D)

@@ -1,0 +1,547 @@
+/* profile.c — HAKMEM_PROFILE: the sampling heap profiler's records. heap.c
+ * (and api.c, for Large blocks) chooses the sampled allocations, about one
+ * per HAKMEM_PROFILE_RATE bytes, and keeps each where its free takes a
+ * slow path; here each one's call stack is taken, the stacks are kept with
+ * their allocated and live samples and how long the freed ones lived, and
+ * the heap profile is written in gperftools' heap_v2 format (google-pprof
+ * and pprof read it) at exit, on hak_profile_dump and every
+ * HAKMEM_PROFILE_EVERY_MB of growth.
+ *
+ * Stacks come from libgcc's DWARF unwinder (_Unwind_Backtrace): Debian's
+ * programs have no frame pointers, and it allocates nothing (it finds each
+ * frame's unwind table through the loader, lock-free since glibc 2.35). No
+ * hakmem lock is held while it runs. The frames in hakmem's own shared
+ * object are left out. Memory: two fixed tables from meta.c, taken at
+ * start-up when the option is on; a sample that finds one full is counted
+ * as dropped. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <link.h>
+#include <string.h>
+#include <unwind.h>
+
+#include "internal.h"
+
+#define DEPTH 32        /* frames kept of a stack */
+#define SITES 4096      /* distinct stacks kept (a power of two) */
+#define LIVE (1u << 16) /* live samples kept (a power of two) */
+#define LIFE_BUCKETS 40 /* lifetimes: bucket k holds [2^k, 2^(k+1)) us; 0 holds [0, 2) */
+#define SITE_NONE UINT32_MAX
+
+typedef struct site {
+  uint64_t hash; /* of the frames; 0: an unused entry */
+  uint32_t depth;
+  uint64_t alloc_objs, alloc_bytes; /* samples taken here, and their bytes */
+  uint64_t live_objs, live_bytes;   /* of those, not freed */
+  uint32_t life[LIFE_BUCKETS];      /* freed samples by lifetime */
+  uintptr_t pc[DEPTH];              /* return addresses, the allocation's caller first */
+} site_t;
+
+typedef struct sample {
+  uintptr_t addr; /* 0: an unused entry */
+  uint64_t size;
+  uint64_t weight; /* the bytes it stands for (estimate) */
+  uint32_t site;
+  hak_tick_t born;
+} sample_t;
+
+bool _hak_profile_on;
+hak_lock_t _hak_profile_lock = HAK_LOCK_INIT;
+static site_t *sites;               /* profile lock */
+static sample_t *live;              /* profile lock: open addressing by address */
+static uint32_t sites_used;         /* profile lock */
+static uint64_t dropped;            /* profile lock: samples neither table had room for */
+static uint64_t live_estimate;      /* profile lock: the live bytes the live samples stand for */
+static _Atomic uint32_t live_count; /* samples in `live` (read without the lock) */
+static uint64_t rate;               /* HAKMEM_PROFILE_RATE */
+static int start_pid;               /* the process that started profiling */
+static uint32_t dumps;              /* profile lock: numbered dumps written */
+static uint64_t next_dump_at;       /* profile lock: live_estimate due for the next growth dump */
+static uintptr_t own_lo, own_hi;    /* hakmem's code, when it is a shared object of its own */
+
+/* ---- the sampling interval ------------------------------------------- */
+/* ln(u) for u in (0, 1], without libm: u = m 2^e with m in [1, 2), and
+ * ln m = 2 atanh((m - 1) / (m + 1)), a series in t <= 1/3 (four terms:
+ * error below 1e-5, plenty for a random interval). */
+static double ln(double u) {
+  union {
+    double d;
+    uint64_t i;
+  } x = {.d = u};
+  int e = (int)((x.i >> 52) & 0x7ff) - 1023;
+  x.i = (x.i & ((1ull << 52) - 1)) | (1023ull << 52);
+  double t = (x.d - 1) / (x.d + 1), t2 = t * t;
+  return e * 0.6931471805599453 + 2 * t * (1 + t2 * (1.0 / 3 + t2 * (1.0 / 5 + t2 / 7)));
+}
+
+/* e^-r for r >= 0: e^-n e^-f with f in [0, 1), e^-f by its series. */
+static double exp_neg(double r) {
+  if (r > 700) return 0;
+  double y = 1, f = r - (double)(uint64_t)r, term = 1;
+  for (int k = 1; k < 14; k++) y += (term *= -f / k);
+  for (uint64_t n = (uint64_t)r; n; n--) y *= 0.36787944117144233;
+  return y;
+}
+
+/* Bytes until the next sample: exponential with mean `rate`, so that every
+ * allocated byte is equally likely to be the sampled one (pprof's
+ * heap_v2 unsampling assumes it). rng: the heap's xorshift state. */
+uint64_t _hak_profile_interval(uint64_t *rng) {
+  uint64_t x = *rng ? *rng : _hak_os_ticks() | 1;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  *rng = x;
+  double u = (double)(((x * 0x2545f4914f6cdd1dull) >> 11) + 1) * 0x1p-53; /* (0, 1] */
+  double bytes = -ln(u) * (double)rate;
+  return bytes < 1 ? 1 : (uint64_t)bytes;
+}
+
+/* For threads without a heap (their Large blocks): one countdown, under
+ * the lock. */
+static uint64_t shared_rng;
+static int64_t shared_left; /* profile lock */
+
+bool _hak_profile_due_shared(size_t bytes) {
+  _hak_lock(&_hak_profile_lock);
+  bool due = shared_left <= (int64_t)bytes;
+  shared_left = due ? (int64_t)_hak_profile_interval(&shared_rng) : shared_left - (int64_t)bytes;
+  _hak_unlock(&_hak_profile_lock);
+  return due;
+}
+
+/* The bytes that `objs` samples of `bytes` bytes in all stand for: each,
+ * of their average size z, was sampled with probability 1 - e^(-z/rate)
+ * (pprof's heap_v2 unsampling). */
+static uint64_t weight_of(uint64_t bytes, uint64_t objs) {
+  if (!objs) return 0;
+  double r = (double)bytes / (double)objs / (double)rate;
+  double p = r < 1e-6 ? r : 1 - exp_neg(r);
+  return (uint64_t)((double)bytes / p);
+}
+
+/* ---- stacks ---------------------------------------------------------- */
+typedef struct walk {
+  uintptr_t pc[DEPTH];
+  uint32_t n;
+} walk_t;
+
+static _Unwind_Reason_Code walk_frame(struct _Unwind_Context *ctx, void *arg) {
+  walk_t *w = arg;
+  uintptr_t ip = _Unwind_GetIP(ctx);
+  if (!ip) return _URC_END_OF_STACK;
+  if (!w->n && ip - own_lo < own_hi - own_lo) return _URC_NO_REASON; /* still in hakmem */
+  w->pc[w->n++] = ip;
+  return w->n == DEPTH ? _URC_END_OF_STACK : _URC_NO_REASON;
+}
+
+/* The executable segment holding this file's code, if it is not the
+ * program's own (hakmem linked into a program: its frames stay). */
+static int find_own(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
+  uintptr_t me = (uintptr_t)arg;
+  for (unsigned i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+    if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X) || me - lo >= ph->p_memsz) continue;
+    if (info->dlpi_name && info->dlpi_name[0]) {
+      own_lo = lo;
+      own_hi = lo + ph->p_memsz;
+    }
+    return 1;
+  }
+  return 0;
+}
+
+static uint64_t hash_pcs(const uintptr_t *pc, uint32_t n) {
+  uint64_t h = 0xcbf29ce484222325ull ^ n;
+  for (uint32_t i = 0; i < n; i++) h = (h ^ pc[i]) * 0x100000001b3ull;
+  return h | 1;
+}
+
+/* The site of w's stack, made if new; SITE_NONE if the table is full
+ * (profile lock). */
+static uint32_t site_of(const walk_t *w) {
+  uint64_t h = hash_pcs(w->pc, w->n);
+  for (uint32_t i = (uint32_t)h & (SITES - 1), k = 0; k < SITES; k++, i = (i + 1) & (SITES - 1)) {
+    site_t *s = &sites[i];
+    if (!s->hash) {
+      if (sites_used >= SITES - SITES / 8) return SITE_NONE; /* probes stay short */
+      sites_used++;
+      s->hash = h;
+      s->depth = w->n;
+      memcpy(s->pc, w->pc, w->n * sizeof w->pc[0]);
+      return i;
+    }
+    if (s->hash == h && s->depth == w->n && !memcmp(s->pc, w->pc, w->n * sizeof w->pc[0])) return i;
+  }
+  return SITE_NONE;
+}
+
+/* ---- live samples: linear probing, deletion by backward shift -------- */
+static uint32_t slot_of(uintptr_t a) {
+  return (uint32_t)(((a >> 4) * 0x9e3779b97f4a7c15ull) >> 48) & (LIVE - 1);
+}
+
+static sample_t *live_find(uintptr_t a) {
+  for (uint32_t i = slot_of(a);; i = (i + 1) & (LIVE - 1)) {
+    if (live[i].addr == a) return &live[i];
+    if (!live[i].addr) return NULL;
+  }
+}
+
+static void live_remove(sample_t *e) {
+  uint32_t i = (uint32_t)(e - live);
+  for (uint32_t j = (i + 1) & (LIVE - 1); live[j].addr; j = (j + 1) & (LIVE - 1)) {
+    uint32_t home = slot_of(live[j].addr);
+    /* j's entry may fill the hole at i unless its home lies in (i, j] */
+    if (((j - home) & (LIVE - 1)) >= ((j - i) & (LIVE - 1))) {
+      live[i] = live[j];
+      i = j;
+    }
+  }
+  live[i].addr = 0;
+  atomic_fetch_sub_explicit(&live_count, 1, memory_order_relaxed);
+}
+
+/* ---- the profile file ------------------------------------------------- */
+/* The file of dump n (0: the exit dump): HAKMEM_PROFILE_FILE, else
+ * hakmem.PID.heap; a fork child's own adds .PID to a name it inherited,
+ * and numbered dumps add .n. */
+static void file_name(char *out, size_t cap, uint32_t n) {
+  const char *given = hak_opt_text(HAK_TEXT_PROFILE_FILE);
+  int pid = _hak_os_getpid();
+  hak_buf_t b = {.fd = -1};
+  if (given) {
+    _hak_buf_str(&b, given);
+    if (pid != start_pid) {
+      _hak_buf_str(&b, ".");
+      _hak_buf_dec(&b, (uint64_t)pid);
+    }
+  } else {
+    _hak_buf_str(&b, "hakmem.");
+    _hak_buf_dec(&b, (uint64_t)pid);
+    _hak_buf_str(&b, ".heap");
+  }
+  if (n) {
+    _hak_buf_str(&b, ".");
+    _hak_buf_dec(&b, n);
+  }
+  size_t len = b.len < cap - 1 ? b.len : cap - 1;
+  memcpy(out, b.data, len);
+  out[len] = 0;
+}
+
+static void put_counts(hak_buf_t *b, uint64_t lo, uint64_t lb, uint64_t ao, uint64_t ab) {
+  _hak_buf_dec(b, lo);
+  _hak_buf_str(b, ": ");
+  _hak_buf_dec(b, lb);
+  _hak_buf_str(b, " [");
+  _hak_buf_dec(b, ao);
+  _hak_buf_str(b, ": ");
+  _hak_buf_dec(b, ab);
+  _hak_buf_str(b, "]");
+}
+
+/* The profile to fd: a header with the totals and the sampling rate, a
+ * line per stack (live objects: bytes [allocated objects: bytes] @ return
+ * addresses; the first less one, as pprof takes the first as the
+ * allocation's own address), and the process's mappings, which pprof
+ * needs to find each address's object. */
+static void write_profile(int fd) {
+  hak_buf_t b = {.fd = fd};
+  _hak_lock(&_hak_profile_lock);
+  uint64_t t[4] = {0, 0, 0, 0};
+  for (uint32_t i = 0; i < SITES; i++) {
+    t[0] += sites[i].live_objs;
+    t[1] += sites[i].live_bytes;
+    t[2] += sites[i].alloc_objs;
+    t[3] += sites[i].alloc_bytes;
+  }
+  _hak_buf_str(&b, "heap profile: ");
+  put_counts(&b, t[0], t[1], t[2], t[3]);
+  _hak_buf_str(&b, " @ heap_v2/");
+  _hak_buf_dec(&b, rate);
+  _hak_buf_str(&b, "\n");
+  for (uint32_t i = 0; i < SITES; i++) {
+    const site_t *s = &sites[i];
+    if (!s->alloc_objs) continue;
+    put_counts(&b, s->live_objs, s->live_bytes, s->alloc_objs, s->alloc_bytes);
+    _hak_buf_str(&b, " @");
+    for (uint32_t k = 0; k < s->depth; k++) {
+      _hak_buf_str(&b, " ");
+      _hak_buf_hex(&b, s->pc[k] - (k == 0));
+    }
+    _hak_buf_str(&b, "\n");
+  }
+  _hak_unlock(&_hak_profile_lock);
+  _hak_buf_str(&b, "\nMAPPED_LIBRARIES:\n");
+  _hak_buf_flush(&b);
+  int maps = _hak_os_open_read("/proc/self/maps");
+  if (maps >= 0) {
+    long n;
+    while ((n = _hak_os_read(maps, b.data, sizeof b.data)) > 0) _hak_os_write(fd, b.data, (size_t)n);
+    _hak_os_close(maps);
+  }
+}
+
+static int dump_to(const char *path) {
+  int fd = _hak_os_open_write(path);
+  if (fd < 0) return fd;
+  write_profile(fd);
+  _hak_os_close(fd);
+  return 0;
+}
+
+/* The next numbered dump. */
+static int dump_numbered(void) {
+  char path[HAK_TEXT_MAX + 48];
+  _hak_lock(&_hak_profile_lock);
+  uint32_t n = ++dumps;
+  _hak_unlock(&_hak_profile_lock);
+  file_name(path, sizeof path, n);
+  return dump_to(path);
+}
+
+/* ---- the interface ---------------------------------------------------- */
+void _hak_profile_start(void) {
+  rate = (uint64_t)hak_opt(HAK_OPT_PROFILE_RATE);
+  sites = _hak_meta_alloc(SITES * sizeof *sites);
+  live = _hak_meta_alloc(LIVE * sizeof *live);
+  if (!sites || !live) {
+    hak_buf_t b = {.fd = 2};
+    _hak_buf_str(&b, "hakmem: HAKMEM_PROFILE: no memory for the profile's tables; not profiling\n");
+    _hak_buf_flush(&b);
+    return;
+  }
+  start_pid = _hak_os_getpid();
+  shared_left = (int64_t)_hak_profile_interval(&shared_rng);
+  next_dump_at = (uint64_t)hak_opt(HAK_OPT_PROFILE_EVERY_MB) << 20;
+  dl_iterate_phdr(find_own, (void *)(uintptr_t)&_hak_profile_start);
+  _hak_profile_on = true;
+}
+
+/* The memory in use, as the live samples estimate it, has grown
+ * HAKMEM_PROFILE_EVERY_MB since the last growth dump (profile lock):
+ * whether one more is due. */
+static bool growth_due(void) {
+  uint64_t step = (uint64_t)hak_opt(HAK_OPT_PROFILE_EVERY_MB) << 20;
+  if (!step || live_estimate < next_dump_at) return false;
+  next_dump_at = live_estimate + step;
+  return true;
+}
+
+void _hak_profile_record(const void *p, size_t size) {
+  walk_t w;
+  w.n = 0;
+  _Unwind_Backtrace(walk_frame, &w);
+  hak_tick_t now = _hak_os_ticks();
+  uint64_t weight = weight_of(size, 1);
+  _hak_lock(&_hak_profile_lock);
+  uint32_t i = site_of(&w);
+  if (i == SITE_NONE) {
+    dropped++;
+  } else {
+    site_t *s = &sites[i];
+    s->alloc_objs++;
+    s->alloc_bytes += size;
+    if (atomic_load_explicit(&live_count, memory_order_relaxed) >= LIVE - LIVE / 8) {
+      dropped++;
+    } else {
+      HAK_DEBUG_ASSERT(!live_find((uintptr_t)p)); /* its free was seen */
+      uint32_t k = slot_of((uintptr_t)p);
+      while (live[k].addr) k = (k + 1) & (LIVE - 1);
+      live[k] = (sample_t){.addr = (uintptr_t)p, .size = size, .weight = weight, .site = i, .born = now};
+      atomic_fetch_add_explicit(&live_count, 1, memory_order_relaxed);
+      s->live_objs++;
+      s->live_bytes += size;
+      live_estimate += weight;
+    }
+  }
+  bool dump = growth_due();
+  _hak_unlock(&_hak_profile_lock);
+  if (dump) dump_numbered();
+}
+
+void _hak_profile_freed(const void *p) {
+  if (!atomic_load_explicit(&live_count, memory_order_relaxed)) return;
+  hak_tick_t now = _hak_os_ticks();
+  _hak_lock(&_hak_profile_lock);
+  sample_t *e = live_find((uintptr_t)p);
+  if (e) {
+    site_t *s = &sites[e->site];
+    s->live_objs--;
+    s->live_bytes -= e->size;
+    live_estimate -= e->weight;
+    uint64_t us = (now - e->born) * 1000 / _hak_os_ms_ticks(1);
+    unsigned k = us < 2 ? 0 : 63u - (unsigned)__builtin_clzll(us);
+    s->life[k < LIFE_BUCKETS ? k : LIFE_BUCKETS - 1]++;
+    live_remove(e);
+  }
+  _hak_unlock(&_hak_profile_lock);
+}
+
+int _hak_profile_dump(const char *path) {
+  if (!_hak_profile_on) return -EINVAL;
+  return path ? dump_to(path) : dump_numbered();
+}
+
+void _hak_profile_exit(void) {
+  if (!_hak_profile_on) return;
+  char path[HAK_TEXT_MAX + 48];
+  file_name(path, sizeof path, 0);
+  int r = dump_to(path);
+  if (r < 0) {
+    hak_buf_t b = {.fd = 2};
+    _hak_buf_str(&b, "hakmem: HAKMEM_PROFILE: cannot write ");
+    _hak_buf_str(&b, path);
+    _hak_buf_str(&b, " (errno ");
+    _hak_buf_dec(&b, (uint64_t)-r);
+    _hak_buf_str(&b, ")\n");
+    _hak_buf_flush(&b);
+  }
+}
+
+/* ---- the per-site summary, for the reports ---------------------------- */
+
+/* The lifetime below which q thousandths of s's freed samples fell, as the
+ * bucket's upper end in microseconds (0: none freed). */
+static uint64_t life_upto(const site_t *s, unsigned q) {
+  uint64_t n = 0, seen = 0;
+  for (unsigned k = 0; k < LIFE_BUCKETS; k++) n += s->life[k];
+  if (!n) return 0;
+  for (unsigned k = 0; k < LIFE_BUCKETS; k++)
+    if ((seen += s->life[k]) * 1000 >= n * q) return (uint64_t)2 << k;
+  return (uint64_t)2 << (LIFE_BUCKETS - 1);
+}
+
+static void put_us(hak_buf_t *b, uint64_t us) {
+  static const struct {
+    uint64_t us;
+    const char *unit;
+  } u[] = {{60000000, " min"}, {1000000, " s"}, {1000, " ms"}, {1, " us"}};
+  unsigned i = 0;
+  while (us < u[i].us && i < 3) i++;
+  _hak_buf_dec(b, (us + u[i].us / 2) / u[i].us);
+  _hak_buf_str(b, u[i].unit);
+}
+
+#define TOP_SITES 10
+/* The sites with the most estimated allocated bytes, most first (profile
+ * lock); returns how many. */
+static unsigned top_sites(uint32_t top[TOP_SITES]) {
+  unsigned n = 0;
+  for (uint32_t i = 0; i < SITES; i++) {
+    if (!sites[i].alloc_objs) continue;
+    uint64_t e = weight_of(sites[i].alloc_bytes, sites[i].alloc_objs);
+    unsigned k = n < TOP_SITES ? n++ : TOP_SITES;
+    while (k > 0 && weight_of(sites[top[k - 1]].alloc_bytes, sites[top[k - 1]].alloc_objs) < e) {
+      if (k < TOP_SITES) top[k] = top[k - 1];
+      k--;
+    }
+    if (k < TOP_SITES) top[k] = i;
+  }
+  return n;
+}
+
+/* The module and offset of pc, and its symbol if the module exports one
+ * (dladdr allocates nothing). */
+static void put_where(hak_buf_t *b, uintptr_t pc) {
+  Dl_info info;
+  _hak_buf_hex(b, pc);
+  if (!dladdr((void *)pc, &info) || !info.dli_fname) return;
+  const char *base = info.dli_fname, *slash;
+  while ((slash = strchr(base, '/')) != NULL) base = slash + 1;
+  _hak_buf_str(b, " ");
+  _hak_buf_str(b, base[0] ? base : "program");
+  _hak_buf_str(b, "+");
+  _hak_buf_hex(b, pc - (uintptr_t)info.dli_fbase);
+  if (info.dli_sname) {
+    _hak_buf_str(b, " ");
+    _hak_buf_str(b, info.dli_sname);
+  }
+}
+
+void _hak_profile_sites_text(hak_buf_t *b) {
+  if (!_hak_profile_on) return;
+  uint32_t top[TOP_SITES];
+  _hak_lock(&_hak_profile_lock);
+  unsigned n = top_sites(top);
+  _hak_buf_str(b, "\nsampled allocation sites (HAKMEM_PROFILE, one sample per ");
+  _hak_buf_bytes(b, rate);
+  _hak_buf_str(b, " on average): ");
+  _hak_buf_dec(b, sites_used);
+  _hak_buf_str(b, " stacks, ");
+  _hak_buf_dec(b, dropped);
+  _hak_buf_str(b, " samples dropped; the top ones by bytes allocated\n");
+  _hak_buf_str(b, "  allocated   samples   live  lifetime p50    p90  caller\n");
+  for (unsigned k = 0; k < n; k++) {
+    const site_t *s = &sites[top[k]];
+    _hak_buf_pad(b, 2);
+    _hak_buf_bytes(b, weight_of(s->alloc_bytes, s->alloc_objs));
+    _hak_buf_pad(b, 13);
+    _hak_buf_dec(b, s->alloc_objs);
+    _hak_buf_pad(b, 23);
+    _hak_buf_dec(b, s->live_objs * 100 / s->alloc_objs);
+    _hak_buf_str(b, "%");
+    uint64_t p50 = life_upto(s, 500), p90 = life_upto(s, 900);
+    _hak_buf_pad(b, 30);
+    if (p50) {
+      _hak_buf_str(b, "<");
+      put_us(b, p50);
+      _hak_buf_pad(b, 45);
+      _hak_buf_str(b, "<");
+      put_us(b, p90);
+    } else {
+      _hak_buf_str(b, "(none freed)");
+    }
+    _hak_buf_pad(b, 54);
+    put_where(b, s->depth ? s->pc[0] : 0);
+    _hak_buf_str(b, "\n");
+  }
+  _hak_unlock(&_hak_profile_lock);
+}
+
+void _hak_profile_sites_json(hak_buf_t *b) {
+  _hak_buf_str(b, "\"profile\":{\"on\":");
+  _hak_buf_dec(b, _hak_profile_on);
+  if (!_hak_profile_on) {
+    _hak_buf_str(b, "}");
+    return;
+  }
+  uint32_t top[TOP_SITES];
+  _hak_lock(&_hak_profile_lock);
+  unsigned n = top_sites(top);
+  _hak_buf_str(b, ",\"rate\":");
+  _hak_buf_dec(b, rate);
+  _hak_buf_str(b, ",\"stacks\":");
+  _hak_buf_dec(b, sites_used);
+  _hak_buf_str(b, ",\"dropped\":");
+  _hak_buf_dec(b, dropped);
+  _hak_buf_str(b, ",\"sites\":[");
+  for (unsigned k = 0; k < n; k++) {
+    const site_t *s = &sites[top[k]];
+    _hak_buf_str(b, k ? ",{\"caller\":\"" : "{\"caller\":\"");
+    _hak_buf_hex(b, s->depth ? s->pc[0] : 0);
+    _hak_buf_str(b, "\",\"allocated_bytes\":");
+    _hak_buf_dec(b, weight_of(s->alloc_bytes, s->alloc_objs));
+    _hak_buf_str(b, ",\"samples\":");
+    _hak_buf_dec(b, s->alloc_objs);
+    _hak_buf_str(b, ",\"live_samples\":");
+    _hak_buf_dec(b, s->live_objs);
+    _hak_buf_str(b, ",\"life_p50_us\":");
+    _hak_buf_dec(b, life_upto(s, 500));
+    _hak_buf_str(b, ",\"life_p90_us\":");
+    _hak_buf_dec(b, life_upto(s, 900));
+    _hak_buf_str(b, "}");
+  }
+  _hak_unlock(&_hak_profile_lock);
+  _hak_buf_str(b, "]}");
+}
+
+HAK_API int hak_profile_dump(const char *path) {
+  int r = _hak_profile_dump(path);
+  if (r == 0) return 0;
+  errno = -r;
+  return -1;
+}
