@@ -20,8 +20,10 @@
  *         also evicts the oldest session (FIFO) and adds a new one;
  *   drop  every request in flight completes: the short-lived blocks are
  *         freed, the sessions stay;
- *   tail  low activity: 20 slices, each of max(16, W / 64) requests with a
- *         peak_mib / 64 in-flight target, then a pause of tail_ms / 20.
+ *   tail  low activity for tail_ms after the drop: 20 slices, each of
+ *         max(16, W / 64) requests with a peak_mib / 64 in-flight target,
+ *         then a wait for the end of its twentieth of tail_ms, so that the
+ *         tail ends tail_ms after the drop however busy the machine.
  * The measured time is ramp, hold and drop. The RSS (/proc/self/statm) is
  * read at the peak (end of hold), right after the drop, and after the tail:
  * rss_after_drop_kb, what the allocator still holds once the program has
@@ -33,6 +35,7 @@
  * byte elsewhere), checked when it is freed (both ends, the middle byte, one
  * byte per 4 KiB); a mismatch is reported and the program exits 1. The blocks
  * still live after the tail are checked and left to the exit. */
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <sys/mman.h>
@@ -237,10 +240,12 @@ static void *worker(void *arg) {
   while (w->nreq > 0) request_complete(w, w->nreq - 1);
   checkpoint(AT_DROP);
   long ops = w->ops;
-  struct timespec pause = {w->tail_ms / TAIL_SLICES / 1000, w->tail_ms / TAIL_SLICES % 1000 * 1000000};
-  for (int s = 0; s < TAIL_SLICES; s++) {
+  for (int s = 1; s <= TAIL_SLICES; s++) {
     for (long t = 0; t < w->tail_slice; t++) serve(w, w->peak / 64, w->longb, 1);
-    nanosleep(&pause, NULL);
+    uint64_t end = t_drop + (uint64_t)w->tail_ms * 1000000u * (uint64_t)s / TAIL_SLICES;
+    struct timespec until = {(time_t)(end / 1000000000u), (long)(end % 1000000000u)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR) {
+    }
   }
   w->long_after = w->long_live;
   w->live_after = w->short_live + w->long_live;
