@@ -295,12 +295,24 @@ static hak_block_t *heap_alloc_single(hak_heap_t *h, size_t cls, bool sampled) {
 }
 
 /* HAKMEM_PROFILE: h starts sampling. Its slots count every free from now
- * on (heap_set_cur), so its class lists are filled only by refills. */
+ * on (heap_set_cur), so its class lists are filled only by refills, which
+ * count their blocks; the blocks on them now go back to their slabs. */
 static void heap_profile_start(hak_heap_t *h) {
+  heap_enter(h);
   h->profiled = true;
   h->profile_rng = _hak_os_ticks() ^ (uintptr_t)h;
   h->profile_left = (int64_t)_hak_profile_interval(&h->profile_rng);
-  for (size_t c = 1; c < HAK_CLASSES; c++) heap_set_cur(h, c, hak_front_cur(&h->front, c));
+  for (size_t c = 1; c < HAK_CLASSES; c++) {
+    _hak_slab_return_blocks(h->front.slot[c].free);
+    h->front.slot[c].free = NULL;
+    heap_set_cur(h, c, hak_front_cur(&h->front, c));
+  }
+  heap_leave(h);
+}
+
+void _hak_heap_profile_start(void) {
+  hak_heap_t *h = hak_tls_own_heap();
+  if (h && !h->profiled) heap_profile_start(h);
 }
 
 /* Whether h's next allocation, of `bytes`, reaches the end of the

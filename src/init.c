@@ -3,8 +3,14 @@
  * link must find defined. */
 #include "internal.h"
 
+/* The profiler starts here, not at the first malloc: it may load
+ * libunwind, which a malloc from the loader itself could not. */
 __attribute__((constructor)) static void hak_constructor(void) {
   _hak_init();
+  if (hak_opt(HAK_OPT_PROFILE)) {
+    _hak_profile_start();
+    _hak_heap_profile_start();
+  }
   if (hak_opt(HAK_OPT_CRASH_REPORT)) _hak_crash_install();
   _hak_timeline_start();
 }

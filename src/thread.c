@@ -179,7 +179,6 @@ void _hak_init(void) {
     return;
   _hak_options_load();
   _hak_os_ticks_per_ms(); /* starts measuring the TSC's rate */
-  if (hak_opt(HAK_OPT_PROFILE)) _hak_profile_start();
   if (pthread_key_create(&heap_key, heap_destructor) == 0)
     atomic_store_explicit(&key_ready, true, memory_order_release);
   pthread_atfork(fork_prepare, fork_parent, fork_child);

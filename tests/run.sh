@@ -162,6 +162,7 @@ for t in $TESTS; do
   run_bin "$t (LD_PRELOAD)" env LD_PRELOAD="$REL" "$B/glibc/$t"
 done
 run_bin "stress (LD_PRELOAD debug)" env LD_PRELOAD="$DBG" "$B/glibc/stress"
+run_bin "profile (HAKMEM_PROFILE_UNWIND=0: libgcc's unwinder)" env HAKMEM_PROFILE_UNWIND=0 "$B/profile"
 run_bin "fork (LD_PRELOAD debug)" env LD_PRELOAD="$DBG" "$B/glibc/fork"
 # The secure build: its death tests, stress and a short soak as they are;
 # the tests that count bytes in use, with no quarantine (which holds freed
