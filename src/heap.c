@@ -108,12 +108,10 @@ static void heap_age_spares(hak_heap_t *h) {
   h->spare_at = since; /* what stays has aged just as long */
 }
 
-/* A spare slab for cls, made a slab of cls: one of its size, else the
- * smallest larger one, whose extra units go back to its SuperSlab. */
-static hak_slab_t *heap_take_spare(hak_heap_t *h, size_t cls) {
-  if (cls > HAK_CLASS_MID_LAST) return NULL; /* pool runs come from the heap's SuperSlabs */
-  unsigned n = (unsigned)_hak_slab_units(cls);
-  bool unit0_ok = hak_class_size(cls) <= HAK_UNIT0_MAX_BLOCK;
+/* A spare slab of n units (which may be in unit 0 if unit0_ok), off the
+ * spare lists: one of that size, else the smallest larger one, whose extra
+ * units go back to its SuperSlab; NULL if none. */
+static hak_slab_t *heap_unspare_units(hak_heap_t *h, unsigned n, bool unit0_ok) {
   hak_slab_t *s = NULL;
   for (uint32_t m = h->spare_mask >> (n - 1) << (n - 1); m && !s; m &= m - 1)
     for (hak_link_t *l = h->spare[__builtin_ctz(m)].head; l && !s; l = l->next)
@@ -126,7 +124,16 @@ static hak_slab_t *heap_take_spare(hak_heap_t *h, size_t cls) {
     _hak_slab_shrink(s, n);
     h->held_bytes += hak_slab_bytes(s);
   }
-  if (s->cls != cls) _hak_slab_format(s, cls);
+  return s;
+}
+
+/* A spare slab for cls, made a slab of cls (a sampled block's run,
+ * capacity 1, is formatted anew whatever its class). */
+static hak_slab_t *heap_take_spare(hak_heap_t *h, size_t cls) {
+  if (cls > HAK_CLASS_MID_LAST) return NULL; /* pool runs come from the heap's SuperSlabs */
+  hak_slab_t *s =
+      heap_unspare_units(h, (unsigned)_hak_slab_units(cls), hak_class_size(cls) <= HAK_UNIT0_MAX_BLOCK);
+  if (s && (s->cls != cls || s->capacity == 1)) _hak_slab_format(s, cls);
   return s;
 }
 
@@ -277,6 +284,25 @@ static inline void heap_set_cur(hak_heap_t *h, size_t cls, hak_slab_t *s) {
   if (hak_cfg_debug) heap_check_cur_units(h);
 }
 
+/* HAKMEM_PROFILE: a run for one sampled block of cls, as the class's own
+ * blocks take memory, so that samples cost no SuperSlab lock, purge or
+ * page fault more than they do: for a pool class, a run of h's pool; for
+ * Tiny and Mid, one of h's spares (a sampled block's run goes back among
+ * the spares of the heap that frees it, heap_free), made a run of no heap;
+ * else a fresh run of a shared SuperSlab. */
+static hak_slab_t *heap_sample_run(hak_heap_t *h, size_t cls) {
+  size_t size = hak_class_size(cls);
+  hak_slab_t *s = cls > HAK_CLASS_MID_LAST
+                      ? _hak_pool_alloc_one(&h->pool, cls)
+                      : heap_unspare_units(h, _hak_slab_units_one(cls), size <= HAK_UNIT0_MAX_BLOCK);
+  if (!s) return _hak_slab_alloc_one(cls);
+  if (cls > HAK_CLASS_MID_LAST) return s;
+  heap_drop(h, s);
+  atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
+  _hak_slab_format_one(s, cls);
+  return s;
+}
+
 /* A run of a pool class that holds a single block is taken for that
  * block and belongs to no heap while the block is out (owner 0, on no
  * list, never current); freeing the block gives it back at once
@@ -287,7 +313,7 @@ static inline void heap_set_cur(hak_heap_t *h, size_t cls, hak_slab_t *s) {
  * 4096 runs at most), so that its free always takes the slow path. */
 static hak_block_t *heap_alloc_single(hak_heap_t *h, size_t cls, bool sampled) {
   heap_age_spares(h);
-  hak_slab_t *s = sampled ? _hak_slab_alloc_one(cls) : _hak_pool_alloc(&h->pool, cls, 0);
+  hak_slab_t *s = sampled ? heap_sample_run(h, cls) : _hak_pool_alloc(&h->pool, cls, 0);
   if (!s) return NULL;
   hak_count(&h->counters, HAK_STAT_slabs_taken);
   h->counters.cls[cls][HAK_CSTAT_from_fresh]++;
@@ -527,7 +553,18 @@ static void heap_free(hak_heap_t *h, hak_slab_t *s, hak_block_t *b) {
   if (s->capacity == 1) { /* a single-block run (heap_alloc_single) */
     if (_hak_profile_on) _hak_profile_freed(b);
     s->used = 0;
-    _hak_slab_release(s);
+    if (!h || s->cls > HAK_CLASS_MID_LAST) {
+      _hak_slab_release(s);
+      return;
+    }
+    /* A sampled block's: a spare of the freeing heap, with no block carved
+     * (a second free of the block is then reported, as not a block). */
+    _hak_slab_format_one(s, s->cls);
+    atomic_store_explicit(&s->owner, heap_owner(h), memory_order_relaxed);
+    heap_enter(h);
+    heap_held_add(h, s);
+    heap_add_spare(h, s);
+    heap_leave(h);
     return;
   }
   if (!h) {

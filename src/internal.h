@@ -703,12 +703,16 @@ extern hak_lock_t _hak_abandoned_lock[HAK_CLASSES];
 void _hak_slab_format(hak_slab_t *s, size_t cls);
 hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner); /* a fresh slab from a shared SuperSlab */
 hak_slab_t *_hak_pool_alloc(hak_pool_t *p, size_t cls, uint32_t owner); /* a fresh run from p */
-/* A run of the fewest units of a shared SuperSlab for one block of cls
- * (capacity 1, owner 0: its free gives it back at once, as a single-block
- * pool run's). */
+/* A run of the fewest units (_hak_slab_units_one) of a shared SuperSlab
+ * for one block of cls (capacity 1, owner 0: its free takes the slow path,
+ * as a single-block pool run's); _hak_slab_format_one makes an empty run
+ * of that many units one. */
+unsigned _hak_slab_units_one(size_t cls);
+void _hak_slab_format_one(hak_slab_t *s, size_t cls);
 hak_slab_t *_hak_slab_alloc_one(size_t cls);
-hak_block_t *_hak_slab_take(hak_slab_t *s); /* free blocks for the fast path */
-uint32_t _hak_slab_collect(hak_slab_t *s);  /* thread_free → local_free */
+hak_slab_t *_hak_pool_alloc_one(hak_pool_t *p, size_t cls); /* a pool class's run of p for one block */
+hak_block_t *_hak_slab_take(hak_slab_t *s);                 /* free blocks for the fast path */
+uint32_t _hak_slab_collect(hak_slab_t *s);                  /* thread_free → local_free */
 void _hak_slab_return_blocks(hak_block_t *list);
 void _hak_slab_detach(hak_slab_t *s, uint32_t mark); /* mark: its owner word while detached */
 hak_slab_t *_hak_slab_adopt(size_t cls, uint32_t key);

@@ -79,10 +79,20 @@ hak_slab_t *_hak_pool_alloc(hak_pool_t *p, size_t cls, uint32_t owner) {
   return s;
 }
 
+unsigned _hak_slab_units_one(size_t cls) {
+  return (unsigned)((hak_class_size(cls) + HAK_SLAB_GUARD + HAK_UNIT_SIZE - 1) >> HAK_UNIT_SHIFT);
+}
+
+void _hak_slab_format_one(hak_slab_t *s, size_t cls) { format(s, cls, 1); }
+
+hak_slab_t *_hak_pool_alloc_one(hak_pool_t *p, size_t cls) {
+  hak_slab_t *s = _hak_pool_take_run(p, cls, 0);
+  if (s) format(s, cls, 1);
+  return s;
+}
+
 hak_slab_t *_hak_slab_alloc_one(size_t cls) {
-  size_t size = hak_class_size(cls);
-  size_t units = (size + HAK_SLAB_GUARD + HAK_UNIT_SIZE - 1) >> HAK_UNIT_SHIFT;
-  hak_slab_t *s = _hak_ss_take_run((unsigned)units, size > HAK_UNIT0_MAX_BLOCK, 0);
+  hak_slab_t *s = _hak_ss_take_run(_hak_slab_units_one(cls), hak_class_size(cls) > HAK_UNIT0_MAX_BLOCK, 0);
   if (s) format(s, cls, 1);
   return s;
 }
