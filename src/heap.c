@@ -353,22 +353,17 @@ static bool heap_profile_due(hak_heap_t *h, size_t bytes) {
   return true;
 }
 
-/* A refill just put blocks on cls's list (n of them with the one it
- * handed out, which _hak_heap_alloc counted, or 0 if it took a remote list
- * whole, uncounted). The countdown counts them now, in list order, as the
- * allocations they will be: a block whose allocation reaches the end of
- * the interval is cut off with the rest after it (they go back to their
- * slab), and the allocation that finds the list empty then is the sample
- * (bit cls of profile_cut; the next interval starts at once). So every
- * allocation is counted once, in the order the lists give them out,
- * although the fast path counts nothing. */
-static void heap_profile_charge(hak_heap_t *h, size_t cls, uint32_t n) {
+/* A refill just put blocks on cls's list (besides the one it handed out,
+ * which _hak_heap_alloc counted). The countdown counts them now, in list
+ * order, as the allocations they will be: a block whose allocation
+ * reaches the end of the interval is cut off with the rest after it (they
+ * go back to their slab), and the allocation that finds the list empty
+ * then is the sample (bit cls of profile_cut; the next interval starts at
+ * once). So every allocation is counted once, in the order the lists give
+ * them out, although the fast path counts nothing. */
+static void heap_profile_charge(hak_heap_t *h, size_t cls) {
   int64_t size = (int64_t)hak_class_size(cls);
   uint64_t fit = (uint64_t)(h->profile_left - 1) / (uint64_t)size; /* allocations before that one */
-  if (n && n - 1 <= fit) {
-    h->profile_left -= (int64_t)(n - 1) * size;
-    return;
-  }
   hak_block_t *last = NULL, *rest = h->front.slot[cls].free;
   for (uint64_t k = 0; rest && k < fit; k++) {
     h->profile_left -= size;
@@ -387,7 +382,6 @@ static void heap_profile_charge(hak_heap_t *h, size_t cls, uint32_t n) {
  * one its list was cut off before, or one that reaches the interval's end. */
 static bool heap_profile_sample(hak_heap_t *h, size_t cls) {
   uint64_t bit = (uint64_t)1 << (cls % 64);
-  if (!h->profiled) heap_profile_start(h);
   if (h->profile_cut[cls / 64] & bit) {
     h->profile_cut[cls / 64] &= ~bit;
     return true;
@@ -410,7 +404,7 @@ static bool heap_profile_sample(hak_heap_t *h, size_t cls) {
  * take (random_mixed, 16-1040 B, held 4 more slabs when they stayed
  * current). After HAK_PULLS_MAX such refills in a row (the current slab's
  * blocks are not coming back) the partial slab becomes current. */
-static void *heap_refill(hak_heap_t *h, size_t cls) {
+static inline __attribute__((always_inline)) void *heap_refill(hak_heap_t *h, size_t cls) {
   hak_block_t *b;
   HAK_DEBUG_ASSERT(!h->front.slot[cls].free);
   heap_enter(h);
@@ -421,19 +415,17 @@ static void *heap_refill(hak_heap_t *h, size_t cls) {
     return b;
   }
   hak_slab_t *cur = hak_front_cur(&h->front, cls), *s = cur;
-  uint32_t carved = 0, used = 0; /* s's before the take: the fast path learns of blocks carved now */
+  uint32_t carved = 0; /* s's before the take: the fast path learns of blocks carved now */
   int from = HAK_CSTAT_from_current;
   for (;;) {
     if (s) {
       carved = s->carved;
-      used = s->used;
       if ((b = _hak_slab_take(s)) != NULL) break;
     }
     s = heap_next_slab(h, cls, &from);
     if (cur && cur->units > 1 && s && from == HAK_CSTAT_from_partial && h->pulls[cls] < HAK_PULLS_MAX) {
       h->pulls[cls]++;
       carved = s->carved;
-      used = s->used;
       b = _hak_slab_take(s);
       HAK_DEBUG_ASSERT(b); /* heap_next_slab found a free block */
       heap_add_partial(h, s, HAK_IN_PARTIAL);
@@ -459,32 +451,40 @@ static void *heap_refill(hak_heap_t *h, size_t cls) {
     if (s == cur && !(h->front.slot[cls].cur & HAK_CUR_COUNTED)) cur_units_carved(&h->front, s);
   }
   h->front.slot[cls].free = hak_next(b);
-  if (h->profiled) heap_profile_charge(h, cls, s->used - used);
   if (hak_cfg_debug) _hak_slab_check(s, h->front.slot[cls].free);
   heap_leave(h);
   return b;
 }
 
-/* The miss counted, and timed 1 in HAKMEM_SAMPLE times. A heap that
- * samples (HAKMEM_PROFILE) hands out a sampled block on a run of its
- * own, its call stack recorded, when the countdown reaches it. */
-void *_hak_heap_alloc(hak_heap_t *h, size_t cls) {
-  hak_tick_t t0 = hak_sample_start(&h->counters);
+/* A heap that samples (HAKMEM_PROFILE): a sampled block on a run of its
+ * own, its call stack recorded, when the countdown reaches it; else a
+ * refill, whose blocks are counted. */
+static __attribute__((noinline)) void *heap_alloc_profiled(hak_heap_t *h, size_t cls) {
   void *b = NULL;
-  if (HAK_UNLIKELY(_hak_profile_on) && heap_profile_sample(h, cls)) {
+  if (heap_profile_sample(h, cls)) {
     heap_enter(h);
     b = heap_alloc_single(h, cls, true);
     heap_leave(h);
     if (b) _hak_profile_record(b, hak_class_size(cls));
   }
-  if (!b) b = heap_refill(h, cls);
+  if (b || !(b = heap_refill(h, cls))) return b;
+  heap_enter(h);
+  heap_profile_charge(h, cls);
+  heap_leave(h);
+  return b;
+}
+
+/* The miss counted, and timed 1 in HAKMEM_SAMPLE times. */
+void *_hak_heap_alloc(hak_heap_t *h, size_t cls) {
+  hak_tick_t t0 = hak_sample_start(&h->counters);
+  void *b = HAK_UNLIKELY(h->profiled) ? heap_alloc_profiled(h, cls) : heap_refill(h, cls);
   if (HAK_UNLIKELY(t0)) _hak_sample_end(hak_lat_kind(cls), t0);
   return b;
 }
 
 void _hak_heap_sample_large(void *p, size_t size) {
   hak_heap_t *h = hak_tls_own_heap();
-  if (h && !h->profiled) heap_profile_start(h);
+  if (h && !h->profiled) return; /* made before the profiler started */
   if (h ? heap_profile_due(h, size) : _hak_profile_due_shared(size)) _hak_profile_record(p, size);
 }
 

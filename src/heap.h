@@ -168,7 +168,7 @@ bool _hak_block_is_free(hak_slab_t *s, const hak_block_t *b);
 void _hak_free_local_empty(hak_slab_t *s);        /* the fast path's free emptied s */
 void *_hak_heap_alloc(hak_heap_t *h, size_t cls); /* a block of cls from h, whose list is empty */
 /* HAKMEM_PROFILE: the calling thread's heap samples from now on (the
- * others start at their next slow path). */
+ * profiler's start-up, and every heap made after it). */
 void _hak_heap_profile_start(void);
 /* HAKMEM_PROFILE: a Large block of `size` bytes was just allocated; the
  * calling thread's heap (or, if it has none, the shared countdown) counts

@@ -55,6 +55,7 @@ static hak_heap_t *heap_create(void) {
   _hak_budget_start(&h->budget);
   h->front.key = (h->id << 2) | (hak_opt(HAK_OPT_CHECK) ? HAK_KEY_CHECK : 0);
   hak_tls_heap = &h->front;
+  if (_hak_profile_on) _hak_heap_profile_start();
   /* May allocate: the heap is already set. */
   if (atomic_load_explicit(&key_ready, memory_order_acquire)) pthread_setspecific(heap_key, h);
   return h;
