@@ -84,7 +84,7 @@ static inline __attribute__((always_inline)) void hak_free_inline(void *p, const
     hak_set_next(b, slot->free);
     atomic_signal_fence(memory_order_release); /* a fork child sees the link before the head */
     slot->free = b;
-    if (hak_cfg_stats) ((hak_heap_t *)h)->counters.cls[slot - h->slot][HAK_CSTAT_frees]++;
+    if (hak_cfg_stats) ((hak_heap_t *)h)->counters.cls[hak_slot_class(h, slot)][HAK_CSTAT_frees]++;
     return;
   }
   uintptr_t chunk = a >> HAK_SS_SHIFT;

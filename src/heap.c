@@ -217,37 +217,55 @@ static inline uint64_t cur_unit_base(const hak_slab_t *s) {
   return (uint64_t)(uintptr_t)hak_slab_start(s) * _hak_block_mul[s->cls];
 }
 
-/* s's units now lead to slot in the free fast path, for the blocks it has
- * carved. */
-static inline void cur_units_set(hak_front_t *f, const hak_slab_t *s, hak_class_slot_t *slot) {
+/* Whether the fast free's shortcut for the current slab (cur_unit) is on
+ * for cls: not in checking mode, and not for pool classes (their frees
+ * count, so that an empty run is seen at once and given back: a run is up
+ * to 1 MiB). */
+static inline bool heap_cur_units_on(const hak_heap_t *h, size_t cls) {
+  return !(h->front.key & HAK_KEY_CHECK) && cls <= HAK_CLASS_MID_LAST;
+}
+
+/* Where the shortcut puts the blocks of cls's current slab: its list, or
+ * in a heap that samples (HAKMEM_PROFILE) its shadow list, which only a
+ * refill, counting them, moves to the list. */
+static inline hak_class_slot_t *cur_units_target(hak_heap_t *h, size_t cls) {
+  return h->profiled ? &h->shadow[cls] : &h->front.slot[cls];
+}
+
+/* s's units now lead to its class's target in the free fast path, for the
+ * blocks it has carved. */
+static inline void cur_units_set(hak_heap_t *h, const hak_slab_t *s) {
   uintptr_t unit = slab_unit_number(s), end = unit + s->units;
+  hak_class_slot_t *target = cur_units_target(h, s->cls);
   do {
-    hak_cur_unit_t *e = &f->cur_unit[unit & (HAK_CUR_UNITS - 1)];
+    hak_cur_unit_t *e = &h->front.cur_unit[unit & (HAK_CUR_UNITS - 1)];
     e->mul = _hak_block_mul[s->cls];
     e->base = cur_unit_base(s);
     e->limit = s->carved;
-    e->slot = slot;
+    e->slot = target;
   } while (++unit != end);
 }
 
 /* s, current, carved more blocks: its entries (those no other unit took
  * over) lead to them too. */
-static inline void cur_units_carved(hak_front_t *f, const hak_slab_t *s) {
+static inline void cur_units_carved(hak_heap_t *h, const hak_slab_t *s) {
   uintptr_t unit = slab_unit_number(s), end = unit + s->units;
   uint64_t base = cur_unit_base(s);
+  const hak_class_slot_t *target = cur_units_target(h, s->cls);
   do {
-    hak_cur_unit_t *e = &f->cur_unit[unit & (HAK_CUR_UNITS - 1)];
-    if (e->base == base && e->slot == &f->slot[s->cls]) e->limit = s->carved;
+    hak_cur_unit_t *e = &h->front.cur_unit[unit & (HAK_CUR_UNITS - 1)];
+    if (e->base == base && e->slot == target) e->limit = s->carved;
   } while (++unit != end);
 }
 
 /* s's units no longer do (entries another unit took over stay). */
-static inline void cur_units_forget(hak_front_t *f, const hak_slab_t *s) {
+static inline void cur_units_forget(hak_heap_t *h, const hak_slab_t *s) {
   uintptr_t unit = slab_unit_number(s), end = unit + s->units;
   uint64_t base = cur_unit_base(s);
+  const hak_class_slot_t *target = cur_units_target(h, s->cls);
   do {
-    hak_cur_unit_t *e = &f->cur_unit[unit & (HAK_CUR_UNITS - 1)];
-    if (e->base == base && e->slot == &f->slot[s->cls]) e->limit = 0;
+    hak_cur_unit_t *e = &h->front.cur_unit[unit & (HAK_CUR_UNITS - 1)];
+    if (e->base == base && e->slot == target) e->limit = 0;
   } while (++unit != end);
 }
 
@@ -264,24 +282,35 @@ static void heap_check_cur_units(const hak_heap_t *h) {
   }
 }
 
-/* The fast free's shortcut for the current slab (cur_unit) is off in
- * checking mode, and for pool classes (HAK_CUR_COUNTED): their frees count,
- * so that an empty run is seen at once and given back (a run is up to
- * 1 MiB). In a heap that samples (HAKMEM_PROFILE) every slot counts, with
- * or without a current slab: a block reaches its class's list only by a
- * refill, which charges it to the sampling countdown. A slab stops being
- * current here before anything else happens to it. */
+/* s becomes cls's current slab (NULL: none). Where the shortcut is off,
+ * or the heap samples (HAKMEM_PROFILE), the slot carries HAK_CUR_COUNTED,
+ * with or without a current slab: the fast free's other branch then puts
+ * no block on the list either, so that in a heap that samples a block
+ * reaches its class's list only by a refill, which counts it (the
+ * shortcut's blocks wait on the shadow list; its `cur` names the current
+ * slab, for heap_check_cur_units). A slab stops being current here before
+ * anything else happens to it. */
 static inline void heap_set_cur(hak_heap_t *h, size_t cls, hak_slab_t *s) {
   hak_class_slot_t *slot = &h->front.slot[cls];
   hak_slab_t *old = hak_front_cur(&h->front, cls);
-  if (old && !(slot->cur & HAK_CUR_COUNTED)) cur_units_forget(&h->front, old);
-  bool counted = (h->front.key & HAK_KEY_CHECK) || cls > HAK_CLASS_MID_LAST || h->profiled;
+  bool units = heap_cur_units_on(h, cls);
+  if (old && units) cur_units_forget(h, old);
+  bool counted = !units || h->profiled;
   slot->cur = s ? (uintptr_t)s | (counted ? HAK_CUR_COUNTED : 0) : h->profiled ? HAK_CUR_COUNTED : 0;
+  h->shadow[cls].cur = (uintptr_t)s;
   if (s) {
     s->where = HAK_IN_CUR;
-    if (!counted) cur_units_set(&h->front, s, slot);
+    if (units) cur_units_set(h, s);
   }
   if (hak_cfg_debug) heap_check_cur_units(h);
+}
+
+/* The blocks on cls's list (and shadow list) go back to their slabs. */
+static void heap_return_lists(hak_heap_t *h, size_t cls) {
+  _hak_slab_return_blocks(h->front.slot[cls].free);
+  h->front.slot[cls].free = NULL;
+  _hak_slab_return_blocks(h->shadow[cls].free);
+  h->shadow[cls].free = NULL;
 }
 
 /* HAKMEM_PROFILE: a run for one sampled block of cls, as the class's own
@@ -320,19 +349,21 @@ static hak_block_t *heap_alloc_single(hak_heap_t *h, size_t cls, bool sampled) {
   return _hak_slab_take(s);
 }
 
-/* HAKMEM_PROFILE: h starts sampling. Its slots count every free from now
- * on (heap_set_cur), so its class lists are filled only by refills, which
- * count their blocks; the blocks on them now go back to their slabs. */
+/* HAKMEM_PROFILE: h starts sampling. From now on its class lists are
+ * filled only by refills, which count their blocks (heap_set_cur); the
+ * blocks on them now go back to their slabs. */
 static void heap_profile_start(hak_heap_t *h) {
+  hak_slab_t *cur[HAK_CLASSES];
   heap_enter(h);
+  for (size_t c = 1; c < HAK_CLASSES; c++) {
+    cur[c] = hak_front_cur(&h->front, c);
+    heap_set_cur(h, c, NULL); /* its shortcut's entries go */
+    heap_return_lists(h, c);
+  }
   h->profiled = true;
   h->profile_rng = _hak_os_ticks() ^ (uintptr_t)h;
   h->profile_left = (int64_t)_hak_profile_interval(&h->profile_rng);
-  for (size_t c = 1; c < HAK_CLASSES; c++) {
-    _hak_slab_return_blocks(h->front.slot[c].free);
-    h->front.slot[c].free = NULL;
-    heap_set_cur(h, c, hak_front_cur(&h->front, c));
-  }
+  for (size_t c = 1; c < HAK_CLASSES; c++) heap_set_cur(h, c, cur[c]);
   heap_leave(h);
 }
 
@@ -373,7 +404,10 @@ static void heap_profile_charge(hak_heap_t *h, size_t cls) {
   if (!rest) return;
   if (last) hak_set_next(last, NULL);
   else h->front.slot[cls].free = NULL;
-  _hak_slab_return_blocks(rest); /* the block handed out keeps their slab from emptying */
+  hak_block_t *tail = rest; /* the rest wait on the shadow list, in order */
+  for (hak_block_t *next; (next = hak_next(tail)) != NULL;) tail = next;
+  hak_set_next(tail, h->shadow[cls].free);
+  h->shadow[cls].free = rest;
   h->profile_cut[cls / 64] |= (uint64_t)1 << (cls % 64);
   h->profile_left = (int64_t)_hak_profile_interval(&h->profile_rng);
 }
@@ -448,7 +482,7 @@ static inline __attribute__((always_inline)) void *heap_refill(hak_heap_t *h, si
   hak_note(HAK_EV_REFILL, cls, (uint64_t)from);
   if (s->carved != carved) {
     ev[HAK_CSTAT_carved]++;
-    if (s == cur && !(h->front.slot[cls].cur & HAK_CUR_COUNTED)) cur_units_carved(&h->front, s);
+    if (s == cur && heap_cur_units_on(h, cls)) cur_units_carved(h, s);
   }
   h->front.slot[cls].free = hak_next(b);
   if (hak_cfg_debug) _hak_slab_check(s, h->front.slot[cls].free);
@@ -457,18 +491,27 @@ static inline __attribute__((always_inline)) void *heap_refill(hak_heap_t *h, si
 }
 
 /* A heap that samples (HAKMEM_PROFILE): a sampled block on a run of its
- * own, its call stack recorded, when the countdown reaches it; else a
- * refill, whose blocks are counted. */
+ * own, its call stack recorded, when the countdown reaches it; else the
+ * shadow list, or a refill, whose blocks are counted. */
 static __attribute__((noinline)) void *heap_alloc_profiled(hak_heap_t *h, size_t cls) {
-  void *b = NULL;
+  hak_block_t *b = NULL;
   if (heap_profile_sample(h, cls)) {
     heap_enter(h);
     b = heap_alloc_single(h, cls, true);
     heap_leave(h);
     if (b) _hak_profile_record(b, hak_class_size(cls));
   }
-  if (b || !(b = heap_refill(h, cls))) return b;
-  heap_enter(h);
+  if (b) return b;
+  hak_class_slot_t *shadow = &h->shadow[cls];
+  if (shadow->free) {
+    heap_enter(h);
+    b = shadow->free;
+    shadow->free = NULL;
+    h->front.slot[cls].free = hak_next(b);
+  } else {
+    if (!(b = heap_refill(h, cls))) return NULL;
+    heap_enter(h);
+  }
   heap_profile_charge(h, cls);
   heap_leave(h);
   return b;
@@ -506,7 +549,8 @@ static bool heap_holds(const hak_heap_t *h, const hak_slab_t *s) {
  * holds s, whether it is on one of the lists; otherwise whether it
  * carries the mark of s's free blocks. */
 static bool heap_holds_free(hak_heap_t *h, hak_slab_t *s, const hak_block_t *b) {
-  if (heap_holds(h, s)) return _hak_slab_block_is_free(s, b, h->front.slot[s->cls].free);
+  if (heap_holds(h, s))
+    return _hak_slab_block_is_free(s, b, h->front.slot[s->cls].free, h->shadow[s->cls].free);
   return b->mark == __atomic_load_n(&s->mark, __ATOMIC_RELAXED);
 }
 
@@ -653,9 +697,8 @@ void _hak_free_local_empty(hak_slab_t *s) { heap_slab_empty(hak_tls_own_heap(), 
 void _hak_heap_detach_class(hak_heap_t *h, size_t c, bool recount) {
   hak_slab_t *s = hak_front_cur(&h->front, c);
   if (recount && s) _hak_slab_recount(s);
-  /* The list may hold blocks of other slabs (refills take partial slabs' blocks). */
-  _hak_slab_return_blocks(h->front.slot[c].free);
-  h->front.slot[c].free = NULL;
+  /* The lists may hold blocks of other slabs (refills take partial slabs' blocks). */
+  heap_return_lists(h, c);
   if (s) {
     heap_set_cur(h, c, NULL);
     heap_detach(h, s, false);
@@ -696,8 +739,7 @@ size_t _hak_heap_trim(hak_heap_t *h) {
   for (unsigned i = 0; i < HAK_MAX_SLAB_UNITS; i++) n += h->spare[i].count;
   _hak_heap_release_spares(h);
   for (size_t c = 1; c < HAK_CLASSES; c++) {
-    _hak_slab_return_blocks(f->slot[c].free);
-    f->slot[c].free = NULL;
+    heap_return_lists(h, c);
     hak_slab_t *s = hak_front_cur(f, c);
     if (s) {
       _hak_slab_collect(s);

@@ -119,11 +119,19 @@ struct hak_heap {
   int64_t profile_left;                 /* HAKMEM_PROFILE: bytes it allocates before its next sample */
   uint64_t profile_rng;                 /* the sampling intervals' random state */
   uint64_t profile_cut[(HAK_CLASSES + 63) / 64]; /* bit c: c's list ends before a sample (heap.c) */
+  hak_class_slot_t shadow[HAK_CLASSES];          /* blocks the fast free put back, not yet counted (heap.c) */
   bool profiled;                                 /* it samples: every slot counts its frees (heap.c) */
   hak_link_t reg;                                /* on the registry's live or spare list (thread.c) */
   uint32_t id;                                   /* key = id << 2; ids are never reused by another struct */
 };
 _Static_assert(offsetof(hak_heap_t, front) == 0, "a front is its heap");
+
+/* The class of a slot the fast free put a block on (a list or, in a heap
+ * that samples, a shadow list): for the stats build's count. */
+static inline size_t hak_slot_class(const hak_front_t *f, const hak_class_slot_t *slot) {
+  size_t c = (size_t)(slot - f->slot);
+  return c < HAK_CLASSES ? c : (size_t)(slot - ((const hak_heap_t *)f)->shadow);
+}
 
 /* ---- the thread's own parts -----------------------------------------------
  * The calling thread's heap, or NULL before its first allocation and after

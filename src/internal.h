@@ -718,9 +718,11 @@ void _hak_slab_detach(hak_slab_t *s, uint32_t mark); /* mark: its owner word whi
 hak_slab_t *_hak_slab_adopt(size_t cls, uint32_t key);
 bool _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b, uint32_t mine);
 hak_misuse_t _hak_slab_problem(const hak_slab_t *s, const void *p); /* p is not a block of s: why */
-bool _hak_slab_block_is_free(hak_slab_t *s, const hak_block_t *b, const hak_block_t *list);
+bool _hak_slab_block_is_free(hak_slab_t *s, const hak_block_t *b, const hak_block_t *list,
+                             const hak_block_t *shadow);
 void _hak_slab_recount(hak_slab_t *s);
-uint32_t _hak_slab_live(hak_slab_t *s, uint32_t my_key, const hak_block_t *my_list);
+uint32_t _hak_slab_live(hak_slab_t *s, uint32_t my_key, const hak_block_t *my_list,
+                        const hak_block_t *my_shadow);
 void _hak_slab_check(hak_slab_t *s, const hak_block_t *list);
 
 /* ---- large.c: blocks above the pool, own mappings, BigCache ----------- */
