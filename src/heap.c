@@ -385,11 +385,11 @@ static bool heap_profile_due(hak_heap_t *h, size_t bytes) {
 }
 
 /* A refill just put blocks on cls's list (besides the one it handed out,
- * which _hak_heap_alloc counted). The countdown counts them now, in list
+ * which heap_profile_sample counted). The countdown counts them now, in list
  * order, as the allocations they will be: a block whose allocation
  * reaches the end of the interval is cut off with the rest after it (they
- * go back to their slab), and the allocation that finds the list empty
- * then is the sample (bit cls of profile_cut; the next interval starts at
+ * wait at the head of the shadow list, counted at the next refill), and
+ * the allocation that finds the list empty then is the sample (bit cls of profile_cut; the next interval starts at
  * once). So every allocation is counted once, in the order the lists give
  * them out, although the fast path counts nothing. */
 static void heap_profile_charge(hak_heap_t *h, size_t cls) {
