@@ -104,16 +104,23 @@ static inline int bench_wants_help(int argc, char **argv, const char *usage) {
   return 0;
 }
 
-/* A field of /proc/self/status in kB ("VmRSS", "VmHWM"), read with
- * open/read so it allocates nothing; -1 if unavailable. */
+/* The start of a /proc file into buf (size bytes, NUL-terminated), read
+ * with open/read so it allocates nothing; 0 if unreadable. */
+static inline int bench_read_proc(const char *path, char *buf, size_t size) {
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, size - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  return 1;
+}
+
+/* A field of /proc/self/status in kB ("VmRSS", "VmHWM"); -1 if
+ * unavailable. */
 static inline long bench_status_kb(const char *field) {
   char buf[8192];
-  int fd = open("/proc/self/status", O_RDONLY);
-  if (fd < 0) return -1;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return -1;
-  buf[n] = 0;
+  if (!bench_read_proc("/proc/self/status", buf, sizeof buf)) return -1;
   size_t fl = strlen(field);
   for (char *p = buf; (p = strstr(p, field)) != NULL; p++) {
     if ((p == buf || p[-1] == '\n') && p[fl] == ':') return atol(p + fl + 1);
@@ -121,16 +128,11 @@ static inline long bench_status_kb(const char *field) {
   return -1;
 }
 
-/* Resident set size in kB: the second field of /proc/self/statm (pages),
- * read with open/read so it allocates nothing; -1 if unavailable. */
+/* Resident set size in kB: the second field of /proc/self/statm (pages);
+ * -1 if unavailable. */
 static inline long bench_rss_kb(void) {
   char buf[256];
-  int fd = open("/proc/self/statm", O_RDONLY);
-  if (fd < 0) return -1;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return -1;
-  buf[n] = 0;
+  if (!bench_read_proc("/proc/self/statm", buf, sizeof buf)) return -1;
   const char *p = strchr(buf, ' ');
   return p ? atol(p + 1) * (sysconf(_SC_PAGESIZE) / 1024) : -1;
 }
