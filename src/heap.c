@@ -337,9 +337,8 @@ static hak_slab_t *heap_sample_run(hak_heap_t *h, size_t cls) {
  * list, never current); freeing the block gives it back at once
  * (_hak_free_slow). So a large block costs a run taken and a run given
  * back, with no list or ownership change on either side. A sampled block
- * (HAKMEM_PROFILE) of any class takes such a run of its own, of the fewest
- * units that hold it, from a shared SuperSlab (a heap's pool has room for
- * 4096 runs at most), so that its free always takes the slow path. */
+ * (HAKMEM_PROFILE) of any class takes such a run of its own
+ * (heap_sample_run), so that its free always takes the slow path. */
 static hak_block_t *heap_alloc_single(hak_heap_t *h, size_t cls, bool sampled) {
   heap_age_spares(h);
   hak_slab_t *s = sampled ? heap_sample_run(h, cls) : _hak_pool_alloc(&h->pool, cls, 0);
