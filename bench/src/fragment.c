@@ -119,7 +119,7 @@ static void fail(const char *what, size_t n) {
 }
 
 /* Inlined into each site, so that each site has its own call to malloc. */
-static inline __attribute__((always_inline)) void block_new(worker_t *w, blk_t *b, uint32_t site) {
+static inline __attribute__((always_inline)) void block_alloc(worker_t *w, blk_t *b, uint32_t site) {
   size_t n = mix_size(&w->rng, w->mix);
   char *p = malloc(n);
   if (!p) fail("malloc", n);
@@ -133,15 +133,15 @@ static inline __attribute__((always_inline)) void block_new(worker_t *w, blk_t *
   w->ops++;
 }
 
-static __attribute__((noinline)) void session_new(worker_t *w, blk_t *b) { block_new(w, b, SITE_SESSION); }
-static __attribute__((noinline)) void cache_entry_new(worker_t *w, blk_t *b) { block_new(w, b, SITE_CACHE_ENTRY); }
-static __attribute__((noinline)) void user_record_new(worker_t *w, blk_t *b) { block_new(w, b, SITE_USER_RECORD); }
-static __attribute__((noinline)) void request_new(worker_t *w, blk_t *b) { block_new(w, b, SITE_REQUEST); }
-static __attribute__((noinline)) void read_buffer_new(worker_t *w, blk_t *b) { block_new(w, b, SITE_READ_BUFFER); }
-static __attribute__((noinline)) void response_new(worker_t *w, blk_t *b) { block_new(w, b, SITE_RESPONSE); }
-static __attribute__((noinline)) void scratch_new(worker_t *w, blk_t *b) { block_new(w, b, SITE_SCRATCH); }
+static __attribute__((noinline)) void alloc_session(worker_t *w, blk_t *b) { block_alloc(w, b, SITE_SESSION); }
+static __attribute__((noinline)) void alloc_cache_entry(worker_t *w, blk_t *b) { block_alloc(w, b, SITE_CACHE_ENTRY); }
+static __attribute__((noinline)) void alloc_user_record(worker_t *w, blk_t *b) { block_alloc(w, b, SITE_USER_RECORD); }
+static __attribute__((noinline)) void alloc_request(worker_t *w, blk_t *b) { block_alloc(w, b, SITE_REQUEST); }
+static __attribute__((noinline)) void alloc_read_buffer(worker_t *w, blk_t *b) { block_alloc(w, b, SITE_READ_BUFFER); }
+static __attribute__((noinline)) void alloc_response(worker_t *w, blk_t *b) { block_alloc(w, b, SITE_RESPONSE); }
+static __attribute__((noinline)) void alloc_scratch(worker_t *w, blk_t *b) { block_alloc(w, b, SITE_SCRATCH); }
 
-/* Checks what block_new wrote into the block. */
+/* Checks what block_alloc wrote into the block. */
 static void block_check(worker_t *w, const blk_t *b) {
   const char *p = b->p;
   size_t n = b->size;
@@ -164,9 +164,9 @@ static void block_free(worker_t *w, const blk_t *b) {
 static void session_add(worker_t *w) {
   blk_t *b = &w->ses[(w->ses_head + w->nses) % w->ses_cap];
   switch (w->serial % 3) {
-  case 0: session_new(w, b); break;
-  case 1: cache_entry_new(w, b); break;
-  default: user_record_new(w, b); break;
+  case 0: alloc_session(w, b); break;
+  case 1: alloc_cache_entry(w, b); break;
+  default: alloc_user_record(w, b); break;
   }
   w->nses++;
   w->long_live += b->size;
@@ -196,13 +196,13 @@ static void serve(worker_t *w, size_t inflight_target, size_t long_target, int t
     request_complete(w, (long)(bench_rand(&w->rng) % (uint64_t)w->nreq));
   if (turnover && ++w->served % TURNOVER == 0 && w->nses > 0) session_evict(w);
   req_t *q = &w->req[w->nreq++];
-  request_new(w, &q->b[0]);
-  read_buffer_new(w, &q->b[1]);
+  alloc_request(w, &q->b[0]);
+  alloc_read_buffer(w, &q->b[1]);
   if (w->long_live < long_target && w->nses < w->ses_cap) session_add(w);
   blk_t scratch;
-  scratch_new(w, &scratch);
+  alloc_scratch(w, &scratch);
   block_free(w, &scratch);
-  response_new(w, &q->b[2]);
+  alloc_response(w, &q->b[2]);
   for (int k = 0; k < REQ_BLOCKS; k++) w->short_live += q->b[k].size;
 }
 
