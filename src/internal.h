@@ -296,6 +296,7 @@ enum { HAK_SYS_MMAP, HAK_SYS_MUNMAP, HAK_SYS_MREMAP, HAK_SYS_MADVISE, HAK_SYS_MP
 void _hak_os_calls(uint64_t calls[HAK_SYS_KINDS], uint64_t bytes[HAK_SYS_KINDS], uint64_t ns[HAK_SYS_KINDS]);
 void *_hak_os_map(size_t size, size_t align);
 void *_hak_os_reserve(size_t size, size_t align); /* like _hak_os_map, but no access (PROT_NONE) */
+void *_hak_os_map_at(void *p, size_t size);       /* like _hak_os_map, at p if nothing is there; else NULL */
 /* The last mapping the kernel refused the calling thread (os.c writes it
  * when mmap fails, failure.c reads and clears it): its bytes and the
  * errno. The record is in the thread's heap; threads without one share

@@ -91,6 +91,15 @@ void *_hak_os_map(size_t size, size_t align) { return map_aligned(size, align, P
 
 void *_hak_os_reserve(size_t size, size_t align) { return map_aligned(size, align, PROT_NONE); }
 
+void *_hak_os_map_at(void *p, size_t size) {
+  long r = memcall(HAK_SYS_MMAP, size, SYS_mmap, (long)p, (long)size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+  if (is_error(r)) return NULL;
+  if ((void *)r == p) return p;
+  MEMCALL(HAK_SYS_MUNMAP, size, SYS_munmap, r, size, 0); /* a kernel before 4.17 took p as a hint */
+  return NULL;
+}
+
 int _hak_os_unmap(void *p, size_t size) { return (int)MEMCALL(HAK_SYS_MUNMAP, size, SYS_munmap, p, size, 0); }
 
 int _hak_os_protect(void *p, size_t size, bool access) {

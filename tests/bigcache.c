@@ -12,6 +12,15 @@
  *   split   a cached 7 MiB mapping cut for a 1.5 MiB request keeps its
  *           part past the next 2 MiB boundary cached, which then serves a
  *           5 MiB request with its pages (nothing mapped anew)
+ *   donate  HAKMEM_THP=2 (so every page faults on its own) and
+ *           HAKMEM_RETAIN_KB=65536 (nothing is purged): with mappings
+ *           of 6 and 4 MiB cached, a 9 MiB request is made of their whole
+ *           2 MiB chunks, moved: it is a hit, maps nothing new on balance,
+ *           takes its last chunk whole (usable size 10 MiB less the
+ *           header's line), holds their bytes in that order, and memset of
+ *           it all faults in no page; freed, it serves the next such
+ *           request as it is; realloc grows it to 30 MiB (it is several
+ *           kernel areas, which mremap alone cannot grow) with its bytes
  *   budget  HAKMEM_BIGCACHE_MB=8: after every free of many 3 MiB blocks,
  *           bigcache_bytes <= 8 MiB; a block over the budget is not kept;
  *           with the default budget (32 MiB) the cache fills up to it, and
@@ -46,6 +55,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -183,6 +193,55 @@ static int mode_split(void) {
   if (r) memset(r, 2, rest);
   free(q);
   free(r);
+  return th_done();
+}
+
+static long minor_faults(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_minflt;
+}
+
+static int mode_donate(void) {
+  char *a = malloc(LAUNDER(6 * MiB)), *b = malloc(LAUNDER(4 * MiB));
+  if (!CHECK("malloc(6 MiB), malloc(4 MiB)", a && b)) return th_done();
+  memset(a, 0xA1, 6 * MiB);
+  memset(b, 0xB2, 4 * MiB);
+  free(a);
+  free(b);
+  hak_stats_t s0 = st();
+  long f0 = minor_faults();
+  char *q = malloc(LAUNDER(9 * MiB));
+  hak_stats_t s1 = st();
+  CHECKV("9 MiB made of the cached mappings' chunks is a hit",
+         q && s1.bigcache_hits == s0.bigcache_hits + 1 && s1.bigcache_misses == s0.bigcache_misses,
+         "hits %llu -> %llu, misses %llu -> %llu", ULL(s0.bigcache_hits), ULL(s1.bigcache_hits),
+         ULL(s0.bigcache_misses), ULL(s1.bigcache_misses));
+  CHECKV("it maps nothing new on balance", s1.mapped <= s0.mapped, "mapped %zu -> %zu", s0.mapped, s1.mapped);
+  CHECKV("the cache gave up every chunk", s1.bigcache_bytes == 0, "bigcache_bytes %zu -> %zu",
+         s0.bigcache_bytes, s1.bigcache_bytes);
+  if (!CHECKV("it takes its last chunk whole", q && malloc_usable_size(q) == 10 * MiB - 64, "usable %zu",
+              q ? malloc_usable_size(q) : 0))
+    return th_done();
+  CHECKV("it holds the 6 MiB block's bytes, then the 4 MiB block's (pages moved, not faulted in)",
+         all_bytes(q, 6 * MiB - 64, 0xA1) && all_bytes(q + 6 * MiB, 4 * MiB - 64, 0xB2),
+         "bytes 0x%02x 0x%02x 0x%02x", q[0] & 0xFF, q[6 * MiB - 65] & 0xFF, q[6 * MiB] & 0xFF);
+  memset(q, 0x5C, 10 * MiB - 64);
+  long faults = minor_faults() - f0;
+  CHECKV("writing all of it faults in fewer than 16 pages (2560 if none had been moved)", faults < 16,
+         "%ld faults", faults);
+  free(q);
+  s0 = st();
+  char *r = malloc(LAUNDER(9 * MiB));
+  s1 = st();
+  CHECKV("freed, it serves the next 9 MiB request as it is",
+         r == q && s1.bigcache_hits == s0.bigcache_hits + 1 && s1.mapped == s0.mapped,
+         "%p, was %p; mapped %zu -> %zu", (void *)r, (void *)q, s0.mapped, s1.mapped);
+  char *g = r ? realloc(r, LAUNDER(30 * MiB)) : NULL;
+  CHECKV("realloc grows it to 30 MiB with its bytes", g && all_bytes(g, 10 * MiB - 64, 0x5C), "%p",
+         (void *)g);
+  if (g) memset(g, 1, 30 * MiB);
+  free(g ? g : r);
   return th_done();
 }
 
@@ -465,6 +524,7 @@ int main(int argc, char **argv) {
     if (!CHECK("hakmem is the process malloc (child)", ok)) return th_done();
     if (strcmp(argv[1], "hit") == 0) return mode_hit();
     if (strcmp(argv[1], "split") == 0) return mode_split();
+    if (strcmp(argv[1], "donate") == 0) return mode_donate();
     if (strcmp(argv[1], "budget8") == 0) return mode_budget8();
     if (strcmp(argv[1], "budget") == 0) return mode_budget_default();
     if (strcmp(argv[1], "none") == 0) return mode_none();
@@ -498,6 +558,7 @@ int main(int argc, char **argv) {
       {"decay", {"HAKMEM_BIGCACHE_DECAY_MS=100", NULL}},
       {"trim", {NULL}},
       {"split", {NULL}},
+      {"donate", {"HAKMEM_THP=2", "HAKMEM_RETAIN_KB=65536"}},
       {"moves", {"HAKMEM_BIGCACHE_MB=0", "HAKMEM_INVALID_FREE=2"}},
   };
   static child_t c;
