@@ -218,7 +218,8 @@ static bool cache_take(size_t need, cache_entry_t *e) {
   if (best == SIZE_MAX) return false;
   size_t whole = (need + HAK_SS_SIZE - 1) & ~(HAK_SS_SIZE - 1), inside = need & ~(HAK_SS_SIZE - 1);
   size_t lacking = chunks >= whole ? 0 : need - (chunks < inside ? chunks : inside);
-  if ((cache[best].size < need || !cache[best].resident) && lacking < best_cost + HAK_SS_SIZE) return false;
+  if (chunks && (cache[best].size < need || !cache[best].resident) && lacking < best_cost + HAK_SS_SIZE)
+    return false;
   *e = cache[best];
   if (e->resident) hak_mem_reused(e->size < need ? e->size : need);
   else purged_reused += e->size < need ? e->size : need; /* faults in again as used */
