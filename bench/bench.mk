@@ -12,7 +12,7 @@ BENCH_CFLAGS ?= -O2 -pthread -std=gnu11 -Wall -Wextra
 BENCH_LDLIBS ?= -lm
 BENCH_BIN    := bench/bin
 BENCH_PROGS  := fixed_size random_mixed mid_large_mt comprehensive larson xthread_churn large_churn prodcons \
-                false_sharing mem_efficiency fragment fastpath measure
+                false_sharing mem_efficiency fragment phases fastpath measure
 BENCH_EXES   := $(BENCH_PROGS:%=$(BENCH_BIN)/%)
 
 .PHONY: bench bench-build bench-instr bench-clean bench-deps bench-deps-instr

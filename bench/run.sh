@@ -66,6 +66,7 @@ specs=(
   "fragment/pool|fragment|pool 96 12 8 1 1000|pool 32 4 4 1 500"
   "fragment/mixed|fragment|mixed 96 12 8 1 1000|mixed 32 4 4 1 500"
   "fragment/mt|fragment|mixed 96 12 8 @T 1000|mixed 32 4 4 @T 500"
+  "phases|phases|3 64 32 1M 4 12 300|2 32 16 400k 3 3 150"
 )
 
 # ---- allocators --------------------------------------------------------------
@@ -210,8 +211,9 @@ for spec in "${specs[@]}"; do
       after=$(field rss_after_free_kb "$res")
       drop=$(field rss_after_drop_kb "$res")
       live=$(field live_after_drop_kb "$res")
-      printf '%s\t%s\t%d\tok\t%s\t%s\t%s\t%s\t\t%s\t%s\n' "$name" "$a" "$r" "$rss" "$ops" "${frag:-}" "${after:-}" \
-        "${drop:-}" "${live:-}" >>"$raw"
+      idle=$(field idle_rss_mib "$res")
+      printf '%s\t%s\t%d\tok\t%s\t%s\t%s\t%s\t\t%s\t%s\t%s\n' "$name" "$a" "$r" "$rss" "$ops" "${frag:-}" "${after:-}" \
+        "${drop:-}" "${live:-}" "${idle:-}" >>"$raw"
     done
   done
   unset failed
@@ -253,13 +255,15 @@ md="$out_dir/latest.md"
     function fmt_mib(kb) { return kb >= 102400 ? sprintf("%.0f", kb / 1024) : sprintf("%.1f", kb / 1024) }
     $4 == "ok" { k = $1 SUBSEP $2; rss[k] = rss[k] " " $5; ops[k] = ops[k] " " $6
                  if ($7 != "") frag[k] = frag[k] " " $7; if ($8 != "") aft[k] = aft[k] " " $8
-                 if ($10 != "") drop[k] = drop[k] " " $10; if ($11 != "") live[$1] = live[$1] " " $11 }
+                 if ($10 != "") drop[k] = drop[k] " " $10; if ($11 != "") live[$1] = live[$1] " " $11
+                 if ($12 != "") { idle[k] = idle[k] " " ($12 * 1024); has_idle[$1] = 1 } }
     $4 == "FAILED" { bad[$1 SUBSEP $2] = $9 }
-    # one markdown row: metric m ("ops" higher is better, "rss"/"frag"/"aft"/"drop" lower is better)
+    # one markdown row: metric m ("ops" higher is better, "rss"/"frag"/"aft"/"drop"/"idle" lower is better)
     function row(b, m, label,  i, a, k, v, have, best, bestv, hv, line, cell, higher, peer, pv, r) {
       higher = (m == "ops"); have = 0
       for (i = 1; i <= na; i++) { a = al[i]; k = b SUBSEP a
-        s = (m == "ops") ? ops[k] : (m == "rss") ? rss[k] : (m == "frag") ? frag[k] : (m == "drop") ? drop[k] : aft[k]
+        s = (m == "ops") ? ops[k] : (m == "rss") ? rss[k] : (m == "frag") ? frag[k] : (m == "drop") ? drop[k] : \
+            (m == "idle") ? idle[k] : aft[k]
         if (!(k in bad) && s != "") { v[a] = med(s); if (!have || (higher ? v[a] > bestv : v[a] < bestv)) { bestv = v[a]; best = a }; have = 1 } }
       line = "| " label " |"
       for (i = 1; i <= na; i++) { a = al[i]; k = b SUBSEP a
@@ -320,6 +324,12 @@ md="$out_dir/latest.md"
                           "fragment: resident set size once the short-lived blocks of the peak are freed and the server has gone on at low activity for a while (see bench/README.md); live: the bytes the program still holds then. The last column is hakmem divided by the lowest other allocator: below 1.00 hakmem kept less.")
         row(bl[j], "drop", bl[j] " (live " fmt_mib(med(live[bl[j]])) " MiB)") }
       if (nd) print ""
+      ni = 0
+      for (j = 1; j <= nb; j++) if (bl[j] in has_idle) {
+        if (!ni++) header("RSS while idle: median MiB (lower is better)",
+                          "phases: median resident set size sampled during the idle phases, once everything is freed (see bench/README.md). The last column is hakmem divided by the lowest other allocator: below 1.00 hakmem kept less.")
+        row(bl[j], "idle", bl[j]) }
+      if (ni) print ""
     }' "$raw"
   if grep -q $'\tFAILED\t' "$raw"; then
     echo "## Failures"
