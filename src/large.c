@@ -40,9 +40,10 @@ typedef struct cache_entry {
 
 /* A request no cached mapping fits gets a fresh mapping whose whole 2 MiB
  * chunks are the resident chunks of cached ones, moved there with mremap
- * (cache_donate, cache_splice). If the cache has a chunk for each, the
- * block takes its last chunk whole (its size rounded up to 2 MiB: the
- * pages are resident either way); else it faults in what it lacks.
+ * (cache_donate, cache_splice). If the cache has a chunk for each and the
+ * block uses 7/8 of its last chunk, it takes that chunk whole (its size
+ * rounded up to 2 MiB: the pages are resident either way); else it faults
+ * in what it lacks.
  * Only whole chunks move: between 2 MiB aligned places the kernel moves
  * the page-table entry of each chunk, whatever its pages; a run of pages
  * moved to another offset within 2 MiB is moved page by page, which costs
@@ -190,6 +191,15 @@ static size_t cut_take(size_t need, size_t size) {
   return cut < size && cut - need <= cut / CACHE_FIT_SLACK ? cut : need;
 }
 
+/* The bytes of whole chunks a block of `need` bytes takes from the cache
+ * (cache_donate): with its last chunk if it uses 7/8 of it (as a cached
+ * mapping serves a request as it is, cache_fit), and if the cache has
+ * every chunk; else the chunks it fills. */
+static size_t chunks_for(size_t need) {
+  size_t whole = (need + HAK_SS_SIZE - 1) & ~(HAK_SS_SIZE - 1);
+  return whole - need <= whole / CACHE_FIT_SLACK ? whole : need & ~(HAK_SS_SIZE - 1);
+}
+
 /* Bytes of resident pages the cached mapping e loses, or bytes the block
  * faults in, if e serves `need` bytes (cache_fit). */
 static size_t fit_cost(const cache_entry_t *e, size_t need) {
@@ -216,8 +226,8 @@ static bool cache_take(size_t need, cache_entry_t *e) {
     if (cache[i].resident) chunks += cache[i].size & ~(HAK_SS_SIZE - 1);
   }
   if (best == SIZE_MAX) return false;
-  size_t whole = (need + HAK_SS_SIZE - 1) & ~(HAK_SS_SIZE - 1), inside = need & ~(HAK_SS_SIZE - 1);
-  size_t lacking = chunks >= whole ? 0 : need - (chunks < inside ? chunks : inside);
+  size_t want = chunks_for(need), donated = chunks < want ? chunks : want;
+  size_t lacking = donated >= need ? 0 : need - donated;
   if (chunks && (cache[best].size < need || !cache[best].resident) && lacking < best_cost + HAK_SS_SIZE)
     return false;
   *e = cache[best];
@@ -421,10 +431,9 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero) {
   _hak_lock(&_hak_large_lock);
   bool hit = cached && cache_take(need, &e);
   char *base = hak_cfg_secure ? quarantine_reuse(need, offset, align ? align : 1) : NULL;
-  /* The block takes its last chunk whole if the cache has every chunk. */
-  size_t whole = (need + HAK_SS_SIZE - 1) & ~(HAK_SS_SIZE - 1), donated = 0;
-  if (cached && !hit) donors = cache_donate(whole, d, now, &donated);
-  if (donated == whole) need = whole;
+  size_t want = chunks_for(need), donated = 0;
+  if (cached && !hit && want) donors = cache_donate(want, d, now, &donated);
+  if (donated > need) need = donated; /* its last chunk whole */
   if (hit || donors) cache_hits++;
   else cache_misses++;
   cache_decay(now, false);
