@@ -120,6 +120,7 @@ int _hak_trim(void) {
   hak_heap_t *h = hak_tls_own_heap();
   hak_note(HAK_EV_TRIM, 0, 0);
   size_t n = h ? _hak_heap_trim(h) : 0;
+  _hak_mem_refaulted_forget(); /* the program asks for the memory to go: what was kept for refaults too */
   n += _hak_purge_all();
   n += _hak_large_trim();
   return n > 0;

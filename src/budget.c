@@ -27,6 +27,16 @@
  * memory in use, and leaves with its thread; a thread's malloc_trim
  * empties its own. Threads without a heap earn none.
  *
+ * With HAKMEM_ACE, memory that the budget purged (not malloc_trim), freed
+ * since the last malloc_trim, and that is taken back (its pages fault in
+ * again) is evidence that the purge was wrong: the budget is at
+ * least the bytes taken back so, however little is in use, up to the peak
+ * of committed memory; the figure halves every HAKMEM_REFAULT_KEEP_MS without
+ * a refault (hak_refault_keep). A program that frees a burst of blocks and
+ * allocates them again pays the faults of one burst, not of every one;
+ * one that stops doing it keeps the memory for a few hundred milliseconds.
+ * malloc_trim forgets it all.
+ *
  * A thread gathers its changes to the totals in its heap and adds them in
  * once one passes HAK_MEM_BATCH, so that threads churning large blocks do not all
  * write one cache line; each total is off by less than that per thread
@@ -53,6 +63,22 @@ void _hak_room_reused(void) {
   hak_tick_t lapse = _hak_os_ms_ticks(HAK_ROOM_LAPSE_MS), until = _hak_os_ticks() + lapse;
   if (until - atomic_load_explicit(&_hak_mem.room_until, memory_order_relaxed) > lapse / 16)
     atomic_store_explicit(&_hak_mem.room_until, until, memory_order_relaxed);
+}
+
+/* Threads refaulting at once may lose one another's bytes: the figure is
+ * an estimate, and the next refault corrects it. */
+void _hak_mem_refaulted(size_t bytes) {
+  if (!hak_opt(HAK_OPT_ACE) || !bytes) return;
+  hak_tick_t now = _hak_os_ticks();
+  size_t keep = hak_refault_keep(now) + bytes,
+         peak = atomic_load_explicit(&_hak_mem.peak, memory_order_relaxed);
+  atomic_store_explicit(&_hak_mem.refaulted, keep < peak ? keep : peak, memory_order_relaxed);
+  atomic_store_explicit(&_hak_mem.refaulted_at, now, memory_order_relaxed);
+}
+
+void _hak_mem_refaulted_forget(void) {
+  atomic_store_explicit(&_hak_mem.refaulted, 0, memory_order_relaxed);
+  atomic_store_explicit(&_hak_mem.trimmed_at, _hak_os_ticks(), memory_order_relaxed);
 }
 
 void _hak_room_add(hak_budget_local_t *b) {

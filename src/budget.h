@@ -16,11 +16,24 @@ typedef struct hak_mem_totals {
   _Alignas(64) _Atomic int64_t room; /* the heaps' working rooms, as they added them */
   _Atomic hak_tick_t room_until;     /* when the room lapses: HAK_ROOM_LAPSE_MS after the last reuse */
   _Atomic uint32_t earners;          /* heaps with a room */
+  _Atomic size_t refaulted;          /* HAKMEM_ACE: bytes purged and taken back (budget.c) ... */
+  _Atomic hak_tick_t refaulted_at;   /* ... as of then: the figure halves every REFAULT_KEEP_MS since */
+  _Atomic hak_tick_t trimmed_at;     /* the last malloc_trim: memory freed before it proves nothing */
   _Alignas(64) _Atomic size_t committed, peak;
 } hak_mem_totals_t;
 extern hak_mem_totals_t _hak_mem;
 void _hak_room_add(hak_budget_local_t *b); /* b's room change into the total room */
 void _hak_room_reused(void);               /* a reuse: the room does not lapse yet */
+void _hak_mem_refaulted(size_t bytes);     /* purged memory taken back (HAKMEM_ACE: kept for a while) */
+void _hak_mem_refaulted_forget(void);      /* malloc_trim: nothing is kept for refaults any more */
+
+/* Whether purged memory that became empty at `freed` (tick >> HAK_AGE_SHIFT)
+ * and is taken back now counts as a refault: if it was freed after the
+ * last malloc_trim. */
+static inline bool hak_refault_counts(uint32_t freed) {
+  hak_tick_t trimmed = atomic_load_explicit(&_hak_mem.trimmed_at, memory_order_relaxed);
+  return !trimmed || (int32_t)(freed - (uint32_t)(trimmed >> HAK_AGE_SHIFT)) > 0;
+}
 
 static inline bool hak_mem_batch_full(int64_t delta) {
   return (uint64_t)(delta + HAK_MEM_BATCH) > (uint64_t)(2 * HAK_MEM_BATCH);
@@ -80,12 +93,22 @@ static inline size_t hak_room_in_force(hak_budget_local_t *b, size_t used, hak_t
   return (size_t)room < used ? (size_t)room : used;
 }
 
+/* HAKMEM_ACE: the memory kept for refaults as of `now` (budget.c). */
+static inline size_t hak_refault_keep(hak_tick_t now) {
+  size_t r = atomic_load_explicit(&_hak_mem.refaulted, memory_order_relaxed);
+  if (!r) return 0;
+  hak_tick_t since = now - atomic_load_explicit(&_hak_mem.refaulted_at, memory_order_relaxed);
+  uint64_t halves = since / _hak_os_ms_ticks((uint64_t)hak_opt(HAK_OPT_REFAULT_KEEP_MS));
+  return halves >= 64 ? 0 : r >> halves;
+}
+
 /* The budget as of `now`. */
 static inline size_t hak_budget(hak_budget_local_t *b, hak_tick_t now) {
   size_t min = (size_t)hak_opt(HAK_OPT_RETAIN_KB) << 10, used = hak_mem_total(b, HAK_MEM_USED);
   long share = hak_opt(HAK_OPT_RETAIN_SHARE);
   size_t dyn = share ? used / (size_t)share : 0, room = hak_room_in_force(b, used, now);
-  size_t budget = dyn > min ? dyn : min;
+  size_t budget = dyn > min ? dyn : min, keep = hak_refault_keep(now);
+  if (keep > budget) budget = keep;
   return room > budget ? room : budget;
 }
 

@@ -234,6 +234,7 @@ struct hak_superslab {
   uint64_t freed_at;     /* tick when units last came back: purging takes the oldest first */
   uint32_t guarded;      /* secure build: units whose last page has no access (superslab.c) */
   uint32_t purged_units; /* free units purged since they were last in a slab */
+  uint32_t purged_early; /* of those, the ones the budget purged (not malloc_trim): HAKMEM_ACE's evidence */
 };
 _Static_assert((HAK_SS_SIZE & (HAK_SS_SIZE - 1)) == 0, "SuperSlab size is a power of two");
 _Static_assert(sizeof(hak_superslab_t) <= HAK_SS_HEADER, "header fits before unit 0's blocks");
@@ -743,6 +744,14 @@ typedef struct hak_large_where {
 } hak_large_where_t;
 bool _hak_large_where(const void *p, hak_large_where_t *w);
 void _hak_large_figures(hak_stats_t *st); /* lock held */
+/* What HAKMEM_ACE learned, for the reports: the memory kept for refaults
+ * (budget.c) and BigCache's budget (large.c). */
+typedef struct hak_learned {
+  size_t keep;
+  size_t bigcache_budget, bigcache_learned;
+  uint64_t bigcache_grew, bigcache_shrank;
+} hak_learned_t;
+void _hak_large_learned(hak_learned_t *l); /* lock held */
 
 #include "heap.h"
 

@@ -68,6 +68,25 @@ static struct {
 } quarantine[LARGE_QUARANTINE]; /* secure build: freed mappings, a ring */
 static size_t quarantine_next;
 
+/* HAKMEM_ACE: BigCache's budget learns from what the program does. A
+ * mapping unmapped to keep the cache within its budget is remembered (a
+ * ghost, the last GHOSTS of them); a request that then finds no cached
+ * mapping but one of those ghosts that would have served it, unmapped
+ * less than the decay time ago, proves that the budget was too small: the
+ * learned budget grows by the ghost's size. A mapping unmapped because no
+ * request took it for the decay time proves that it was too large: it
+ * shrinks by that mapping's size. It stays within the live Large bytes
+ * (the cache never holds more than the program uses), counting the block
+ * being made. */
+#define GHOSTS 16
+static struct {
+  size_t size;
+  hak_tick_t at;
+} ghost[GHOSTS];
+static unsigned ghost_next;
+static size_t learned;
+static uint64_t learned_grew, learned_shrank;
+
 static size_t page_round(size_t n) { return (n + HAK_PAGE - 1) & ~(HAK_PAGE - 1); }
 
 static hak_large_t *header_of(const void *p) { return (hak_large_t *)hak_superslab_of(p); }
@@ -115,8 +134,30 @@ static void unmap_region(char *base, size_t size) {
 static size_t cache_budget(void) {
   size_t min = (size_t)hak_opt(HAK_OPT_BIGCACHE_MB) << 20;
   long share = hak_opt(HAK_OPT_RETAIN_SHARE);
-  size_t dyn = share && min ? live_bytes / (size_t)share : 0;
-  return dyn > min ? dyn : min;
+  size_t dyn = share && min ? live_bytes / (size_t)share : 0, most = dyn > min ? dyn : min;
+  return learned > most ? learned : most; /* learned: 0 with HAKMEM_BIGCACHE_MB=0 (ghost_note) */
+}
+
+/* A mapping of `size` bytes leaves or bypasses the cache for its budget
+ * (HAKMEM_ACE). Large lock held. */
+static void ghost_note(size_t size, hak_tick_t now) {
+  if (!hak_opt(HAK_OPT_ACE) || !hak_opt(HAK_OPT_BIGCACHE_MB)) return; /* learning, or caching, is off */
+  ghost[ghost_next % GHOSTS].size = size;
+  ghost[ghost_next++ % GHOSTS].at = now;
+}
+
+/* A request of `need` bytes the cache could not serve: whether a mapping
+ * unmapped for the budget would have (HAKMEM_ACE). Large lock held. */
+static void cache_learn_miss(size_t need, hak_tick_t now) {
+  hak_tick_t decay = _hak_os_ms_ticks((uint64_t)hak_opt(HAK_OPT_BIGCACHE_DECAY_MS));
+  for (unsigned i = 0; i < GHOSTS; i++) {
+    if (ghost[i].size < need || now - ghost[i].at >= decay) continue;
+    learned += ghost[i].size;
+    if (learned > live_bytes + need) learned = live_bytes + need; /* with the block it is about to map */
+    learned_grew++;
+    ghost[i].size = 0;
+    return;
+  }
 }
 
 /* Unmaps the oldest entries while over the budget, older than the decay, or
@@ -128,8 +169,15 @@ static size_t cache_decay(hak_tick_t now, bool all) {
   size_t budget = cache_budget(), n = 0;
   hak_tick_t decay = _hak_os_ms_ticks((uint64_t)hak_opt(HAK_OPT_BIGCACHE_DECAY_MS));
   while (cache_len && (all || cache_bytes > budget || now - cache[0].freed_at >= decay)) {
-    n += cache[0].size;
-    unmap_region(cache[0].base, cache[0].size);
+    size_t size = cache[0].size;
+    if (!all && now - cache[0].freed_at >= decay) { /* no request took it for the decay time */
+      if (learned) learned_shrank++;
+      learned = learned > size ? learned - size : 0;
+    } else if (!all) {
+      ghost_note(size, now);
+    }
+    n += size;
+    unmap_region(cache[0].base, size);
     cache_remove_at(0);
   }
   bool far = hak_budget_excess(_hak_os_ticks()) == HAK_MEM_FAR_OVER;
@@ -165,7 +213,11 @@ static bool cache_reserve(void) {
 /* Puts a mapping in the cache (large lock held); false if it does not
  * fit in the budget or the table cannot grow (the caller unmaps it). */
 static bool cache_put(char *base, size_t size, hak_tick_t now, bool resident, bool zeroed) {
-  if (size > cache_budget() || !cache_reserve()) return false;
+  if (size > cache_budget()) {
+    ghost_note(size, now);
+    return false;
+  }
+  if (!cache_reserve()) return false;
   cache[cache_len++] = (cache_entry_t){base, size, now, resident, zeroed};
   cache_bytes += size;
   if (resident) {
@@ -436,6 +488,7 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero) {
   if (donated > need) need = donated; /* its last chunk whole */
   if (hit || donors) cache_hits++;
   else cache_misses++;
+  if (cached && !hit && !donors && hak_opt(HAK_OPT_ACE)) cache_learn_miss(need, now);
   cache_decay(now, false);
   large_unlock();
   size_t got = need, fresh = 0;
@@ -566,6 +619,13 @@ size_t _hak_large_trim(void) {
   size_t n = cache_decay(0, true);
   large_unlock();
   return n;
+}
+
+void _hak_large_learned(hak_learned_t *l) {
+  l->bigcache_budget = cache_budget();
+  l->bigcache_learned = learned;
+  l->bigcache_grew = learned_grew;
+  l->bigcache_shrank = learned_shrank;
 }
 
 /* The Large figures (_hak_large_lock held). */

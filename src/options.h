@@ -35,6 +35,10 @@
     "freed Large mappings kept for reuse (MiB), or 1/RETAIN_SHARE of the live Large bytes if more")          \
   X(BIGCACHE_DECAY_MS, "HAKMEM_BIGCACHE_DECAY_MS", 1000, 0, 3600000,                                         \
     "age after which a cached Large mapping is unmapped")                                                    \
+  X(ACE, "HAKMEM_ACE", 0, 0, 1,                                                                              \
+    "caches that size themselves: memory purged and taken back is kept; BigCache grows on its misses")       \
+  X(REFAULT_KEEP_MS, "HAKMEM_REFAULT_KEEP_MS", 100, 1, 3600000,                                              \
+    "with HAKMEM_ACE: the memory kept for being taken back after a purge halves in this many ms")            \
   X(QUARANTINE_KB, "HAKMEM_QUARANTINE_KB", 512, 0, 65536,                                                    \
     "secure build: bytes of freed blocks each thread holds back from reuse (KiB)")                           \
   X(TRACE, "HAKMEM_TRACE", 0, 0, 1, "what to trace on stderr: oom (1), each failed allocation and why")      \

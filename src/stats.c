@@ -40,6 +40,7 @@ typedef struct snapshot {
   uint64_t sys_calls[HAK_SYS_KINDS], sys_bytes[HAK_SYS_KINDS], sys_ns[HAK_SYS_KINDS];
   uint64_t cls_slabs[2 * HAK_CLASSES]; /* current, peak */
   uint64_t cls_used[HAK_CLASSES];
+  hak_learned_t learned; /* HAKMEM_ACE */
 } snapshot_t;
 
 /* The SuperSlabs' slabs, from their unit maps (_hak_ss_lock held): every
@@ -100,6 +101,8 @@ static void take(snapshot_t *s, bool classes) {
   _hak_superslab_figures(&s->st);
   _hak_reservation_figures(&s->st);
   _hak_large_figures(&s->st);
+  _hak_large_learned(&s->learned);
+  s->learned.keep = hak_refault_keep(_hak_os_ticks());
   size_t used, empty;
   _hak_budget_figures(&used, &empty, &s->st.committed, &s->st.peak_committed, &s->st.room);
   s->st.heaps = heaps;
@@ -357,6 +360,25 @@ static void put_syscalls_text(hak_buf_t *b, const snapshot_t *s) {
   _hak_buf_str(b, "\n");
 }
 
+/* What HAKMEM_ACE learned: the memory kept for refaults (budget.c) and
+ * BigCache's budget (large.c), in bytes. */
+static void put_learned_text(hak_buf_t *b, const snapshot_t *s) {
+  const hak_learned_t *l = &s->learned;
+  _hak_buf_str(b, "  self-tuning (HAKMEM_ACE=");
+  _hak_buf_dec(b, (uint64_t)hak_opt(HAK_OPT_ACE));
+  _hak_buf_str(b, "): kept for refaults ");
+  _hak_buf_dec(b, l->keep);
+  _hak_buf_str(b, ", BigCache budget ");
+  _hak_buf_dec(b, l->bigcache_budget);
+  _hak_buf_str(b, " (learned ");
+  _hak_buf_dec(b, l->bigcache_learned);
+  _hak_buf_str(b, ": grew ");
+  _hak_buf_dec(b, l->bigcache_grew);
+  _hak_buf_str(b, " times, shrank ");
+  _hak_buf_dec(b, l->bigcache_shrank);
+  _hak_buf_str(b, ")\n");
+}
+
 static void json_key(hak_buf_t *b, const char *sep, const char *key, uint64_t v) {
   _hak_buf_str(b, sep);
   _hak_buf_str(b, "\"");
@@ -418,6 +440,13 @@ static void put_json(hak_buf_t *b, const snapshot_t *s) {
     json_key(b, ",", "ns", s->sys_ns[k]);
     _hak_buf_str(b, "}");
   }
+  _hak_buf_str(b, "},\"ace\":{");
+  json_key(b, "", "on", (uint64_t)hak_opt(HAK_OPT_ACE));
+  json_key(b, ",", "keep", s->learned.keep);
+  json_key(b, ",", "bigcache_budget", s->learned.bigcache_budget);
+  json_key(b, ",", "bigcache_learned", s->learned.bigcache_learned);
+  json_key(b, ",", "bigcache_grew", s->learned.bigcache_grew);
+  json_key(b, ",", "bigcache_shrank", s->learned.bigcache_shrank);
   _hak_buf_str(b, "}");
 }
 
@@ -448,6 +477,7 @@ HAK_API void hak_stats_print(int fd) {
   put_tiers_text(&b, &s);
   put_latency_text(&b, &s);
   put_syscalls_text(&b, &s);
+  put_learned_text(&b, &s);
   _hak_profile_sites_text(&b);
   _hak_buf_flush(&b);
 }

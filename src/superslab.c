@@ -27,6 +27,7 @@ void _hak_ss_init(hak_superslab_t *ss) {
   ss->dirty_units = 0;
   ss->guarded = 0;
   ss->purged_units = 0;
+  ss->purged_early = 0;
   atomic_store_explicit(&ss->pool, NULL, memory_order_relaxed);
   for (unsigned u = 0; u < HAK_UNITS; u++) {
     ss->slab[u].lead = &ss->slab[u];
@@ -86,7 +87,12 @@ hak_slab_t *_hak_units_take(hak_superslab_t *ss, unsigned u, unsigned n, uint32_
   if (bits & ss->purged_units) { /* their pages fault in again as the slab is used */
     atomic_fetch_add_explicit(&refaulted_total, hak_units_bytes(bits & ss->purged_units),
                               memory_order_relaxed);
+    uint32_t early = bits & ss->purged_early;
+    for (uint32_t e = early; e; e &= e - 1)
+      if (!hak_refault_counts(ss->unit_freed[__builtin_ctz(e)])) early &= ~(e & -e);
+    _hak_mem_refaulted(hak_units_bytes(early));
     ss->purged_units &= ~bits;
+    ss->purged_early &= ~bits;
   }
   if (bits & ~ss->dirty_units) _hak_committed_add((ptrdiff_t)hak_units_bytes(bits & ~ss->dirty_units));
   size_t reused = units_clean(ss, bits);
@@ -231,6 +237,7 @@ size_t _hak_purge_units(hak_superslab_t *ss, uint32_t d, bool all) {
     size_t bytes = hak_units_bytes(bits);
     _hak_os_purge(unit_addr(ss, u), bytes, lazy);
     ss->purged_units |= bits;
+    ss->purged_early = all ? ss->purged_early & ~bits : ss->purged_early | bits;
     hak_mem_move(units_clean(ss, bits), HAK_MEM_EMPTY, HAK_MEM_NONE);
     d &= ~bits;
     _hak_committed_add(-(ptrdiff_t)bytes);

@@ -43,6 +43,8 @@ static void write_line(void) {
   field(&b, ",\"empty\":", st.empty);
   field(&b, ",\"slab_free\":", st.slab_free);
   field(&b, ",\"purged\":", st.purged);
+  field(&b, ",\"room\":", st.room);
+  field(&b, ",\"keep\":", hak_refault_keep(_hak_os_ticks()));
   field(&b, ",\"minflt\":", minflt);
   field(&b, ",\"majflt\":", majflt);
   field(&b, ",\"tiny\":", tier[0]);

@@ -21,6 +21,16 @@
  *           it all faults in no page; freed, it serves the next such
  *           request as it is; realloc grows it to 30 MiB (it is several
  *           kernel areas, which mremap alone cannot grow) with its bytes
+ *   learn   HAKMEM_ACE=1, HAKMEM_BIGCACHE_MB=8, HAKMEM_RETAIN_SHARE=0 (the
+ *           budget is 8 MiB), HAKMEM_BIGCACHE_DECAY_MS=300: four rounds of 4 blocks of
+ *           6 MiB allocated and freed. The budget holds one; each block it
+ *           could not hold and the next round asks for again teaches it
+ *           (HAKMEM_ACE): rounds 2, 3 and 4 have exactly 1, 3 and 4 hits,
+ *           and the report says the budget learned 4 mappings (25182208
+ *           bytes, grew 4 times); 450 ms later (past the decay) the free
+ *           of a 2 MiB block live throughout unmaps them unused, and it
+ *           unlearns them (learned 0, shrank 4); `learn0` (HAKMEM_ACE=0):
+ *           1 hit in every round, nothing learned
  *   budget  HAKMEM_BIGCACHE_MB=8: after every free of many 3 MiB blocks,
  *           bigcache_bytes <= 8 MiB; a block over the budget is not kept;
  *           with the default budget (32 MiB) the cache fills up to it, and
@@ -242,6 +252,44 @@ static int mode_donate(void) {
          (void *)g);
   if (g) memset(g, 1, 30 * MiB);
   free(g ? g : r);
+  return th_done();
+}
+
+static char json[1 << 17];
+
+static int mode_learn(int ace) {
+  const size_t n = 6 * MiB, mapping = n + 4096; /* its header's page */
+  const unsigned want[4] = {0, 1, ace ? 3 : 1, ace ? 4 : 1};
+  char *p[4], *q = malloc(LAUNDER(2 * MiB)); /* live throughout: its free is the last */
+  for (int round = 0; round < 4; round++) {
+    hak_stats_t s0 = st();
+    for (int i = 0; i < 4; i++) {
+      p[i] = malloc(LAUNDER(n));
+      if (!CHECK("malloc(6 MiB)", p[i] != NULL)) return th_done();
+      memset(p[i], i, 4096);
+    }
+    hak_stats_t s1 = st();
+    CHECKV("each round has as many BigCache hits as the budget learned to keep",
+           s1.bigcache_hits - s0.bigcache_hits == want[round], "round %d: %llu hits, %u expected", round + 1,
+           ULL(s1.bigcache_hits - s0.bigcache_hits), want[round]);
+    for (int i = 0; i < 4; i++) free(p[i]);
+  }
+  stats_json(json, sizeof json, NULL);
+  const char *a = strstr(json, "\"ace\":{");
+  CHECKV("the report says what the budget learned",
+         a && json_field(a, "on") == ace &&
+             json_field(a, "bigcache_learned") == (long long)(ace ? 4 * mapping : 0) &&
+             json_field(a, "bigcache_grew") == (ace ? 4 : 0) &&
+             json_field(a, "bigcache_budget") == (long long)(ace ? 4 * mapping : 8 * MiB),
+         "%.160s", a ? a : "no \"ace\" object");
+  sleep_ms(450);
+  free(q); /* the decay looks at the cache */
+  stats_json(json, sizeof json, NULL);
+  a = strstr(json, "\"ace\":{");
+  CHECKV("past the decay, the mappings no request took are unlearnt",
+         a && json_field(a, "bigcache_learned") == 0 && json_field(a, "bigcache_shrank") == (ace ? 4 : 0) &&
+             json_field(a, "bigcache_budget") == (long long)(8 * MiB),
+         "%.160s", a ? a : "no \"ace\" object");
   return th_done();
 }
 
@@ -525,6 +573,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "hit") == 0) return mode_hit();
     if (strcmp(argv[1], "split") == 0) return mode_split();
     if (strcmp(argv[1], "donate") == 0) return mode_donate();
+    if (strcmp(argv[1], "learn") == 0 || strcmp(argv[1], "learn0") == 0) return mode_learn(argv[1][5] == 0);
     if (strcmp(argv[1], "budget8") == 0) return mode_budget8();
     if (strcmp(argv[1], "budget") == 0) return mode_budget_default();
     if (strcmp(argv[1], "none") == 0) return mode_none();
@@ -544,7 +593,7 @@ int main(int argc, char **argv) {
   }
   static const struct {
     const char *mode;
-    const char *env[3];
+    const char *env[5];
   } cases[] = {
       {"hit", {NULL}},
       {"budget8", {"HAKMEM_BIGCACHE_MB=8", NULL}},
@@ -559,6 +608,10 @@ int main(int argc, char **argv) {
       {"trim", {NULL}},
       {"split", {NULL}},
       {"donate", {"HAKMEM_THP=2", "HAKMEM_RETAIN_KB=65536"}},
+      {"learn",
+       {"HAKMEM_BIGCACHE_MB=8", "HAKMEM_RETAIN_SHARE=0", "HAKMEM_BIGCACHE_DECAY_MS=300", "HAKMEM_ACE=1"}},
+      {"learn0",
+       {"HAKMEM_BIGCACHE_MB=8", "HAKMEM_RETAIN_SHARE=0", "HAKMEM_BIGCACHE_DECAY_MS=300", "HAKMEM_ACE=0"}},
       {"moves", {"HAKMEM_BIGCACHE_MB=0", "HAKMEM_INVALID_FREE=2"}},
   };
   static child_t c;

@@ -128,7 +128,7 @@ time.sleep(0.4)'
 check "a program runs under run --timeline" "$rc" "$rc: $err"
 python3 - "$tl" <<'EOF'
 import json, sys
-keys = ["pid", "start", "t_ms", "rss", "committed", "in_use", "empty", "slab_free", "purged", "minflt", "majflt", "tiny", "mid", "pool", "large"]
+keys = ["pid", "start", "t_ms", "rss", "committed", "in_use", "empty", "slab_free", "purged", "room", "keep", "minflt", "majflt", "tiny", "mid", "pool", "large"]
 lines = [json.loads(l) for l in open(sys.argv[1])]
 runs = {}
 for l in lines:

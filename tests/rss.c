@@ -20,6 +20,18 @@
  *          purge delay) at the next free; 24 MiB freed at once (past
  *          twice the budget) are purged right away and RSS drops; `delay0`
  *          (HAKMEM_PURGE_DELAY_MS=0) purges the 6 MiB at once
+ *   refault  HAKMEM_RETAIN_SHARE=0 (the budget is 4 MiB), HAKMEM_ACE=1 and
+ *          HAKMEM_REFAULT_KEEP_MS=5000: 24 MiB of 1 KiB blocks allocated
+ *          and freed three times. The first free purges them (past twice
+ *          the budget); the second round takes them back, faulting 12 MiB
+ *          and more in again, which the report's "keep" then says; so the
+ *          second free keeps them, and the third round faults in at most a
+ *          quarter of what the second did. `refault0` (HAKMEM_ACE=0): the
+ *          third round faults in at least half as much as the second,
+ *          keep 0. `refault-lapse` (HAKMEM_REFAULT_KEEP_MS=20): 400 ms
+ *          after the second round (20 halvings), the keep is below 64 KiB
+ *          and a refill (a class not used before) purges the empty memory
+ *          down to the budget: at most 8 MiB empty
  *   spares with HAKMEM_RETAIN_SHARE=1 (the budget is the memory in use),
  *          48 MiB of 8 KiB blocks freed beside 64 MiB of Large blocks are
  *          kept as spare slabs; once the Large blocks are freed too, 50 ms
@@ -161,6 +173,63 @@ static int trim_then_alloc(char **p, int n, size_t sz, const char *what) {
     memset(p[i], i, sz);
   }
   return 1;
+}
+
+/* 24 MiB of 1 KiB blocks allocated (every page written) and freed; the
+ * bytes of purged memory the allocations took back. */
+static size_t refault_round(char **p, size_t n) {
+  hak_stats_t s0, s1;
+  hak.stats(&s0);
+  for (size_t i = 0; i < n; i++) {
+    p[i] = malloc(LAUNDER(1000));
+    if (p[i]) memset(p[i], 0x3D, 1000);
+  }
+  hak.stats(&s1);
+  for (size_t i = 0; i < n; i++) free(p[i]);
+  return (size_t)(s1.purged_reused - s0.purged_reused);
+}
+
+static char json[1 << 17];
+
+static long long refault_keep(void) {
+  stats_json(json, sizeof json, NULL);
+  const char *a = strstr(json, "\"ace\":{");
+  return a ? json_field(a, "keep") : -1;
+}
+
+static int mode_refault(const char *mode) {
+  enum { N = 24 * 1024 };
+  static char *p[N];
+  int ace = strcmp(mode, "refault0") != 0;
+  if (!CHECK("hak_stats is available", hak.stats != NULL)) return th_done();
+  refault_round(p, N);
+  size_t second = refault_round(p, N);
+  long long keep = refault_keep();
+  CHECKV("the second round takes back at least 12 MiB of purged memory", second >= 12 * MiB, "%.1f MiB",
+         (double)second / MiB);
+  if (ace)
+    CHECKV("HAKMEM_ACE: the report keeps what was taken back", keep == (long long)second,
+           "keep %lld, taken back %zu", keep, second);
+  else CHECKV("HAKMEM_ACE=0: nothing kept", keep == 0, "keep %lld", keep);
+  if (strcmp(mode, "refault-lapse") == 0) {
+    sleep_s(0.4);
+    keep = refault_keep();
+    CHECKV("20 halvings later, the keep has lapsed", keep >= 0 && keep < 64 * 1024, "keep %lld", keep);
+    free(malloc(LAUNDER(24 * 1024))); /* a refill: the budget is checked */
+    hak_stats_t s;
+    hak.stats(&s);
+    CHECKV("and a refill purges the empty memory down to the budget", s.empty <= 8 * MiB, "empty %.1f MiB",
+           (double)s.empty / MiB);
+    return th_done();
+  }
+  size_t third = refault_round(p, N);
+  if (ace)
+    CHECKV("HAKMEM_ACE: the third round faults in at most a quarter of what the second did",
+           third <= second / 4, "%.1f MiB, then %.1f MiB", (double)second / MiB, (double)third / MiB);
+  else
+    CHECKV("HAKMEM_ACE=0: the third round faults it all in again", third >= second / 2,
+           "%.1f MiB, then %.1f MiB", (double)second / MiB, (double)third / MiB);
+  return th_done();
 }
 
 static int mode_delay(int with_delay) {
@@ -666,6 +735,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "delay") == 0) return mode_delay(1);
     if (strcmp(argv[1], "delay0") == 0) return mode_delay(0);
     if (strcmp(argv[1], "spares") == 0) return mode_spares();
+    if (strncmp(argv[1], "refault", 7) == 0) return mode_refault(argv[1]);
     if (strcmp(argv[1], "room") == 0) return mode_room(1);
     if (strcmp(argv[1], "room0") == 0) return mode_room(0);
     if (strcmp(argv[1], "remote") == 0) return mode_remote();
@@ -686,6 +756,14 @@ int main(int argc, char **argv) {
   child_merge("delay", run_self("delay", min_budget, &c, 120), &c);
   static const char *const min_no_delay[] = {"HAKMEM_RETAIN_SHARE=0", "HAKMEM_PURGE_DELAY_MS=0", NULL};
   child_merge("delay0", run_self("delay0", min_no_delay, &c, 120), &c);
+  static const char *const refault[] = {"HAKMEM_RETAIN_SHARE=0", "HAKMEM_ACE=1",
+                                        "HAKMEM_REFAULT_KEEP_MS=5000", NULL};
+  child_merge("refault", run_self("refault", refault, &c, 120), &c);
+  static const char *const refault0[] = {"HAKMEM_RETAIN_SHARE=0", "HAKMEM_ACE=0", NULL};
+  child_merge("refault0", run_self("refault0", refault0, &c, 120), &c);
+  static const char *const lapse[] = {"HAKMEM_RETAIN_SHARE=0", "HAKMEM_ACE=1", "HAKMEM_REFAULT_KEEP_MS=20",
+                                      NULL};
+  child_merge("refault-lapse", run_self("refault-lapse", lapse, &c, 120), &c);
   static const char *const share_all[] = {"HAKMEM_RETAIN_SHARE=1", NULL};
   child_merge("spares", run_self("spares", share_all, &c, 120), &c);
   static const char *const no_delay[] = {"HAKMEM_PURGE_DELAY_MS=0", NULL};

@@ -37,29 +37,9 @@
 static char *blocks[N];
 static char json[1 << 17];
 
-/* hak_stats_json into `json`; with st, hak_stats just before it, nothing
- * allocated between the two. */
-static void read_json_with(hak_stats_t *st) {
-  FILE *f = tmpfile();
-  if (!f) exit(3);
-  if (st) hak.stats(st);
-  hak.stats_json(fileno(f));
-  rewind(f);
-  size_t n = fread(json, 1, sizeof json - 1, f);
-  json[n] = 0;
-  fclose(f);
-}
+static void read_json_with(hak_stats_t *st) { stats_json(json, sizeof json, st); }
 
 static void read_json(void) { read_json_with(NULL); }
-
-/* Field `name` of the object that begins at `obj` (-1 if absent). */
-static long long field_in(const char *obj, const char *name) {
-  char key[64];
-  snprintf(key, sizeof key, "\"%s\":", name);
-  const char *end = strchr(obj, '}');
-  const char *p = strstr(obj, key);
-  return p && (!end || p < end) ? atoll(p + strlen(key)) : -1;
-}
 
 /* Field `name` of the row of the class of `size`-byte blocks (0 if the
  * class has no row yet). */
@@ -69,7 +49,7 @@ static long long size_field(size_t size, const char *name) {
   const char *row = strstr(json, key);
   if (!row) return 0;
   while (row > json && *row != '{') row--;
-  return field_in(row, name);
+  return json_field(row, name);
 }
 
 static long long class_field(const char *name) { return size_field(SIZE + 8, name); }
@@ -95,7 +75,7 @@ static void *freer(void *arg) {
   return NULL;
 }
 
-static long long top_field(const char *name) { return field_in(json, name); }
+static long long top_field(const char *name) { return json_field(json, name); }
 
 static int work(void) {
   if (!check_hakmem_is_malloc()) return th_done();
@@ -154,19 +134,19 @@ static int work(void) {
   const char *lat = strstr(json, "\"latency\":{");
   const char *tiny = lat ? strstr(lat, "\"tiny\":{") : NULL, *fr = lat ? strstr(lat, "\"free\":{") : NULL;
   const char *tiers = strstr(json, "\"tiers\":[");
-  long long tiny_misses = tiers ? field_in(strstr(tiers, "{\"tier\":\"tiny\""), "misses") : -1;
-  long long tiny_slow = tiers ? field_in(strstr(tiers, "{\"tier\":\"tiny\""), "slow_frees") : -1;
+  long long tiny_misses = tiers ? json_field(strstr(tiers, "{\"tier\":\"tiny\""), "misses") : -1;
+  long long tiny_slow = tiers ? json_field(strstr(tiers, "{\"tier\":\"tiny\""), "slow_frees") : -1;
   CHECKV("HAKMEM_SAMPLE=1: the tiny tier's latency samples are its misses",
-         tiny && field_in(tiny, "samples") == tiny_misses && tiny_misses >= 15, "%lld samples, %lld misses",
-         tiny ? field_in(tiny, "samples") : -1, tiny_misses);
+         tiny && json_field(tiny, "samples") == tiny_misses && tiny_misses >= 15, "%lld samples, %lld misses",
+         tiny ? json_field(tiny, "samples") : -1, tiny_misses);
   CHECKV("and the slow frees' samples are the slow frees (all tiny here)",
-         fr && field_in(fr, "samples") >= tiny_slow && tiny_slow >= N, "%lld samples, %lld slow frees",
-         fr ? field_in(fr, "samples") : -1, tiny_slow);
+         fr && json_field(fr, "samples") >= tiny_slow && tiny_slow >= N, "%lld samples, %lld slow frees",
+         fr ? json_field(fr, "samples") : -1, tiny_slow);
   CHECKV("p50 <= p99 <= p99.9, none 0",
-         tiny && field_in(tiny, "p50_ns") > 0 && field_in(tiny, "p50_ns") <= field_in(tiny, "p99_ns") &&
-             field_in(tiny, "p99_ns") <= field_in(tiny, "p999_ns"),
-         "%lld %lld %lld", tiny ? field_in(tiny, "p50_ns") : -1, tiny ? field_in(tiny, "p99_ns") : -1,
-         tiny ? field_in(tiny, "p999_ns") : -1);
+         tiny && json_field(tiny, "p50_ns") > 0 && json_field(tiny, "p50_ns") <= json_field(tiny, "p99_ns") &&
+             json_field(tiny, "p99_ns") <= json_field(tiny, "p999_ns"),
+         "%lld %lld %lld", tiny ? json_field(tiny, "p50_ns") : -1, tiny ? json_field(tiny, "p99_ns") : -1,
+         tiny ? json_field(tiny, "p999_ns") : -1);
 
   /* hak_stats, the JSON and mallinfo2 agree (nothing allocated between). */
   hak_stats_t st;
@@ -178,8 +158,8 @@ static int work(void) {
          "in_use %lld/%zu committed %lld/%zu", top_field("in_use"), st.in_use, top_field("committed"),
          st.committed);
   CHECKV("the JSON's system calls are hak_stats's",
-         st.mmap_calls > 0 && field_in(strstr(json, "\"mmap\":{"), "calls") == (long long)st.mmap_calls &&
-             field_in(strstr(json, "\"madvise\":{"), "calls") == (long long)st.madvise_calls,
+         st.mmap_calls > 0 && json_field(strstr(json, "\"mmap\":{"), "calls") == (long long)st.mmap_calls &&
+             json_field(strstr(json, "\"madvise\":{"), "calls") == (long long)st.madvise_calls,
          "mmap %llu", (unsigned long long)st.mmap_calls);
   hak.stats(&st);
   struct mallinfo2 mi = mallinfo2();

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -168,6 +169,30 @@ __attribute__((unused)) static int hak_load(void) {
   for (size_t i = 0; i < sizeof hak / sizeof(void *); i++)
     if (!f[i]) return 0;
   return 1;
+}
+
+/* ---- statistics as JSON ------------------------------------------------ */
+/* hak_stats_json into out (n bytes, NUL-terminated); with st, hak_stats
+ * just before it, nothing allocated between the two. */
+__attribute__((unused)) static void stats_json(char *out, size_t n, hak_stats_t *st) {
+  FILE *f = tmpfile();
+  if (!f) exit(3);
+  if (st) hak.stats(st);
+  hak.stats_json(fileno(f));
+  rewind(f);
+  size_t got = fread(out, 1, n - 1, f);
+  out[got] = 0;
+  fclose(f);
+}
+
+/* Field `name` (a whole number) of the object that begins at `obj`, -1 if
+ * absent. */
+__attribute__((unused)) static long long json_field(const char *obj, const char *name) {
+  char key[64];
+  snprintf(key, sizeof key, "\"%s\":", name);
+  const char *end = strchr(obj, '}');
+  const char *p = strstr(obj, key);
+  return p && (!end || p < end) ? atoll(p + strlen(key)) : -1;
 }
 
 /* Address of a symbol as the process resolves it (NULL if absent). In the
