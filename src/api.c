@@ -35,11 +35,17 @@ void *_hak_calloc(size_t n, size_t size) {
  * block size is a multiple of the alignment: slabs start 64 KiB aligned
  * (4 KiB in unit 0, which only holds blocks up to 4 KiB), so every block of
  * such a class is aligned. The rest are Large. */
+/* A failure of an aligned allocation: its record is built only here, off
+ * the path that succeeds (comprehensive/aligned: 7 instructions fewer per
+ * allocation). */
+static __attribute__((noinline, cold)) void *aligned_fail(const char *who, size_t size, size_t align,
+                                                          int why) {
+  return _hak_fail((hak_ask_t){.who = who, .size = size, .align = align}, why);
+}
+
 void *_hak_alloc_aligned(size_t align, size_t size, const char *who) {
   if (align <= 16) return hak_alloc_inline(size, who);
-  hak_ask_t ask = {.who = who, .size = size, .align = align};
-  if (size > PTRDIFF_MAX) return _hak_fail(ask, HAK_FAIL_SIZE);
-  if (align >> HAK_ADDR_BITS) return _hak_fail(ask, HAK_FAIL_ALIGN);
+  if (size > PTRDIFF_MAX) return aligned_fail(who, size, align, HAK_FAIL_SIZE);
   if (align <= HAK_UNIT_SIZE) {
     size_t rounded = (size + align - 1) & ~(align - 1);
     if (rounded == 0) rounded = align;
@@ -53,11 +59,12 @@ void *_hak_alloc_aligned(size_t align, size_t size, const char *who) {
       return hak_alloc_class(cls, who);
     }
   }
+  if (align >> HAK_ADDR_BITS) return aligned_fail(who, size, align, HAK_FAIL_ALIGN);
   /* A Large block of 0 bytes would have no usable byte, which realloc and
    * malloc_usable_size could not tell from a bad pointer. */
   void *p = _hak_large_alloc(size ? size : 1, align, false);
   if (p && HAK_UNLIKELY(_hak_profile_on)) _hak_heap_sample_large(p, size);
-  return p ? p : _hak_fail(ask, HAK_FAIL_MAP);
+  return p ? p : aligned_fail(who, size, align, HAK_FAIL_MAP);
 }
 
 /* The usable size of p; a pointer that is not a live block is reported
