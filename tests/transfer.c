@@ -15,8 +15,8 @@
  *   large  the survivors are pool and Large blocks (32 KiB .. 2 MiB)
  * and checks: every block is intact when it is freed; from round N/4 to
  * round N (after the main thread's frees), RSS beyond the bytes of the
- * blocks in the array grows by less than 8 MiB (32 in the large mode,
- * whose empty memory moves with its live set), the memory in slabs but in
+ * blocks in the array and the empty memory hakmem keeps for reuse grows by
+ * less than 8 MiB (32 in the large mode), the memory in slabs but in
  * no live block (slab_free, where stranded slabs show) and the metadata by
  * less than 8 MiB, and (small mode) the number of slabs by less than 32
  * (growth after that point is a leak, not warm-up); after the final free, and once the
@@ -232,15 +232,21 @@ static int mode_run(int large) {
       (long long)rest.st.unaccounted, start.st.in_use);
   /* The blocks in the array come and go at random (in the large mode, by
    * tens of MiB), and the empty memory kept for reuse with them (a quarter
-   * of the memory in use, and the threads' working rooms): RSS beyond the
-   * live blocks may move by that much. What must not grow at all is the
-   * memory that is neither in live blocks nor empty: slabs held or
-   * detached with no block in use (the creep) and metadata. */
+   * of the memory in use, and the threads' working rooms, which follow how
+   * the threads were scheduled): RSS beyond the live blocks and that empty
+   * memory may move by less. (Counting the empty memory in, the large mode
+   * grew by 27 and 34 MiB in runs of two builds under load.) What must not
+   * grow at all is the memory that is neither in live blocks nor empty:
+   * slabs held or detached with no block in use (the creep) and metadata. */
   long bound = large ? 4 * GROWTH_BOUND : GROWTH_BOUND;
-  CHECKV("RSS beyond the live blocks grows by less than 8 MiB (large mode: 32) from round N/4 to N",
-         (end.rss - end.live) - (quarter.rss - quarter.live) < bound,
-         "RSS %ld -> %ld KiB, live %ld -> %ld KiB", quarter.rss >> 10, end.rss >> 10, quarter.live >> 10,
-         end.live >> 10);
+  long beyond_quarter = quarter.rss - quarter.live - (long)quarter.st.empty;
+  long beyond_end = end.rss - end.live - (long)end.st.empty;
+  CHECKV(
+      "RSS beyond the live blocks and the empty memory kept grows by less than 8 MiB (large mode: 32) from "
+      "round N/4 to N",
+      beyond_end - beyond_quarter < bound, "RSS %ld -> %ld KiB, live %ld -> %ld KiB, empty %zu -> %zu KiB",
+      quarter.rss >> 10, end.rss >> 10, quarter.live >> 10, end.live >> 10, quarter.st.empty >> 10,
+      end.st.empty >> 10);
   CHECKV("memory in slabs but in no live block, and metadata, grow by less than 8 MiB from round N/4 to N",
          (long)(end.st.slab_free + end.st.metadata) - (long)(quarter.st.slab_free + quarter.st.metadata) <
              GROWTH_BOUND,
