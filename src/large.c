@@ -227,6 +227,19 @@ static bool cache_put(char *base, size_t size, hak_tick_t now, bool resident, bo
   return true;
 }
 
+/* The part of a mapping from a 2 MiB boundary on, `size` bytes (maybe 0),
+ * once the front is taken (cache_cut, cache_donate): cached as a mapping of
+ * its own if it can hold a Large block and fits in the budget, else
+ * unmapped. Large lock held. */
+static void cache_put_tail(char *tail, size_t size, hak_tick_t now, bool resident, bool zeroed) {
+  if (size > HAK_POOL_MAX + HAK_PAGE && cache_put(tail, size, now, resident, zeroed)) {
+    ((hak_large_t *)tail)->magic = 0; /* its header was inside the block */
+    hak_chunk_mark(tail, HAK_CHUNK_LARGE);
+  } else if (size) {
+    unmap_region(tail, size);
+  }
+}
+
 /* Where a mapping of `size` bytes cut for a block of `need` is cut: at
  * the next 2 MiB boundary if the part past it can hold a Large block (it
  * stays cached), else at its end (cache_cut). */
@@ -323,20 +336,11 @@ static char *mapping_resize(char *base, size_t old, size_t need) {
  * kept; what lies before it is unmapped. */
 static void cache_cut(const cache_entry_t *e, size_t need, hak_tick_t now) {
   size_t cut = cut_point(need, e->size);
-  bool keep = cut < e->size;
   if (cut > need) _hak_os_unmap(e->base + need, cut - need);
-  char *tail = e->base + cut;
-  if (keep) ((hak_large_t *)tail)->magic = 0; /* its header was inside the block */
   _hak_lock(&_hak_large_lock);
   mapped_bytes -= cut - need;
-  if (keep) {
-    if (cache_put(tail, e->size - cut, now, e->resident, e->zeroed)) {
-      hak_chunk_mark(tail, HAK_CHUNK_LARGE);
-      cache_decay(now, false); /* within the byte budget again */
-    } else {
-      unmap_region(tail, e->size - cut);
-    }
-  }
+  cache_put_tail(e->base + cut, e->size - cut, now, e->resident, e->zeroed);
+  cache_decay(now, false); /* within the byte budget again */
   large_unlock();
 }
 
@@ -363,14 +367,7 @@ static unsigned cache_donate(size_t want, donor_t *d, hak_tick_t now, size_t *do
     d[n++] = (donor_t){e.base, take};
     want -= take;
     *donated += take;
-    char *tail = e.base + take;
-    if (rest > HAK_POOL_MAX + HAK_PAGE && cache_put(tail, rest, now, true, false)) {
-      ((hak_large_t *)tail)->magic = 0; /* a freed mapping's header */
-      hak_chunk_mark(tail, HAK_CHUNK_LARGE);
-    } else if (rest) {
-      _hak_os_unmap(tail, rest);
-      mapped_bytes -= rest;
-    }
+    cache_put_tail(e.base + take, rest, now, true, false);
   }
   return n;
 }
