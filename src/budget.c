@@ -37,6 +37,10 @@
  * one that stops doing it keeps the memory for a few hundred milliseconds.
  * malloc_trim forgets it all.
  *
+ * The policy in force (elo.c; "static" without HAKMEM_ELO) scales the
+ * purge delay and the budget, may leave the room out, and may raise the
+ * budget to the peak of committed memory (hak_budget, hak_purge_delay).
+ *
  * A thread gathers its changes to the totals in its heap and adds them in
  * once one passes HAK_MEM_BATCH, so that threads churning large blocks do not all
  * write one cache line; each total is off by less than that per thread
@@ -103,6 +107,14 @@ void _hak_budget_flush(hak_budget_local_t *b) {
         b->delta[w];
     b->delta[w] = 0;
   }
+}
+
+/* HAKMEM_ELO's epoch may end by volume (elo.c). */
+void _hak_budget_taken(hak_budget_local_t *b) {
+  uint64_t taken = atomic_fetch_add_explicit(&_hak_mem.taken, b->taken, memory_order_relaxed) + b->taken;
+  b->taken = 0;
+  if (taken >= atomic_load_explicit(&_hak_elo_due_taken, memory_order_relaxed))
+    _hak_elo_tick(_hak_os_ticks(), atomic_load_explicit(&_hak_mem.committed, memory_order_relaxed), taken);
 }
 
 void _hak_budget_drop_room(hak_budget_local_t *b) {

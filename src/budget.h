@@ -20,12 +20,14 @@ typedef struct hak_mem_totals {
   _Atomic hak_tick_t refaulted_at;   /* ... as of then: the figure halves every REFAULT_KEEP_MS since */
   _Atomic hak_tick_t trimmed_at;     /* the last malloc_trim: memory freed before it proves nothing */
   _Alignas(64) _Atomic size_t committed, peak;
+  _Atomic uint64_t taken; /* bytes taken into use so far, as the heaps added them (HAKMEM_ELO's volume) */
 } hak_mem_totals_t;
 extern hak_mem_totals_t _hak_mem;
-void _hak_room_add(hak_budget_local_t *b); /* b's room change into the total room */
-void _hak_room_reused(void);               /* a reuse: the room does not lapse yet */
-void _hak_mem_refaulted(size_t bytes);     /* purged memory taken back (HAKMEM_ACE: kept for a while) */
-void _hak_mem_refaulted_forget(void);      /* malloc_trim: nothing is kept for refaults any more */
+void _hak_room_add(hak_budget_local_t *b);     /* b's room change into the total room */
+void _hak_room_reused(void);                   /* a reuse: the room does not lapse yet */
+void _hak_mem_refaulted(size_t bytes);         /* purged memory taken back (HAKMEM_ACE: kept for a while) */
+void _hak_mem_refaulted_forget(void);          /* malloc_trim: nothing is kept for refaults any more */
+void _hak_budget_taken(hak_budget_local_t *b); /* b's bytes taken into use into the total */
 
 /* Whether purged memory that became empty at `freed` (tick >> HAK_AGE_SHIFT)
  * and is taken back now counts as a refault: if it was freed after the
@@ -61,6 +63,7 @@ static inline void hak_mem_move(size_t bytes, int from, int to) {
   if (to == HAK_MEM_EMPTY) hak_room_move(b, -(int64_t)(bytes / HAK_ROOM_DRAIN));
   if (from != HAK_MEM_NONE) b->delta[from] -= (int64_t)bytes;
   if (to != HAK_MEM_NONE) b->delta[to] += (int64_t)bytes;
+  if (to == HAK_MEM_USED && (b->taken += bytes) >= (uint64_t)HAK_MEM_BATCH) _hak_budget_taken(b);
   if (hak_mem_batch_full(b->delta[0]) || hak_mem_batch_full(b->delta[1])) _hak_budget_flush(b);
 }
 
@@ -82,9 +85,10 @@ static inline size_t hak_mem_total(hak_budget_local_t *b, int w) {
 
 /* The working room in force: earned, not lapsed, and at most the memory
  * in use (so a small program does not keep ROOM_MB for a few MiB of
- * blocks). */
+ * blocks); none under a policy without it (elo.c). */
 static inline size_t hak_room_in_force(hak_budget_local_t *b, size_t used, hak_tick_t now) {
-  if (now >= atomic_load_explicit(&_hak_mem.room_until, memory_order_relaxed)) return 0;
+  if (!hak_policy()->room || now >= atomic_load_explicit(&_hak_mem.room_until, memory_order_relaxed))
+    return 0;
   int64_t room = atomic_load_explicit(&_hak_mem.room, memory_order_relaxed);
   if (b) room += b->room - b->room_added; /* with this thread's own room as it is */
   uint32_t earners = atomic_load_explicit(&_hak_mem.earners, memory_order_relaxed);
@@ -102,13 +106,18 @@ static inline size_t hak_refault_keep(hak_tick_t now) {
   return halves >= 64 ? 0 : r >> halves;
 }
 
-/* The budget as of `now`. */
+/* The budget as of `now`, as the policy in force scales it (elo.c). */
 static inline size_t hak_budget(hak_budget_local_t *b, hak_tick_t now) {
+  const hak_policy_t *pol = hak_policy();
   size_t min = (size_t)hak_opt(HAK_OPT_RETAIN_KB) << 10, used = hak_mem_total(b, HAK_MEM_USED);
   long share = hak_opt(HAK_OPT_RETAIN_SHARE);
   size_t dyn = share ? used / (size_t)share : 0, room = hak_room_in_force(b, used, now);
-  size_t budget = dyn > min ? dyn : min, keep = hak_refault_keep(now);
+  size_t budget = (dyn > min ? dyn : min) / 4 * pol->budget_x4, keep = hak_refault_keep(now);
   if (keep > budget) budget = keep;
+  if (pol->to_peak) {
+    size_t peak = atomic_load_explicit(&_hak_mem.peak, memory_order_relaxed);
+    if (peak > budget) budget = peak;
+  }
   return room > budget ? room : budget;
 }
 
@@ -117,13 +126,16 @@ static inline size_t hak_budget(hak_budget_local_t *b, hak_tick_t now) {
  * once a millisecond has passed since it last did: what other threads
  * changed meanwhile, above all what exiting threads gave back, then counts
  * in its decisions (a line other threads write is read at most once a
- * millisecond per thread). */
+ * millisecond per thread); HAKMEM_ELO's epoch ends then if its time is up. */
 static inline int hak_budget_excess(hak_tick_t now) {
   hak_budget_local_t *b = hak_tls_budget();
   if (b && now >= b->look_at) {
     b->look_at = now + _hak_os_ms_ticks(1);
     for (int w = 0; w < 2; w++)
       b->seen[w] = (int64_t)atomic_load_explicit(&_hak_mem.total[w], memory_order_relaxed);
+    if (now >= atomic_load_explicit(&_hak_elo_due, memory_order_relaxed))
+      _hak_elo_tick(now, atomic_load_explicit(&_hak_mem.committed, memory_order_relaxed),
+                    atomic_load_explicit(&_hak_mem.taken, memory_order_relaxed));
   }
   size_t empty = hak_mem_total(b, HAK_MEM_EMPTY), budget = hak_budget(b, now);
   return empty > 2 * budget ? HAK_MEM_FAR_OVER : empty > budget ? HAK_MEM_OVER : HAK_MEM_WITHIN;
@@ -138,10 +150,10 @@ static inline bool hak_budget_above_target(void) {
   return hak_mem_total(b, HAK_MEM_EMPTY) > hak_budget(b, _hak_os_ticks()) / 4 * 3;
 }
 
-/* PURGE_DELAY_MS in ticks: memory empty for less is not purged (unless
- * far over the budget). */
+/* PURGE_DELAY_MS in ticks, as the policy in force scales it: memory
+ * empty for less is not purged (unless far over the budget). */
 static inline hak_tick_t hak_purge_delay(void) {
-  return _hak_os_ms_ticks((uint64_t)hak_opt(HAK_OPT_PURGE_DELAY_MS));
+  return _hak_os_ms_ticks((uint64_t)hak_opt(HAK_OPT_PURGE_DELAY_MS)) * hak_policy()->delay_x4 / 4;
 }
 
 #endif

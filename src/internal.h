@@ -330,15 +330,18 @@ int _hak_os_sigaction(int sig, const struct sigaction *act, struct sigaction *ol
 int _hak_os_sigaltstack(void *stack, size_t size);
 /* For the timeline (timeline.c) and the heap profile (profile.c): files
  * opened to append to (created if absent), to write or to read (-errno on
- * failure), the resident bytes (0 if unknown), the process's minor and
- * major page faults so far, and a sleep. */
+ * failure), the resident bytes (0 if unknown), the process's page faults
+ * and system time so far, and a sleep. */
 int _hak_os_open_append(const char *path);
 int _hak_os_open_write(const char *path); /* created or truncated */
 int _hak_os_open_read(const char *path);
 long _hak_os_read(int fd, void *buf, size_t n); /* bytes read, 0 at the end, or -errno */
 void _hak_os_close(int fd);
 size_t _hak_os_rss(void);
-void _hak_os_faults(uint64_t *minor, uint64_t *major);
+typedef struct hak_usage {
+  uint64_t minor_faults, major_faults, sys_us; /* sys_us: system time, in microseconds */
+} hak_usage_t;
+void _hak_os_usage(hak_usage_t *u);
 void _hak_os_sleep_ms(uint64_t ms);
 uint64_t _hak_os_wall_ms(void); /* CLOCK_REALTIME in milliseconds */
 /* The process's secret (secure build): random, never 0, the same for every
@@ -534,6 +537,60 @@ static inline void hak_atomic_max(_Atomic size_t *peak, size_t v) {
   }
 }
 
+/* ---- elo.c: HAKMEM_ELO, the purge and retention policy in force -------
+ * A policy scales PURGE_DELAY_MS (delay_x4 / 4), the budget of empty
+ * memory's floor and share (budget_x4 / 4: RETAIN_KB, RETAIN_SHARE) and
+ * BigCache's budget (bigcache_x2 / 2), says whether the working room
+ * counts, and whether the budget is at least the peak of committed memory
+ * (to_peak: nothing the program needed before is purged). Without
+ * HAKMEM_ELO the first, "static" (the options as they are), is in force
+ * throughout. hak_elo_t is the rating engine's state; _hak_elo_close ends
+ * the epoch of the policy in force at `cost` and returns the next's. */
+#define HAK_POLICIES 4
+typedef struct hak_policy {
+  const char *name;
+  uint16_t delay_x4, budget_x4, bigcache_x2;
+  bool room, to_peak;
+} hak_policy_t;
+extern const hak_policy_t _hak_policies[HAK_POLICIES];
+extern _Atomic uint32_t _hak_policy_now; /* the index in force */
+static inline const hak_policy_t *hak_policy(void) {
+  return &_hak_policies[atomic_load_explicit(&_hak_policy_now, memory_order_relaxed)];
+}
+#define HAK_ELO_START 1500                        /* every rating's */
+#define HAK_ELO_K 32                              /* a game moves a rating by up to this */
+#define HAK_ELO_GAP 200                           /* a rating trails the leader's by at most this */
+#define HAK_ELO_TIE 0.03                          /* costs closer than 3 % make a draw */
+#define HAK_ELO_EXPLORE 10                        /* at most 1 epoch in this many explores (a trial is 2) */
+#define HAK_ELO_EPOCH_BYTES ((uint64_t)512 << 20) /* an epoch ends once this much is taken into use */
+typedef struct hak_elo {
+  uint64_t rng; /* the draws of exploration */
+  int32_t rating[HAK_POLICIES];
+  uint64_t epochs[HAK_POLICIES], wins[HAK_POLICIES], losses[HAK_POLICIES];
+  double cost[HAK_POLICIES]; /* each one's last epoch's, microseconds per second */
+  uint64_t epoch, explored;  /* epochs closed; epochs that explored */
+  uint32_t now;              /* the policy of the epoch running */
+  uint32_t challenger;       /* the one exploring, until its game (HAK_POLICIES: none) */
+  uint32_t trial;            /* its epochs closed */
+  double before;             /* the leader's cost in the epoch before the challenger's */
+} hak_elo_t;
+void _hak_elo_start(hak_elo_t *e, uint64_t seed);
+uint32_t _hak_elo_close(hak_elo_t *e, double cost);
+uint32_t hak_elo_leader(const hak_elo_t *e);
+double _hak_elo_expected(int32_t diff); /* a score's expectation, rated diff above the opponent */
+/* The process's epochs: _hak_elo_begin at start-up (with the options);
+ * budget.c calls _hak_elo_tick once time passes _hak_elo_due, or the
+ * bytes taken into use so far pass _hak_elo_due_taken (both never, with
+ * HAKMEM_ELO=0). */
+extern hak_lock_t _hak_elo_lock;
+extern _Atomic hak_tick_t _hak_elo_due;
+extern _Atomic uint64_t _hak_elo_due_taken;
+void _hak_elo_begin(void);
+void _hak_elo_restart(size_t committed,
+                      uint64_t taken); /* a new epoch (a fork child's: its counts start again) */
+void _hak_elo_tick(hak_tick_t now, size_t committed, uint64_t taken);
+void _hak_elo_figures(hak_elo_t *out); /* a copy of the engine, for the reports */
+
 /* ---- size_class.c: slab geometry (the classes are in size_class.h) ----- */
 size_t _hak_slab_units(size_t cls); /* units in a slab (or run) of cls */
 bool _hak_pool_single(size_t cls);  /* a run of cls holds one block */
@@ -568,6 +625,7 @@ typedef struct hak_budget_local {
   int64_t seen[2];          /* the totals at its last flush or look */
   hak_tick_t look_at;       /* when it looks at the totals again */
   int64_t room, room_added; /* its working room, and what the total room has of it */
+  uint64_t taken;           /* bytes taken into use not yet added to the total */
 } hak_budget_local_t;
 static inline hak_budget_local_t *hak_tls_budget(void);
 void _hak_budget_start(hak_budget_local_t *b);     /* a new heap's: the totals as they are */

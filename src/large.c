@@ -127,12 +127,13 @@ static void unmap_region(char *base, size_t size) {
   mapped_bytes -= size;
 }
 
-/* BigCache's byte budget: HAKMEM_BIGCACHE_MB, or as much of the live
- * Large bytes as the budget of empty memory allows (HAKMEM_RETAIN_SHARE),
- * whichever is more: a program that keeps many large buffers and replaces
- * them finds the pages it freed again. Large lock held. */
+/* BigCache's byte budget: HAKMEM_BIGCACHE_MB (as the policy in force
+ * scales it, elo.c), or as much of the live Large bytes as the budget of
+ * empty memory allows (HAKMEM_RETAIN_SHARE), whichever is more: a program
+ * that keeps many large buffers and replaces them finds the pages it freed
+ * again. Large lock held. */
 static size_t cache_budget(void) {
-  size_t min = (size_t)hak_opt(HAK_OPT_BIGCACHE_MB) << 20;
+  size_t min = ((size_t)hak_opt(HAK_OPT_BIGCACHE_MB) << 20) * hak_policy()->bigcache_x2 / 2;
   long share = hak_opt(HAK_OPT_RETAIN_SHARE);
   size_t dyn = share && min ? live_bytes / (size_t)share : 0, most = dyn > min ? dyn : min;
   return learned > most ? learned : most; /* learned: 0 with HAKMEM_BIGCACHE_MB=0 (ghost_note) */

@@ -39,6 +39,13 @@
     "caches that size themselves: memory purged and taken back is kept; BigCache grows on its misses")       \
   X(REFAULT_KEEP_MS, "HAKMEM_REFAULT_KEEP_MS", 100, 1, 3600000,                                              \
     "with HAKMEM_ACE: the memory kept for being taken back after a purge halves in this many ms")            \
+  X(ELO, "HAKMEM_ELO", 0, 0, 1,                                                                              \
+    "choose the purge and retention policy by its measured cost, epoch by epoch (Elo ratings)")              \
+  X(ELO_EPOCH_MS, "HAKMEM_ELO_EPOCH_MS", 100, 4, 60000, "with HAKMEM_ELO: an epoch's length (ms)")           \
+  X(ELO_MIB_US, "HAKMEM_ELO_MIB_US", 100, 0, 1000000,                                                        \
+    "with HAKMEM_ELO: what a resident MiB costs, in microseconds of work per second")                        \
+  X(ELO_SEED, "HAKMEM_ELO_SEED", 0, 0, 2147483647,                                                           \
+    "with HAKMEM_ELO: the seed of its exploration draws (0: from the clock)")                                \
   X(QUARANTINE_KB, "HAKMEM_QUARANTINE_KB", 512, 0, 65536,                                                    \
     "secure build: bytes of freed blocks each thread holds back from reuse (KiB)")                           \
   X(TRACE, "HAKMEM_TRACE", 0, 0, 1, "what to trace on stderr: oom (1), each failed allocation and why")      \

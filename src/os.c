@@ -250,11 +250,12 @@ size_t _hak_os_rss(void) {
   return pages * HAK_PAGE;
 }
 
-void _hak_os_faults(uint64_t *minor, uint64_t *major) {
+void _hak_os_usage(hak_usage_t *u) {
   struct rusage ru = {0};
   SYS(SYS_getrusage, RUSAGE_SELF, &ru, 0);
-  *minor = (uint64_t)ru.ru_minflt;
-  *major = (uint64_t)ru.ru_majflt;
+  u->minor_faults = (uint64_t)ru.ru_minflt;
+  u->major_faults = (uint64_t)ru.ru_majflt;
+  u->sys_us = (uint64_t)ru.ru_stime.tv_sec * 1000000 + (uint64_t)ru.ru_stime.tv_usec;
 }
 
 uint64_t _hak_os_wall_ms(void) {

@@ -41,6 +41,7 @@ typedef struct snapshot {
   uint64_t cls_slabs[2 * HAK_CLASSES]; /* current, peak */
   uint64_t cls_used[HAK_CLASSES];
   hak_learned_t learned; /* HAKMEM_ACE */
+  hak_elo_t elo;         /* HAKMEM_ELO */
 } snapshot_t;
 
 /* The SuperSlabs' slabs, from their unit maps (_hak_ss_lock held): every
@@ -116,6 +117,7 @@ static void take(snapshot_t *s, bool classes) {
   _hak_counters_totals(s->stat);
   _hak_class_events_add(NULL, s->cev);
   _hak_latency(s->lat);
+  _hak_elo_figures(&s->elo);
   _hak_os_calls(s->sys_calls, s->sys_bytes, s->sys_ns);
   for (size_t c = 0; c < HAK_CLASSES; c++) {
     s->st.allocs += s->cev[c][HAK_CSTAT_allocs];
@@ -134,8 +136,9 @@ static void take(snapshot_t *s, bool classes) {
   s->st.mremap_calls = s->sys_calls[HAK_SYS_MREMAP];
   s->st.mprotect_calls = s->sys_calls[HAK_SYS_MPROTECT];
   for (int k = 0; k < HAK_SYS_KINDS; k++) s->st.syscall_ns += s->sys_ns[k];
-  uint64_t major;
-  _hak_os_faults(&s->st.minor_faults, &major);
+  hak_usage_t u;
+  _hak_os_usage(&u);
+  s->st.minor_faults = u.minor_faults;
   s->st.slabs_detached = s->stat[HAK_STAT_slabs_detached];
   s->st.slabs_adopted = s->stat[HAK_STAT_slabs_adopted];
   s->st.invalid_frees = _hak_invalid_count();
@@ -379,6 +382,37 @@ static void put_learned_text(hak_buf_t *b, const snapshot_t *s) {
   _hak_buf_str(b, ")\n");
 }
 
+/* HAKMEM_ELO: the policy in force, and each one's rating and record
+ * (elo.c). */
+static void put_elo_text(hak_buf_t *b, const snapshot_t *s) {
+  const hak_elo_t *e = &s->elo;
+  _hak_buf_str(b, "  policy (HAKMEM_ELO=");
+  _hak_buf_dec(b, (uint64_t)hak_opt(HAK_OPT_ELO));
+  _hak_buf_str(b, "): in force ");
+  _hak_buf_str(b, _hak_policies[e->now].name);
+  _hak_buf_str(b, ", epochs ");
+  _hak_buf_dec(b, e->epoch);
+  _hak_buf_str(b, " (explored ");
+  _hak_buf_dec(b, e->explored);
+  _hak_buf_str(b, ")\n");
+  for (uint32_t i = 0; i < HAK_POLICIES; i++) {
+    _hak_buf_str(b, "    ");
+    _hak_buf_str(b, _hak_policies[i].name);
+    _hak_buf_pad(b, 14);
+    _hak_buf_str(b, "rating ");
+    _hak_buf_dec(b, (uint64_t)e->rating[i]);
+    _hak_buf_str(b, ", epochs ");
+    _hak_buf_dec(b, e->epochs[i]);
+    _hak_buf_str(b, ", won ");
+    _hak_buf_dec(b, e->wins[i]);
+    _hak_buf_str(b, ", lost ");
+    _hak_buf_dec(b, e->losses[i]);
+    _hak_buf_str(b, ", last cost ");
+    _hak_buf_dec(b, (uint64_t)e->cost[i]);
+    _hak_buf_str(b, " us/s\n");
+  }
+}
+
 static void json_key(hak_buf_t *b, const char *sep, const char *key, uint64_t v) {
   _hak_buf_str(b, sep);
   _hak_buf_str(b, "\"");
@@ -447,7 +481,29 @@ static void put_json(hak_buf_t *b, const snapshot_t *s) {
   json_key(b, ",", "bigcache_learned", s->learned.bigcache_learned);
   json_key(b, ",", "bigcache_grew", s->learned.bigcache_grew);
   json_key(b, ",", "bigcache_shrank", s->learned.bigcache_shrank);
-  _hak_buf_str(b, "}");
+  const hak_elo_t *e = &s->elo;
+  _hak_buf_str(b, "},\"elo\":{");
+  json_key(b, "", "on", (uint64_t)hak_opt(HAK_OPT_ELO));
+  _hak_buf_str(b, ",\"in_force\":\"");
+  _hak_buf_str(b, _hak_policies[e->now].name);
+  _hak_buf_str(b, "\",\"leader\":\"");
+  _hak_buf_str(b, _hak_policies[hak_elo_leader(e)].name);
+  _hak_buf_str(b, "\"");
+  json_key(b, ",", "epochs", e->epoch);
+  json_key(b, ",", "explored", e->explored);
+  _hak_buf_str(b, ",\"policies\":[");
+  for (uint32_t i = 0; i < HAK_POLICIES; i++) {
+    _hak_buf_str(b, i ? ",{\"name\":\"" : "{\"name\":\"");
+    _hak_buf_str(b, _hak_policies[i].name);
+    _hak_buf_str(b, "\"");
+    json_key(b, ",", "rating", (uint64_t)e->rating[i]);
+    json_key(b, ",", "epochs", e->epochs[i]);
+    json_key(b, ",", "wins", e->wins[i]);
+    json_key(b, ",", "losses", e->losses[i]);
+    json_key(b, ",", "cost_us", (uint64_t)e->cost[i]);
+    _hak_buf_str(b, "}");
+  }
+  _hak_buf_str(b, "]}");
 }
 
 HAK_API void hak_stats_print(int fd) {
@@ -478,6 +534,7 @@ HAK_API void hak_stats_print(int fd) {
   put_latency_text(&b, &s);
   put_syscalls_text(&b, &s);
   put_learned_text(&b, &s);
+  put_elo_text(&b, &s);
   _hak_profile_sites_text(&b);
   _hak_buf_flush(&b);
 }

@@ -137,7 +137,7 @@ uint64_t _hak_heaps_counters(uint64_t *n, uint64_t (*cls)[HAK_CSTAT_COUNT]) {
 /* ---- fork ------------------------------------------------------------- */
 static hak_lock_t *const fixed_order_head[] = {&_hak_heap_registry_lock, &_hak_global_heap_lock};
 static hak_lock_t *const fixed_order_tail[] = {&_hak_ss_lock, &_hak_large_lock, &_hak_profile_lock,
-                                               &_hak_meta_lock};
+                                               &_hak_meta_lock, &_hak_elo_lock};
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 static void fork_prepare(void) {
@@ -152,7 +152,8 @@ static void fork_parent(void) {
   for (size_t i = COUNT(fixed_order_head); i-- > 0;) _hak_unlock(fixed_order_head[i]);
 }
 
-/* In the child only this thread exists: the locks are free again, and the
+/* In the child only this thread exists: the locks are free again, HAKMEM_ELO
+ * starts a new epoch (the child's page faults and times count from 0), and the
  * heaps of the threads that did not come along let go of their slabs. A
  * heap (or its pool) that was in the middle of a slow path when fork
  * happened cannot be trusted: it is retired with its slabs (they stay held
@@ -161,6 +162,8 @@ static void fork_child(void) {
   for (size_t i = 0; i < COUNT(fixed_order_head); i++) atomic_store(&fixed_order_head[i]->state, 0);
   for (size_t c = 0; c < HAK_CLASSES; c++) atomic_store(&_hak_abandoned_lock[c].state, 0);
   for (size_t i = 0; i < COUNT(fixed_order_tail); i++) atomic_store(&fixed_order_tail[i]->state, 0);
+  _hak_elo_restart(atomic_load_explicit(&_hak_mem.committed, memory_order_relaxed),
+                   atomic_load_explicit(&_hak_mem.taken, memory_order_relaxed));
   hak_front_t *me = hak_tls_heap;
   for (hak_link_t *l = live_heaps.head, *next; l; l = next) {
     next = l->next;
@@ -180,6 +183,7 @@ void _hak_init(void) {
     return;
   _hak_options_load();
   _hak_os_ticks_per_ms(); /* starts measuring the TSC's rate */
+  _hak_elo_begin();
   if (pthread_key_create(&heap_key, heap_destructor) == 0)
     atomic_store_explicit(&key_ready, true, memory_order_release);
   pthread_atfork(fork_prepare, fork_parent, fork_child);

@@ -1,18 +1,22 @@
 /* timeline.c — HAKMEM_TIMELINE=FILE: a helper thread, started only when the
  * option is set, appends one JSON line of memory figures to FILE every
  * HAKMEM_TIMELINE_MS (100 ms), and the process one more at exit:
- *   {"pid":4242,"start":1764766800123,"t_ms":100,"rss":4321280,"committed":...,
- *    "in_use":...,"empty":...,"slab_free":...,"purged":...,"minflt":...,"majflt":...,"tiny":...,"mid":...,
- *    "pool":...,"large":...}
+ *   {"pid":4242,"start":1764766800123,"t_ms":100,"rss":4321280,
+ *    "committed":...,"in_use":...,"empty":...,"slab_free":...,"purged":...,
+ *    "room":...,"keep":...,"policy":"static","minflt":...,"majflt":...,
+ *    "tiny":...,"mid":...,"pool":...,"large":...}
  * pid and start (Unix time in ms) name the program that wrote it: a
  * program's children append to the same file when they inherit the
- * variable, and an exec keeps the pid; t_ms counts from start-up; rss is the process's resident bytes; committed,
- * in_use, empty, slab_free (the free bytes of the slabs held:
- * fragmentation) and purged are hak_stats_t's; minflt and majflt the
- * process's page faults so far (getrusage); tiny, mid, pool and large the
- * bytes of live blocks in each tier. A line is one write to a file opened
- * to append, so lines from several processes do not mix; a fork child
- * writes none (an exec'd one starts its own). `hakmem plot FILE` draws the timeline. */
+ * variable, and an exec keeps the pid; t_ms counts from start-up; rss is
+ * the process's resident bytes; committed, in_use, empty, slab_free (the
+ * free bytes of the slabs held: fragmentation) and purged are
+ * hak_stats_t's; room is the working room in force, keep the memory
+ * HAKMEM_ACE keeps for refaults, policy the one HAKMEM_ELO has in force;
+ * minflt and majflt the process's page faults so far (getrusage); tiny,
+ * mid, pool and large the bytes of live blocks in each tier. A line is
+ * one write to a file opened to append, so lines from several processes
+ * do not mix; a fork child writes none (an exec'd one starts its own).
+ * `hakmem plot FILE` draws the timeline. */
 #include <pthread.h>
 
 #include "internal.h"
@@ -30,9 +34,9 @@ static void field(hak_buf_t *b, const char *name, uint64_t v) {
 static void write_line(void) {
   hak_stats_t st;
   size_t tier[4];
-  uint64_t minflt, majflt;
+  hak_usage_t u;
   _hak_stats_tiers(&st, tier);
-  _hak_os_faults(&minflt, &majflt);
+  _hak_os_usage(&u);
   hak_buf_t b = {.fd = timeline_fd};
   field(&b, "{\"pid\":", (uint64_t)timeline_pid);
   field(&b, ",\"start\":", timeline_wall);
@@ -45,8 +49,11 @@ static void write_line(void) {
   field(&b, ",\"purged\":", st.purged);
   field(&b, ",\"room\":", st.room);
   field(&b, ",\"keep\":", hak_refault_keep(_hak_os_ticks()));
-  field(&b, ",\"minflt\":", minflt);
-  field(&b, ",\"majflt\":", majflt);
+  _hak_buf_str(&b, ",\"policy\":\"");
+  _hak_buf_str(&b, hak_policy()->name);
+  _hak_buf_str(&b, "\"");
+  field(&b, ",\"minflt\":", u.minor_faults);
+  field(&b, ",\"majflt\":", u.major_faults);
   field(&b, ",\"tiny\":", tier[0]);
   field(&b, ",\"mid\":", tier[1]);
   field(&b, ",\"pool\":", tier[2]);

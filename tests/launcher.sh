@@ -128,7 +128,7 @@ time.sleep(0.4)'
 check "a program runs under run --timeline" "$rc" "$rc: $err"
 python3 - "$tl" <<'EOF'
 import json, sys
-keys = ["pid", "start", "t_ms", "rss", "committed", "in_use", "empty", "slab_free", "purged", "room", "keep", "minflt", "majflt", "tiny", "mid", "pool", "large"]
+keys = ["pid", "start", "t_ms", "rss", "committed", "in_use", "empty", "slab_free", "purged", "room", "keep", "policy", "minflt", "majflt", "tiny", "mid", "pool", "large"]
 lines = [json.loads(l) for l in open(sys.argv[1])]
 runs = {}
 for l in lines:
@@ -138,7 +138,8 @@ lines = [l for l in lines if (l["pid"], l["start"]) == main]
 assert len(lines) >= 6, f"{len(lines)} lines in 0.4 s at 20 ms"
 for l in lines:
     assert list(l) == keys, list(l)
-    assert all(isinstance(l[k], int) and l[k] >= 0 for k in keys), l
+    assert all(isinstance(l[k], int) and l[k] >= 0 for k in keys if k != "policy"), l
+    assert l["policy"] == "static", l  # without HAKMEM_ELO
     assert l["in_use"] == l["tiny"] + l["mid"] + l["pool"] + l["large"], l
     assert l["committed"] >= l["in_use"] and l["rss"] > 0, l
 assert all(a["t_ms"] <= b["t_ms"] for a, b in zip(lines, lines[1:])), "time goes back"

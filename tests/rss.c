@@ -232,6 +232,75 @@ static int mode_refault(const char *mode) {
   return th_done();
 }
 
+/* HAKMEM_ELO's leader and figures from the JSON report: the leader's
+ * name into lead (16 bytes), the epochs in all and explored, and whether
+ * the policies' epochs add up to the whole. */
+typedef struct {
+  char lead[16];
+  long long epochs, explored, sum;
+} elo_seen_t;
+
+static elo_seen_t elo_look(void) {
+  elo_seen_t e = {.epochs = -1};
+  stats_json(json, sizeof json, NULL);
+  const char *o = strstr(json, "\"elo\":{"), *l = o ? strstr(o, "\"leader\":\"") : NULL;
+  if (!l) return e;
+  sscanf(l + 10, "%15[a-z]", e.lead);
+  e.epochs = json_field(o, "epochs");
+  e.explored = json_field(o, "explored");
+  for (const char *p = strstr(o, "{\"name\""); p; p = strstr(p + 1, "{\"name\""))
+    e.sum += json_field(p, "epochs");
+  return e;
+}
+
+/* HAKMEM_ELO=1 with 4 ms epochs, a 4 MiB budget (HAKMEM_RETAIN_SHARE=0)
+ * and a MiB worth 1 ms a second (HAKMEM_ELO_MIB_US=1000). First bursts:
+ * 24 MiB of 1 KiB blocks allocated, written and freed, again and again.
+ * Every policy but hoard purges most of it between bursts and faults it
+ * in again (6144 faults a burst), hoard keeps it (the budget is the
+ * peak): hoard is the cheapest by far, and must lead within 10 s, and
+ * keep the lead a second. Then quiet: a few blocks of a class after
+ * another, 1 ms apart. Memory is then the whole cost (and a 256 KiB block
+ * freed each time makes the budget looked at, so epochs end), and hoard
+ * keeps 24 MiB more than the others: it must lose the lead within 20 s (a
+ * draw moves ratings too: once a challenger has purged the memory, hoard
+ * costs no more than it). Throughout, at most 1 epoch in 10 explores and
+ * the policies' epochs add up. */
+static int mode_elo(void) {
+  enum { N = 24 * 1024 };
+  static char *p[N];
+  if (!CHECK("hak_stats_json is available", hak.stats_json != NULL)) return th_done();
+  elo_seen_t e = elo_look();
+  CHECKV("the report names the leader", e.epochs >= 0 && strcmp(e.lead, "static") == 0, "%s %lld", e.lead,
+         e.epochs);
+  double t0 = now_s(), led = -1;
+  for (; now_s() < t0 + 10; refault_round(p, N)) {
+    e = elo_look();
+    if (strcmp(e.lead, "hoard") == 0 && led < 0) led = now_s() - t0;
+    if (led >= 0 && now_s() > t0 + led + 1) break; /* and kept the lead a second */
+  }
+  printf("elo: hoard led after %.2f s (%lld epochs, %lld explored)\n", led, e.epochs, e.explored);
+  CHECKV("bursts: hoard, which purges nothing below the peak, leads and keeps the lead",
+         led >= 0 && strcmp(e.lead, "hoard") == 0, "leader %s after %.1f s", e.lead, now_s() - t0);
+  CHECKV("at most 1 epoch in 10 explores", e.explored * 10 <= e.epochs + 1, "%lld of %lld", e.explored,
+         e.epochs);
+  CHECKV("the policies' epochs add up to the epochs", e.sum == e.epochs || e.sum == e.epochs + 1,
+         "%lld of %lld", e.sum, e.epochs);
+  double t1 = now_s(), lost = -1;
+  for (unsigned k = 0; now_s() < t1 + 20 && lost < 0; k++) {
+    for (int i = 0; i < 16; i++) p[i] = malloc(LAUNDER(16 + 16 * (k % 200)));
+    for (int i = 0; i < 16; i++) free(p[i]);
+    free(malloc(LAUNDER(256 * 1024))); /* a pool run freed: the budget is looked at */
+    sleep_s(0.001);
+    if (k % 16 == 0 && strcmp((e = elo_look()).lead, "hoard") != 0) lost = now_s() - t1;
+  }
+  printf("elo: then %s led after %.2f s (%lld epochs, %lld explored)\n", e.lead, lost, e.epochs, e.explored);
+  CHECKV("quiet: memory is the cost, and hoard loses the lead", lost >= 0, "leader %s", e.lead);
+  CHECKV("at most 1 epoch in 10 explores", e.explored * 10 <= e.epochs + 1, "%lld of %lld", e.explored,
+         e.epochs);
+  return th_done();
+}
+
 static int mode_delay(int with_delay) {
   enum { N = 64, FIRST = 12, BURST = 48 };
   const size_t sz = 512 << 10;
@@ -736,6 +805,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "delay0") == 0) return mode_delay(0);
     if (strcmp(argv[1], "spares") == 0) return mode_spares();
     if (strncmp(argv[1], "refault", 7) == 0) return mode_refault(argv[1]);
+    if (strcmp(argv[1], "elo") == 0) return mode_elo();
     if (strcmp(argv[1], "room") == 0) return mode_room(1);
     if (strcmp(argv[1], "room0") == 0) return mode_room(0);
     if (strcmp(argv[1], "remote") == 0) return mode_remote();
@@ -764,6 +834,9 @@ int main(int argc, char **argv) {
   static const char *const lapse[] = {"HAKMEM_RETAIN_SHARE=0", "HAKMEM_ACE=1", "HAKMEM_REFAULT_KEEP_MS=20",
                                       NULL};
   child_merge("refault-lapse", run_self("refault-lapse", lapse, &c, 120), &c);
+  static const char *const elo[] = {"HAKMEM_RETAIN_SHARE=0",  "HAKMEM_ELO=1",      "HAKMEM_ELO_EPOCH_MS=4",
+                                    "HAKMEM_ELO_MIB_US=1000", "HAKMEM_ELO_SEED=5", NULL};
+  child_merge("elo", run_self("elo", elo, &c, 120), &c);
   static const char *const share_all[] = {"HAKMEM_RETAIN_SHARE=1", NULL};
   child_merge("spares", run_self("spares", share_all, &c, 120), &c);
   static const char *const no_delay[] = {"HAKMEM_PURGE_DELAY_MS=0", NULL};

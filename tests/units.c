@@ -141,6 +141,123 @@ static void test_budget(void) {
   CHECK("and no sooner than a quarter of the delay", _hak_purge_next(1000, 1) == 1000 + delay / 4);
 }
 
+/* ---- elo ---------------------------------------------------------------- */
+/* An engine fed the costs of `table` (microseconds per second), each
+ * epoch's off by up to ±10 % (the test's draws), for n epochs: how many ran
+ * the policy `want` among the last `tail`, and the first epoch after which
+ * `want` led (n if never). */
+static long elo_run(hak_elo_t *e, const double *table, long n, uint32_t want, long tail, long *led) {
+  long ran = 0;
+  *led = n;
+  for (long i = 0; i < n; i++) {
+    double noise = 0.9 + 0.2 * (double)(next() % 1001) / 1000;
+    if (i >= n - tail) ran += e->now == want;
+    _hak_elo_close(e, table[e->now] * noise);
+    if (hak_elo_leader(e) == want && *led == n) *led = i + 1;
+    if (hak_elo_leader(e) != want) *led = n;
+  }
+  return ran;
+}
+
+/* A game as the engine plays it: the leader's epoch at `before`, the
+ * challenger's two (the first, the change, at a cost that must not count;
+ * the second at `cost`), the leader's again at `after` (the challenger's
+ * cost + after against 2 x before). */
+static void elo_game(hak_elo_t *e, uint32_t challenger, double cost, uint32_t leader, double before,
+                     double after) {
+  e->now = e->challenger = challenger; /* as the leader's epoch at `before` left it when it explored */
+  e->before = before;
+  e->trial = 0;
+  _hak_elo_close(e, 1e9); /* the change itself: not counted */
+  CHECK("the challenger runs a second epoch", e->now == challenger);
+  _hak_elo_close(e, cost);
+  CHECK("then the leader runs", e->now == leader && e->challenger == challenger);
+  _hak_elo_close(e, after);
+}
+
+static void test_elo(void) {
+  CHECK("an even game is expected to end even", _hak_elo_expected(0) == 0.5);
+  double e400 = _hak_elo_expected(400);
+  CHECKV("400 points above: 10 to 1", e400 > 10.0 / 11 - 1e-9 && e400 < 10.0 / 11 + 1e-9, "%.12f", e400);
+  double worst = 0;
+  for (int32_t d = 0; d <= 1500; d += 7) {
+    double sum = _hak_elo_expected(d) + _hak_elo_expected(-d);
+    worst = sum - 1 > worst ? sum - 1 : 1 - sum > worst ? 1 - sum : worst;
+  }
+  CHECKV("the two sides' expectations add up to 1", worst < 1e-12, "%g", worst);
+  CHECK("a difference past 1200 counts as 1200", _hak_elo_expected(5000) == _hak_elo_expected(1200));
+
+  hak_elo_t e;
+  _hak_elo_start(&e, 1);
+  CHECK("every policy starts at 1500, the first in force",
+        e.rating[0] == 1500 && e.rating[3] == 1500 && e.now == 0 && hak_elo_leader(&e) == 0);
+  _hak_elo_close(&e, 100);
+  CHECK("an epoch of the leader alone plays no game",
+        e.rating[0] == 1500 && e.epoch == 1 && e.epochs[0] == 1);
+  e.rating[1] = 1501; /* leads */
+  e.rng = 0;          /* draws 0 forever: explores whenever the bound allows */
+  long trials = 0;
+  for (int i = 0; i < 200; i++) {
+    uint32_t before = e.now;
+    _hak_elo_close(&e, 100);
+    trials += before == 1 && e.now != 1;
+  }
+  CHECKV("a challenger runs 2 epochs, and no more than 1 epoch in 10 explores",
+         trials == 10 && e.explored == 20, "%ld trials, %llu epochs", trials, (unsigned long long)e.explored);
+  _hak_elo_start(&e, 1);
+  _hak_elo_close(&e, 100);
+  elo_game(&e, 1, 50, 0, 80, 100);
+  CHECKV(
+      "a challenger whose epoch and the one after cost less than two of the leader's before wins K/2 "
+      "from an even game",
+      e.rating[1] == 1516 && e.rating[0] == 1484, "%d %d", e.rating[1], e.rating[0]);
+  CHECK("its win and the other's loss are counted", e.wins[1] == 1 && e.losses[0] == 1 && e.wins[0] == 0);
+  CHECK("the winner leads, and runs next unless it explores", hak_elo_leader(&e) == 1 && e.now == 1);
+  elo_game(&e, 0, 102, 1, 100, 101);
+  CHECK("costs within 3 % make a draw: no win, no loss",
+        e.wins[0] == 0 && e.losses[1] == 0 && e.rating[0] + e.rating[1] == 3000);
+  CHECKV("a draw moves the ratings toward each other", e.rating[0] == 1485 && e.rating[1] == 1515, "%d %d",
+         e.rating[0], e.rating[1]);
+  for (int i = 0; i < 100; i++) elo_game(&e, 2, 1000, 1, 10, 10);
+  int32_t top = e.rating[hak_elo_leader(&e)];
+  CHECKV("a policy that loses every game trails the leader by HAK_ELO_GAP at most",
+         e.rating[2] == top - HAK_ELO_GAP, "%d %d", e.rating[2], top);
+
+  /* Exploration: bounded, deterministic under a seed. */
+  static const double even[HAK_POLICIES] = {100, 100, 100, 100};
+  hak_elo_t a, b, c;
+  _hak_elo_start(&a, 42);
+  _hak_elo_start(&b, 42);
+  _hak_elo_start(&c, 43);
+  long over = 0, same = 1, differ = 0;
+  for (long i = 0; i < 10000; i++) {
+    _hak_elo_close(&a, even[a.now]);
+    _hak_elo_close(&b, even[b.now]);
+    _hak_elo_close(&c, even[c.now]);
+    over += a.explored * HAK_ELO_EXPLORE > a.epoch + 2; /* a trial's two epochs count once it starts */
+    same &= a.now == b.now;
+    differ += a.now != c.now;
+  }
+  CHECKV("never more than 1 epoch in 10 explores", over == 0, "%ld epochs over", over);
+  CHECKV("and it does explore", a.explored > 10000 / 20, "%llu", (unsigned long long)a.explored);
+  CHECK("the same seed and costs make the same choices", same);
+  CHECK("another seed makes others", differ > 0);
+
+  /* Convergence to the cheapest, then a change of phase. */
+  static const double phase1[HAK_POLICIES] = {100, 60, 90, 120}, phase2[HAK_POLICIES] = {100, 140, 90, 60};
+  hak_elo_t p;
+  _hak_elo_start(&p, 7);
+  long led, ran = elo_run(&p, phase1, 3000, 1, 1000, &led);
+  CHECKV("the cheapest policy leads", hak_elo_leader(&p) == 1 && led < 300, "leader %u from epoch %ld",
+         hak_elo_leader(&p), led);
+  CHECKV("and runs at least 9 epochs in 10 minus the exploration", ran >= 850, "%ld of 1000", ran);
+  ran = elo_run(&p, phase2, 3000, 3, 1000, &led);
+  printf("elo: phase change led after %ld epochs\n", led);
+  CHECKV("after a change of phase the new cheapest leads", hak_elo_leader(&p) == 3 && led < 600,
+         "leader %u from epoch %ld", hak_elo_leader(&p), led);
+  CHECKV("and runs", ran >= 850, "%ld of 1000", ran);
+}
+
 /* ---- claim -------------------------------------------------------------- */
 enum { ROUNDS = 10000 };
 #define KEY_A (7000u << 2) /* heap keys no real heap has */
@@ -309,6 +426,7 @@ int main(void) {
   test_blocks();
   test_bitmaps();
   test_budget();
+  test_elo();
   test_claim();
   return th_done();
 }
