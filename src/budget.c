@@ -35,7 +35,12 @@
  * a refault (hak_refault_keep). A program that frees a burst of blocks and
  * allocates them again pays the faults of one burst, not of every one;
  * one that stops doing it keeps the memory for a few hundred milliseconds.
- * malloc_trim forgets it all.
+ * malloc_trim forgets it all. HAKMEM_ACE also counts how long the empty
+ * memory taken again had been empty (hak_mem_reuse_age: units, resident or
+ * purged, and BigCache mappings), and the purge delay becomes long enough
+ * for 99 % of the bytes reused lately (reuse_delay_update), never shorter
+ * than PURGE_DELAY_MS: a program that comes back to its memory after
+ * 40 ms finds it resident.
  *
  * The policy in force (elo.c; "static" without HAKMEM_ELO) scales the
  * purge delay and the budget, may leave the room out, and may raise the
@@ -109,10 +114,44 @@ void _hak_budget_flush(hak_budget_local_t *b) {
   }
 }
 
-/* HAKMEM_ELO's epoch may end by volume (elo.c). */
+/* HAKMEM_ACE: the purge delay the reuse ages ask for. Twice the age
+ * below which 99 % of the reused bytes were reused (the upper end of its
+ * bucket), if that is longer than PURGE_DELAY_MS, up to 100 times it;
+ * else 0. The counts halve once they pass HAK_REUSE_WINDOW, so the last
+ * few hundred MiB reused decide. Threads adding at once may lose one
+ * another's counts: an estimate. */
+#define HAK_REUSE_WINDOW ((uint64_t)256 << 10) /* KiB */
+static void reuse_delay_update(void) {
+  uint64_t n[HAK_AGE_BUCKETS], sum = 0, below = 0;
+  for (int k = 0; k < HAK_AGE_BUCKETS; k++)
+    sum += n[k] = atomic_load_explicit(&_hak_mem.reuse[k], memory_order_relaxed);
+  if (sum > HAK_REUSE_WINDOW)
+    for (int k = 0; k < HAK_AGE_BUCKETS; k++)
+      atomic_store_explicit(&_hak_mem.reuse[k], n[k] / 2, memory_order_relaxed);
+  int k = 0;
+  while (k < HAK_AGE_BUCKETS - 1 && (below += n[k]) * 100 < sum * 99) k++;
+  hak_tick_t opt = _hak_os_ms_ticks((uint64_t)hak_opt(HAK_OPT_PURGE_DELAY_MS));
+  hak_tick_t want = (hak_tick_t)4 << k << HAK_AGE_SHIFT; /* twice 2^(k+1) */
+  if (want > 100 * opt) want = 100 * opt;
+  atomic_store_explicit(&_hak_mem.reuse_delay, want > opt ? want : 0, memory_order_relaxed);
+}
+
+void _hak_reuse_shared(size_t bytes, unsigned k) {
+  atomic_fetch_add_explicit(&_hak_mem.reuse[k], bytes >> 10, memory_order_relaxed);
+}
+
+/* HAKMEM_ELO's epoch may end by volume (elo.c); HAKMEM_ACE's reuse ages
+ * count. */
 void _hak_budget_taken(hak_budget_local_t *b) {
   uint64_t taken = atomic_fetch_add_explicit(&_hak_mem.taken, b->taken, memory_order_relaxed) + b->taken;
   b->taken = 0;
+  if (hak_opt(HAK_OPT_ACE)) {
+    for (int k = 0; k < HAK_AGE_BUCKETS; k++) {
+      if (b->reuse[k]) atomic_fetch_add_explicit(&_hak_mem.reuse[k], b->reuse[k], memory_order_relaxed);
+      b->reuse[k] = 0;
+    }
+    reuse_delay_update();
+  }
   if (taken >= atomic_load_explicit(&_hak_elo_due_taken, memory_order_relaxed))
     _hak_elo_tick(_hak_os_ticks(), atomic_load_explicit(&_hak_mem.committed, memory_order_relaxed), taken);
 }

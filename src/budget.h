@@ -16,18 +16,36 @@ typedef struct hak_mem_totals {
   _Alignas(64) _Atomic int64_t room; /* the heaps' working rooms, as they added them */
   _Atomic hak_tick_t room_until;     /* when the room lapses: HAK_ROOM_LAPSE_MS after the last reuse */
   _Atomic uint32_t earners;          /* heaps with a room */
+  _Atomic hak_tick_t reuse_delay;    /* HAKMEM_ACE: the purge delay the reuse ages ask for (budget.c) */
   _Atomic size_t refaulted;          /* HAKMEM_ACE: bytes purged and taken back (budget.c) ... */
   _Atomic hak_tick_t refaulted_at;   /* ... as of then: the figure halves every REFAULT_KEEP_MS since */
   _Atomic hak_tick_t trimmed_at;     /* the last malloc_trim: memory freed before it proves nothing */
   _Alignas(64) _Atomic size_t committed, peak;
-  _Atomic uint64_t taken; /* bytes taken into use so far, as the heaps added them (HAKMEM_ELO's volume) */
+  _Atomic uint64_t taken;     /* bytes taken into use so far, as the heaps added them (HAKMEM_ELO's volume) */
+  _Atomic uint64_t reuse[20]; /* HAKMEM_ACE: KiB of empty memory reused, by age, as the heaps added them */
 } hak_mem_totals_t;
 extern hak_mem_totals_t _hak_mem;
 void _hak_room_add(hak_budget_local_t *b);     /* b's room change into the total room */
 void _hak_room_reused(void);                   /* a reuse: the room does not lapse yet */
 void _hak_mem_refaulted(size_t bytes);         /* purged memory taken back (HAKMEM_ACE: kept for a while) */
 void _hak_mem_refaulted_forget(void);          /* malloc_trim: nothing is kept for refaults any more */
-void _hak_budget_taken(hak_budget_local_t *b); /* b's bytes taken into use into the total */
+void _hak_budget_taken(hak_budget_local_t *b); /* b's bytes taken into use (and reuse ages) into the totals */
+void _hak_reuse_shared(size_t bytes, unsigned k); /* a reuse by a thread without a heap */
+
+/* HAKMEM_ACE: empty memory reused `age` ticks after it became empty (a
+ * slab's units, resident or purged; a BigCache mapping), counted by age:
+ * bucket k holds ages of [2^k, 2^(k+1)) ticks >> HAK_AGE_SHIFT (0: below
+ * 2), the last all older ones. */
+#define HAK_AGE_BUCKETS 20
+static inline void hak_mem_reuse_age(size_t bytes, hak_tick_t age) {
+  if (!hak_opt(HAK_OPT_ACE)) return;
+  uint64_t a = age >> HAK_AGE_SHIFT;
+  unsigned k = a < 2 ? 0 : 63u - (unsigned)__builtin_clzll(a);
+  if (k >= HAK_AGE_BUCKETS) k = HAK_AGE_BUCKETS - 1;
+  hak_budget_local_t *b = hak_tls_budget();
+  if (b) b->reuse[k] += bytes >> 10;
+  else _hak_reuse_shared(bytes, k);
+}
 
 /* Whether purged memory that became empty at `freed` (tick >> HAK_AGE_SHIFT)
  * and is taken back now counts as a refault: if it was freed after the
@@ -150,10 +168,13 @@ static inline bool hak_budget_above_target(void) {
   return hak_mem_total(b, HAK_MEM_EMPTY) > hak_budget(b, _hak_os_ticks()) / 4 * 3;
 }
 
-/* PURGE_DELAY_MS in ticks, as the policy in force scales it: memory
- * empty for less is not purged (unless far over the budget). */
+/* PURGE_DELAY_MS in ticks, or longer if the reuse ages ask for it
+ * (HAKMEM_ACE, budget.c), as the policy in force scales it: memory empty
+ * for less is not purged (unless far over the budget). */
 static inline hak_tick_t hak_purge_delay(void) {
-  return _hak_os_ms_ticks((uint64_t)hak_opt(HAK_OPT_PURGE_DELAY_MS)) * hak_policy()->delay_x4 / 4;
+  hak_tick_t d = _hak_os_ms_ticks((uint64_t)hak_opt(HAK_OPT_PURGE_DELAY_MS)),
+             reuse = atomic_load_explicit(&_hak_mem.reuse_delay, memory_order_relaxed);
+  return (reuse > d ? reuse : d) * hak_policy()->delay_x4 / 4;
 }
 
 #endif

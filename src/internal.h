@@ -626,6 +626,7 @@ typedef struct hak_budget_local {
   hak_tick_t look_at;       /* when it looks at the totals again */
   int64_t room, room_added; /* its working room, and what the total room has of it */
   uint64_t taken;           /* bytes taken into use not yet added to the total */
+  uint64_t reuse[20];       /* HAKMEM_ACE: KiB of empty memory reused, by age (HAK_AGE_BUCKETS) */
 } hak_budget_local_t;
 static inline hak_budget_local_t *hak_tls_budget(void);
 void _hak_budget_start(hak_budget_local_t *b);     /* a new heap's: the totals as they are */
@@ -803,9 +804,10 @@ typedef struct hak_large_where {
 bool _hak_large_where(const void *p, hak_large_where_t *w);
 void _hak_large_figures(hak_stats_t *st); /* lock held */
 /* What HAKMEM_ACE learned, for the reports: the memory kept for refaults
- * (budget.c) and BigCache's budget (large.c). */
+ * and the purge delay (budget.c), and BigCache's budget (large.c). */
 typedef struct hak_learned {
   size_t keep;
+  uint64_t purge_delay_us; /* the purge delay reuse ages ask for (0: the option's) */
   size_t bigcache_budget, bigcache_learned;
   uint64_t bigcache_grew, bigcache_shrank;
 } hak_learned_t;

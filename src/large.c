@@ -487,6 +487,7 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero) {
   if (hit || donors) cache_hits++;
   else cache_misses++;
   if (cached && !hit && !donors && hak_opt(HAK_OPT_ACE)) cache_learn_miss(need, now);
+  if (hit) hak_mem_reuse_age(e.size, now - e.freed_at);
   cache_decay(now, false);
   large_unlock();
   size_t got = need, fresh = 0;

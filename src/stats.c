@@ -104,6 +104,8 @@ static void take(snapshot_t *s, bool classes) {
   _hak_large_figures(&s->st);
   _hak_large_learned(&s->learned);
   s->learned.keep = hak_refault_keep(_hak_os_ticks());
+  s->learned.purge_delay_us =
+      atomic_load_explicit(&_hak_mem.reuse_delay, memory_order_relaxed) * 1000 / _hak_os_ms_ticks(1);
   size_t used, empty;
   _hak_budget_figures(&used, &empty, &s->st.committed, &s->st.peak_committed, &s->st.room);
   s->st.heaps = heaps;
@@ -363,14 +365,18 @@ static void put_syscalls_text(hak_buf_t *b, const snapshot_t *s) {
   _hak_buf_str(b, "\n");
 }
 
-/* What HAKMEM_ACE learned: the memory kept for refaults (budget.c) and
- * BigCache's budget (large.c), in bytes. */
+/* What HAKMEM_ACE learned: the memory kept for refaults and the purge
+ * delay the reuse ages ask for (budget.c), and BigCache's budget
+ * (large.c). */
 static void put_learned_text(hak_buf_t *b, const snapshot_t *s) {
   const hak_learned_t *l = &s->learned;
   _hak_buf_str(b, "  self-tuning (HAKMEM_ACE=");
   _hak_buf_dec(b, (uint64_t)hak_opt(HAK_OPT_ACE));
   _hak_buf_str(b, "): kept for refaults ");
   _hak_buf_dec(b, l->keep);
+  _hak_buf_str(b, ", purge delay ");
+  _hak_buf_dec(b, l->purge_delay_us);
+  _hak_buf_str(b, l->purge_delay_us ? " us" : " (the option's)");
   _hak_buf_str(b, ", BigCache budget ");
   _hak_buf_dec(b, l->bigcache_budget);
   _hak_buf_str(b, " (learned ");
@@ -477,6 +483,7 @@ static void put_json(hak_buf_t *b, const snapshot_t *s) {
   _hak_buf_str(b, "},\"ace\":{");
   json_key(b, "", "on", (uint64_t)hak_opt(HAK_OPT_ACE));
   json_key(b, ",", "keep", s->learned.keep);
+  json_key(b, ",", "purge_delay_us", s->learned.purge_delay_us);
   json_key(b, ",", "bigcache_budget", s->learned.bigcache_budget);
   json_key(b, ",", "bigcache_learned", s->learned.bigcache_learned);
   json_key(b, ",", "bigcache_grew", s->learned.bigcache_grew);

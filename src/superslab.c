@@ -84,6 +84,12 @@ static void guard_slab(hak_superslab_t *ss, unsigned u, unsigned n) {
 hak_slab_t *_hak_units_take(hak_superslab_t *ss, unsigned u, unsigned n, uint32_t owner) {
   uint32_t bits = hak_unit_bits(u, n);
   HAK_DEBUG_ASSERT((ss->free_units & bits) == bits);
+  if (hak_opt(HAK_OPT_ACE)) { /* empty units taken again: how long they were empty */
+    uint32_t now = (uint32_t)(_hak_os_ticks() >> HAK_AGE_SHIFT);
+    for (uint32_t e = bits & (ss->dirty_units | ss->purged_units); e; e &= e - 1)
+      hak_mem_reuse_age(hak_units_bytes(e & -e), (hak_tick_t)(now - ss->unit_freed[__builtin_ctz(e)])
+                                                     << HAK_AGE_SHIFT);
+  }
   if (bits & ss->purged_units) { /* their pages fault in again as the slab is used */
     atomic_fetch_add_explicit(&refaulted_total, hak_units_bytes(bits & ss->purged_units),
                               memory_order_relaxed);

@@ -32,6 +32,10 @@
  *          after the second round (20 halvings), the keep is below 64 KiB
  *          and a refill (a class not used before) purges the empty memory
  *          down to the budget: at most 8 MiB empty
+ *   reuse  HAKMEM_ACE=1: the purge delay follows the reuse ages; `reuse0`
+ *          without (mode_reuse says how)
+ *   elo    HAKMEM_ELO=1: the cheapest policy leads, and loses the lead
+ *          when the program changes (mode_elo says how)
  *   spares with HAKMEM_RETAIN_SHARE=1 (the budget is the memory in use),
  *          48 MiB of 8 KiB blocks freed beside 64 MiB of Large blocks are
  *          kept as spare slabs; once the Large blocks are freed too, 50 ms
@@ -334,6 +338,54 @@ static int mode_delay(int with_delay) {
          s2.purged - s1.purged >= 16 * MiB, "%.1f MiB purged", (double)(s2.purged - s1.purged) / MiB);
   CHECKV("and RSS drops by at least 16 MiB", before - after >= 16, "%.1f MiB -> %.1f MiB", before, after);
   for (int i = FIRST + BURST + 1; i < N; i++) free(p[i]);
+  return th_done();
+}
+
+/* ---- reuse: the purge delay follows the reuse ages (HAKMEM_ACE) --------
+ * With the budget at 4 MiB (HAKMEM_RETAIN_SHARE=0), no working room
+ * (HAKMEM_ROOM_MB=0) and nothing kept for refaults past a millisecond
+ * (HAKMEM_REFAULT_KEEP_MS=1): 20 rounds of 6 MiB of 512 KiB blocks freed
+ * (past the budget, not past twice it), 40 ms of quiet, a free (which
+ * purges what has aged past the delay), and the 6 MiB allocated again.
+ * With the 10 ms delay every round purges at least 3 MiB and faults it in
+ * again. `reuse` (HAKMEM_ACE=1): the reuse ages (40 ms and more) ask for a
+ * delay of twice their bucket's end, which the report says (at least 40
+ * ms), and the last 8 rounds fault in less than 1 MiB. `reuse0`
+ * (HAKMEM_ACE=0): at least 3 MiB a round, and no delay in the report. */
+static int mode_reuse(int ace) {
+  enum { N = 64, FREED = 12, ROUNDS = 20, LAST = 8 };
+  const size_t sz = 512 << 10;
+  static char *p[N];
+  if (!CHECK("hak_stats is available", hak.stats != NULL)) return th_done();
+  if (!trim_then_alloc(p, N, sz, "64 blocks of 512 KiB allocated")) return th_done();
+  hak_stats_t s0, s1;
+  for (int r = 0; r < ROUNDS; r++) {
+    if (r == ROUNDS - LAST) hak.stats(&s0);
+    for (int i = 0; i < FREED; i++) free(p[i]);
+    sleep_s(0.04);
+    free(p[FREED]); /* purges what has aged past the delay */
+    p[FREED] = malloc(LAUNDER(sz));
+    for (int i = 0; i < FREED; i++) {
+      p[i] = malloc(LAUNDER(sz));
+      if (p[i]) memset(p[i], 0x5A, sz);
+    }
+  }
+  hak.stats(&s1);
+  stats_json(json, sizeof json, NULL);
+  const char *a = strstr(json, "\"ace\":{");
+  long long delay = a ? json_field(a, "purge_delay_us") : -1;
+  double refaulted = (double)(s1.purged_reused - s0.purged_reused) / MiB;
+  if (ace) {
+    CHECKV("HAKMEM_ACE: the purge delay follows the reuse ages (40 ms and more)", delay >= 40000, "%lld us",
+           delay);
+    CHECKV("and the last rounds fault in almost nothing again", refaulted < 1, "%.1f MiB in %d rounds",
+           refaulted, LAST);
+  } else {
+    CHECKV("HAKMEM_ACE=0: the purge delay is the option's", delay == 0, "%lld us", delay);
+    CHECKV("and every round faults in at least 3 MiB again", refaulted >= 3 * LAST, "%.1f MiB in %d rounds",
+           refaulted, LAST);
+  }
+  for (int i = 0; i < N; i++) free(p[i]);
   return th_done();
 }
 
@@ -806,6 +858,8 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "spares") == 0) return mode_spares();
     if (strncmp(argv[1], "refault", 7) == 0) return mode_refault(argv[1]);
     if (strcmp(argv[1], "elo") == 0) return mode_elo();
+    if (strcmp(argv[1], "reuse") == 0) return mode_reuse(1);
+    if (strcmp(argv[1], "reuse0") == 0) return mode_reuse(0);
     if (strcmp(argv[1], "room") == 0) return mode_room(1);
     if (strcmp(argv[1], "room0") == 0) return mode_room(0);
     if (strcmp(argv[1], "remote") == 0) return mode_remote();
@@ -837,6 +891,11 @@ int main(int argc, char **argv) {
   static const char *const elo[] = {"HAKMEM_RETAIN_SHARE=0",  "HAKMEM_ELO=1",      "HAKMEM_ELO_EPOCH_MS=4",
                                     "HAKMEM_ELO_MIB_US=1000", "HAKMEM_ELO_SEED=5", NULL};
   child_merge("elo", run_self("elo", elo, &c, 120), &c);
+  static const char *const reuse[] = {"HAKMEM_RETAIN_SHARE=0", "HAKMEM_ROOM_MB=0", "HAKMEM_REFAULT_KEEP_MS=1",
+                                      "HAKMEM_ACE=1", NULL};
+  child_merge("reuse", run_self("reuse", reuse, &c, 120), &c);
+  static const char *const reuse0[] = {"HAKMEM_RETAIN_SHARE=0", "HAKMEM_ROOM_MB=0", "HAKMEM_ACE=0", NULL};
+  child_merge("reuse0", run_self("reuse0", reuse0, &c, 120), &c);
   static const char *const share_all[] = {"HAKMEM_RETAIN_SHARE=1", NULL};
   child_merge("spares", run_self("spares", share_all, &c, 120), &c);
   static const char *const no_delay[] = {"HAKMEM_PURGE_DELAY_MS=0", NULL};
