@@ -103,6 +103,8 @@ void _hak_budget_start(hak_budget_local_t *b) {
     b->seen[w] = (int64_t)atomic_load_explicit(&_hak_mem.total[w], memory_order_relaxed);
   }
   b->look_at = 0;
+  b->taken = 0;
+  memset(b->reuse, 0, sizeof b->reuse);
 }
 
 void _hak_budget_flush(hak_budget_local_t *b) {
@@ -180,5 +182,6 @@ void _hak_budget_figures(size_t *used, size_t *empty, size_t *committed, size_t 
   *empty = v[1] < 0 ? 0 : (size_t)v[1];
   *committed = atomic_load_explicit(&_hak_mem.committed, memory_order_relaxed);
   *peak = atomic_load_explicit(&_hak_mem.peak, memory_order_relaxed);
+  if (*peak < *committed) *peak = *committed; /* read between another thread's add and its raising the peak */
   *room = hak_room_in_force(b, *used, _hak_os_ticks());
 }

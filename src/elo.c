@@ -7,7 +7,10 @@
  *
  * The process runs epochs of HAKMEM_ELO_EPOCH_MS, or shorter (but at
  * least a quarter of that) once HAK_ELO_EPOCH_BYTES have been taken into
- * use (slabs and Large blocks). An epoch's cost, per second of it, is
+ * use (slabs and Large blocks). An epoch's cost is, per second of the
+ * process's CPU time in it (user and system, all threads; so that time
+ * the program waited, or was not scheduled, does not dilute it; at least
+ * a millisecond),
  *   hakmem's system calls' time (measured)
  *   + the process's minor page faults, each at the mean cost of one so
  *     far (the process's system time less hakmem's system calls, per
@@ -15,8 +18,8 @@
  *     0.25 to 20 microseconds
  *   + the slow paths' time, estimated from the sampled latencies
  *     (HAKMEM_SAMPLE; the system calls they make count twice)
- *   + HAKMEM_ELO_MIB_US microseconds per MiB of committed memory, the mean
- *     of the epoch's start and end.
+ * plus HAKMEM_ELO_MIB_US microseconds per MiB of committed memory, the
+ * mean of the epoch's start and end.
  * The next epoch runs the leader (the highest rating, the lower index on
  * a tie), except that after one of the leader's epochs, with chance 1 in
  * HAK_ELO_EXPLORE and never past one epoch in HAK_ELO_EXPLORE in all, a
@@ -135,7 +138,7 @@ hak_lock_t _hak_elo_lock = HAK_LOCK_INIT;
 static hak_elo_t elo;
 static struct {
   hak_tick_t at;
-  uint64_t sys_ns, slow_ns, faults;
+  uint64_t sys_ns, slow_ns, faults, cpu_us;
   size_t committed;
 } epoch;
 
@@ -170,6 +173,7 @@ static void epoch_begin(hak_tick_t now, size_t committed, uint64_t taken, const 
   epoch.sys_ns = sys;
   epoch.slow_ns = slow_ns();
   epoch.faults = u->minor_faults;
+  epoch.cpu_us = u->cpu_us;
   epoch.committed = committed;
   atomic_store_explicit(&_hak_elo_due_taken, taken + HAK_ELO_EPOCH_BYTES, memory_order_relaxed);
   atomic_store_explicit(&_hak_elo_due, now + _hak_os_ms_ticks((uint64_t)hak_opt(HAK_OPT_ELO_EPOCH_MS)),
@@ -205,7 +209,7 @@ void _hak_elo_tick(hak_tick_t now, size_t committed, uint64_t taken) {
   hak_usage_t u;
   _hak_os_usage(&u);
   uint64_t sys = sys_ns(), slow = slow_ns();
-  double secs = (double)span / (double)ms / 1000;
+  double cpu = (double)(u.cpu_us - epoch.cpu_us) / 1e6, secs = cpu > 1e-3 ? cpu : 1e-3;
   double ns = (double)(sys - epoch.sys_ns) + (double)(slow - epoch.slow_ns) +
               (double)(u.minor_faults - epoch.faults) * (double)fault_ns(&u, sys);
   double mib = (double)(epoch.committed + committed) / 2 / (1 << 20);

@@ -345,7 +345,7 @@ static hak_block_t *heap_alloc_single(hak_heap_t *h, size_t cls, bool sampled) {
   if (!s) return NULL;
   hak_count(&h->counters, HAK_STAT_slabs_taken);
   h->counters.cls[cls][HAK_CSTAT_from_fresh]++;
-  return _hak_slab_take(s);
+  return _hak_slab_take(s, 0);
 }
 
 /* HAKMEM_PROFILE: h starts sampling. From now on its class lists are
@@ -437,6 +437,27 @@ static bool heap_profile_sample(hak_heap_t *h, size_t cls) {
  * take (random_mixed, 16-1040 B, held 4 more slabs when they stayed
  * current). After HAK_PULLS_MAX such refills in a row (the current slab's
  * blocks are not coming back) the partial slab becomes current. */
+/* HAKMEM_ACE: a refill of cls carved fresh blocks, or took freed ones.
+ * A class that keeps carving (it allocates more than it frees) carves
+ * more pages at once, so it refills less often; one that takes freed
+ * blocks back, or carves again after HAK_CARVE_IDLE_MS, carves fewer. */
+static void heap_learn_carve(hak_heap_t *h, size_t cls, bool carved) {
+  if (!carved) {
+    h->carves[cls] = 0;
+    if (h->carve_shift[cls]) h->carve_shift[cls]--;
+    return;
+  }
+  uint32_t now = (uint32_t)(_hak_os_ticks() >> HAK_AGE_SHIFT);
+  if ((hak_tick_t)(now - h->carved_at[cls]) << HAK_AGE_SHIFT > _hak_os_ms_ticks(HAK_CARVE_IDLE_MS)) {
+    h->carve_shift[cls] = 0;
+    h->carves[cls] = 0;
+  } else if (++h->carves[cls] >= HAK_CARVE_RUN && h->carve_shift[cls] < HAK_CARVE_SHIFT_MAX) {
+    h->carve_shift[cls]++;
+    h->carves[cls] = 0;
+  }
+  h->carved_at[cls] = now;
+}
+
 static inline __attribute__((always_inline)) void *heap_refill(hak_heap_t *h, size_t cls) {
   hak_block_t *b;
   HAK_DEBUG_ASSERT(!h->front.slot[cls].free);
@@ -453,13 +474,13 @@ static inline __attribute__((always_inline)) void *heap_refill(hak_heap_t *h, si
   for (;;) {
     if (s) {
       carved = s->carved;
-      if ((b = _hak_slab_take(s)) != NULL) break;
+      if ((b = _hak_slab_take(s, h->carve_shift[cls])) != NULL) break;
     }
     s = heap_next_slab(h, cls, &from);
     if (cur && cur->units > 1 && s && from == HAK_CSTAT_from_partial && h->pulls[cls] < HAK_PULLS_MAX) {
       h->pulls[cls]++;
       carved = s->carved;
-      b = _hak_slab_take(s);
+      b = _hak_slab_take(s, h->carve_shift[cls]);
       HAK_DEBUG_ASSERT(b); /* heap_next_slab found a free block */
       heap_add_partial(h, s, HAK_IN_PARTIAL);
       break;
@@ -483,6 +504,7 @@ static inline __attribute__((always_inline)) void *heap_refill(hak_heap_t *h, si
     ev[HAK_CSTAT_carved]++;
     if (s == cur && heap_cur_units_on(h, cls)) cur_units_carved(h, s);
   }
+  if (hak_opt(HAK_OPT_ACE)) heap_learn_carve(h, cls, s->carved != carved);
   h->front.slot[cls].free = hak_next(b);
   if (hak_cfg_debug) _hak_slab_check(s, h->front.slot[cls].free);
   heap_leave(h);

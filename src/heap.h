@@ -106,6 +106,9 @@ struct hak_heap {
   hak_list_t partial[HAK_CLASSES];      /* held slabs other than the current, oldest first */
   hak_list_t spare[HAK_MAX_SLAB_UNITS]; /* empty slabs kept for reuse, by units - 1 */
   uint8_t pulls[HAK_CLASSES];           /* refills in a row from partial slabs, current kept */
+  uint8_t carve_shift[HAK_CLASSES];     /* HAKMEM_ACE: a class carves 1 << this pages at once */
+  uint8_t carves[HAK_CLASSES];          /* and has carved on this many refills in a row */
+  uint32_t carved_at[HAK_CLASSES];      /* when it last carved (ticks >> HAK_AGE_SHIFT) */
   uint32_t spare_mask;                  /* bit i: spare[i] is not empty */
   hak_tick_t spare_at;                  /* when a spare was last added or taken */
   size_t spare_bytes;                   /* their bytes */

@@ -256,6 +256,7 @@ void _hak_os_usage(hak_usage_t *u) {
   u->minor_faults = (uint64_t)ru.ru_minflt;
   u->major_faults = (uint64_t)ru.ru_majflt;
   u->sys_us = (uint64_t)ru.ru_stime.tv_sec * 1000000 + (uint64_t)ru.ru_stime.tv_usec;
+  u->cpu_us = u->sys_us + (uint64_t)ru.ru_utime.tv_sec * 1000000 + (uint64_t)ru.ru_utime.tv_usec;
 }
 
 uint64_t _hak_os_wall_ms(void) {

@@ -129,10 +129,11 @@ static hak_block_t *carve_shuffled(hak_slab_t *s, char *first, uint32_t k) {
 /* A list of free blocks of s for its holder's fast path: local_free, else
  * the remote frees (taken whole: the list goes out as it is, so neither its
  * length nor its tail is needed, and its blocks, written by other threads,
- * are not walked here), else fresh blocks; NULL if s is full. */
+ * are not walked here), else fresh blocks, about 1 << shift pages of them;
+ * NULL if s is full. */
 static uint32_t count(const hak_block_t *l);
 
-hak_block_t *_hak_slab_take(hak_slab_t *s) {
+hak_block_t *_hak_slab_take(hak_slab_t *s, unsigned shift) {
   hak_block_t *list = s->local_free;
   if (!list && atomic_load_explicit(&s->thread_free, memory_order_relaxed)) {
     list = (hak_block_t *)atomic_exchange_explicit(&s->thread_free, 0, memory_order_acquire);
@@ -145,9 +146,10 @@ hak_block_t *_hak_slab_take(hak_slab_t *s) {
     return list;
   }
   if (s->carved == s->capacity) return NULL;
-  /* Carve about one page of fresh blocks, and at least a few: carving
-   * writes only each block's first word, so a large block costs a page. */
-  uint32_t k = (uint32_t)(HAK_PAGE / s->block_size);
+  /* Carve about 1 << shift pages of fresh blocks, and at least a few:
+   * carving writes only each block's first word, so a large block costs a
+   * page. */
+  uint32_t k = (uint32_t)((HAK_PAGE << shift) / s->block_size);
   if (k < HAK_CARVE_MIN) k = HAK_CARVE_MIN;
   if (k > (uint32_t)(s->capacity - s->carved)) k = (uint32_t)(s->capacity - s->carved);
   char *b = hak_slab_start(s) + (size_t)s->carved * s->block_size;

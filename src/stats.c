@@ -40,8 +40,9 @@ typedef struct snapshot {
   uint64_t sys_calls[HAK_SYS_KINDS], sys_bytes[HAK_SYS_KINDS], sys_ns[HAK_SYS_KINDS];
   uint64_t cls_slabs[2 * HAK_CLASSES]; /* current, peak */
   uint64_t cls_used[HAK_CLASSES];
-  hak_learned_t learned; /* HAKMEM_ACE */
-  hak_elo_t elo;         /* HAKMEM_ELO */
+  hak_learned_t learned;            /* HAKMEM_ACE */
+  hak_elo_t elo;                    /* HAKMEM_ELO */
+  uint8_t carve_shift[HAK_CLASSES]; /* HAKMEM_ACE: the calling thread's heap's (0 without one) */
 } snapshot_t;
 
 /* The SuperSlabs' slabs, from their unit maps (_hak_ss_lock held): every
@@ -120,6 +121,8 @@ static void take(snapshot_t *s, bool classes) {
   _hak_class_events_add(NULL, s->cev);
   _hak_latency(s->lat);
   _hak_elo_figures(&s->elo);
+  const hak_heap_t *mine = hak_tls_own_heap();
+  for (size_t c = 0; c < HAK_CLASSES; c++) s->carve_shift[c] = mine ? mine->carve_shift[c] : 0;
   _hak_os_calls(s->sys_calls, s->sys_bytes, s->sys_ns);
   for (size_t c = 0; c < HAK_CLASSES; c++) {
     s->st.allocs += s->cev[c][HAK_CSTAT_allocs];
@@ -366,8 +369,8 @@ static void put_syscalls_text(hak_buf_t *b, const snapshot_t *s) {
 }
 
 /* What HAKMEM_ACE learned: the memory kept for refaults and the purge
- * delay the reuse ages ask for (budget.c), and BigCache's budget
- * (large.c). */
+ * delay the reuse ages ask for (budget.c), BigCache's budget (large.c),
+ * and the carve batches of the calling thread's classes (heap.c). */
 static void put_learned_text(hak_buf_t *b, const snapshot_t *s) {
   const hak_learned_t *l = &s->learned;
   _hak_buf_str(b, "  self-tuning (HAKMEM_ACE=");
@@ -386,6 +389,17 @@ static void put_learned_text(hak_buf_t *b, const snapshot_t *s) {
   _hak_buf_str(b, " times, shrank ");
   _hak_buf_dec(b, l->bigcache_shrank);
   _hak_buf_str(b, ")\n");
+  const char *sep = "    classes carving more than a page at once in this thread: class ";
+  for (size_t c = 1; c < HAK_CLASSES; c++) {
+    if (!s->carve_shift[c]) continue;
+    _hak_buf_str(b, sep);
+    sep = ", class ";
+    _hak_buf_dec(b, c);
+    _hak_buf_str(b, " ");
+    _hak_buf_dec(b, (uint64_t)1 << s->carve_shift[c]);
+    _hak_buf_str(b, " pages");
+  }
+  if (*sep == ',') _hak_buf_str(b, "\n");
 }
 
 /* HAKMEM_ELO: the policy in force, and each one's rating and record
@@ -441,6 +455,7 @@ static void put_json(hak_buf_t *b, const snapshot_t *s) {
     json_key(b, ",", "blocks_in_use", s->cls_used[c]);
     for (int i = 0; i < HAK_CSTAT_COUNT; i++) json_key(b, ",", cstat_name[i], s->cev[c][i]);
     json_key(b, ",", "misses", class_misses(s->cev[c]));
+    json_key(b, ",", "carve_pages", (uint64_t)1 << s->carve_shift[c]);
     _hak_buf_str(b, "}");
   }
   tier_sum_t t[3];

@@ -237,11 +237,11 @@ static int mode_refault(const char *mode) {
 }
 
 /* HAKMEM_ELO's leader and figures from the JSON report: the leader's
- * name into lead (16 bytes), the epochs in all and explored, and whether
- * the policies' epochs add up to the whole. */
+ * name into lead (16 bytes), the epochs in all and explored, the sum of
+ * the policies' epochs, and hoard's. */
 typedef struct {
   char lead[16];
-  long long epochs, explored, sum;
+  long long epochs, explored, sum, hoard; /* hoard: the epochs it ran */
 } elo_seen_t;
 
 static elo_seen_t elo_look(void) {
@@ -254,6 +254,8 @@ static elo_seen_t elo_look(void) {
   e.explored = json_field(o, "explored");
   for (const char *p = strstr(o, "{\"name\""); p; p = strstr(p + 1, "{\"name\""))
     e.sum += json_field(p, "epochs");
+  const char *h = strstr(o, "{\"name\":\"hoard\"");
+  e.hoard = h ? json_field(h, "epochs") : -1;
   return e;
 }
 
@@ -263,10 +265,11 @@ static elo_seen_t elo_look(void) {
  * Every policy but hoard purges most of it between bursts and faults it
  * in again (6144 faults a burst), hoard keeps it (the budget is the
  * peak): hoard is the cheapest by far, and must lead within 10 s, and
- * keep the lead a second. Then quiet: a few blocks of a class after
+ * run at least 60 % of the epochs of the next 3 s (a noisy game may give
+ * another the lead for a while). Then quiet: a few blocks of a class after
  * another, 1 ms apart. Memory is then the whole cost (and a 256 KiB block
  * freed each time makes the budget looked at, so epochs end), and hoard
- * keeps 24 MiB more than the others: it must lose the lead within 20 s (a
+ * keeps 24 MiB more than the others: it must lose the lead within 30 s (a
  * draw moves ratings too: once a challenger has purged the memory, hoard
  * costs no more than it). Throughout, at most 1 epoch in 10 explores and
  * the policies' epochs add up. */
@@ -278,20 +281,24 @@ static int mode_elo(void) {
   CHECKV("the report names the leader", e.epochs >= 0 && strcmp(e.lead, "static") == 0, "%s %lld", e.lead,
          e.epochs);
   double t0 = now_s(), led = -1;
-  for (; now_s() < t0 + 10; refault_round(p, N)) {
+  elo_seen_t from = e;
+  for (; now_s() < t0 + (led < 0 ? 10 : led + 3); refault_round(p, N)) {
     e = elo_look();
-    if (strcmp(e.lead, "hoard") == 0 && led < 0) led = now_s() - t0;
-    if (led >= 0 && now_s() > t0 + led + 1) break; /* and kept the lead a second */
+    if (strcmp(e.lead, "hoard") == 0 && led < 0) {
+      led = now_s() - t0;
+      from = e;
+    }
   }
-  printf("elo: hoard led after %.2f s (%lld epochs, %lld explored)\n", led, e.epochs, e.explored);
-  CHECKV("bursts: hoard, which purges nothing below the peak, leads and keeps the lead",
-         led >= 0 && strcmp(e.lead, "hoard") == 0, "leader %s after %.1f s", e.lead, now_s() - t0);
-  CHECKV("at most 1 epoch in 10 explores", e.explored * 10 <= e.epochs + 1, "%lld of %lld", e.explored,
+  long long share = e.epochs > from.epochs ? 100 * (e.hoard - from.hoard) / (e.epochs - from.epochs) : 0;
+  printf("elo: hoard led after %.2f s, then ran %lld %% of %lld epochs (%lld explored in all)\n", led, share,
+         e.epochs - from.epochs, e.explored);
+  CHECKV("bursts: hoard, which purges nothing below the peak, leads and runs most epochs of the next 3 s",
+         led >= 0 && share >= 60, "led after %.1f s, then %lld %%", led, share);
+  CHECKV("at most 1 epoch in 10 explores", e.explored * 10 <= e.epochs + 2, "%lld of %lld", e.explored,
          e.epochs);
-  CHECKV("the policies' epochs add up to the epochs", e.sum == e.epochs || e.sum == e.epochs + 1,
-         "%lld of %lld", e.sum, e.epochs);
+  CHECKV("the policies' epochs add up to the epochs", e.sum == e.epochs, "%lld of %lld", e.sum, e.epochs);
   double t1 = now_s(), lost = -1;
-  for (unsigned k = 0; now_s() < t1 + 20 && lost < 0; k++) {
+  for (unsigned k = 0; now_s() < t1 + 30 && lost < 0; k++) {
     for (int i = 0; i < 16; i++) p[i] = malloc(LAUNDER(16 + 16 * (k % 200)));
     for (int i = 0; i < 16; i++) free(p[i]);
     free(malloc(LAUNDER(256 * 1024))); /* a pool run freed: the budget is looked at */
@@ -300,7 +307,7 @@ static int mode_elo(void) {
   }
   printf("elo: then %s led after %.2f s (%lld epochs, %lld explored)\n", e.lead, lost, e.epochs, e.explored);
   CHECKV("quiet: memory is the cost, and hoard loses the lead", lost >= 0, "leader %s", e.lead);
-  CHECKV("at most 1 epoch in 10 explores", e.explored * 10 <= e.epochs + 1, "%lld of %lld", e.explored,
+  CHECKV("at most 1 epoch in 10 explores", e.explored * 10 <= e.epochs + 2, "%lld of %lld", e.explored,
          e.epochs);
   return th_done();
 }

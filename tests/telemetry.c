@@ -21,6 +21,14 @@
  *          they go on the slab): it becomes a spare, and the next malloc of
  *          720 bytes (another one-unit class) refills from it, not from a
  *          fresh slab, and the slab is that class's now.
+ *   carve  HAKMEM_ACE=1: 20000 mallocs of 200 bytes, none freed: the class
+ *          carves on every refill, so its batch doubles every
+ *          HAK_CARVE_RUN (32) refills up to 16 pages (the row's
+ *          carve_pages) and it refills less than 1/4 as often as with one
+ *          page (164 carves against 1053); 1.2 s later (past
+ *          HAK_CARVE_IDLE_MS) the refill that follows the blocks carved
+ *          last carves one page again. `carve0` (HAKMEM_ACE=0): one page,
+ *          a carve per 19 blocks.
  * The figures are read from hak_stats_json (the row of class 208). */
 #include <malloc.h>
 #include <pthread.h>
@@ -214,9 +222,43 @@ static int spare(void) {
   return th_done();
 }
 
+/* carve: HAKMEM_ACE's carve batch (carve0: without ACE). */
+#define CARVE_N 20000
+
+static int carve(int ace) {
+  if (!check_hakmem_is_malloc()) return th_done();
+  static char *b[CARVE_N];
+  for (int i = 0; i < CARVE_N; i++) b[i] = malloc(LAUNDER((size_t)SIZE));
+  read_json();
+  long long pages = class_field("carve_pages"), carves = class_field("carved");
+  if (!ace) {
+    CHECKV("HAKMEM_ACE=0: a refill carves one page of blocks (19)", pages == 1 && carves >= CARVE_N / 19,
+           "%lld pages, %lld carves", pages, carves);
+    for (int i = 0; i < CARVE_N; i++) free(b[i]);
+    return th_done();
+  }
+  CHECKV("a class that carves on every refill carves 16 pages at once", pages == 16, "%lld pages", pages);
+  CHECKV("and so refills far less often", carves < CARVE_N / 19 / 4, "%lld carves", carves);
+  usleep(1200 * 1000); /* past HAK_CARVE_IDLE_MS */
+  static char *more[400];
+  long long misses = class_field("misses");
+  int n = 0;
+  while (class_field("misses") == misses && n < 400) { /* until the blocks carved last run out */
+    more[n++] = malloc(LAUNDER((size_t)SIZE));
+    read_json();
+  }
+  CHECKV("idle for 1.2 s, its next refill carves one page again", class_field("carve_pages") == 1,
+         "%lld pages after %d mallocs", class_field("carve_pages"), n);
+  for (int i = 0; i < n; i++) free(more[i]);
+  for (int i = 0; i < CARVE_N; i++) free(b[i]);
+  return th_done();
+}
+
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "work") == 0) return work();
   if (argc > 1 && strcmp(argv[1], "spare") == 0) return spare();
+  if (argc > 1 && strcmp(argv[1], "carve") == 0) return carve(1);
+  if (argc > 1 && strcmp(argv[1], "carve0") == 0) return carve(0);
   if (!check_hakmem_is_malloc()) return th_done();
   static child_t c;
   const char *env[] = {"HAKMEM_SAMPLE=1", NULL};
@@ -224,5 +266,8 @@ int main(int argc, char **argv) {
   child_merge("work", ran, &c);
   ran = run_self("spare", env, &c, 60);
   child_merge("spare", ran, &c);
+  const char *ace[] = {"HAKMEM_ACE=1", NULL}, *ace0[] = {"HAKMEM_ACE=0", NULL};
+  child_merge("carve", run_self("carve", ace, &c, 60), &c);
+  child_merge("carve0", run_self("carve0", ace0, &c, 60), &c);
   return th_done();
 }

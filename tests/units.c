@@ -283,7 +283,7 @@ static void *freer(void *arg) {
  * in blk[]), then detached for good. */
 static hak_slab_t *detached_slab(int n) {
   hak_slab_t *s = _hak_slab_alloc(CLS, KEY_A);
-  hak_block_t *list = _hak_slab_take(s); /* a page of blocks, all out */
+  hak_block_t *list = _hak_slab_take(s, 0); /* a page of blocks, all out */
   hak_block_t *keep = NULL;
   for (int i = 0; list; i++) {
     hak_block_t *b = list;
