@@ -21,8 +21,8 @@ typedef struct hak_mem_totals {
   _Atomic hak_tick_t refaulted_at;   /* ... as of then: the figure halves every REFAULT_KEEP_MS since */
   _Atomic hak_tick_t trimmed_at;     /* the last malloc_trim: memory freed before it proves nothing */
   _Alignas(64) _Atomic size_t committed, peak;
-  _Atomic uint64_t taken;     /* bytes taken into use so far, as the heaps added them (HAKMEM_ELO's volume) */
-  _Atomic uint64_t reuse[20]; /* HAKMEM_ACE: KiB of empty memory reused, by age, as the heaps added them */
+  _Atomic uint64_t taken; /* bytes taken into use so far, as the heaps added them (HAKMEM_ELO's volume) */
+  _Atomic uint64_t reuse[HAK_AGE_BUCKETS]; /* HAKMEM_ACE: KiB of empty memory reused, by age, as added */
 } hak_mem_totals_t;
 extern hak_mem_totals_t _hak_mem;
 void _hak_room_add(hak_budget_local_t *b);     /* b's room change into the total room */
@@ -36,7 +36,6 @@ void _hak_reuse_shared(size_t bytes, unsigned k); /* a reuse by a thread without
  * slab's units, resident or purged; a BigCache mapping), counted by age:
  * bucket k holds ages of [2^k, 2^(k+1)) ticks >> HAK_AGE_SHIFT (0: below
  * 2), the last all older ones. */
-#define HAK_AGE_BUCKETS 20
 static inline void hak_mem_reuse_age(size_t bytes, hak_tick_t age) {
   if (!hak_opt(HAK_OPT_ACE)) return;
   uint64_t a = age >> HAK_AGE_SHIFT;
@@ -130,7 +129,7 @@ static inline size_t hak_budget(hak_budget_local_t *b, hak_tick_t now) {
   size_t min = (size_t)hak_opt(HAK_OPT_RETAIN_KB) << 10, used = hak_mem_total(b, HAK_MEM_USED);
   long share = hak_opt(HAK_OPT_RETAIN_SHARE);
   size_t dyn = share ? used / (size_t)share : 0, room = hak_room_in_force(b, used, now);
-  size_t budget = (dyn > min ? dyn : min) / 4 * pol->budget_x4, keep = hak_refault_keep(now);
+  size_t budget = (dyn > min ? dyn : min) * pol->budget_x4 / 4, keep = hak_refault_keep(now);
   if (keep > budget) budget = keep;
   if (pol->to_peak) {
     size_t peak = atomic_load_explicit(&_hak_mem.peak, memory_order_relaxed);

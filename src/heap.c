@@ -422,21 +422,6 @@ static bool heap_profile_sample(hak_heap_t *h, size_t cls) {
   return heap_profile_due(h, hak_class_size(cls));
 }
 
-/* A block of cls, whose list is empty, refilling the list from the heap's
- * slabs. A current slab with nothing left goes to the back of the partial
- * list, where frees have time to come back to it, and the next slab
- * becomes current; except that a current slab of several units stays
- * current while partial slabs have blocks to give: their blocks go on the
- * list (taken, so they count as used) and they stay partial. A class whose
- * live blocks span two slabs would otherwise switch on nearly every
- * refill, and a switch rewrites the fast free's entries of both slabs'
- * units (cur_unit), while the slab that filled up is the one with the most
- * blocks out, so the most frees to come (1-32 KiB probe: 107 -> 95
- * instructions per round). One-unit slabs switch: the rewrite is short,
- * and the switch lets the other slab drain to a spare that any class can
- * take (random_mixed, 16-1040 B, held 4 more slabs when they stayed
- * current). After HAK_PULLS_MAX such refills in a row (the current slab's
- * blocks are not coming back) the partial slab becomes current. */
 /* HAKMEM_ACE: a refill of cls carved fresh blocks, or took freed ones.
  * A class that keeps carving (it allocates more than it frees) carves
  * more pages at once, so it refills less often; one that takes freed
@@ -458,6 +443,21 @@ static void heap_learn_carve(hak_heap_t *h, size_t cls, bool carved) {
   h->carved_at[cls] = now;
 }
 
+/* A block of cls, whose list is empty, refilling the list from the heap's
+ * slabs. A current slab with nothing left goes to the back of the partial
+ * list, where frees have time to come back to it, and the next slab
+ * becomes current; except that a current slab of several units stays
+ * current while partial slabs have blocks to give: their blocks go on the
+ * list (taken, so they count as used) and they stay partial. A class whose
+ * live blocks span two slabs would otherwise switch on nearly every
+ * refill, and a switch rewrites the fast free's entries of both slabs'
+ * units (cur_unit), while the slab that filled up is the one with the most
+ * blocks out, so the most frees to come (1-32 KiB probe: 107 -> 95
+ * instructions per round). One-unit slabs switch: the rewrite is short,
+ * and the switch lets the other slab drain to a spare that any class can
+ * take (random_mixed, 16-1040 B, held 4 more slabs when they stayed
+ * current). After HAK_PULLS_MAX such refills in a row (the current slab's
+ * blocks are not coming back) the partial slab becomes current. */
 static inline __attribute__((always_inline)) void *heap_refill(hak_heap_t *h, size_t cls) {
   hak_block_t *b;
   HAK_DEBUG_ASSERT(!h->front.slot[cls].free);

@@ -630,13 +630,14 @@ static inline void hak_chunk_mark(const void *header, uint8_t kind) {
  * its changes to the totals in its heap (hak_budget_local_t) and adds them
  * in once one passes 4 MiB. */
 enum { HAK_MEM_NONE = -1, HAK_MEM_USED, HAK_MEM_EMPTY }; /* the totals */
+#define HAK_AGE_BUCKETS 20 /* HAKMEM_ACE's reuse ages, by powers of two (budget.h) */
 typedef struct hak_budget_local {
-  int64_t delta[2];         /* not yet added to the totals (used, empty) */
-  int64_t seen[2];          /* the totals at its last flush or look */
-  hak_tick_t look_at;       /* when it looks at the totals again */
-  int64_t room, room_added; /* its working room, and what the total room has of it */
-  uint64_t taken;           /* bytes taken into use not yet added to the total */
-  uint64_t reuse[20];       /* HAKMEM_ACE: KiB of empty memory reused, by age (HAK_AGE_BUCKETS) */
+  int64_t delta[2];                /* not yet added to the totals (used, empty) */
+  int64_t seen[2];                 /* the totals at its last flush or look */
+  hak_tick_t look_at;              /* when it looks at the totals again */
+  int64_t room, room_added;        /* its working room, and what the total room has of it */
+  uint64_t taken;                  /* bytes taken into use not yet added to the total */
+  uint64_t reuse[HAK_AGE_BUCKETS]; /* HAKMEM_ACE: KiB of empty memory reused, by age */
 } hak_budget_local_t;
 static inline hak_budget_local_t *hak_tls_budget(void);
 void _hak_budget_start(hak_budget_local_t *b);     /* a new heap's: the totals as they are */
