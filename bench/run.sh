@@ -14,6 +14,10 @@
 #   BENCH_HAKMEM_SECURE=path  its secure build (default ./libhakmem-secure.so;
 #                        allocator name hakmem-secure)
 #   BENCH_PEERS='name=/path/lib.so ...'  extra allocators to compare
+#   BENCH_VARIANTS='name=VAR=VALUE[,VAR=VALUE...] ...'  hakmem again under other
+#                        options, as allocators of their own, alternated with the
+#                        rest (e.g. 'hakmem-ace=HAKMEM_ACE=1'); the ratio column
+#                        counts them among the peers
 #   BENCH_TIMEOUT=s      per-run limit in seconds (default 60, quick 30)
 #   BENCH_OUT=dir        where latest.md / latest.svg go (default bench/results)
 set -u
@@ -74,6 +78,7 @@ alloc_names=()
 alloc_libs=()
 alloc_vers=()
 alloc_shown=() # the path to print (hakmem runs from a snapshot)
+alloc_envs=()  # options it runs under (BENCH_VARIANTS), VAR=VALUE separated by commas
 declare -A want=()
 for a in ${BENCH_ALLOCATORS:-}; do want[$a]=1; done
 wanted() { [[ ${#want[@]} -eq 0 || -n ${want[$1]:-} ]]; }
@@ -87,7 +92,7 @@ pkg_version() { # library path -> "package version", or ""
   [[ -n $pkg ]] && echo "$pkg $(dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null)"
 }
 
-add_alloc() { alloc_names+=("$1"); alloc_libs+=("$2"); alloc_vers+=("$3"); alloc_shown+=("${4:-$2}"); }
+add_alloc() { alloc_names+=("$1"); alloc_libs+=("$2"); alloc_vers+=("$3"); alloc_shown+=("${4:-$2}"); alloc_envs+=("${5:-}"); }
 
 rm -rf "$tmp"
 mkdir -p "$tmp/runs" "$out_dir" || die "cannot create $tmp"
@@ -101,6 +106,9 @@ if wanted hakmem; then
     cp "$hakmem_lib" "$tmp/libhakmem.so" || die "cannot copy $hakmem_lib"
     sum=$(sha256sum "$tmp/libhakmem.so" 2>/dev/null | cut -c1-12)
     add_alloc hakmem "$tmp/libhakmem.so" "hakmem ${hv:-?}${gv:+ (git $gv)}${sum:+, sha256 $sum}" "$(readlink -f "$hakmem_lib")"
+    for v in ${BENCH_VARIANTS:-}; do
+      add_alloc "${v%%=*}" "$tmp/libhakmem.so" "hakmem with ${v#*=}" "$(readlink -f "$hakmem_lib")" "${v#*=}"
+    done
   else
     echo "skipped: hakmem ($hakmem_lib not found; 'make' builds it)"
   fi
@@ -190,7 +198,7 @@ for spec in "${specs[@]}"; do
       [[ -n ${failed[$a]:-} ]] && continue
       base="$tmp/runs/${name//\//_}.$a.$r"
       # shellcheck disable=SC2086
-      "$bin/measure" -p "${alloc_libs[$i]}" -t "$timeout" -o "$base.m" -- "$bin/$prog" $args \
+      env ${alloc_envs[$i]//,/ } "$bin/measure" -p "${alloc_libs[$i]}" -t "$timeout" -o "$base.m" -- "$bin/$prog" $args \
         >"$base.out" 2>"$base.err" </dev/null
       m=$(cat "$base.m" 2>/dev/null)
       res=$(grep -m1 '^RESULT ' "$base.out" 2>/dev/null)
@@ -201,7 +209,7 @@ for spec in "${specs[@]}"; do
         [[ -z $status ]] && status="no report"
         [[ $status == ok ]] && status="no RESULT line"
         echo "FAILED: $name with $a (run $((r + 1))): $status; remaining runs of $a skipped"
-        echo "  command: LD_PRELOAD=${alloc_shown[$i]} bench/bin/$prog $args"
+        echo "  command: ${alloc_envs[$i]:+${alloc_envs[$i]//,/ } }LD_PRELOAD=${alloc_shown[$i]} bench/bin/$prog $args"
         for f in "$base.err" "$base.out"; do [[ -s $f ]] && tail -n 5 "$f" | sed "s/^/  | /"; done
         failed[$a]=1
         printf '%s\t%s\t%d\tFAILED\t%s\t\t\t\t%s\n' "$name" "$a" "$r" "${rss:-}" "${status// /_}" >>"$raw"
