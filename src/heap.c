@@ -187,9 +187,11 @@ static hak_slab_t *heap_next_slab(hak_heap_t *h, size_t cls, int *from) {
     }
     heap_detach(h, s, true);
   }
-  /* Taking memory: what aged past the delay goes first (if over budget). */
+  /* Taking memory: what aged past the delay goes first (if over budget),
+   * and BigCache's mappings past their decay. */
   heap_age_spares(h);
   _hak_purge_over_budget(&h->pool);
+  _hak_large_age(_hak_os_ticks());
   if ((s = heap_take_spare(h, cls)) != NULL) {
     *from = HAK_CSTAT_from_spare;
     return s;

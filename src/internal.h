@@ -814,6 +814,12 @@ typedef struct hak_large_where {
 } hak_large_where_t;
 bool _hak_large_where(const void *p, hak_large_where_t *w);
 void _hak_large_figures(hak_stats_t *st); /* lock held */
+/* BigCache's mappings cached past HAKMEM_BIGCACHE_DECAY_MS are unmapped
+ * (and the resident ones purged as over the budget) at the Large calls,
+ * and here: heap.c calls it when it takes memory, so that a program that
+ * stops making Large blocks does not keep its last ones resident. One
+ * load when nothing is due. */
+void _hak_large_age(hak_tick_t now);
 /* What HAKMEM_ACE learned, for the reports: the memory kept for refaults
  * and the purge delay (budget.c), and BigCache's budget (large.c). */
 typedef struct hak_learned {

@@ -102,12 +102,19 @@ static size_t offset_for(size_t align) {
   return align < HAK_SS_SIZE ? align : HAK_SS_SIZE;
 }
 
+/* When the oldest cached mapping reaches the decay time (never, with none
+ * cached): until then _hak_large_age has nothing to do. */
+static _Atomic hak_tick_t cache_due = UINT64_MAX;
+
 /* Every section under the Large lock ends here: what it changed in the
- * live mappings and the resident cache goes into the committed total. */
+ * live mappings and the resident cache goes into the committed total, and
+ * when the cache is due to decay. */
 static void large_unlock(void) {
   size_t now = live_bytes + cache_resident;
   _hak_committed_add((ptrdiff_t)(now - committed_synced));
   committed_synced = now;
+  hak_tick_t decay = _hak_os_ms_ticks((uint64_t)hak_opt(HAK_OPT_BIGCACHE_DECAY_MS));
+  atomic_store_explicit(&cache_due, cache_len ? cache[0].freed_at + decay : UINT64_MAX, memory_order_relaxed);
   _hak_unlock(&_hak_large_lock);
 }
 
@@ -611,6 +618,13 @@ void *_hak_large_realloc(void *p, size_t size) {
   mapped_bytes += need - old;
   large_unlock();
   return moved + offset;
+}
+
+void _hak_large_age(hak_tick_t now) {
+  if (now < atomic_load_explicit(&cache_due, memory_order_relaxed)) return;
+  _hak_lock(&_hak_large_lock);
+  cache_decay(now, false);
+  large_unlock();
 }
 
 size_t _hak_large_trim(void) {

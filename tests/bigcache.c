@@ -48,6 +48,10 @@
  *   decay   HAKMEM_BIGCACHE_DECAY_MS=100: 300 ms after the frees, one Large
  *           malloc/free unmaps the old entries; with the default decay
  *           (1 s) an immediate one keeps them
+ *   age     HAKMEM_BIGCACHE_DECAY_MS=100: 300 ms after the frees, no Large
+ *           call at all, but small mallocs that take a slab: the cached
+ *           mappings are unmapped (a program that stops making Large
+ *           blocks does not keep its last ones)
  *   trim    malloc_trim(0) empties the cache and returns 1; a second one,
  *           with nothing freed in between, returns 0
  *   moves   HAKMEM_BIGCACHE_MB=0, HAKMEM_INVALID_FREE=2: for 1.5 s two
@@ -493,6 +497,24 @@ static int mode_decay(void) {
   return th_done();
 }
 
+static int mode_age(void) {
+  alloc_free_big(5, 3 * MiB);
+  hak_stats_t s0 = st();
+  CHECKV("5 freed 3 MiB blocks are cached", s0.bigcache_bytes >= 15 * MiB, "bigcache_bytes %zu",
+         s0.bigcache_bytes);
+  sleep_ms(300);
+  enum { N = 100 };
+  static char *small[N];
+  for (int i = 0; i < N; i++) small[i] = malloc(LAUNDER((size_t)3000)); /* a class not used before */
+  hak_stats_t s1 = st();
+  for (int i = 0; i < N; i++) free(small[i]);
+  CHECKV("300 ms later, small mallocs taking a slab unmap the decayed mappings", s1.bigcache_bytes == 0,
+         "bigcache_bytes %zu -> %zu", s0.bigcache_bytes, s1.bigcache_bytes);
+  CHECKV("and they are gone", s1.mapped + 15 * MiB <= s0.mapped + 2 * MiB, "mapped %zu -> %zu", s0.mapped,
+         s1.mapped);
+  return th_done();
+}
+
 static int mode_trim(void) {
   alloc_free_big(4, 3 * MiB);
   hak_stats_t s0 = st();
@@ -581,6 +603,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "live-fixed") == 0) return mode_live_fixed();
     if (strcmp(argv[1], "thp") == 0 || strcmp(argv[1], "thp-forbid") == 0) return mode_thp();
     if (strcmp(argv[1], "decay") == 0) return mode_decay();
+    if (strcmp(argv[1], "age") == 0) return mode_age();
     if (strcmp(argv[1], "decay-default") == 0) return mode_decay_default();
     if (strcmp(argv[1], "trim") == 0) return mode_trim();
     if (strcmp(argv[1], "moves") == 0) return mode_moves();
@@ -605,6 +628,7 @@ int main(int argc, char **argv) {
       {"thp-forbid", {"HAKMEM_THP=2", NULL}},
       {"decay-default", {NULL}},
       {"decay", {"HAKMEM_BIGCACHE_DECAY_MS=100", NULL}},
+      {"age", {"HAKMEM_BIGCACHE_DECAY_MS=100", NULL}},
       {"trim", {NULL}},
       {"split", {NULL}},
       {"donate", {"HAKMEM_THP=2", "HAKMEM_RETAIN_KB=65536"}},
