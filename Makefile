@@ -61,8 +61,9 @@ endef
 libhakmem.so: $(OBJ_R) src/exports.map
 	$(hak_release_so)
 
+# The archives leave out C++'s operators (src/cxx.c says why).
 libhakmem.a: $(OBJ_R)
-	rm -f $@ && ar rcs $@ $(OBJ_R)
+	rm -f $@ && ar rcs $@ $(filter-out %/cxx.o,$(OBJ_R))
 
 build/stats/%.o: src/%.c $(HDR) Makefile
 	@mkdir -p $(@D)
@@ -73,13 +74,13 @@ libhakmem-stats.so: $(OBJ_T) src/exports.map
 	$(hak_release_so)
 
 libhakmem-stats.a: $(OBJ_T)
-	rm -f $@ && ar rcs $@ $(OBJ_T)
+	rm -f $@ && ar rcs $@ $(filter-out %/cxx.o,$(OBJ_T))
 
 libhakmem-secure.so: $(OBJ_S) src/exports.map
 	$(hak_release_so)
 
 libhakmem-secure.a: $(OBJ_S)
-	rm -f $@ && ar rcs $@ $(OBJ_S)
+	rm -f $@ && ar rcs $@ $(filter-out %/cxx.o,$(OBJ_S))
 
 # The launcher (launcher/hakmem.c): an ordinary program, on glibc's malloc.
 # This one finds the libraries beside it or in ../lib; install.mk builds
@@ -94,7 +95,7 @@ debug/libhakmem.so: $(OBJ_D) src/exports.map
 
 debug/libhakmem.a: $(OBJ_D)
 	@mkdir -p $(@D)
-	rm -f $@ && ar rcs $@ $(OBJ_D)
+	rm -f $@ && ar rcs $@ $(filter-out %/cxx.o,$(OBJ_D))
 
 -include install.mk
 -include tests/tests.mk

@@ -229,8 +229,11 @@ size_t _hak_usable_size(const void *p, const char *who);
 int _hak_trim(void);
 
 /* ---- secure.c: the secure build's C API -------------------------------- */
-void *_hak_secure_alloc(size_t size, size_t align, bool zero, const char *who); /* align: 16 for malloc */
-void _hak_secure_free(void *p, size_t given, bool sized, const char *who);
+/* align: 16 for malloc; form: HAK_FORM_*, as the block's record keeps it */
+void *_hak_secure_alloc(size_t size, size_t align, bool zero, int form, const char *who);
+/* given: the size the program says (if sized); form: the delete's
+ * HAK_FORM (HAK_FORM_MALLOC for free, which takes any block) */
+void _hak_secure_free(void *p, size_t given, bool sized, int form, const char *who);
 size_t _hak_secure_usable(const void *p, const char *who);
 void *_hak_secure_realloc(void *p, size_t size, const char *who);
 void _hak_secure_check_quarantine(const char *who); /* the calling thread's */

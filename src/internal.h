@@ -327,7 +327,7 @@ long _hak_os_write(int fd, const void *buf, size_t n);
 void _hak_os_futex_wait(_Atomic int *addr, int val);
 void _hak_os_futex_wake(_Atomic int *addr, int n);
 int _hak_os_getpid(void);
-void _hak_os_abort(void);
+void _hak_os_abort(void) __attribute__((noreturn));
 /* For the crash report (crash.c): copies n bytes from p, 0, or -errno if
  * any is not readable (it never faults); sends sig to the calling thread;
  * the signal action and the alternate signal stack (libc's: no allocator
@@ -406,8 +406,11 @@ enum {
   HAK_MISUSE_SIZE_ASKED,  /* freed with a size (given) other than the one allocated (size) */
   HAK_MISUSE_OVERFLOW,    /* written past the size allocated (size; given: the offset; 0 0: trailer lost) */
   HAK_MISUSE_FREED_WRITE, /* a free block (size) was written at offset `given` */
-  HAK_MISUSE_BAD_LINK     /* a free list leads to p, which is no free block */
+  HAK_MISUSE_BAD_LINK,    /* a free list leads to p, which is no free block */
+  HAK_MISUSE_DELETE_FORM  /* delete of new[]'s block or delete[] of new's (size; given: its HAK_FORM) */
 };
+/* How the secure build's blocks were allocated: C++'s delete must match. */
+enum { HAK_FORM_MALLOC, HAK_FORM_NEW, HAK_FORM_NEW_ARRAY };
 typedef struct hak_misuse {
   int kind;
   const void *block; /* the block p is in, if known */

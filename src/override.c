@@ -14,12 +14,12 @@
 #define ALIAS(name) __attribute__((alias(#name), copy(name), visibility("default"), used))
 
 HAK_API void *malloc(size_t size) {
-  if (hak_cfg_secure) return _hak_secure_alloc(size, 16, false, "malloc");
+  if (hak_cfg_secure) return _hak_secure_alloc(size, 16, false, HAK_FORM_MALLOC, "malloc");
   return hak_alloc_inline(size, "malloc");
 }
 
 static inline __attribute__((always_inline)) void free_block(void *p, const char *who) {
-  if (hak_cfg_secure) _hak_secure_free(p, 0, false, who);
+  if (hak_cfg_secure) _hak_secure_free(p, 0, false, HAK_FORM_MALLOC, who);
   else hak_free_inline(p, who);
 }
 
@@ -28,7 +28,9 @@ HAK_API void free(void *p) { free_block(p, "free"); }
 HAK_API void *calloc(size_t n, size_t size) {
   if (!hak_cfg_secure) return _hak_calloc(n, size);
   size_t total;
-  return hak_total_of(n, size, &total, "calloc") ? _hak_secure_alloc(total, 16, true, "calloc") : NULL;
+  return hak_total_of(n, size, &total, "calloc")
+             ? _hak_secure_alloc(total, 16, true, HAK_FORM_MALLOC, "calloc")
+             : NULL;
 }
 
 static void *realloc_block(void *p, size_t size) {
@@ -43,7 +45,8 @@ HAK_API void *reallocarray(void *p, size_t n, size_t size) {
 }
 
 static void *alloc_aligned(size_t align, size_t size, const char *who) {
-  return hak_cfg_secure ? _hak_secure_alloc(size, align, false, who) : _hak_alloc_aligned(align, size, who);
+  return hak_cfg_secure ? _hak_secure_alloc(size, align, false, HAK_FORM_MALLOC, who)
+                        : _hak_alloc_aligned(align, size, who);
 }
 
 static bool power_of_two(size_t a) { return a && !(a & (a - 1)); }
@@ -100,7 +103,7 @@ void cfree(void *p);
  * against the block's, the secure build against the size asked for. */
 static void free_checked(void *p, size_t size, const char *who) {
   if (hak_cfg_secure) {
-    _hak_secure_free(p, size, true, who);
+    _hak_secure_free(p, size, true, HAK_FORM_MALLOC, who);
     return;
   }
   if (p && hak_opt(HAK_OPT_CHECK)) {

@@ -9,12 +9,16 @@
  *
  *   [0, asked)                 the program's bytes
  *   [asked, canary_end)        canary bytes, up to 16, at least 1
- *   [room - 8, room)           the trailer: asked ^ key(block)
+ *   [room - 8, room)           the trailer: (asked | form << 62) ^ key(block)
  *
  * Each allocation asks the tiers below for asked + 9 bytes, so there is
  * room for both. Free checks the trailer and the canary (a write past the
  * end), and the size free_sized was given; malloc_usable_size says
- * `asked`. Blocks up to HAK_ZEROED_MAX (1 KiB) are zeroed whole at free and proved
+ * `asked`. The form (HAK_FORM_*: malloc and the like, C++'s operator new
+ * or new[], override.c) lets delete catch a block of new[] given to delete
+ * and the reverse; sized delete is checked against the size asked for a
+ * block of new or new[] (one from malloc may be the program's own operator
+ * new's, with a header of its own). Blocks up to HAK_ZEROED_MAX (1 KiB) are zeroed whole at free and proved
  * zero when handed out again (a write after free), so they need no
  * memset for calloc; slab.c zeroes them when it carves. A freed block
  * waits in its thread's quarantine (heap.h) until HAKMEM_QUARANTINE_KB of
@@ -28,7 +32,8 @@
 #include "alloc.h"
 
 #define CANARY_MAX 16
-#define OVERHEAD 9 /* one canary byte and the trailer, at least */
+#define OVERHEAD 9    /* one canary byte and the trailer, at least */
+#define FORM_SHIFT 62 /* the trailer's form bits */
 /* Zero-byte allocations: pointers 16 bytes apart into a region with no
  * access, marked in the chunk map. */
 #define ZERO_REGION ((size_t)1 << 30)
@@ -128,10 +133,10 @@ static bool is_zero_alloc(const void *p) {
 /* ---- checks --------------------------------------------------------------- */
 
 /* What is wrong with p, a block of ours of `room` usable bytes, if
- * anything; else *asked is the size the program asked for. A block in a
- * quarantine, or on a free list, is freed already; a lost trailer or
- * canary byte is a write past the end. */
-static hak_misuse_t block_problem(void *p, size_t room, size_t *asked) {
+ * anything; else *asked is the size the program asked for and *form how.
+ * A block in a quarantine, or on a free list, is freed already; a lost
+ * trailer or canary byte is a write past the end. */
+static hak_misuse_t block_problem(void *p, size_t room, size_t *asked, int *form) {
   hak_block_t *b = p;
   bool slab = hak_chunk_kind(p) == HAK_CHUNK_SUPERSLAB;
   hak_misuse_t freed = {.kind = HAK_MISUSE_DOUBLE_FREE, .block = p, .size = room};
@@ -141,8 +146,10 @@ static hak_misuse_t block_problem(void *p, size_t room, size_t *asked) {
     return freed;
   }
   uint64_t t = *trailer(p, room);
-  *asked = t ^ block_key(p);
-  if (*asked > room - OVERHEAD) {
+  uint64_t record = t ^ block_key(p);
+  *asked = record & (((uint64_t)1 << FORM_SHIFT) - 1);
+  *form = (int)(record >> FORM_SHIFT);
+  if (*asked > room - OVERHEAD || *form > HAK_FORM_NEW_ARRAY) {
     /* A free block has a mark and a zero trailer (a 16-byte block's is its
      * mark; up to HAK_ZEROED_MAX, zeros past the mark): then the lists say. */
     bool looks_free =
@@ -171,18 +178,19 @@ static size_t room_of(const void *p, const char *who) {
 }
 
 /* The size the program asked for p, a pointer given to the API as a live
- * block, and its usable bytes in *room; a problem is reported (fatal, but
- * for a foreign pointer HAKMEM_INVALID_FREE lets through: then 0 and *room
- * 0, as for a zero-byte allocation). */
-static size_t block_check(void *p, size_t *room, const char *who) {
+ * block, its usable bytes in *room and its form in *form; a problem is
+ * reported (fatal, but for a foreign pointer HAKMEM_INVALID_FREE lets
+ * through: then 0 and *room 0, as for a zero-byte allocation). */
+static size_t block_check(void *p, size_t *room, int *form, const char *who) {
   *room = 0;
+  *form = HAK_FORM_MALLOC;
   if (hak_chunk_kind(p) == HAK_CHUNK_ZERO) {
     if (!is_zero_alloc(p)) _hak_report(who, p, (hak_misuse_t){.kind = HAK_MISUSE_NO_BLOCK});
     return 0;
   }
   size_t r = room_of(p, who), asked = 0;
   if (!r) return 0;
-  hak_misuse_t m = block_problem(p, r, &asked);
+  hak_misuse_t m = block_problem(p, r, &asked, form);
   if (m.kind != HAK_MISUSE_NONE) {
     _hak_report(who, p, m);
     return 0;
@@ -215,7 +223,7 @@ static void quarantine_check(hak_block_t *b, size_t room, bool whole, const char
 
 /* A failure is reported here, with the size asked: the block below has
  * OVERHEAD bytes more. */
-void *_hak_secure_alloc(size_t size, size_t align, bool zero, const char *who) {
+void *_hak_secure_alloc(size_t size, size_t align, bool zero, int form, const char *who) {
   hak_ask_t ask = {.who = who, .size = size, .align = align > 16 ? align : 0};
   if (size == 0 && align <= HAK_PAGE) {
     void *z = zero_alloc(align);
@@ -239,17 +247,22 @@ void *_hak_secure_alloc(size_t size, size_t align, bool zero, const char *who) {
     memset(p, 0, size); /* Large blocks are fresh pages */
   }
   canary_set(p, size, room);
-  *trailer(p, room) = size ^ block_key(p);
+  *trailer(p, room) = (size | (uint64_t)form << FORM_SHIFT) ^ block_key(p);
   return p;
 }
 
-/* given: the size free_sized was told (sized), which must be the one
- * asked for. */
-void _hak_secure_free(void *p, size_t given, bool sized, const char *who) {
+/* given: the size free_sized or sized delete was told (sized), which must
+ * be the one asked for; form: a delete's (see the top). */
+void _hak_secure_free(void *p, size_t given, bool sized, int form, const char *who) {
   if (!p) return;
-  size_t room, asked = block_check(p, &room, who);
+  int made;
+  size_t room, asked = block_check(p, &room, &made, who);
   if (!room) return; /* zero-byte, or foreign and let through */
-  if (sized && given != asked)
+  if (form != HAK_FORM_MALLOC && made != HAK_FORM_MALLOC && made != form)
+    _hak_report(
+        who, p,
+        (hak_misuse_t){.kind = HAK_MISUSE_DELETE_FORM, .block = p, .size = asked, .given = (size_t)made});
+  if (sized && given != asked && (form == HAK_FORM_MALLOC || made == form))
     _hak_report(who, p,
                 (hak_misuse_t){.kind = HAK_MISUSE_SIZE_ASKED, .block = p, .size = asked, .given = given});
   if (hak_chunk_kind(p) != HAK_CHUNK_SUPERSLAB) {
@@ -278,26 +291,28 @@ void _hak_secure_free(void *p, size_t given, bool sized, const char *who) {
 
 size_t _hak_secure_usable(const void *p, const char *who) {
   size_t room;
-  return p ? block_check((void *)p, &room, who) : 0;
+  int form;
+  return p ? block_check((void *)p, &room, &form, who) : 0;
 }
 
 /* Always moves (the old block goes into the quarantine), so that a
  * pointer to the old block is a pointer to freed memory. */
 void *_hak_secure_realloc(void *p, size_t size, const char *who) {
-  if (!p) return _hak_secure_alloc(size, 16, false, who);
-  size_t room, old = block_check(p, &room, who);
+  if (!p) return _hak_secure_alloc(size, 16, false, HAK_FORM_MALLOC, who);
+  int form;
+  size_t room, old = block_check(p, &room, &form, who);
   if (!room && hak_chunk_kind(p) != HAK_CHUNK_ZERO) {
     errno = EINVAL; /* a foreign pointer let through */
     return NULL;
   }
   if (size == 0) {
-    _hak_secure_free(p, 0, false, who);
+    _hak_secure_free(p, 0, false, HAK_FORM_MALLOC, who);
     return NULL;
   }
-  void *q = _hak_secure_alloc(size, 16, false, who);
+  void *q = _hak_secure_alloc(size, 16, false, HAK_FORM_MALLOC, who);
   if (!q) return NULL;
   memcpy(q, p, old < size ? old : size);
-  _hak_secure_free(p, 0, false, who);
+  _hak_secure_free(p, 0, false, HAK_FORM_MALLOC, who);
   return q;
 }
 

@@ -105,6 +105,19 @@ static void test_failure() {
     threw = true;
   }
   CHECK("operator new of a huge size throws std::bad_alloc", threw);
+  static int calls;
+  std::set_new_handler([] {
+    if (++calls == 3) std::set_new_handler(nullptr);
+  });
+  threw = false;
+  try {
+    void *x = ::operator new[](huge);
+    ::operator delete[](x);
+  } catch (const std::bad_alloc &) {
+    threw = true;
+  }
+  CHECKV("a failing operator new[] calls the new handler until it is gone, then throws", threw && calls == 3,
+         "%d calls", calls);
 }
 
 static void test_containers() {

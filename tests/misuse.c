@@ -356,6 +356,37 @@ static int sized_wrong(void *arg) {
   return 0;
 }
 
+/* C++'s operators (hakmem's, found at run time: this is a C program): a
+ * block of new[] given to delete, of new to delete[] (arg not NULL), a
+ * block of new given to sized delete with the wrong size. */
+static int delete_mismatch(void *arg) {
+  void *(*op_new)(size_t);
+  void (*op_delete)(void *);
+  *(void **)&op_new = sym_default(arg ? "_Znwm" : "_Znam");
+  *(void **)&op_delete = sym_default(arg ? "_ZdaPv" : "_ZdlPv");
+  if (!op_new || !op_delete) return 94;
+  char *p = op_new(48);
+  if (arg)
+    expect("hakmem: operator delete[](): mismatched delete[] of %p (48 bytes from operator new)", (void *)p);
+  else expect("hakmem: operator delete(): mismatched delete of %p (48 bytes from operator new[])", (void *)p);
+  op_delete(p);
+  return 0;
+}
+
+static int sized_delete_wrong(void *arg) {
+  (void)arg;
+  void *(*op_new)(size_t);
+  void (*op_delete)(void *, size_t);
+  *(void **)&op_new = sym_default("_Znwm");
+  *(void **)&op_delete = sym_default("_ZdlPvm");
+  if (!op_new || !op_delete) return 94;
+  char *p = op_new(48);
+  expect("hakmem: operator delete(): invalid pointer %p: freed with size 40, but allocated with size 48",
+         (void *)p);
+  op_delete(p, LAUNDER((size_t)40));
+  return 0;
+}
+
 /* Heap memory is never executable. */
 static int heap_exec(void *arg) {
   (void)arg;
@@ -423,6 +454,9 @@ static const misuse_case_t cases[] = {
     {"write to a zero-byte allocation", zero_write, NULL, GOES_ON, FAULTS, 1},
     {"read of a zero-byte allocation", zero_read, NULL, GOES_ON, FAULTS, 1},
     {"free_sized with the wrong size", sized_wrong, NULL, GOES_ON, ABORTS, 1},
+    {"delete of a block of new[]", delete_mismatch, NULL, GOES_ON, ABORTS, 1},
+    {"delete[] of a block of new", delete_mismatch, "", GOES_ON, ABORTS, 1},
+    {"sized delete with the wrong size", sized_delete_wrong, NULL, GOES_ON, ABORTS, 1},
     {"heap memory executed", heap_exec, NULL, FAULTS, FAULTS, 1},
 };
 

@@ -132,6 +132,15 @@ for lib in "$REL" "$DBG" "$SEC" "$STA"; do
   [ -s "$TMP/syms" ] && [ ! -s "$TMP/missing" ] && ok=1
   check "$name exports the malloc API and hak_*, no _hak_ internals" $ok "$TMP/missing"
 done
+# C++'s operators (src/cxx.c): weak, in the shared libraries, not the archives.
+for lib in "$REL" "$SEC"; do
+  n=$(nm -D --defined-only "$lib" | awk '$2 == "W" && $3 ~ /^_Z(nwm|nam|dlPv|daPv|dlPvm|daPvm)$/' | wc -l)
+  a=$(nm "${lib%.so}.a" 2>/dev/null | grep -c ' T _Znwm$')
+  ok=0
+  [ "$n" -eq 6 ] && [ "$a" -eq 0 ] && ok=1
+  echo "$n of 6 exported; $a in the archive" >"$TMP/cxx"
+  check "${lib#"$ROOT"/} exports C++'s six operators, weak; the archive none" $ok "$TMP/cxx"
+done
 
 # One code style (.clang-format) over src/, include/ and tests/.
 if command -v clang-format >/dev/null 2>&1; then
@@ -169,6 +178,8 @@ run_bin "fork (LD_PRELOAD debug)" env LD_PRELOAD="$DBG" "$B/glibc/fork"
 # blocks that count as in use). tiers and bigcache test BigCache, which the
 # secure build does not use.
 run_bin "misuse (LD_PRELOAD secure)" env LD_PRELOAD="$SEC" "$B/glibc/misuse"
+run_bin "cxx-own (LD_PRELOAD)" env LD_PRELOAD="$REL" "$B/glibc/cxx-own"
+run_bin "cxx-own (LD_PRELOAD secure)" env LD_PRELOAD="$SEC" "$B/glibc/cxx-own"
 run_bin "stress (LD_PRELOAD secure)" env LD_PRELOAD="$SEC" "$B/glibc/stress"
 run_bin "soak (LD_PRELOAD secure, 10 s)" env LD_PRELOAD="$SEC" "$B/glibc/soak" 10
 for t in api cxx fork churn transfer foreign tdtor options trace crash; do

@@ -37,7 +37,7 @@ TEST_REL_C    := $(TEST_C_NAMES:%=tests/bin/%) tests/bin/soak
 TEST_DBG_C    := $(TEST_C_NAMES:%=tests/bin/debug/%)
 TEST_GLIBC_C  := $(TEST_C_NAMES:%=tests/bin/glibc/%) tests/bin/glibc/dlopen tests/bin/glibc/soak
 TEST_BINS     := $(TEST_REL_C) $(TEST_DBG_C) $(TEST_GLIBC_C) tests/bin/cxx \
-                 tests/bin/debug/cxx tests/bin/glibc/cxx tests/bin/api-static \
+                 tests/bin/debug/cxx tests/bin/glibc/cxx tests/bin/glibc/cxx-own tests/bin/api-static \
                  tests/bin/classes tests/bin/units tests/bin/crash-handler.so
 
 .PHONY: test test-build test-clean soak
@@ -60,6 +60,8 @@ test-clean:
 # and glibc's aliases).
 HAK_LIBC_NAMES := $(shell sed -n '/global:/,/local:/p' src/exports.map | tr ' \t;' '\n\n\n' | \
                     grep -E '^[_a-z0-9]+$$' | grep -v '^hak_')
+# and C++'s operators (src/cxx.c; the shared libraries only).
+HAK_CXX_NAMES  := $(shell sed -n '/global:/,/local:/p' src/exports.map | tr ' \t;' '\n\n\n' | grep -E '^_Z')
 
 # The exported names from their one source, as X-macros for the tests:
 # src/exports.map (tests/run.sh checks the library's dynamic symbols
@@ -100,6 +102,11 @@ tests/bin/glibc/cxx: tests/cxx.cc $(TEST_DEPS)
 	@mkdir -p $(@D)
 	$(TEST_CXX) $(TEST_CXXFLAGS) $< -o $@ $(TEST_LIBS)
 
+# A program with operator new and delete of its own (run under LD_PRELOAD).
+tests/bin/glibc/cxx-own: tests/cxx-own.cc tests/harness.h tests/tests.mk
+	@mkdir -p $(@D)
+	$(TEST_CXX) $(TEST_CXXFLAGS) $< -o $@
+
 # A library that installs a SIGSEGV handler as it starts (tests/crash.c).
 tests/bin/crash-handler.so: tests/crash-handler.c tests/tests.mk
 	@mkdir -p $(@D)
@@ -136,7 +143,7 @@ UBSAN_FLAGS   := -fsanitize=undefined -fno-sanitize-recover=all
 define hak_private_object
 	@echo "  LD      $@"
 	@$(LD) -r -o $@.tmp $(filter %.o,$^)
-	@objcopy $(HAK_LIBC_NAMES:%=--localize-symbol=%) $@.tmp $@ && rm -f $@.tmp
+	@objcopy $(HAK_LIBC_NAMES:%=--localize-symbol=%) $(HAK_CXX_NAMES:%=--localize-symbol=%) $@.tmp $@ && rm -f $@.tmp
 endef
 
 -include tests/fuzz.mk
