@@ -8,18 +8,19 @@
  * The process runs epochs of HAKMEM_ELO_EPOCH_MS, or shorter (but at
  * least a quarter of that) once HAK_ELO_EPOCH_BYTES have been taken into
  * use (slabs and Large blocks). An epoch's cost is, per second of the
- * process's CPU time in it (user and system, all threads; so that time
- * the program waited, or was not scheduled, does not dilute it; at least
- * a millisecond),
+ * process's CPU time in it (user and system, all threads: the program's
+ * work, which time it waited or was not scheduled does not dilute; at
+ * least a millisecond),
  *   hakmem's system calls' time (measured)
- *   + the process's minor page faults, each at the mean cost of one so
- *     far (the process's system time less hakmem's system calls, per
- *     fault: the program's own system calls count in it too), within
- *     0.25 to 20 microseconds
+ *   + the process's minor page faults (the program's own too), each at
+ *     the cost of one as measured once (fault_measure)
  *   + the slow paths' time, estimated from the sampled latencies
- *     (HAKMEM_SAMPLE; the system calls they make count twice)
- * plus HAKMEM_ELO_MIB_US microseconds per MiB of committed memory, the
- * mean of the epoch's start and end.
+ *     (slow_ns_since; the system calls and faults they make count twice)
+ *   + HAKMEM_ELO_MIB_US microseconds per MiB of committed memory (the
+ *     mean of the epoch's start and end) and per second of the epoch's
+ *     wall time: memory held while the program waits costs as much as
+ *     while it works, so for a program that mostly waits, memory is most
+ *     of the cost.
  * The next epoch runs the leader (the highest rating, the lower index on
  * a tie), except that after one of the leader's epochs, with chance 1 in
  * HAK_ELO_EXPLORE and never past one epoch in HAK_ELO_EXPLORE in all, a
@@ -138,17 +139,26 @@ hak_lock_t _hak_elo_lock = HAK_LOCK_INIT;
 static hak_elo_t elo;
 static struct {
   hak_tick_t at;
-  uint64_t sys_ns, slow_ns, faults, cpu_us;
+  uint64_t sys_ns, faults, cpu_us;
   size_t committed;
 } epoch;
 
-/* Every slow path's time so far, estimated from the sampled ones: each
- * sample counts HAKMEM_SAMPLE times, at 3/2 of its bucket's floor. */
-static uint64_t slow_ns(void) {
+/* The slow paths' time since the histograms were last read into `seen`
+ * (1 in HAKMEM_SAMPLE timed): each sample at 3/2 of its bucket's floor,
+ * but at most HAK_ELO_SLOW_CAP_NS, times HAKMEM_SAMPLE. The cap: a slow
+ * path the scheduler preempted counts milliseconds, and on a loaded
+ * machine those decided the epochs' costs. */
+#define HAK_ELO_SLOW_CAP_NS 65536
+static uint64_t seen[HAK_LAT_KINDS][HAK_LAT_BUCKETS];
+static uint64_t slow_ns_since(void) {
   uint64_t hist[HAK_LAT_KINDS][HAK_LAT_BUCKETS], ns = 0;
   _hak_latency(hist);
   for (int t = 0; t < HAK_LAT_KINDS; t++)
-    for (int k = 1; k < HAK_LAT_BUCKETS; k++) ns += hist[t][k] * (3ull << k >> 1);
+    for (int k = 0; k < HAK_LAT_BUCKETS; k++) {
+      uint64_t each = 3ull << k >> 1;
+      ns += (hist[t][k] - seen[t][k]) * (each < HAK_ELO_SLOW_CAP_NS ? each : HAK_ELO_SLOW_CAP_NS);
+      seen[t][k] = hist[t][k];
+    }
   return ns * (uint64_t)hak_opt(HAK_OPT_SAMPLE);
 }
 
@@ -160,18 +170,31 @@ static uint64_t sys_ns(void) {
   return sum;
 }
 
-/* A minor fault's mean cost so far, in nanoseconds (see the top). */
-static uint64_t fault_ns(const hak_usage_t *u, uint64_t sys) {
-  uint64_t other = u->sys_us * 1000 > sys ? u->sys_us * 1000 - sys : 0;
-  uint64_t ns = u->minor_faults ? other / u->minor_faults : 0;
-  return ns < 250 ? 250 : ns > 20000 ? 20000 : ns;
+/* A minor fault's cost in ticks, measured at the first epoch's end (the
+ * TSC's rate is known by then): 64 pages of a fresh mapping written one
+ * by one. Wall time, not the process's system time: under this machine's
+ * hypervisor a fault took about 48 us, of which the guest's system time
+ * showed 6 (the rest counted as the user time of the instruction that
+ * faulted). */
+static hak_tick_t fault_ticks;
+static void fault_measure(void) {
+  enum { PAGES = 64 };
+  char *m = _hak_os_map(PAGES * HAK_PAGE, HAK_PAGE);
+  if (!m) {
+    fault_ticks = _hak_os_ms_ticks(1) / 1000; /* a microsecond, if it cannot be measured */
+    return;
+  }
+  hak_tick_t t0 = _hak_os_ticks();
+  for (size_t i = 0; i < PAGES; i++) ((volatile char *)m)[i * HAK_PAGE] = 1;
+  fault_ticks = (_hak_os_ticks() - t0) / PAGES;
+  _hak_os_unmap(m, PAGES * HAK_PAGE);
 }
 
 static void epoch_begin(hak_tick_t now, size_t committed, uint64_t taken, const hak_usage_t *u,
                         uint64_t sys) {
   epoch.at = now;
   epoch.sys_ns = sys;
-  epoch.slow_ns = slow_ns();
+  slow_ns_since();
   epoch.faults = u->minor_faults;
   epoch.cpu_us = u->cpu_us;
   epoch.committed = committed;
@@ -206,14 +229,15 @@ void _hak_elo_tick(hak_tick_t now, size_t committed, uint64_t taken) {
     _hak_unlock(&_hak_elo_lock);
     return;
   }
+  if (!fault_ticks) fault_measure();
   hak_usage_t u;
   _hak_os_usage(&u);
-  uint64_t sys = sys_ns(), slow = slow_ns();
+  uint64_t sys = sys_ns(), slow = slow_ns_since();
   double cpu = (double)(u.cpu_us - epoch.cpu_us) / 1e6, secs = cpu > 1e-3 ? cpu : 1e-3;
-  double ns = (double)(sys - epoch.sys_ns) + (double)(slow - epoch.slow_ns) +
-              (double)(u.minor_faults - epoch.faults) * (double)fault_ns(&u, sys);
-  double mib = (double)(epoch.committed + committed) / 2 / (1 << 20);
-  uint32_t next = _hak_elo_close(&elo, ns / 1000 / secs + (double)hak_opt(HAK_OPT_ELO_MIB_US) * mib);
+  double ns = (double)(sys - epoch.sys_ns) + (double)slow +
+              (double)(u.minor_faults - epoch.faults) * (double)fault_ticks * 1e6 / (double)ms;
+  double mib = (double)(epoch.committed + committed) / 2 / (1 << 20), wall = (double)span / (double)ms / 1000;
+  uint32_t next = _hak_elo_close(&elo, (ns / 1000 + (double)hak_opt(HAK_OPT_ELO_MIB_US) * mib * wall) / secs);
   atomic_store_explicit(&_hak_policy_now, next, memory_order_relaxed);
   epoch_begin(now, committed, taken, &u, sys);
   _hak_unlock(&_hak_elo_lock);
