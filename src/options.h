@@ -43,7 +43,7 @@
     "choose the purge and retention policy by its measured cost, epoch by epoch (Elo ratings)")              \
   X(ELO_EPOCH_MS, "HAKMEM_ELO_EPOCH_MS", 100, 4, 60000, "with HAKMEM_ELO: an epoch's length (ms)")           \
   X(ELO_MIB_US, "HAKMEM_ELO_MIB_US", 100, 0, 1000000,                                                        \
-    "with HAKMEM_ELO: what a resident MiB costs, in microseconds of work per second")                        \
+    "with HAKMEM_ELO: what a committed MiB costs per second held, in microseconds of work")                  \
   X(ELO_SEED, "HAKMEM_ELO_SEED", 0, 0, 2147483647,                                                           \
     "with HAKMEM_ELO: the seed of its exploration draws (0: from the clock)")                                \
   X(QUARANTINE_KB, "HAKMEM_QUARANTINE_KB", 512, 0, 65536,                                                    \
