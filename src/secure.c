@@ -15,11 +15,11 @@
  * room for both. Free checks the trailer and the canary (a write past the
  * end), and the size free_sized was given; malloc_usable_size says
  * `asked`. The form (HAK_FORM_*: malloc and the like, C++'s operator new
- * or new[], override.c) lets delete catch a block of new[] given to delete
- * and the reverse; sized delete is checked against the size asked for a
- * block of new or new[] (one from malloc may be the program's own operator
- * new's, with a header of its own). Blocks up to HAK_ZEROED_MAX (1 KiB) are zeroed whole at free and proved
- * zero when handed out again (a write after free), so they need no
+ * or new[], cxx.c) lets delete catch a block of new[] given to delete and
+ * the reverse; sized delete is checked against the size asked for a block
+ * of new or new[] (one from malloc may be the program's own operator
+ * new's, with a header of its own). Blocks up to HAK_ZEROED_MAX (1 KiB)
+ * are zeroed whole at free and proved zero when handed out again (a write after free), so they need no
  * memset for calloc; slab.c zeroes them when it carves. A freed block
  * waits in its thread's quarantine (heap.h) until HAKMEM_QUARANTINE_KB of
  * newer frees push it out, holding its size record in its first word and
