@@ -176,8 +176,8 @@ static uint64_t sys_ns(void) {
  * purge that proves wrong costs. Wall time, not the process's system
  * time: under this machine's hypervisor much of a fault's cost is counted
  * as the user time of the instruction that faulted (a refault took 9 us
- * here; a burst of 40 MiB of 1 KiB blocks faulted in again took 414 ms,
- * 52 of them system time, against 26 ms when its memory was kept). */
+ * here; a burst of 40 MiB of 1 KiB blocks faulted in again took 145 ms,
+ * 64-71 of them system time, against 17 ms when its memory was kept). */
 static hak_tick_t fault_ticks;
 static void fault_measure(void) {
   enum { PAGES = 64 };
