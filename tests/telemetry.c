@@ -25,7 +25,7 @@
  *          carves on every refill, so its batch doubles every
  *          HAK_CARVE_RUN (32) refills up to 16 pages (the row's
  *          carve_pages) and it refills less than 1/4 as often as with one
- *          page (164 carves against 1053); 1.2 s later (past
+ *          page (171 carves against 1080); 1.2 s later (past
  *          HAK_CARVE_IDLE_MS) the refill that follows the blocks carved
  *          last carves one page again. `carve0` (HAKMEM_ACE=0): one page,
  *          a carve per 19 blocks.
