@@ -142,10 +142,12 @@ void _hak_reuse_shared(size_t bytes, unsigned k) {
   atomic_fetch_add_explicit(&_hak_mem.reuse[k], bytes >> 10, memory_order_relaxed);
 }
 
-/* HAKMEM_ELO's epoch may end by volume (elo.c); HAKMEM_ACE's reuse ages
- * count. */
+/* HAKMEM_ELO's epoch may end by volume (elo.c; the shared total is kept
+ * only for it); HAKMEM_ACE's reuse ages count. */
 void _hak_budget_taken(hak_budget_local_t *b) {
-  uint64_t taken = atomic_fetch_add_explicit(&_hak_mem.taken, b->taken, memory_order_relaxed) + b->taken;
+  uint64_t taken = hak_opt(HAK_OPT_ELO)
+                       ? atomic_fetch_add_explicit(&_hak_mem.taken, b->taken, memory_order_relaxed) + b->taken
+                       : 0;
   b->taken = 0;
   if (hak_opt(HAK_OPT_ACE)) {
     for (int k = 0; k < HAK_AGE_BUCKETS; k++) {

@@ -26,7 +26,7 @@ CXX_WEAK void _ZdlPv(void *p);
 CXX_WEAK void _ZdaPv(void *p);
 CXX_WEAK void _ZdlPvm(void *p, size_t size);
 CXX_WEAK void _ZdaPvm(void *p, size_t size);
-typedef void (*hak_new_handler_t)(void);
+typedef void (*hak_cxx_handler_t)(void);
 
 /* libstdc++'s std::get_new_handler and std::__throw_bad_alloc, looked up
  * when first needed (a C program may load libstdc++ later, with a
@@ -40,13 +40,13 @@ static void *cxx_symbol(void *_Atomic *cache, const char *name) {
   return f;
 }
 
-static __attribute__((noinline, cold)) void *new_failed(size_t size, int form, const char *who) {
+static __attribute__((noinline, cold)) void *cxx_alloc_failed(size_t size, int form, const char *who) {
   static void *_Atomic get_handler;
   static void *_Atomic throw_bad_alloc;
   for (;;) {
-    hak_new_handler_t (*get)(void) =
-        (hak_new_handler_t(*)(void))cxx_symbol(&get_handler, "_ZSt15get_new_handlerv");
-    hak_new_handler_t handler = get ? get() : NULL;
+    hak_cxx_handler_t (*get)(void) =
+        (hak_cxx_handler_t(*)(void))cxx_symbol(&get_handler, "_ZSt15get_new_handlerv");
+    hak_cxx_handler_t handler = get ? get() : NULL;
     if (!handler) {
       void (*throw_it)(void) = (void (*)(void))cxx_symbol(&throw_bad_alloc, "_ZSt17__throw_bad_allocv");
       if (throw_it) throw_it();
@@ -63,46 +63,46 @@ static __attribute__((noinline, cold)) void *new_failed(size_t size, int form, c
   }
 }
 
-static inline __attribute__((always_inline)) void *new_block(size_t size, int form, const char *who) {
+static inline __attribute__((always_inline)) void *cxx_block(size_t size, int form, const char *who) {
   void *p = hak_cfg_secure ? _hak_secure_alloc(size, 16, false, form, who) : hak_alloc_inline(size, who);
-  return HAK_LIKELY(p) ? p : new_failed(size, form, who);
+  return HAK_LIKELY(p) ? p : cxx_alloc_failed(size, form, who);
 }
 
-static inline __attribute__((always_inline)) void delete_block(void *p, size_t size, bool sized, int form,
-                                                               const char *who) {
+static inline __attribute__((always_inline)) void cxx_release(void *p, size_t size, bool sized, int form,
+                                                              const char *who) {
   if (hak_cfg_secure) _hak_secure_free(p, size, sized, form, who);
   else hak_free_inline(p, who);
 }
 
 #define CXX_OPERATOR(name, impl) __typeof__(name) name __attribute__((alias(#impl), used))
 
-static void *op_new(size_t size) { return new_block(size, HAK_FORM_NEW, "operator new"); }
+static void *cxx_alloc_object(size_t size) { return cxx_block(size, HAK_FORM_OBJECT, "operator new"); }
 
-static void op_delete(void *p) { delete_block(p, 0, false, HAK_FORM_NEW, "operator delete"); }
+static void cxx_free_object(void *p) { cxx_release(p, 0, false, HAK_FORM_OBJECT, "operator delete"); }
 
-static void *op_new_array(size_t size) {
-  if ((void *)_Znwm != (void *)op_new) return _Znwm(size); /* the program's */
-  return new_block(size, HAK_FORM_NEW_ARRAY, "operator new[]");
+static void *cxx_alloc_array(size_t size) {
+  if ((void *)_Znwm != (void *)cxx_alloc_object) return _Znwm(size); /* the program's */
+  return cxx_block(size, HAK_FORM_ARRAY, "operator new[]");
 }
 
-static void op_delete_array(void *p) {
-  if ((void *)_ZdlPv != (void *)op_delete) _ZdlPv(p);
-  else delete_block(p, 0, false, HAK_FORM_NEW_ARRAY, "operator delete[]");
+static void cxx_free_array(void *p) {
+  if ((void *)_ZdlPv != (void *)cxx_free_object) _ZdlPv(p);
+  else cxx_release(p, 0, false, HAK_FORM_ARRAY, "operator delete[]");
 }
 
-static void op_delete_sized(void *p, size_t size) {
-  if ((void *)_ZdlPv != (void *)op_delete) _ZdlPv(p);
-  else delete_block(p, size, true, HAK_FORM_NEW, "operator delete");
+static void cxx_free_object_sized(void *p, size_t size) {
+  if ((void *)_ZdlPv != (void *)cxx_free_object) _ZdlPv(p);
+  else cxx_release(p, size, true, HAK_FORM_OBJECT, "operator delete");
 }
 
-static void op_delete_array_sized(void *p, size_t size) {
-  if ((void *)_ZdaPv != (void *)op_delete_array || (void *)_ZdlPv != (void *)op_delete) _ZdaPv(p);
-  else delete_block(p, size, true, HAK_FORM_NEW_ARRAY, "operator delete[]");
+static void cxx_free_array_sized(void *p, size_t size) {
+  if ((void *)_ZdaPv != (void *)cxx_free_array || (void *)_ZdlPv != (void *)cxx_free_object) _ZdaPv(p);
+  else cxx_release(p, size, true, HAK_FORM_ARRAY, "operator delete[]");
 }
 
-CXX_OPERATOR(_Znwm, op_new);
-CXX_OPERATOR(_Znam, op_new_array);
-CXX_OPERATOR(_ZdlPv, op_delete);
-CXX_OPERATOR(_ZdaPv, op_delete_array);
-CXX_OPERATOR(_ZdlPvm, op_delete_sized);
-CXX_OPERATOR(_ZdaPvm, op_delete_array_sized);
+CXX_OPERATOR(_Znwm, cxx_alloc_object);
+CXX_OPERATOR(_Znam, cxx_alloc_array);
+CXX_OPERATOR(_ZdlPv, cxx_free_object);
+CXX_OPERATOR(_ZdaPv, cxx_free_array);
+CXX_OPERATOR(_ZdlPvm, cxx_free_object_sized);
+CXX_OPERATOR(_ZdaPvm, cxx_free_array_sized);

@@ -410,7 +410,7 @@ enum {
   HAK_MISUSE_DELETE_FORM  /* delete of new[]'s block or delete[] of new's (size; given: its HAK_FORM) */
 };
 /* How the secure build's blocks were allocated: C++'s delete must match. */
-enum { HAK_FORM_MALLOC, HAK_FORM_NEW, HAK_FORM_NEW_ARRAY };
+enum { HAK_FORM_MALLOC, HAK_FORM_OBJECT, HAK_FORM_ARRAY };
 typedef struct hak_misuse {
   int kind;
   const void *block; /* the block p is in, if known */

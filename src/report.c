@@ -59,12 +59,12 @@ static void put_problem(hak_buf_t *b, const void *p, hak_misuse_t m) {
       _hak_buf_str(b, ", which is no free block");
       return;
     case HAK_MISUSE_DELETE_FORM:
-      _hak_buf_str(b, m.given == HAK_FORM_NEW_ARRAY ? "mismatched delete of " : "mismatched delete[] of ");
+      _hak_buf_str(b, m.given == HAK_FORM_ARRAY ? "mismatched delete of " : "mismatched delete[] of ");
       _hak_buf_hex(b, (uintptr_t)p);
       _hak_buf_str(b, " (");
       _hak_buf_dec(b, m.size);
-      _hak_buf_str(
-          b, m.given == HAK_FORM_NEW_ARRAY ? " bytes from operator new[])" : " bytes from operator new)");
+      _hak_buf_str(b,
+                   m.given == HAK_FORM_ARRAY ? " bytes from operator new[])" : " bytes from operator new)");
       return;
     default:
       break;

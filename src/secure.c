@@ -149,7 +149,7 @@ static hak_misuse_t block_problem(void *p, size_t room, size_t *asked, int *form
   uint64_t record = t ^ block_key(p);
   *asked = record & (((uint64_t)1 << FORM_SHIFT) - 1);
   *form = (int)(record >> FORM_SHIFT);
-  if (*asked > room - OVERHEAD || *form > HAK_FORM_NEW_ARRAY) {
+  if (*asked > room - OVERHEAD || *form > HAK_FORM_ARRAY) {
     /* A free block has a mark and a zero trailer (a 16-byte block's is its
      * mark; up to HAK_ZEROED_MAX, zeros past the mark): then the lists say. */
     bool looks_free =

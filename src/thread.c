@@ -52,7 +52,7 @@ static hak_heap_t *heap_create(void) {
   if (!h) return NULL;
   h->pool.purge_at = 0;
   h->counters.sample_left = 1;                      /* its first slow path is timed */
-  memset(h->carve_shift, 0, sizeof h->carve_shift); /* HAKMEM_ACE learns its thread's anew */
+  memset(h->carve_shift, 0, sizeof h->carve_shift); /* HAKMEM_ACE learns each thread's own */
   _hak_budget_start(&h->budget);
   h->front.key = (h->id << 2) | (hak_opt(HAK_OPT_CHECK) ? HAK_KEY_CHECK : 0);
   hak_tls_heap = &h->front;

@@ -15,10 +15,10 @@
 // Legal C++ (the default sized delete calls it), and the case under test.
 #pragma GCC diagnostic ignored "-Wsized-deallocation"
 
-static long news, deletes;
+static long allocs, frees;
 
 void *operator new(size_t n) {
-  news++;
+  allocs++;
   char *p = static_cast<char *>(malloc(n + 16));
   if (!p) throw std::bad_alloc();
   memcpy(p, &n, sizeof n);
@@ -27,7 +27,7 @@ void *operator new(size_t n) {
 
 void operator delete(void *p) noexcept {
   if (!p) return;
-  deletes++;
+  frees++;
   free(static_cast<char *>(p) - 16);
 }
 
@@ -39,15 +39,15 @@ struct WithDtor {
 int main() {
   int *a = new int[10];
   delete[] a;
-  CHECKV("new[] and delete[] call the program's new and delete", news == 1 && deletes == 1, "%ld %ld", news,
-         deletes);
+  CHECKV("new[] and delete[] call the program's new and delete", allocs == 1 && frees == 1, "%ld %ld", allocs,
+         frees);
   int *b = new int(4);
   delete b; // sized delete (C++14)
-  CHECKV("sized delete calls the program's delete", news == 2 && deletes == 2, "%ld %ld", news, deletes);
+  CHECKV("sized delete calls the program's delete", allocs == 2 && frees == 2, "%ld %ld", allocs, frees);
   WithDtor *w = new WithDtor[3];
   delete[] w; // sized delete[]: the size of the array and its cookie
-  CHECKV("sized delete[] calls the program's delete", news == 3 && deletes == 3, "%ld %ld", news, deletes);
+  CHECKV("sized delete[] calls the program's delete", allocs == 3 && frees == 3, "%ld %ld", allocs, frees);
   ::operator delete(::operator new(100), static_cast<size_t>(100));
-  CHECKV("explicit sized delete too", news == 4 && deletes == 4, "%ld %ld", news, deletes);
+  CHECKV("explicit sized delete too", allocs == 4 && frees == 4, "%ld %ld", allocs, frees);
   return th_done();
 }

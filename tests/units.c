@@ -244,14 +244,15 @@ static void test_elo(void) {
   CHECK("another seed makes others", differ > 0);
 
   /* Convergence to the cheapest, then a change of phase. */
-  static const double phase1[HAK_POLICIES] = {100, 60, 90, 120}, phase2[HAK_POLICIES] = {100, 140, 90, 60};
+  static const double costs_first[HAK_POLICIES] = {100, 60, 90, 120},
+                      costs_then[HAK_POLICIES] = {100, 140, 90, 60};
   hak_elo_t p;
   _hak_elo_start(&p, 7);
-  long led, ran = elo_run(&p, phase1, 3000, 1, 1000, &led);
+  long led, ran = elo_run(&p, costs_first, 3000, 1, 1000, &led);
   CHECKV("the cheapest policy leads", hak_elo_leader(&p) == 1 && led < 300, "leader %u from epoch %ld",
          hak_elo_leader(&p), led);
   CHECKV("and runs at least 9 epochs in 10 minus the exploration", ran >= 850, "%ld of 1000", ran);
-  ran = elo_run(&p, phase2, 3000, 3, 1000, &led);
+  ran = elo_run(&p, costs_then, 3000, 3, 1000, &led);
   printf("elo: phase change led after %ld epochs\n", led);
   CHECKV("after a change of phase the new cheapest leads", hak_elo_leader(&p) == 3 && led < 600,
          "leader %u from epoch %ld", hak_elo_leader(&p), led);
