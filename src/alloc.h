@@ -100,7 +100,7 @@ static inline __attribute__((always_inline)) void hak_free_inline(void *p, const
   }
   b->mark = (uintptr_t)h;
   if (hak_cfg_stats) ((hak_heap_t *)h)->counters.cls[s->cls][HAK_CSTAT_frees]++;
-  hak_class_slot_t *slot = (hak_class_slot_t *)((uintptr_t)h->slot + s->slot_off);
+  hak_class_slot_t *slot = (hak_class_slot_t *)((uintptr_t)h->slot + HAK_SLOT_OFF(s->cls));
   if (!slot->free && !(slot->cur & HAK_CUR_COUNTED)) {
     /* A slab of this heap, and its class's list is empty: the block goes
      * there for the next malloc (it stays counted as used). */

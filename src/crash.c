@@ -46,7 +46,7 @@ static void put_superslab(hak_buf_t *b, uintptr_t a) {
   }
   /* hak_slab_of, each read checked: the unit's descriptor, or the slab it leads to */
   if (_hak_os_peek(&ss->slab[u], &s, sizeof s) ||
-      (!s.units && s.lead && _hak_os_peek(s.lead, &s, sizeof s)) ||
+      (s.units != 1 && s.head != u && _hak_os_peek(&ss->slab[s.head % HAK_UNITS], &s, sizeof s)) ||
       _hak_os_peek(&ss->guarded, &guarded, sizeof guarded)) {
     _hak_buf_str(b, "in a SuperSlab whose header cannot be read");
     return;

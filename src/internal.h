@@ -193,22 +193,19 @@ typedef struct hak_block {
 
 typedef struct hak_slab hak_slab_t;
 struct hak_slab {
-  hak_link_t link;        /* first: heap's partial or spare list, abandoned list, or remote list */
-  _Atomic uint32_t owner; /* holder's key (without HAK_KEY_CHECK); see above */
-  uint8_t cls;            /* size class */
-  uint8_t units;          /* units spanned; 0: the unit is in no slab */
-  uint8_t listed;         /* on its class's abandoned list */
-  uint8_t where;          /* in its holder: HAK_IN_CUR, _PARTIAL, _ROTATED, _SPARE */
-  uint16_t slot_off;      /* byte offset of its class's slot in hak_front_t.slot */
-  uint16_t used;          /* blocks out: with the program or in the holder's list */
-  uint16_t carved;        /* blocks carved so far (lazily, a page at a time) */
-  uint16_t capacity;      /* blocks that fit; of a free unit, 1 if it began a one-block run */
-  uint32_t start;         /* offset of its first block in the SuperSlab (fixed by its unit) */
-  uint32_t block_size;    /* bytes per block */
-  union {
-    hak_block_t *local_free; /* a slab's: blocks freed by the holder */
-    hak_slab_t *lead;        /* a unit in no slab: itself; inside a slab but not its first: the slab */
-  };
+  hak_link_t link;         /* first: heap's partial or spare list, abandoned list, or remote list */
+  _Atomic uint32_t owner;  /* holder's key (without HAK_KEY_CHECK); see above */
+  uint8_t cls;             /* size class */
+  uint8_t units;           /* units spanned; 0: the unit is in no slab */
+  uint8_t listed;          /* on its class's abandoned list */
+  uint8_t where;           /* in its holder: HAK_IN_CUR, _PARTIAL, _ROTATED, _SPARE */
+  uint8_t head;            /* the unit its slab starts at: its own for a slab's first unit, a free unit */
+  uint16_t used;           /* blocks out: with the program or in the holder's list */
+  uint16_t carved;         /* blocks carved so far (lazily, a page at a time) */
+  uint16_t capacity;       /* blocks that fit; of a free unit, 1 if it began a one-block run */
+  uint32_t start;          /* offset of its first block in the SuperSlab (fixed by its unit) */
+  uint32_t block_size;     /* bytes per block */
+  hak_block_t *local_free; /* blocks freed by the holder */
   _Atomic uintptr_t thread_free; /* blocks freed by other threads | HAK_DETACHED */
   uintptr_t mark;                /* the mark of its free blocks: its holder's (or last holder's) address */
 };
@@ -255,15 +252,20 @@ static inline hak_superslab_t *hak_superslab_of(const void *p) {
 }
 /* The slab holding address a (inside ss); a unit in no slab gives its own
  * descriptor, whose `units` is 0. The descriptor of a's unit answers: a
- * slab's first unit is the slab, any other unit leads to its slab or, free,
- * to itself, so a one-unit slab costs the free path one cache line. A
- * unit's `lead` is set before its units change from 0 and reset before
- * they go back to 0 (superslab.c), so a free in another thread reading
- * them unlocked sees one state or the other. */
+ * one-unit slab is the slab (one cache line for the free path), any other
+ * unit names the unit its slab starts at (`head`: its own for a first unit
+ * or a free one). The branch goes by the slab's size, which a class fixes,
+ * not by where in its slab the block lies: a program that frees blocks of
+ * one class at random does not mispredict it (fixed_size/8192, whose
+ * blocks lie in the first or the second unit of their slabs at random,
+ * ran at 0.56 of the speed when the branch asked whether the unit was its
+ * slab's first). A unit's `head` is set before its units change from 0
+ * and reset before they go back to 0 (superslab.c), so a free in another
+ * thread reading them unlocked sees one state or the other. */
 static inline hak_slab_t *hak_slab_of(const hak_superslab_t *ss, uintptr_t a) {
   hak_slab_t *d = (hak_slab_t *)&ss->slab[(a >> HAK_UNIT_SHIFT) & (HAK_UNITS - 1)];
-  if (__atomic_load_n(&d->units, __ATOMIC_ACQUIRE)) return d; /* `lead` is its holder's local_free */
-  return __atomic_load_n(&d->lead, __ATOMIC_RELAXED);
+  if (HAK_LIKELY(__atomic_load_n(&d->units, __ATOMIC_ACQUIRE) == 1)) return d;
+  return (hak_slab_t *)&ss->slab[__atomic_load_n(&d->head, __ATOMIC_RELAXED)];
 }
 static inline unsigned hak_slab_unit(const hak_slab_t *s) {
   return (unsigned)((((uintptr_t)s & (HAK_SS_SIZE - 1)) - offsetof(hak_superslab_t, slab)) /

@@ -49,7 +49,6 @@ static void format(hak_slab_t *s, size_t cls, uint32_t capacity) {
                    (size <= HAK_UNIT0_MAX_BLOCK || hak_slab_unit(s) != 0));
   _hak_class_count(s->cls, cls);
   s->cls = (uint8_t)cls;
-  s->slot_off = HAK_SLOT_OFF(cls);
   s->block_size = (uint32_t)size;
   s->capacity = capacity;
   s->local_free = NULL;
@@ -364,7 +363,7 @@ static uint32_t list_length(const hak_slab_t *s, const hak_block_t *l) {
 void _hak_slab_recount(hak_slab_t *s) { s->used = s->carved - list_length(s, s->local_free); }
 
 void _hak_slab_check(hak_slab_t *s, const hak_block_t *list) {
-  HAK_ASSERT(s->units && s->carved <= s->capacity && s->slot_off == HAK_SLOT_OFF(s->cls));
+  HAK_ASSERT(s->units && s->carved <= s->capacity);
   HAK_ASSERT(s->block_size == hak_class_size(s->cls));
   uint32_t local = list_length(s, s->local_free);
   HAK_ASSERT(s->used + local == s->carved);

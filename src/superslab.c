@@ -30,7 +30,7 @@ void _hak_ss_init(hak_superslab_t *ss) {
   ss->purged_early = 0;
   atomic_store_explicit(&ss->pool, NULL, memory_order_relaxed);
   for (unsigned u = 0; u < HAK_UNITS; u++) {
-    ss->slab[u].lead = &ss->slab[u];
+    ss->slab[u].head = (uint8_t)u;
     ss->slab[u].start = (uint32_t)(u << HAK_UNIT_SHIFT) + (u == 0 ? (uint32_t)HAK_SS_HEADER : 0);
   }
   hak_chunk_mark(ss, HAK_CHUNK_SUPERSLAB);
@@ -108,9 +108,9 @@ hak_slab_t *_hak_units_take(hak_superslab_t *ss, unsigned u, unsigned n, uint32_
   ss->free_units &= ~bits;
   hak_slab_t *s = &ss->slab[u];
   __atomic_store_n(&s->units, (uint8_t)n, __ATOMIC_RELAXED);
-  s->local_free = NULL; /* was its `lead` */
+  s->local_free = NULL;
   atomic_store_explicit(&s->owner, owner, memory_order_relaxed);
-  for (unsigned i = 1; i < n; i++) __atomic_store_n(&ss->slab[u + i].lead, s, __ATOMIC_RELAXED);
+  for (unsigned i = 1; i < n; i++) __atomic_store_n(&ss->slab[u + i].head, (uint8_t)u, __ATOMIC_RELAXED);
   guard_slab(ss, u, n);
   if (hak_cfg_debug) _hak_superslab_check(ss);
   return s;
@@ -125,15 +125,13 @@ void _hak_units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned first, hak_tic
   bool single = s->capacity == 1 && !first;
   guard_slab(ss, u, first); /* what it keeps */
   for (unsigned k = u + first; k < u + s->units; k++) {
-    if (k != u) __atomic_store_n(&ss->slab[k].lead, &ss->slab[k], __ATOMIC_RELAXED);
+    if (k != u) __atomic_store_n(&ss->slab[k].head, (uint8_t)k, __ATOMIC_RELAXED);
     ss->unit_freed[k] = (uint32_t)(since >> HAK_AGE_SHIFT);
     ss->slab[k].carved = 0;
     ss->slab[k].capacity = 0;
   }
-  if (!first) __atomic_store_n(&s->lead, s, __ATOMIC_RELAXED); /* before units goes to 0 (hak_slab_of) */
   __atomic_store_n(&s->units, (uint8_t)first, __ATOMIC_RELEASE);
   if (!first) {
-    s->slot_off = 0;
     s->cls = 0;
     s->capacity = single;
   }
@@ -339,7 +337,7 @@ void _hak_superslab_check(hak_superslab_t *ss) {
   for (unsigned u = 0; u < HAK_UNITS;) {
     hak_slab_t *s = &ss->slab[u];
     if (ss->free_units & (1u << u)) {
-      HAK_ASSERT(s->units == 0 && s->lead == s && s->slot_off == 0);
+      HAK_ASSERT(s->units == 0 && s->head == u && s->cls == 0);
       u++;
       continue;
     }

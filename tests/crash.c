@@ -10,7 +10,8 @@
  *   null     a write to address 16: not hakmem's memory, the first page
  *   foreign  a write far from any mapping of hakmem's: not hakmem's memory
  *   live     a write into a page (made no-access) in the middle of a live
- *            Mid block: inside a live block at that offset
+ *            Mid block (in another unit than its slab's first): inside a
+ *            live block at that offset
  *   free     the same after the block was freed: inside a free block (in
  *            the secure build: freed, in the quarantine)
  *   large    the same in a live Large block
@@ -71,7 +72,16 @@ static int child(const char *mode) {
     expect("hakmem: SIGSEGV at %p: not hakmem's memory", (void *)far);
     poke(far);
   } else if (strcmp(mode, "live") == 0 || strcmp(mode, "free") == 0) {
-    char *p = malloc(LAUNDER((size_t)20000)), *keep = malloc(LAUNDER((size_t)20000));
+    /* Of 8 blocks of a slab of 4 units, the highest: its middle lies in
+     * another unit than the slab's first, whose descriptor the report
+     * finds through the unit's (hak_slab_of). The others stay live. */
+    char *b[8], *p = NULL, *lo = NULL;
+    for (int i = 0; i < 8; i++) {
+      b[i] = malloc(LAUNDER((size_t)20000));
+      if (!p || b[i] > p) p = b[i];
+      if (!lo || b[i] < lo) lo = b[i];
+    }
+    if (((uintptr_t)p + 8192) >> 16 == (uintptr_t)lo >> 16) _exit(3); /* not the case this mode is for */
     memset(p, 1, 20000);
     size_t usable = malloc_usable_size(p);
     if (strcmp(mode, "free") == 0) free(p);
@@ -81,7 +91,8 @@ static int child(const char *mode) {
     expect("hakmem: SIGSEGV at %p: inside a %s %zu-byte block at offset %zu (%p, class ", (void *)a, state,
            (usable + 4095) & ~(size_t)4095, (size_t)(a - p), (void *)p);
     poke(a);
-    free(keep);
+    for (int i = 0; i < 8; i++)
+      if (b[i] != p) free(b[i]);
   } else if (strcmp(mode, "large") == 0) {
     char *p = malloc(LAUNDER((size_t)3 << 20));
     char *a = no_access(p, (size_t)1 << 20);
