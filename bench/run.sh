@@ -8,6 +8,8 @@
 #   BENCH_QUICK=1        short arguments and 3 runs (about 12 minutes on 2 cores)
 #   BENCH_RUNS=N         runs per allocator and benchmark (default 5, quick 3)
 #   BENCH_THREADS=N      threads for the multi-threaded benchmarks (default: CPUs)
+#   BENCH_PIN=N          the CPU the single-threaded benchmarks run on (default:
+#                        the last; 'none': wherever the scheduler puts them)
 #   BENCH_ONLY='a b'     only benchmarks whose name matches one of these globs
 #   BENCH_ALLOCATORS='hakmem glibc'  only these allocators
 #   BENCH_HAKMEM=path    the hakmem library (default ./libhakmem.so)
@@ -33,6 +35,7 @@ runs=${BENCH_RUNS:-}
 [[ -n $runs ]] || { ((quick)) && runs=3 || runs=5; }
 ncpu=$(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc 2>/dev/null || echo 1)
 threads=${BENCH_THREADS:-$ncpu}
+pin=${BENCH_PIN:-$((ncpu - 1))}
 timeout=${BENCH_TIMEOUT:-}
 [[ -n $timeout ]] || { ((quick)) && timeout=30 || timeout=60; }
 export BENCH_THREADS=$threads
@@ -40,15 +43,17 @@ export BENCH_THREADS=$threads
 die() { echo "bench: $*" >&2; exit 1; }
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
 [[ $threads =~ ^[1-9][0-9]*$ ]] || die "BENCH_THREADS must be a positive integer"
+[[ $pin == none || ($pin =~ ^[0-9]+$ && $pin -lt $ncpu) ]] || die "BENCH_PIN must be a CPU below $ncpu, or none"
 [[ -x $bin/measure ]] || die "benchmarks not built: run 'make bench-build'"
 
-# ---- benchmarks: name | program | full arguments | quick arguments ----------
+# ---- benchmarks: name | program | full arguments | quick arguments | 1 if
+# single-threaded (run on the CPU BENCH_PIN says) -----------------------------
 # @T stands for the thread count.
 specs=(
-  "fixed_size/64|fixed_size|64 150M 1000|64 40M 1000"
-  "fixed_size/8192|fixed_size|8192 60M 1000|8192 15M 1000"
-  "random_mixed|random_mixed|40M 8192|12M 8192"
-  "random_mixed/log|random_mixed|30M 16384 16 16384 1 log|10M 16384 16 16384 1 log"
+  "fixed_size/64|fixed_size|64 150M 1000|64 40M 1000|1"
+  "fixed_size/8192|fixed_size|8192 60M 1000|8192 15M 1000|1"
+  "random_mixed|random_mixed|40M 8192|12M 8192|1"
+  "random_mixed/log|random_mixed|30M 16384 16 16384 1 log|10M 16384 16 16384 1 log|1"
   "mid_large_mt|mid_large_mt|@T 4M 256|@T 1M 256"
   "comprehensive/lifo|comprehensive|lifo 40M @T|lifo 10M @T"
   "comprehensive/fifo|comprehensive|fifo 40M @T|fifo 10M @T"
@@ -63,14 +68,14 @@ specs=(
   "false_sharing/passive|false_sharing|passive @T 2000 20000 8|passive @T 600 20000 8"
   "larson|larson|1.5 8 1000 5000 100 4141 @T|0.4 8 1000 5000 100 4141 @T"
   "xthread_churn|xthread_churn|@T 10000 2000|@T 3000 2000"
-  "large_churn|large_churn|20 5 25 600|12 2 10 200"
-  "mem_efficiency|mem_efficiency|64 8|32 6"
-  "fragment/small|fragment|small 96 12 8 1 1000|small 32 4 4 1 500"
-  "fragment/mid|fragment|mid 96 12 8 1 1000|mid 32 4 4 1 500"
-  "fragment/pool|fragment|pool 96 12 8 1 1000|pool 32 4 4 1 500"
-  "fragment/mixed|fragment|mixed 96 12 8 1 1000|mixed 32 4 4 1 500"
+  "large_churn|large_churn|20 5 25 600|12 2 10 200|1"
+  "mem_efficiency|mem_efficiency|64 8|32 6|1"
+  "fragment/small|fragment|small 96 12 8 1 1000|small 32 4 4 1 500|1"
+  "fragment/mid|fragment|mid 96 12 8 1 1000|mid 32 4 4 1 500|1"
+  "fragment/pool|fragment|pool 96 12 8 1 1000|pool 32 4 4 1 500|1"
+  "fragment/mixed|fragment|mixed 96 12 8 1 1000|mixed 32 4 4 1 500|1"
   "fragment/mt|fragment|mixed 96 12 8 @T 1000|mixed 32 4 4 @T 500"
-  "phases|phases|3 64 32 1M 4 12 300|2 32 16 400k 3 3 150"
+  "phases|phases|3 64 32 1M 4 12 300|2 32 16 400k 3 3 150|1"
 )
 
 # ---- allocators --------------------------------------------------------------
@@ -179,7 +184,7 @@ field() { # key line -> value of key=value in line
 }
 
 for spec in "${specs[@]}"; do
-  IFS='|' read -r name prog full_args quick_args <<<"$spec"
+  IFS='|' read -r name prog full_args quick_args single <<<"$spec"
   if [[ -n ${BENCH_ONLY:-} ]]; then
     match=0
     for g in $BENCH_ONLY; do [[ $name == $g ]] && match=1; done
@@ -188,6 +193,8 @@ for spec in "${specs[@]}"; do
   args=$full_args
   ((quick)) && args=$quick_args
   args=${args//@T/$threads}
+  on_cpu=()
+  [[ ${single:-} == 1 && $pin != none ]] && on_cpu=(-c "$pin")
   bench_list+=("$name")
   bench_args+=("$prog $args")
   declare -A failed=()
@@ -198,7 +205,7 @@ for spec in "${specs[@]}"; do
       [[ -n ${failed[$a]:-} ]] && continue
       base="$tmp/runs/${name//\//_}.$a.$r"
       # shellcheck disable=SC2086
-      env ${alloc_envs[$i]//,/ } "$bin/measure" -p "${alloc_libs[$i]}" -t "$timeout" -o "$base.m" -- "$bin/$prog" $args \
+      env ${alloc_envs[$i]//,/ } "$bin/measure" -p "${alloc_libs[$i]}" -t "$timeout" "${on_cpu[@]}" -o "$base.m" -- "$bin/$prog" $args \
         >"$base.out" 2>"$base.err" </dev/null
       m=$(cat "$base.m" 2>/dev/null)
       res=$(grep -m1 '^RESULT ' "$base.out" 2>/dev/null)
@@ -248,7 +255,9 @@ md="$out_dir/latest.md"
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "- machine: $(uname -m), ${cpu:-unknown CPU}, $ncpu cores, Linux $(uname -r), THP ${thp:-?}"
   echo "- mode: $( ((quick)) && echo 'quick (BENCH_QUICK=1)' || echo full), $runs runs per allocator," \
-       "allocators alternated run by run; $threads threads for multi-threaded benchmarks; took ${elapsed}s"
+       "allocators alternated run by run; $threads threads for multi-threaded benchmarks;" \
+       "$([[ $pin == none ]] && echo "single-threaded ones unpinned" || echo "single-threaded ones on CPU $pin");" \
+       "took ${elapsed}s"
   echo "- load average (1, 5, 15 min): ${load_start:-?} before, ${load_end:-?} after (the suite itself adds up to $threads)"
   echo "- allocators:"
   for ((i = 0; i < nalloc; i++)); do

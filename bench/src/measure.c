@@ -2,12 +2,16 @@
  * time and its peak RSS (ru_maxrss from wait4), so the runner needs neither
  * /usr/bin/time nor a shell timeout. The preload is set for the child only:
  * the runner and this wrapper never run on the allocator under test.
- *   measure [-p LIB.so] [-t timeout_s] -o REPORT -- prog args...
+ *   measure [-p LIB.so] [-t timeout_s] [-c CPU] -o REPORT -- prog args...
  * -p '' (or no -p) runs the child with LD_PRELOAD removed (plain glibc).
+ * -c runs the child on that CPU alone, for a single-threaded benchmark:
+ * free to move between CPUs, the same program ran at two speeds 1.5x
+ * apart, at random from one run to the next (bench/README.md).
  * REPORT gets one line: status=ok|exit:N|signal:NAME|timeout|exec wall_ms=..
  * maxrss_kb=.. user_ms=.. sys_ms=.. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,18 +33,19 @@ static double ms(struct timeval tv) { return tv.tv_sec * 1e3 + tv.tv_usec / 1e3;
 int main(int argc, char **argv) {
   const char *preload = NULL, *report = NULL;
   double timeout = 0;
-  int opt;
-  while ((opt = getopt(argc, argv, "+p:t:o:")) != -1) {
+  int opt, cpu = -1;
+  while ((opt = getopt(argc, argv, "+p:t:c:o:")) != -1) {
     switch (opt) {
     case 'p': preload = optarg; break;
     case 't': timeout = atof(optarg); break;
+    case 'c': cpu = atoi(optarg); break;
     case 'o': report = optarg; break;
     default: goto usage;
     }
   }
   if (!report || optind >= argc) {
   usage:
-    fprintf(stderr, "usage: measure [-p LIB.so] [-t timeout_s] -o REPORT -- prog args...\n");
+    fprintf(stderr, "usage: measure [-p LIB.so] [-t timeout_s] [-c CPU] -o REPORT -- prog args...\n");
     return 2;
   }
 
@@ -55,6 +60,15 @@ int main(int argc, char **argv) {
     setpgid(0, 0);
     struct rlimit nocore = {0, 0};
     setrlimit(RLIMIT_CORE, &nocore); /* a crashing allocator must not dump cores */
+    if (cpu >= 0) {
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(cpu, &one);
+      if (sched_setaffinity(0, sizeof one, &one) != 0) {
+        fprintf(stderr, "measure: cannot run on CPU %d: %s\n", cpu, strerror(errno));
+        _exit(127);
+      }
+    }
     if (preload && *preload) setenv("LD_PRELOAD", preload, 1);
     else unsetenv("LD_PRELOAD");
     execvp(argv[optind], argv + optind);
