@@ -157,7 +157,8 @@ void _hak_budget_taken(hak_budget_local_t *b) {
     reuse_delay_update();
   }
   if (taken >= atomic_load_explicit(&_hak_elo_due_taken, memory_order_relaxed))
-    _hak_elo_tick(_hak_os_ticks(), atomic_load_explicit(&_hak_mem.committed, memory_order_relaxed), taken);
+    _hak_elo_tick(_hak_os_ticks(), atomic_load_explicit(&_hak_mem.committed, memory_order_relaxed), taken,
+                  atomic_load_explicit(&_hak_mem.reuse_delay, memory_order_relaxed));
 }
 
 void _hak_budget_drop_room(hak_budget_local_t *b) {

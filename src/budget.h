@@ -152,7 +152,8 @@ static inline int hak_budget_excess(hak_tick_t now) {
       b->seen[w] = (int64_t)atomic_load_explicit(&_hak_mem.total[w], memory_order_relaxed);
     if (now >= atomic_load_explicit(&_hak_elo_due, memory_order_relaxed))
       _hak_elo_tick(now, atomic_load_explicit(&_hak_mem.committed, memory_order_relaxed),
-                    atomic_load_explicit(&_hak_mem.taken, memory_order_relaxed));
+                    atomic_load_explicit(&_hak_mem.taken, memory_order_relaxed),
+                    atomic_load_explicit(&_hak_mem.reuse_delay, memory_order_relaxed));
   }
   size_t empty = hak_mem_total(b, HAK_MEM_EMPTY), budget = hak_budget(b, now);
   return empty > 2 * budget ? HAK_MEM_FAR_OVER : empty > budget ? HAK_MEM_OVER : HAK_MEM_WITHIN;

@@ -5,9 +5,14 @@
  * budget (_hak_policies; budget.h and large.c read the one in force
  * through hak_policy()).
  *
- * The process runs epochs of HAKMEM_ELO_EPOCH_MS, or shorter (but at
- * least a quarter of that) once HAK_ELO_EPOCH_BYTES have been taken into
- * use (slabs and Large blocks). An epoch's cost is, per second of the
+ * The process runs epochs of HAKMEM_ELO_EPOCH_MS, or of the purge delay
+ * HAKMEM_ACE's reuse ages ask for (budget.c) if that is longer: a trial
+ * must outlast the program's reuse cycle, or what a policy does to memory
+ * the program takes back later shows in no epoch's cost (40 MiB freed and
+ * taken back 100 ms later gave every policy the same cost in epochs of 20
+ * ms). An epoch ends sooner (but after at least a quarter of its length)
+ * once HAK_ELO_EPOCH_BYTES have been taken into use (slabs and Large
+ * blocks). An epoch's cost is, per second of the
  * process's CPU time in it (user and system, all threads: the program's
  * work, which time it waited or was not scheduled does not dilute; at
  * least a millisecond),
@@ -138,7 +143,7 @@ uint32_t _hak_elo_close(hak_elo_t *e, double cost) {
 hak_lock_t _hak_elo_lock = HAK_LOCK_INIT;
 static hak_elo_t elo;
 static struct {
-  hak_tick_t at;
+  hak_tick_t at, len;
   uint64_t sys_ns, faults, cpu_us;
   size_t committed;
 } epoch;
@@ -194,40 +199,41 @@ static void fault_measure(void) {
   _hak_os_unmap(m, PAGES * HAK_PAGE);
 }
 
-static void epoch_begin(hak_tick_t now, size_t committed, uint64_t taken, const hak_usage_t *u,
-                        uint64_t sys) {
+static void epoch_begin(hak_tick_t now, size_t committed, uint64_t taken, hak_tick_t reuse,
+                        const hak_usage_t *u, uint64_t sys) {
+  hak_tick_t len = _hak_os_ms_ticks((uint64_t)hak_opt(HAK_OPT_ELO_EPOCH_MS));
   epoch.at = now;
+  epoch.len = reuse > len ? reuse : len;
   epoch.sys_ns = sys;
   slow_ns_since();
   epoch.faults = u->minor_faults;
   epoch.cpu_us = u->cpu_us;
   epoch.committed = committed;
   atomic_store_explicit(&_hak_elo_due_taken, taken + HAK_ELO_EPOCH_BYTES, memory_order_relaxed);
-  atomic_store_explicit(&_hak_elo_due, now + _hak_os_ms_ticks((uint64_t)hak_opt(HAK_OPT_ELO_EPOCH_MS)),
-                        memory_order_relaxed);
+  atomic_store_explicit(&_hak_elo_due, now + epoch.len, memory_order_relaxed);
 }
 
 void _hak_elo_begin(void) {
   if (!hak_opt(HAK_OPT_ELO)) return;
   uint64_t seed = (uint64_t)hak_opt(HAK_OPT_ELO_SEED);
   _hak_elo_start(&elo, seed ? seed : _hak_os_ticks());
-  _hak_elo_restart(0, 0);
+  _hak_elo_restart(0, 0, 0);
 }
 
-void _hak_elo_restart(size_t committed, uint64_t taken) {
+void _hak_elo_restart(size_t committed, uint64_t taken, hak_tick_t reuse) {
   if (!hak_opt(HAK_OPT_ELO)) return;
   hak_usage_t u;
   _hak_os_usage(&u);
-  epoch_begin(_hak_os_ticks(), committed, taken, &u, sys_ns());
+  epoch_begin(_hak_os_ticks(), committed, taken, reuse, &u, sys_ns());
 }
 
-void _hak_elo_tick(hak_tick_t now, size_t committed, uint64_t taken) {
+void _hak_elo_tick(hak_tick_t now, size_t committed, uint64_t taken, hak_tick_t reuse) {
   int expect = 0;
   if (!atomic_compare_exchange_strong_explicit(&_hak_elo_lock.state, &expect, 1, memory_order_acquire,
                                                memory_order_relaxed))
     return; /* another thread is closing the epoch */
   hak_tick_t ms = _hak_os_ms_ticks(1), span = now - epoch.at;
-  if (now < epoch.at || span < ms * (uint64_t)hak_opt(HAK_OPT_ELO_EPOCH_MS) / 4 ||
+  if (now < epoch.at || span < epoch.len / 4 ||
       (now < atomic_load_explicit(&_hak_elo_due, memory_order_relaxed) &&
        taken < atomic_load_explicit(&_hak_elo_due_taken, memory_order_relaxed))) {
     _hak_unlock(&_hak_elo_lock);
@@ -243,13 +249,14 @@ void _hak_elo_tick(hak_tick_t now, size_t committed, uint64_t taken) {
   double mib = (double)(epoch.committed + committed) / 2 / (1 << 20), wall = (double)span / (double)ms / 1000;
   uint32_t next = _hak_elo_close(&elo, (ns / 1000 + (double)hak_opt(HAK_OPT_ELO_MIB_US) * mib * wall) / secs);
   atomic_store_explicit(&_hak_policy_now, next, memory_order_relaxed);
-  epoch_begin(now, committed, taken, &u, sys);
+  epoch_begin(now, committed, taken, reuse, &u, sys);
   _hak_unlock(&_hak_elo_lock);
 }
 
-void _hak_elo_figures(hak_elo_t *out) {
+void _hak_elo_figures(hak_elo_t *out, uint64_t *epoch_ms) {
   _hak_lock(&_hak_elo_lock);
   *out = elo;
+  *epoch_ms = epoch.len / _hak_os_ms_ticks(1);
   _hak_unlock(&_hak_elo_lock);
   if (!hak_opt(HAK_OPT_ELO)) _hak_elo_start(out, 1); /* the ratings as they start */
 }

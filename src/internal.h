@@ -601,10 +601,13 @@ extern hak_lock_t _hak_elo_lock;
 extern _Atomic hak_tick_t _hak_elo_due;
 extern _Atomic uint64_t _hak_elo_due_taken;
 void _hak_elo_begin(void);
-void _hak_elo_restart(size_t committed,
-                      uint64_t taken); /* a new epoch (a fork child's: its counts start again) */
-void _hak_elo_tick(hak_tick_t now, size_t committed, uint64_t taken);
-void _hak_elo_figures(hak_elo_t *out); /* a copy of the engine, for the reports */
+/* A new epoch (a fork child's: its counts start again). `reuse`: the purge
+ * delay HAKMEM_ACE's reuse ages ask for (0: none), the least length of an
+ * epoch that starts. */
+void _hak_elo_restart(size_t committed, uint64_t taken, hak_tick_t reuse);
+void _hak_elo_tick(hak_tick_t now, size_t committed, uint64_t taken, hak_tick_t reuse);
+/* A copy of the engine, and the running epoch's length, for the reports. */
+void _hak_elo_figures(hak_elo_t *out, uint64_t *epoch_ms);
 
 /* ---- size_class.c: slab geometry (the classes are in size_class.h) ----- */
 size_t _hak_slab_units(size_t cls); /* units in a slab (or run) of cls */

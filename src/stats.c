@@ -42,6 +42,7 @@ typedef struct snapshot {
   uint64_t cls_used[HAK_CLASSES];
   hak_learned_t learned;            /* HAKMEM_ACE */
   hak_elo_t elo;                    /* HAKMEM_ELO */
+  uint64_t elo_epoch_ms;            /* its running epoch's length */
   uint8_t carve_shift[HAK_CLASSES]; /* HAKMEM_ACE: the calling thread's heap's (0 without one) */
 } snapshot_t;
 
@@ -120,7 +121,7 @@ static void take(snapshot_t *s, bool classes) {
   _hak_counters_totals(s->stat);
   _hak_class_events_add(NULL, s->cev);
   _hak_latency(s->lat);
-  _hak_elo_figures(&s->elo);
+  _hak_elo_figures(&s->elo, &s->elo_epoch_ms);
   const hak_heap_t *mine = hak_tls_own_heap();
   for (size_t c = 0; c < HAK_CLASSES; c++) s->carve_shift[c] = mine ? mine->carve_shift[c] : 0;
   _hak_os_calls(s->sys_calls, s->sys_bytes, s->sys_ns);
@@ -414,7 +415,9 @@ static void put_elo_text(hak_buf_t *b, const snapshot_t *s) {
   _hak_buf_dec(b, e->epoch);
   _hak_buf_str(b, " (explored ");
   _hak_buf_dec(b, e->explored);
-  _hak_buf_str(b, ")\n");
+  _hak_buf_str(b, "), epoch ");
+  _hak_buf_dec(b, s->elo_epoch_ms);
+  _hak_buf_str(b, " ms\n");
   for (uint32_t i = 0; i < HAK_POLICIES; i++) {
     _hak_buf_str(b, "    ");
     _hak_buf_str(b, _hak_policies[i].name);
@@ -513,6 +516,7 @@ static void put_json(hak_buf_t *b, const snapshot_t *s) {
   _hak_buf_str(b, "\"");
   json_key(b, ",", "epochs", e->epoch);
   json_key(b, ",", "explored", e->explored);
+  json_key(b, ",", "epoch_ms", s->elo_epoch_ms);
   _hak_buf_str(b, ",\"policies\":[");
   for (uint32_t i = 0; i < HAK_POLICIES; i++) {
     _hak_buf_str(b, i ? ",{\"name\":\"" : "{\"name\":\"");

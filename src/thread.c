@@ -164,7 +164,8 @@ static void fork_child(void) {
   for (size_t c = 0; c < HAK_CLASSES; c++) atomic_store(&_hak_abandoned_lock[c].state, 0);
   for (size_t i = 0; i < COUNT(fixed_order_tail); i++) atomic_store(&fixed_order_tail[i]->state, 0);
   _hak_elo_restart(atomic_load_explicit(&_hak_mem.committed, memory_order_relaxed),
-                   atomic_load_explicit(&_hak_mem.taken, memory_order_relaxed));
+                   atomic_load_explicit(&_hak_mem.taken, memory_order_relaxed),
+                   atomic_load_explicit(&_hak_mem.reuse_delay, memory_order_relaxed));
   hak_front_t *me = hak_tls_heap;
   for (hak_link_t *l = live_heaps.head, *next; l; l = next) {
     next = l->next;

@@ -34,6 +34,8 @@
  *          down to the budget: at most 8 MiB empty
  *   reuse  HAKMEM_ACE=1: the purge delay follows the reuse ages; `reuse0`
  *          without (mode_reuse says how)
+ *   epoch  HAKMEM_ACE=1 and HAKMEM_ELO=1: the epochs last that delay;
+ *          `epoch0` without HAKMEM_ACE: the option's length
  *   elo    HAKMEM_ELO=1: the cheapest policy leads, and loses the lead
  *          when the program changes (mode_elo says how; not in the run
  *          without the mixed workload)
@@ -67,6 +69,7 @@
  * `rss MODE` runs one case directly. */
 #include <malloc.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -368,25 +371,36 @@ static int mode_delay(int with_delay) {
  * again. `reuse` (HAKMEM_ACE=1): the reuse ages (40 ms and more) ask for a
  * delay of twice their bucket's end, which the report says (at least 40
  * ms), and the last 8 rounds fault in less than 1 MiB. `reuse0`
- * (HAKMEM_ACE=0): at least 3 MiB a round, and no delay in the report. */
-static int mode_reuse(int ace) {
-  enum { N = 64, FREED = 12, ROUNDS = 20, LAST = 8 };
-  const size_t sz = 512 << 10;
-  static char *p[N];
-  if (!CHECK("hak_stats is available", hak.stats != NULL)) return th_done();
-  if (!trim_then_alloc(p, N, sz, "64 blocks of 512 KiB allocated")) return th_done();
-  hak_stats_t s0, s1;
-  for (int r = 0; r < ROUNDS; r++) {
-    if (r == ROUNDS - LAST) hak.stats(&s0);
-    for (int i = 0; i < FREED; i++) free(p[i]);
+ * (HAKMEM_ACE=0): at least 3 MiB a round, and no delay in the report.
+ * `epoch` (HAKMEM_ACE=1, HAKMEM_ELO=1 with 20 ms epochs): after the same
+ * rounds, HAKMEM_ELO's epochs last as long as the delay the reuse ages ask
+ * for (at least 40 ms); `epoch0` (HAKMEM_ACE=0): the option's 20 ms. */
+enum { REUSE_N = 64, REUSE_FREED = 12, REUSE_ROUNDS = 20, REUSE_LAST = 8 };
+static const size_t reuse_size = 512 << 10;
+
+/* The rounds; s0: the statistics before the last REUSE_LAST. */
+static bool reuse_rounds(char **p, hak_stats_t *s0) {
+  if (!CHECK("hak_stats is available", hak.stats != NULL)) return false;
+  if (!trim_then_alloc(p, REUSE_N, reuse_size, "64 blocks of 512 KiB allocated")) return false;
+  for (int r = 0; r < REUSE_ROUNDS; r++) {
+    if (r == REUSE_ROUNDS - REUSE_LAST) hak.stats(s0);
+    for (int i = 0; i < REUSE_FREED; i++) free(p[i]);
     sleep_s(0.04);
-    free(p[FREED]); /* purges what has aged past the delay */
-    p[FREED] = malloc(LAUNDER(sz));
-    for (int i = 0; i < FREED; i++) {
-      p[i] = malloc(LAUNDER(sz));
-      if (p[i]) memset(p[i], 0x5A, sz);
+    free(p[REUSE_FREED]); /* purges what has aged past the delay */
+    p[REUSE_FREED] = malloc(LAUNDER(reuse_size));
+    for (int i = 0; i < REUSE_FREED; i++) {
+      p[i] = malloc(LAUNDER(reuse_size));
+      if (p[i]) memset(p[i], 0x5A, reuse_size);
     }
   }
+  return true;
+}
+
+static int mode_reuse(int ace) {
+  enum { LAST = REUSE_LAST };
+  static char *p[REUSE_N];
+  hak_stats_t s0, s1;
+  if (!reuse_rounds(p, &s0)) return th_done();
   hak.stats(&s1);
   stats_json(json, sizeof json, NULL);
   const char *a = strstr(json, "\"ace\":{");
@@ -402,7 +416,23 @@ static int mode_reuse(int ace) {
     CHECKV("and every round faults in at least 3 MiB again", refaulted >= 3 * LAST, "%.1f MiB in %d rounds",
            refaulted, LAST);
   }
-  for (int i = 0; i < N; i++) free(p[i]);
+  for (int i = 0; i < REUSE_N; i++) free(p[i]);
+  return th_done();
+}
+
+static int mode_epoch(int ace) {
+  static char *p[REUSE_N];
+  hak_stats_t s0;
+  if (!reuse_rounds(p, &s0)) return th_done();
+  stats_json(json, sizeof json, NULL);
+  const char *e = strstr(json, "\"elo\":{");
+  long long len = e ? json_field(e, "epoch_ms") : -1;
+  if (ace)
+    CHECKV(
+        "HAKMEM_ACE and HAKMEM_ELO: an epoch lasts the purge delay the reuse ages ask for (40 ms and more)",
+        len >= 40, "%lld ms", len);
+  else CHECKV("HAKMEM_ELO alone: an epoch lasts HAKMEM_ELO_EPOCH_MS", len == 20, "%lld ms", len);
+  for (int i = 0; i < REUSE_N; i++) free(p[i]);
   return th_done();
 }
 
@@ -877,6 +907,8 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "elo") == 0) return mode_elo();
     if (strcmp(argv[1], "reuse") == 0) return mode_reuse(1);
     if (strcmp(argv[1], "reuse0") == 0) return mode_reuse(0);
+    if (strcmp(argv[1], "epoch") == 0) return mode_epoch(1);
+    if (strcmp(argv[1], "epoch0") == 0) return mode_epoch(0);
     if (strcmp(argv[1], "room") == 0) return mode_room(1);
     if (strcmp(argv[1], "room0") == 0) return mode_room(0);
     if (strcmp(argv[1], "remote") == 0) return mode_remote();
@@ -914,6 +946,17 @@ int main(int argc, char **argv) {
   child_merge("reuse", run_self("reuse", reuse, &c, 120), &c);
   static const char *const reuse0[] = {"HAKMEM_RETAIN_SHARE=0", "HAKMEM_ROOM_MB=0", "HAKMEM_ACE=0", NULL};
   child_merge("reuse0", run_self("reuse0", reuse0, &c, 120), &c);
+  static const char *const epoch[] = {"HAKMEM_RETAIN_SHARE=0",
+                                      "HAKMEM_ROOM_MB=0",
+                                      "HAKMEM_REFAULT_KEEP_MS=1",
+                                      "HAKMEM_ACE=1",
+                                      "HAKMEM_ELO=1",
+                                      "HAKMEM_ELO_EPOCH_MS=20",
+                                      NULL};
+  child_merge("epoch", run_self("epoch", epoch, &c, 120), &c);
+  static const char *const epoch0[] = {"HAKMEM_RETAIN_SHARE=0", "HAKMEM_ROOM_MB=0",       "HAKMEM_ACE=0",
+                                       "HAKMEM_ELO=1",          "HAKMEM_ELO_EPOCH_MS=20", NULL};
+  child_merge("epoch0", run_self("epoch0", epoch0, &c, 120), &c);
   static const char *const share_all[] = {"HAKMEM_RETAIN_SHARE=1", NULL};
   child_merge("spares", run_self("spares", share_all, &c, 120), &c);
   static const char *const no_delay[] = {"HAKMEM_PURGE_DELAY_MS=0", NULL};
