@@ -360,30 +360,30 @@ static int sized_wrong(void *arg) {
  * block of new[] given to delete, of new to delete[] (arg not NULL), a
  * block of new given to sized delete with the wrong size. */
 static int delete_mismatch(void *arg) {
-  void *(*op_new)(size_t);
-  void (*op_delete)(void *);
-  *(void **)&op_new = sym_default(arg ? "_Znwm" : "_Znam");
-  *(void **)&op_delete = sym_default(arg ? "_ZdaPv" : "_ZdlPv");
-  if (!op_new || !op_delete) return 94;
-  char *p = op_new(48);
+  void *(*allocate)(size_t);
+  void (*release)(void *);
+  *(void **)&allocate = sym_default(arg ? "_Znwm" : "_Znam");
+  *(void **)&release = sym_default(arg ? "_ZdaPv" : "_ZdlPv");
+  if (!allocate || !release) return 94;
+  char *p = allocate(48);
   if (arg)
     expect("hakmem: operator delete[](): mismatched delete[] of %p (48 bytes from operator new)", (void *)p);
   else expect("hakmem: operator delete(): mismatched delete of %p (48 bytes from operator new[])", (void *)p);
-  op_delete(p);
+  release(p);
   return 0;
 }
 
 static int sized_delete_wrong(void *arg) {
   (void)arg;
-  void *(*op_new)(size_t);
-  void (*op_delete)(void *, size_t);
-  *(void **)&op_new = sym_default("_Znwm");
-  *(void **)&op_delete = sym_default("_ZdlPvm");
-  if (!op_new || !op_delete) return 94;
-  char *p = op_new(48);
+  void *(*allocate)(size_t);
+  void (*release)(void *, size_t);
+  *(void **)&allocate = sym_default("_Znwm");
+  *(void **)&release = sym_default("_ZdlPvm");
+  if (!allocate || !release) return 94;
+  char *p = allocate(48);
   expect("hakmem: operator delete(): invalid pointer %p: freed with size 40, but allocated with size 48",
          (void *)p);
-  op_delete(p, LAUNDER((size_t)40));
+  release(p, LAUNDER((size_t)40));
   return 0;
 }
 

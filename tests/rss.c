@@ -397,7 +397,6 @@ static bool reuse_rounds(char **p, hak_stats_t *s0) {
 }
 
 static int mode_reuse(int ace) {
-  enum { LAST = REUSE_LAST };
   static char *p[REUSE_N];
   hak_stats_t s0, s1;
   if (!reuse_rounds(p, &s0)) return th_done();
@@ -410,11 +409,11 @@ static int mode_reuse(int ace) {
     CHECKV("HAKMEM_ACE: the purge delay follows the reuse ages (40 ms and more)", delay >= 40000, "%lld us",
            delay);
     CHECKV("and the last rounds fault in almost nothing again", refaulted < 1, "%.1f MiB in %d rounds",
-           refaulted, LAST);
+           refaulted, REUSE_LAST);
   } else {
     CHECKV("HAKMEM_ACE=0: the purge delay is the option's", delay == 0, "%lld us", delay);
-    CHECKV("and every round faults in at least 3 MiB again", refaulted >= 3 * LAST, "%.1f MiB in %d rounds",
-           refaulted, LAST);
+    CHECKV("and every round faults in at least 3 MiB again", refaulted >= 3 * REUSE_LAST,
+           "%.1f MiB in %d rounds", refaulted, REUSE_LAST);
   }
   for (int i = 0; i < REUSE_N; i++) free(p[i]);
   return th_done();
