@@ -1,7 +1,8 @@
 /* alloc.h — the malloc and free fast paths, inline in override.c and api.c.
  * malloc: size → class → pop the heap's free-list head, clear the block's
- * mark. free: a block of one of the heap's current slabs (proved by one
- * multiply) → push on the heap's list; else chunk map says SuperSlab →
+ * mark. free: a block of one of the heap's current slabs, or of a class's
+ * slab before it (proved by one multiply, heap.h) → push on the heap's
+ * list; else chunk map says SuperSlab →
  * slab descriptor held by this heap (one compare) and a block of it →
  * push on the slab's local list. A block that already carries the heap's
  * mark, and everything else, takes a slow path. */
@@ -51,8 +52,9 @@ static inline void *hak_alloc_inline(size_t size, const char *who) {
   return _hak_alloc_slow(size, who);
 }
 
-/* A block of one of this heap's current slabs is proved one by its
- * unit's cur_unit entry (heap.h: the start of a block carved there, so
+/* A block of one of this heap's current slabs (or of the slab before one,
+ * heap.h) is proved one by its unit's cur_unit entry (the start of a block
+ * carved there, so
  * neither the chunk map nor the descriptor is needed) and goes straight
  * back on the list malloc pops (blocks on it count as used, so no counter
  * changes). Else: the chunk map says SuperSlab (a block of a SuperSlab

@@ -20,10 +20,11 @@ typedef struct hak_class_slot {
   uintptr_t cur;     /* current slab | HAK_CUR_COUNTED; 0 = none */
 } hak_class_slot_t;
 
-/* The units of a heap's current slabs (uncounted ones), by unit number
- * modulo HAK_CUR_UNITS: the free fast path finds a block's class slot here
- * from its address alone. The entry of a unit of the current slab s of
- * class c holds what proves that p is a block of s:
+/* The units of a heap's current slabs (uncounted ones), and of a class's
+ * previous current slab while it is the class's only other one (heap.c,
+ * heap_keep_prev), by unit number modulo HAK_CUR_UNITS: the free fast path
+ * finds a block's class slot here from its address alone. The entry of a
+ * unit of such a slab s of class c holds what proves that p is a block of s:
  *   hak_block_index(p * mul - base) < limit,  mul = _hak_block_mul[c],
  *   base = start(s) * mul, limit = s->carved (size_class.h: exactly the
  * starts of the blocks carved in s). A unit that collides takes the entry
@@ -104,6 +105,7 @@ typedef struct hak_heap hak_heap_t;
 struct hak_heap {
   hak_front_t front;                    /* first: the thread-local points here */
   hak_list_t partial[HAK_CLASSES];      /* held slabs other than the current, oldest first */
+  hak_slab_t *prev[HAK_CLASSES];        /* the last current one, if it keeps the shortcut */
   hak_list_t spare[HAK_MAX_SLAB_UNITS]; /* empty slabs kept for reuse, by units - 1 */
   uint8_t pulls[HAK_CLASSES];           /* refills in a row from partial slabs, current kept */
   uint8_t carve_shift[HAK_CLASSES];     /* HAKMEM_ACE: a class carves 1 << this pages at once */

@@ -16,11 +16,13 @@
  *          agrees with hak_stats_json (totals, system calls) and with
  *          mallinfo2. After malloc_trim, 250 mallocs again take purged
  *          memory: purged_reused counts at least a slab's bytes.
- *   spare  mallocs of 200 bytes until the class holds a second slab; the
- *          first slab's blocks freed (the second's last block first, so
- *          they go on the slab): it becomes a spare, and the next malloc of
- *          720 bytes (another one-unit class) refills from it, not from a
- *          fresh slab, and the slab is that class's now.
+ *   spare  mallocs of 200 bytes until the class holds a third slab (with
+ *          two, the one that filled first keeps the free shortcut, so its
+ *          frees go on the class's list: heap.c, heap_keep_prev); the
+ *          first slab's blocks freed (the third's last block first, so they
+ *          go on the slab): it becomes a spare, and the next malloc of 720
+ *          bytes (another one-unit class) refills from it, not from a fresh
+ *          slab, and the slab is that class's now.
  *   carve  HAKMEM_ACE=1: 20000 mallocs of 200 bytes, none freed: the class
  *          carves on every refill, so its batch doubles every
  *          HAK_CARVE_RUN (32) refills up to 16 pages (the row's
@@ -192,21 +194,22 @@ static int work(void) {
   return th_done();
 }
 
-#define SPARE_MAX 2000 /* more 200-byte blocks than a 64 KiB slab holds */
+#define SPARE_MAX 2000 /* more 200-byte blocks than two 64 KiB slabs hold */
 
 static int spare(void) {
   if (!check_hakmem_is_malloc()) return th_done();
   static char *b[SPARE_MAX];
-  int n = 0;
+  int n = 0, first = 0; /* b[0 .. first) are the first slab's */
   read_json();
-  while (n < SPARE_MAX && class_field("slabs") < 2) {
+  while (n < SPARE_MAX && class_field("slabs") < 3) {
     b[n++] = malloc(LAUNDER((size_t)SIZE));
     read_json();
+    if (!first && class_field("slabs") == 2) first = n - 1;
   }
-  CHECKV("mallocs of 200 bytes fill one slab and take a second", class_field("slabs") == 2 && n > 100,
-         "%d blocks", n);
-  free(b[n - 1]); /* the second slab's: it goes on the class's list */
-  for (int i = 0; i < n - 1; i++) free(b[i]);
+  CHECKV("mallocs of 200 bytes fill two slabs and take a third", class_field("slabs") == 3 && first > 100,
+         "%d blocks, %d in the first slab", n, first);
+  free(b[n - 1]); /* the third slab's: it goes on the class's list */
+  for (int i = 0; i < first; i++) free(b[i]);
   read_json();
   long long spare0 = size_field(720, "from_spare"), fresh0 = size_field(720, "from_fresh");
   char *p = malloc(LAUNDER((size_t)720));
@@ -216,9 +219,10 @@ static int spare(void) {
          "from_spare %lld -> %lld, from_fresh %lld -> %lld", spare0, size_field(720, "from_spare"), fresh0,
          size_field(720, "from_fresh"));
   CHECKV("the spare is a slab of 720-byte blocks now",
-         class_field("slabs") == 1 && size_field(720, "slabs") == 1,
+         class_field("slabs") == 2 && size_field(720, "slabs") == 1,
          "200-byte class %lld slabs, 720-byte class %lld", class_field("slabs"), size_field(720, "slabs"));
   free(p);
+  for (int i = first; i < n - 1; i++) free(b[i]);
   return th_done();
 }
 

@@ -16,13 +16,22 @@
  *              its last blocks, released exactly once; and a free racing
  *              an allocating thread's adoption: exactly one of them holds
  *              the slab, and no block is lost
+ *   shortcut   a thread's 64-byte blocks in two one-unit slabs: the one
+ *              that filled first is the class's previous current slab, its
+ *              blocks take the free fast path's shortcut and a free of one
+ *              goes straight to the class's list; with a third slab,
+ *              neither earlier one takes it (heap.c, heap_keep_prev); and
+ *              malloc_trim gives the earlier slab back once its blocks are
+ *              all free
  *   blocks     size_class.h's proof of a block start (_hak_block_mul,
  *              hak_block_index) against division, for every class, every
  *              offset x, x + 1, x + 3 (x a multiple of 8) of a 1 MiB slab,
  *              and addresses that differ by multiples of 2^16 up to
  *              2^47 */
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
@@ -423,7 +432,81 @@ static void test_blocks(void) {
   CHECKV("no address within 2^47 of a slab aliases one of its blocks", aliased == 0, "%ld aliased", aliased);
 }
 
+/* ---- the free shortcut of a class's two slabs --------------------------- */
+/* Whether the calling thread's free fast path proves p a block of one of
+ * the slabs whose frees go straight to the class's list (alloc.h). */
+static bool shortcut_takes(const void *p) {
+  const hak_heap_t *h = hak_tls_own_heap();
+  uintptr_t a = (uintptr_t)p;
+  const hak_cur_unit_t *e = &h->front.cur_unit[(a >> HAK_UNIT_SHIFT) & (HAK_CUR_UNITS - 1)];
+  return hak_block_index(a * e->mul - e->base) < e->limit;
+}
+
+static const hak_slab_t *slab_at(const void *p) { return hak_slab_of(hak_superslab_of(p), (uintptr_t)p); }
+
+enum { SHORTCUT_MAX = 4096 };
+static void *shortcut_thread(void *arg) {
+  (void)arg;
+  static void *p[SHORTCUT_MAX];
+  const size_t cls = 64 / 16;
+  int n = 0;
+  /* 64-byte blocks until they fill one slab and start a second. */
+  do p[n] = malloc(64);
+  while (p[n] && slab_at(p[n]) == slab_at(p[0]) && ++n < SHORTCUT_MAX - 1);
+  const hak_slab_t *a = slab_at(p[0]), *b = p[n] ? slab_at(p[n]) : NULL;
+  n++;
+  const hak_heap_t *h = hak_tls_own_heap();
+  CHECK("64-byte blocks fill a one-unit slab, then start another", b && b != a && a->units == 1);
+  CHECK("in two slabs: the one that filled first is the class's previous current slab", h->prev[cls] == a);
+  CHECK("its blocks take the free shortcut, as the current slab's do",
+        shortcut_takes(p[0]) && shortcut_takes(p[n - 1]));
+  free(p[1]);
+  CHECK("a free of one goes straight to the class's list", h->front.slot[cls].free == p[1]);
+  p[1] = malloc(64);
+  /* Until a third slab starts: then neither earlier slab keeps it. */
+  int second = n;
+  do p[n] = malloc(64);
+  while (p[n] && slab_at(p[n]) == b && ++n < SHORTCUT_MAX - 1);
+  CHECK("more blocks start a third slab", p[n] && slab_at(p[n]) != a && slab_at(p[n]) != b);
+  n++;
+  CHECK("with three slabs, none is the previous current one", h->prev[cls] == NULL);
+  CHECK("the first two no longer take the shortcut, the current one does",
+        !shortcut_takes(p[0]) && !shortcut_takes(p[second - 1]) && shortcut_takes(p[n - 1]));
+  for (int i = 0; i < n; i++) free(p[i]);
+  return NULL;
+}
+
+/* malloc_trim gives the previous current slab back once its blocks are
+ * all free (they are on the class's list). */
+static void *shortcut_trim_thread(void *arg) {
+  (void)arg;
+  static void *p[SHORTCUT_MAX];
+  const size_t cls = 64 / 16;
+  int n = 0;
+  do p[n] = malloc(64);
+  while (p[n] && slab_at(p[n]) == slab_at(p[0]) && ++n < SHORTCUT_MAX - 1);
+  const hak_heap_t *h = hak_tls_own_heap();
+  const hak_slab_t *a = slab_at(p[0]);
+  CHECK("trim: two slabs, the first the previous current one", p[n] && h->prev[cls] == a);
+  for (int i = 0; i < n; i++) free(p[i]); /* the first slab's blocks */
+  CHECK("its blocks all freed, it is still held", h->prev[cls] == a);
+  malloc_trim(0);
+  CHECK("malloc_trim gives it back", h->prev[cls] == NULL && atomic_load(&a->owner) == 0);
+  free(p[n]);
+  return NULL;
+}
+
+/* In threads of their own, so that each heap starts empty. */
+static void test_shortcut(void) {
+  pthread_t t;
+  if (CHECK("a thread for the shortcut test", pthread_create(&t, NULL, shortcut_thread, NULL) == 0))
+    pthread_join(t, NULL);
+  if (CHECK("a thread for the shortcut's trim", pthread_create(&t, NULL, shortcut_trim_thread, NULL) == 0))
+    pthread_join(t, NULL);
+}
+
 int main(void) {
+  test_shortcut();
   test_blocks();
   test_bitmaps();
   test_budget();
