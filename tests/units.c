@@ -444,24 +444,32 @@ static bool shortcut_takes(const void *p) {
 
 static const hak_slab_t *slab_at(const void *p) { return hak_slab_of(hak_superslab_of(p), (uintptr_t)p); }
 
-enum { SHORTCUT_MAX = 4096 };
+enum { SHORTCUT_MAX = 4096, SHORTCUT_CLASS = 64 / 16 };
+
+/* The calling thread's 64-byte blocks into p until they fill one slab and
+ * start a second: p[n] (n returned) is the first of the second slab, or
+ * NULL. */
+static int shortcut_two_slabs(void **p) {
+  int n = 0;
+  do p[n] = malloc(64);
+  while (p[n] && slab_at(p[n]) == slab_at(p[0]) && ++n < SHORTCUT_MAX - 1);
+  return n;
+}
+
 static void *shortcut_thread(void *arg) {
   (void)arg;
   static void *p[SHORTCUT_MAX];
-  const size_t cls = 64 / 16;
-  int n = 0;
-  /* 64-byte blocks until they fill one slab and start a second. */
-  do p[n] = malloc(64);
-  while (p[n] && slab_at(p[n]) == slab_at(p[0]) && ++n < SHORTCUT_MAX - 1);
+  int n = shortcut_two_slabs(p);
   const hak_slab_t *a = slab_at(p[0]), *b = p[n] ? slab_at(p[n]) : NULL;
   n++;
   const hak_heap_t *h = hak_tls_own_heap();
   CHECK("64-byte blocks fill a one-unit slab, then start another", b && b != a && a->units == 1);
-  CHECK("in two slabs: the one that filled first is the class's previous current slab", h->prev[cls] == a);
+  CHECK("in two slabs: the one that filled first is the class's previous current slab",
+        h->prev[SHORTCUT_CLASS] == a);
   CHECK("its blocks take the free shortcut, as the current slab's do",
         shortcut_takes(p[0]) && shortcut_takes(p[n - 1]));
   free(p[1]);
-  CHECK("a free of one goes straight to the class's list", h->front.slot[cls].free == p[1]);
+  CHECK("a free of one goes straight to the class's list", h->front.slot[SHORTCUT_CLASS].free == p[1]);
   p[1] = malloc(64);
   /* Until a third slab starts: then neither earlier slab keeps it. */
   int second = n;
@@ -469,7 +477,7 @@ static void *shortcut_thread(void *arg) {
   while (p[n] && slab_at(p[n]) == b && ++n < SHORTCUT_MAX - 1);
   CHECK("more blocks start a third slab", p[n] && slab_at(p[n]) != a && slab_at(p[n]) != b);
   n++;
-  CHECK("with three slabs, none is the previous current one", h->prev[cls] == NULL);
+  CHECK("with three slabs, none is the previous current one", h->prev[SHORTCUT_CLASS] == NULL);
   CHECK("the first two no longer take the shortcut, the current one does",
         !shortcut_takes(p[0]) && !shortcut_takes(p[second - 1]) && shortcut_takes(p[n - 1]));
   for (int i = 0; i < n; i++) free(p[i]);
@@ -481,17 +489,14 @@ static void *shortcut_thread(void *arg) {
 static void *shortcut_trim_thread(void *arg) {
   (void)arg;
   static void *p[SHORTCUT_MAX];
-  const size_t cls = 64 / 16;
-  int n = 0;
-  do p[n] = malloc(64);
-  while (p[n] && slab_at(p[n]) == slab_at(p[0]) && ++n < SHORTCUT_MAX - 1);
+  int n = shortcut_two_slabs(p);
   const hak_heap_t *h = hak_tls_own_heap();
   const hak_slab_t *a = slab_at(p[0]);
-  CHECK("trim: two slabs, the first the previous current one", p[n] && h->prev[cls] == a);
+  CHECK("trim: two slabs, the first the previous current one", p[n] && h->prev[SHORTCUT_CLASS] == a);
   for (int i = 0; i < n; i++) free(p[i]); /* the first slab's blocks */
-  CHECK("its blocks all freed, it is still held", h->prev[cls] == a);
+  CHECK("its blocks all freed, it is still held", h->prev[SHORTCUT_CLASS] == a);
   malloc_trim(0);
-  CHECK("malloc_trim gives it back", h->prev[cls] == NULL && atomic_load(&a->owner) == 0);
+  CHECK("malloc_trim gives it back", h->prev[SHORTCUT_CLASS] == NULL && atomic_load(&a->owner) == 0);
   free(p[n]);
   return NULL;
 }
