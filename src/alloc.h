@@ -2,9 +2,8 @@
  * malloc: size → class → pop the heap's free-list head, clear the block's
  * mark. free: a block of one of the heap's current slabs, or of a class's
  * slab before it (proved by one multiply, heap.h) → push on the heap's
- * list; else chunk map says SuperSlab →
- * slab descriptor held by this heap (one compare) and a block of it →
- * push on the slab's local list. A block that already carries the heap's
+ * list; else chunk map says SuperSlab → slab descriptor held by this heap
+ * (one compare) and a block of it → push on the slab's local list. A block that already carries the heap's
  * mark, and everything else, takes a slow path. */
 #ifndef HAK_ALLOC_H
 #define HAK_ALLOC_H
@@ -54,10 +53,9 @@ static inline void *hak_alloc_inline(size_t size, const char *who) {
 
 /* A block of one of this heap's current slabs (or of the slab before one,
  * heap.h) is proved one by its unit's cur_unit entry (the start of a block
- * carved there, so
- * neither the chunk map nor the descriptor is needed) and goes straight
- * back on the list malloc pops (blocks on it count as used, so no counter
- * changes). Else: the chunk map says SuperSlab (a block of a SuperSlab
+ * carved there, so neither the chunk map nor the descriptor is needed) and
+ * goes straight back on the list malloc pops (blocks on it count as used,
+ * so no counter changes). Else: the chunk map says SuperSlab (a block of a SuperSlab
  * never starts at its first byte, so p's own chunk is its SuperSlab's) →
  * slab descriptor → held by this heap (one compare) and p a block of it:
  * its local list (or the class's list, if that is empty). Either way a
