@@ -3,8 +3,9 @@
  * mark. free: a block of one of the heap's current slabs, or of a class's
  * slab before it (proved by one multiply, heap.h) → push on the heap's
  * list; else chunk map says SuperSlab → slab descriptor held by this heap
- * (one compare) and a block of it → push on the slab's local list. A block that already carries the heap's
- * mark, and everything else, takes a slow path. */
+ * (one compare) and a block of it → push on the slab's local list. A block
+ * that already carries the heap's mark, and everything else, takes a slow
+ * path. */
 #ifndef HAK_ALLOC_H
 #define HAK_ALLOC_H
 
@@ -55,8 +56,9 @@ static inline void *hak_alloc_inline(size_t size, const char *who) {
  * heap.h) is proved one by its unit's cur_unit entry (the start of a block
  * carved there, so neither the chunk map nor the descriptor is needed) and
  * goes straight back on the list malloc pops (blocks on it count as used,
- * so no counter changes). Else: the chunk map says SuperSlab (a block of a SuperSlab
- * never starts at its first byte, so p's own chunk is its SuperSlab's) →
+ * so no counter changes). Else: the chunk map says SuperSlab (a block of a
+ * SuperSlab never starts at its first byte, so p's own chunk is its
+ * SuperSlab's) →
  * slab descriptor → held by this heap (one compare) and p a block of it:
  * its local list (or the class's list, if that is empty). Either way a
  * block that already carries this heap's mark may be free already: the
