@@ -510,7 +510,8 @@ static inline __attribute__((always_inline)) void *heap_refill(hak_heap_t *h, si
   HAK_DEBUG_ASSERT(!h->front.slot[cls].free);
   heap_enter(h);
   if (atomic_load_explicit(&h->pool.remote_pending, memory_order_relaxed)) _hak_pool_collect(&h->pool);
-  if (_hak_pool_single(cls)) {
+  if (cls > HAK_CLASS_MID_LAST &&
+      _hak_pool_single(cls)) { /* the test inline: Tiny and Mid misses make no call */
     b = heap_alloc_single(h, cls, false);
     heap_leave(h);
     return b;
@@ -586,14 +587,6 @@ static __attribute__((noinline)) void *heap_alloc_profiled(hak_heap_t *h, size_t
   return b;
 }
 
-/* The miss counted, and timed 1 in HAKMEM_SAMPLE times. */
-void *_hak_heap_alloc(hak_heap_t *h, size_t cls) {
-  hak_tick_t t0 = hak_sample_start(&h->counters);
-  void *b = HAK_UNLIKELY(h->profiled) ? heap_alloc_profiled(h, cls) : heap_refill(h, cls);
-  if (HAK_UNLIKELY(t0)) _hak_sample_end(hak_lat_kind(cls), t0);
-  return b;
-}
-
 void _hak_heap_sample_large(void *p, size_t size) {
   hak_heap_t *h = hak_tls_own_heap();
   if (h && !h->profiled) return; /* made before the profiler started */
@@ -614,13 +607,15 @@ static bool heap_holds(const hak_heap_t *h, const hak_slab_t *s) {
   return h && owner && owner == heap_owner(h);
 }
 
-/* Whether b, a block of s (not a one-block run), is free already: if h
- * holds s, whether it is on one of the lists; otherwise whether it
- * carries the mark of s's free blocks. */
+/* Whether b, a block of s (not a one-block run), is free already: if it
+ * carries the mark of s's free blocks (it may be on its way to h in
+ * another thread's batch, heap_send, where no list shows it), or, if h
+ * holds s, if it is on one of the lists (a block another thread freed
+ * into s before h took s over carries its old holder's mark). */
 static bool heap_holds_free(hak_heap_t *h, hak_slab_t *s, const hak_block_t *b) {
-  if (heap_holds(h, s))
-    return _hak_slab_block_is_free(s, b, h->front.slot[s->cls].free, h->shadow[s->cls].free);
-  return b->mark == __atomic_load_n(&s->mark, __ATOMIC_RELAXED);
+  if (b->mark == __atomic_load_n(&s->mark, __ATOMIC_RELAXED)) return true;
+  return heap_holds(h, s) &&
+         _hak_slab_block_is_free(s, b, h->front.slot[s->cls].free, h->shadow[s->cls].free);
 }
 
 bool _hak_block_is_free(hak_slab_t *s, const hak_block_t *b) {
@@ -643,6 +638,158 @@ static void heap_free_remote(hak_heap_t *h, hak_slab_t *s, hak_block_t *b) {
     if (hak_cfg_debug) _hak_slab_check(s, h->front.slot[s->cls].free);
   }
   heap_leave(h);
+}
+
+/* ---- batches of blocks freed into other heaps' slabs (heap.h) -------- */
+
+/* An empty batch of h's: from its stock, else from those its receivers
+ * gave back, else new; NULL if no metadata can be had. */
+static hak_batch_t *heap_batch_get(hak_heap_t *h) {
+  hak_batch_t *b = h->stock;
+  if (!b) b = atomic_exchange_explicit(&h->returns, NULL, memory_order_acquire);
+  if (!b) {
+    if ((b = _hak_meta_alloc(sizeof *b)) == NULL) return NULL;
+    b->maker = h;
+  }
+  h->stock = b->next;
+  b->n = 0;
+  return b;
+}
+
+/* An emptied batch goes back to the heap that made it. */
+static void heap_batch_put(hak_heap_t *h, hak_batch_t *b) {
+  hak_heap_t *maker = b->maker;
+  if (maker == h) {
+    b->next = h->stock;
+    h->stock = b;
+    return;
+  }
+  hak_batch_t *head = atomic_load_explicit(&maker->returns, memory_order_relaxed);
+  do b->next = head;
+  while (!atomic_compare_exchange_weak_explicit(&maker->returns, &head, b, memory_order_release,
+                                                memory_order_relaxed));
+}
+
+/* b, a block sent with the mark `sent` (the heap it went to), freed by h:
+ * onto its slab's local list if h holds the slab, else as a remote free. A
+ * slab that this empties stays where it is, as one whose blocks came back
+ * on its `thread_free` list does, for the next refill to take whole (made
+ * a spare, whose memory the budget purges, a producer's slabs were purged
+ * and faulted in again: prodcons/mixed 4x slower). A block whose mark
+ * changed on the way was written after its free: reported. */
+static void heap_take_sent(hak_heap_t *h, hak_block_t *b, uintptr_t sent, const char *who) {
+  hak_slab_t *s = hak_slab_of(hak_superslab_of(b), (uintptr_t)b);
+  if (HAK_UNLIKELY(b->mark != sent)) {
+    _hak_report(who, b,
+                (hak_misuse_t){.kind = HAK_MISUSE_FREED_WRITE,
+                               .block = b,
+                               .size = s->block_size,
+                               .given = offsetof(hak_block_t, mark)});
+    return;
+  }
+  if (!heap_holds(h, s)) {
+    heap_free_remote(h, s, b);
+    return;
+  }
+  h->counters.cls[s->cls][HAK_CSTAT_remote_received]++;
+  hak_set_next(b, s->local_free);
+  b->mark = s->mark;
+  s->local_free = b;
+  s->used--;
+}
+
+/* The blocks of a list of batches, freed by h; each batch goes back to
+ * its maker. */
+static void heap_take_batches(hak_heap_t *h, hak_batch_t *list, const char *who) {
+  for (hak_batch_t *next; list; list = next) {
+    next = list->next;
+    uintptr_t sent = (uintptr_t)list->to;
+    /* The blocks' lines are with the thread that freed them: all asked
+     * for at once, not one miss after another. */
+    for (uint32_t i = 0; i < list->n; i++) __builtin_prefetch(list->block[i], 1);
+    for (uint32_t i = 0; i < list->n; i++) heap_take_sent(h, list->block[i], sent, who);
+    heap_batch_put(h, list);
+  }
+}
+
+/* The batches sent to h come in; its inbox then holds `leave` (0, or
+ * HAK_INBOX_CLOSED as it retires). */
+static void heap_take_inbox(hak_heap_t *h, uintptr_t leave, const char *who) {
+  uintptr_t list = atomic_exchange_explicit(&h->inbox, leave, memory_order_acquire);
+  heap_take_batches(h, (hak_batch_t *)(list & ~HAK_INBOX_CLOSED), who);
+}
+
+/* h's batch b goes on its destination's inbox; if that heap retired, h
+ * frees b's blocks itself. */
+static void heap_batch_send(hak_heap_t *h, hak_batch_t *b, const char *who) {
+  hak_heap_t *to = b->to;
+  uintptr_t head = atomic_load_explicit(&to->inbox, memory_order_relaxed);
+  do {
+    if (head & HAK_INBOX_CLOSED) {
+      b->next = NULL;
+      heap_take_batches(h, b, who);
+      return;
+    }
+    b->next = (hak_batch_t *)head;
+  } while (!atomic_compare_exchange_weak_explicit(&to->inbox, &head, (uintptr_t)b, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
+/* Every batch h fills goes out. */
+static void heap_send_all(hak_heap_t *h, const char *who) {
+  h->send_countdown = 0;
+  for (unsigned i = 0; i < HAK_OUTBOXES; i++) {
+    hak_batch_t *b = h->outbox[i];
+    h->outbox[i] = NULL;
+    if (b) heap_batch_send(h, b, who);
+  }
+}
+
+/* b, a live block of s, which another heap holds (its mark names it), goes
+ * into the batch h fills for that heap, which is sent once full, at h's
+ * HAK_SEND_REFILLS-th miss since it began its batches, at malloc_trim and
+ * at exit. So the blocks travel as addresses, and their holder writes
+ * their links: a remote free's link, written here, was a cache miss for
+ * every block the holder then took off its list, one after another. A
+ * fork child finds a batch as it was before the fork's last append
+ * (appended, then counted), or loses one batch being handed on: a
+ * bounded leak. */
+static void heap_send(hak_heap_t *h, hak_slab_t *s, hak_block_t *b, const char *who) {
+  hak_heap_t *to = (hak_heap_t *)__atomic_load_n(&s->mark, __ATOMIC_RELAXED);
+  HAK_DEBUG_ASSERT(to); /* s has a holder, so it was held: its mark names a heap */
+  hak_batch_t **slot = &h->outbox[to->id % HAK_OUTBOXES], *batch = *slot;
+  if (batch && batch->to != to) {
+    *slot = NULL;
+    heap_batch_send(h, batch, who);
+    batch = NULL;
+  }
+  if (!batch) {
+    if ((batch = heap_batch_get(h)) == NULL) {
+      heap_free_remote(h, s, b);
+      return;
+    }
+    batch->to = to;
+    *slot = batch;
+    if (!h->send_countdown) h->send_countdown = HAK_SEND_REFILLS;
+  }
+  b->mark = (uintptr_t)to;
+  batch->block[batch->n] = b;
+  atomic_signal_fence(memory_order_release);
+  if (++batch->n == HAK_BATCH_BLOCKS) {
+    *slot = NULL;
+    heap_batch_send(h, batch, who);
+  }
+}
+
+/* The miss counted, and timed 1 in HAKMEM_SAMPLE times. The batches sent
+ * to h come in first, and h's own go out every HAK_SEND_REFILLS misses. */
+void *_hak_heap_alloc(hak_heap_t *h, size_t cls, const char *who) {
+  hak_tick_t t0 = hak_sample_start(&h->counters);
+  if (atomic_load_explicit(&h->inbox, memory_order_relaxed) > HAK_INBOX_CLOSED) heap_take_inbox(h, 0, who);
+  if (h->send_countdown && --h->send_countdown == 0) heap_send_all(h, who);
+  void *b = HAK_UNLIKELY(h->profiled) ? heap_alloc_profiled(h, cls) : heap_refill(h, cls);
+  if (HAK_UNLIKELY(t0)) _hak_sample_end(hak_lat_kind(cls), t0);
+  return b;
 }
 
 /* A slow free of a block of class cls counted, for h (NULL: none). */
@@ -685,7 +832,7 @@ static void heap_free(hak_heap_t *h, hak_slab_t *s, hak_block_t *b) {
     return;
   }
   hak_block_t *list = h->front.slot[s->cls].free;
-  if (heap_holds(h, s)) { /* checking mode, a block whose mark the program wrote, the quarantine */
+  if (heap_holds(h, s)) { /* checking mode, the quarantine */
     hak_set_next(b, s->local_free);
     b->mark = s->mark;
     s->local_free = b;
@@ -714,7 +861,13 @@ void _hak_heap_free_unheld(hak_heap_t *h, void *p, const char *who) {
   }
   hak_tick_t t0 = hak_sample_start(&h->counters);
   heap_count_free(h, s->cls, true);
-  heap_free_remote(h, s, b);
+  /* To its holder in a batch; a detached slab, at once (the free claims
+   * it), as in the secure build and checking mode, which find misuse at
+   * the free. */
+  uint32_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
+  if (owner && !(owner & HAK_SET_ASIDE) && !hak_cfg_secure && !(h->front.key & HAK_KEY_CHECK))
+    heap_send(h, s, b, who);
+  else heap_free_remote(h, s, b);
   hak_note(HAK_EV_SLOW_FREE, (uintptr_t)p, s->cls);
   if (t0) _hak_sample_end(HAK_LAT_FREE, t0);
 }
@@ -780,15 +933,17 @@ void _hak_heap_detach_class(hak_heap_t *h, size_t c, bool recount) {
   }
 }
 
-/* Every block in h's quarantine is freed. */
-static void heap_drain(hak_heap_t *h) {
+/* Every block in h's quarantine is freed, and h's batches go out. */
+static void heap_drain(hak_heap_t *h, const char *who) {
   size_t size;
   for (hak_block_t *b; (b = hak_quarantine_take(&h->quarantine, 0, &size)) != NULL;)
     heap_free(h, hak_slab_of(hak_superslab_of(b), (uintptr_t)b), b);
+  heap_send_all(h, who);
 }
 
-void _hak_heap_detach_all(hak_heap_t *h, bool recount) {
-  heap_drain(h);
+void _hak_heap_detach_all(hak_heap_t *h, bool recount, const char *who) {
+  heap_drain(h, who);
+  heap_take_inbox(h, HAK_INBOX_CLOSED, who);
   heap_enter(h);
   for (size_t c = 1; c < HAK_CLASSES; c++) _hak_heap_detach_class(h, c, recount);
   _hak_heap_release_spares(h);
@@ -804,7 +959,8 @@ void _hak_heap_detach_all(hak_heap_t *h, bool recount) {
 size_t _hak_heap_trim(hak_heap_t *h) {
   hak_front_t *f = &h->front;
   size_t n = 0;
-  heap_drain(h);
+  heap_drain(h, "malloc_trim");
+  heap_take_inbox(h, 0, "malloc_trim");
   heap_enter(h);
   for (unsigned i = 0; i < HAK_MAX_SLAB_UNITS; i++) n += h->spare[i].count;
   _hak_heap_release_spares(h);

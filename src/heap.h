@@ -101,7 +101,27 @@ typedef struct hak_ring {
   uint32_t next; /* events so far */
 } hak_ring_t;
 
+/* Blocks freed into slabs another heap holds travel to it in batches
+ * (heap.c, heap_send): the freeing thread gathers them by the holder they
+ * go to, each marked as that heap's free blocks are, and pushes a batch on
+ * its inbox with one compare-and-swap; the holder frees them into its
+ * slabs at its next refill, reading their addresses from the batch, not
+ * from the blocks, and writing their links itself. A batch goes back to
+ * the heap that made it once emptied. */
+#define HAK_INBOX_CLOSED ((uintptr_t)1) /* its heap retired: senders free their batches themselves */
+#define HAK_BATCH_BLOCKS 60
+#define HAK_OUTBOXES 4
+#define HAK_SEND_REFILLS 64 /* a batch not full goes out after this many refills */
 typedef struct hak_heap hak_heap_t;
+typedef struct hak_batch hak_batch_t;
+struct hak_batch {
+  hak_batch_t *next;      /* on an inbox, or its maker's stock or returns */
+  hak_heap_t *to, *maker; /* its destination; the heap that made it */
+  uint32_t n;             /* blocks in it */
+  hak_block_t *block[HAK_BATCH_BLOCKS];
+};
+_Static_assert(sizeof(hak_batch_t) == 512, "a batch is 512 bytes of metadata");
+
 struct hak_heap {
   hak_front_t front;                    /* first: the thread-local points here */
   hak_list_t partial[HAK_CLASSES];      /* held slabs other than the current, oldest first */
@@ -119,6 +139,11 @@ struct hak_heap {
   hak_budget_local_t budget;            /* its changes to the totals (budget.c) */
   hak_counters_t counters;              /* its event counts (counters.c) */
   hak_quarantine_t quarantine;          /* the secure build's freed blocks held back */
+  hak_batch_t *outbox[HAK_OUTBOXES];    /* batches it fills, by destination (heap.c, heap_send) */
+  hak_batch_t *stock;                   /* its empty batches */
+  uint32_t send_countdown;              /* refills until the batches go out (0: none being filled) */
+  _Alignas(64) _Atomic uintptr_t inbox; /* batches sent to it, or HAK_INBOX_CLOSED; other threads push */
+  _Atomic(hak_batch_t *) returns;       /* its batches, emptied by their receivers */
   hak_refusal_t refusal;                /* its last refused mapping (os.c) */
   hak_ring_t ring;                      /* the debug build's recent slow-path events */
   int64_t profile_left;                 /* HAKMEM_PROFILE: bytes it allocates before its next sample */
@@ -178,8 +203,9 @@ void _hak_heap_free_unheld(hak_heap_t *h, void *p, const char *who);
 /* Whether b, a block of s, is free already (as far as the calling thread
  * can prove: heap.c, _hak_free_slow). */
 bool _hak_block_is_free(hak_slab_t *s, const hak_block_t *b);
-void _hak_free_local_empty(hak_slab_t *s);        /* the fast path's free emptied s */
-void *_hak_heap_alloc(hak_heap_t *h, size_t cls); /* a block of cls from h, whose list is empty */
+void _hak_free_local_empty(hak_slab_t *s); /* the fast path's free emptied s */
+void *_hak_heap_alloc(hak_heap_t *h, size_t cls,
+                      const char *who); /* a block of cls from h, whose list is empty */
 /* HAKMEM_PROFILE: the calling thread's heap samples from now on (the
  * profiler's start-up, and every heap made after it). */
 void _hak_heap_profile_start(void);
@@ -190,7 +216,7 @@ void _hak_heap_sample_large(void *p, size_t size);
 /* h lets go of every slab of class c it holds (with recount: after fork,
  * see _hak_slab_recount), or of every slab and SuperSlab. */
 void _hak_heap_detach_class(hak_heap_t *h, size_t c, bool recount);
-void _hak_heap_detach_all(hak_heap_t *h, bool recount);
+void _hak_heap_detach_all(hak_heap_t *h, bool recount, const char *who);
 void _hak_heap_release_spares(hak_heap_t *h);
 size_t _hak_heap_trim(hak_heap_t *h);
 

@@ -180,8 +180,9 @@ static inline void hak_list_remove(hak_list_t *l, hak_link_t *n) {
 /* A free block. Its first word links the list it is on (encoded in the
  * secure build: read and write it with hak_next and hak_set_next, slab.c's
  * section). Its second word, the mark, is the address of the heap
- * that holds its slab (or last held it): every block on a free list
- * carries it, and every block handed out has it cleared. So a free that
+ * that holds its slab (or last held it): every block on a free list or
+ * on its way to the holder in a batch (heap.c) carries it, and every block
+ * handed out has it cleared. So a free that
  * finds its block marked with the holder's address has the evidence of a
  * double free (heap.c checks it): hakmem's metadata is never handed out,
  * so a live block holds that address only if the program copied it from
@@ -495,7 +496,7 @@ enum {
   X(carved, "refills of freshly carved blocks")                                                            \
   X(slow_frees, "frees that left the fast path")                                                           \
   X(remote_sent, "blocks freed into a slab the freeing thread did not hold (another's, or one set aside)") \
-  X(remote_received, "remote frees the holder took back (all in the stats build; else those merged)")
+  X(remote_received, "remote frees the holder took back (from slabs' remote lists: stats build only)")
 enum {
 #define HAK_CLASS_STAT_ENUM(name, desc) HAK_CSTAT_##name,
   HAK_CLASS_STAT_LIST(HAK_CLASS_STAT_ENUM)
@@ -611,7 +612,7 @@ void _hak_elo_figures(hak_elo_t *out, uint64_t *epoch_ms);
 
 /* ---- size_class.c: slab geometry (the classes are in size_class.h) ----- */
 size_t _hak_slab_units(size_t cls); /* units in a slab (or run) of cls */
-bool _hak_pool_single(size_t cls);  /* a run of cls holds one block */
+bool _hak_pool_single(size_t cls);  /* a run of pool class cls holds one block */
 
 /* ---- chunkmap.c: the chunk map ----------------------------------------- */
 enum { HAK_CHUNK_NONE = 0, HAK_CHUNK_SUPERSLAB = 1, HAK_CHUNK_LARGE = 2, HAK_CHUNK_ZERO = 3 /* secure.c */ };

@@ -78,5 +78,6 @@ size_t _hak_slab_units(size_t cls) {
 /* Whether a run of pool class cls holds a single block (pool runs never
  * start at unit 0). */
 bool _hak_pool_single(size_t cls) {
-  return cls > HAK_CLASS_MID_LAST && room(_hak_slab_units(cls)) / hak_class_size(cls) == 1;
+  HAK_DEBUG_ASSERT(cls > HAK_CLASS_MID_LAST);
+  return room(_hak_slab_units(cls)) / hak_class_size(cls) == 1;
 }

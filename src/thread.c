@@ -27,7 +27,9 @@ hak_lock_t _hak_global_heap_lock = HAK_LOCK_INIT;
 static hak_list_t live_heaps;     /* registry lock */
 static hak_list_t spare_heaps;    /* registry lock: retired heaps, reused whole */
 static uint32_t next_heap_id = 2; /* id 1 is the global heap */
-static hak_heap_t global_heap = {.front = {.key = 1u << 2}, .counters = {.sample_left = 1}, .id = 1};
+/* Its inbox stays closed: it holds slabs only within a call. */
+static hak_heap_t global_heap = {
+    .front = {.key = 1u << 2}, .counters = {.sample_left = 1}, .inbox = HAK_INBOX_CLOSED, .id = 1};
 
 static _Atomic int init_state; /* 0 not started, 1 running, 2 done */
 static pthread_key_t heap_key;
@@ -50,6 +52,7 @@ static hak_heap_t *heap_create(void) {
   if (h) hak_list_push(&live_heaps, &h->reg);
   _hak_unlock(&_hak_heap_registry_lock);
   if (!h) return NULL;
+  atomic_store_explicit(&h->inbox, 0, memory_order_relaxed); /* closed when it retired */
   h->pool.purge_at = 0;
   h->counters.sample_left = 1;                      /* its first slow path is timed */
   memset(h->carve_shift, 0, sizeof h->carve_shift); /* HAKMEM_ACE learns each thread's own */
@@ -65,9 +68,9 @@ static hak_heap_t *heap_create(void) {
 /* Threads past their teardown allocate from the global heap, under its
  * lock. It holds no slab between calls: frees into its slabs, from any
  * thread, are frees into detached slabs, so nothing waits for it to run. */
-static void *global_alloc(size_t cls) {
+static void *global_alloc(size_t cls, const char *who) {
   _hak_lock(&_hak_global_heap_lock);
-  void *p = _hak_heap_alloc(&global_heap, cls);
+  void *p = _hak_heap_alloc(&global_heap, cls, who);
   _hak_heap_detach_class(&global_heap, cls, false);
   _hak_heap_release_spares(&global_heap);
   _hak_pool_disown_all(&global_heap.pool);
@@ -84,7 +87,7 @@ void *_hak_alloc_refill(size_t cls, const char *who) {
   }
   hak_block_t *b = f->slot[cls].free; /* malloc(0) comes here with class 1's list as it is */
   if (HAK_UNLIKELY(b)) f->slot[cls].free = hak_next(b);
-  else b = f == &_hak_heap_dead ? global_alloc(cls) : _hak_heap_alloc((hak_heap_t *)f, cls);
+  else b = f == &_hak_heap_dead ? global_alloc(cls, who) : _hak_heap_alloc((hak_heap_t *)f, cls, who);
   if (hak_cfg_stats && b) hak_class_event(cls, HAK_CSTAT_allocs, 1);
   if (!b) return _hak_fail((hak_ask_t){.who = who, .size = hak_class_size(cls), .block = true}, HAK_FAIL_MAP);
   b->mark = 0; /* handed out: not free */
@@ -116,7 +119,7 @@ static void heap_retire(hak_heap_t *h, bool reuse) {
 static void heap_destructor(void *arg) {
   hak_heap_t *h = arg;
   hak_tls_heap = (hak_front_t *)&_hak_heap_dead; /* later calls use the global heap */
-  _hak_heap_detach_all(h, false);
+  _hak_heap_detach_all(h, false, "exit");
   heap_retire(h, true);
 }
 
@@ -172,7 +175,8 @@ static void fork_child(void) {
     hak_heap_t *h = HEAP_OF_REG(l);
     if (&h->front == me) continue;
     bool sound = !h->front.busy && !h->pool.busy;
-    if (sound) _hak_heap_detach_all(h, true);
+    if (sound) _hak_heap_detach_all(h, true, "fork");
+    else atomic_store_explicit(&h->inbox, HAK_INBOX_CLOSED, memory_order_relaxed); /* batches sent: leaked */
     heap_retire(h, sound);
   }
 }

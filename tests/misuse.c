@@ -127,6 +127,53 @@ static int double_remote(void *arg) {
   return 0;
 }
 
+/* A thread frees the block and goes on, waiting on the pipe until the
+ * main thread is done: the block is on its way to the thread that holds
+ * its slab, in the freeing thread's batch. */
+static int freed[2], release[2];
+static void *free_it_and_wait(void *p) {
+  char c;
+  free(p);
+  if (write(freed[1], "x", 1) != 1 || read(release[0], &c, 1) < 0) return NULL;
+  return NULL;
+}
+
+static pthread_t free_elsewhere(void *p) {
+  pthread_t t;
+  char c;
+  if (pipe(freed) != 0 || pipe(release) != 0 || pthread_create(&t, NULL, free_it_and_wait, p) != 0 ||
+      read(freed[0], &c, 1) != 1)
+    _exit(98);
+  return t;
+}
+
+/* Freed by another thread that goes on, then again by the one that
+ * allocated it. */
+static int double_remote_live(void *arg) {
+  (void)arg;
+  void *p = malloc(80);
+  free_elsewhere(p);
+  /* The secure build's quarantine is per heap, and this free was the
+   * thread's first call: it had none, so the block went to its slab. */
+  expect_double("free", p, secure ? 96 : 80);
+  free(LAUNDER(p));
+  return 0;
+}
+
+/* Written (its second word) on its way to the thread that holds its slab:
+ * that thread's malloc_trim takes the batch in once the freeing thread has
+ * exited, and finds it. */
+static int freed_write_sent(void *arg) {
+  (void)arg;
+  char *p = malloc(80);
+  pthread_t t = free_elsewhere(p);
+  LAUNDER(p)[8] = 'X';
+  if (write(release[1], "x", 1) != 1 || pthread_join(t, NULL) != 0) return 98;
+  expect("hakmem: malloc_trim(): write after free in the 80-byte block at %p (offset 8)", (void *)p);
+  malloc_trim(0);
+  return 0;
+}
+
 /* realloc of a freed block. */
 static int double_realloc(void *arg) {
   (void)arg;
@@ -418,6 +465,7 @@ static const misuse_case_t cases[] = {
     {"double free interleaved", double_interleaved, NULL, ABORTS, ABORTS, 1},
     {"double free, slab not current", double_partial, NULL, ABORTS, ABORTS, 1},
     {"double free, first free by another thread", double_remote, NULL, ABORTS, ABORTS, 1},
+    {"double free, first free by another thread that goes on", double_remote_live, NULL, ABORTS, ABORTS, 1},
     {"double free after the block was reused", double_after_reuse, NULL, GOES_ON, ABORTS, 1},
     {"realloc of a freed block", double_realloc, NULL, ABORTS, ABORTS, 1},
     {"free of a stack address", invalid_stack, NULL, ABORTS, ABORTS, 0},
@@ -451,6 +499,7 @@ static const misuse_case_t cases[] = {
     {"write after free in the quarantine, seen when handed out again", freed_write_reused, "", GOES_ON,
      ABORTS, 1},
     {"write after free, Large", freed_write_large, NULL, UNDEFINED, FAULTS, 1},
+    {"write after free on the way to the slab's holder", freed_write_sent, NULL, ABORTS, GOES_ON, 1},
     {"write to a zero-byte allocation", zero_write, NULL, GOES_ON, FAULTS, 1},
     {"read of a zero-byte allocation", zero_read, NULL, GOES_ON, FAULTS, 1},
     {"free_sized with the wrong size", sized_wrong, NULL, GOES_ON, ABORTS, 1},

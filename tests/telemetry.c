@@ -8,7 +8,8 @@
  *          all carved, one from a fresh slab and 13 from the current one;
  *          another thread frees the 250 (250 slow frees, all remote frees
  *          sent); 250 mallocs again: one miss, which takes the 250 back
- *          (remote frees received: counted by the stats build). The stats
+ *          (remote frees received: the thread sent them in batches of
+ *          60, the last at its exit). The stats
  *          build also counts 500 allocations and 250 frees, and its text
  *          report gives the hit rate they make; the other builds count
  *          none. The latency samples of the tiny tier are its misses, of
@@ -31,6 +32,11 @@
  *          HAK_CARVE_IDLE_MS) the refill that follows the blocks carved
  *          last carves one page again. `carve0` (HAKMEM_ACE=0): one page,
  *          a carve per 19 blocks.
+ *   batch  another thread frees the 250 and goes on: the blocks travel to
+ *          their holder in batches of HAK_BATCH_BLOCKS (60), so its
+ *          malloc_trim takes 240 back, and the last 10 wait in the freeing
+ *          thread's batch until it has missed HAK_SEND_REFILLS (64) times
+ *          (allocations of 100 KiB, a miss each): not after 63, after 64.
  * The figures are read from hak_stats_json (the row of class 208). */
 #include <malloc.h>
 #include <pthread.h>
@@ -119,8 +125,8 @@ static int work(void) {
   CHECKV("250 mallocs again: one miss, the rest come back from the other thread's frees",
          d.misses - c.misses == 1 && d.current - c.current == 1 && d.carved == c.carved,
          "misses %lld, carved %lld", d.misses - c.misses, d.carved - c.carved);
-  CHECKV("the 250 remote frees taken back: counted by the stats build",
-         d.received - c.received == (stats ? N : 0), "%lld", d.received - c.received);
+  CHECKV("the 250 remote frees taken back: 250 received", d.received - c.received == N, "%lld",
+         d.received - c.received);
 
   /* The hit rate of the text report: (allocs - misses) / allocs. */
   FILE *f = tmpfile();
@@ -194,6 +200,54 @@ static int work(void) {
   return th_done();
 }
 
+/* The batch case's freeing thread: at each word from the pipe, frees the
+ * 250 ('f'), or misses 63 times ('m') or once ('1'), then answers. */
+static int ack[2];
+static void *batch_freer(void *arg) {
+  (void)arg;
+  char c;
+  while (read(go[0], &c, 1) == 1) {
+    if (c == 'f')
+      for (int i = 0; i < N; i++) free(blocks[i]);
+    for (int i = 0; i < (c == 'm' ? 63 : c == '1' ? 1 : 0); i++) free(malloc(LAUNDER((size_t)100 << 10)));
+    if (write(ack[1], "x", 1) != 1) break;
+  }
+  return NULL;
+}
+
+/* The remote frees received once the main thread's malloc_trim has taken
+ * its batches in. */
+static long long received_after_trim(void) {
+  malloc_trim(0);
+  read_json();
+  return class_field("remote_received");
+}
+
+static int batch(void) {
+  if (!check_hakmem_is_malloc()) return th_done();
+  for (int i = 0; i < N; i++) blocks[i] = malloc(LAUNDER((size_t)SIZE));
+  long long before = received_after_trim();
+  pthread_t t;
+  char c;
+  if (pipe(go) != 0 || pipe(ack) != 0 || pthread_create(&t, NULL, batch_freer, NULL) != 0) return 3;
+  if (write(go[1], "f", 1) != 1 || read(ack[0], &c, 1) != 1) return 3;
+  long long full = received_after_trim() - before;
+  CHECKV("a thread frees 250 and goes on: 4 full batches came back (240)", full == 240, "%lld", full);
+  if (write(go[1], "m", 1) != 1 || read(ack[0], &c, 1) != 1) return 3;
+  full = received_after_trim() - before;
+  CHECKV("after 63 misses of its own, its last 10 still wait", full == 240, "%lld", full);
+  if (write(go[1], "1", 1) != 1 || read(ack[0], &c, 1) != 1) return 3;
+  long long all = received_after_trim() - before;
+  CHECKV("its 64th miss sends them: all 250 back", all == N, "%lld", all);
+  close(go[1]);
+  pthread_join(t, NULL);
+  CHECKV("nothing more at its exit", received_after_trim() - before == N, "%lld",
+         received_after_trim() - before);
+  for (int i = 0; i < N; i++) blocks[i] = malloc(LAUNDER((size_t)SIZE));
+  for (int i = 0; i < N; i++) free(blocks[i]);
+  return th_done();
+}
+
 #define SPARE_MAX 2000 /* more 200-byte blocks than two 64 KiB slabs hold */
 
 static int spare(void) {
@@ -263,6 +317,7 @@ int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "spare") == 0) return spare();
   if (argc > 1 && strcmp(argv[1], "carve") == 0) return carve(1);
   if (argc > 1 && strcmp(argv[1], "carve0") == 0) return carve(0);
+  if (argc > 1 && strcmp(argv[1], "batch") == 0) return batch();
   if (!check_hakmem_is_malloc()) return th_done();
   static child_t c;
   const char *env[] = {"HAKMEM_SAMPLE=1", NULL};
@@ -273,5 +328,6 @@ int main(int argc, char **argv) {
   const char *ace[] = {"HAKMEM_ACE=1", NULL}, *ace0[] = {"HAKMEM_ACE=0", NULL};
   child_merge("carve", run_self("carve", ace, &c, 60), &c);
   child_merge("carve0", run_self("carve0", ace0, &c, 60), &c);
+  child_merge("batch", run_self("batch", env, &c, 60), &c);
   return th_done();
 }
