@@ -643,12 +643,16 @@ static void heap_free_remote(hak_heap_t *h, hak_slab_t *s, hak_block_t *b) {
 /* ---- batches of blocks freed into other heaps' slabs (heap.h) -------- */
 
 /* An empty batch of h's: from its stock, else from those its receivers
- * gave back, else new; NULL if no metadata can be had. */
+ * gave back, else new, up to HAK_BATCHES_MAX; NULL if h has made that
+ * many (all on their way, or waiting for a holder that does not allocate:
+ * the blocks then go the direct way, and the metadata, never returned,
+ * stays bounded) or no metadata can be had. */
 static hak_batch_t *heap_batch_get(hak_heap_t *h) {
   hak_batch_t *b = h->stock;
   if (!b) b = atomic_exchange_explicit(&h->returns, NULL, memory_order_acquire);
   if (!b) {
-    if ((b = _hak_meta_alloc(sizeof *b)) == NULL) return NULL;
+    if (h->batches_made == HAK_BATCHES_MAX || (b = _hak_meta_alloc(sizeof *b)) == NULL) return NULL;
+    h->batches_made++;
     b->maker = h;
   }
   h->stock = b->next;

@@ -112,6 +112,7 @@ typedef struct hak_ring {
 #define HAK_BATCH_BLOCKS 60
 #define HAK_OUTBOXES 4
 #define HAK_SEND_REFILLS 64 /* a batch not full goes out after this many refills */
+#define HAK_BATCHES_MAX 64  /* batches a heap makes at most (32 KiB) */
 typedef struct hak_heap hak_heap_t;
 typedef struct hak_batch hak_batch_t;
 struct hak_batch {
@@ -141,6 +142,7 @@ struct hak_heap {
   hak_quarantine_t quarantine;          /* the secure build's freed blocks held back */
   hak_batch_t *outbox[HAK_OUTBOXES];    /* batches it fills, by destination (heap.c, heap_send) */
   hak_batch_t *stock;                   /* its empty batches */
+  uint32_t batches_made;                /* batches it made (HAK_BATCHES_MAX at most) */
   uint32_t send_countdown;              /* refills until the batches go out (0: none being filled) */
   _Alignas(64) _Atomic uintptr_t inbox; /* batches sent to it, or HAK_INBOX_CLOSED; other threads push */
   _Atomic(hak_batch_t *) returns;       /* its batches, emptied by their receivers */

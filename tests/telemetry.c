@@ -37,6 +37,9 @@
  *          malloc_trim takes 240 back, and the last 10 wait in the freeing
  *          thread's batch until it has missed HAK_SEND_REFILLS (64) times
  *          (allocations of 100 KiB, a miss each): not after 63, after 64.
+ *          Then it frees 4000 of the holder's blocks while the holder
+ *          allocates nothing: 64 batches (HAK_BATCHES_MAX) go to the
+ *          holder, the other 160 blocks the direct way, and all come back.
  * The figures are read from hak_stats_json (the row of class 208). */
 #include <malloc.h>
 #include <pthread.h>
@@ -201,7 +204,10 @@ static int work(void) {
 }
 
 /* The batch case's freeing thread: at each word from the pipe, frees the
- * 250 ('f'), or misses 63 times ('m') or once ('1'), then answers. */
+ * 250 ('f') or every other one of the MANY, from the last down ('F'), or
+ * misses 63 times ('m') or once ('1'), then answers. */
+#define MANY 8000
+static char *many[MANY];
 static int ack[2];
 static void *batch_freer(void *arg) {
   (void)arg;
@@ -209,6 +215,8 @@ static void *batch_freer(void *arg) {
   while (read(go[0], &c, 1) == 1) {
     if (c == 'f')
       for (int i = 0; i < N; i++) free(blocks[i]);
+    if (c == 'F')
+      for (int i = MANY - 1; i > 0; i -= 2) free(many[i]);
     for (int i = 0; i < (c == 'm' ? 63 : c == '1' ? 1 : 0); i++) free(malloc(LAUNDER((size_t)100 << 10)));
     if (write(ack[1], "x", 1) != 1) break;
   }
@@ -239,12 +247,31 @@ static int batch(void) {
   if (write(go[1], "1", 1) != 1 || read(ack[0], &c, 1) != 1) return 3;
   long long all = received_after_trim() - before;
   CHECKV("its 64th miss sends them: all 250 back", all == N, "%lld", all);
+  /* This thread frees every other one of 8000 blocks (its slabs stay
+   * partly used: it holds them) and allocates nothing while the other
+   * frees the rest, from the last down: past HAK_BATCHES_MAX (64) batches
+   * of 60 of its own, the freeing thread frees the other 160 (blocks of
+   * the first slabs, neither current nor previous, so malloc_trim does
+   * not collect them) onto the slabs' remote lists. */
+  for (int i = 0; i < MANY; i++) many[i] = malloc(LAUNDER((size_t)SIZE));
+  for (int i = 0; i < MANY; i += 2) free(many[i]);
+  before = received_after_trim();
+  hak_stats_t s0, s1;
+  hak.stats(&s0);
+  if (write(go[1], "F", 1) != 1 || read(ack[0], &c, 1) != 1) return 3;
+  long long batched = received_after_trim() - before;
+  CHECKV("a holder that does not allocate gets 64 batches (3840 of 4000 blocks), no more", batched == 64 * 60,
+         "%lld", batched);
+  for (int i = 0; i < MANY; i++) many[i] = malloc(LAUNDER((size_t)SIZE));
+  hak.stats(&s1);
+  CHECKV("and the other 160 came back too: 8000 mallocs take no more memory", s1.committed <= s0.committed,
+         "committed %zu -> %zu", s0.committed, s1.committed);
+  for (int i = 0; i < MANY; i++) free(many[i]);
+  before = received_after_trim();
   close(go[1]);
   pthread_join(t, NULL);
-  CHECKV("nothing more at its exit", received_after_trim() - before == N, "%lld",
-         received_after_trim() - before);
-  for (int i = 0; i < N; i++) blocks[i] = malloc(LAUNDER((size_t)SIZE));
-  for (int i = 0; i < N; i++) free(blocks[i]);
+  long long after = received_after_trim() - before;
+  CHECKV("nothing more at its exit: it had no batch left", after == 0, "%lld", after);
   return th_done();
 }
 
