@@ -751,7 +751,7 @@ static void heap_send_all(hak_heap_t *h, const char *who) {
 
 /* b, a live block of s, which another heap holds (its mark names it), goes
  * into the batch h fills for that heap, which is sent once full, at h's
- * HAK_SEND_REFILLS-th miss since it began its batches, at malloc_trim and
+ * HAK_SEND_MISSES-th miss since it began its batches, at malloc_trim and
  * at exit. So the blocks travel as addresses, and their holder writes
  * their links: a remote free's link, written here, was a cache miss for
  * every block the holder then took off its list, one after another. A
@@ -774,7 +774,7 @@ static void heap_send(hak_heap_t *h, hak_slab_t *s, hak_block_t *b, const char *
     }
     batch->to = to;
     *slot = batch;
-    if (!h->send_countdown) h->send_countdown = HAK_SEND_REFILLS;
+    if (!h->send_countdown) h->send_countdown = HAK_SEND_MISSES;
   }
   b->mark = (uintptr_t)to;
   batch->block[batch->n] = b;
@@ -786,7 +786,7 @@ static void heap_send(hak_heap_t *h, hak_slab_t *s, hak_block_t *b, const char *
 }
 
 /* The miss counted, and timed 1 in HAKMEM_SAMPLE times. The batches sent
- * to h come in first, and h's own go out every HAK_SEND_REFILLS misses. */
+ * to h come in first, and h's own go out every HAK_SEND_MISSES misses. */
 void *_hak_heap_alloc(hak_heap_t *h, size_t cls, const char *who) {
   hak_tick_t t0 = hak_sample_start(&h->counters);
   if (atomic_load_explicit(&h->inbox, memory_order_relaxed) > HAK_INBOX_CLOSED) heap_take_inbox(h, 0, who);

@@ -105,14 +105,14 @@ typedef struct hak_ring {
  * (heap.c, heap_send): the freeing thread gathers them by the holder they
  * go to, each marked as that heap's free blocks are, and pushes a batch on
  * its inbox with one compare-and-swap; the holder frees them into its
- * slabs at its next refill, reading their addresses from the batch, not
+ * slabs at its next miss, reading their addresses from the batch, not
  * from the blocks, and writing their links itself. A batch goes back to
  * the heap that made it once emptied. */
 #define HAK_INBOX_CLOSED ((uintptr_t)1) /* its heap retired: senders free their batches themselves */
 #define HAK_BATCH_BLOCKS 60
 #define HAK_OUTBOXES 4
-#define HAK_SEND_REFILLS 64 /* a batch not full goes out after this many refills */
-#define HAK_BATCHES_MAX 64  /* batches a heap makes at most (32 KiB) */
+#define HAK_SEND_MISSES 64 /* a batch not full goes out after this many misses */
+#define HAK_BATCHES_MAX 64 /* batches a heap makes at most (32 KiB) */
 typedef struct hak_heap hak_heap_t;
 typedef struct hak_batch hak_batch_t;
 struct hak_batch {
@@ -143,7 +143,7 @@ struct hak_heap {
   hak_batch_t *outbox[HAK_OUTBOXES];    /* batches it fills, by destination (heap.c, heap_send) */
   hak_batch_t *stock;                   /* its empty batches */
   uint32_t batches_made;                /* batches it made (HAK_BATCHES_MAX at most) */
-  uint32_t send_countdown;              /* refills until the batches go out (0: none being filled) */
+  uint32_t send_countdown;              /* misses until the batches go out (0: none being filled) */
   _Alignas(64) _Atomic uintptr_t inbox; /* batches sent to it, or HAK_INBOX_CLOSED; other threads push */
   _Atomic(hak_batch_t *) returns;       /* its batches, emptied by their receivers */
   hak_refusal_t refusal;                /* its last refused mapping (os.c) */
@@ -206,8 +206,9 @@ void _hak_heap_free_unheld(hak_heap_t *h, void *p, const char *who);
  * can prove: heap.c, _hak_free_slow). */
 bool _hak_block_is_free(hak_slab_t *s, const hak_block_t *b);
 void _hak_free_local_empty(hak_slab_t *s); /* the fast path's free emptied s */
-void *_hak_heap_alloc(hak_heap_t *h, size_t cls,
-                      const char *who); /* a block of cls from h, whose list is empty */
+/* A block of cls from h, whose list is empty; `who`, the API call, names
+ * it in a report of what h finds in the batches it takes in. */
+void *_hak_heap_alloc(hak_heap_t *h, size_t cls, const char *who);
 /* HAKMEM_PROFILE: the calling thread's heap samples from now on (the
  * profiler's start-up, and every heap made after it). */
 void _hak_heap_profile_start(void);
@@ -216,7 +217,8 @@ void _hak_heap_profile_start(void);
  * it and samples it if due. */
 void _hak_heap_sample_large(void *p, size_t size);
 /* h lets go of every slab of class c it holds (with recount: after fork,
- * see _hak_slab_recount), or of every slab and SuperSlab. */
+ * see _hak_slab_recount), or of every slab and SuperSlab, its batches
+ * sent and its inbox closed (`who`: "exit" or "fork", for reports). */
 void _hak_heap_detach_class(hak_heap_t *h, size_t c, bool recount);
 void _hak_heap_detach_all(hak_heap_t *h, bool recount, const char *who);
 void _hak_heap_release_spares(hak_heap_t *h);

@@ -35,7 +35,7 @@
  *   batch  another thread frees the 250 and goes on: the blocks travel to
  *          their holder in batches of HAK_BATCH_BLOCKS (60), so its
  *          malloc_trim takes 240 back, and the last 10 wait in the freeing
- *          thread's batch until it has missed HAK_SEND_REFILLS (64) times
+ *          thread's batch until it has missed HAK_SEND_MISSES (64) times
  *          (allocations of 100 KiB, a miss each): not after 63, after 64.
  *          Then it frees 4000 of the holder's blocks while the holder
  *          allocates nothing: 64 batches (HAK_BATCHES_MAX) go to the
