@@ -510,8 +510,8 @@ static inline __attribute__((always_inline)) void *heap_refill(hak_heap_t *h, si
   HAK_DEBUG_ASSERT(!h->front.slot[cls].free);
   heap_enter(h);
   if (atomic_load_explicit(&h->pool.remote_pending, memory_order_relaxed)) _hak_pool_collect(&h->pool);
-  if (cls > HAK_CLASS_MID_LAST &&
-      _hak_pool_single(cls)) { /* the test inline: Tiny and Mid misses make no call */
+  /* The class test inline: a Tiny or Mid miss makes no call here. */
+  if (cls > HAK_CLASS_MID_LAST && _hak_pool_single(cls)) {
     b = heap_alloc_single(h, cls, false);
     heap_leave(h);
     return b;

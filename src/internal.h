@@ -496,7 +496,7 @@ enum {
   X(carved, "refills of freshly carved blocks")                                                            \
   X(slow_frees, "frees that left the fast path")                                                           \
   X(remote_sent, "blocks freed into a slab the freeing thread did not hold (another's, or one set aside)") \
-  X(remote_received, "remote frees the holder took back (from slabs' remote lists: stats build only)")
+  X(remote_received, "remote frees the holder took back (a remote list taken whole: stats build only)")
 enum {
 #define HAK_CLASS_STAT_ENUM(name, desc) HAK_CSTAT_##name,
   HAK_CLASS_STAT_LIST(HAK_CLASS_STAT_ENUM)
