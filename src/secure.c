@@ -43,7 +43,8 @@ static char *_Atomic zero_region;
 static _Atomic uint64_t zero_next;
 
 static uint64_t block_key(const void *p) { return hak_secret() ^ ((uintptr_t)p * 0x9e3779b97f4a7c15ull); }
-static uint8_t canary_byte(const void *p) { return (uint8_t)(block_key(p) >> 24) | 1; }
+/* The canary byte of the block with key k, in every byte of a word. */
+static uint64_t canary_of(uint64_t k) { return ((uint8_t)(k >> 24) | 1) * 0x0101010101010101ull; }
 static uintptr_t quarantine_mark(void) { return (uintptr_t)hak_secret() | 1; }
 
 static uint64_t *trailer(void *p, size_t room) { return (uint64_t *)((char *)p + room - 8); }
@@ -51,10 +52,10 @@ static size_t canary_end(size_t asked, size_t room) {
   return asked + CANARY_MAX < room - 8 ? asked + CANARY_MAX : room - 8;
 }
 
-/* The canary bytes after asked: as canary_intact reads them. */
-static void canary_set(char *p, size_t asked, size_t room) {
+/* The canary bytes after asked (c: canary_of the block's key): as
+ * canary_intact reads them. */
+static void canary_set(char *p, size_t asked, size_t room, uint64_t c) {
   size_t end = canary_end(asked, room);
-  uint64_t c = canary_byte(p) * 0x0101010101010101ull;
   if (end - asked < 8) {
     memset(p + asked, (uint8_t)c, end - asked);
     return;
@@ -63,34 +64,45 @@ static void canary_set(char *p, size_t asked, size_t room) {
   memcpy(p + end - 8, &c, 8);
 }
 
-/* Whether the canary bytes after asked still hold the canary: 1 to 16
- * bytes, read as two words that may overlap (the trailer follows the
- * canary, so a canary under 8 bytes is read one byte at a time). */
-static bool canary_intact(const void *p, size_t asked, size_t room) {
-  const char *c = (const char *)p;
+/* Whether the canary bytes after asked still hold the canary c: 1 to 16
+ * bytes, read as two words that may overlap. Under 8 bytes, the canary
+ * ends where the trailer starts, at least 16 bytes in: the word before
+ * the trailer holds it in its top bytes. */
+static inline bool canary_intact(const void *p, size_t asked, size_t room, uint64_t c) {
+  const char *b = (const char *)p;
   size_t end = canary_end(asked, room);
-  uint64_t want = canary_byte(p) * 0x0101010101010101ull, a, b;
-  if (end - asked < 8) {
-    for (size_t i = asked; i < end; i++)
-      if ((uint8_t)c[i] != (uint8_t)want) return false;
-    return true;
-  }
-  memcpy(&a, c + asked, 8);
-  memcpy(&b, c + end - 8, 8);
-  return a == want && b == want;
+  uint64_t x, y;
+  memcpy(&y, b + end - 8, 8);
+  if (end - asked < 8) return !((y ^ c) >> (8 * (8 - (end - asked))));
+  memcpy(&x, b + asked, 8);
+  return x == c && y == c;
+}
+
+/* The size record in p's trailer, read with p's key: the size asked and
+ * the form, or false if the trailer holds none (the block is free, or
+ * was written past its end). */
+static bool record_of(const void *p, size_t room, uint64_t key, size_t *asked, int *form) {
+  uint64_t record = *trailer((void *)p, room) ^ key;
+  *asked = record & (((uint64_t)1 << FORM_SHIFT) - 1);
+  *form = (int)(record >> FORM_SHIFT);
+  return *asked <= room - OVERHEAD && *form <= HAK_FORM_ARRAY;
 }
 
 /* The offset of the first byte of [from, to) of p that is not 0, or `to`
  * (both multiples of 8, p 16-byte aligned). The bytes are or-ed together
- * 32 at a time first; only damage is looked for word by word. */
-typedef uint64_t hak_vec_t __attribute__((vector_size(16), aligned(8)));
+ * 64 at a time, then 16, first; only damage is looked for word by word. */
+typedef uint64_t hak_vec_t __attribute__((vector_size(16)));
 static size_t first_nonzero(const char *p, size_t from, size_t to) {
   size_t i = from;
+  uint64_t rest = 0;
+  if (i % 16) rest = *(const uint64_t *)(p + (i += 8) - 8);
   hak_vec_t any = {0, 0};
-  for (; i + 32 <= to; i += 32) any |= *(const hak_vec_t *)(p + i) | *(const hak_vec_t *)(p + i + 16);
-  uint64_t rest = any[0] | any[1];
-  for (; i < to; i += 8) rest |= *(const uint64_t *)(p + i);
-  if (HAK_LIKELY(!rest)) return to;
+  for (; i + 64 <= to; i += 64)
+    any |= (*(const hak_vec_t *)(p + i) | *(const hak_vec_t *)(p + i + 16)) |
+           (*(const hak_vec_t *)(p + i + 32) | *(const hak_vec_t *)(p + i + 48));
+  for (; i + 16 <= to; i += 16) any |= *(const hak_vec_t *)(p + i);
+  if (i < to) rest |= *(const uint64_t *)(p + i);
+  if (HAK_LIKELY(!(rest | any[0] | any[1]))) return to;
   for (i = from; !*(const uint64_t *)(p + i); i += 8) {
   }
   return i + (size_t)__builtin_ctzll(*(const uint64_t *)(p + i)) / 8;
@@ -138,43 +150,45 @@ static bool is_zero_alloc(const void *p) {
  * trailer or canary byte is a write past the end. */
 static hak_misuse_t block_problem(void *p, size_t room, size_t *asked, int *form) {
   hak_block_t *b = p;
+  uint64_t key = block_key(p);
   bool slab = hak_chunk_kind(p) == HAK_CHUNK_SUPERSLAB;
   hak_misuse_t freed = {.kind = HAK_MISUSE_DOUBLE_FREE, .block = p, .size = room};
   if (slab && b->mark == quarantine_mark()) {
-    size_t was = *(uint64_t *)p ^ block_key(p);
+    size_t was = *(uint64_t *)p ^ key;
     if (was <= room - OVERHEAD) freed.size = was;
     return freed;
   }
-  uint64_t t = *trailer(p, room);
-  uint64_t record = t ^ block_key(p);
-  *asked = record & (((uint64_t)1 << FORM_SHIFT) - 1);
-  *form = (int)(record >> FORM_SHIFT);
-  if (*asked > room - OVERHEAD || *form > HAK_FORM_ARRAY) {
+  if (!record_of(p, room, key, asked, form)) {
     /* A free block has a mark and a zero trailer (a 16-byte block's is its
      * mark; up to HAK_ZEROED_MAX, zeros past the mark): then the lists say. */
-    bool looks_free =
-        b->mark && (!t || room == 16) && (room > HAK_ZEROED_MAX || first_nonzero(p, 16, room) == room);
+    bool looks_free = b->mark && (!*trailer(p, room) || room == 16) &&
+                      (room > HAK_ZEROED_MAX || first_nonzero(p, 16, room) == room);
     if (slab && looks_free && _hak_block_is_free(hak_slab_of(hak_superslab_of(p), (uintptr_t)p), b))
       return freed;
     return (hak_misuse_t){.kind = HAK_MISUSE_OVERFLOW};
   }
-  if (HAK_UNLIKELY(!canary_intact(p, *asked, room))) {
-    const uint8_t *c = (const uint8_t *)p;
+  uint64_t c = canary_of(key);
+  if (HAK_UNLIKELY(!canary_intact(p, *asked, room, c))) {
+    const uint8_t *bytes = (const uint8_t *)p;
     size_t i = *asked;
-    while (c[i] == canary_byte(p)) i++;
+    while (bytes[i] == (uint8_t)c) i++;
     return (hak_misuse_t){.kind = HAK_MISUSE_OVERFLOW, .size = *asked, .given = i};
   }
   return (hak_misuse_t){.kind = HAK_MISUSE_NONE};
 }
 
+/* The usable bytes of p if it is the start of a block of a slab, else 0. */
+static inline size_t slab_room(const void *p) {
+  if (HAK_UNLIKELY(hak_chunk_kind(p) != HAK_CHUNK_SUPERSLAB)) return 0;
+  const hak_slab_t *s = hak_slab_of(hak_superslab_of(p), (uintptr_t)p);
+  return HAK_LIKELY(hak_slab_has_block(s, p)) ? s->block_size : 0;
+}
+
 /* The usable bytes of p, as _hak_usable_size says (which reports what is
  * not a block), with a block of a slab's looked up here. */
 static size_t room_of(const void *p, const char *who) {
-  if (HAK_LIKELY(hak_chunk_kind(p) == HAK_CHUNK_SUPERSLAB)) {
-    const hak_slab_t *s = hak_slab_of(hak_superslab_of(p), (uintptr_t)p);
-    if (HAK_LIKELY(hak_slab_has_block(s, p))) return s->block_size;
-  }
-  return _hak_usable_size(p, who);
+  size_t r = slab_room(p);
+  return HAK_LIKELY(r) ? r : _hak_usable_size(p, who);
 }
 
 /* The size the program asked for p, a pointer given to the API as a live
@@ -221,43 +235,63 @@ static void quarantine_check(hak_block_t *b, size_t room, bool whole, const char
 
 /* ---- the API ---------------------------------------------------------- */
 
-/* A failure is reported here, with the size asked: the block below has
- * OVERHEAD bytes more. */
+/* A failure of the call, reported with the size asked (the block below
+ * has OVERHEAD bytes more). */
+static void *alloc_failed(size_t size, size_t align, const char *who, int why) {
+  return _hak_fail((hak_ask_t){.who = who, .size = size, .align = align > 16 ? align : 0}, why);
+}
+
 void *_hak_secure_alloc(size_t size, size_t align, bool zero, int form, const char *who) {
-  hak_ask_t ask = {.who = who, .size = size, .align = align > 16 ? align : 0};
   if (size == 0 && align <= HAK_PAGE) {
     void *z = zero_alloc(align);
-    return z ? z : _hak_fail(ask, HAK_FAIL_MAP);
+    return z ? z : alloc_failed(size, align, who, HAK_FAIL_MAP);
   }
-  if (size > PTRDIFF_MAX - OVERHEAD) return _hak_fail(ask, HAK_FAIL_SIZE);
-  if (align >> HAK_ADDR_BITS) return _hak_fail(ask, HAK_FAIL_ALIGN);
-  size_t inner = size + OVERHEAD;
-  char *p = align <= 16 ? hak_alloc_inline(inner, NULL) : _hak_alloc_aligned(align, inner, NULL);
-  if (!p) return _hak_fail(ask, HAK_FAIL_MAP);
-  /* A Tiny class's size is the request rounded up to 16 bytes. */
-  size_t room = align <= 16 && inner <= HAK_TINY_MAX ? (inner + 15) & ~(size_t)15 : room_of(p, "malloc");
+  if (size > PTRDIFF_MAX - OVERHEAD) return alloc_failed(size, align, who, HAK_FAIL_SIZE);
+  if (align >> HAK_ADDR_BITS) return alloc_failed(size, align, who, HAK_FAIL_ALIGN);
+  size_t inner = size + OVERHEAD, room;
+  char *p;
+  if (HAK_LIKELY(align <= 16 && inner <= HAK_MID_MAX)) { /* the class's size, as hak_alloc_inline picks it */
+    p = hak_alloc_inline(inner, NULL);
+    room = inner <= HAK_TINY_MAX ? (inner + 15) & ~(size_t)15
+                                 : hak_class_size(_hak_mid_class[(inner - 1) >> HAK_MID_SHIFT]);
+  } else {
+    p = align <= 16 ? hak_alloc_inline(inner, NULL) : _hak_alloc_aligned(align, inner, NULL);
+    room = p ? room_of(p, "malloc") : 0;
+  }
+  if (HAK_UNLIKELY(!p)) return alloc_failed(size, align, who, HAK_FAIL_MAP);
+  HAK_DEBUG_ASSERT(room == room_of(p, "malloc"));
   if (room <= HAK_ZEROED_MAX) {
     /* Zero since its free (or its carving), but for the link and mark. */
     size_t bad = first_nonzero(p, 16, room);
-    if (bad != room)
+    if (HAK_UNLIKELY(bad != room))
       _hak_report("malloc", p,
                   (hak_misuse_t){.kind = HAK_MISUSE_FREED_WRITE, .block = p, .size = room, .given = bad});
     memset(p, 0, 16);
   } else if (zero && hak_chunk_kind(p) == HAK_CHUNK_SUPERSLAB) {
     memset(p, 0, size); /* Large blocks are fresh pages */
   }
-  canary_set(p, size, room);
-  *trailer(p, room) = (size | (uint64_t)form << FORM_SHIFT) ^ block_key(p);
+  uint64_t key = block_key(p);
+  canary_set(p, size, room, canary_of(key));
+  *trailer(p, room) = (size | (uint64_t)form << FORM_SHIFT) ^ key;
   return p;
 }
 
 /* given: the size free_sized or sized delete was told (sized), which must
- * be the one asked for; form: a delete's (see the top). */
+ * be the one asked for; form: a delete's (see the top). A sound block of
+ * a slab is proved so here with one look at its slab; anything else goes
+ * through block_check, which names what is wrong. */
 void _hak_secure_free(void *p, size_t given, bool sized, int form, const char *who) {
   if (!p) return;
+  hak_block_t *b = p;
+  uint64_t key = block_key(p);
+  size_t room = slab_room(p), asked;
   int made;
-  size_t room, asked = block_check(p, &room, &made, who);
-  if (!room) return; /* zero-byte, or foreign and let through */
+  bool slab = HAK_LIKELY(room) && b->mark != quarantine_mark() && record_of(p, room, key, &asked, &made) &&
+              canary_intact(p, asked, room, canary_of(key));
+  if (HAK_UNLIKELY(!slab)) {
+    asked = block_check(p, &room, &made, who);
+    if (!room) return; /* zero-byte, or foreign and let through */
+  }
   if (form != HAK_FORM_MALLOC && made != HAK_FORM_MALLOC && made != form)
     _hak_report(
         who, p,
@@ -265,20 +299,19 @@ void _hak_secure_free(void *p, size_t given, bool sized, int form, const char *w
   if (sized && given != asked && (form == HAK_FORM_MALLOC || made == form))
     _hak_report(who, p,
                 (hak_misuse_t){.kind = HAK_MISUSE_SIZE_ASKED, .block = p, .size = asked, .given = given});
-  if (hak_chunk_kind(p) != HAK_CHUNK_SUPERSLAB) {
+  if (!slab && hak_chunk_kind(p) != HAK_CHUNK_SUPERSLAB) {
     hak_free_inline(p, who); /* Large: large.c holds it back */
     return;
   }
-  hak_block_t *b = p;
-  if (room <= HAK_ZEROED_MAX) memset(p, 0, room);
-  else *trailer(p, room) = 0;
   hak_heap_t *h = hak_tls_own_heap();
   size_t budget = (size_t)hak_opt(HAK_OPT_QUARANTINE_KB) << 10;
+  if (room <= HAK_ZEROED_MAX) memset(p, 0, room);
+  else *trailer(p, room) = 0;
   if (!h || !budget) {
     hak_free_inline(p, who);
     return;
   }
-  *(uint64_t *)p = asked ^ block_key(p);
+  *(uint64_t *)p = asked ^ key;
   b->mark = quarantine_mark();
   if (_hak_profile_on) _hak_profile_freed(p); /* freed, as the program sees it */
   hak_quarantine_put(&h->quarantine, b, room);
