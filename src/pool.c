@@ -150,14 +150,16 @@ hak_slab_t *_hak_pool_take_run(hak_pool_t *p, size_t cls, uint32_t owner) {
   unsigned n = (unsigned)_hak_slab_units(cls);
   for (bool collected = false;;) {
     /* Only this pool takes units from its SuperSlabs. Newest first, the
-     * first that holds the run touching a used unit wins, else the first
-     * that holds it at all (the copy of each one's longest free run skips
-     * the others without reading their headers). One wholly free
-     * SuperSlab is kept, the others go back to the shared ones. */
+     * first that holds the run touching a used unit (and, in the secure
+     * build, needing no system call for its guard pages) wins, else the
+     * best (the copy of each one's longest free run skips the others
+     * without reading their headers). One wholly free SuperSlab is kept,
+     * the others go back to the shared ones. */
+    const unsigned good = (hak_cfg_secure ? 2 : 1) * HAK_FIT_PER_CALL + 2;
     hak_superslab_t *best = NULL;
     unsigned best_score = 0, best_unit = 0;
     bool have_free = false;
-    for (uint32_t i = p->n; i-- > 0 && best_score < 2;) {
+    for (uint32_t i = p->n; i-- > 0 && best_score < good;) {
       if (p->longest[i] < n) continue;
       hak_superslab_t *ss = p->ss[i];
       if (ss->free_units == UINT32_MAX) {
@@ -167,7 +169,7 @@ hak_slab_t *_hak_pool_take_run(hak_pool_t *p, size_t cls, uint32_t owner) {
         }
         have_free = true;
       }
-      unsigned u, score = hak_fit_in(ss->free_units, n, &u);
+      unsigned u, score = hak_fit_in(ss->free_units, ss->guarded, n, &u);
       if (score > best_score) {
         best = ss;
         best_score = score;

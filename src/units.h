@@ -44,22 +44,31 @@ static inline uint32_t hak_run_starts(uint32_t free_units, unsigned n, bool skip
   return skip_unit0 ? m & ~(uint32_t)1 : m;
 }
 
-/* Where a run of n units fits best among free_units: the lowest start whose
- * run fills a hole exactly (score 3), else one that touches a used unit on
- * its left or right (2), else the lowest (1); 0 if none fits. Tight runs
- * keep the large holes whole for large runs. Unit 0 never holds a pool
- * run. */
-static inline unsigned hak_fit_in(uint32_t free_units, unsigned n, unsigned *unit) {
+/* Where a run of n units fits best among free_units, and how well. First
+ * by the system calls the secure build's guard pages would take there
+ * (`guarded`: the units whose last page has no access; superslab.c): a
+ * run wants a guard at its last unit and none inside, so it takes up to
+ * two, and each one saved adds HAK_FIT_PER_CALL (with no guards, as in
+ * the default build, every start saves one). Then by fit: the lowest start whose run fills a hole exactly
+ * (3), else one that touches a used unit on its left or right (2), else
+ * the lowest (1). Returns the sum, 0 if none fits. Tight runs keep the
+ * large holes whole for large runs. Unit 0 never holds a pool run. */
+#define HAK_FIT_PER_CALL 3
+static inline unsigned hak_fit_in(uint32_t free_units, uint32_t guarded, unsigned n, unsigned *unit) {
   uint32_t free = free_units & ~1u;
   uint32_t m = hak_run_starts(free, n, true);
   if (!m) return 0;
+  uint32_t end = guarded >> (n - 1), clear = n > 1 ? hak_run_starts(~guarded, n - 1, false) : UINT32_MAX;
+  uint32_t none = m & end & clear, one = m & (end ^ clear);
+  unsigned saved = (none ? 2 : one ? 1 : 0) * HAK_FIT_PER_CALL;
+  m = none ? none : one ? one : m;
   uint32_t left = m & ~(free << 1), right = m & ~(uint32_t)((uint64_t)free >> n);
   if (left & right) {
     *unit = (unsigned)__builtin_ctz(left & right);
-    return 3;
+    return saved + 3;
   }
   *unit = (unsigned)__builtin_ctz((left | right) ? (left ? left : right) : m);
-  return (left | right) ? 2 : 1;
+  return saved + ((left | right) ? 2 : 1);
 }
 
 #endif
