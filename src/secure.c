@@ -95,7 +95,10 @@ typedef uint64_t hak_vec_t __attribute__((vector_size(16)));
 static size_t first_nonzero(const char *p, size_t from, size_t to) {
   size_t i = from;
   uint64_t rest = 0;
-  if (i % 16) rest = *(const uint64_t *)(p + (i += 8) - 8);
+  if (i % 16) { /* a first word on its own */
+    rest = *(const uint64_t *)(p + i);
+    i += 8;
+  }
   hak_vec_t any = {0, 0};
   for (; i + 64 <= to; i += 64)
     any |= (*(const hak_vec_t *)(p + i) | *(const hak_vec_t *)(p + i + 16)) |
@@ -286,9 +289,9 @@ void _hak_secure_free(void *p, size_t given, bool sized, int form, const char *w
   uint64_t key = block_key(p);
   size_t room = slab_room(p), asked;
   int made;
-  bool slab = HAK_LIKELY(room) && b->mark != quarantine_mark() && record_of(p, room, key, &asked, &made) &&
-              canary_intact(p, asked, room, canary_of(key));
-  if (HAK_UNLIKELY(!slab)) {
+  bool sound = HAK_LIKELY(room) && b->mark != quarantine_mark() && record_of(p, room, key, &asked, &made) &&
+               canary_intact(p, asked, room, canary_of(key));
+  if (HAK_UNLIKELY(!sound)) {
     asked = block_check(p, &room, &made, who);
     if (!room) return; /* zero-byte, or foreign and let through */
   }
@@ -299,7 +302,7 @@ void _hak_secure_free(void *p, size_t given, bool sized, int form, const char *w
   if (sized && given != asked && (form == HAK_FORM_MALLOC || made == form))
     _hak_report(who, p,
                 (hak_misuse_t){.kind = HAK_MISUSE_SIZE_ASKED, .block = p, .size = asked, .given = given});
-  if (!slab && hak_chunk_kind(p) != HAK_CHUNK_SUPERSLAB) {
+  if (!sound && hak_chunk_kind(p) != HAK_CHUNK_SUPERSLAB) {
     hak_free_inline(p, who); /* Large: large.c holds it back */
     return;
   }

@@ -49,10 +49,11 @@ static inline uint32_t hak_run_starts(uint32_t free_units, unsigned n, bool skip
  * (`guarded`: the units whose last page has no access; superslab.c): a
  * run wants a guard at its last unit and none inside, so it takes up to
  * two, and each one saved adds HAK_FIT_PER_CALL (with no guards, as in
- * the default build, every start saves one). Then by fit: the lowest start whose run fills a hole exactly
- * (3), else one that touches a used unit on its left or right (2), else
- * the lowest (1). Returns the sum, 0 if none fits. Tight runs keep the
- * large holes whole for large runs. Unit 0 never holds a pool run. */
+ * the default build, every start saves one). Then by fit: the lowest
+ * start whose run fills a hole exactly (3), else one that touches a used
+ * unit on its left or right (2), else the lowest (1). Returns the sum, 0
+ * if none fits. Tight runs keep the large holes whole for large runs.
+ * Unit 0 never holds a pool run. */
 #define HAK_FIT_PER_CALL 3
 static inline unsigned hak_fit_in(uint32_t free_units, uint32_t guarded, unsigned n, unsigned *unit) {
   uint32_t free = free_units & ~1u;
