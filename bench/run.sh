@@ -74,6 +74,7 @@ specs=(
   "fragment/mid|fragment|mid 96 12 8 1 1000|mid 32 4 4 1 500|1"
   "fragment/pool|fragment|pool 96 12 8 1 1000|pool 32 4 4 1 500|1"
   "fragment/mixed|fragment|mixed 96 12 8 1 1000|mixed 32 4 4 1 500|1"
+  "fragment/buffers|fragment|buffers 96 12 24 1 1000 1 32|buffers 32 4 8 1 500 1 32|1"
   "fragment/mt|fragment|mixed 96 12 8 @T 1000|mixed 32 4 4 @T 500"
   "phases|phases|3 64 32 1M 4 12 300|2 32 16 400k 3 3 150|1"
 )

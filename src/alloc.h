@@ -45,11 +45,13 @@ static inline void *hak_alloc_class(size_t cls, const char *who) {
   return hak_alloc_slot(HAK_SLOT_OFF(cls), who);
 }
 
-static inline void *hak_alloc_inline(size_t size, const char *who) {
+/* Inlined always: its caller's return address names the allocation's
+ * site for the slow path (HAKMEM_SITES). */
+static inline __attribute__((always_inline)) void *hak_alloc_inline(size_t size, const char *who) {
   if (HAK_LIKELY(size <= HAK_TINY_MAX)) /* (size + 15) / 16 slots of 16 bytes */
     return hak_alloc_slot((size + 15) & ~(size_t)15, who);
   if (size <= HAK_MID_MAX) return hak_alloc_class(_hak_mid_class[(size - 1) >> HAK_MID_SHIFT], who);
-  return _hak_alloc_slow(size, who);
+  return _hak_alloc_slow(size, who, (uintptr_t)__builtin_return_address(0));
 }
 
 /* A block of one of this heap's current slabs (or of the slab before one,

@@ -7,25 +7,31 @@
 #include "alloc.h"
 
 /* A Large block for ask (zeroed if `zero`), or the failure why not. */
-static void *large_block(hak_ask_t ask, size_t align, bool zero) {
+static void *large_block(hak_ask_t ask, size_t align, bool zero, uintptr_t pc) {
   if (ask.size > PTRDIFF_MAX) return _hak_fail(ask, HAK_FAIL_SIZE);
   hak_tick_t t0 = hak_sample_start(hak_tls_counters());
-  void *p = _hak_large_alloc(ask.size, align, zero);
+  hak_site_plan_t plan = _hak_site_plan(pc, ask.size);
+  void *p = _hak_large_alloc(ask.size, align, zero, plan.site);
+  if (plan.sample) _hak_site_sampled(plan.site, p);
   if (p && HAK_UNLIKELY(_hak_profile_on)) _hak_heap_sample_large(p, ask.size);
   hak_note(HAK_EV_LARGE_ALLOC, (uintptr_t)p, ask.size);
   if (t0) _hak_sample_end(HAK_LAT_LARGE, t0);
   return p ? p : _hak_fail(ask, HAK_FAIL_MAP);
 }
 
-void *_hak_alloc_slow(size_t size, const char *who) {
-  if (size <= HAK_POOL_MAX) return hak_alloc_class(hak_class_of(size), who);
-  return large_block((hak_ask_t){.who = who, .size = size}, 0, false);
+void *_hak_alloc_slow(size_t size, const char *who, uintptr_t pc) {
+  if (size > HAK_POOL_MAX) return large_block((hak_ask_t){.who = who, .size = size}, 0, false, pc);
+  size_t cls = hak_class_of(size);
+  void *p = cls > HAK_CLASS_MID_LAST ? _hak_heap_alloc_sited(cls, pc) : NULL;
+  return p ? p : hak_alloc_class(cls, who);
 }
 
 void *_hak_calloc(size_t n, size_t size) {
   size_t total;
   if (!hak_total_of(n, size, &total, "calloc")) return NULL;
-  if (total > HAK_POOL_MAX) return large_block((hak_ask_t){.who = "calloc", .size = total}, 0, true);
+  if (total > HAK_POOL_MAX)
+    return large_block((hak_ask_t){.who = "calloc", .size = total}, 0, true,
+                       (uintptr_t)__builtin_return_address(0));
   void *p = hak_alloc_inline(total, "calloc");
   if (p) memset(p, 0, total);
   return p;
@@ -62,7 +68,7 @@ void *_hak_alloc_aligned(size_t align, size_t size, const char *who) {
   if (align >> HAK_ADDR_BITS) return aligned_fail(who, size, align, HAK_FAIL_ALIGN);
   /* A Large block of 0 bytes would have no usable byte, which realloc and
    * malloc_usable_size could not tell from a bad pointer. */
-  void *p = _hak_large_alloc(size ? size : 1, align, false);
+  void *p = _hak_large_alloc(size ? size : 1, align, false, 0);
   if (p && HAK_UNLIKELY(_hak_profile_on)) _hak_heap_sample_large(p, size);
   return p ? p : aligned_fail(who, size, align, HAK_FAIL_MAP);
 }

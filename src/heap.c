@@ -368,7 +368,7 @@ static void heap_return_lists(hak_heap_t *h, size_t cls) {
 static hak_slab_t *heap_sample_run(hak_heap_t *h, size_t cls) {
   size_t size = hak_class_size(cls);
   hak_slab_t *s = cls > HAK_CLASS_MID_LAST
-                      ? _hak_pool_alloc_one(&h->pool, cls)
+                      ? _hak_pool_alloc_one(&h->pool, cls, false)
                       : heap_unspare_units(h, _hak_slab_units_one(cls), size <= HAK_UNIT0_MAX_BLOCK);
   if (!s) return _hak_slab_alloc_one(cls);
   if (cls > HAK_CLASS_MID_LAST) return s;
@@ -584,6 +584,31 @@ static __attribute__((noinline)) void *heap_alloc_profiled(hak_heap_t *h, size_t
   }
   heap_profile_charge(h, cls);
   heap_leave(h);
+  return b;
+}
+
+void *_hak_heap_alloc_sited(size_t cls, uintptr_t pc) {
+  hak_heap_t *h = hak_tls_own_heap();
+  if (!h) return NULL;
+  size_t size = hak_class_size(cls);
+  hak_site_plan_t plan = _hak_site_plan(pc, size);
+  if (!plan.lasting && !plan.sample) return NULL;
+  /* A run of its own, as heap_alloc_single takes one: a lasting block's in
+   * h's SuperSlabs of lasting runs; a sample's tagged with its site. */
+  heap_enter(h);
+  heap_age_spares(h);
+  hak_slab_t *s = _hak_pool_alloc_one(&h->pool, cls, plan.lasting);
+  hak_block_t *b = NULL;
+  if (s) {
+    hak_count(&h->counters, HAK_STAT_slabs_taken);
+    hak_count(&h->counters, plan.lasting ? HAK_STAT_site_apart : HAK_STAT_site_samples);
+    h->counters.cls[cls][HAK_CSTAT_from_fresh]++;
+    if (plan.sample) hak_superslab_of((char *)s + 1)->site[hak_slab_unit(s)] = (uint16_t)plan.site;
+    b = _hak_slab_take(s, 0);
+  }
+  heap_leave(h);
+  if (plan.sample) _hak_site_sampled(plan.site, b);
+  if (b && h->profiled && heap_profile_due(h, size)) _hak_profile_record(b, size);
   return b;
 }
 
@@ -816,6 +841,8 @@ static void heap_free(hak_heap_t *h, hak_slab_t *s, hak_block_t *b) {
   heap_count_free(h, s->cls, s->capacity != 1 && !heap_holds(h, s));
   if (s->capacity == 1) { /* a single-block run (heap_alloc_single) */
     if (_hak_profile_on) _hak_profile_freed(b);
+    uint16_t site = hak_superslab_of(b)->site[hak_slab_unit(s)];
+    if (site) _hak_site_freed(site, b);
     s->used = 0;
     if (!h || s->cls > HAK_CLASS_MID_LAST) {
       _hak_slab_release(s);

@@ -139,6 +139,7 @@ struct hak_heap {
   hak_pool_t pool;                      /* the SuperSlabs it owns (pool.c) */
   hak_budget_local_t budget;            /* its changes to the totals (budget.c) */
   hak_counters_t counters;              /* its event counts (counters.c) */
+  hak_site_local_t sites;               /* its allocation clock's batch, its sample countdown (sites.c) */
   hak_quarantine_t quarantine;          /* the secure build's freed blocks held back */
   hak_batch_t *outbox[HAK_OUTBOXES];    /* batches it fills, by destination (heap.c, heap_send) */
   hak_batch_t *stock;                   /* its empty batches */
@@ -184,6 +185,10 @@ static inline hak_pool_t *hak_tls_pool(void) {
   hak_heap_t *h = hak_tls_own_heap();
   return h ? &h->pool : NULL;
 }
+static inline hak_site_local_t *hak_tls_sites(void) {
+  hak_heap_t *h = hak_tls_own_heap();
+  return h ? &h->sites : NULL;
+}
 static inline hak_refusal_t *hak_tls_refusal(void) {
   hak_heap_t *h = hak_tls_own_heap();
   return h ? &h->refusal : NULL;
@@ -209,6 +214,10 @@ void _hak_free_local_empty(hak_slab_t *s); /* the fast path's free emptied s */
 /* A block of cls from h, whose list is empty; `who`, the API call, names
  * it in a report of what h finds in the batches it takes in. */
 void *_hak_heap_alloc(hak_heap_t *h, size_t cls, const char *who);
+/* HAKMEM_SITES: a block of pool class cls allocated from return address
+ * pc, if its site's plan puts it in a run of its own (the site is lasting,
+ * or this is its sample); NULL: the class's list serves it. */
+void *_hak_heap_alloc_sited(size_t cls, uintptr_t pc);
 /* HAKMEM_PROFILE: the calling thread's heap samples from now on (the
  * profiler's start-up, and every heap made after it). */
 void _hak_heap_profile_start(void);
@@ -253,7 +262,7 @@ void _hak_timeline_end(void);   /* at exit: the last line */
 void _hak_crash_install(void); /* at start-up, by the thread that starts the library */
 
 /* ---- api.c: the semantics of the C allocation API ---------------------- */
-void *_hak_alloc_slow(size_t size, const char *who);
+void *_hak_alloc_slow(size_t size, const char *who, uintptr_t pc); /* pc: the caller's return address */
 void *_hak_calloc(size_t n, size_t size);
 void *_hak_realloc(void *p, size_t size);
 void *_hak_alloc_aligned(size_t align, size_t size, const char *who);

@@ -242,6 +242,8 @@ struct hak_superslab {
   uint32_t guarded;      /* secure build: units whose last page has no access (superslab.c) */
   uint32_t purged_units; /* free units purged since they were last in a slab */
   uint32_t purged_early; /* of those, the ones the budget purged (not malloc_trim): HAKMEM_ACE's evidence */
+  uint16_t site[HAK_UNITS]; /* HAKMEM_SITES: the site whose sample is the block of the one-block pool run
+                               starting at unit u (heap.c), 0: none (every format resets it) */
 };
 _Static_assert((HAK_SS_SIZE & (HAK_SS_SIZE - 1)) == 0, "SuperSlab size is a power of two");
 _Static_assert(sizeof(hak_superslab_t) <= HAK_SS_HEADER, "header fits before unit 0's blocks");
@@ -474,6 +476,8 @@ void *_hak_meta_alloc(size_t size); /* zeroed, 64-byte aligned; NULL on failure 
  * within that per thread. */
 #define HAK_STAT_LIST(X)                                                        \
   X(slabs_taken, "slabs taken from SuperSlabs")                                 \
+  X(site_apart, "pool blocks of lasting sites placed apart (HAKMEM_SITES)")     \
+  X(site_samples, "pool blocks sampled for their site's lifetime")              \
   X(slabs_released, "empty slabs given back to their SuperSlab")                \
   X(slabs_detached, "slabs detached (set aside while full, thread exit, fork)") \
   X(slabs_adopted, "detached slabs claimed by an allocating thread")
@@ -685,6 +689,31 @@ void _hak_profile_exit(void);                         /* at exit: the profile fi
 void _hak_profile_sites_text(hak_buf_t *b);           /* the sites' summary, for the reports */
 void _hak_profile_sites_json(hak_buf_t *b);
 
+/* ---- sites.c: HAKMEM_SITES, lifetimes learned per allocation site ------
+ * A site is an index into the table (1 ..; 0: none). heap.c and api.c plan
+ * each pool or Large allocation by its caller's return address: whether
+ * the site is lasting (its pool blocks go apart) and whether this block is
+ * its sample (tagged, so that its free reaches _hak_site_freed). */
+typedef struct hak_site_plan {
+  uint32_t site;
+  bool lasting, sample;
+} hak_site_plan_t;
+typedef struct hak_site_local { /* a heap's part (hak_tls_sites) */
+  uint64_t pending;             /* bytes allocated, not yet on the clock */
+  uint32_t countdown;           /* sited allocations before it takes a sample again */
+} hak_site_local_t;
+typedef struct hak_site_stats {
+  uint64_t clock;                    /* bytes of pool and Large blocks allocated */
+  uint32_t known, lasting;           /* sites in the table, and of those lasting */
+  uint64_t seen_lasting, seen_brief; /* samples observed */
+} hak_site_stats_t;
+static inline hak_site_local_t *hak_tls_sites(void);
+hak_site_plan_t _hak_site_plan(uintptr_t pc, size_t bytes); /* {0} with HAKMEM_SITES=0 or pc 0 */
+void _hak_site_sampled(uint32_t site, const void *p);       /* the sample planned is p (NULL: failed) */
+void _hak_site_freed(uint32_t site, const void *p);         /* p, tagged with site, is being freed */
+bool _hak_site_lasting(uint32_t site);
+hak_site_stats_t _hak_site_stats(void);
+
 /* ---- reservation.c: 64 MiB reservations -------------------------------- */
 struct hak_reservation {
   char *base;             /* 2 MiB aligned */
@@ -737,13 +766,16 @@ void _hak_superslab_figures(hak_stats_t *st); /* lock held: SuperSlabs, their he
 struct hak_pool {
   hak_superslab_t *ss[HAK_POOL_SS]; /* the SuperSlabs it owns (n of them) */
   uint8_t longest[HAK_POOL_SS];     /* each one's longest run of free units */
+  bool apart[HAK_POOL_SS];          /* each one holds only runs of lasting blocks (HAKMEM_SITES) */
   uint32_t n;
   uint32_t busy;                   /* changing its unit maps (the fork child reads it) */
   hak_tick_t purge_at;             /* before which it does not look for aged units again */
   _Atomic uint32_t remote_pending; /* a thread gave a run back to one of its SuperSlabs */
 };
 static inline hak_pool_t *hak_tls_pool(void);
-hak_slab_t *_hak_pool_take_run(hak_pool_t *p, size_t cls, uint32_t owner); /* unformatted */
+/* A run of n units from p (unformatted), in a SuperSlab of lasting runs if
+ * `apart`, else in one of the others. */
+hak_slab_t *_hak_pool_take_run(hak_pool_t *p, unsigned n, bool apart, uint32_t owner);
 void _hak_pool_collect(hak_pool_t *p);      /* runs given back to its SuperSlabs (remote_pending) */
 void _hak_purge_over_budget(hak_pool_t *p); /* past the budget: p's aged units, then the shared ones' */
 void _hak_pool_disown_all(hak_pool_t *p);
@@ -791,7 +823,8 @@ hak_slab_t *_hak_pool_alloc(hak_pool_t *p, size_t cls, uint32_t owner); /* a fre
 unsigned _hak_slab_units_one(size_t cls);
 void _hak_slab_format_one(hak_slab_t *s, size_t cls);
 hak_slab_t *_hak_slab_alloc_one(size_t cls);
-hak_slab_t *_hak_pool_alloc_one(hak_pool_t *p, size_t cls); /* a pool class's run of p for one block */
+hak_slab_t *_hak_pool_alloc_one(hak_pool_t *p, size_t cls,
+                                bool apart);                /* a pool class's run of p for one block */
 hak_block_t *_hak_slab_take(hak_slab_t *s, unsigned shift); /* free blocks for the fast path */
 uint32_t _hak_slab_collect(hak_slab_t *s);                  /* thread_free → local_free */
 void _hak_slab_return_blocks(hak_block_t *list);
@@ -808,7 +841,7 @@ void _hak_slab_check(hak_slab_t *s, const hak_block_t *list);
 
 /* ---- large.c: blocks above the pool, own mappings, BigCache ----------- */
 extern hak_lock_t _hak_large_lock;
-void *_hak_large_alloc(size_t size, size_t align, bool zero);
+void *_hak_large_alloc(size_t size, size_t align, bool zero, uint32_t site); /* site: HAKMEM_SITES's, or 0 */
 void _hak_large_free(void *p);
 size_t _hak_large_usable(const void *p);
 void *_hak_large_realloc(void *p, size_t size);

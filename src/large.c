@@ -28,6 +28,7 @@ typedef struct hak_large {
   uint64_t magic;  /* LARGE_MAGIC while live, 0 once freed */
   size_t map_size; /* bytes mapped from the header on */
   size_t offset;   /* block start - header */
+  uint32_t site;   /* HAKMEM_SITES: its allocation site (sites.c), 0: none */
 } hak_large_t;
 
 typedef struct cache_entry {
@@ -477,7 +478,7 @@ static char *quarantine_put(char *base, size_t size, size_t *old_size) {
   return old;
 }
 
-void *_hak_large_alloc(size_t size, size_t align, bool zero) {
+void *_hak_large_alloc(size_t size, size_t align, bool zero, uint32_t site) {
   if (size > PTRDIFF_MAX) return NULL;
   size_t offset = offset_for(align), need = page_round(offset + size) + LARGE_GUARD;
   hak_tick_t now = _hak_os_ticks();
@@ -529,6 +530,7 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero) {
   h->magic = LARGE_MAGIC;
   h->map_size = got;
   h->offset = offset;
+  h->site = site;
   hak_chunk_mark(base, HAK_CHUNK_LARGE);
   return base + offset;
 }
@@ -546,10 +548,17 @@ hak_misuse_t _hak_large_problem(const void *p) {
   return (hak_misuse_t){.kind = HAK_MISUSE_NO_BLOCK};
 }
 
+/* A block of a lasting site (HAKMEM_SITES) is not kept in BigCache: what
+ * replaces it, if anything, is not about to be asked for. */
 void _hak_large_free(void *p) {
   hak_large_t *h = header_of(p);
   char *base = (char *)h;
   size_t size = h->map_size, offset = h->offset;
+  bool keep = true;
+  if (h->site) {
+    _hak_site_freed(h->site, p);
+    keep = !_hak_site_lasting(h->site);
+  }
   h->magic = 0;
   hak_tick_t now = _hak_os_ticks();
   if (hak_cfg_secure) _hak_os_discard(base + offset, size - offset);
@@ -561,7 +570,7 @@ void _hak_large_free(void *p) {
   hak_mem_move(size, HAK_MEM_USED, HAK_MEM_NONE);
   live_count--;
   if (hak_cfg_secure) old = quarantine_put(base, size, &old_size);
-  else if (cache_put(base, size, now, true, false)) cache_decay(now, false);
+  else if (keep && cache_put(base, size, now, true, false)) cache_decay(now, false);
   else unmap_region(base, size);
   large_unlock();
   if (old) _hak_os_unmap(old, old_size);

@@ -46,6 +46,8 @@
     "with HAKMEM_ELO: what a committed MiB costs per second held, in microseconds of work")                  \
   X(ELO_SEED, "HAKMEM_ELO_SEED", 0, 0, 2147483647,                                                           \
     "with HAKMEM_ELO: the seed of its exploration draws (0: from the clock)")                                \
+  X(SITES, "HAKMEM_SITES", 1, 0, 1,                                                                          \
+    "learn how long each call site's blocks of 32 KiB and up live; place lasting ones apart")                \
   X(QUARANTINE_KB, "HAKMEM_QUARANTINE_KB", 512, 0, 65536,                                                    \
     "secure build: bytes of freed blocks each thread holds back from reuse (KiB)")                           \
   X(TRACE, "HAKMEM_TRACE", 0, 0, 1, "what to trace on stderr: oom (1), each failed allocation and why")      \

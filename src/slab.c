@@ -58,6 +58,7 @@ static void format(hak_slab_t *s, size_t cls, uint32_t capacity) {
   s->link.next = s->link.prev = NULL;
   s->listed = 0;
   s->where = HAK_IN_NONE;
+  hak_superslab_of((char *)s + 1)->site[hak_slab_unit(s)] = 0;
 }
 
 void _hak_slab_format(hak_slab_t *s, size_t cls) {
@@ -73,7 +74,7 @@ hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner) {
 }
 
 hak_slab_t *_hak_pool_alloc(hak_pool_t *p, size_t cls, uint32_t owner) {
-  hak_slab_t *s = _hak_pool_take_run(p, cls, owner);
+  hak_slab_t *s = _hak_pool_take_run(p, (unsigned)_hak_slab_units(cls), false, owner);
   if (s) _hak_slab_format(s, cls);
   return s;
 }
@@ -84,8 +85,8 @@ unsigned _hak_slab_units_one(size_t cls) {
 
 void _hak_slab_format_one(hak_slab_t *s, size_t cls) { format(s, cls, 1); }
 
-hak_slab_t *_hak_pool_alloc_one(hak_pool_t *p, size_t cls) {
-  hak_slab_t *s = _hak_pool_take_run(p, cls, 0);
+hak_slab_t *_hak_pool_alloc_one(hak_pool_t *p, size_t cls, bool apart) {
+  hak_slab_t *s = _hak_pool_take_run(p, _hak_slab_units_one(cls), apart, 0);
   if (s) format(s, cls, 1);
   return s;
 }

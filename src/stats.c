@@ -41,6 +41,7 @@ typedef struct snapshot {
   uint64_t cls_slabs[2 * HAK_CLASSES]; /* current, peak */
   uint64_t cls_used[HAK_CLASSES];
   hak_learned_t learned;            /* HAKMEM_ACE */
+  hak_site_stats_t sites;           /* HAKMEM_SITES */
   hak_elo_t elo;                    /* HAKMEM_ELO */
   uint64_t elo_epoch_ms;            /* its running epoch's length */
   uint8_t carve_shift[HAK_CLASSES]; /* HAKMEM_ACE: the calling thread's heap's (0 without one) */
@@ -105,6 +106,7 @@ static void take(snapshot_t *s, bool classes) {
   _hak_reservation_figures(&s->st);
   _hak_large_figures(&s->st);
   _hak_large_learned(&s->learned);
+  s->sites = _hak_site_stats();
   s->learned.keep = hak_refault_keep(_hak_os_ticks());
   s->learned.purge_delay_us =
       atomic_load_explicit(&_hak_mem.reuse_delay, memory_order_relaxed) * 1000 / _hak_os_ms_ticks(1);
@@ -369,6 +371,24 @@ static void put_syscalls_text(hak_buf_t *b, const snapshot_t *s) {
   _hak_buf_str(b, "\n");
 }
 
+/* What HAKMEM_SITES learned (sites.c). */
+static void put_sites_text(hak_buf_t *b, const snapshot_t *s) {
+  const hak_site_stats_t *t = &s->sites;
+  _hak_buf_str(b, "  call sites (HAKMEM_SITES=");
+  _hak_buf_dec(b, (uint64_t)hak_opt(HAK_OPT_SITES));
+  _hak_buf_str(b, "): ");
+  _hak_buf_dec(b, t->known);
+  _hak_buf_str(b, " known, ");
+  _hak_buf_dec(b, t->lasting);
+  _hak_buf_str(b, " lasting; samples seen lasting ");
+  _hak_buf_dec(b, t->seen_lasting);
+  _hak_buf_str(b, ", short-lived ");
+  _hak_buf_dec(b, t->seen_brief);
+  _hak_buf_str(b, "; clock ");
+  _hak_buf_bytes(b, t->clock);
+  _hak_buf_str(b, "\n");
+}
+
 /* What HAKMEM_ACE learned: the memory kept for refaults and the purge
  * delay the reuse ages ask for (budget.c), BigCache's budget (large.c),
  * and the carve batches of the calling thread's classes (heap.c). */
@@ -506,6 +526,13 @@ static void put_json(hak_buf_t *b, const snapshot_t *s) {
   json_key(b, ",", "bigcache_learned", s->learned.bigcache_learned);
   json_key(b, ",", "bigcache_grew", s->learned.bigcache_grew);
   json_key(b, ",", "bigcache_shrank", s->learned.bigcache_shrank);
+  _hak_buf_str(b, "},\"sites\":{");
+  json_key(b, "", "on", (uint64_t)hak_opt(HAK_OPT_SITES));
+  json_key(b, ",", "known", s->sites.known);
+  json_key(b, ",", "lasting", s->sites.lasting);
+  json_key(b, ",", "seen_lasting", s->sites.seen_lasting);
+  json_key(b, ",", "seen_brief", s->sites.seen_brief);
+  json_key(b, ",", "clock", s->sites.clock);
   const hak_elo_t *e = &s->elo;
   _hak_buf_str(b, "},\"elo\":{");
   json_key(b, "", "on", (uint64_t)hak_opt(HAK_OPT_ELO));
@@ -560,6 +587,7 @@ HAK_API void hak_stats_print(int fd) {
   put_latency_text(&b, &s);
   put_syscalls_text(&b, &s);
   put_learned_text(&b, &s);
+  put_sites_text(&b, &s);
   put_elo_text(&b, &s);
   _hak_profile_sites_text(&b);
   _hak_buf_flush(&b);

@@ -29,7 +29,7 @@ TEST_LINK_DBG := -Ldebug -Wl,--no-as-needed -lhakmem \
 # The one list of test programs tests/run.sh runs alike (release, debug,
 # LD_PRELOAD; run.sh reads this line); rss, soak and the rest have runs of
 # their own there.
-TEST_SUITE    := api cxx stress fork churn transfer foreign misuse tdtor options tiers bigcache trace crash telemetry profile
+TEST_SUITE    := api cxx stress fork churn transfer foreign misuse tdtor options tiers bigcache sites trace crash telemetry profile
 TEST_C_NAMES  := $(filter-out cxx,$(TEST_SUITE)) rss
 TEST_DEPS     := tests/harness.h tests/util.h include/hakmem.h tests/tests.mk tests/bin/exports.h
 

@@ -16,8 +16,9 @@
  *   ramp  the in-flight target grows from 0 to peak_mib of short-lived blocks
  *         and the session cache from 0 to long_mib, over 2 W requests
  *         (W: requests in flight at the peak, estimated from the mix);
- *   hold  rounds x W requests at the peak; from here on, one request in 256
- *         also evicts the oldest session (FIFO) and adds a new one;
+ *   hold  rounds x W requests at the peak; from here on, one request in
+ *         `turnover` (256 by default) also evicts the oldest session (FIFO)
+ *         and adds a new one;
  *   drop  every request in flight completes: the short-lived blocks are
  *         freed, the sessions stay;
  *   tail  low activity for tail_ms after the drop: 20 slices, each of
@@ -43,22 +44,23 @@
 
 static const char usage[] =
     "usage: fragment [mix=mixed] [peak_mib=96] [long_mib=12] [rounds=8] [threads=1] [tail_ms=1000] "
-    "[seed=1]\n"
-    "  mix: small (16 B - 1 KiB), mid (1 - 32 KiB), pool (32 KiB - 1 MiB), each log-uniform, or\n"
+    "[seed=1] [turnover=256]\n"
+    "  mix: small (16 B - 1 KiB), mid (1 - 32 KiB), pool (32 KiB - 1 MiB), buffers (32 - 128\n"
+    "       KiB), each log-uniform, or\n"
     "       mixed (90 % small, 9.5 % mid, 0.5 % pool blocks)\n"
     "  peak_mib: short-lived bytes at the peak; long_mib: long-lived (session) bytes; both in\n"
     "  all, shared out among the threads; rounds: length of the peak, in turnovers of the\n"
-    "  requests in flight\n";
+    "  requests in flight; turnover: after the ramp, one request in this many replaces the\n"
+    "  oldest session\n";
 
-enum { MIX_SMALL, MIX_MID, MIX_POOL, MIX_MIXED };
-static const char *const mix_names[] = {"small", "mid", "pool", "mixed"};
+enum { MIX_SMALL, MIX_MID, MIX_POOL, MIX_BUFFERS, MIX_MIXED };
+static const char *const mix_names[] = {"small", "mid", "pool", "buffers", "mixed"};
 
 /* Call sites: three for long-lived blocks, four for short-lived ones. */
 enum { SITE_SESSION, SITE_CACHE_ENTRY, SITE_USER_RECORD, SITE_REQUEST, SITE_READ_BUFFER, SITE_RESPONSE, SITE_SCRATCH };
 
 #define REQ_BLOCKS 3 /* kept by a request in flight: request, read buffer, response */
 #define TAIL_SLICES 20
-#define TURNOVER 256 /* after the ramp, one request in this many evicts a session */
 
 typedef struct {
   char *p;
@@ -88,6 +90,7 @@ typedef struct {
 } worker_t;
 
 static int nthreads;
+static long turnover = 256; /* after the ramp, one request in this many evicts a session */
 static pthread_barrier_t barrier;
 enum { AT_START, AT_PEAK, AT_DROP, AT_TAIL };
 static uint64_t t_start, t_drop;
@@ -98,6 +101,7 @@ static size_t mix_size(uint64_t *r, int mix) {
   case MIX_SMALL: return bench_loguniform(r, 16, 1023);
   case MIX_MID: return bench_loguniform(r, 1024, 32767);
   case MIX_POOL: return bench_loguniform(r, 32768, (1 << 20) - 1);
+  case MIX_BUFFERS: return bench_loguniform(r, 32768, 131071);
   default: {
     uint64_t x = bench_rand(r) % 1000;
     return mix_size(r, x < 900 ? MIX_SMALL : x < 995 ? MIX_MID : MIX_POOL);
@@ -108,7 +112,7 @@ static size_t mix_size(uint64_t *r, int mix) {
 static inline unsigned char pattern(uint32_t tag) { return (unsigned char)(tag >> 24 | 1); }
 
 static int mix_of(const char *name) {
-  for (int m = 0; m < 4; m++)
+  for (int m = 0; m < 5; m++)
     if (strcmp(name, mix_names[m]) == 0) return m;
   return -1;
 }
@@ -191,10 +195,10 @@ static void request_complete(worker_t *w, long i) {
 
 /* One request: complete random requests while the in-flight bytes are at the
  * target, start a new one, and keep the session cache at its target. */
-static void serve(worker_t *w, size_t inflight_target, size_t long_target, int turnover) {
+static void serve(worker_t *w, size_t inflight_target, size_t long_target, int evict) {
   while (w->nreq > 0 && (w->short_live >= inflight_target || w->nreq == w->req_cap))
     request_complete(w, (long)(bench_rand(&w->rng) % (uint64_t)w->nreq));
-  if (turnover && ++w->served % TURNOVER == 0 && w->nses > 0) session_evict(w);
+  if (evict && ++w->served % turnover == 0 && w->nses > 0) session_evict(w);
   req_t *q = &w->req[w->nreq++];
   alloc_request(w, &q->b[0]);
   alloc_read_buffer(w, &q->b[1]);
@@ -279,12 +283,14 @@ int main(int argc, char **argv) {
   nthreads = (int)bench_argl(argc, argv, 5, 1);
   long tail_ms = bench_argl(argc, argv, 6, 1000);
   uint64_t seed = (uint64_t)bench_argl(argc, argv, 7, 1);
+  turnover = bench_argl(argc, argv, 8, 256);
   if (peak_mib < 1) peak_mib = 1;
   if (long_mib < 0) long_mib = 0;
   if (rounds < 1) rounds = 1;
   if (nthreads < 1) nthreads = 1;
   if (nthreads > 256) nthreads = 256;
   if (tail_ms < 0) tail_ms = 0;
+  if (turnover < 1) turnover = 1;
 
   /* The mean block size of the mix and its coefficient of variation, from a
    * sample of its own: n blocks of the mix reach a byte target give or take
@@ -359,9 +365,9 @@ int main(int argc, char **argv) {
   char extra[400];
   snprintf(extra, sizeof extra,
            "mix=%s threads=%d peak_live_kb=%zu long_live_kb=%zu live_after_drop_kb=%zu base_kb=%ld "
-           "rss_peak_kb=%ld hwm_kb=%ld rss_freed_kb=%ld rss_after_drop_kb=%ld tail_ms=%ld",
+           "rss_peak_kb=%ld hwm_kb=%ld rss_freed_kb=%ld rss_after_drop_kb=%ld tail_ms=%ld turnover=%ld",
            mix_names[mix], nthreads, peak_live >> 10, long_after >> 10, live_after >> 10, base_kb, rss_peak,
-           hwm_kb, rss_freed, rss_after, tail_ms);
+           hwm_kb, rss_freed, rss_after, tail_ms, turnover);
   char name[32];
   snprintf(name, sizeof name, "fragment/%s", mix_names[mix]);
   bench_result(name, (double)ops, t_drop - t_start, extra);
