@@ -22,7 +22,7 @@ static void *large_block(hak_ask_t ask, size_t align, bool zero, uintptr_t pc) {
 void *_hak_alloc_slow(size_t size, const char *who, uintptr_t pc) {
   if (size > HAK_POOL_MAX) return large_block((hak_ask_t){.who = who, .size = size}, 0, false, pc);
   size_t cls = hak_class_of(size);
-  void *p = cls > HAK_CLASS_MID_LAST ? _hak_heap_alloc_sited(cls, pc) : NULL;
+  void *p = cls > HAK_CLASS_MID_LAST && hak_opt(HAK_OPT_SITES) ? _hak_heap_alloc_sited(cls, pc, who) : NULL;
   return p ? p : hak_alloc_class(cls, who);
 }
 

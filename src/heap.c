@@ -587,31 +587,6 @@ static __attribute__((noinline)) void *heap_alloc_profiled(hak_heap_t *h, size_t
   return b;
 }
 
-void *_hak_heap_alloc_sited(size_t cls, uintptr_t pc) {
-  hak_heap_t *h = hak_tls_own_heap();
-  if (!h) return NULL;
-  size_t size = hak_class_size(cls);
-  hak_site_plan_t plan = _hak_site_plan(pc, size);
-  if (!plan.lasting && !plan.sample) return NULL;
-  /* A run of its own, as heap_alloc_single takes one: a lasting block's in
-   * h's SuperSlabs of lasting runs; a sample's tagged with its site. */
-  heap_enter(h);
-  heap_age_spares(h);
-  hak_slab_t *s = _hak_pool_alloc_one(&h->pool, cls, plan.lasting);
-  hak_block_t *b = NULL;
-  if (s) {
-    hak_count(&h->counters, HAK_STAT_slabs_taken);
-    hak_count(&h->counters, plan.lasting ? HAK_STAT_site_apart : HAK_STAT_site_samples);
-    h->counters.cls[cls][HAK_CSTAT_from_fresh]++;
-    if (plan.sample) hak_superslab_of((char *)s + 1)->site[hak_slab_unit(s)] = (uint16_t)plan.site;
-    b = _hak_slab_take(s, 0);
-  }
-  heap_leave(h);
-  if (plan.sample) _hak_site_sampled(plan.site, b);
-  if (b && h->profiled && heap_profile_due(h, size)) _hak_profile_record(b, size);
-  return b;
-}
-
 void _hak_heap_sample_large(void *p, size_t size) {
   hak_heap_t *h = hak_tls_own_heap();
   if (h && !h->profiled) return; /* made before the profiler started */
@@ -810,13 +785,47 @@ static void heap_send(hak_heap_t *h, hak_slab_t *s, hak_block_t *b, const char *
   }
 }
 
-/* The miss counted, and timed 1 in HAKMEM_SAMPLE times. The batches sent
- * to h come in first, and h's own go out every HAK_SEND_MISSES misses. */
-void *_hak_heap_alloc(hak_heap_t *h, size_t cls, const char *who) {
-  hak_tick_t t0 = hak_sample_start(&h->counters);
+/* Every miss: the batches sent to h come in first, and h's own go out
+ * every HAK_SEND_MISSES misses. */
+static void heap_miss(hak_heap_t *h, const char *who) {
   if (atomic_load_explicit(&h->inbox, memory_order_relaxed) > HAK_INBOX_CLOSED) heap_take_inbox(h, 0, who);
   if (h->send_countdown && --h->send_countdown == 0) heap_send_all(h, who);
+}
+
+/* The miss counted, and timed 1 in HAKMEM_SAMPLE times. */
+void *_hak_heap_alloc(hak_heap_t *h, size_t cls, const char *who) {
+  hak_tick_t t0 = hak_sample_start(&h->counters);
+  heap_miss(h, who);
   void *b = HAK_UNLIKELY(h->profiled) ? heap_alloc_profiled(h, cls) : heap_refill(h, cls);
+  if (HAK_UNLIKELY(t0)) _hak_sample_end(hak_lat_kind(cls), t0);
+  return b;
+}
+
+void *_hak_heap_alloc_sited(size_t cls, uintptr_t pc, const char *who) {
+  hak_heap_t *h = hak_tls_own_heap();
+  if (!h) return NULL;
+  size_t size = hak_class_size(cls);
+  hak_site_plan_t plan = _hak_site_plan(pc, size);
+  if (!plan.lasting && !plan.sample) return NULL;
+  hak_tick_t t0 = hak_sample_start(&h->counters);
+  heap_miss(h, who); /* a miss, as the class's list would have had */
+  /* A run of its own, as heap_alloc_single takes one (a lasting block's in
+   * h's SuperSlabs of lasting runs), tagged with its site: its free tells
+   * the site if it is the sample, and the purge if the site is lasting. */
+  heap_enter(h);
+  heap_age_spares(h);
+  hak_slab_t *s = _hak_pool_alloc_one(&h->pool, cls, plan.lasting);
+  hak_block_t *b = NULL;
+  if (s) {
+    hak_count(&h->counters, HAK_STAT_slabs_taken);
+    hak_count(&h->counters, plan.lasting ? HAK_STAT_site_apart : HAK_STAT_site_samples);
+    h->counters.cls[cls][HAK_CSTAT_from_fresh]++;
+    hak_superslab_of((char *)s + 1)->site[hak_slab_unit(s)] = (uint16_t)plan.site;
+    b = _hak_slab_take(s, 0);
+  }
+  heap_leave(h);
+  if (plan.sample) _hak_site_sampled(plan.site, b);
+  if (b && h->profiled && heap_profile_due(h, size)) _hak_profile_record(b, size);
   if (HAK_UNLIKELY(t0)) _hak_sample_end(hak_lat_kind(cls), t0);
   return b;
 }
@@ -841,11 +850,17 @@ static void heap_free(hak_heap_t *h, hak_slab_t *s, hak_block_t *b) {
   heap_count_free(h, s->cls, s->capacity != 1 && !heap_holds(h, s));
   if (s->capacity == 1) { /* a single-block run (heap_alloc_single) */
     if (_hak_profile_on) _hak_profile_freed(b);
+    /* A lasting site's run goes back as if empty for the purge delay
+     * already: the purge takes it first (it is not about to be reused). */
+    hak_tick_t since = _hak_os_ticks();
     uint16_t site = hak_superslab_of(b)->site[hak_slab_unit(s)];
-    if (site) _hak_site_freed(site, b);
+    if (site) {
+      _hak_site_freed(site, b);
+      if (_hak_site_lasting(site)) since -= hak_purge_delay();
+    }
     s->used = 0;
     if (!h || s->cls > HAK_CLASS_MID_LAST) {
-      _hak_slab_release(s);
+      _hak_slab_release_since(s, since);
       return;
     }
     /* A sampled block's: a spare of the freeing heap, with no block carved

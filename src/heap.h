@@ -217,7 +217,7 @@ void *_hak_heap_alloc(hak_heap_t *h, size_t cls, const char *who);
 /* HAKMEM_SITES: a block of pool class cls allocated from return address
  * pc, if its site's plan puts it in a run of its own (the site is lasting,
  * or this is its sample); NULL: the class's list serves it. */
-void *_hak_heap_alloc_sited(size_t cls, uintptr_t pc);
+void *_hak_heap_alloc_sited(size_t cls, uintptr_t pc, const char *who);
 /* HAKMEM_PROFILE: the calling thread's heap samples from now on (the
  * profiler's start-up, and every heap made after it). */
 void _hak_heap_profile_start(void);

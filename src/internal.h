@@ -242,8 +242,8 @@ struct hak_superslab {
   uint32_t guarded;      /* secure build: units whose last page has no access (superslab.c) */
   uint32_t purged_units; /* free units purged since they were last in a slab */
   uint32_t purged_early; /* of those, the ones the budget purged (not malloc_trim): HAKMEM_ACE's evidence */
-  uint16_t site[HAK_UNITS]; /* HAKMEM_SITES: the site whose sample is the block of the one-block pool run
-                               starting at unit u (heap.c), 0: none (every format resets it) */
+  uint16_t site[HAK_UNITS]; /* HAKMEM_SITES: the site of the block of the one-block pool run starting at
+                               unit u, if placed by its site (heap.c); 0: none (every format resets it) */
 };
 _Static_assert((HAK_SS_SIZE & (HAK_SS_SIZE - 1)) == 0, "SuperSlab size is a power of two");
 _Static_assert(sizeof(hak_superslab_t) <= HAK_SS_HEADER, "header fits before unit 0's blocks");
@@ -711,6 +711,7 @@ static inline hak_site_local_t *hak_tls_sites(void);
 hak_site_plan_t _hak_site_plan(uintptr_t pc, size_t bytes); /* {0} with HAKMEM_SITES=0 or pc 0 */
 void _hak_site_sampled(uint32_t site, const void *p);       /* the sample planned is p (NULL: failed) */
 void _hak_site_freed(uint32_t site, const void *p);         /* p, tagged with site, is being freed */
+void _hak_site_moved(uint32_t site, const void *from, const void *to); /* realloc moved it */
 bool _hak_site_lasting(uint32_t site);
 hak_site_stats_t _hak_site_stats(void);
 

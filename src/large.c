@@ -615,7 +615,9 @@ void *_hak_large_realloc(void *p, size_t size) {
   if (need <= old && (old - need < SHRINK_MIN || old - need < old / 4)) return p; /* keeps its tail */
   char *moved = mapping_resize(base, old, need);
   if (!moved) return NULL;
-  ((hak_large_t *)moved)->map_size = need;
+  hak_large_t *now = (hak_large_t *)moved; /* h is gone if it moved */
+  now->map_size = need;
+  if (moved != base && now->site) _hak_site_moved(now->site, p, moved + offset);
   _hak_lock(&_hak_large_lock);
   if (need > old) {
     live_bytes += need - old;

@@ -144,6 +144,12 @@ void _hak_site_freed(uint32_t site, const void *p) {
   if (born) sample_end(s, born, clock_seen());
 }
 
+void _hak_site_moved(uint32_t site, const void *from, const void *to) {
+  uintptr_t was = (uintptr_t)from;
+  atomic_compare_exchange_strong_explicit(&sites[site - 1].sample, &was, (uintptr_t)to, memory_order_relaxed,
+                                          memory_order_relaxed);
+}
+
 bool _hak_site_lasting(uint32_t site) {
   return atomic_load_explicit(&sites[site - 1].score, memory_order_relaxed) >= LASTING_AT;
 }
