@@ -368,7 +368,7 @@ static void heap_return_lists(hak_heap_t *h, size_t cls) {
 static hak_slab_t *heap_sample_run(hak_heap_t *h, size_t cls) {
   size_t size = hak_class_size(cls);
   hak_slab_t *s = cls > HAK_CLASS_MID_LAST
-                      ? _hak_pool_alloc_one(&h->pool, cls, false)
+                      ? _hak_pool_alloc_one(&h->pool, cls)
                       : heap_unspare_units(h, _hak_slab_units_one(cls), size <= HAK_UNIT0_MAX_BLOCK);
   if (!s) return _hak_slab_alloc_one(cls);
   if (cls > HAK_CLASS_MID_LAST) return s;
@@ -809,12 +809,12 @@ void *_hak_heap_alloc_sited(size_t cls, uintptr_t pc, const char *who) {
   if (!plan.lasting && !plan.sample) return NULL;
   hak_tick_t t0 = hak_sample_start(&h->counters);
   heap_miss(h, who); /* a miss, as the class's list would have had */
-  /* A run of its own, as heap_alloc_single takes one (a lasting block's in
-   * h's SuperSlabs of lasting runs), tagged with its site: its free tells
-   * the site if it is the sample, and the purge if the site is lasting. */
+  /* A run of its own, as heap_alloc_single takes one, tagged with its
+   * site: its free tells the site if it is the sample, and the purge if
+   * the site is lasting. */
   heap_enter(h);
   heap_age_spares(h);
-  hak_slab_t *s = _hak_pool_alloc_one(&h->pool, cls, plan.lasting);
+  hak_slab_t *s = _hak_pool_alloc_one(&h->pool, cls);
   hak_block_t *b = NULL;
   if (s) {
     hak_count(&h->counters, HAK_STAT_slabs_taken);

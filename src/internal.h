@@ -700,6 +700,7 @@ typedef struct hak_site_plan {
 } hak_site_plan_t;
 typedef struct hak_site_local { /* a heap's part (hak_tls_sites) */
   uint64_t pending;             /* bytes allocated, not yet on the clock */
+  uint64_t seen, limit;         /* the clock and the lasting limit when it added its last batch */
   uint32_t countdown;           /* sited allocations before it takes a sample again */
 } hak_site_local_t;
 typedef struct hak_site_stats {
@@ -767,16 +768,13 @@ void _hak_superslab_figures(hak_stats_t *st); /* lock held: SuperSlabs, their he
 struct hak_pool {
   hak_superslab_t *ss[HAK_POOL_SS]; /* the SuperSlabs it owns (n of them) */
   uint8_t longest[HAK_POOL_SS];     /* each one's longest run of free units */
-  bool apart[HAK_POOL_SS];          /* each one holds only runs of lasting blocks (HAKMEM_SITES) */
   uint32_t n;
   uint32_t busy;                   /* changing its unit maps (the fork child reads it) */
   hak_tick_t purge_at;             /* before which it does not look for aged units again */
   _Atomic uint32_t remote_pending; /* a thread gave a run back to one of its SuperSlabs */
 };
 static inline hak_pool_t *hak_tls_pool(void);
-/* A run of n units from p (unformatted), in a SuperSlab of lasting runs if
- * `apart`, else in one of the others. */
-hak_slab_t *_hak_pool_take_run(hak_pool_t *p, unsigned n, bool apart, uint32_t owner);
+hak_slab_t *_hak_pool_take_run(hak_pool_t *p, unsigned n, uint32_t owner); /* n units, unformatted */
 void _hak_pool_collect(hak_pool_t *p);      /* runs given back to its SuperSlabs (remote_pending) */
 void _hak_purge_over_budget(hak_pool_t *p); /* past the budget: p's aged units, then the shared ones' */
 void _hak_pool_disown_all(hak_pool_t *p);
@@ -824,8 +822,7 @@ hak_slab_t *_hak_pool_alloc(hak_pool_t *p, size_t cls, uint32_t owner); /* a fre
 unsigned _hak_slab_units_one(size_t cls);
 void _hak_slab_format_one(hak_slab_t *s, size_t cls);
 hak_slab_t *_hak_slab_alloc_one(size_t cls);
-hak_slab_t *_hak_pool_alloc_one(hak_pool_t *p, size_t cls,
-                                bool apart);                /* a pool class's run of p for one block */
+hak_slab_t *_hak_pool_alloc_one(hak_pool_t *p, size_t cls); /* a pool class's run of p for one block */
 hak_block_t *_hak_slab_take(hak_slab_t *s, unsigned shift); /* free blocks for the fast path */
 uint32_t _hak_slab_collect(hak_slab_t *s);                  /* thread_free → local_free */
 void _hak_slab_return_blocks(hak_block_t *list);

@@ -63,7 +63,6 @@ static void pool_disown(hak_pool_t *p, uint32_t i) {
   if (i != last) {
     p->ss[i] = p->ss[last];
     p->longest[i] = p->longest[last];
-    p->apart[i] = p->apart[last];
     p->ss[i]->pool_index = i;
   }
   _hak_ss_share(ss);
@@ -75,8 +74,8 @@ static void pool_disown(hak_pool_t *p, uint32_t i) {
  * an owned SuperSlab holds no slab of another heap, so other threads give
  * runs back to it only when they free its owner's large blocks. A pool
  * that owns HAK_POOL_SS already first disowns the one with the shortest
- * free run. It holds runs of lasting blocks only if `apart`. */
-static bool pool_own(hak_pool_t *p, bool apart) {
+ * free run. */
+static bool pool_own(hak_pool_t *p) {
   if (p->n == HAK_POOL_SS) {
     uint32_t least = 0;
     for (uint32_t i = 1; i < p->n; i++)
@@ -88,7 +87,6 @@ static bool pool_own(hak_pool_t *p, bool apart) {
   if (ss) {
     atomic_store_explicit(&ss->remote, 0, memory_order_relaxed);
     ss->pool_index = p->n;
-    p->apart[p->n] = apart;
     p->ss[p->n++] = ss;
     atomic_store_explicit(&ss->pool, p, memory_order_relaxed);
     note_longest(p, ss);
@@ -148,16 +146,14 @@ void _hak_pool_collect(hak_pool_t *p) {
   pool_collect_all(p);
 }
 
-hak_slab_t *_hak_pool_take_run(hak_pool_t *p, unsigned n, bool apart, uint32_t owner) {
+hak_slab_t *_hak_pool_take_run(hak_pool_t *p, unsigned n, uint32_t owner) {
   for (bool collected = false;;) {
     /* Only this pool takes units from its SuperSlabs. Newest first, the
      * first that holds the run touching a used unit (and, in the secure
      * build, needing no system call for its guard pages) wins, else the
      * best (the copy of each one's longest free run skips the others
-     * without reading their headers). Runs of lasting blocks (HAKMEM_SITES)
-     * and the others take SuperSlabs of their own: a wholly free one
-     * serves either, and becomes the kind of its run. One wholly free
-     * SuperSlab is kept, the others go back to the shared ones. */
+     * without reading their headers). One wholly free SuperSlab is kept,
+     * the others go back to the shared ones. */
     const unsigned good = (hak_cfg_secure ? 2 : 1) * HAK_FIT_PER_CALL + 2;
     hak_superslab_t *best = NULL;
     unsigned best_score = 0, best_unit = 0;
@@ -171,8 +167,6 @@ hak_slab_t *_hak_pool_take_run(hak_pool_t *p, unsigned n, bool apart, uint32_t o
           continue;
         }
         have_free = true;
-      } else if (p->apart[i] != apart) {
-        continue;
       }
       unsigned u, score = hak_fit_in(ss->free_units, ss->guarded, n, &u);
       if (score > best_score) {
@@ -182,14 +176,13 @@ hak_slab_t *_hak_pool_take_run(hak_pool_t *p, unsigned n, bool apart, uint32_t o
       }
     }
     if (best) {
-      p->apart[best->pool_index] = apart;
       hak_slab_t *s = _hak_units_take(best, best_unit, n, owner);
       note_longest(p, best);
       return s;
     }
     /* No fit: the runs other threads gave back first, then a SuperSlab more. */
     bool any = !collected && pool_collect_all(p);
-    if (!any && !pool_own(p, apart)) return NULL;
+    if (!any && !pool_own(p)) return NULL;
     collected = true;
   }
 }

@@ -74,7 +74,7 @@ hak_slab_t *_hak_slab_alloc(size_t cls, uint32_t owner) {
 }
 
 hak_slab_t *_hak_pool_alloc(hak_pool_t *p, size_t cls, uint32_t owner) {
-  hak_slab_t *s = _hak_pool_take_run(p, (unsigned)_hak_slab_units(cls), false, owner);
+  hak_slab_t *s = _hak_pool_take_run(p, (unsigned)_hak_slab_units(cls), owner);
   if (s) _hak_slab_format(s, cls);
   return s;
 }
@@ -85,8 +85,8 @@ unsigned _hak_slab_units_one(size_t cls) {
 
 void _hak_slab_format_one(hak_slab_t *s, size_t cls) { format(s, cls, 1); }
 
-hak_slab_t *_hak_pool_alloc_one(hak_pool_t *p, size_t cls, bool apart) {
-  hak_slab_t *s = _hak_pool_take_run(p, _hak_slab_units_one(cls), apart, 0);
+hak_slab_t *_hak_pool_alloc_one(hak_pool_t *p, size_t cls) {
+  hak_slab_t *s = _hak_pool_take_run(p, _hak_slab_units_one(cls), 0);
   if (s) format(s, cls, 1);
   return s;
 }
