@@ -22,10 +22,11 @@
  * `born` on the clock), which the layers above tag so that its free tells
  * _hak_site_freed. A sample still live past the limit counts as lasting at
  * its site's next allocation, so a site whose blocks are never freed is
- * learned too. Each heap takes a sample at most once in SAMPLE_EVERY of its
- * sited allocations. A site's score moves one step toward each
- * observation, between -SCORE_MAX and SCORE_MAX; at LASTING_AT or above
- * the site is lasting. A misprediction costs memory only: a lasting block
+ * learned too. A site's score moves one step toward each observation,
+ * between -SCORE_MAX and SCORE_MAX; at LASTING_AT or above the site is
+ * lasting, at SURE_AT or below it has proved short-lived and is sampled
+ * only once in SAMPLE_EVERY of its heap's sited allocations (a sample of a
+ * class whose runs hold several blocks takes a run of its own). A misprediction costs memory only: a lasting block
  * placed with short-lived ones pins their run, a short-lived one placed
  * apart takes a run of its own.
  *
