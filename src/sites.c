@@ -7,7 +7,7 @@
  * them drain and go back whole (and a lasting block's freed run goes back
  * first in line for the purge); large.c keeps no Large block of a lasting
  * site in BigCache (its replacement is not about to be asked for).
- * (Runs of lasting blocks in SuperSlabs of their own as well kept 12 %
+ * (Runs of lasting blocks in SuperSlabs of their own as well kept 10 %
  * less after fragment/buffers' drop than runs of their own alone, for 9 %
  * more at the peak and 14 % more time: the memory the short-lived runs
  * gave back was not theirs to reuse.)
