@@ -614,10 +614,7 @@ int main(int argc, char **argv) {
     printf("skip: hakmem is not the process malloc (run with LD_PRELOAD=libhakmem.so)\n");
     return th_done();
   }
-  static const struct {
-    const char *mode;
-    const char *env[5];
-  } cases[] = {
+  static const th_case_t cases[] = {
       {"hit", {NULL}},
       {"budget8", {"HAKMEM_BIGCACHE_MB=8", NULL}},
       {"budget", {NULL}},
@@ -638,10 +635,6 @@ int main(int argc, char **argv) {
        {"HAKMEM_BIGCACHE_MB=8", "HAKMEM_RETAIN_SHARE=0", "HAKMEM_BIGCACHE_DECAY_MS=300", "HAKMEM_ACE=0"}},
       {"moves", {"HAKMEM_BIGCACHE_MB=0", "HAKMEM_INVALID_FREE=2"}},
   };
-  static child_t c;
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    int ran = run_self(cases[i].mode, cases[i].env, &c, 60);
-    child_merge(cases[i].mode, ran, &c);
-  }
+  run_cases(cases, sizeof cases / sizeof cases[0]);
   return th_done();
 }

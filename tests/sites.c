@@ -167,18 +167,11 @@ int main(int argc, char **argv) {
     printf("skip: hakmem is not the process malloc (run with LD_PRELOAD=libhakmem.so)\n");
     return th_done();
   }
-  static const struct {
-    const char *mode;
-    const char *env[2];
-  } cases[] = {
+  static const th_case_t cases[] = {
       {"pool", {NULL}},
       {"off", {"HAKMEM_SITES=0", NULL}},
       {"large", {NULL}},
   };
-  static child_t c;
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    int ran = run_self(cases[i].mode, cases[i].env, &c, 60);
-    child_merge(cases[i].mode, ran, &c);
-  }
+  run_cases(cases, sizeof cases / sizeof cases[0]);
   return th_done();
 }

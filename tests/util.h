@@ -392,6 +392,22 @@ __attribute__((unused)) static int child_merge(const char *label, int ran, const
   return p >= 0 && f == 0 && exited_ok(c->status);
 }
 
+/* A mode of this program and the HAKMEM_* options it runs with. */
+typedef struct th_case {
+  const char *mode;
+  const char *env[6]; /* "NAME=VALUE", NULL-ended */
+} th_case_t;
+
+/* Runs each case in a fresh process (run_self, 60 s at most) and takes its
+ * checks in (child_merge). */
+__attribute__((unused)) static void run_cases(const th_case_t *cases, size_t n) {
+  static child_t c;
+  for (size_t i = 0; i < n; i++) {
+    int ran = run_self(cases[i].mode, cases[i].env, &c, 60);
+    child_merge(cases[i].mode, ran, &c);
+  }
+}
+
 /* Number of lines of s containing needle. */
 __attribute__((unused)) static int count_lines_with(const char *s, const char *needle) {
   int n = 0;
