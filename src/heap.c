@@ -383,8 +383,9 @@ static hak_slab_t *heap_sample_run(hak_heap_t *h, size_t cls) {
  * list, never current); freeing the block gives it back at once
  * (_hak_free_slow). So a large block costs a run taken and a run given
  * back, with no list or ownership change on either side. A sampled block
- * (HAKMEM_PROFILE) of any class takes such a run of its own
- * (heap_sample_run), so that its free always takes the slow path. */
+ * (HAKMEM_PROFILE) of any class, and a pool block its site places apart
+ * (HAKMEM_SITES), takes such a run of its own (heap_sample_run), so that
+ * its free always takes the slow path. */
 static hak_block_t *heap_alloc_single(hak_heap_t *h, size_t cls, bool sampled) {
   heap_age_spares(h);
   hak_slab_t *s = sampled ? heap_sample_run(h, cls) : _hak_pool_alloc(&h->pool, cls, 0);
@@ -809,19 +810,15 @@ void *_hak_heap_alloc_sited(size_t cls, uintptr_t pc, const char *who) {
   if (!plan.lasting && !plan.sample) return NULL;
   hak_tick_t t0 = hak_sample_start(&h->counters);
   heap_miss(h, who); /* a miss, as the class's list would have had */
-  /* A run of its own, as heap_alloc_single takes one, tagged with its
+  /* A run of its own, as a profiler's sample takes one, tagged with its
    * site: its free tells the site if it is the sample, and the purge if
    * the site is lasting. */
   heap_enter(h);
-  heap_age_spares(h);
-  hak_slab_t *s = _hak_pool_alloc_one(&h->pool, cls);
-  hak_block_t *b = NULL;
-  if (s) {
-    hak_count(&h->counters, HAK_STAT_slabs_taken);
+  hak_block_t *b = heap_alloc_single(h, cls, true);
+  if (b) {
     hak_count(&h->counters, plan.lasting ? HAK_STAT_site_apart : HAK_STAT_site_samples);
-    h->counters.cls[cls][HAK_CSTAT_from_fresh]++;
-    hak_superslab_of((char *)s + 1)->site[hak_slab_unit(s)] = (uint16_t)plan.site;
-    b = _hak_slab_take(s, 0);
+    hak_superslab_t *ss = hak_superslab_of(b);
+    ss->site[hak_slab_unit(hak_slab_of(ss, (uintptr_t)b))] = (uint16_t)plan.site;
   }
   heap_leave(h);
   if (plan.sample) _hak_site_sampled(plan.site, b);
