@@ -3,6 +3,7 @@
 #   make bench-build   build the benchmark programs
 #   make bench         build the library and the programs, run bench/run.sh
 #   make bench-instr   build the library and the probe, count callgrind instructions per free+malloc
+#   make bench-programs  real programs (sqlite3, python3, g++, xz) under each allocator: peak RSS, time
 #   make bench-clean   remove bench/bin and temporary results
 # Runner settings come from the environment or the command line, e.g.
 #   make bench BENCH_QUICK=1   make bench BENCH_RUNS=9 BENCH_THREADS=4
@@ -15,7 +16,7 @@ BENCH_PROGS  := fixed_size random_mixed mid_large_mt comprehensive larson xthrea
                 false_sharing mem_efficiency fragment phases fastpath measure
 BENCH_EXES   := $(BENCH_PROGS:%=$(BENCH_BIN)/%)
 
-.PHONY: bench bench-build bench-instr bench-clean bench-deps bench-deps-instr
+.PHONY: bench bench-build bench-instr bench-programs bench-clean bench-deps bench-deps-instr bench-deps-programs
 
 bench-build: $(BENCH_EXES)
 
@@ -40,6 +41,12 @@ bench: all bench-build bench-deps
 
 bench-instr: all bench-build bench-deps-instr
 	@bash bench/instr.sh
+
+bench-deps-programs:
+	@sh bench/deps.sh programs
+
+bench-programs: all bench-build bench-deps-programs
+	@bash bench/programs.sh
 
 bench-clean:
 	rm -rf $(BENCH_BIN) bench/results/tmp

@@ -1,9 +1,10 @@
 #!/bin/sh
-# deps.sh bench|instr: installs what the benchmarks need when it is missing,
+# deps.sh bench|instr|programs: installs what the benchmarks need when it is missing,
 # with apt-get (root, or sudo without a password). Never fails: whatever
 # cannot be installed is reported and skipped later (a missing peer allocator
 # is skipped by the runner, a missing gnuplot means no chart, a missing
-# valgrind means no instruction counts). BENCH_NO_INSTALL=1 installs nothing.
+# valgrind means no instruction counts, a missing program is skipped by
+# programs.sh). BENCH_NO_INSTALL=1 installs nothing.
 what=${1:-bench}
 missing=""
 have_lib() {
@@ -14,6 +15,11 @@ have_lib() {
 }
 if [ "$what" = instr ]; then
   command -v valgrind >/dev/null 2>&1 || missing="$missing valgrind"
+elif [ "$what" = programs ]; then
+  command -v sqlite3 >/dev/null 2>&1 || missing="$missing sqlite3"
+  command -v python3 >/dev/null 2>&1 || missing="$missing python3"
+  command -v g++ >/dev/null 2>&1 || missing="$missing g++"
+  command -v xz >/dev/null 2>&1 || missing="$missing xz-utils"
 else
   command -v gnuplot >/dev/null 2>&1 || missing="$missing gnuplot-nox"
 fi
