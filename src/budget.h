@@ -20,6 +20,7 @@ typedef struct hak_mem_totals {
   _Atomic size_t refaulted;          /* HAKMEM_ACE: bytes purged and taken back (budget.c) ... */
   _Atomic hak_tick_t refaulted_at;   /* ... as of then: the figure halves every REFAULT_KEEP_MS since */
   _Atomic hak_tick_t trimmed_at;     /* the last malloc_trim: memory freed before it proves nothing */
+  _Atomic hak_tick_t refault_last;   /* the last refault (to within 1/16 of the room's lapse), 0: none */
   _Alignas(64) _Atomic size_t committed, peak;
   _Atomic uint64_t taken; /* bytes taken into use so far, as the heaps added them (HAKMEM_ELO's volume) */
   _Atomic uint64_t reuse[HAK_AGE_BUCKETS]; /* HAKMEM_ACE: KiB of empty memory reused, by age, as added */
@@ -27,8 +28,8 @@ typedef struct hak_mem_totals {
 extern hak_mem_totals_t _hak_mem;
 void _hak_room_add(hak_budget_local_t *b);     /* b's room change into the total room */
 void _hak_room_reused(void);                   /* a reuse: the room does not lapse yet */
-void _hak_mem_refaulted(size_t bytes);         /* purged memory taken back (HAKMEM_ACE: kept for a while) */
-void _hak_mem_refaulted_forget(void);          /* malloc_trim: nothing is kept for refaults any more */
+void _hak_mem_refaulted(size_t bytes);         /* purged memory taken back (rooms start; HAKMEM_ACE: kept) */
+void _hak_mem_refaulted_forget(void);          /* malloc_trim: no room starts, nothing is kept for refaults */
 void _hak_budget_taken(hak_budget_local_t *b); /* b's bytes taken into use (and reuse ages) into the totals */
 void _hak_reuse_shared(size_t bytes, unsigned k); /* a reuse by a thread without a heap */
 
@@ -84,11 +85,19 @@ static inline void hak_mem_move(size_t bytes, int from, int to) {
   if (hak_mem_batch_full(b->delta[0]) || hak_mem_batch_full(b->delta[1])) _hak_budget_flush(b);
 }
 
+/* Whether memory the budget purged was faulted in again, by any thread,
+ * within the last HAK_ROOM_LAPSE_MS (budget.c: a room starts only then). */
+static inline bool hak_refaulted_lately(void) {
+  hak_tick_t at = atomic_load_explicit(&_hak_mem.refault_last, memory_order_relaxed);
+  return at && _hak_os_ticks() - at < _hak_os_ms_ticks(HAK_ROOM_LAPSE_MS);
+}
+
 /* Empty memory taken back for reuse (hak_mem_move takes it off the total):
- * the room grows. */
+ * the room grows, if the thread has one or purging has lately cost a
+ * refault. */
 static inline void hak_mem_reused(size_t bytes) {
   hak_budget_local_t *b = hak_tls_budget();
-  if (b) hak_room_move(b, (int64_t)bytes);
+  if (b && (b->room || hak_refaulted_lately())) hak_room_move(b, (int64_t)bytes);
 }
 
 /* A total as this thread sees it: with a heap, as of its last flush or

@@ -23,7 +23,8 @@
   X(RETAIN_KB, "HAKMEM_RETAIN_KB", 4096, 0, 1048576, "empty memory kept resident for reuse, at least (KiB)") \
   X(RETAIN_SHARE, "HAKMEM_RETAIN_SHARE", 4, 0, 64,                                                           \
     "and up to 1/N of the memory in use (0: the minimum only)")                                              \
-  X(ROOM_MB, "HAKMEM_ROOM_MB", 48, 0, 65536, "or up to this much for a thread that keeps reusing it (MiB)")  \
+  X(ROOM_MB, "HAKMEM_ROOM_MB", 48, 0, 65536,                                                                 \
+    "or up to this much for a thread that keeps reusing it, once purging cost refaults (MiB)")               \
   X(PURGE_DELAY_MS, "HAKMEM_PURGE_DELAY_MS", 10, 0, 60000,                                                   \
     "empty memory past the budget is purged once empty this long (ms)")                                      \
   X(UNMAP_DELAY_MS, "HAKMEM_UNMAP_DELAY_MS", 10000, 0, 3600000,                                              \

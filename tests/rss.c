@@ -562,6 +562,42 @@ static int mode_room(int with_room) {
   return th_done();
 }
 
+/* room-unpurged: the same churn with HAKMEM_PURGE_DELAY_MS=1000 and a
+ * 16 MiB budget (HAKMEM_RETAIN_KB), so that nothing it frees is ever
+ * purged: its reuse costs no page fault, so it earns no working room (a
+ * room starts only once memory the budget purged was faulted in again),
+ * and the empty memory stays within the budget. The `room` case is the
+ * other side: purged at once, the churn's memory faults in again, and
+ * then its reuse earns the room. */
+static int mode_room_unpurged(void) {
+  enum { ROUNDS = 24 };
+  hak_stats_t s;
+  if (!CHECK("hak_stats is available", hak.stats != NULL)) return th_done();
+  if (!trim_then_alloc(room_p, ROOM_N, MiB, "40 blocks of 1 MiB allocated")) return th_done();
+  hak.stats(&s);
+  uint64_t purged0 = s.purged;
+  size_t room_most = 0, empty_most = 0;
+  for (int r = 0; r < ROUNDS; r++) {
+    if (!room_round(r, &s)) return CHECK("1 MiB blocks allocated again", 0), th_done();
+    if (s.room > room_most) room_most = s.room;
+    if (s.empty > empty_most) empty_most = s.empty;
+  }
+  hak.stats(&s);
+  if (s.room > room_most) room_most = s.room;
+  printf(
+      "room-unpurged: %d rounds of 12 MiB freed and allocated again: %.1f MiB purged, room at most %.1f MiB, "
+      "empty at most %.1f MiB\n",
+      ROUNDS, (double)(s.purged - purged0) / MiB, (double)room_most / MiB, (double)empty_most / MiB);
+  CHECKV("nothing the churn frees is purged", s.purged == purged0, "%.1f MiB purged",
+         (double)(s.purged - purged0) / MiB);
+  CHECKV("so its reuse earns no working room", room_most == 0, "room at most %.1f MiB",
+         (double)room_most / MiB);
+  CHECKV("and the empty memory stays within the 16 MiB budget", empty_most <= 16 * MiB, "%.1f MiB",
+         (double)empty_most / MiB);
+  for (int i = 0; i < ROOM_N; i++) free(room_p[i]);
+  return th_done();
+}
+
 /* ---- remote: large blocks freed by another thread ---------------------- */
 /* A thread allocates 32 blocks of 512 KiB (runs of one block in SuperSlabs
  * its heap owns); the main thread frees them (their runs go back through
@@ -910,6 +946,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "epoch0") == 0) return mode_epoch(0);
     if (strcmp(argv[1], "room") == 0) return mode_room(1);
     if (strcmp(argv[1], "room0") == 0) return mode_room(0);
+    if (strcmp(argv[1], "room-unpurged") == 0) return mode_room_unpurged();
     if (strcmp(argv[1], "remote") == 0) return mode_remote();
     if (strcmp(argv[1], "many") == 0) return mode_many();
     if (strcmp(argv[1], "mixed") == 0) return mode_mixed(secs);
@@ -962,6 +999,8 @@ int main(int argc, char **argv) {
   child_merge("room", run_self("room", no_delay, &c, 120), &c);
   static const char *const no_room[] = {"HAKMEM_ROOM_MB=0", "HAKMEM_PURGE_DELAY_MS=0", NULL};
   child_merge("room0", run_self("room0", no_room, &c, 120), &c);
+  static const char *const unpurged[] = {"HAKMEM_PURGE_DELAY_MS=1000", "HAKMEM_RETAIN_KB=16384", NULL};
+  child_merge("room-unpurged", run_self("room-unpurged", unpurged, &c, 120), &c);
   child_merge("remote", run_self("remote", NULL, &c, 120), &c);
   child_merge("many", run_self("many", NULL, &c, 120), &c);
   if (secs > 0) child_merge("mixed", run_self("mixed", NULL, &c, (unsigned)secs + 120), &c);
