@@ -788,7 +788,7 @@ static void heap_send(hak_heap_t *h, hak_slab_t *s, hak_block_t *b, const char *
 
 /* Every miss: the batches sent to h come in first, and h's own go out
  * every HAK_SEND_MISSES misses. */
-static void heap_miss(hak_heap_t *h, const char *who) {
+static inline __attribute__((always_inline)) void heap_miss(hak_heap_t *h, const char *who) {
   if (atomic_load_explicit(&h->inbox, memory_order_relaxed) > HAK_INBOX_CLOSED) heap_take_inbox(h, 0, who);
   if (h->send_countdown && --h->send_countdown == 0) heap_send_all(h, who);
 }
