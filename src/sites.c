@@ -26,9 +26,10 @@
  * between -SCORE_MAX and SCORE_MAX; at LASTING_AT or above the site is
  * lasting, at SURE_AT or below it has proved short-lived and is sampled
  * only once in SAMPLE_EVERY of its heap's sited allocations (a sample of a
- * class whose runs hold several blocks takes a run of its own). A misprediction costs memory only: a lasting block
- * placed with short-lived ones pins their run, a short-lived one placed
- * apart takes a run of its own.
+ * class whose runs hold several blocks takes a run of its own). A
+ * misprediction costs memory only: a lasting block placed with short-lived
+ * ones pins their run, a short-lived one placed apart takes a run of its
+ * own.
  *
  * The table is direct-mapped by return address (SLOTS entries, bounded
  * memory): a site that lands on a slot held by another takes it over and
