@@ -15,6 +15,10 @@
 #                                      launcher's run --count-all preloads
 #                                      it, and a program that reads its own
 #                                      exact counts (hak_stats) links it
+#   LIBDIR/libhakmem-profile.*         the profile build, the same four: the
+#                                      only one that samples with
+#                                      HAKMEM_PROFILE=1 (run --profile
+#                                      preloads it)
 #   LIBDIR/pkgconfig/hakmem.pc, INCLUDEDIR/hakmem.h
 #   BINDIR/hakmem                      the launcher, built to find the
 #                                      libraries in LIBDIR
@@ -31,7 +35,7 @@ INSTALL    ?= install
 
 INST        := build/install
 PKGCONFIGDIR = $(LIBDIR)/pkgconfig
-HAK_LIBS    := libhakmem libhakmem-secure libhakmem-stats
+HAK_LIBS    := libhakmem libhakmem-secure libhakmem-stats libhakmem-profile
 # Every path make install writes, without DESTDIR: make uninstall removes these.
 INSTALLED    = $(foreach l,$(HAK_LIBS),$(addprefix $(LIBDIR)/$(l),.so.$(VERSION) .so.$(SOVERSION) .so .a)) \
                $(PKGCONFIGDIR)/hakmem.pc $(INCLUDEDIR)/hakmem.h $(BINDIR)/hakmem \

@@ -18,7 +18,8 @@ extern "C" {
 #define HAKMEM_VERSION_MINOR 1
 #define HAKMEM_VERSION_PATCH 0
 
-/* "hakmem 0.1.0" (a static string). */
+/* "hakmem 0.1.0" (a static string; " (secure build)", " (stats build)" or
+ * " (profile build)" after it in those builds). */
 const char *hak_version(void);
 
 /* The allocation API; each behaves exactly like its C/POSIX namesake,
@@ -104,11 +105,12 @@ void hak_stats_print(int fd);
 /* Writes the same figures as one JSON object, with per-size-class rows. */
 void hak_stats_json(int fd);
 
-/* With HAKMEM_PROFILE=1: writes the sampled heap profile (gperftools'
- * heap_v2 format, for google-pprof or pprof) to `path`, or with path NULL
- * to HAKMEM_PROFILE_FILE.N (hakmem.PID.heap.N by default), N counting
- * from 1. Returns 0, or -1 with errno: EINVAL if the process is not
- * profiling, else the error opening the file. */
+/* With HAKMEM_PROFILE=1 in the profile build (libhakmem-profile): writes
+ * the sampled heap profile (gperftools' heap_v2 format, for google-pprof or
+ * pprof) to `path`, or with path NULL to HAKMEM_PROFILE_FILE.N
+ * (hakmem.PID.heap.N by default), N counting from 1. Returns 0, or -1
+ * with errno: EINVAL if the process is not profiling, else the error
+ * opening the file. */
 int hak_profile_dump(const char *path);
 
 #ifdef __cplusplus

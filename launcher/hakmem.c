@@ -51,7 +51,7 @@ static const char usage[] =
     "         --stats prints the report at exit (HAKMEM_STATS: line 1, text 2, the default, json 3),\n"
     "         --timeline appends a JSON line of memory figures to FILE every 100 ms (HAKMEM_TIMELINE),\n"
     "         --profile samples allocations and writes a heap profile to FILE at exit, for google-pprof\n"
-    "         (HAKMEM_PROFILE, HAKMEM_PROFILE_FILE),\n"
+    "         (HAKMEM_PROFILE, HAKMEM_PROFILE_FILE; with HAKMEM_PROFILE=1 set, libhakmem-profile runs),\n"
     "         --trace oom says why each failed allocation failed, --crash-report what a faulting\n"
     "         address is; --option sets any HAKMEM_* option (NAME with or without HAKMEM_)\n"
     "plot     draws a timeline FILE as an SVG picture (default FILE.svg), with gnuplot\n"
@@ -121,11 +121,12 @@ static void set_option(const char *arg) {
 
 /* The library: --lib, $HAKMEM_LIB, else its soname (the name its runtime
  * package installs) beside the launcher or in HAK_LIBDIR_FROM_BINDIR. */
-/* variant: 0 the default build, 1 the secure one, 2 the stats one. */
+/* variant: 0 the default build, 1 the secure one, 2 the stats one, 3 the
+ * profile one. */
 static const char *find_library(const char *given, int variant, char *buf, size_t len) {
   if (len < PATH_MAX) fail(2, "internal: a path buffer under PATH_MAX");
   static const char *const files[] = {SONAME("libhakmem"), SONAME("libhakmem-secure"),
-                                      SONAME("libhakmem-stats")};
+                                      SONAME("libhakmem-stats"), SONAME("libhakmem-profile")};
   const char *file = files[variant];
   if (!given) given = getenv("HAKMEM_LIB");
   if (given) {
@@ -179,6 +180,14 @@ static int cmd_run(int argc, char **argv) {
            strncmp(a, "--", 2) == 0 ? ": unknown, or its value is missing" : ": the program goes after --");
   }
   if (i + 1 >= argc) fail(2, "run: no program (hakmem run [OPTIONS] -- PROGRAM [ARGS...])");
+  /* Only the profile build samples (its fast path counts down). */
+  const char *profile = getenv("HAKMEM_PROFILE");
+  if (profile && strcmp(profile, "1") == 0) {
+    if (variant != 0)
+      fail(2, "run: HAKMEM_PROFILE=1 samples in the profile build only, not with %s",
+           variant == 1 ? "--secure" : "--count-all");
+    variant = 3;
+  }
   char path[PATH_MAX], preload[2 * PATH_MAX + 2];
   const char *so = find_library(lib, variant, path, sizeof path);
   const char *old = getenv("LD_PRELOAD");

@@ -26,12 +26,19 @@ static inline bool hak_total_of(size_t n, size_t size, size_t *total, const char
  * and the fast path saves the add. */
 #define HAK_KEEP_INDEX(off) __asm__("" : "+r"(off))
 
-/* A block from the slot at byte offset `off` (HAK_SLOT_OFF of its class).
- * `who`, the API call, only goes to the slow paths (for their failures). */
-static inline __attribute__((always_inline)) void *hak_alloc_slot(size_t off, const char *who) {
-  char *h = (char *)hak_tls_heap->slot;
+/* A block from the slot at byte offset `off` (HAK_SLOT_OFF of its class),
+ * for a request of `size` bytes (which only the profile build counts
+ * down: the allocation that ends the interval is the sample). `who`, the
+ * API call, only goes to the slow paths (for their failures). */
+static inline __attribute__((always_inline)) void *hak_alloc_slot(size_t off, size_t size, const char *who) {
+  hak_front_t *f = hak_tls_heap;
+  char *h = (char *)f->slot;
   hak_block_t *b = ((hak_class_slot_t *)(h + off))->free;
-  if (HAK_UNLIKELY(!b)) return _hak_alloc_refill(off / sizeof(hak_class_slot_t), who);
+  if (HAK_UNLIKELY(!b))
+    return hak_cfg_profile ? _hak_alloc_refill_counted(off / sizeof(hak_class_slot_t), size, who)
+                           : _hak_alloc_refill(off / sizeof(hak_class_slot_t), who);
+  if (hak_cfg_profile && HAK_UNLIKELY((f->profile_left -= (int64_t)size) < 0))
+    return _hak_alloc_sample(off / sizeof(hak_class_slot_t), size, who);
   HAK_KEEP_INDEX(off);
   ((hak_class_slot_t *)(h + off))->free = hak_next(b);
   b->mark = 0;
@@ -40,17 +47,18 @@ static inline __attribute__((always_inline)) void *hak_alloc_slot(size_t off, co
   return b;
 }
 
-/* A block of class cls (1 .. HAK_CLASS_LAST, or 0 for malloc(0)). */
-static inline void *hak_alloc_class(size_t cls, const char *who) {
-  return hak_alloc_slot(HAK_SLOT_OFF(cls), who);
+/* A block of class cls (1 .. HAK_CLASS_LAST, or 0 for malloc(0)), for a
+ * request of `size` bytes. */
+static inline void *hak_alloc_class(size_t cls, size_t size, const char *who) {
+  return hak_alloc_slot(HAK_SLOT_OFF(cls), size, who);
 }
 
 /* Inlined always: its caller's return address names the allocation's
  * site for the slow path (HAKMEM_SITES). */
 static inline __attribute__((always_inline)) void *hak_alloc_inline(size_t size, const char *who) {
   if (HAK_LIKELY(size <= HAK_TINY_MAX)) /* (size + 15) / 16 slots of 16 bytes */
-    return hak_alloc_slot((size + 15) & ~(size_t)15, who);
-  if (size <= HAK_MID_MAX) return hak_alloc_class(_hak_mid_class[(size - 1) >> HAK_MID_SHIFT], who);
+    return hak_alloc_slot((size + 15) & ~(size_t)15, size, who);
+  if (size <= HAK_MID_MAX) return hak_alloc_class(_hak_mid_class[(size - 1) >> HAK_MID_SHIFT], size, who);
   return _hak_alloc_slow(size, who, (uintptr_t)__builtin_return_address(0));
 }
 

@@ -22,8 +22,9 @@ static void *large_block(hak_ask_t ask, size_t align, bool zero, uintptr_t pc) {
 void *_hak_alloc_slow(size_t size, const char *who, uintptr_t pc) {
   if (size > HAK_POOL_MAX) return large_block((hak_ask_t){.who = who, .size = size}, 0, false, pc);
   size_t cls = hak_class_of(size);
-  void *p = cls > HAK_CLASS_MID_LAST && hak_opt(HAK_OPT_SITES) ? _hak_heap_alloc_sited(cls, pc, who) : NULL;
-  return p ? p : hak_alloc_class(cls, who);
+  void *p =
+      cls > HAK_CLASS_MID_LAST && hak_opt(HAK_OPT_SITES) ? _hak_heap_alloc_sited(cls, size, pc, who) : NULL;
+  return p ? p : hak_alloc_class(cls, size, who);
 }
 
 void *_hak_calloc(size_t n, size_t size) {
@@ -55,14 +56,15 @@ void *_hak_alloc_aligned(size_t align, size_t size, const char *who) {
   if (align <= HAK_UNIT_SIZE) {
     size_t rounded = (size + align - 1) & ~(align - 1);
     if (rounded == 0) rounded = align;
-    if (rounded <= HAK_TINY_MAX) return hak_alloc_slot(rounded, who); /* Tiny: the class size is `rounded` */
+    if (rounded <= HAK_TINY_MAX)
+      return hak_alloc_slot(rounded, size, who); /* Tiny: the class size is `rounded` */
     if (rounded <= HAK_POOL_MAX) {
       /* rounded is a multiple of align: if align is at least the class
        * step of its doubling, rounded is a class size itself; if less, every
        * class size of that doubling is a multiple of align. */
       size_t cls = hak_class_of(rounded);
       HAK_DEBUG_ASSERT((hak_class_size(cls) & (align - 1)) == 0);
-      return hak_alloc_class(cls, who);
+      return hak_alloc_class(cls, size, who);
     }
   }
   if (align >> HAK_ADDR_BITS) return aligned_fail(who, size, align, HAK_FAIL_ALIGN);
@@ -109,10 +111,7 @@ void *_hak_realloc(void *p, size_t size) {
   }
   if (size > PTRDIFF_MAX) return _hak_fail((hak_ask_t){.who = "realloc", .size = size}, HAK_FAIL_SIZE);
   if (old > HAK_POOL_MAX && size > HAK_POOL_MAX) {
-    /* The profile takes it as a free and an allocation; the free first,
-     * before another thread can have the old address. */
-    if (HAK_UNLIKELY(_hak_profile_on)) _hak_profile_freed(p);
-    void *q = _hak_large_realloc(p, size);
+    void *q = _hak_large_realloc(p, size); /* a sample's free told (large.c) */
     if (q && HAK_UNLIKELY(_hak_profile_on)) _hak_heap_sample_large(q, size);
     if (q) return q;
   } else if (size <= old && (size > old / 2 || hak_class_size(hak_class_of(size)) >= old)) {
@@ -133,6 +132,7 @@ int _hak_trim(void) {
   hak_heap_t *h = hak_tls_own_heap();
   hak_note(HAK_EV_TRIM, 0, 0);
   size_t n = h ? _hak_heap_trim(h) : 0;
+  _hak_heap_release_sample_runs();
   _hak_mem_refaulted_forget(); /* the program asks for the memory to go: what was kept for refaults too */
   n += _hak_purge_all();
   n += _hak_large_trim();

@@ -143,6 +143,7 @@ void _hak_heap_release_spares(hak_heap_t *h) {
     heap_unspare(h, s);
     heap_release(h, s);
   }
+  while (h->sample_runs) _hak_slab_release(h->sample_run[--h->sample_runs]);
 }
 
 static inline void cur_units_forget(hak_heap_t *h, const hak_slab_t *s);
@@ -248,18 +249,11 @@ static inline bool heap_cur_units_on(const hak_heap_t *h, size_t cls) {
   return !(h->front.key & HAK_KEY_CHECK) && cls <= HAK_CLASS_MID_LAST;
 }
 
-/* Where the shortcut puts the blocks of cls's current slab: its list, or
- * in a heap that samples (HAKMEM_PROFILE) its shadow list, which only a
- * refill, counting them, moves to the list. */
-static inline hak_class_slot_t *cur_units_target(hak_heap_t *h, size_t cls) {
-  return h->profiled ? &h->shadow[cls] : &h->front.slot[cls];
-}
-
 /* s's units now lead to its class's target in the free fast path, for the
  * blocks it has carved. */
 static inline void cur_units_set(hak_heap_t *h, const hak_slab_t *s) {
   uintptr_t unit = slab_unit_number(s), end = unit + s->units;
-  hak_class_slot_t *target = cur_units_target(h, s->cls);
+  hak_class_slot_t *target = &h->front.slot[s->cls];
   do {
     hak_cur_unit_t *e = &h->front.cur_unit[unit & (HAK_CUR_UNITS - 1)];
     e->mul = _hak_block_mul[s->cls];
@@ -274,7 +268,7 @@ static inline void cur_units_set(hak_heap_t *h, const hak_slab_t *s) {
 static inline void cur_units_carved(hak_heap_t *h, const hak_slab_t *s) {
   uintptr_t unit = slab_unit_number(s), end = unit + s->units;
   uint64_t base = cur_unit_base(s);
-  const hak_class_slot_t *target = cur_units_target(h, s->cls);
+  const hak_class_slot_t *target = &h->front.slot[s->cls];
   do {
     hak_cur_unit_t *e = &h->front.cur_unit[unit & (HAK_CUR_UNITS - 1)];
     if (e->base == base && e->slot == target) e->limit = s->carved;
@@ -285,7 +279,7 @@ static inline void cur_units_carved(hak_heap_t *h, const hak_slab_t *s) {
 static inline void cur_units_forget(hak_heap_t *h, const hak_slab_t *s) {
   uintptr_t unit = slab_unit_number(s), end = unit + s->units;
   uint64_t base = cur_unit_base(s);
-  const hak_class_slot_t *target = cur_units_target(h, s->cls);
+  const hak_class_slot_t *target = &h->front.slot[s->cls];
   do {
     hak_cur_unit_t *e = &h->front.cur_unit[unit & (HAK_CUR_UNITS - 1)];
     if (e->base == base && e->slot == target) e->limit = 0;
@@ -310,21 +304,14 @@ static void heap_check_cur_units(const hak_heap_t *h) {
 }
 
 /* s becomes cls's current slab (NULL: none). Where the shortcut is off,
- * or the heap samples (HAKMEM_PROFILE), the slot carries HAK_CUR_COUNTED,
- * with or without a current slab: the fast free's other branch then puts
- * no block on the list either, so that in a heap that samples a block
- * reaches its class's list only by a refill, which counts it (the
- * shortcut's blocks wait on the shadow list; its `cur` names the current
- * slab, for heap_check_cur_units). A slab stops being current here before
+ * the slot carries HAK_CUR_COUNTED. A slab stops being current here before
  * anything else happens to it. */
 static inline void heap_set_cur(hak_heap_t *h, size_t cls, hak_slab_t *s) {
   hak_class_slot_t *slot = &h->front.slot[cls];
   hak_slab_t *old = hak_front_cur(&h->front, cls);
   bool units = heap_cur_units_on(h, cls);
   if (old && units) cur_units_forget(h, old);
-  bool counted = !units || h->profiled;
-  slot->cur = s ? (uintptr_t)s | (counted ? HAK_CUR_COUNTED : 0) : h->profiled ? HAK_CUR_COUNTED : 0;
-  h->shadow[cls].cur = (uintptr_t)s;
+  slot->cur = s ? (uintptr_t)s | (units ? 0 : HAK_CUR_COUNTED) : 0;
   if (s) {
     s->where = HAK_IN_CUR;
     if (units) cur_units_set(h, s);
@@ -345,31 +332,92 @@ static inline void heap_set_cur(hak_heap_t *h, size_t cls, hak_slab_t *s) {
 static void heap_keep_prev(hak_heap_t *h, hak_slab_t *s) {
   size_t cls = s->cls;
   HAK_DEBUG_ASSERT(!h->prev[cls]); /* heap_add_partial ended it */
-  if (h->partial[cls].count != 1 || s->units != 1 || !heap_cur_units_on(h, cls) || h->profiled) return;
+  if (h->partial[cls].count != 1 || s->units != 1 || !heap_cur_units_on(h, cls)) return;
   h->prev[cls] = s;
   cur_units_set(h, s);
   if (hak_cfg_debug) heap_check_cur_units(h);
 }
 
-/* The blocks on cls's list (and shadow list) go back to their slabs. */
+/* The blocks on cls's list go back to their slabs. */
 static void heap_return_lists(hak_heap_t *h, size_t cls) {
   _hak_slab_return_blocks(h->front.slot[cls].free);
   h->front.slot[cls].free = NULL;
-  _hak_slab_return_blocks(h->shadow[cls].free);
-  h->shadow[cls].free = NULL;
+}
+
+/* HAKMEM_PROFILE: the runs of freed Tiny and Mid samples (made runs of no
+ * heap, formatted with no block carved), for the next samples: a sample
+ * then costs no trip through a heap's spares and the budget. The freeing
+ * heap keeps HAK_HEAP_SAMPLE_RUNS (no lock), the rest wait for any heap's
+ * samples, so that a producer whose samples another thread frees gets
+ * their runs back. */
+#define SAMPLE_RUNS 16
+hak_lock_t _hak_sample_runs_lock = HAK_LOCK_INIT;
+static hak_slab_t *sample_run[SAMPLE_RUNS]; /* sample runs lock */
+static uint32_t sample_runs;                /* sample runs lock */
+
+/* One of runs[0 .. *n) of `units` units (which may be unit 0 if
+ * unit0_ok), taken off; NULL if none. */
+static hak_slab_t *sample_run_find(hak_slab_t **runs, uint32_t *n, unsigned units, bool unit0_ok) {
+  for (uint32_t i = 0; i < *n; i++) {
+    hak_slab_t *s = runs[i];
+    if (s->units != units || (!unit0_ok && hak_slab_unit(s) == 0)) continue;
+    runs[i] = runs[--*n];
+    return s;
+  }
+  return NULL;
+}
+
+static hak_slab_t *sample_run_take(hak_heap_t *h, unsigned units, bool unit0_ok) {
+  hak_slab_t *s = sample_run_find(h->sample_run, &h->sample_runs, units, unit0_ok);
+  if (s) return s;
+  _hak_lock(&_hak_sample_runs_lock);
+  s = sample_run_find(sample_run, &sample_runs, units, unit0_ok);
+  _hak_unlock(&_hak_sample_runs_lock);
+  return s;
+}
+
+/* Keeps s (whether there was room); h: the freeing heap, or NULL. */
+static bool sample_run_put(hak_heap_t *h, hak_slab_t *s) {
+  if (h && h->sample_runs < HAK_HEAP_SAMPLE_RUNS) {
+    heap_enter(h);
+    h->sample_run[h->sample_runs] = s;
+    atomic_signal_fence(memory_order_release); /* a fork child sees the run before the count */
+    h->sample_runs++;
+    heap_leave(h);
+    return true;
+  }
+  _hak_lock(&_hak_sample_runs_lock);
+  bool room = sample_runs < SAMPLE_RUNS;
+  if (room) sample_run[sample_runs++] = s;
+  _hak_unlock(&_hak_sample_runs_lock);
+  return room;
+}
+
+void _hak_heap_release_sample_runs(void) {
+  hak_slab_t *out[SAMPLE_RUNS];
+  _hak_lock(&_hak_sample_runs_lock); /* a leaf: released after */
+  uint32_t n = sample_runs;
+  memcpy(out, sample_run, n * sizeof out[0]);
+  sample_runs = 0;
+  _hak_unlock(&_hak_sample_runs_lock);
+  while (n) _hak_slab_release(out[--n]);
 }
 
 /* HAKMEM_PROFILE: a run for one sampled block of cls, as the class's own
  * blocks take memory, so that samples cost no SuperSlab lock, purge or
  * page fault more than they do: for a pool class, a run of h's pool; for
- * Tiny and Mid, one of h's spares (a sampled block's run goes back among
- * the spares of the heap that frees it, heap_free), made a run of no heap;
- * else a fresh run of a shared SuperSlab. */
+ * Tiny and Mid, a freed sample's run, else one of h's spares, made a run
+ * of no heap; else a fresh run of a shared SuperSlab. */
 static hak_slab_t *heap_sample_run(hak_heap_t *h, size_t cls) {
   size_t size = hak_class_size(cls);
-  hak_slab_t *s = cls > HAK_CLASS_MID_LAST
-                      ? _hak_pool_alloc_one(&h->pool, cls)
-                      : heap_unspare_units(h, _hak_slab_units_one(cls), size <= HAK_UNIT0_MAX_BLOCK);
+  unsigned units = _hak_slab_units_one(cls);
+  bool unit0_ok = size <= HAK_UNIT0_MAX_BLOCK;
+  hak_slab_t *s = cls <= HAK_CLASS_MID_LAST ? sample_run_take(h, units, unit0_ok) : NULL;
+  if (s) {
+    if (s->cls != cls) _hak_slab_format_one(s, cls);
+    return s;
+  }
+  s = cls > HAK_CLASS_MID_LAST ? _hak_pool_alloc_one(&h->pool, cls) : heap_unspare_units(h, units, unit0_ok);
   if (!s) return _hak_slab_alloc_one(cls);
   if (cls > HAK_CLASS_MID_LAST) return s;
   heap_drop(h, s);
@@ -395,79 +443,51 @@ static hak_block_t *heap_alloc_single(hak_heap_t *h, size_t cls, bool sampled) {
   return _hak_slab_take(s, 0);
 }
 
-/* HAKMEM_PROFILE: h starts sampling. From now on its class lists are
- * filled only by refills, which count their blocks (heap_set_cur); the
- * blocks on them now go back to their slabs. */
-static void heap_profile_start(hak_heap_t *h) {
-  hak_slab_t *cur[HAK_CLASSES];
-  heap_enter(h);
-  for (size_t c = 1; c < HAK_CLASSES; c++) {
-    cur[c] = hak_front_cur(&h->front, c);
-    heap_set_cur(h, c, NULL); /* its shortcut's entries go, and the previous slab's */
-    if (h->prev[c]) heap_forget_prev(h, h->prev[c]);
-    heap_return_lists(h, c);
-  }
-  h->profiled = true;
-  h->profile_rng = _hak_os_ticks() ^ (uintptr_t)h;
-  h->profile_left = (int64_t)_hak_profile_interval(&h->profile_rng);
-  for (size_t c = 1; c < HAK_CLASSES; c++) heap_set_cur(h, c, cur[c]);
-  heap_leave(h);
+/* HAKMEM_PROFILE: b, the block of a one-block run, is a sample: its stack
+ * is recorded, and its record kept in the run's descriptor, so that its
+ * free tells the profile. */
+static void heap_record_sample(hak_block_t *b, size_t size, const hak_frame_t *from) {
+  _hak_profile_record(&hak_slab_of(hak_superslab_of(b), (uintptr_t)b)->sample, size, from);
 }
 
+/* HAKMEM_PROFILE: h's next sampling interval starts. profile_left is one
+ * less than the bytes to the allocation that ends it, so that the fast
+ * path's test of the countdown is its subtraction's sign. */
+static void heap_profile_next(hak_heap_t *h) {
+  h->front.profile_left = (int64_t)_hak_profile_interval(&h->profile_rng) - 1;
+}
+
+/* HAKMEM_PROFILE: the calling thread's heap starts sampling (the profile
+ * build's fast path counts its bytes down from now on). */
 void _hak_heap_profile_start(void) {
   hak_heap_t *h = hak_tls_own_heap();
-  if (h && !h->profiled) heap_profile_start(h);
+  if (!h) return;
+  h->profile_rng = _hak_os_ticks() ^ (uintptr_t)h;
+  heap_profile_next(h);
 }
 
 /* Whether h's next allocation, of `bytes`, reaches the end of the
  * interval (it counts it down; the one that reaches it is the sample, and
- * the next interval starts after it). */
+ * the next interval starts after it): for blocks the fast path does not
+ * count (Large, and pool blocks a site places apart). */
 static bool heap_profile_due(hak_heap_t *h, size_t bytes) {
-  if (h->profile_left > (int64_t)bytes) {
-    h->profile_left -= (int64_t)bytes;
+  if (h->front.profile_left >= (int64_t)bytes) {
+    h->front.profile_left -= (int64_t)bytes;
     return false;
   }
-  h->profile_left = (int64_t)_hak_profile_interval(&h->profile_rng);
+  heap_profile_next(h);
   return true;
 }
 
-/* A refill just put blocks on cls's list (besides the one it handed out,
- * which heap_profile_sample counted). The countdown counts them now, in list
- * order, as the allocations they will be: a block whose allocation
- * reaches the end of the interval is cut off with the rest after it (they
- * wait at the head of the shadow list, counted at the next refill), and
- * the allocation that finds the list empty then is the sample (bit cls of profile_cut; the next interval starts at
- * once). So every allocation is counted once, in the order the lists give
- * them out, although the fast path counts nothing. */
-static void heap_profile_charge(hak_heap_t *h, size_t cls) {
-  int64_t size = (int64_t)hak_class_size(cls);
-  uint64_t fit = (uint64_t)(h->profile_left - 1) / (uint64_t)size; /* allocations before that one */
-  hak_block_t *last = NULL, *rest = h->front.slot[cls].free;
-  for (uint64_t k = 0; rest && k < fit; k++) {
-    h->profile_left -= size;
-    last = rest;
-    rest = hak_next(rest);
-  }
-  if (!rest) return;
-  if (last) hak_set_next(last, NULL);
-  else h->front.slot[cls].free = NULL;
-  hak_block_t *tail = rest; /* the rest wait on the shadow list, in order */
-  for (hak_block_t *next; (next = hak_next(tail)) != NULL;) tail = next;
-  hak_set_next(tail, h->shadow[cls].free);
-  h->shadow[cls].free = rest;
-  h->profile_cut[cls / 64] |= (uint64_t)1 << (cls % 64);
-  h->profile_left = (int64_t)_hak_profile_interval(&h->profile_rng);
-}
-
-/* Whether this allocation of cls, whose list is empty, is a sample: the
- * one its list was cut off before, or one that reaches the interval's end. */
-static bool heap_profile_sample(hak_heap_t *h, size_t cls) {
-  uint64_t bit = (uint64_t)1 << (cls % 64);
-  if (h->profile_cut[cls / 64] & bit) {
-    h->profile_cut[cls / 64] &= ~bit;
-    return true;
-  }
-  return heap_profile_due(h, hak_class_size(cls));
+void *_hak_heap_alloc_sample(hak_heap_t *h, size_t cls, size_t size, const hak_frame_t *from) {
+  heap_profile_next(h);
+  heap_enter(h);
+  hak_block_t *b = heap_alloc_single(h, cls, true);
+  heap_leave(h);
+  if (!b) return NULL;
+  b->mark = 0; /* handed out: not free */
+  heap_record_sample(b, size, from);
+  return b;
 }
 
 /* HAKMEM_ACE: a refill of cls carved fresh blocks, or took freed ones.
@@ -561,37 +581,10 @@ static inline __attribute__((always_inline)) void *heap_refill(hak_heap_t *h, si
   return b;
 }
 
-/* A heap that samples (HAKMEM_PROFILE): a sampled block on a run of its
- * own, its call stack recorded, when the countdown reaches it; else the
- * shadow list, or a refill, whose blocks are counted. */
-static __attribute__((noinline)) void *heap_alloc_profiled(hak_heap_t *h, size_t cls) {
-  hak_block_t *b = NULL;
-  if (heap_profile_sample(h, cls)) {
-    heap_enter(h);
-    b = heap_alloc_single(h, cls, true);
-    heap_leave(h);
-    if (b) _hak_profile_record(b, hak_class_size(cls));
-  }
-  if (b) return b;
-  hak_class_slot_t *shadow = &h->shadow[cls];
-  if (shadow->free) {
-    heap_enter(h);
-    b = shadow->free;
-    shadow->free = NULL;
-    h->front.slot[cls].free = hak_next(b);
-  } else {
-    if (!(b = heap_refill(h, cls))) return NULL;
-    heap_enter(h);
-  }
-  heap_profile_charge(h, cls);
-  heap_leave(h);
-  return b;
-}
-
 void _hak_heap_sample_large(void *p, size_t size) {
   hak_heap_t *h = hak_tls_own_heap();
-  if (h && !h->profiled) return; /* made before the profiler started */
-  if (h ? heap_profile_due(h, size) : _hak_profile_due_shared(size)) _hak_profile_record(p, size);
+  if (h ? heap_profile_due(h, size) : _hak_profile_due_shared(size))
+    _hak_profile_record(_hak_large_sample(p), size, NULL);
 }
 
 /* A local free made s empty (used reached 0 on the fast path, or here). */
@@ -615,8 +608,7 @@ static bool heap_holds(const hak_heap_t *h, const hak_slab_t *s) {
  * into s before h took s over carries its old holder's mark). */
 static bool heap_holds_free(hak_heap_t *h, hak_slab_t *s, const hak_block_t *b) {
   if (b->mark == __atomic_load_n(&s->mark, __ATOMIC_RELAXED)) return true;
-  return heap_holds(h, s) &&
-         _hak_slab_block_is_free(s, b, h->front.slot[s->cls].free, h->shadow[s->cls].free);
+  return heap_holds(h, s) && _hak_slab_block_is_free(s, b, h->front.slot[s->cls].free);
 }
 
 bool _hak_block_is_free(hak_slab_t *s, const hak_block_t *b) {
@@ -797,16 +789,15 @@ static inline __attribute__((always_inline)) void heap_miss(hak_heap_t *h, const
 void *_hak_heap_alloc(hak_heap_t *h, size_t cls, const char *who) {
   hak_tick_t t0 = hak_sample_start(&h->counters);
   heap_miss(h, who);
-  void *b = HAK_UNLIKELY(h->profiled) ? heap_alloc_profiled(h, cls) : heap_refill(h, cls);
+  void *b = heap_refill(h, cls);
   if (HAK_UNLIKELY(t0)) _hak_sample_end(hak_lat_kind(cls), t0);
   return b;
 }
 
-void *_hak_heap_alloc_sited(size_t cls, uintptr_t pc, const char *who) {
+void *_hak_heap_alloc_sited(size_t cls, size_t size, uintptr_t pc, const char *who) {
   hak_heap_t *h = hak_tls_own_heap();
   if (!h) return NULL;
-  size_t size = hak_class_size(cls);
-  hak_site_plan_t plan = _hak_site_plan(pc, size);
+  hak_site_plan_t plan = _hak_site_plan(pc, hak_class_size(cls));
   if (!plan.lasting && !plan.sample) return NULL;
   hak_tick_t t0 = hak_sample_start(&h->counters);
   heap_miss(h, who); /* a miss, as the class's list would have had */
@@ -822,7 +813,7 @@ void *_hak_heap_alloc_sited(size_t cls, uintptr_t pc, const char *who) {
   }
   heap_leave(h);
   if (plan.sample) _hak_site_sampled(plan.site, b);
-  if (b && h->profiled && heap_profile_due(h, size)) _hak_profile_record(b, size);
+  if (b && hak_cfg_profile && heap_profile_due(h, size)) heap_record_sample(b, size, NULL);
   if (HAK_UNLIKELY(t0)) _hak_sample_end(hak_lat_kind(cls), t0);
   return b;
 }
@@ -846,28 +837,33 @@ static void heap_count_free(hak_heap_t *h, size_t cls, bool remote) {
 static void heap_free(hak_heap_t *h, hak_slab_t *s, hak_block_t *b) {
   heap_count_free(h, s->cls, s->capacity != 1 && !heap_holds(h, s));
   if (s->capacity == 1) { /* a single-block run (heap_alloc_single) */
-    if (_hak_profile_on) _hak_profile_freed(b);
+    hak_tick_t since = _hak_os_ticks();
+    bool sample = hak_cfg_profile && s->sample.born;
+    if (sample) _hak_profile_freed(&s->sample, since);
     /* A lasting site's run goes back as if empty for the purge delay
      * already: the purge takes it first (it is not about to be reused). */
-    hak_tick_t since = _hak_os_ticks();
     uint16_t site = hak_superslab_of(b)->site[hak_slab_unit(s)];
     if (site) {
       _hak_site_freed(site, b);
       if (_hak_site_lasting(site)) since -= hak_purge_delay();
     }
     s->used = 0;
-    if (!h || s->cls > HAK_CLASS_MID_LAST) {
-      _hak_slab_release_since(s, since);
-      return;
+    if (s->cls <= HAK_CLASS_MID_LAST && (sample || h)) {
+      /* A sampled block's: kept for the next sample, else a spare of the
+       * freeing heap, with no block carved (a second free of the block is
+       * then reported, as not a block). */
+      _hak_slab_format_one(s, s->cls);
+      if (sample && sample_run_put(h, s)) return;
+      if (h) {
+        heap_enter(h);
+        atomic_store_explicit(&s->owner, heap_owner(h), memory_order_relaxed);
+        heap_held_add(h, s);
+        heap_add_spare(h, s);
+        heap_leave(h);
+        return;
+      }
     }
-    /* A sampled block's: a spare of the freeing heap, with no block carved
-     * (a second free of the block is then reported, as not a block). */
-    _hak_slab_format_one(s, s->cls);
-    atomic_store_explicit(&s->owner, heap_owner(h), memory_order_relaxed);
-    heap_enter(h);
-    heap_held_add(h, s);
-    heap_add_spare(h, s);
-    heap_leave(h);
+    _hak_slab_release_since(s, since);
     return;
   }
   if (!h) {
@@ -928,7 +924,6 @@ void _hak_free_slow(void *p, const char *who) {
   if (kind == HAK_CHUNK_LARGE) {
     hak_misuse_t m = _hak_large_problem(p);
     if (m.kind == HAK_MISUSE_NONE) {
-      if (_hak_profile_on) _hak_profile_freed(p);
       _hak_large_free(p);
     } else {
       _hak_report(who, p, m);

@@ -40,9 +40,10 @@ _Static_assert(sizeof(hak_cur_unit_t) == 32, "entry offset = (p >> (HAK_UNIT_SHI
 struct hak_front {
   hak_cur_unit_t cur_unit[HAK_CUR_UNITS]; /* first: its entries are addressed from the heap's start */
   hak_class_slot_t slot[HAK_CLASSES];     /* a slot's address is slot + HAK_SLOT_OFF */
-  hak_slab_t *refill_hint[HAK_CLASSES];   /* partial slab that last had a block freed by this heap */
-  uint32_t key;                           /* owner word of the slabs it holds, or a never-matching key */
-  uint32_t busy;                          /* inside a slow path that changes its slabs (fork child reads) */
+  int64_t profile_left; /* the profile build: bytes to its next sample, less one (INT64_MAX: none; heap.c) */
+  hak_slab_t *refill_hint[HAK_CLASSES]; /* partial slab that last had a block freed by this heap */
+  uint32_t key;                         /* owner word of the slabs it holds, or a never-matching key */
+  uint32_t busy;                        /* inside a slow path that changes its slabs (fork child reads) */
 };
 #define HAK_SLOT_OFF(cls) ((uintptr_t)(cls) * sizeof(hak_class_slot_t))
 _Static_assert(sizeof(hak_class_slot_t) == 16, "Tiny slot offset = (size + 15) & ~15");
@@ -123,23 +124,28 @@ struct hak_batch {
 };
 _Static_assert(sizeof(hak_batch_t) == 512, "a batch is 512 bytes of metadata");
 
+#define HAK_HEAP_SAMPLE_RUNS 4
+
 struct hak_heap {
-  hak_front_t front;                    /* first: the thread-local points here */
-  hak_list_t partial[HAK_CLASSES];      /* held slabs other than the current, oldest first */
-  hak_slab_t *prev[HAK_CLASSES];        /* the last current one, if it keeps the shortcut */
-  hak_list_t spare[HAK_MAX_SLAB_UNITS]; /* empty slabs kept for reuse, by units - 1 */
-  uint8_t pulls[HAK_CLASSES];           /* refills in a row from partial slabs, current kept */
-  uint8_t carve_shift[HAK_CLASSES];     /* HAKMEM_ACE: a class carves 1 << this pages at once */
-  uint8_t carves[HAK_CLASSES];          /* and has carved on this many refills in a row */
-  uint32_t carved_at[HAK_CLASSES];      /* when it last carved (ticks >> HAK_AGE_SHIFT) */
-  uint32_t spare_mask;                  /* bit i: spare[i] is not empty */
-  hak_tick_t spare_at;                  /* when a spare was last added or taken */
-  size_t spare_bytes;                   /* their bytes */
-  size_t held_bytes;                    /* bytes of every slab it holds (0 after teardown) */
-  hak_pool_t pool;                      /* the SuperSlabs it owns (pool.c) */
-  hak_budget_local_t budget;            /* its changes to the totals (budget.c) */
-  hak_counters_t counters;              /* its event counts (counters.c) */
+  hak_front_t front;                            /* first: the thread-local points here */
+  hak_list_t partial[HAK_CLASSES];              /* held slabs other than the current, oldest first */
+  hak_slab_t *prev[HAK_CLASSES];                /* the last current one, if it keeps the shortcut */
+  hak_list_t spare[HAK_MAX_SLAB_UNITS];         /* empty slabs kept for reuse, by units - 1 */
+  uint8_t pulls[HAK_CLASSES];                   /* refills in a row from partial slabs, current kept */
+  uint8_t carve_shift[HAK_CLASSES];             /* HAKMEM_ACE: a class carves 1 << this pages at once */
+  uint8_t carves[HAK_CLASSES];                  /* and has carved on this many refills in a row */
+  uint32_t carved_at[HAK_CLASSES];              /* when it last carved (ticks >> HAK_AGE_SHIFT) */
+  uint32_t spare_mask;                          /* bit i: spare[i] is not empty */
+  hak_tick_t spare_at;                          /* when a spare was last added or taken */
+  size_t spare_bytes;                           /* their bytes */
+  size_t held_bytes;                            /* bytes of every slab it holds (0 after teardown) */
+  hak_slab_t *sample_run[HAK_HEAP_SAMPLE_RUNS]; /* HAKMEM_PROFILE: freed samples' runs it keeps (heap.c) */
+  uint32_t sample_runs;                         /* how many */
+  hak_pool_t pool;                              /* the SuperSlabs it owns (pool.c) */
+  hak_budget_local_t budget;                    /* its changes to the totals (budget.c) */
+  hak_counters_t counters;                      /* its event counts (counters.c) */
   hak_site_local_t sites;               /* its allocation clock's batch, its sample countdown (sites.c) */
+  hak_profile_local_t profile;          /* HAKMEM_PROFILE: whether it is taking a stack (profile.c) */
   hak_quarantine_t quarantine;          /* the secure build's freed blocks held back */
   hak_batch_t *outbox[HAK_OUTBOXES];    /* batches it fills, by destination (heap.c, heap_send) */
   hak_batch_t *stock;                   /* its empty batches */
@@ -149,21 +155,16 @@ struct hak_heap {
   _Atomic(hak_batch_t *) returns;       /* its batches, emptied by their receivers */
   hak_refusal_t refusal;                /* its last refused mapping (os.c) */
   hak_ring_t ring;                      /* the debug build's recent slow-path events */
-  int64_t profile_left;                 /* HAKMEM_PROFILE: bytes it allocates before its next sample */
-  uint64_t profile_rng;                 /* the sampling intervals' random state */
-  uint64_t profile_cut[(HAK_CLASSES + 63) / 64]; /* bit c: c's list ends before a sample (heap.c) */
-  hak_class_slot_t shadow[HAK_CLASSES];          /* blocks the fast free put back, not yet counted (heap.c) */
-  bool profiled;                                 /* it samples: every slot counts its frees (heap.c) */
-  hak_link_t reg;                                /* on the registry's live or spare list (thread.c) */
-  uint32_t id;                                   /* key = id << 2; ids are never reused by another struct */
+  uint64_t profile_rng;                 /* HAKMEM_PROFILE: the sampling intervals' random state */
+  hak_link_t reg;                       /* on the registry's live or spare list (thread.c) */
+  uint32_t id;                          /* key = id << 2; ids are never reused by another struct */
 };
 _Static_assert(offsetof(hak_heap_t, front) == 0, "a front is its heap");
 
-/* The class of a slot the fast free put a block on (a list or, in a heap
- * that samples, a shadow list): for the stats build's count. */
+/* The class of a slot the fast free put a block on: for the stats build's
+ * count. */
 static inline size_t hak_slot_class(const hak_front_t *f, const hak_class_slot_t *slot) {
-  size_t c = (size_t)(slot - f->slot);
-  return c < HAK_CLASSES ? c : (size_t)(slot - ((const hak_heap_t *)f)->shadow);
+  return (size_t)(slot - f->slot);
 }
 
 /* ---- the thread's own parts -----------------------------------------------
@@ -184,6 +185,10 @@ static inline hak_budget_local_t *hak_tls_budget(void) {
 static inline hak_pool_t *hak_tls_pool(void) {
   hak_heap_t *h = hak_tls_own_heap();
   return h ? &h->pool : NULL;
+}
+static inline hak_profile_local_t *hak_tls_profile(void) {
+  hak_heap_t *h = hak_tls_own_heap();
+  return h ? &h->profile : NULL;
 }
 static inline hak_site_local_t *hak_tls_sites(void) {
   hak_heap_t *h = hak_tls_own_heap();
@@ -214,13 +219,24 @@ void _hak_free_local_empty(hak_slab_t *s); /* the fast path's free emptied s */
 /* A block of cls from h, whose list is empty; `who`, the API call, names
  * it in a report of what h finds in the batches it takes in. */
 void *_hak_heap_alloc(hak_heap_t *h, size_t cls, const char *who);
-/* HAKMEM_SITES: a block of pool class cls allocated from return address
- * pc, if its site's plan puts it in a run of its own (the site is lasting,
- * or this is its sample); NULL: the class's list serves it. */
-void *_hak_heap_alloc_sited(size_t cls, uintptr_t pc, const char *who);
+/* HAKMEM_SITES: a block of pool class cls (for a request of `size`
+ * bytes) allocated from return address pc, if its site's plan puts it in
+ * a run of its own (the site is lasting, or this is its sample); NULL: the
+ * class's list serves it. */
+void *_hak_heap_alloc_sited(size_t cls, size_t size, uintptr_t pc, const char *who);
 /* HAKMEM_PROFILE: the calling thread's heap samples from now on (the
  * profiler's start-up, and every heap made after it). */
 void _hak_heap_profile_start(void);
+/* HAKMEM_PROFILE: the runs of freed Tiny and Mid samples, kept for the next
+ * samples of any heap (heap.c); the lock is a leaf (thread.c's fork
+ * handlers take it). */
+extern hak_lock_t _hak_sample_runs_lock;
+void _hak_heap_release_sample_runs(void); /* malloc_trim: they go back */
+/* HAKMEM_PROFILE: the allocation of `size` bytes of class cls that ended
+ * h's sampling interval: a block on a run of its own, its stack recorded
+ * (from the frame `from` on), and the next interval drawn; NULL if no run could be had (the class's
+ * list serves it then). */
+void *_hak_heap_alloc_sample(hak_heap_t *h, size_t cls, size_t size, const hak_frame_t *from);
 /* HAKMEM_PROFILE: a Large block of `size` bytes was just allocated; the
  * calling thread's heap (or, if it has none, the shared countdown) counts
  * it and samples it if due. */
@@ -239,6 +255,13 @@ extern hak_lock_t _hak_global_heap_lock;
 extern const hak_front_t _hak_heap_empty;             /* before the thread's first allocation */
 extern const hak_front_t _hak_heap_dead;              /* after the thread's teardown */
 void *_hak_alloc_refill(size_t cls, const char *who); /* free[cls] was empty (the fast path's slow path) */
+/* The profile build's slow paths: an allocation of `size` bytes of cls
+ * that ended the thread's sampling interval (its list has a block;
+ * thread.c's entry in assembly passes on the frame of the call), and one
+ * whose list is empty, which counts down before it refills. */
+void *_hak_alloc_sample(size_t cls, size_t size, const char *who);
+void *_hak_alloc_sample_at(size_t cls, size_t size, const char *who, const hak_frame_t *from);
+void *_hak_alloc_refill_counted(size_t cls, size_t size, const char *who);
 void _hak_free_unheld(void *p, const char *who); /* a free into a slab this thread's heap does not hold */
 void _hak_init(void);                            /* options, the thread-exit key, fork handlers; re-entrant */
 void _hak_heap_flush_counters(void);             /* the calling thread's counters into the totals */

@@ -3,14 +3,13 @@
  * link must find defined. */
 #include "internal.h"
 
-/* The profiler starts here, not at the first malloc: it may load
- * libunwind, which a malloc from the loader itself could not. */
+/* The profiler starts here, not at the first malloc: a program's first
+ * malloc may come from the loader itself, before the objects whose code
+ * the profiler looks up (dl_iterate_phdr) are all there. */
 __attribute__((constructor)) static void hak_constructor(void) {
   _hak_init();
-  if (hak_opt(HAK_OPT_PROFILE)) {
-    _hak_profile_start();
-    _hak_heap_profile_start();
-  }
+  if (hak_opt(HAK_OPT_PROFILE)) _hak_profile_start();
+  if (_hak_profile_on) _hak_heap_profile_start();
   if (hak_opt(HAK_OPT_CRASH_REPORT)) _hak_crash_install();
   _hak_timeline_start();
 }
@@ -38,7 +37,8 @@ void __malloc_fork_unlock_child(void) {}
 void __malloc_arena_thread_freeres(void) {}
 
 HAK_API const char *hak_version(void) {
-  return hak_cfg_secure  ? HAK_VERSION_TEXT " (secure build)"
-         : hak_cfg_stats ? HAK_VERSION_TEXT " (stats build)"
-                         : HAK_VERSION_TEXT;
+  return hak_cfg_secure    ? HAK_VERSION_TEXT " (secure build)"
+         : hak_cfg_stats   ? HAK_VERSION_TEXT " (stats build)"
+         : hak_cfg_profile ? HAK_VERSION_TEXT " (profile build)"
+                           : HAK_VERSION_TEXT;
 }

@@ -80,6 +80,14 @@ static const bool hak_cfg_secure = HAK_SECURE;
 #define HAK_STATS_BUILD 0
 #endif
 static const bool hak_cfg_stats = HAK_STATS_BUILD;
+/* The profile build (libhakmem-profile): malloc's fast path counts down
+ * the bytes each thread allocates, so that HAKMEM_PROFILE can sample every
+ * allocation alike (one subtraction and one branch each; heap.c). The
+ * other builds do not sample. */
+#ifndef HAK_PROFILE_BUILD
+#define HAK_PROFILE_BUILD 0
+#endif
+static const bool hak_cfg_profile = HAK_PROFILE_BUILD;
 
 #define HAK_API __attribute__((visibility("default")))
 #define HAK_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -192,9 +200,20 @@ typedef struct hak_block {
   uintptr_t mark;
 } hak_block_t;
 
+/* HAKMEM_PROFILE: a recorded sample's record, kept with its block (its
+ * one-block run's descriptor, or its Large header) until its free. */
+typedef struct hak_sample {
+  uint64_t born;      /* the tick it was allocated at; 0: not a recorded sample */
+  uint64_t size : 48; /* the bytes asked */
+  uint64_t site : 16; /* its stack (profile.c) */
+} hak_sample_t;
+
 typedef struct hak_slab hak_slab_t;
 struct hak_slab {
-  hak_link_t link;         /* first: heap's partial or spare list, abandoned list, or remote list */
+  union {
+    hak_link_t link;     /* first: heap's partial or spare list, abandoned list, or remote list */
+    hak_sample_t sample; /* a one-block run's, while its block is out: HAKMEM_PROFILE's record */
+  };
   _Atomic uint32_t owner;  /* holder's key (without HAK_KEY_CHECK); see above */
   uint8_t cls;             /* size class */
   uint8_t units;           /* units spanned; 0: the unit is in no slab */
@@ -671,22 +690,41 @@ void _hak_committed_add(ptrdiff_t bytes);
  * calling thread's own changes, committed and its peak, the room in force. */
 void _hak_budget_figures(size_t *used, size_t *empty, size_t *committed, size_t *peak, size_t *room);
 
+/* ---- unwind.c: the calling thread's call stack, from the DWARF CFI ----- */
+/* A frame as a call leaves it: the return address, the stack pointer
+ * after the return, rbp. */
+typedef struct hak_frame {
+  uintptr_t ip, sp, bp;
+} hak_frame_t;
+bool _hak_unwind_start(void); /* its table; false without memory for it */
+/* Up to max return addresses, the caller's first: from `from` on (its ip
+ * first), or with from NULL from _hak_unwind's caller on; the count. now:
+ * the tick. */
+unsigned _hak_unwind(uintptr_t *pc, unsigned max, hak_tick_t now, const hak_frame_t *from);
+
 /* ---- profile.c: HAKMEM_PROFILE, the sampling heap profiler ------------
- * heap.c counts down the bytes each heap allocates (_hak_profile_interval
- * draws the next interval) and gives each sampled block a run of its own,
- * so that its free takes a slow path, which tells _hak_profile_freed;
- * api.c does the same for Large blocks. Nothing here runs unless
- * _hak_profile_on. */
-extern bool _hak_profile_on;                          /* HAKMEM_PROFILE=1, set at start-up */
-extern hak_lock_t _hak_profile_lock;                  /* the tables (thread.c: the lock order) */
-void _hak_profile_start(void);                        /* at start-up, with the options loaded */
-uint64_t _hak_profile_interval(uint64_t *rng);        /* bytes to the next sample; rng: the heap's state */
-bool _hak_profile_due_shared(size_t bytes);           /* the countdown of threads without a heap */
-void _hak_profile_record(const void *p, size_t size); /* p, sampled, was just allocated: its stack */
-void _hak_profile_freed(const void *p);               /* p (sampled or not) is being freed */
-int _hak_profile_dump(const char *path);              /* 0 or -errno; path NULL: the next numbered file */
-void _hak_profile_exit(void);                         /* at exit: the profile file */
-void _hak_profile_sites_text(hak_buf_t *b);           /* the sites' summary, for the reports */
+ * In the profile build, the fast path counts down the bytes each heap
+ * allocates (_hak_profile_interval draws the next interval); heap.c gives
+ * each sampled block a run of its own, so that its free takes a slow
+ * path, which tells _hak_profile_freed; api.c counts Large blocks. Nothing
+ * here runs unless _hak_profile_on, which only the profile build sets. */
+extern bool _hak_profile_on;       /* HAKMEM_PROFILE=1, set at start-up */
+typedef struct hak_profile_local { /* a heap's part (hak_tls_profile) */
+  bool unwinding;                  /* its thread is taking a stack */
+} hak_profile_local_t;
+static inline hak_profile_local_t *hak_tls_profile(void);
+extern hak_lock_t _hak_profile_lock;           /* the tables (thread.c: the lock order) */
+void _hak_profile_start(void);                 /* at start-up, with the options loaded */
+uint64_t _hak_profile_interval(uint64_t *rng); /* bytes to the next sample; rng: the heap's state */
+bool _hak_profile_due_shared(size_t bytes);    /* the countdown of threads without a heap */
+/* A sampled block of `size` bytes was just allocated: its stack (from
+ * `from` on, if not NULL: the frame of the call into hakmem) and its record
+ * (rec->born stays 0 if it is not recorded). */
+void _hak_profile_record(hak_sample_t *rec, size_t size, const hak_frame_t *from);
+void _hak_profile_freed(const hak_sample_t *rec, hak_tick_t now); /* a block with this record is freed now */
+int _hak_profile_dump(const char *path);    /* 0 or -errno; path NULL: the next numbered file */
+void _hak_profile_exit(void);               /* at exit: the profile file */
+void _hak_profile_sites_text(hak_buf_t *b); /* the sites' summary, for the reports */
 void _hak_profile_sites_json(hak_buf_t *b);
 
 /* ---- sites.c: HAKMEM_SITES, lifetimes learned per allocation site ------
@@ -830,11 +868,9 @@ void _hak_slab_detach(hak_slab_t *s, uint32_t mark); /* mark: its owner word whi
 hak_slab_t *_hak_slab_adopt(size_t cls, uint32_t key);
 bool _hak_slab_free_remote(hak_slab_t *s, hak_block_t *b, uint32_t mine);
 hak_misuse_t _hak_slab_problem(const hak_slab_t *s, const void *p); /* p is not a block of s: why */
-bool _hak_slab_block_is_free(hak_slab_t *s, const hak_block_t *b, const hak_block_t *list,
-                             const hak_block_t *shadow);
+bool _hak_slab_block_is_free(hak_slab_t *s, const hak_block_t *b, const hak_block_t *list);
 void _hak_slab_recount(hak_slab_t *s);
-uint32_t _hak_slab_live(hak_slab_t *s, uint32_t my_key, const hak_block_t *my_list,
-                        const hak_block_t *my_shadow);
+uint32_t _hak_slab_live(hak_slab_t *s, uint32_t my_key, const hak_block_t *my_list);
 void _hak_slab_check(hak_slab_t *s, const hak_block_t *list);
 
 /* ---- large.c: blocks above the pool, own mappings, BigCache ----------- */
@@ -860,6 +896,9 @@ void _hak_large_figures(hak_stats_t *st); /* lock held */
  * stops making Large blocks does not keep its last ones resident. One
  * load when nothing is due. */
 void _hak_large_age(hak_tick_t now);
+/* HAKMEM_PROFILE: the record of p, a live Large block, if it is sampled:
+ * its free (or a realloc) tells the profile. */
+hak_sample_t *_hak_large_sample(void *p);
 /* What HAKMEM_ACE learned, for the reports: the memory kept for refaults
  * and the purge delay (budget.c), and BigCache's budget (large.c). */
 typedef struct hak_learned {

@@ -25,10 +25,11 @@
 #define LARGE_QUARANTINE 64
 
 typedef struct hak_large {
-  uint64_t magic;  /* LARGE_MAGIC while live, 0 once freed */
-  size_t map_size; /* bytes mapped from the header on */
-  size_t offset;   /* block start - header */
-  uint32_t site;   /* HAKMEM_SITES: its allocation site (sites.c), 0: none */
+  uint64_t magic;      /* LARGE_MAGIC while live, 0 once freed */
+  size_t map_size;     /* bytes mapped from the header on */
+  size_t offset;       /* block start - header */
+  uint32_t site;       /* HAKMEM_SITES: its allocation site (sites.c), 0: none */
+  hak_sample_t sample; /* HAKMEM_PROFILE's record of it */
 } hak_large_t;
 
 typedef struct cache_entry {
@@ -531,6 +532,7 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero, uint32_t site) {
   h->map_size = got;
   h->offset = offset;
   h->site = site;
+  h->sample.born = 0;
   hak_chunk_mark(base, HAK_CHUNK_LARGE);
   return base + offset;
 }
@@ -555,12 +557,13 @@ void _hak_large_free(void *p) {
   char *base = (char *)h;
   size_t size = h->map_size, offset = h->offset;
   bool keep = true;
+  hak_tick_t now = _hak_os_ticks();
+  if (h->sample.born) _hak_profile_freed(&h->sample, now);
   if (h->site) {
     _hak_site_freed(h->site, p);
     keep = !_hak_site_lasting(h->site);
   }
   h->magic = 0;
-  hak_tick_t now = _hak_os_ticks();
   if (hak_cfg_secure) _hak_os_discard(base + offset, size - offset);
   char *old = NULL;
   size_t old_size = 0;
@@ -611,6 +614,12 @@ void *_hak_large_realloc(void *p, size_t size) {
   hak_large_t *h = header_of(p);
   char *base = (char *)h;
   if (size > PTRDIFF_MAX) return NULL;
+  if (h->sample.born) {
+    /* The profile takes it as a free and an allocation (api.c); the free
+     * first, before another thread can have the old address. */
+    _hak_profile_freed(&h->sample, _hak_os_ticks());
+    h->sample.born = 0;
+  }
   size_t offset = h->offset, old = h->map_size, need = page_round(offset + size);
   if (need <= old && (old - need < SHRINK_MIN || old - need < old / 4)) return p; /* keeps its tail */
   char *moved = mapping_resize(base, old, need);
@@ -630,6 +639,8 @@ void *_hak_large_realloc(void *p, size_t size) {
   large_unlock();
   return moved + offset;
 }
+
+hak_sample_t *_hak_large_sample(void *p) { return &header_of(p)->sample; }
 
 void _hak_large_age(hak_tick_t now) {
   if (now < atomic_load_explicit(&cache_due, memory_order_relaxed)) return;

@@ -63,7 +63,8 @@
   X(PROFILE_EVERY_MB, "HAKMEM_PROFILE_EVERY_MB", 0, 0, 1048576,                                              \
     "also write a profile each time the memory in use grows this much (MiB; 0: only at exit)")               \
   X(PROFILE_UNWIND, "HAKMEM_PROFILE_UNWIND", 1, 0, 1,                                                        \
-    "take stacks with libunwind (libunwind.so.8) when it loads: 1; with libgcc's unwinder, far slower: 0")
+    "take stacks with hakmem's unwinder, which keeps each return address's rules: 1; with libgcc's, far "    \
+    "slower: 0")
 
 #define HAK_TRACE_OOM 1 /* HAKMEM_TRACE bit: failed allocations */
 #define HAK_OPTION_WORDS(X) X(TRACE, "oom", HAK_TRACE_OOM)

@@ -7,18 +7,17 @@
  * and pprof read it) at exit, on hak_profile_dump and every
  * HAKMEM_PROFILE_EVERY_MB of growth.
  *
- * Stacks come from a DWARF unwinder (Debian's programs have no frame
- * pointers): libunwind's unw_backtrace, loaded at start-up with dlopen when
- * it is installed (libunwind8), with its per-thread cache of each return
- * address's frame layout (about 0.2 us for 13 frames here), else libgcc's
- * _Unwind_Backtrace, which interprets every frame's unwind table each time
- * (about 50 us). Neither allocates, but libunwind's first use in a thread
- * makes the loader allocate its thread-local storage: an allocation made
- * while its thread takes a stack is not recorded (`unwinding`). No hakmem
- * lock is held while they run. The frames in
- * hakmem's own shared object are left out. Memory: two fixed tables from
- * meta.c, taken at start-up when the option is on; a sample that finds one
- * full is counted as dropped. */
+ * Stacks come from unwind.c, which reads each return address's DWARF
+ * call frame information once and keeps it for every thread (Debian's
+ * programs have no frame pointers), or with HAKMEM_PROFILE_UNWIND=0 from
+ * libgcc's _Unwind_Backtrace, which interprets every frame's unwind table
+ * each time (about 50 us a stack). Neither allocates in glibc's programs;
+ * an allocation made while its thread takes a stack (an unwinder of
+ * another libgcc, or one that reads frames registered at run time) is not
+ * recorded (`unwinding`). No profile lock is held while they run. The
+ * frames in hakmem's own shared object are left out. Memory: two fixed
+ * tables from meta.c, taken at start-up when the option is on; a sample
+ * that finds one full is counted as dropped. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
@@ -29,43 +28,37 @@
 
 #define DEPTH 32        /* frames kept of a stack */
 #define SITES 4096      /* distinct stacks kept (a power of two) */
-#define LIVE (1u << 16) /* live samples kept (a power of two) */
 #define LIFE_BUCKETS 40 /* lifetimes: bucket k holds [2^k, 2^(k+1)) us; 0 holds [0, 2) */
 #define SITE_NONE UINT32_MAX
+_Static_assert(SITES <= 1u << 16, "a sample's record holds its site in 16 bits");
 
+/* A stack's entry. Found without a lock (made under the profile lock, its
+ * hash written last); its counts are atomic, so that samples of several
+ * threads take no lock (the dumps read them as they are). */
 typedef struct site {
-  uint64_t hash; /* of the frames; 0: an unused entry */
+  _Atomic uint64_t hash; /* of the frames; 0: an unused entry */
   uint32_t depth;
-  uint64_t alloc_objs, alloc_bytes; /* samples taken here, and their bytes */
-  uint64_t live_objs, live_bytes;   /* of those, not freed */
-  uint32_t life[LIFE_BUCKETS];      /* freed samples by lifetime */
-  uintptr_t pc[DEPTH];              /* return addresses, the allocation's caller first */
+  _Atomic uint64_t alloc_objs, alloc_bytes; /* samples taken here, and their bytes */
+  _Atomic uint64_t freed_objs, freed_bytes; /* of those, freed */
+  _Atomic uint32_t life[LIFE_BUCKETS];      /* freed samples by lifetime */
+  uintptr_t pc[DEPTH];                      /* return addresses, the allocation's caller first */
 } site_t;
-
-typedef struct sample {
-  uintptr_t addr; /* 0: an unused entry */
-  uint64_t size;
-  uint64_t weight; /* the bytes it stands for (estimate) */
-  uint32_t site;
-  hak_tick_t born;
-} sample_t;
 
 bool _hak_profile_on;
 hak_lock_t _hak_profile_lock = HAK_LOCK_INIT;
-static site_t *sites;               /* profile lock */
-static sample_t *live;              /* profile lock: open addressing by address */
-static uint32_t sites_used;         /* profile lock */
-static uint64_t dropped;            /* profile lock: samples neither table had room for */
-static uint64_t live_estimate;      /* profile lock: the live bytes the live samples stand for */
-static _Atomic uint32_t live_count; /* samples in `live` (read without the lock) */
-static uint64_t rate;               /* HAKMEM_PROFILE_RATE */
-static int start_pid;               /* the process that started profiling */
-static uint32_t dumps;              /* profile lock: numbered dumps written */
-static uint64_t next_dump_at;       /* profile lock: live_estimate due for the next growth dump */
-static uint64_t shared_rng;         /* profile lock: the countdown of threads without a heap */
+static site_t *sites;                  /* made under the profile lock */
+static uint32_t sites_used;            /* profile lock */
+static _Atomic uint64_t dropped;       /* samples the sites table had no room for */
+static _Atomic uint64_t live_estimate; /* the live bytes the live samples stand for (growth dumps) */
+static uint64_t rate;                  /* HAKMEM_PROFILE_RATE */
+static int start_pid;                  /* the process that started profiling */
+static uint32_t dumps;                 /* profile lock: numbered dumps written */
+static uint64_t growth_step;           /* HAKMEM_PROFILE_EVERY_MB in bytes (0: no growth dumps) */
+static _Atomic uint64_t next_dump_at;  /* live_estimate due for the next growth dump */
+static uint64_t shared_rng;            /* profile lock: the countdown of threads without a heap */
 static int64_t shared_left;
-static uintptr_t own_lo, own_hi;                    /* hakmem's code, when it is a shared object of its own */
-static int (*unw_backtrace_fn)(void **pc, int max); /* libunwind's, if loaded */
+static uintptr_t own_lo, own_hi; /* hakmem's code, when it is a shared object of its own */
+static bool own_unwinder;        /* unwind.c's walk (HAKMEM_PROFILE_UNWIND=1), else libgcc's */
 
 /* ---- the sampling interval ------------------------------------------- */
 /* ln(u) for u in (0, 1], without libm: u = m 2^e with m in [1, 2), and
@@ -140,54 +133,51 @@ static _Unwind_Reason_Code walk_frame(struct _Unwind_Context *ctx, void *arg) {
   return w->n == DEPTH ? _URC_END_OF_STACK : _URC_NO_REASON;
 }
 
-/* The threads taking a stack now. An unwinder may allocate (libunwind's
- * first use in a thread reaches its thread-local storage, which the
- * loader allocates): such an allocation, sampled, is not recorded, or
- * taking its stack would recurse without end. */
+/* The threads taking a stack now. An unwinder may allocate (libgcc's,
+ * for frames a program registered at run time): such an allocation,
+ * sampled, is not recorded, or taking its stack would recurse without
+ * end. */
 #define UNWINDING 64
 static _Atomic uintptr_t unwinding[UNWINDING];
 
-/* Marks the calling thread (named by the address of its thread-local, no
- * system call) as taking a stack: its slot, or -1 if it is taking one
- * already (or 64 threads are). */
-static int unwinding_enter(uintptr_t tid) {
-  for (int i = 0; i < UNWINDING; i++)
-    if (atomic_load_explicit(&unwinding[i], memory_order_relaxed) == tid) return -1;
-  for (int i = 0; i < UNWINDING; i++) {
-    uintptr_t none = 0;
-    if (atomic_compare_exchange_strong_explicit(&unwinding[i], &none, tid, memory_order_relaxed,
-                                                memory_order_relaxed))
-      return i;
+/* Marks the calling thread as taking a stack: false if it is taking one
+ * already. A thread with a heap marks it there; one without (its Large
+ * blocks) takes one of UNWINDING slots, named by the address of its
+ * thread-local (no system call), in *slot (false if it holds one already,
+ * or 64 threads do). */
+static bool unwinding_enter(hak_profile_local_t *me, int *slot) {
+  if (me) {
+    if (me->unwinding) return false;
+    return me->unwinding = true;
   }
-  return -1;
+  uintptr_t tid = (uintptr_t)&hak_tls_heap;
+  for (int i = 0; i < UNWINDING; i++)
+    if (atomic_load_explicit(&unwinding[i], memory_order_relaxed) == tid) return false;
+  for (*slot = 0; *slot < UNWINDING; ++*slot) {
+    uintptr_t none = 0;
+    if (atomic_compare_exchange_strong_explicit(&unwinding[*slot], &none, tid, memory_order_relaxed,
+                                                memory_order_relaxed))
+      return true;
+  }
+  return false;
+}
+
+static void unwinding_leave(hak_profile_local_t *me, int slot) {
+  if (me) me->unwinding = false;
+  else atomic_store_explicit(&unwinding[slot], 0, memory_order_relaxed);
 }
 
 /* A stack into w, hakmem's own frames left out (they come first). */
-static void take_stack(walk_t *w) {
+static void take_stack(walk_t *w, hak_tick_t now, const hak_frame_t *from) {
   w->n = 0;
-  if (!unw_backtrace_fn) {
+  if (!own_unwinder) {
     _Unwind_Backtrace(walk_frame, w);
     return;
   }
-  void *pc[DEPTH + 8];
-  int n = unw_backtrace_fn(pc, DEPTH + 8), i = 0;
-  while (i < n && (uintptr_t)pc[i] - own_lo < own_hi - own_lo) i++;
-  for (; i < n && w->n < DEPTH; i++) w->pc[w->n++] = (uintptr_t)pc[i];
-}
-
-/* libunwind's unw_backtrace, with a cache per thread, if it loads. dlopen
- * is looked up, not linked: a static program would get the loader's
- * warning for it (there dlsym finds none, and libgcc's unwinder serves). */
-static void load_libunwind(void) {
-  void *(*open)(const char *, int) = (void *(*)(const char *, int))dlsym(RTLD_DEFAULT, "dlopen");
-  void *lib = open && hak_opt(HAK_OPT_PROFILE_UNWIND) ? open("libunwind.so.8", RTLD_NOW | RTLD_LOCAL) : NULL;
-  if (!lib) return;
-  int (*backtrace)(void **, int) = (int (*)(void **, int))dlsym(lib, "unw_backtrace");
-  int (*policy)(void *, int) = (int (*)(void *, int))dlsym(lib, "_ULx86_64_set_caching_policy");
-  void **space = dlsym(lib, "_ULx86_64_local_addr_space");
-  enum { UNW_CACHE_PER_THREAD = 2 }; /* libunwind.h's unw_caching_policy_t */
-  if (!backtrace || !policy || !space || policy(*space, UNW_CACHE_PER_THREAD) != 0) return;
-  unw_backtrace_fn = backtrace;
+  uintptr_t pc[DEPTH + 8];
+  unsigned n = _hak_unwind(pc, DEPTH + 8, now, from), i = 0;
+  while (i < n && pc[i] - own_lo < own_hi - own_lo) i++;
+  for (; i < n && w->n < DEPTH; i++) w->pc[w->n++] = pc[i];
 }
 
 /* The executable segment holding this file's code, if it is not the
@@ -214,49 +204,41 @@ static uint64_t hash_pcs(const uintptr_t *pc, uint32_t n) {
   return h | 1;
 }
 
-/* The site of w's stack, made if new; SITE_NONE if the table is full
- * (profile lock). */
-static uint32_t site_of(const walk_t *w) {
-  uint64_t h = hash_pcs(w->pc, w->n);
+/* The site of w's stack, from `from` on (linear probing): its entry, or
+ * the empty one where it would go (*found false); SITE_NONE if the probe
+ * went round. */
+static uint32_t site_probe(const walk_t *w, uint64_t h, bool *found) {
   for (uint32_t i = (uint32_t)h & (SITES - 1), k = 0; k < SITES; k++, i = (i + 1) & (SITES - 1)) {
     site_t *s = &sites[i];
-    if (!s->hash) {
-      if (sites_used >= SITES - SITES / 8) return SITE_NONE; /* probes stay short */
-      sites_used++;
-      s->hash = h;
-      s->depth = w->n;
-      memcpy(s->pc, w->pc, w->n * sizeof w->pc[0]);
-      return i;
-    }
-    if (s->hash == h && s->depth == w->n && !memcmp(s->pc, w->pc, w->n * sizeof w->pc[0])) return i;
+    uint64_t at = atomic_load_explicit(&s->hash, memory_order_acquire);
+    *found = at == h && s->depth == w->n && !memcmp(s->pc, w->pc, w->n * sizeof w->pc[0]);
+    if (*found || !at) return i;
   }
   return SITE_NONE;
 }
 
-/* ---- live samples: linear probing, deletion by backward shift -------- */
-static uint32_t slot_of(uintptr_t a) {
-  return (uint32_t)(((a >> 4) * 0x9e3779b97f4a7c15ull) >> 48) & (LIVE - 1);
-}
-
-static sample_t *live_find(uintptr_t a) {
-  for (uint32_t i = slot_of(a);; i = (i + 1) & (LIVE - 1)) {
-    if (live[i].addr == a) return &live[i];
-    if (!live[i].addr) return NULL;
-  }
-}
-
-static void live_remove(sample_t *e) {
-  uint32_t i = (uint32_t)(e - live);
-  for (uint32_t j = (i + 1) & (LIVE - 1); live[j].addr; j = (j + 1) & (LIVE - 1)) {
-    uint32_t home = slot_of(live[j].addr);
-    /* j's entry may fill the hole at i unless its home lies in (i, j] */
-    if (((j - home) & (LIVE - 1)) >= ((j - i) & (LIVE - 1))) {
-      live[i] = live[j];
-      i = j;
+/* The site of w's stack, made if new (under the profile lock); SITE_NONE
+ * if the table is full. */
+static uint32_t site_of(const walk_t *w) {
+  uint64_t h = hash_pcs(w->pc, w->n);
+  bool found;
+  uint32_t i = site_probe(w, h, &found);
+  if (found) return i;
+  _hak_lock(&_hak_profile_lock);
+  i = site_probe(w, h, &found); /* another thread may have made it */
+  if (!found && i != SITE_NONE) {
+    if (sites_used >= SITES - SITES / 8) { /* probes stay short */
+      i = SITE_NONE;
+    } else {
+      sites_used++;
+      site_t *s = &sites[i];
+      s->depth = w->n;
+      memcpy(s->pc, w->pc, w->n * sizeof w->pc[0]);
+      atomic_store_explicit(&s->hash, h, memory_order_release);
     }
   }
-  live[i].addr = 0;
-  atomic_fetch_sub_explicit(&live_count, 1, memory_order_relaxed);
+  _hak_unlock(&_hak_profile_lock);
+  return i;
 }
 
 /* ---- the profile file ------------------------------------------------- */
@@ -298,6 +280,18 @@ static void put_counts(hak_buf_t *b, uint64_t lo, uint64_t lb, uint64_t ao, uint
   _hak_buf_str(b, "]");
 }
 
+/* s's counts as the profile gives them: live objects and bytes, allocated
+ * objects and bytes (the freed ones read first: never more than those
+ * allocated). */
+static void site_counts(const site_t *s, uint64_t c[4]) {
+  uint64_t fo = atomic_load_explicit(&s->freed_objs, memory_order_acquire);
+  uint64_t fb = atomic_load_explicit(&s->freed_bytes, memory_order_acquire);
+  c[2] = atomic_load_explicit(&s->alloc_objs, memory_order_relaxed);
+  c[3] = atomic_load_explicit(&s->alloc_bytes, memory_order_relaxed);
+  c[0] = c[2] > fo ? c[2] - fo : 0;
+  c[1] = c[3] > fb ? c[3] - fb : 0;
+}
+
 /* The profile to fd: a header with the totals and the sampling rate, a
  * line per stack (live objects: bytes [allocated objects: bytes] @ return
  * addresses; the first less one, as pprof takes the first as the
@@ -306,12 +300,10 @@ static void put_counts(hak_buf_t *b, uint64_t lo, uint64_t lb, uint64_t ao, uint
 static void write_profile(int fd) {
   hak_buf_t b = {.fd = fd};
   _hak_lock(&_hak_profile_lock);
-  uint64_t t[4] = {0, 0, 0, 0};
+  uint64_t t[4] = {0, 0, 0, 0}, c[4];
   for (uint32_t i = 0; i < SITES; i++) {
-    t[0] += sites[i].live_objs;
-    t[1] += sites[i].live_bytes;
-    t[2] += sites[i].alloc_objs;
-    t[3] += sites[i].alloc_bytes;
+    site_counts(&sites[i], c);
+    for (int k = 0; k < 4; k++) t[k] += c[k];
   }
   _hak_buf_str(&b, "heap profile: ");
   put_counts(&b, t[0], t[1], t[2], t[3]);
@@ -320,8 +312,9 @@ static void write_profile(int fd) {
   _hak_buf_str(&b, "\n");
   for (uint32_t i = 0; i < SITES; i++) {
     const site_t *s = &sites[i];
-    if (!s->alloc_objs) continue;
-    put_counts(&b, s->live_objs, s->live_bytes, s->alloc_objs, s->alloc_bytes);
+    site_counts(s, c);
+    if (!c[2]) continue;
+    put_counts(&b, c[0], c[1], c[2], c[3]);
     _hak_buf_str(&b, " @");
     for (uint32_t k = 0; k < s->depth; k++) {
       _hak_buf_str(&b, " ");
@@ -360,10 +353,17 @@ static int dump_numbered(void) {
 
 /* ---- the interface ---------------------------------------------------- */
 void _hak_profile_start(void) {
+  if (!hak_cfg_profile) {
+    hak_buf_t b = {.fd = 2};
+    _hak_buf_str(&b,
+                 "hakmem: HAKMEM_PROFILE: only libhakmem-profile.so samples (hakmem run --profile FILE "
+                 "preloads it); not profiling\n");
+    _hak_buf_flush(&b);
+    return;
+  }
   rate = (uint64_t)hak_opt(HAK_OPT_PROFILE_RATE);
   sites = _hak_meta_alloc(SITES * sizeof *sites);
-  live = _hak_meta_alloc(LIVE * sizeof *live);
-  if (!sites || !live) {
+  if (!sites) {
     hak_buf_t b = {.fd = 2};
     _hak_buf_str(&b, "hakmem: HAKMEM_PROFILE: no memory for the profile's tables; not profiling\n");
     _hak_buf_flush(&b);
@@ -371,72 +371,55 @@ void _hak_profile_start(void) {
   }
   start_pid = _hak_os_getpid();
   shared_left = (int64_t)_hak_profile_interval(&shared_rng);
-  next_dump_at = (uint64_t)hak_opt(HAK_OPT_PROFILE_EVERY_MB) << 20;
+  growth_step = (uint64_t)hak_opt(HAK_OPT_PROFILE_EVERY_MB) << 20;
+  atomic_store_explicit(&next_dump_at, growth_step, memory_order_relaxed);
   dl_iterate_phdr(find_own, (void *)(uintptr_t)&_hak_profile_start);
-  load_libunwind();
+  own_unwinder = hak_opt(HAK_OPT_PROFILE_UNWIND) && _hak_unwind_start();
   _hak_profile_on = true;
 }
 
-/* The memory in use, as the live samples estimate it, has grown
- * HAKMEM_PROFILE_EVERY_MB since the last growth dump (profile lock):
- * whether one more is due. */
-static bool growth_due(void) {
-  uint64_t step = (uint64_t)hak_opt(HAK_OPT_PROFILE_EVERY_MB) << 20;
-  if (!step || live_estimate < next_dump_at) return false;
-  next_dump_at = live_estimate + step;
-  return true;
+/* The live samples' estimate of the memory in use changed by `delta`
+ * (growth dumps only): whether it has grown HAKMEM_PROFILE_EVERY_MB since
+ * the last growth dump (one thread finds so). */
+static bool growth_due(int64_t delta) {
+  uint64_t now =
+      atomic_fetch_add_explicit(&live_estimate, (uint64_t)delta, memory_order_relaxed) + (uint64_t)delta;
+  uint64_t due = atomic_load_explicit(&next_dump_at, memory_order_relaxed);
+  return delta > 0 && now >= due &&
+         atomic_compare_exchange_strong_explicit(&next_dump_at, &due, now + growth_step, memory_order_relaxed,
+                                                 memory_order_relaxed);
 }
 
-void _hak_profile_record(const void *p, size_t size) {
+void _hak_profile_record(hak_sample_t *rec, size_t size, const hak_frame_t *from) {
   walk_t w;
-  int me = unwinding_enter((uintptr_t)&hak_tls_heap);
-  if (me < 0) return;
-  take_stack(&w);
-  atomic_store_explicit(&unwinding[me], 0, memory_order_relaxed);
+  rec->born = 0;
+  hak_profile_local_t *me = hak_tls_profile();
+  int slot = -1;
+  if (!unwinding_enter(me, &slot)) return;
   hak_tick_t now = _hak_os_ticks();
-  uint64_t weight = weight_of(size, 1);
-  _hak_lock(&_hak_profile_lock);
+  take_stack(&w, now, from);
+  unwinding_leave(me, slot);
   uint32_t i = site_of(&w);
   if (i == SITE_NONE) {
-    dropped++;
-  } else {
-    site_t *s = &sites[i];
-    s->alloc_objs++;
-    s->alloc_bytes += size;
-    if (atomic_load_explicit(&live_count, memory_order_relaxed) >= LIVE - LIVE / 8) {
-      dropped++;
-    } else {
-      HAK_DEBUG_ASSERT(!live_find((uintptr_t)p)); /* its free was seen */
-      uint32_t k = slot_of((uintptr_t)p);
-      while (live[k].addr) k = (k + 1) & (LIVE - 1);
-      live[k] = (sample_t){.addr = (uintptr_t)p, .size = size, .weight = weight, .site = i, .born = now};
-      atomic_fetch_add_explicit(&live_count, 1, memory_order_relaxed);
-      s->live_objs++;
-      s->live_bytes += size;
-      live_estimate += weight;
-    }
+    atomic_fetch_add_explicit(&dropped, 1, memory_order_relaxed);
+    return;
   }
-  bool dump = growth_due();
-  _hak_unlock(&_hak_profile_lock);
-  if (dump) dump_numbered();
+  site_t *s = &sites[i];
+  atomic_fetch_add_explicit(&s->alloc_objs, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&s->alloc_bytes, size, memory_order_relaxed);
+  *rec = (hak_sample_t){.born = now, .size = size, .site = i};
+  if (growth_step && growth_due((int64_t)weight_of(size, 1))) dump_numbered();
 }
 
-void _hak_profile_freed(const void *p) {
-  if (!atomic_load_explicit(&live_count, memory_order_relaxed)) return;
-  hak_tick_t now = _hak_os_ticks();
-  _hak_lock(&_hak_profile_lock);
-  sample_t *e = live_find((uintptr_t)p);
-  if (e) {
-    site_t *s = &sites[e->site];
-    s->live_objs--;
-    s->live_bytes -= e->size;
-    live_estimate -= e->weight;
-    uint64_t us = (now - e->born) * 1000 / _hak_os_ms_ticks(1);
-    unsigned k = us < 2 ? 0 : 63u - (unsigned)__builtin_clzll(us);
-    s->life[k < LIFE_BUCKETS ? k : LIFE_BUCKETS - 1]++;
-    live_remove(e);
-  }
-  _hak_unlock(&_hak_profile_lock);
+void _hak_profile_freed(const hak_sample_t *rec, hak_tick_t now) {
+  if (!rec->born) return;
+  site_t *s = &sites[rec->site];
+  atomic_fetch_add_explicit(&s->freed_bytes, rec->size, memory_order_relaxed);
+  atomic_fetch_add_explicit(&s->freed_objs, 1, memory_order_release);
+  uint64_t us = (now - rec->born) * 1000 / _hak_os_ms_ticks(1);
+  unsigned k = us < 2 ? 0 : 63u - (unsigned)__builtin_clzll(us);
+  atomic_fetch_add_explicit(&s->life[k < LIFE_BUCKETS ? k : LIFE_BUCKETS - 1], 1, memory_order_relaxed);
+  if (growth_step) growth_due(-(int64_t)weight_of(rec->size, 1));
 }
 
 int _hak_profile_dump(const char *path) {
@@ -530,19 +513,21 @@ void _hak_profile_sites_text(hak_buf_t *b) {
   _hak_buf_str(b, " on average): ");
   _hak_buf_dec(b, sites_used);
   _hak_buf_str(b, " stacks (");
-  _hak_buf_str(b, unw_backtrace_fn ? "libunwind" : "libgcc's unwinder");
+  _hak_buf_str(b, own_unwinder ? "hakmem's unwinder" : "libgcc's unwinder");
   _hak_buf_str(b, "), ");
   _hak_buf_dec(b, dropped);
   _hak_buf_str(b, " samples dropped; the top ones by bytes allocated\n");
   _hak_buf_str(b, "  allocated   samples   live  lifetime p50    p90  caller\n");
   for (unsigned k = 0; k < n; k++) {
     const site_t *s = &sites[top[k]];
+    uint64_t c[4];
+    site_counts(s, c);
     _hak_buf_pad(b, 2);
-    _hak_buf_bytes(b, weight_of(s->alloc_bytes, s->alloc_objs));
+    _hak_buf_bytes(b, weight_of(c[3], c[2]));
     _hak_buf_pad(b, 13);
-    _hak_buf_dec(b, s->alloc_objs);
+    _hak_buf_dec(b, c[2]);
     _hak_buf_pad(b, 23);
-    _hak_buf_dec(b, s->live_objs * 100 / s->alloc_objs);
+    _hak_buf_dec(b, c[0] * 100 / c[2]);
     _hak_buf_str(b, "%");
     uint64_t p50 = life_upto(s, 500), p90 = life_upto(s, 900);
     _hak_buf_pad(b, 30);
@@ -575,7 +560,7 @@ void _hak_profile_sites_json(hak_buf_t *b) {
   _hak_buf_str(b, ",\"rate\":");
   _hak_buf_dec(b, rate);
   _hak_buf_str(b, ",\"unwinder\":\"");
-  _hak_buf_str(b, unw_backtrace_fn ? "libunwind" : "libgcc");
+  _hak_buf_str(b, own_unwinder ? "hakmem" : "libgcc");
   _hak_buf_str(b, "\",\"stacks\":");
   _hak_buf_dec(b, sites_used);
   _hak_buf_str(b, ",\"dropped\":");
@@ -583,14 +568,16 @@ void _hak_profile_sites_json(hak_buf_t *b) {
   _hak_buf_str(b, ",\"sites\":[");
   for (unsigned k = 0; k < n; k++) {
     const site_t *s = &sites[top[k]];
+    uint64_t c[4];
+    site_counts(s, c);
     _hak_buf_str(b, k ? ",{\"caller\":\"" : "{\"caller\":\"");
     _hak_buf_hex(b, s->depth ? s->pc[0] : 0);
     _hak_buf_str(b, "\",\"allocated_bytes\":");
-    _hak_buf_dec(b, weight_of(s->alloc_bytes, s->alloc_objs));
+    _hak_buf_dec(b, weight_of(c[3], c[2]));
     _hak_buf_str(b, ",\"samples\":");
-    _hak_buf_dec(b, s->alloc_objs);
+    _hak_buf_dec(b, c[2]);
     _hak_buf_str(b, ",\"live_samples\":");
-    _hak_buf_dec(b, s->live_objs);
+    _hak_buf_dec(b, c[0]);
     _hak_buf_str(b, ",\"life_p50_us\":");
     _hak_buf_dec(b, life_upto(s, 500));
     _hak_buf_str(b, ",\"life_p90_us\":");

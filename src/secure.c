@@ -316,7 +316,6 @@ void _hak_secure_free(void *p, size_t given, bool sized, int form, const char *w
   }
   *(uint64_t *)p = asked ^ key;
   b->mark = quarantine_mark();
-  if (_hak_profile_on) _hak_profile_freed(p); /* freed, as the program sees it */
   hak_quarantine_put(&h->quarantine, b, room);
   size_t r;
   for (hak_block_t *e; (e = hak_quarantine_take(&h->quarantine, budget, &r)) != NULL;) {

@@ -294,14 +294,13 @@ static bool on_list(const hak_block_t *l, const hak_block_t *b) {
 }
 
 /* Whether b is already free (checking mode and debug build), for a slab
- * the caller's heap holds, whose lists of s's class are `list` and
- * `shadow`: only the holder may walk its lists (the nodes of thread_free
- * below a loaded head change only when the holder collects them). */
-bool _hak_slab_block_is_free(hak_slab_t *s, const hak_block_t *b, const hak_block_t *list,
-                             const hak_block_t *shadow) {
+ * the caller's heap holds, whose list of s's class is `list`: only the
+ * holder may walk its lists (the nodes of thread_free below a loaded head
+ * change only when the holder collects them). */
+bool _hak_slab_block_is_free(hak_slab_t *s, const hak_block_t *b, const hak_block_t *list) {
   const hak_block_t *tf =
       (const hak_block_t *)(atomic_load_explicit(&s->thread_free, memory_order_acquire) & ~HAK_DETACHED);
-  return on_list(tf, b) || on_list(s->local_free, b) || on_list(list, b) || on_list(shadow, b);
+  return on_list(tf, b) || on_list(s->local_free, b) || on_list(list, b);
 }
 
 static uint32_t count(const hak_block_t *l) {
@@ -336,17 +335,16 @@ void _hak_slab_return_blocks(hak_block_t *list) {
 }
 
 /* Blocks of s with the program. Exact for slabs held by the heap whose key
- * is my_key (the calling thread's) and whose lists of s's class are
- * my_list and my_shadow; for the others, blocks on their holder's lists and
- * on thread_free count too, since only the holder may walk those. */
-uint32_t _hak_slab_live(hak_slab_t *s, uint32_t my_key, const hak_block_t *my_list,
-                        const hak_block_t *my_shadow) {
+ * is my_key (the calling thread's) and whose list of s's class is my_list;
+ * for the others, blocks on their holder's fast-path list and on
+ * thread_free count too, since only the holder may walk those. */
+uint32_t _hak_slab_live(hak_slab_t *s, uint32_t my_key, const hak_block_t *my_list) {
   uint32_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED); /* a statistic */
   uint32_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
   if (!owner || (owner & ~3u) != (my_key & ~3u)) return used;
   uint32_t idle = count(
       (const hak_block_t *)(atomic_load_explicit(&s->thread_free, memory_order_acquire) & ~HAK_DETACHED));
-  return used - idle - count_in(s, my_list) - count_in(s, my_shadow);
+  return used - idle - count_in(s, my_list);
 }
 
 static uint32_t list_length(const hak_slab_t *s, const hak_block_t *l) {

@@ -52,7 +52,6 @@ typedef struct snapshot {
  * not purged are empty too. */
 static void walk_slabs(snapshot_t *s, bool classes) {
   hak_front_t *me = hak_tls_heap;
-  hak_heap_t *mine = hak_tls_own_heap(); /* its shadow lists, if it has a heap */
   for (hak_reservation_t *r = _hak_reservation_next(NULL); r; r = _hak_reservation_next(r)) {
     for (uint32_t i = 0; i < r->carved; i++) {
       hak_superslab_t *ss = (hak_superslab_t *)(r->base + (size_t)i * HAK_SS_SIZE);
@@ -66,8 +65,7 @@ static void walk_slabs(snapshot_t *s, bool classes) {
           s->st.empty += hak_slab_bytes(sl);
           continue;
         }
-        uint32_t blocks =
-            _hak_slab_live(sl, me->key, me->slot[sl->cls].free, mine ? mine->shadow[sl->cls].free : NULL);
+        uint32_t blocks = _hak_slab_live(sl, me->key, me->slot[sl->cls].free);
         size_t bytes = (size_t)blocks * sl->block_size;
         s->st.in_use += bytes;
         s->st.slab_free += hak_slab_bytes(sl) - bytes;

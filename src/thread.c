@@ -10,8 +10,8 @@
  * default options.
  *
  * Lock order, which fork's prepare handler follows:
- *   heap registry → global heap → abandoned lists (by class) → SuperSlabs
- *   → Large → profile → metadata. */
+ *   heap registry → global heap → abandoned lists (by class) → sample runs
+ *   (a leaf) → SuperSlabs → Large → profile → metadata. */
 #include <pthread.h>
 
 #include "internal.h"
@@ -58,6 +58,7 @@ static hak_heap_t *heap_create(void) {
   memset(h->carve_shift, 0, sizeof h->carve_shift); /* HAKMEM_ACE learns each thread's own */
   _hak_budget_start(&h->budget);
   h->front.key = (h->id << 2) | (hak_opt(HAK_OPT_CHECK) ? HAK_KEY_CHECK : 0);
+  h->front.profile_left = INT64_MAX; /* no sample */
   hak_tls_heap = &h->front;
   if (_hak_profile_on) _hak_heap_profile_start();
   /* May allocate: the heap is already set. */
@@ -92,6 +93,51 @@ void *_hak_alloc_refill(size_t cls, const char *who) {
   if (!b) return _hak_fail((hak_ask_t){.who = who, .size = hak_class_size(cls), .block = true}, HAK_FAIL_MAP);
   b->mark = 0; /* handed out: not free */
   return b;
+}
+
+/* The profile build's sample: a block of a run of its own, or if none
+ * could be had, the list's (or a refill's) as any other. Its entry,
+ * _hak_alloc_sample, passes on the frame of the call (its return address,
+ * the stack pointer after the return, rbp, as they are at the entry), so
+ * that the stack walk starts there, not in hakmem's own frames: a fifth of
+ * a sample's instructions. Called, or jumped to by a caller that left no
+ * frame (malloc's fast path); either way the walk from there is sound. */
+__asm__(
+    ".text\n"
+    ".globl _hak_alloc_sample\n"
+    ".hidden _hak_alloc_sample\n"
+    ".type _hak_alloc_sample, @function\n"
+    "_hak_alloc_sample:\n"
+    "  .cfi_startproc\n"
+    "  sub $24, %rsp\n" /* a hak_frame_t; rsp 16-byte aligned for the call */
+    "  .cfi_adjust_cfa_offset 24\n"
+    "  mov 24(%rsp), %rax\n"
+    "  mov %rax, 0(%rsp)\n" /* ip */
+    "  lea 32(%rsp), %rax\n"
+    "  mov %rax, 8(%rsp)\n"  /* sp */
+    "  mov %rbp, 16(%rsp)\n" /* bp */
+    "  mov %rsp, %rcx\n"
+    "  call _hak_alloc_sample_at\n"
+    "  add $24, %rsp\n"
+    "  .cfi_adjust_cfa_offset -24\n"
+    "  ret\n"
+    "  .cfi_endproc\n"
+    ".size _hak_alloc_sample, .-_hak_alloc_sample\n");
+
+void *_hak_alloc_sample_at(size_t cls, size_t size, const char *who, const hak_frame_t *from) {
+  void *b = _hak_heap_alloc_sample((hak_heap_t *)hak_tls_heap, cls, size, from);
+  return b ? b : _hak_alloc_refill(cls, who);
+}
+
+/* The profile build's miss counts down first (a thread's first allocation
+ * makes its heap, and so its countdown, first). A thread past its teardown
+ * has no countdown: its blocks are not sampled. */
+void *_hak_alloc_refill_counted(size_t cls, size_t size, const char *who) {
+  if (hak_tls_heap == &_hak_heap_empty) heap_create();
+  hak_front_t *f = hak_tls_heap;
+  if (f->key != HAK_KEY_NONE && (f->profile_left -= (int64_t)size) < 0)
+    return _hak_alloc_sample(cls ? cls : 1, size, who);
+  return _hak_alloc_refill(cls, who);
 }
 
 /* A free into a slab the calling thread's heap does not hold (a remote
@@ -140,8 +186,8 @@ uint64_t _hak_heaps_counters(uint64_t *n, uint64_t (*cls)[HAK_CSTAT_COUNT]) {
 
 /* ---- fork ------------------------------------------------------------- */
 static hak_lock_t *const fixed_order_head[] = {&_hak_heap_registry_lock, &_hak_global_heap_lock};
-static hak_lock_t *const fixed_order_tail[] = {&_hak_ss_lock, &_hak_large_lock, &_hak_profile_lock,
-                                               &_hak_meta_lock, &_hak_elo_lock};
+static hak_lock_t *const fixed_order_tail[] = {&_hak_sample_runs_lock, &_hak_ss_lock,   &_hak_large_lock,
+                                               &_hak_profile_lock,     &_hak_meta_lock, &_hak_elo_lock};
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 static void fork_prepare(void) {

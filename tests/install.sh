@@ -30,7 +30,7 @@ expected() {
   {
     echo "$p/bin/hakmem 755"
     echo "$p/include/hakmem.h 644"
-    for lib in libhakmem libhakmem-secure libhakmem-stats; do
+    for lib in libhakmem libhakmem-secure libhakmem-stats libhakmem-profile; do
       echo "$l/$lib.a 644"
       echo "$l/$lib.so -> $lib.so.$so"
       echo "$l/$lib.so.$so -> $lib.so.$version"
@@ -60,7 +60,7 @@ layout() {
   check "$label: exactly the expected files, modes and links" $? "$(diff "$tmp/want" "$tmp/got")"
 
   local lib bad=""
-  for lib in libhakmem libhakmem-secure libhakmem-stats; do
+  for lib in libhakmem libhakmem-secure libhakmem-stats libhakmem-profile; do
     s=$(readelf -d "$d$libdir/$lib.so.$version" 2>&1 | sed -n 's/.*(SONAME).*\[\(.*\)\]$/\1/p')
     [ "$s" = "$lib.so.$so" ] || bad="$bad $lib.so.$version: soname '$s';"
     [ -e "$d$libdir/$lib.so" ] || bad="$bad $lib.so leads nowhere;"
@@ -90,7 +90,9 @@ layout() {
   local h=$d$prefix/bin/hakmem got want
   got=$("$h" run -- sh -c 'echo "$LD_PRELOAD"' 2>&1)$("$h" run --secure -- sh -c 'echo " $LD_PRELOAD"' 2>&1)
   got=$got$("$h" run --count-all -- sh -c 'echo " $LD_PRELOAD"' 2>&1)
+  got=$got$("$h" run --profile "$tmp/p.heap" -- sh -c 'echo " $LD_PRELOAD"' 2>&1)
   want="$d$libdir/libhakmem.so.$version $d$libdir/libhakmem-secure.so.$version $d$libdir/libhakmem-stats.so.$version"
+  want="$want $d$libdir/libhakmem-profile.so.$version"
   [ "$got" = "$want" ]
   check "$label: the installed launcher preloads the installed libraries" $? "$got"
   got=$("$h" run --stats=line -- /bin/true 2>&1)

@@ -71,6 +71,15 @@ check "run --secure preloads the secure build" $? "$rc: $out"
 run_h run --count-all -- sh -c 'echo "$LD_PRELOAD"'
 is "$rc:$out" "0:$(readlink -f ./libhakmem-stats.so)"
 check "run --count-all preloads the stats build" $? "$rc: $out"
+run_h run --profile "$tmp/p.heap" -- sh -c 'echo "$LD_PRELOAD"'
+is "$rc:$out" "0:$(readlink -f ./libhakmem-profile.so)"
+check "run --profile preloads the profile build" $? "$rc: $out"
+HAKMEM_PROFILE=1 "$H" run -- sh -c 'echo "$LD_PRELOAD"' >"$tmp/out" 2>&1
+is "$(cat "$tmp/out")" "$(readlink -f ./libhakmem-profile.so)"
+check "run with HAKMEM_PROFILE=1 set preloads the profile build" $? "$(cat "$tmp/out")"
+run_h run --secure --profile "$tmp/p.heap" -- true
+is "$rc:$err" "2:hakmem: run: HAKMEM_PROFILE=1 samples in the profile build only, not with --secure"
+check "run --secure --profile: exit 2, with the reason" $? "$rc: $err"
 run_h run --lib debug/libhakmem.so -- sh -c 'echo "$LD_PRELOAD"'
 is "$rc:$out" "0:$(readlink -f debug/libhakmem.so)"
 check "run --lib PATH preloads that library" $? "$rc: $out"

@@ -32,6 +32,8 @@ REL=$ROOT/libhakmem.so
 DBG=$ROOT/debug/libhakmem.so
 SEC=$ROOT/libhakmem-secure.so
 STA=$ROOT/libhakmem-stats.so
+PRO=$ROOT/libhakmem-profile.so
+DPRO=$ROOT/debug/libhakmem-profile.so
 B=tests/bin
 TESTS=$(sed -n 's/^TEST_SUITE *:= *//p' tests/tests.mk)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/hakmem-tests.XXXXXX") || exit 1
@@ -97,14 +99,14 @@ skip() { printf 'skip  %s\n' "$*"; }
 
 # ---- the libraries --------------------------------------------------------------
 libs_ok=1
-for lib in "$REL" "$DBG" "$SEC" "$STA" "$ROOT/libhakmem.a" "$ROOT/debug/libhakmem.a" "$ROOT/libhakmem-secure.a" \
-  "$ROOT/libhakmem-stats.a" "$ROOT/hakmem"; do
+for lib in "$REL" "$DBG" "$SEC" "$STA" "$PRO" "$DPRO" "$ROOT/libhakmem.a" "$ROOT/debug/libhakmem.a" \
+  "$ROOT/libhakmem-secure.a" "$ROOT/libhakmem-stats.a" "$ROOT/libhakmem-profile.a" "$ROOT/hakmem"; do
   [ -f "$lib" ] || libs_ok=0
 done
-check "libraries built (libhakmem.so/.a, debug/, -secure, -stats; the launcher)" $libs_ok
+check "libraries built (libhakmem.so/.a, debug/, -secure, -stats, -profile; the launcher)" $libs_ok
 
 # Exactly one thread-local in the library: one TLS program header, MemSiz 8.
-for lib in "$REL" "$DBG" "$SEC" "$STA"; do
+for lib in "$REL" "$DBG" "$SEC" "$STA" "$PRO"; do
   name=${lib#"$ROOT"/}
   readelf -lW "$lib" >"$TMP/phdr" 2>&1
   tls=$(awk '$1 == "TLS"' "$TMP/phdr")
@@ -120,7 +122,7 @@ done
 # The names: tests/bin/exports.h, made from src/exports.map and hakmem.h.
 need="$(sed -n 's/^#define HAK_LIBC_EXPORTS(X)//p' tests/bin/exports.h | grep -oE '[_a-z0-9]+\)' | tr -d ')')
 $(sed -n 's/^#define HAK_API_EXPORTS(X)//p' tests/bin/exports.h | grep -oE '[_a-z0-9]+\)' | tr -d ')' | sed 's/^/hak_/')"
-for lib in "$REL" "$DBG" "$SEC" "$STA"; do
+for lib in "$REL" "$DBG" "$SEC" "$STA" "$PRO"; do
   name=${lib#"$ROOT"/}
   nm -D --defined-only "$lib" 2>/dev/null | awk '{print $NF}' | sed 's/@.*//' | sort -u >"$TMP/syms"
   : >"$TMP/missing"
@@ -171,7 +173,15 @@ for t in $TESTS; do
   run_bin "$t (LD_PRELOAD)" env LD_PRELOAD="$REL" "$B/glibc/$t"
 done
 run_bin "stress (LD_PRELOAD debug)" env LD_PRELOAD="$DBG" "$B/glibc/stress"
-run_bin "profile (HAKMEM_PROFILE_UNWIND=0: libgcc's unwinder)" env HAKMEM_PROFILE_UNWIND=0 "$B/profile"
+# The heap profiler samples in the profile build only (the runs above:
+# the other builds refuse HAKMEM_PROFILE=1).
+run_bin "profile (LD_PRELOAD profile)" env LD_PRELOAD="$PRO" "$B/glibc/profile"
+run_bin "profile (LD_PRELOAD debug profile)" env LD_PRELOAD="$DPRO" "$B/glibc/profile"
+run_bin "profile (LD_PRELOAD profile, HAKMEM_PROFILE_UNWIND=0: libgcc's unwinder)" \
+  env LD_PRELOAD="$PRO" HAKMEM_PROFILE_UNWIND=0 "$B/glibc/profile"
+run_bin "stress (LD_PRELOAD debug profile, HAKMEM_PROFILE=1, one sample per 4 KiB)" \
+  env LD_PRELOAD="$DPRO" HAKMEM_PROFILE=1 HAKMEM_PROFILE_RATE=4096 HAKMEM_PROFILE_FILE="$TMP/stress.heap" \
+  "$B/glibc/stress"
 run_bin "fork (LD_PRELOAD debug)" env LD_PRELOAD="$DBG" "$B/glibc/fork"
 # The secure build: its death tests, stress and a short soak as they are;
 # the tests that count bytes in use, with no quarantine (which holds freed
@@ -236,15 +246,16 @@ check "fragment buffers: the call-site rules leave less free memory pinned after
 # launcher's --profile writes a profile google-pprof reads.
 if command -v google-pprof >/dev/null 2>&1; then
   PF=$TMP/sites.heap
-  env HAKMEM_PROFILE=1 HAKMEM_PROFILE_RATE=4096 HAKMEM_PROFILE_FILE="$PF" "$B/profile" sites >"$TMP/prof.out" 2>&1
-  google-pprof --text --alloc_space "$B/profile" "$PF.sites" >"$TMP/pprof.txt" 2>&1
+  env LD_PRELOAD="$PRO" HAKMEM_PROFILE=1 HAKMEM_PROFILE_RATE=4096 HAKMEM_PROFILE_FILE="$PF" "$B/glibc/profile" sites \
+    >"$TMP/prof.out" 2>&1
+  google-pprof --text --alloc_space "$B/glibc/profile" "$PF.sites" >"$TMP/pprof.txt" 2>&1
   share() { awk -v f="$1" '$NF == f { sub(/%/, "", $5); print $5 }' "$TMP/pprof.txt"; }
   s70=$(share alloc70)
   s30=$(share alloc30)
   ok=$(awk -v a="${s70:-0}" -v b="${s30:-0}" 'BEGIN { print (a >= 63 && a <= 77 && b >= 27 && b <= 33) ? 1 : 0 }')
   check "google-pprof --text names alloc70 and alloc30, 70 % and 30 % of the bytes (${s70:-?} %, ${s30:-?} %)" \
     "$ok" "$TMP/pprof.txt"
-  google-pprof --text --inuse_space "$B/profile" "$PF.sites" >"$TMP/pprof.txt" 2>&1
+  google-pprof --text --inuse_space "$B/glibc/profile" "$PF.sites" >"$TMP/pprof.txt" 2>&1
   ok=$(grep -c ' alloc[73]0$' "$TMP/pprof.txt")
   check "google-pprof --text --inuse_space names both" "$([ "$ok" = 2 ] && echo 1 || echo 0)" "$TMP/pprof.txt"
   ./hakmem run --profile "$TMP/launcher.heap" --option PROFILE_RATE=4096 -- "$B/glibc/profile" sites >/dev/null 2>&1
