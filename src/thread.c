@@ -99,7 +99,7 @@ void *_hak_alloc_refill(size_t cls, const char *who) {
  * could be had, the list's (or a refill's) as any other. Its entry,
  * _hak_alloc_sample, passes on the frame of the call (its return address,
  * the stack pointer after the return, rbp, as they are at the entry), so
- * that the stack walk starts there, not in hakmem's own frames: a fifth of
+ * that the stack walk starts there, not in hakmem's own frames: a quarter of
  * a sample's instructions. Called, or jumped to by a caller that left no
  * frame (malloc's fast path); either way the walk from there is sound. */
 __asm__(
