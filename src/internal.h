@@ -41,7 +41,10 @@
  *       and partial slabs, and empty Tiny/Mid spare slabs of any class, by
  *       size. Exception: a pool run of one block is held by no heap while
  *       its block is out (owner = 0, thread_free empty, on no list); the
- *       free of that block gives the run back.
+ *       free of that block gives the run back. So is the one-block run of
+ *       a sampled block (HAKMEM_PROFILE, any class) and, once that block
+ *       is freed, of a Tiny or Mid sample kept for the next samples
+ *       (heap.c: owner 0, no block carved).
  *   I4  ss.free_units and the slabs of a SuperSlab partition its 32 units
  *       (a slab on its remote list is one of them until its owner takes it
  *       back); dirty_units is a subset of free_units. A SuperSlab is shared
