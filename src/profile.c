@@ -2,8 +2,9 @@
  * (and api.c, for Large blocks) chooses the sampled allocations, about one
  * per HAKMEM_PROFILE_RATE bytes, and keeps each where its free takes a
  * slow path; here each one's call stack is taken, the stacks are kept with
- * their allocated and live samples and how long the freed ones lived, and
- * the heap profile is written in gperftools' heap_v2 format (google-pprof
+ * their allocated and freed samples and how long the freed ones lived (a
+ * sample's own record stays with its block: hak_sample_t), and the heap
+ * profile is written in gperftools' heap_v2 format (google-pprof
  * and pprof read it) at exit, on hak_profile_dump and every
  * HAKMEM_PROFILE_EVERY_MB of growth.
  *
@@ -15,9 +16,9 @@
  * an allocation made while its thread takes a stack (an unwinder of
  * another libgcc, or one that reads frames registered at run time) is not
  * recorded (`unwinding`). No profile lock is held while they run. The
- * frames in hakmem's own shared object are left out. Memory: two fixed
- * tables from meta.c, taken at start-up when the option is on; a sample
- * that finds one full is counted as dropped. */
+ * frames in hakmem's own shared object are left out. Memory: the stacks'
+ * table from meta.c, taken at start-up when the option is on; a sample
+ * whose stack finds it full is counted as dropped. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
