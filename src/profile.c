@@ -205,7 +205,7 @@ static uint64_t hash_pcs(const uintptr_t *pc, uint32_t n) {
   return h | 1;
 }
 
-/* The site of w's stack, from `from` on (linear probing): its entry, or
+/* The site of w's stack, whose hash is h (linear probing): its entry, or
  * the empty one where it would go (*found false); SITE_NONE if the probe
  * went round. */
 static uint32_t site_probe(const walk_t *w, uint64_t h, bool *found) {

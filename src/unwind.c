@@ -50,7 +50,7 @@ extern const void *_Unwind_Find_FDE(void *pc, struct dwarf_eh_bases *bases);
 /* What the CFI says at one address, packed in a word: 0 (all fields 0)
  * stops the walk, so that an entry being emptied is safe to read. */
 typedef struct rule {
-  int32_t cfa_off; /* CFA = (cfa_rbp ? rbp : rsp) + cfa_off */
+  int32_t cfa_off; /* CFA = (RULE_CFA_RBP ? rbp : rsp) + cfa_off, the flags masked off */
   int16_t ra_off;  /* return address at CFA + ra_off (< 0) */
   int16_t rbp_off; /* caller's rbp at CFA + rbp_off (< 0), or 0: rbp is unchanged */
 } rule_t;
@@ -66,7 +66,7 @@ static entry_t *table;                        /* RULES entries, from meta.c at s
 static hak_lock_t table_lock = HAK_LOCK_INIT; /* for writers; readers take none */
 static uint32_t table_used;                   /* table_lock */
 static _Atomic uint64_t recheck_at;           /* tick of the next look at the loader's unloadings */
-static unsigned long loader_subs;             /* table_lock: dlpi_subs when the table was last emptied */
+static unsigned long long loader_subs;        /* table_lock: dlpi_subs when the table was last emptied */
 
 /* ---- reading the CFI -------------------------------------------------- */
 static uint64_t uleb(const uint8_t **p, const uint8_t *end) {
@@ -378,7 +378,7 @@ static void recheck(hak_tick_t now) {
   dl_iterate_phdr(read_subs, &subs);
   _hak_lock(&table_lock);
   if (subs != loader_subs) {
-    loader_subs = (unsigned long)subs;
+    loader_subs = subs;
     for (uint32_t i = 0; i < RULES; i++) {
       atomic_store_explicit(&table[i].pc, 0, memory_order_relaxed);
       atomic_store_explicit(&table[i].rule, 0, memory_order_relaxed);
@@ -426,7 +426,7 @@ bool _hak_unwind_start(void) {
   if (!table) return false;
   unsigned long long subs = 0;
   dl_iterate_phdr(read_subs, &subs);
-  loader_subs = (unsigned long)subs;
+  loader_subs = subs;
   return true;
 }
 
