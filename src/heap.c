@@ -450,11 +450,12 @@ static void heap_record_sample(hak_block_t *b, size_t size, const hak_frame_t *f
   _hak_profile_record(&hak_slab_of(hak_superslab_of(b), (uintptr_t)b)->sample, size, from);
 }
 
-/* HAKMEM_PROFILE: h's next sampling interval starts. profile_left is one
+/* HAKMEM_PROFILE: the calling thread's next sampling interval starts,
+ * drawn from h's random state (h: its heap). hak_tls.profile_left is one
  * less than the bytes to the allocation that ends it, so that the fast
  * path's test of the countdown is its subtraction's sign. */
 static void heap_profile_next(hak_heap_t *h) {
-  h->front.profile_left = (int64_t)_hak_profile_interval(&h->profile_rng) - 1;
+  hak_tls.profile_left = (int64_t)_hak_profile_interval(&h->profile_rng) - 1;
 }
 
 /* HAKMEM_PROFILE: the calling thread's heap starts sampling (the profile
@@ -471,8 +472,8 @@ void _hak_heap_profile_start(void) {
  * the next interval starts after it): for blocks the fast path does not
  * count (Large, and pool blocks a site places apart). */
 static bool heap_profile_due(hak_heap_t *h, size_t bytes) {
-  if (h->front.profile_left >= (int64_t)bytes) {
-    h->front.profile_left -= (int64_t)bytes;
+  if (hak_tls.profile_left >= (int64_t)bytes) {
+    hak_tls.profile_left -= (int64_t)bytes;
     return false;
   }
   heap_profile_next(h);

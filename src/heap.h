@@ -40,7 +40,6 @@ _Static_assert(sizeof(hak_cur_unit_t) == 32, "entry offset = (p >> (HAK_UNIT_SHI
 struct hak_front {
   hak_cur_unit_t cur_unit[HAK_CUR_UNITS]; /* first: its entries are addressed from the heap's start */
   hak_class_slot_t slot[HAK_CLASSES];     /* a slot's address is slot + HAK_SLOT_OFF */
-  int64_t profile_left; /* the profile build: bytes to its next sample, less one (INT64_MAX: none; heap.c) */
   hak_slab_t *refill_hint[HAK_CLASSES]; /* partial slab that last had a block freed by this heap */
   uint32_t key;                         /* owner word of the slabs it holds, or a never-matching key */
   uint32_t busy;                        /* inside a slow path that changes its slabs (fork child reads) */
@@ -171,7 +170,7 @@ static inline size_t hak_slot_class(const hak_front_t *f, const hak_class_slot_t
  * The calling thread's heap, or NULL before its first allocation and after
  * its teardown; and the parts of it that lower layers own. */
 static inline hak_heap_t *hak_tls_own_heap(void) {
-  hak_front_t *f = hak_tls_heap;
+  hak_front_t *f = hak_tls.heap;
   return f->key == HAK_KEY_NONE ? NULL : (hak_heap_t *)f;
 }
 static inline hak_counters_t *hak_tls_counters(void) {
@@ -255,13 +254,11 @@ extern hak_lock_t _hak_global_heap_lock;
 extern const hak_front_t _hak_heap_empty;             /* before the thread's first allocation */
 extern const hak_front_t _hak_heap_dead;              /* after the thread's teardown */
 void *_hak_alloc_refill(size_t cls, const char *who); /* free[cls] was empty (the fast path's slow path) */
-/* The profile build's slow paths: an allocation of `size` bytes of cls
- * that ended the thread's sampling interval (its list has a block;
- * thread.c's entry in assembly passes on the frame of the call), and one
- * whose list is empty, which counts down before it refills. */
+/* The profile build's slow path: an allocation of `size` bytes of cls
+ * that ended the thread's sampling interval (thread.c's entry in assembly
+ * passes on the frame of the call). */
 void *_hak_alloc_sample(size_t cls, size_t size, const char *who);
 void *_hak_alloc_sample_at(size_t cls, size_t size, const char *who, const hak_frame_t *from);
-void *_hak_alloc_refill_counted(size_t cls, size_t size, const char *who);
 void _hak_free_unheld(void *p, const char *who); /* a free into a slab this thread's heap does not hold */
 void _hak_init(void);                            /* options, the thread-exit key, fork handlers; re-entrant */
 void _hak_heap_flush_counters(void);             /* the calling thread's counters into the totals */

@@ -306,11 +306,19 @@ static inline size_t hak_slab_bytes(const hak_slab_t *s) {
 }
 
 /* ---- the one thread-local (defined in thread.c) --------------------------
- * It points at the thread's heap, whose first member is a hak_front_t, or
- * at a static empty front (key HAK_KEY_NONE) before the thread's first
- * allocation and after its teardown. */
+ * `heap` points at the thread's heap, whose first member is a hak_front_t,
+ * or at a static empty front (key HAK_KEY_NONE) before the thread's first
+ * allocation and after its teardown. `profile_left` is the profile build's
+ * countdown to the thread's next sample (heap.c): beside `heap`, malloc
+ * reaches both through one address, and it counts down before it knows
+ * whether the thread has a heap (INT64_MAX while the thread samples
+ * nothing: no heap, a dead one, or no HAKMEM_PROFILE). */
 typedef struct hak_front hak_front_t;
-extern __thread hak_front_t *hak_tls_heap __attribute__((tls_model("initial-exec")));
+typedef struct hak_tls {
+  hak_front_t *heap;
+  int64_t profile_left;
+} hak_tls_t;
+extern __thread hak_tls_t hak_tls __attribute__((tls_model("initial-exec")));
 
 /* ---- os.c: every system call (raw, no libc on allocator paths) ----------
  * _hak_os_map: fresh zeroed read-write private anonymous memory, not

@@ -151,7 +151,7 @@ static bool unwinding_enter(hak_profile_local_t *me, int *slot) {
     if (me->unwinding) return false;
     return me->unwinding = true;
   }
-  uintptr_t tid = (uintptr_t)&hak_tls_heap;
+  uintptr_t tid = (uintptr_t)&hak_tls;
   for (int i = 0; i < UNWINDING; i++)
     if (atomic_load_explicit(&unwinding[i], memory_order_relaxed) == tid) return false;
   for (*slot = 0; *slot < UNWINDING; ++*slot) {

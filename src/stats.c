@@ -51,7 +51,7 @@ typedef struct snapshot {
  * slab's bytes are in live blocks or not, a spare's are empty; free units
  * not purged are empty too. */
 static void walk_slabs(snapshot_t *s, bool classes) {
-  hak_front_t *me = hak_tls_heap;
+  hak_front_t *me = hak_tls.heap;
   for (hak_reservation_t *r = _hak_reservation_next(NULL); r; r = _hak_reservation_next(r)) {
     for (uint32_t i = 0; i < r->carved; i++) {
       hak_superslab_t *ss = (hak_superslab_t *)(r->base + (size_t)i * HAK_SS_SIZE);

@@ -18,8 +18,8 @@
 
 const hak_front_t _hak_heap_empty = {.key = HAK_KEY_NONE};
 const hak_front_t _hak_heap_dead = {.key = HAK_KEY_NONE};
-__thread hak_front_t *hak_tls_heap __attribute__((tls_model("initial-exec"))) =
-    (hak_front_t *)&_hak_heap_empty;
+__thread hak_tls_t hak_tls __attribute__((tls_model("initial-exec"))) = {
+    .heap = (hak_front_t *)&_hak_heap_empty, .profile_left = -1 /* the first allocation: _hak_alloc_sample_at */};
 
 hak_lock_t _hak_heap_registry_lock = HAK_LOCK_INIT;
 hak_lock_t _hak_global_heap_lock = HAK_LOCK_INIT;
@@ -39,8 +39,8 @@ static _Atomic bool key_ready;
 
 static hak_heap_t *heap_create(void) {
   _hak_init();
-  if (hak_tls_heap != &_hak_heap_empty) /* made by a malloc inside _hak_init */
-    return (hak_heap_t *)hak_tls_heap;
+  if (hak_tls.heap != &_hak_heap_empty) /* made by a malloc inside _hak_init */
+    return (hak_heap_t *)hak_tls.heap;
   _hak_lock(&_hak_heap_registry_lock);
   hak_heap_t *h = spare_heaps.head ? HEAP_OF_REG(spare_heaps.head) : NULL;
   if (h) {
@@ -58,8 +58,8 @@ static hak_heap_t *heap_create(void) {
   memset(h->carve_shift, 0, sizeof h->carve_shift); /* HAKMEM_ACE learns each thread's own */
   _hak_budget_start(&h->budget);
   h->front.key = (h->id << 2) | (hak_opt(HAK_OPT_CHECK) ? HAK_KEY_CHECK : 0);
-  h->front.profile_left = INT64_MAX; /* no sample */
-  hak_tls_heap = &h->front;
+  hak_tls.heap = &h->front;
+  hak_tls.profile_left = INT64_MAX; /* no sample */
   if (_hak_profile_on) _hak_heap_profile_start();
   /* May allocate: the heap is already set. */
   if (atomic_load_explicit(&key_ready, memory_order_acquire)) pthread_setspecific(heap_key, h);
@@ -80,7 +80,7 @@ static void *global_alloc(size_t cls, const char *who) {
 }
 
 void *_hak_alloc_refill(size_t cls, const char *who) {
-  hak_front_t *f = hak_tls_heap;
+  hak_front_t *f = hak_tls.heap;
   if (cls == 0) cls = 1; /* malloc(0): the smallest block */
   if (f == &_hak_heap_empty) {
     hak_heap_t *h = heap_create();
@@ -125,19 +125,12 @@ __asm__(
     ".size _hak_alloc_sample, .-_hak_alloc_sample\n");
 
 void *_hak_alloc_sample_at(size_t cls, size_t size, const char *who, const hak_frame_t *from) {
-  void *b = _hak_heap_alloc_sample((hak_heap_t *)hak_tls_heap, cls, size, from);
+  /* A thread's first allocation comes here too (its countdown starts at
+   * -1): it makes the heap, and so the countdown, and is counted. */
+  if (hak_tls.heap == &_hak_heap_empty && (!heap_create() || (hak_tls.profile_left -= (int64_t)size) >= 0))
+    return _hak_alloc_refill(cls, who);
+  void *b = _hak_heap_alloc_sample((hak_heap_t *)hak_tls.heap, cls, size, from);
   return b ? b : _hak_alloc_refill(cls, who);
-}
-
-/* The profile build's miss counts down first (a thread's first allocation
- * makes its heap, and so its countdown, first). A thread past its teardown
- * has no countdown: its blocks are not sampled. */
-void *_hak_alloc_refill_counted(size_t cls, size_t size, const char *who) {
-  if (hak_tls_heap == &_hak_heap_empty) heap_create();
-  hak_front_t *f = hak_tls_heap;
-  if (f->key != HAK_KEY_NONE && (f->profile_left -= (int64_t)size) < 0)
-    return _hak_alloc_sample(cls ? cls : 1, size, who);
-  return _hak_alloc_refill(cls, who);
 }
 
 /* A free into a slab the calling thread's heap does not hold (a remote
@@ -146,7 +139,7 @@ void *_hak_alloc_refill_counted(size_t cls, size_t size, const char *who) {
  * are then counted in its own counters, not in shared atomics (a consumer
  * thread that only frees paid three atomic adds per block). */
 void _hak_free_unheld(void *p, const char *who) {
-  if (HAK_UNLIKELY(hak_tls_heap == &_hak_heap_empty)) heap_create();
+  if (HAK_UNLIKELY(hak_tls.heap == &_hak_heap_empty)) heap_create();
   _hak_heap_free_unheld(hak_tls_own_heap(), p, who);
 }
 
@@ -164,7 +157,8 @@ static void heap_retire(hak_heap_t *h, bool reuse) {
 
 static void heap_destructor(void *arg) {
   hak_heap_t *h = arg;
-  hak_tls_heap = (hak_front_t *)&_hak_heap_dead; /* later calls use the global heap */
+  hak_tls.heap = (hak_front_t *)&_hak_heap_dead; /* later calls use the global heap */
+  hak_tls.profile_left = INT64_MAX;              /* and are not sampled */
   _hak_heap_detach_all(h, false, "exit");
   heap_retire(h, true);
 }
@@ -215,7 +209,7 @@ static void fork_child(void) {
   _hak_elo_restart(atomic_load_explicit(&_hak_mem.committed, memory_order_relaxed),
                    atomic_load_explicit(&_hak_mem.taken, memory_order_relaxed),
                    atomic_load_explicit(&_hak_mem.reuse_delay, memory_order_relaxed));
-  hak_front_t *me = hak_tls_heap;
+  hak_front_t *me = hak_tls.heap;
   for (hak_link_t *l = live_heaps.head, *next; l; l = next) {
     next = l->next;
     hak_heap_t *h = HEAP_OF_REG(l);
