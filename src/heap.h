@@ -40,9 +40,9 @@ _Static_assert(sizeof(hak_cur_unit_t) == 32, "entry offset = (p >> (HAK_UNIT_SHI
 struct hak_front {
   hak_cur_unit_t cur_unit[HAK_CUR_UNITS]; /* first: its entries are addressed from the heap's start */
   hak_class_slot_t slot[HAK_CLASSES];     /* a slot's address is slot + HAK_SLOT_OFF */
-  hak_slab_t *refill_hint[HAK_CLASSES]; /* partial slab that last had a block freed by this heap */
-  uint32_t key;                         /* owner word of the slabs it holds, or a never-matching key */
-  uint32_t busy;                        /* inside a slow path that changes its slabs (fork child reads) */
+  hak_slab_t *refill_hint[HAK_CLASSES];   /* partial slab that last had a block freed by this heap */
+  uint32_t key;                           /* owner word of the slabs it holds, or a never-matching key */
+  uint32_t busy;                          /* inside a slow path that changes its slabs (fork child reads) */
 };
 #define HAK_SLOT_OFF(cls) ((uintptr_t)(cls) * sizeof(hak_class_slot_t))
 _Static_assert(sizeof(hak_class_slot_t) == 16, "Tiny slot offset = (size + 15) & ~15");

@@ -19,7 +19,8 @@
 const hak_front_t _hak_heap_empty = {.key = HAK_KEY_NONE};
 const hak_front_t _hak_heap_dead = {.key = HAK_KEY_NONE};
 __thread hak_tls_t hak_tls __attribute__((tls_model("initial-exec"))) = {
-    .heap = (hak_front_t *)&_hak_heap_empty, .profile_left = -1 /* the first allocation: _hak_alloc_sample_at */};
+    .heap = (hak_front_t *)&_hak_heap_empty,
+    .profile_left = -1 /* the first allocation: _hak_alloc_sample_at */};
 
 hak_lock_t _hak_heap_registry_lock = HAK_LOCK_INIT;
 hak_lock_t _hak_global_heap_lock = HAK_LOCK_INIT;
