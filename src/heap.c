@@ -407,7 +407,9 @@ void _hak_heap_release_sample_runs(void) {
  * blocks take memory, so that samples cost no SuperSlab lock, purge or
  * page fault more than they do: for a pool class, a run of h's pool; for
  * Tiny and Mid, a freed sample's run, else one of h's spares, made a run
- * of no heap; else a fresh run of a shared SuperSlab. */
+ * of no heap; else a fresh run of a shared SuperSlab. Only a run that
+ * is not a freed sample's ages h's spares first, as heap_alloc_single's
+ * other runs do. */
 static hak_slab_t *heap_sample_run(hak_heap_t *h, size_t cls) {
   size_t size = hak_class_size(cls);
   unsigned units = _hak_slab_units_one(cls);
@@ -417,6 +419,7 @@ static hak_slab_t *heap_sample_run(hak_heap_t *h, size_t cls) {
     if (s->cls != cls) _hak_slab_format_one(s, cls);
     return s;
   }
+  heap_age_spares(h);
   s = cls > HAK_CLASS_MID_LAST ? _hak_pool_alloc_one(&h->pool, cls) : heap_unspare_units(h, units, unit0_ok);
   if (!s) return _hak_slab_alloc_one(cls);
   if (cls > HAK_CLASS_MID_LAST) return s;
@@ -435,7 +438,7 @@ static hak_slab_t *heap_sample_run(hak_heap_t *h, size_t cls) {
  * (HAKMEM_SITES), takes such a run of its own (heap_sample_run), so that
  * its free always takes the slow path. */
 static hak_block_t *heap_alloc_single(hak_heap_t *h, size_t cls, bool sampled) {
-  heap_age_spares(h);
+  if (!sampled) heap_age_spares(h);
   hak_slab_t *s = sampled ? heap_sample_run(h, cls) : _hak_pool_alloc(&h->pool, cls, 0);
   if (!s) return NULL;
   hak_count(&h->counters, HAK_STAT_slabs_taken);

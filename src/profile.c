@@ -40,8 +40,8 @@ typedef struct site {
   _Atomic uint64_t hash; /* of the frames; 0: an unused entry */
   uint32_t depth;
   _Atomic uint64_t alloc_objs, alloc_bytes; /* samples taken here, and their bytes */
-  _Atomic uint64_t freed_objs, freed_bytes; /* of those, freed */
-  _Atomic uint32_t life[LIFE_BUCKETS];      /* freed samples by lifetime */
+  _Atomic uint64_t freed_bytes;             /* of those, the freed ones' */
+  _Atomic uint64_t life[LIFE_BUCKETS];      /* the freed ones, by lifetime (their count: the sum) */
   uintptr_t pc[DEPTH];                      /* return addresses, the allocation's caller first */
 } site_t;
 
@@ -121,7 +121,7 @@ static uint64_t weight_of(uint64_t bytes, uint64_t objs) {
 
 /* ---- stacks ---------------------------------------------------------- */
 typedef struct walk {
-  uintptr_t pc[DEPTH];
+  uintptr_t pc[DEPTH + 8]; /* room for hakmem's own frames, which take_stack drops */
   uint32_t n;
 } walk_t;
 
@@ -175,10 +175,10 @@ static void take_stack(walk_t *w, hak_tick_t now, const hak_frame_t *from) {
     _Unwind_Backtrace(walk_frame, w);
     return;
   }
-  uintptr_t pc[DEPTH + 8];
-  unsigned n = _hak_unwind(pc, DEPTH + 8, now, from), i = 0;
-  while (i < n && pc[i] - own_lo < own_hi - own_lo) i++;
-  for (; i < n && w->n < DEPTH; i++) w->pc[w->n++] = pc[i];
+  unsigned n = _hak_unwind(w->pc, DEPTH + 8, now, from), i = 0;
+  while (i < n && w->pc[i] - own_lo < own_hi - own_lo) i++;
+  if (i) memmove(w->pc, w->pc + i, (n - i) * sizeof w->pc[0]); /* a call from inside hakmem (calloc) */
+  w->n = n - i < DEPTH ? n - i : DEPTH;
 }
 
 /* The executable segment holding this file's code, if it is not the
@@ -205,6 +205,15 @@ static uint64_t hash_pcs(const uintptr_t *pc, uint32_t n) {
   return h | 1;
 }
 
+/* Whether s holds w's stack (a loop: the stacks are short, and memcmp's
+ * call cost more than the compare). */
+static bool site_is(const site_t *s, const walk_t *w) {
+  if (s->depth != w->n) return false;
+  for (uint32_t i = 0; i < w->n; i++)
+    if (s->pc[i] != w->pc[i]) return false;
+  return true;
+}
+
 /* The site of w's stack, whose hash is h (linear probing): its entry, or
  * the empty one where it would go (*found false); SITE_NONE if the probe
  * went round. */
@@ -212,7 +221,7 @@ static uint32_t site_probe(const walk_t *w, uint64_t h, bool *found) {
   for (uint32_t i = (uint32_t)h & (SITES - 1), k = 0; k < SITES; k++, i = (i + 1) & (SITES - 1)) {
     site_t *s = &sites[i];
     uint64_t at = atomic_load_explicit(&s->hash, memory_order_acquire);
-    *found = at == h && s->depth == w->n && !memcmp(s->pc, w->pc, w->n * sizeof w->pc[0]);
+    *found = at == h && site_is(s, w);
     if (*found || !at) return i;
   }
   return SITE_NONE;
@@ -281,11 +290,22 @@ static void put_counts(hak_buf_t *b, uint64_t lo, uint64_t lb, uint64_t ao, uint
   _hak_buf_str(b, "]");
 }
 
+/* s's freed samples: the sum of its lifetimes' buckets. */
+static uint64_t site_freed(const site_t *s) {
+  uint64_t n = 0;
+  for (unsigned k = 0; k < LIFE_BUCKETS; k++) n += atomic_load_explicit(&s->life[k], memory_order_acquire);
+  return n;
+}
+
 /* s's counts as the profile gives them: live objects and bytes, allocated
  * objects and bytes (the freed ones read first: never more than those
  * allocated). */
 static void site_counts(const site_t *s, uint64_t c[4]) {
-  uint64_t fo = atomic_load_explicit(&s->freed_objs, memory_order_acquire);
+  if (!atomic_load_explicit(&s->hash, memory_order_acquire)) { /* an unused entry */
+    c[0] = c[1] = c[2] = c[3] = 0;
+    return;
+  }
+  uint64_t fo = site_freed(s);
   uint64_t fb = atomic_load_explicit(&s->freed_bytes, memory_order_acquire);
   c[2] = atomic_load_explicit(&s->alloc_objs, memory_order_relaxed);
   c[3] = atomic_load_explicit(&s->alloc_bytes, memory_order_relaxed);
@@ -415,11 +435,10 @@ void _hak_profile_record(hak_sample_t *rec, size_t size, const hak_frame_t *from
 void _hak_profile_freed(const hak_sample_t *rec, hak_tick_t now) {
   if (!rec->born) return;
   site_t *s = &sites[rec->site];
-  atomic_fetch_add_explicit(&s->freed_bytes, rec->size, memory_order_relaxed);
-  atomic_fetch_add_explicit(&s->freed_objs, 1, memory_order_release);
+  atomic_fetch_add_explicit(&s->freed_bytes, rec->size, memory_order_release);
   uint64_t us = (now - rec->born) * 1000 / _hak_os_ms_ticks(1);
   unsigned k = us < 2 ? 0 : 63u - (unsigned)__builtin_clzll(us);
-  atomic_fetch_add_explicit(&s->life[k < LIFE_BUCKETS ? k : LIFE_BUCKETS - 1], 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&s->life[k < LIFE_BUCKETS ? k : LIFE_BUCKETS - 1], 1, memory_order_release);
   if (growth_step) growth_due(-(int64_t)weight_of(rec->size, 1));
 }
 
@@ -449,8 +468,7 @@ void _hak_profile_exit(void) {
 /* The lifetime below which q thousandths of s's freed samples fell, as the
  * bucket's upper end in microseconds (0: none freed). */
 static uint64_t life_upto(const site_t *s, unsigned q) {
-  uint64_t n = 0, seen = 0;
-  for (unsigned k = 0; k < LIFE_BUCKETS; k++) n += s->life[k];
+  uint64_t n = site_freed(s), seen = 0;
   if (!n) return 0;
   for (unsigned k = 0; k < LIFE_BUCKETS; k++)
     if ((seen += s->life[k]) * 1000 >= n * q) return (uint64_t)2 << k;

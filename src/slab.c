@@ -47,7 +47,7 @@ static void format(hak_slab_t *s, size_t cls, uint32_t capacity) {
   size_t size = hak_class_size(cls);
   HAK_DEBUG_ASSERT(s->used == 0 && capacity >= 1 && capacity * size <= hak_slab_bytes(s) - HAK_SLAB_GUARD &&
                    (size <= HAK_UNIT0_MAX_BLOCK || hak_slab_unit(s) != 0));
-  _hak_class_count(s->cls, cls);
+  if (s->cls != cls) _hak_class_count(s->cls, cls);
   s->cls = (uint8_t)cls;
   s->block_size = (uint32_t)size;
   s->capacity = capacity;
