@@ -48,7 +48,10 @@ extern const void *_Unwind_Find_FDE(void *pc, struct dwarf_eh_bases *bases);
 #define REG_RA 16
 
 /* What the CFI says at one address, packed in a word: 0 (all fields 0)
- * stops the walk, so that an entry being emptied is safe to read. */
+ * stops the walk, so that an entry being emptied is safe to read. A rule
+ * with an rsp-based CFA is checked when it is made (its reads stay between
+ * the stack pointer and the CFA, at most MAX_FRAME above it); one with an
+ * rbp-based CFA, at each frame. */
 typedef struct rule {
   int32_t cfa_off; /* CFA = (RULE_CFA_RBP ? rbp : rsp) + cfa_off, the flags masked off */
   int16_t ra_off;  /* return address at CFA + ra_off (< 0) */
@@ -347,10 +350,11 @@ static uint64_t rule_at(uintptr_t pc) {
   if ((s.cfa_reg != REG_RSP && s.cfa_reg != REG_RBP) || s.cfa_off <= 0 || s.cfa_off >= (1 << 30) ||
       (s.cfa_off & 7))
     return 0;
-  if (ra == UNDEFINED) ra = 0; /* the outermost frame: the walk ends there */
-  else if (ra >= 0 || ra < INT16_MIN || ra == SAME) return 0;
+  /* ra undefined: the outermost frame, where the walk ends */
+  if (ra >= 0 || ra < INT16_MIN || ra == SAME || ra == UNDEFINED) return 0;
   if (rbp == SAME || rbp == UNDEFINED) rbp = 0;
   else if (rbp >= 0 || rbp < INT16_MIN) return 0;
+  if (s.cfa_reg == REG_RSP && (s.cfa_off > MAX_FRAME || s.cfa_off < -ra || s.cfa_off < -rbp)) return 0;
   rule_t r = {.cfa_off = (int32_t)(s.cfa_off | RULE_OK | (s.cfa_reg == REG_RBP ? RULE_CFA_RBP : 0)),
               .ra_off = (int16_t)ra,
               .rbp_off = (int16_t)rbp};
@@ -389,15 +393,16 @@ static void recheck(hak_tick_t now) {
 }
 
 static uint64_t rule_of(uintptr_t pc) {
+  entry_t *t = table; /* set at start-up: read once, not again after each acquire */
   uint32_t i = home_of(pc);
   for (;;) {
-    uint64_t at = atomic_load_explicit(&table[i].pc, memory_order_acquire);
+    uint64_t at = atomic_load_explicit(&t[i].pc, memory_order_acquire);
     if (at == pc) {
-      uint64_t rule = atomic_load_explicit(&table[i].rule, memory_order_relaxed);
+      uint64_t rule = atomic_load_explicit(&t[i].rule, memory_order_relaxed);
       atomic_thread_fence(memory_order_acquire);
       /* still pc's: an entry emptied (recheck) and taken again meanwhile
        * would hold another address's rule */
-      return atomic_load_explicit(&table[i].pc, memory_order_relaxed) == pc ? rule : 0;
+      return atomic_load_explicit(&t[i].pc, memory_order_relaxed) == pc ? rule : 0;
     }
     if (!at) break;
     i = (i + 1) & (RULES - 1);
@@ -447,13 +452,14 @@ __attribute__((noinline)) unsigned _hak_unwind(uintptr_t *pc, unsigned max, hak_
     uint64_t bits = rule_of(ip - 1);
     rule_t r;
     __builtin_memcpy(&r, &bits, sizeof r);
-    if (!(r.cfa_off & RULE_OK) || !r.ra_off) break;
-    uintptr_t cfa =
-        ((r.cfa_off & RULE_CFA_RBP) ? bp : sp) + (uintptr_t)(r.cfa_off & ~(RULE_OK | RULE_CFA_RBP));
-    /* the reads below stay between sp and the CFA */
-    if (cfa <= sp || cfa - sp > MAX_FRAME || cfa - sp < (uintptr_t)-r.ra_off ||
-        cfa - sp < (uintptr_t)-r.rbp_off)
-      break;
+    if (!(r.cfa_off & RULE_OK)) break;
+    uintptr_t off = (uintptr_t)(r.cfa_off & ~(RULE_OK | RULE_CFA_RBP)), cfa = sp + off;
+    if (r.cfa_off & RULE_CFA_RBP) {
+      cfa = bp + off;
+      /* the reads below stay between sp and the CFA */
+      uintptr_t room = cfa - sp, need = (uintptr_t) - (r.ra_off < r.rbp_off ? r.ra_off : r.rbp_off);
+      if (room - 1 >= MAX_FRAME || room < need) break;
+    }
     uintptr_t ra = *(const uintptr_t *)(cfa + (intptr_t)r.ra_off);
     if (r.rbp_off) bp = *(const uintptr_t *)(cfa + (intptr_t)r.rbp_off);
     sp = cfa;
