@@ -467,6 +467,7 @@ void _hak_heap_profile_start(void) {
   hak_heap_t *h = hak_tls_own_heap();
   if (!h) return;
   h->profile_rng = _hak_os_ticks() ^ (uintptr_t)h;
+  h->profile.shard = (uint8_t)h->id;
   heap_profile_next(h);
 }
 

@@ -722,6 +722,7 @@ unsigned _hak_unwind(uintptr_t *pc, unsigned max, hak_tick_t now, const hak_fram
 extern bool _hak_profile_on;       /* HAKMEM_PROFILE=1, set at start-up */
 typedef struct hak_profile_local { /* a heap's part (hak_tls_profile) */
   bool unwinding;                  /* its thread is taking a stack */
+  uint8_t shard;                   /* its heap's id, which picks the shard of a site's counts */
 } hak_profile_local_t;
 static inline hak_profile_local_t *hak_tls_profile(void);
 extern hak_lock_t _hak_profile_lock;           /* the tables (thread.c: the lock order) */

@@ -30,19 +30,26 @@
 #define DEPTH 32        /* frames kept of a stack */
 #define SITES 4096      /* distinct stacks kept (a power of two) */
 #define LIFE_BUCKETS 40 /* lifetimes: bucket k holds [2^k, 2^(k+1)) us; 0 holds [0, 2) */
+#define SHARDS 4        /* a site's counts, by the heap that samples or frees (a power of two) */
 #define SITE_NONE UINT32_MAX
 _Static_assert(SITES <= 1u << 16, "a sample's record holds its site in 16 bits");
 
 /* A stack's entry. Found without a lock (made under the profile lock, its
  * hash written last); its counts are atomic, so that samples of several
- * threads take no lock (the dumps read them as they are). */
+ * threads take no lock (the dumps read them as they are, and add up the
+ * shards). Each thread counts in the shard of its heap's id, a cache line
+ * of its own: two threads sampling one stack (mid_large_mt: a sample every
+ * few allocations) took turns at one line. */
+typedef struct shard {
+  _Alignas(64) _Atomic uint64_t alloc_objs, alloc_bytes; /* samples taken here, and their bytes */
+  _Atomic uint64_t freed_objs, freed_bytes;              /* of those, freed */
+  _Atomic uint32_t life[LIFE_BUCKETS];                   /* the freed ones, by lifetime */
+} shard_t;
 typedef struct site {
   _Atomic uint64_t hash; /* of the frames; 0: an unused entry */
   uint32_t depth;
-  _Atomic uint64_t alloc_objs, alloc_bytes; /* samples taken here, and their bytes */
-  _Atomic uint64_t freed_bytes;             /* of those, the freed ones' */
-  _Atomic uint64_t life[LIFE_BUCKETS];      /* the freed ones, by lifetime (their count: the sum) */
-  uintptr_t pc[DEPTH];                      /* return addresses, the allocation's caller first */
+  uintptr_t pc[DEPTH]; /* return addresses, the allocation's caller first */
+  shard_t shard[SHARDS];
 } site_t;
 
 bool _hak_profile_on;
@@ -290,25 +297,26 @@ static void put_counts(hak_buf_t *b, uint64_t lo, uint64_t lb, uint64_t ao, uint
   _hak_buf_str(b, "]");
 }
 
-/* s's freed samples: the sum of its lifetimes' buckets. */
-static uint64_t site_freed(const site_t *s) {
-  uint64_t n = 0;
-  for (unsigned k = 0; k < LIFE_BUCKETS; k++) n += atomic_load_explicit(&s->life[k], memory_order_acquire);
-  return n;
+/* The shard of a site's counts that the calling thread counts in. */
+static shard_t *shard_of(site_t *s, const hak_profile_local_t *me) {
+  return &s->shard[me ? me->shard & (SHARDS - 1) : 0];
 }
 
-/* s's counts as the profile gives them: live objects and bytes, allocated
- * objects and bytes (the freed ones read first: never more than those
- * allocated). */
+/* s's counts as the profile gives them, its shards added up: live objects
+ * and bytes, allocated objects and bytes (the freed ones read first: never
+ * more than those allocated). */
 static void site_counts(const site_t *s, uint64_t c[4]) {
-  if (!atomic_load_explicit(&s->hash, memory_order_acquire)) { /* an unused entry */
-    c[0] = c[1] = c[2] = c[3] = 0;
-    return;
+  c[0] = c[1] = c[2] = c[3] = 0;
+  if (!atomic_load_explicit(&s->hash, memory_order_acquire)) return; /* an unused entry */
+  uint64_t fo = 0, fb = 0;
+  for (unsigned k = 0; k < SHARDS; k++) {
+    fo += atomic_load_explicit(&s->shard[k].freed_objs, memory_order_acquire);
+    fb += atomic_load_explicit(&s->shard[k].freed_bytes, memory_order_acquire);
   }
-  uint64_t fo = site_freed(s);
-  uint64_t fb = atomic_load_explicit(&s->freed_bytes, memory_order_acquire);
-  c[2] = atomic_load_explicit(&s->alloc_objs, memory_order_relaxed);
-  c[3] = atomic_load_explicit(&s->alloc_bytes, memory_order_relaxed);
+  for (unsigned k = 0; k < SHARDS; k++) {
+    c[2] += atomic_load_explicit(&s->shard[k].alloc_objs, memory_order_relaxed);
+    c[3] += atomic_load_explicit(&s->shard[k].alloc_bytes, memory_order_relaxed);
+  }
   c[0] = c[2] > fo ? c[2] - fo : 0;
   c[1] = c[3] > fb ? c[3] - fb : 0;
 }
@@ -425,20 +433,21 @@ void _hak_profile_record(hak_sample_t *rec, size_t size, const hak_frame_t *from
     atomic_fetch_add_explicit(&dropped, 1, memory_order_relaxed);
     return;
   }
-  site_t *s = &sites[i];
-  atomic_fetch_add_explicit(&s->alloc_objs, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&s->alloc_bytes, size, memory_order_relaxed);
+  shard_t *c = shard_of(&sites[i], me);
+  atomic_fetch_add_explicit(&c->alloc_objs, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&c->alloc_bytes, size, memory_order_relaxed);
   *rec = (hak_sample_t){.born = now, .size = size, .site = i};
   if (growth_step && growth_due((int64_t)weight_of(size, 1))) dump_numbered();
 }
 
 void _hak_profile_freed(const hak_sample_t *rec, hak_tick_t now) {
   if (!rec->born) return;
-  site_t *s = &sites[rec->site];
-  atomic_fetch_add_explicit(&s->freed_bytes, rec->size, memory_order_release);
+  shard_t *c = shard_of(&sites[rec->site], hak_tls_profile());
   uint64_t us = (now - rec->born) * 1000 / _hak_os_ms_ticks(1);
   unsigned k = us < 2 ? 0 : 63u - (unsigned)__builtin_clzll(us);
-  atomic_fetch_add_explicit(&s->life[k < LIFE_BUCKETS ? k : LIFE_BUCKETS - 1], 1, memory_order_release);
+  atomic_fetch_add_explicit(&c->life[k < LIFE_BUCKETS ? k : LIFE_BUCKETS - 1], 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&c->freed_bytes, rec->size, memory_order_relaxed);
+  atomic_fetch_add_explicit(&c->freed_objs, 1, memory_order_release);
   if (growth_step) growth_due(-(int64_t)weight_of(rec->size, 1));
 }
 
@@ -468,10 +477,16 @@ void _hak_profile_exit(void) {
 /* The lifetime below which q thousandths of s's freed samples fell, as the
  * bucket's upper end in microseconds (0: none freed). */
 static uint64_t life_upto(const site_t *s, unsigned q) {
-  uint64_t n = site_freed(s), seen = 0;
+  uint64_t life[LIFE_BUCKETS] = {0}, n = 0, seen = 0;
+  for (unsigned i = 0; i < SHARDS; i++)
+    for (unsigned k = 0; k < LIFE_BUCKETS; k++) {
+      uint32_t v = atomic_load_explicit(&s->shard[i].life[k], memory_order_relaxed);
+      life[k] += v;
+      n += v;
+    }
   if (!n) return 0;
   for (unsigned k = 0; k < LIFE_BUCKETS; k++)
-    if ((seen += s->life[k]) * 1000 >= n * q) return (uint64_t)2 << k;
+    if ((seen += life[k]) * 1000 >= n * q) return (uint64_t)2 << k;
   return (uint64_t)2 << (LIFE_BUCKETS - 1);
 }
 
@@ -491,15 +506,23 @@ static void put_us(hak_buf_t *b, uint64_t us) {
  * lock); returns how many. */
 static unsigned top_sites(uint32_t top[TOP_SITES]) {
   unsigned n = 0;
+  uint64_t weight[TOP_SITES], c[4];
   for (uint32_t i = 0; i < SITES; i++) {
-    if (!sites[i].alloc_objs) continue;
-    uint64_t e = weight_of(sites[i].alloc_bytes, sites[i].alloc_objs);
+    site_counts(&sites[i], c);
+    if (!c[2]) continue;
+    uint64_t e = weight_of(c[3], c[2]);
     unsigned k = n < TOP_SITES ? n++ : TOP_SITES;
-    while (k > 0 && weight_of(sites[top[k - 1]].alloc_bytes, sites[top[k - 1]].alloc_objs) < e) {
-      if (k < TOP_SITES) top[k] = top[k - 1];
+    while (k > 0 && weight[k - 1] < e) {
+      if (k < TOP_SITES) {
+        top[k] = top[k - 1];
+        weight[k] = weight[k - 1];
+      }
       k--;
     }
-    if (k < TOP_SITES) top[k] = i;
+    if (k < TOP_SITES) {
+      top[k] = i;
+      weight[k] = e;
+    }
   }
   return n;
 }

@@ -267,6 +267,41 @@ else
   skip "google-pprof (google-perftools) not installed: the heap profile is not read with it"
 fi
 
+# ---- the profiler's cost on the fast paths, in instructions ---------------------
+# callgrind counts the fast-path probe (bench/bin/fastpath: 256 live blocks,
+# free + malloc of a random size a round) deterministically; a round's count
+# is (instructions at 300 k rounds - at 100 k) / 200 k, so that start-up
+# cancels out. The default build has no profiler on its fast paths: its
+# counts are the same with HAKMEM_PROFILE=1 (which it refuses) as without.
+# The profile build's countdown costs at most 2 instructions a round when
+# it does not sample, and at most 2.1 when it does at a rate of 1 GiB (the
+# largest: a few samples in the 1-32 KiB probe, about 1300 instructions
+# each).
+if command -v valgrind >/dev/null 2>&1; then
+  probe_round() { # LIB LO HI [VAR=VALUE ...]: instructions a round
+    local lib=$1 lo=$2 hi=$3 n a b
+    shift 3
+    for n in 100000 300000; do
+      valgrind --tool=callgrind --trace-children=yes --callgrind-out-file=/dev/null \
+        env LD_PRELOAD="$lib" "$@" HAKMEM_PROFILE_FILE="$TMP/probe.heap" bench/bin/fastpath "$n" "$lo" "$hi" 2>&1 \
+        >/dev/null | sed -n 's/.*Collected : \([0-9]*\).*/\1/p' | tail -1
+    done | { read -r a; read -r b; awk -v a="${a:-0}" -v b="${b:-0}" 'BEGIN { printf "%.2f", (b - a) / 200000 }'; }
+  }
+  for r in 16-512 1024-32768; do
+    lo=${r%-*} hi=${r#*-}
+    d0=$(probe_round "$REL" "$lo" "$hi")
+    d1=$(probe_round "$REL" "$lo" "$hi" HAKMEM_PROFILE=1)
+    p0=$(probe_round "$PRO" "$lo" "$hi")
+    p1=$(probe_round "$PRO" "$lo" "$hi" HAKMEM_PROFILE=1 HAKMEM_PROFILE_RATE=1073741824)
+    ok=$(awk -v a="$d0" -v b="$d1" 'BEGIN { print (a > 0 && a == b) ? 1 : 0 }')
+    check "probe $r B: the default build's count is the same with HAKMEM_PROFILE=1 ($d0, $d1 instructions a round)" "$ok"
+    ok=$(awk -v a="$d0" -v p="$p0" -v q="$p1" 'BEGIN { print (a > 0 && p - a <= 2.005 && q - a <= 2.1) ? 1 : 0 }')
+    check "probe $r B: the profile build's countdown costs 2 instructions a round ($d0 -> $p0 unset, $p1 sampling)" "$ok"
+  done
+else
+  skip "valgrind not installed: the fast paths' instruction counts are not checked"
+fi
+
 # ---- memory back to the OS (rss runs its cases in fresh processes) -----------
 RSS_S=${RSS_SECONDS:-30}
 RSS_PRE=$(awk -v s="$RSS_S" 'BEGIN { print (s + 0 < 6 ? s + 0 : 6) }')

@@ -42,7 +42,7 @@ TEST_BINS     := $(TEST_REL_C) $(TEST_DBG_C) $(TEST_GLIBC_C) tests/bin/cxx \
 
 .PHONY: test test-build test-clean soak
 
-test-build: $(TEST_BINS) bench/bin/fragment
+test-build: $(TEST_BINS) bench/bin/fragment bench/bin/fastpath
 
 test: all debug test-build
 	bash tests/run.sh
