@@ -273,10 +273,11 @@ fi
 # is (instructions at 300 k rounds - at 100 k) / 200 k, so that start-up
 # cancels out. The default build has no profiler on its fast paths: its
 # counts are the same with HAKMEM_PROFILE=1 (which it refuses) as without.
-# The profile build's countdown costs at most 2 instructions a round when
-# it does not sample, and at most 2.1 when it does at a rate of 1 GiB (the
-# largest: a few samples in the 1-32 KiB probe, about 1300 instructions
-# each).
+# The profile build's countdown costs 2 instructions a round, whether it
+# samples (at a rate of 1 GiB, the largest: a few samples in the 1-32 KiB
+# probe, about 1300 instructions each) or not. The margins (0.1) hold the
+# slow paths that run by the clock (the budget's look every millisecond),
+# which a slower or busier machine runs a little more or less often.
 if command -v valgrind >/dev/null 2>&1; then
   probe_round() { # LIB LO HI [VAR=VALUE ...]: instructions a round
     local lib=$1 lo=$2 hi=$3 n a b
@@ -293,9 +294,9 @@ if command -v valgrind >/dev/null 2>&1; then
     d1=$(probe_round "$REL" "$lo" "$hi" HAKMEM_PROFILE=1)
     p0=$(probe_round "$PRO" "$lo" "$hi")
     p1=$(probe_round "$PRO" "$lo" "$hi" HAKMEM_PROFILE=1 HAKMEM_PROFILE_RATE=1073741824)
-    ok=$(awk -v a="$d0" -v b="$d1" 'BEGIN { print (a > 0 && a == b) ? 1 : 0 }')
+    ok=$(awk -v a="$d0" -v b="$d1" 'BEGIN { print (a > 0 && b - a <= 0.1 && a - b <= 0.1) ? 1 : 0 }')
     check "probe $r B: the default build's count is the same with HAKMEM_PROFILE=1 ($d0, $d1 instructions a round)" "$ok"
-    ok=$(awk -v a="$d0" -v p="$p0" -v q="$p1" 'BEGIN { print (a > 0 && p - a <= 2.005 && q - a <= 2.1) ? 1 : 0 }')
+    ok=$(awk -v a="$d0" -v p="$p0" -v q="$p1" 'BEGIN { print (a > 0 && p - a <= 2.1 && q - a <= 2.2) ? 1 : 0 }')
     check "probe $r B: the profile build's countdown costs 2 instructions a round ($d0 -> $p0 unset, $p1 sampling)" "$ok"
   done
 else
