@@ -38,10 +38,6 @@ void *_hak_calloc(size_t n, size_t size) {
   return p;
 }
 
-/* Alignments up to 64 KiB with sizes up to 1 MiB come from a class whose
- * block size is a multiple of the alignment: slabs start 64 KiB aligned
- * (4 KiB in unit 0, which only holds blocks up to 4 KiB), so every block of
- * such a class is aligned. The rest are Large. */
 /* A failure of an aligned allocation: its record is built only here, off
  * the path that succeeds (comprehensive/aligned: 7 instructions fewer per
  * allocation). */
@@ -50,8 +46,14 @@ static __attribute__((noinline, cold)) void *aligned_fail(const char *who, size_
   return _hak_fail((hak_ask_t){.who = who, .size = size, .align = align}, why);
 }
 
+/* An alignment above 16 (hak_alloc_aligned_inline takes the rest, and the
+ * Tiny and Mid requests it can). Alignments up to 64 KiB with sizes up to
+ * 1 MiB come from a class whose block size is a multiple of the alignment:
+ * slabs start 64 KiB aligned (4 KiB in unit 0, which only holds blocks up
+ * to 4 KiB), so every block of such a class is aligned. The rest are
+ * Large. */
 void *_hak_alloc_aligned(size_t align, size_t size, const char *who) {
-  if (align <= 16) return hak_alloc_inline(size, who);
+  HAK_DEBUG_ASSERT(align > 16);
   if (size > PTRDIFF_MAX) return aligned_fail(who, size, align, HAK_FAIL_SIZE);
   if (align <= HAK_UNIT_SIZE) {
     size_t rounded = (size + align - 1) & ~(align - 1);

@@ -44,19 +44,20 @@ HAK_API void *reallocarray(void *p, size_t n, size_t size) {
   return hak_total_of(n, size, &total, "reallocarray") ? realloc_block(p, total) : NULL;
 }
 
-static void *alloc_aligned(size_t align, size_t size, const char *who) {
+static inline __attribute__((always_inline)) void *alloc_aligned(size_t align, size_t size, const char *who) {
   return hak_cfg_secure ? _hak_secure_alloc(size, align, false, HAK_FORM_MALLOC, who)
-                        : _hak_alloc_aligned(align, size, who);
+                        : hak_alloc_aligned_inline(align, size, who);
 }
 
 static bool power_of_two(size_t a) { return a && !(a & (a - 1)); }
 
+/* errno is left as it was on success, as by every allocation that
+ * succeeds: hakmem sets it only where a call fails (its system calls do
+ * not go through libc, os.c). */
 HAK_API int posix_memalign(void **out, size_t align, size_t size) {
   if (!power_of_two(align) || align < sizeof(void *)) return EINVAL;
-  int saved = errno;
   void *p = alloc_aligned(align, size, "posix_memalign");
   if (!p) return ENOMEM;
-  errno = saved;
   *out = p;
   return 0;
 }

@@ -258,7 +258,7 @@ void *_hak_secure_alloc(size_t size, size_t align, bool zero, int form, const ch
     room = inner <= HAK_TINY_MAX ? (inner + 15) & ~(size_t)15
                                  : hak_class_size(_hak_mid_class[(inner - 1) >> HAK_MID_SHIFT]);
   } else {
-    p = align <= 16 ? hak_alloc_inline(inner, NULL) : _hak_alloc_aligned(align, inner, NULL);
+    p = hak_alloc_aligned_inline(align, inner, NULL);
     room = p ? room_of(p, "malloc") : 0;
   }
   if (HAK_UNLIKELY(!p)) return alloc_failed(size, align, who, HAK_FAIL_MAP);

@@ -8,6 +8,7 @@
  * the static build. */
 #include <limits.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -335,6 +336,69 @@ static void test_free_errno(void) {
     changed += errno != 4243;
   }
   CHECKV("free of 64 MiB of blocks never changes errno", changed == 0, "%d frees changed it", changed);
+}
+
+/* ---- errno after allocations that succeed ------------------------------------ */
+/* Allocation call number c (0 .. 6) of the errno check. */
+static void *alloc_call(int c, size_t size, size_t align) {
+  void *p = NULL;
+  if (c == 0) return malloc(size);
+  if (c == 1) return calloc(1, size);
+  if (c == 2) return realloc(malloc(16), size);
+  if (c == 3) return posix_memalign(&p, align, size) == 0 ? p : NULL;
+  if (c == 4) return aligned_alloc(align, (size + align - 1) & ~(align - 1));
+  if (c == 5) return memalign(align, size);
+  return valloc(size);
+}
+
+/* Every allocation call, over sizes that take every tier and its slow paths
+ * (refills, fresh slabs and SuperSlabs, Large mappings and BigCache): the
+ * calls that failed or changed errno. */
+static int errno_changes(void) {
+  static const size_t sizes[] = {1, 16, 100, 1000, 1500, 5000, 20 * KiB, 40 * KiB, 300 * KiB, 2 * MiB};
+  static const size_t aligns[] = {32, 64, 256, 4096, 64 * KiB, 2 * MiB};
+  enum { ROUNDS = 200, CALLS = 7 };
+  static void *keep[ROUNDS][CALLS];
+  int changed = 0;
+  for (int r = 0; r < ROUNDS; r++) {
+    size_t size = sizes[r % (sizeof sizes / sizeof sizes[0])];
+    size_t align = aligns[r % (sizeof aligns / sizeof aligns[0])];
+    void **k = keep[r];
+    for (int c = 0; c < CALLS; c++) {
+      errno = 4245;
+      k[c] = alloc_call(c, size, align);
+      changed += k[c] == NULL || errno != 4245;
+    }
+    if (r % 3 == 2) /* frees, so that later rounds reuse and refill */
+      for (int q = r - 2; q <= r; q++)
+        for (int c = 0; c < CALLS; c++) free(keep[q][c]);
+  }
+  for (int r = ROUNDS - ROUNDS % 3; r < ROUNDS; r++)
+    for (int c = 0; c < CALLS; c++) free(keep[r][c]);
+  return changed;
+}
+
+/* The same in a new thread, after its first allocation, which makes its
+ * heap: 1 if that one failed or changed errno, plus twice the rest's. */
+static void *errno_thread(void *arg) {
+  (void)arg;
+  errno = 4246;
+  void *p = malloc(24);
+  intptr_t first = p == NULL || errno != 4246;
+  free(p);
+  return (void *)(first + 2 * errno_changes());
+}
+
+static void test_alloc_errno(void) {
+  int changed = errno_changes();
+  CHECKV("allocations that succeed leave errno alone", changed == 0, "%d calls failed or changed it",
+         changed);
+  pthread_t t;
+  void *res = (void *)1;
+  CHECK("a thread for the errno check starts",
+        pthread_create(&t, NULL, errno_thread, NULL) == 0 && pthread_join(t, &res) == 0);
+  CHECKV("a thread's first allocation, and the rest, leave errno alone", res == NULL, "first %d, then %d",
+         (int)((intptr_t)res & 1), (int)((intptr_t)res >> 1));
 }
 
 /* ---- calloc ---------------------------------------------------------------- */
@@ -1058,6 +1122,7 @@ int main(void) {
   test_malloc_sweep();
   test_random_workout();
   test_free_errno();
+  test_alloc_errno();
   test_calloc();
   test_realloc_basic();
   test_realloc_boundaries();
