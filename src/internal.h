@@ -358,6 +358,9 @@ int _hak_os_purge(void *p, size_t size, bool lazy);     /* MADV_DONTNEED, or MAD
 int _hak_os_discard(void *p, size_t size);              /* fresh pages with no access in their place */
 int _hak_os_hugepage(void *p, size_t size, int mode);   /* mode: 1 request, 2 forbid */
 void *_hak_os_remap(void *p, size_t old_size, size_t new_size, void *fixed); /* NULL on failure */
+/* The pages of [p, p + size) move to `to` (over what is mapped there); p's
+ * range stays mapped, with no pages. NULL on failure (kernels before 5.7). */
+void *_hak_os_move(void *p, size_t size, void *to);
 long _hak_os_write(int fd, const void *buf, size_t n);
 void _hak_os_futex_wait(_Atomic int *addr, int val);
 void _hak_os_futex_wake(_Atomic int *addr, int n);
@@ -797,7 +800,13 @@ void _hak_ss_give(hak_slab_t *s, unsigned first, hak_tick_t since); /* to a shar
 void _hak_ss_init(hak_superslab_t *ss); /* a fresh SuperSlab: all units free, marked in the chunk map */
 hak_superslab_t *_hak_ss_take_free(
     void); /* a wholly free shared SuperSlab (dirty first) or a fresh one, off the list */
-void _hak_ss_share(hak_superslab_t *ss);           /* back on the shared list, with what it has free */
+void _hak_ss_share(hak_superslab_t *ss); /* back on the shared list, with what it has free */
+/* Wholly free shared SuperSlabs, mostly dirty, whose pages a Large block
+ * may take: how many there are now, up to `chunks`; and the pages of up to
+ * `chunks` of them moved to `to` (2 MiB aligned, one chunk after the other;
+ * each SuperSlab stays, its units purged): how many moved. */
+unsigned _hak_ss_donors(unsigned chunks);
+unsigned _hak_ss_donate(char *to, unsigned chunks);
 void _hak_ss_purge_pass(hak_tick_t now, bool far); /* the shared ones' pass, if due (lock held) */
 bool _hak_ss_purge_due(hak_tick_t now);            /* read unlocked: whether to take the lock for it */
 /* A pass over the SuperSlabs of `walk` (a pool's, or the shared ones with

@@ -42,7 +42,8 @@ typedef struct cache_entry {
 
 /* A request no cached mapping fits gets a fresh mapping whose whole 2 MiB
  * chunks are the resident chunks of cached ones, moved there with mremap
- * (cache_donate, cache_splice). If the cache has a chunk for each and the
+ * (cache_donate, cache_splice), and then those of wholly free SuperSlabs
+ * (_hak_ss_donors). If the cache has a chunk for each and the
  * block uses 7/8 of its last chunk, it takes that chunk whole (its size
  * rounded up to 2 MiB: the pages are resident either way); else it faults
  * in what it lacks.
@@ -499,6 +500,15 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero, uint32_t site) {
   if (hit) hak_mem_reuse_age(e.size, now - e.freed_at);
   cache_decay(now, false);
   large_unlock();
+  /* What the cache lacks, wholly free SuperSlabs may give (superslab.c),
+   * after its chunks: as many as there are now (fewer, if other threads
+   * take some meanwhile: those chunks fault in). */
+  size_t from_cache = donated;
+  if (cached && !hit && donated < want) {
+    size_t lack = (want - donated) / HAK_SS_SIZE;
+    donated += (size_t)_hak_ss_donors(lack < DONORS_MAX ? (unsigned)lack : DONORS_MAX) * HAK_SS_SIZE;
+    if (donated > need) need = donated;
+  }
   size_t got = need, fresh = 0;
   bool zeroed = true;
   if (base) { /* the block's part of one mapping with no access: giving it access splits nothing */
@@ -514,9 +524,12 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero, uint32_t site) {
     base = map_fresh(need, align);
     cache_splice(base, d, donors);
     if (!base) return NULL;
+    unsigned moved = donated > from_cache
+                         ? _hak_ss_donate(base + from_cache, (unsigned)((donated - from_cache) / HAK_SS_SIZE))
+                         : 0;
     large_thp(base, need, zero);
     got = fresh = need;
-    zeroed = !donors;
+    zeroed = !donors && !moved;
     if (hak_cfg_secure) _hak_os_protect(base + need - LARGE_GUARD, LARGE_GUARD, false);
   }
   if (zero && !zeroed) memset(base + offset, 0, got - offset);

@@ -129,6 +129,12 @@ void *_hak_os_remap(void *p, size_t old_size, size_t new_size, void *fixed) {
   return is_error(r) ? NULL : (void *)r;
 }
 
+void *_hak_os_move(void *p, size_t size, void *to) {
+  long r = memcall(HAK_SYS_MREMAP, size, SYS_mremap, (long)p, (long)size, (long)size,
+                   MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, (long)to, 0);
+  return is_error(r) ? NULL : (void *)r;
+}
+
 long _hak_os_write(int fd, const void *buf, size_t n) {
   const char *c = buf;
   size_t done = 0;

@@ -223,6 +223,68 @@ void _hak_ss_share(hak_superslab_t *ss) {
   if (ss->free_units == UINT32_MAX) _hak_reservation_note_empty(ss->res, +1);
 }
 
+/* ---- free SuperSlabs' pages for Large blocks ---------------------------
+ * A wholly free shared SuperSlab whose units are mostly dirty holds up to
+ * 2 MiB of resident pages that only a slab of its own would reuse. A Large
+ * block that would fault in fresh pages takes them instead (large.c): the
+ * kernel moves the chunk's page table to the block's mapping, and the
+ * SuperSlab's range stays mapped with no pages, as if purged (one header
+ * page faults in again). The block costs no page faults for that chunk
+ * and committed memory does not grow by it: memory kept for one tier
+ * serves the other instead of raising the peak. */
+#define DONOR_DIRTY_MIN (HAK_UNITS / 2) /* a chunk with fewer resident units saves too few faults */
+#define DONOR_SEARCH 64                 /* wholly free SuperSlabs looked at per request */
+
+static bool donate_off; /* a move failed (a kernel before 5.7): none is tried again (ss lock) */
+
+/* The next donor on the shared list after *l (NULL: from the start). */
+static hak_superslab_t *next_donor(hak_link_t **l, int *looked) {
+  for (*l = *l ? (*l)->next : avail.head; *l && *looked < DONOR_SEARCH; *l = (*l)->next) {
+    hak_superslab_t *ss = HAK_SS_OF_AVAIL(*l);
+    if (ss->free_units != UINT32_MAX) continue;
+    ++*looked;
+    if (hak_count_units(ss->dirty_units) >= DONOR_DIRTY_MIN) return ss;
+  }
+  return NULL;
+}
+
+unsigned _hak_ss_donors(unsigned chunks) {
+  unsigned n = 0;
+  if (!chunks || __atomic_load_n(&donate_off, __ATOMIC_RELAXED)) return 0;
+  _hak_lock(&_hak_ss_lock);
+  hak_link_t *l = NULL;
+  int looked = 0;
+  while (n < chunks && next_donor(&l, &looked)) n++;
+  _hak_unlock(&_hak_ss_lock);
+  return n;
+}
+
+unsigned _hak_ss_donate(char *to, unsigned chunks) {
+  unsigned n = 0;
+  _hak_lock(&_hak_ss_lock);
+  hak_link_t *l = NULL;
+  int looked = 0;
+  hak_superslab_t *ss;
+  while (n < chunks && !donate_off && (ss = next_donor(&l, &looked)) != NULL) {
+    hak_superslab_t header = *ss; /* the move takes the header's page too */
+    if (!_hak_os_move(ss, HAK_SS_SIZE, to + (size_t)n * HAK_SS_SIZE)) {
+      donate_off = true;
+      break;
+    }
+    *ss = header;
+    uint32_t gone = ss->dirty_units;
+    size_t bytes = units_clean(ss, gone);
+    ss->purged_units |= gone;
+    ss->purged_early &= ~gone; /* reused, not lost: no evidence for HAKMEM_ACE */
+    hak_mem_move(bytes, HAK_MEM_EMPTY, HAK_MEM_NONE);
+    hak_mem_reused(bytes);
+    _hak_committed_add(-(ptrdiff_t)bytes);
+    n++;
+  }
+  _hak_unlock(&_hak_ss_lock);
+  return n;
+}
+
 /* ---- purging -------------------------------------------------------------
  * A pool purges the SuperSlabs it owns, and any thread the shared ones
  * (under _hak_ss_lock). Over the budget, what goes is the units empty for

@@ -21,6 +21,15 @@
  *           it all faults in no page; freed, it serves the next such
  *           request as it is; realloc grows it to 30 MiB (it is several
  *           kernel areas, which mremap alone cannot grow) with its bytes
+ *   slabs   HAKMEM_THP=2, HAKMEM_PURGE_DELAY_MS=60000 and
+ *           HAKMEM_BIGCACHE_MB=0: 12 MiB of 1000-byte blocks written and
+ *           freed leave 3 wholly free SuperSlabs dirty (the rest purged);
+ *           an 8 MiB block takes their pages, one mremap each: writing it
+ *           faults in only its fourth chunk (and their header pages), and
+ *           committed memory grows by a quarter of it, the empty memory
+ *           kept shrinks by the rest; then the SuperSlabs serve slabs
+ *           again, every block keeping its bytes, and calloc of 8 MiB from
+ *           them reads zero
  *   learn   HAKMEM_ACE=1, HAKMEM_BIGCACHE_MB=8, HAKMEM_RETAIN_SHARE=0 (the
  *           budget is 8 MiB), HAKMEM_BIGCACHE_DECAY_MS=300: four rounds of 4 blocks of
  *           6 MiB allocated and freed. The budget holds one; each block it
@@ -256,6 +265,56 @@ static int mode_donate(void) {
          (void *)g);
   if (g) memset(g, 1, 30 * MiB);
   free(g ? g : r);
+  return th_done();
+}
+
+/* Blocks of 1000 bytes filling `bytes`, each written whole with `c`, then
+ * freed in order: their slabs go back to their SuperSlabs, dirty. */
+static void slab_round(size_t bytes, int c) {
+  enum { N = 16384 };
+  static char *blk[N];
+  size_t n = bytes / 1000 < N ? bytes / 1000 : N;
+  for (size_t i = 0; i < n; i++) {
+    blk[i] = malloc(LAUNDER(1000));
+    if (blk[i]) memset(blk[i], c, 1000);
+  }
+  size_t bad = 0;
+  for (size_t i = 0; i < n; i++) {
+    bad += !blk[i] || !all_bytes(blk[i], 1000, (unsigned char)c);
+    free(blk[i]);
+  }
+  CHECKV("slab blocks hold their bytes", bad == 0, "%zu of %zu blocks bad (byte 0x%02x)", bad, n, c);
+}
+
+static int mode_slabs(void) {
+  slab_round(12 * MiB, 0xEE);
+  hak_stats_t s0 = st();
+  long f0 = minor_faults();
+  char *q = malloc(LAUNDER(8 * MiB));
+  if (!CHECK("malloc(8 MiB)", q != NULL)) return th_done();
+  memset(q, 0x5C, 8 * MiB - 64);
+  long faults = minor_faults() - f0;
+  hak_stats_t s1 = st();
+  CHECKV(
+      "8 MiB takes the pages of the 3 wholly free SuperSlabs: writing it faults in one chunk's 512 "
+      "pages and their headers' (2048 if none had been moved)",
+      faults >= 512 && faults < 540, "%ld faults", faults);
+  CHECKV("committed memory grows by less than half the block", s1.committed < s0.committed + 4 * MiB,
+         "committed %zu -> %zu", s0.committed, s1.committed);
+  CHECKV("the empty memory kept shrinks by what the block took", s1.empty + 4 * MiB <= s0.empty,
+         "empty %zu -> %zu", s0.empty, s1.empty);
+  CHECKV("their pages moved with mremap, one call each", s1.mremap_calls == s0.mremap_calls + 3,
+         "mremap calls %llu -> %llu", ULL(s0.mremap_calls), ULL(s1.mremap_calls));
+  free(q);
+  /* The SuperSlabs serve slabs again (their headers kept, their units
+   * purged); calloc of moved pages reads zero. */
+  slab_round(12 * MiB, 0x3D);
+  slab_round(12 * MiB, 0x4B);
+  char *z = calloc(1, LAUNDER(8 * MiB));
+  CHECKV("calloc made of a free SuperSlab's pages reads zero", z && all_bytes(z, 8 * MiB, 0), "%p",
+         (void *)z);
+  free(z);
+  slab_round(12 * MiB, 0x77);
   return th_done();
 }
 
@@ -595,6 +654,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "hit") == 0) return mode_hit();
     if (strcmp(argv[1], "split") == 0) return mode_split();
     if (strcmp(argv[1], "donate") == 0) return mode_donate();
+    if (strcmp(argv[1], "slabs") == 0) return mode_slabs();
     if (strcmp(argv[1], "learn") == 0 || strcmp(argv[1], "learn0") == 0) return mode_learn(argv[1][5] == 0);
     if (strcmp(argv[1], "budget8") == 0) return mode_budget8();
     if (strcmp(argv[1], "budget") == 0) return mode_budget_default();
@@ -629,6 +689,7 @@ int main(int argc, char **argv) {
       {"trim", {NULL}},
       {"split", {NULL}},
       {"donate", {"HAKMEM_THP=2", "HAKMEM_RETAIN_KB=65536"}},
+      {"slabs", {"HAKMEM_THP=2", "HAKMEM_PURGE_DELAY_MS=60000", "HAKMEM_BIGCACHE_MB=0"}},
       {"learn",
        {"HAKMEM_BIGCACHE_MB=8", "HAKMEM_RETAIN_SHARE=0", "HAKMEM_BIGCACHE_DECAY_MS=300", "HAKMEM_ACE=1"}},
       {"learn0",
