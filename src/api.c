@@ -11,6 +11,7 @@ static void *large_block(hak_ask_t ask, size_t align, bool zero, uintptr_t pc) {
   if (ask.size > PTRDIFF_MAX) return _hak_fail(ask, HAK_FAIL_SIZE);
   hak_tick_t t0 = hak_sample_start(hak_tls_counters());
   hak_site_plan_t plan = _hak_site_plan(pc, ask.size);
+  _hak_heap_before_large(ask.size);
   void *p = _hak_large_alloc(ask.size, align, zero, plan.site);
   if (plan.sample) _hak_site_sampled(plan.site, p);
   if (p && HAK_UNLIKELY(_hak_profile_on)) _hak_heap_sample_large(p, ask.size);

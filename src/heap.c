@@ -137,13 +137,26 @@ static hak_slab_t *heap_take_spare(hak_heap_t *h, size_t cls) {
   return s;
 }
 
-void _hak_heap_release_spares(hak_heap_t *h) {
+static void heap_release_spare_slabs(hak_heap_t *h) {
   while (h->spare_mask) {
     hak_slab_t *s = HAK_SLAB_OF_LINK(h->spare[__builtin_ctz(h->spare_mask)].head);
     heap_unspare(h, s);
     heap_release(h, s);
   }
+}
+
+void _hak_heap_release_spares(hak_heap_t *h) {
+  heap_release_spare_slabs(h);
   while (h->sample_runs) _hak_slab_release(h->sample_run[--h->sample_runs]);
+}
+
+void _hak_heap_before_large(size_t size) {
+  hak_heap_t *h = hak_tls_own_heap();
+  if (!h || size < HAK_SS_SIZE || (h->spare_bytes < HAK_SS_SIZE && !_hak_pool_has_free(&h->pool))) return;
+  heap_enter(h);
+  heap_release_spare_slabs(h);
+  _hak_pool_share_free(&h->pool);
+  heap_leave(h);
 }
 
 static inline void cur_units_forget(hak_heap_t *h, const hak_slab_t *s);

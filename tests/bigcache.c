@@ -30,6 +30,13 @@
  *           kept shrinks by the rest; then the SuperSlabs serve slabs
  *           again, every block keeping its bytes, and calloc of 8 MiB from
  *           them reads zero
+ *   spares  HAKMEM_THP=2, HAKMEM_RETAIN_KB=65536 (the freed slabs stay
+ *           the thread's spares, the pool runs' SuperSlabs its pool's) and
+ *           HAKMEM_BIGCACHE_MB=0: after 12 MiB of 1000-byte blocks, and
+ *           then of 100 KiB blocks, written and freed, an 8 MiB block
+ *           takes their pages (the spares go back and the pool's wholly
+ *           free SuperSlabs are shared first): writing it faults in fewer
+ *           than 64 pages, and committed memory does not grow by it
  *   learn   HAKMEM_ACE=1, HAKMEM_BIGCACHE_MB=8, HAKMEM_RETAIN_SHARE=0 (the
  *           budget is 8 MiB), HAKMEM_BIGCACHE_DECAY_MS=300: four rounds of 4 blocks of
  *           6 MiB allocated and freed. The budget holds one; each block it
@@ -268,26 +275,28 @@ static int mode_donate(void) {
   return th_done();
 }
 
-/* Blocks of 1000 bytes filling `bytes`, each written whole with `c`, then
- * freed in order: their slabs go back to their SuperSlabs, dirty. */
-static void slab_round(size_t bytes, int c) {
+/* Blocks of `size` bytes filling `bytes`, each written whole with `c`,
+ * then freed in order: their slabs go back to their SuperSlabs (or to the
+ * thread's spares, or its pool), dirty. */
+static void slab_round(size_t bytes, size_t size, int c) {
   enum { N = 16384 };
   static char *blk[N];
-  size_t n = bytes / 1000 < N ? bytes / 1000 : N;
+  size_t n = bytes / size < N ? bytes / size : N;
   for (size_t i = 0; i < n; i++) {
-    blk[i] = malloc(LAUNDER(1000));
-    if (blk[i]) memset(blk[i], c, 1000);
+    blk[i] = malloc(LAUNDER(size));
+    if (blk[i]) memset(blk[i], c, size);
   }
   size_t bad = 0;
   for (size_t i = 0; i < n; i++) {
-    bad += !blk[i] || !all_bytes(blk[i], 1000, (unsigned char)c);
+    bad += !blk[i] || !all_bytes(blk[i], size, (unsigned char)c);
     free(blk[i]);
   }
-  CHECKV("slab blocks hold their bytes", bad == 0, "%zu of %zu blocks bad (byte 0x%02x)", bad, n, c);
+  CHECKV("slab blocks hold their bytes", bad == 0, "%zu of %zu blocks of %zu bad (byte 0x%02x)", bad, n, size,
+         c);
 }
 
 static int mode_slabs(void) {
-  slab_round(12 * MiB, 0xEE);
+  slab_round(12 * MiB, 1000, 0xEE);
   hak_stats_t s0 = st();
   long f0 = minor_faults();
   char *q = malloc(LAUNDER(8 * MiB));
@@ -308,13 +317,39 @@ static int mode_slabs(void) {
   free(q);
   /* The SuperSlabs serve slabs again (their headers kept, their units
    * purged); calloc of moved pages reads zero. */
-  slab_round(12 * MiB, 0x3D);
-  slab_round(12 * MiB, 0x4B);
+  slab_round(12 * MiB, 1000, 0x3D);
+  slab_round(12 * MiB, 1000, 0x4B);
   char *z = calloc(1, LAUNDER(8 * MiB));
   CHECKV("calloc made of a free SuperSlab's pages reads zero", z && all_bytes(z, 8 * MiB, 0), "%p",
          (void *)z);
   free(z);
-  slab_round(12 * MiB, 0x77);
+  slab_round(12 * MiB, 1000, 0x77);
+  return th_done();
+}
+
+/* The thread's spare slabs (kept: the budget is 64 MiB) and its pool's
+ * wholly free SuperSlabs go back before a Large block is made, and give it
+ * their pages. */
+static int mode_spares(void) {
+  static const size_t sizes[2] = {1000, 100 * KiB};
+  for (int k = 0; k < 2; k++) {
+    slab_round(12 * MiB, sizes[k], 0x21 + k);
+    hak_stats_t s0 = st();
+    long f0 = minor_faults();
+    char *q = malloc(LAUNDER(8 * MiB));
+    if (!CHECK("malloc(8 MiB)", q != NULL)) return th_done();
+    memset(q, 0x5C, 8 * MiB - 64);
+    long faults = minor_faults() - f0;
+    hak_stats_t s1 = st();
+    CHECKV("12 MiB of blocks freed stay as empty memory (the thread's spares, or its pool's)",
+           s0.empty >= 10 * MiB, "blocks of %zu: empty %zu", sizes[k], s0.empty);
+    CHECKV("an 8 MiB block takes their pages: writing it faults in fewer than 64 pages (2048 if none moved)",
+           faults < 64, "blocks of %zu: %ld faults", sizes[k], faults);
+    CHECKV("committed memory does not grow by the block", s1.committed < s0.committed + MiB,
+           "blocks of %zu: committed %zu -> %zu", sizes[k], s0.committed, s1.committed);
+    free(q);
+    slab_round(12 * MiB, sizes[k], 0x31 + k);
+  }
   return th_done();
 }
 
@@ -655,6 +690,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "split") == 0) return mode_split();
     if (strcmp(argv[1], "donate") == 0) return mode_donate();
     if (strcmp(argv[1], "slabs") == 0) return mode_slabs();
+    if (strcmp(argv[1], "spares") == 0) return mode_spares();
     if (strcmp(argv[1], "learn") == 0 || strcmp(argv[1], "learn0") == 0) return mode_learn(argv[1][5] == 0);
     if (strcmp(argv[1], "budget8") == 0) return mode_budget8();
     if (strcmp(argv[1], "budget") == 0) return mode_budget_default();
@@ -690,6 +726,7 @@ int main(int argc, char **argv) {
       {"split", {NULL}},
       {"donate", {"HAKMEM_THP=2", "HAKMEM_RETAIN_KB=65536"}},
       {"slabs", {"HAKMEM_THP=2", "HAKMEM_PURGE_DELAY_MS=60000", "HAKMEM_BIGCACHE_MB=0"}},
+      {"spares", {"HAKMEM_THP=2", "HAKMEM_RETAIN_KB=65536", "HAKMEM_BIGCACHE_MB=0"}},
       {"learn",
        {"HAKMEM_BIGCACHE_MB=8", "HAKMEM_RETAIN_SHARE=0", "HAKMEM_BIGCACHE_DECAY_MS=300", "HAKMEM_ACE=1"}},
       {"learn0",
