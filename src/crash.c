@@ -39,14 +39,17 @@ static void put_superslab(hak_buf_t *b, uintptr_t a) {
   hak_superslab_t *ss = hak_superslab_of((const void *)a);
   unsigned u = (unsigned)((a & (HAK_SS_SIZE - 1)) >> HAK_UNIT_SHIFT);
   hak_slab_t s;
-  uint32_t guarded;
+  uint32_t guarded, free_units;
   if (a - (uintptr_t)ss < HAK_SS_HEADER) {
     _hak_buf_str(b, "in a SuperSlab's header (hakmem's metadata)");
     return;
   }
-  /* hak_slab_of, each read checked: the unit's descriptor, or the slab it leads to */
-  if (_hak_os_peek(&ss->slab[u], &s, sizeof s) ||
-      (s.units != 1 && s.head != u && _hak_os_peek(&ss->slab[s.head % HAK_UNITS], &s, sizeof s)) ||
+  /* hak_slab_of, each read checked: the unit's descriptor, or the slab it
+   * leads to (a free unit's may lead anywhere: its bit says first) */
+  if (_hak_os_peek(&ss->free_units, &free_units, sizeof free_units) ||
+      _hak_os_peek(&ss->slab[u], &s, sizeof s) ||
+      (!(free_units >> u & 1) && s.units != 1 && s.head != u &&
+       _hak_os_peek(&ss->slab[s.head % HAK_UNITS], &s, sizeof s)) ||
       _hak_os_peek(&ss->guarded, &guarded, sizeof guarded)) {
     _hak_buf_str(b, "in a SuperSlab whose header cannot be read");
     return;
@@ -56,7 +59,7 @@ static void put_superslab(hak_buf_t *b, uintptr_t a) {
     _hak_buf_str(b, "in a guard page (no access) after a slab");
     return;
   }
-  if (!s.units) {
+  if ((free_units >> u & 1) || !s.units) {
     _hak_buf_str(b, "in a free unit of a SuperSlab (in no slab)");
     return;
   }

@@ -110,7 +110,7 @@ hak_slab_t *_hak_units_take(hak_superslab_t *ss, unsigned u, unsigned n, uint32_
   __atomic_store_n(&s->units, (uint8_t)n, __ATOMIC_RELAXED);
   s->local_free = NULL;
   atomic_store_explicit(&s->owner, owner, memory_order_relaxed);
-  for (unsigned i = 1; i < n; i++) __atomic_store_n(&ss->slab[u + i].head, (uint8_t)u, __ATOMIC_RELAXED);
+  for (unsigned i = 0; i < n; i++) __atomic_store_n(&ss->slab[u + i].head, (uint8_t)u, __ATOMIC_RELAXED);
   guard_slab(ss, u, n);
   if (hak_cfg_debug) _hak_superslab_check(ss);
   return s;
@@ -121,14 +121,29 @@ void _hak_units_give(hak_superslab_t *ss, hak_slab_t *s, unsigned first, hak_tic
   uint32_t bits = hak_unit_bits(u + first, s->units - first);
   /* The descriptor of a free unit has no block (carved 0); that of the
    * first unit of a one-block run keeps capacity 1 and its block size, so
-   * that a second free of that block is known for what it is. */
+   * that a second free of that block is known for what it is. A later unit
+   * of a slab has carved 0 already (only a slab's first descriptor counts
+   * blocks), and a slab given back whole leaves the `head` of its later
+   * units as it was: they lead to its first descriptor, which then has no
+   * block, or to whatever slab starts there later, whose block p is not
+   * (hak_slab_has_block fails for an address outside its slab), until
+   * _hak_units_take sets them again. Only its first descriptor and the
+   * ages' array are written, not a line per unit (mid_large_mt's runs of
+   * up to 16 units). A slab that keeps some units still counts blocks in
+   * the others: those lead to themselves again. */
   bool single = s->capacity == 1 && !first;
   guard_slab(ss, u, first); /* what it keeps */
   for (unsigned k = u + first; k < u + s->units; k++) {
-    if (k != u) __atomic_store_n(&ss->slab[k].head, (uint8_t)k, __ATOMIC_RELAXED);
+    HAK_DEBUG_ASSERT(k == u || ss->slab[k].carved == 0);
     ss->unit_freed[k] = (uint32_t)(since >> HAK_AGE_SHIFT);
-    ss->slab[k].carved = 0;
-    ss->slab[k].capacity = 0;
+  }
+  if (first) {
+    for (unsigned k = u + first; k < u + s->units; k++) {
+      __atomic_store_n(&ss->slab[k].head, (uint8_t)k, __ATOMIC_RELAXED);
+      ss->slab[k].capacity = 0;
+    }
+  } else {
+    s->carved = 0;
   }
   __atomic_store_n(&s->units, (uint8_t)first, __ATOMIC_RELEASE);
   if (!first) {
@@ -399,14 +414,14 @@ void _hak_superslab_check(hak_superslab_t *ss) {
   for (unsigned u = 0; u < HAK_UNITS;) {
     hak_slab_t *s = &ss->slab[u];
     if (ss->free_units & (1u << u)) {
-      HAK_ASSERT(s->units == 0 && s->head == u && s->cls == 0);
+      HAK_ASSERT(s->units == 0 && s->cls == 0 && s->carved == 0);
       u++;
       continue;
     }
     HAK_ASSERT(s->units >= 1 && u + s->units <= HAK_UNITS);
     for (unsigned i = 0; i < s->units; i++)
       HAK_ASSERT(hak_slab_of(ss, (uintptr_t)ss + ((uintptr_t)(u + i) << HAK_UNIT_SHIFT)) == s &&
-                 !(ss->free_units & (1u << (u + i))));
+                 !(ss->free_units & (1u << (u + i))) && (i == 0 || ss->slab[u + i].carved == 0));
     covered |= hak_unit_bits(u, s->units);
     u += s->units;
   }

@@ -245,6 +245,23 @@ static int invalid_unaligned(void *arg) { return (void)arg, inside(48, 1, 64); }
 static int invalid_interior(void *arg) { return (void)arg, inside(200, 64, 224); }
 static int invalid_interior_mid(void *arg) { return (void)arg, inside(5000, 4096, 5120); }
 static int invalid_interior_large(void *arg) { return (void)arg, inside(3 * MiB, 4096, 3 * MiB + 4096); }
+/* In a later 64 KiB unit of a pool block's run. */
+static int invalid_interior_run(void *arg) { return (void)arg, inside(256 * KiB, 200 * KiB, 288 * KiB); }
+
+/* Into the fifth unit of a freed 512 KiB block's run, once a 64 KiB block
+ * took its first unit: the units past it are free (and lead to that block's
+ * slab until taken again, superslab.c). */
+static int invalid_freed_run(void *arg) {
+  (void)arg;
+  char *p = malloc(512 * KiB);
+  free(p);
+  char *q = malloc(64 * KiB);
+  if (q != p) return 97;
+  expect("hakmem: free(): invalid pointer %p: in hakmem's memory, but in no live block",
+         (void *)(p + 300 * KiB));
+  free(LAUNDER((void *)(p + 300 * KiB)));
+  return 0;
+}
 
 /* Past the blocks carved so far in a slab: memory of hakmem's that holds
  * no block yet. */
@@ -477,6 +494,10 @@ static const misuse_case_t cases[] = {
     {"free of an interior pointer", invalid_interior, NULL, ABORTS, ABORTS, 1},
     {"free of an interior pointer, Mid", invalid_interior_mid, NULL, ABORTS, ABORTS, 1},
     {"free of an interior pointer, Large", invalid_interior_large, NULL, ABORTS, ABORTS, 1},
+    {"free of an interior pointer, in a later unit of a pool block", invalid_interior_run, NULL, ABORTS,
+     ABORTS, 1},
+    {"free into a freed pool block whose first unit was taken again", invalid_freed_run, NULL, ABORTS,
+     UNDEFINED, 1},
     {"free of memory with no block", invalid_uncarved, NULL, ABORTS, ABORTS, 1},
     {"malloc_usable_size of an interior pointer", invalid_usable, NULL, ABORTS, ABORTS, 1},
     {"overflow by 1 byte, 48 bytes", overflow, &small_1, GOES_ON, ABORTS, 1},
