@@ -101,7 +101,7 @@ void _hak_pool_disown_all(hak_pool_t *p) {
 
 bool _hak_pool_has_free(const hak_pool_t *p) {
   for (uint32_t i = 0; i < p->n; i++)
-    if (p->longest[i] == HAK_UNITS) return true;
+    if (p->ss[i]->free_units == UINT32_MAX) return true;
   return false;
 }
 
