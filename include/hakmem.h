@@ -85,7 +85,7 @@ int hak_trim(void);
   X(uint64_t, munmap_bytes, "bytes they gave back")                                                      \
   X(uint64_t, madvise_calls, "madvise calls (purges, huge-page requests)")                               \
   X(uint64_t, madvise_bytes, "bytes they covered")                                                       \
-  X(uint64_t, mremap_calls, "mremap calls (Large blocks grown or moved)")                                \
+  X(uint64_t, mremap_calls, "mremap calls (Large blocks grown or moved; free SuperSlabs' pages)")        \
   X(uint64_t, mprotect_calls, "mprotect calls (the secure build's guard pages)")                         \
   X(uint64_t, syscall_ns, "nanoseconds spent in those calls")                                            \
   X(uint64_t, purged_reused, "bytes purged and handed out again: their pages fault in again as used")    \

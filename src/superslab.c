@@ -274,6 +274,23 @@ unsigned _hak_ss_donors(unsigned chunks) {
   return n;
 }
 
+/* The header of a SuperSlab whose page a move took, written back from h.
+ * A thread whose run went onto its remote list may still read `pool`
+ * (remote_push, after the owner collected the run and let the SuperSlab
+ * go): the fields others read unlocked go back with atomic stores. */
+static void header_restore(hak_superslab_t *ss, const hak_superslab_t *h) {
+  memcpy(&ss->slab, &h->slab, sizeof *ss - offsetof(hak_superslab_t, slab));
+  ss->pool_index = h->pool_index;
+  ss->avail = h->avail;
+  ss->dirty_units = h->dirty_units;
+  atomic_store_explicit(&ss->free_units, atomic_load_explicit(&h->free_units, memory_order_relaxed),
+                        memory_order_relaxed);
+  atomic_store_explicit(&ss->pool, atomic_load_explicit(&h->pool, memory_order_relaxed),
+                        memory_order_relaxed);
+  atomic_store_explicit(&ss->remote, atomic_load_explicit(&h->remote, memory_order_relaxed),
+                        memory_order_relaxed);
+}
+
 unsigned _hak_ss_donate(char *to, unsigned chunks) {
   unsigned n = 0;
   _hak_lock(&_hak_ss_lock);
@@ -281,12 +298,13 @@ unsigned _hak_ss_donate(char *to, unsigned chunks) {
   int looked = 0;
   hak_superslab_t *ss;
   while (n < chunks && !donate_off && (ss = next_donor(&l, &looked)) != NULL) {
-    hak_superslab_t header = *ss; /* the move takes the header's page too */
+    hak_superslab_t header;
+    memcpy(&header, ss, sizeof header); /* the move takes the header's page too */
     if (!_hak_os_move(ss, HAK_SS_SIZE, to + (size_t)n * HAK_SS_SIZE)) {
       donate_off = true;
       break;
     }
-    *ss = header;
+    header_restore(ss, &header);
     uint32_t gone = ss->dirty_units;
     size_t bytes = units_clean(ss, gone);
     ss->purged_units |= gone;
