@@ -248,7 +248,7 @@ void _hak_ss_share(hak_superslab_t *ss) {
  * and committed memory does not grow by it: memory kept for one tier
  * serves the other instead of raising the peak. */
 #define DONOR_DIRTY_MIN (HAK_UNITS / 2) /* a chunk with fewer resident units saves too few faults */
-#define DONOR_SEARCH 64                 /* wholly free SuperSlabs looked at per request */
+#define DONOR_SEARCH 64                 /* shared SuperSlabs looked at per request (the lock is held) */
 
 static bool donate_off; /* a move failed (a kernel before 5.7): none is tried again (ss lock) */
 
@@ -256,9 +256,8 @@ static bool donate_off; /* a move failed (a kernel before 5.7): none is tried ag
 static hak_superslab_t *next_donor(hak_link_t **l, int *looked) {
   for (*l = *l ? (*l)->next : avail.head; *l && *looked < DONOR_SEARCH; *l = (*l)->next) {
     hak_superslab_t *ss = HAK_SS_OF_AVAIL(*l);
-    if (ss->free_units != UINT32_MAX) continue;
     ++*looked;
-    if (hak_count_units(ss->dirty_units) >= DONOR_DIRTY_MIN) return ss;
+    if (ss->free_units == UINT32_MAX && hak_count_units(ss->dirty_units) >= DONOR_DIRTY_MIN) return ss;
   }
   return NULL;
 }

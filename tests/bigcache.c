@@ -297,15 +297,24 @@ static void slab_round(size_t bytes, size_t size, int c) {
          c);
 }
 
-static int mode_slabs(void) {
-  slab_round(12 * MiB, 1000, 0xEE);
-  hak_stats_t s0 = st();
+/* An 8 MiB block, written whole: the page faults that took (*faults), with
+ * the figures before and after; NULL if malloc failed. */
+static char *write_big(hak_stats_t *s0, hak_stats_t *s1, long *faults) {
+  *s0 = st();
   long f0 = minor_faults();
   char *q = malloc(LAUNDER(8 * MiB));
+  if (q) memset(q, 0x5C, 8 * MiB - 64);
+  *faults = minor_faults() - f0;
+  *s1 = st();
+  return q;
+}
+
+static int mode_slabs(void) {
+  slab_round(12 * MiB, 1000, 0xEE);
+  hak_stats_t s0, s1;
+  long faults;
+  char *q = write_big(&s0, &s1, &faults);
   if (!CHECK("malloc(8 MiB)", q != NULL)) return th_done();
-  memset(q, 0x5C, 8 * MiB - 64);
-  long faults = minor_faults() - f0;
-  hak_stats_t s1 = st();
   CHECKV(
       "8 MiB takes the pages of the 3 wholly free SuperSlabs: writing it faults in one chunk's 512 "
       "pages and their headers' (2048 if none had been moved)",
@@ -340,13 +349,10 @@ static int mode_spares(void) {
   static const long most_faults[2] = {600, 64};
   for (int k = 0; k < 2; k++) {
     slab_round(12 * MiB, sizes[k], 0x21 + k);
-    hak_stats_t s0 = st();
-    long f0 = minor_faults();
-    char *q = malloc(LAUNDER(8 * MiB));
+    hak_stats_t s0, s1;
+    long faults;
+    char *q = write_big(&s0, &s1, &faults);
     if (!CHECK("malloc(8 MiB)", q != NULL)) return th_done();
-    memset(q, 0x5C, 8 * MiB - 64);
-    long faults = minor_faults() - f0;
-    hak_stats_t s1 = st();
     CHECKV("12 MiB of blocks freed stay as empty memory (the thread's spares, or its pool's)",
            s0.empty >= 10 * MiB, "blocks of %zu: empty %zu", sizes[k], s0.empty);
     CHECKV(
