@@ -110,6 +110,8 @@ static void test_bitmaps(void) {
       uint32_t want = 0;
       for (unsigned k = u; k < u + n; k++) want |= 1u << k;
       th_prop(&bits, hak_unit_bits(u, n) == want, "u %u n %u", u, n);
+      th_prop(&longest, hak_longest_run(want) == (u ? n : n - 1), "one run at %u of %u: %u", u, n,
+              hak_longest_run(want));
     }
   for (int i = 0; i < 20000; i++) {
     /* dense, sparse and blocky bitmaps */
