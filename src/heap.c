@@ -152,10 +152,9 @@ void _hak_heap_release_spares(hak_heap_t *h) {
 
 void _hak_heap_before_large(size_t size) {
   hak_heap_t *h = hak_tls_own_heap();
-  if (!h || size < HAK_SS_SIZE || (h->spare_bytes < HAK_SS_SIZE && !_hak_pool_has_free(&h->pool))) return;
+  if (!h || size < HAK_SS_SIZE || h->spare_bytes < HAK_SS_SIZE) return;
   heap_enter(h);
   heap_release_spare_slabs(h);
-  _hak_pool_share_free(&h->pool);
   heap_leave(h);
 }
 

@@ -247,10 +247,11 @@ void _hak_heap_detach_class(hak_heap_t *h, size_t c, bool recount);
 void _hak_heap_detach_all(hak_heap_t *h, bool recount, const char *who);
 void _hak_heap_release_spares(hak_heap_t *h);
 /* A Large block of `size` bytes is about to be made: for one of 2 MiB or
- * more, the calling thread's spare slabs go back to their SuperSlabs, and
- * its pool's wholly free SuperSlabs are shared, so that those left wholly
- * free give the block their pages (_hak_ss_donate) instead of the block
- * faulting in fresh ones beside memory kept empty. */
+ * more, the calling thread's spare slabs (2 MiB of them or more) go back to
+ * their SuperSlabs, so that those left wholly free give the block their
+ * pages (_hak_ss_donate) instead of the block faulting in fresh ones beside
+ * memory kept empty. (Its pool's wholly free SuperSlabs are shared by
+ * large.c, once BigCache has missed.) */
 void _hak_heap_before_large(size_t size);
 size_t _hak_heap_trim(hak_heap_t *h);
 

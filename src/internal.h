@@ -837,9 +837,10 @@ hak_slab_t *_hak_pool_take_run(hak_pool_t *p, unsigned n, uint32_t owner); /* n 
 void _hak_pool_collect(hak_pool_t *p);      /* runs given back to its SuperSlabs (remote_pending) */
 void _hak_purge_over_budget(hak_pool_t *p); /* past the budget: p's aged units, then the shared ones' */
 void _hak_pool_disown_all(hak_pool_t *p);
-void _hak_pool_trim(hak_pool_t *p);           /* malloc_trim: wholly free ones back, the others purged */
-bool _hak_pool_has_free(const hak_pool_t *p); /* whether it owns a wholly free SuperSlab */
-void _hak_pool_share_free(hak_pool_t *p);     /* its wholly free SuperSlabs shared (their pages kept) */
+void _hak_pool_trim(hak_pool_t *p); /* malloc_trim: wholly free ones back, the others purged */
+/* p's wholly free SuperSlabs shared (their pages kept), for a Large block
+ * to take (large.c): only those its longest runs already say are free. */
+void _hak_pool_share_free(hak_pool_t *p);
 /* The units of an empty slab go back (all of them: released; past its
  * first n: shrunk), empty since `since`: by the owner of its SuperSlab,
  * through the remote list of one another pool owns, or under the lock. */

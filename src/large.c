@@ -502,9 +502,12 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero, uint32_t site) {
   large_unlock();
   /* What the cache lacks, wholly free SuperSlabs may give (superslab.c),
    * after its chunks: as many as there are now (fewer, if other threads
-   * take some meanwhile: those chunks fault in). */
+   * take some meanwhile: those chunks fault in), the thread's pool's
+   * among them. */
   size_t from_cache = donated;
   if (cached && !hit && donated < want) {
+    hak_pool_t *pool = hak_tls_pool();
+    if (pool) _hak_pool_share_free(pool);
     size_t lack = (want - donated) / HAK_SS_SIZE;
     donated += (size_t)_hak_ss_donors(lack < DONORS_MAX ? (unsigned)lack : DONORS_MAX) * HAK_SS_SIZE;
     if (donated > need) need = donated;

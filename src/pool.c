@@ -99,17 +99,14 @@ void _hak_pool_disown_all(hak_pool_t *p) {
   while (p->n) pool_disown(p, p->n - 1);
 }
 
-bool _hak_pool_has_free(const hak_pool_t *p) {
-  for (uint32_t i = 0; i < p->n; i++)
-    if (p->ss[i]->free_units == UINT32_MAX) return true;
-  return false;
-}
-
 void _hak_pool_share_free(hak_pool_t *p) {
-  for (uint32_t i = p->n; i-- > 0;) {
-    remote_collect(p, p->ss[i], 0);
-    if (p->ss[i]->free_units == UINT32_MAX) pool_disown(p, i);
-  }
+  uint32_t was = p->busy;
+  p->busy = 1;
+  atomic_signal_fence(memory_order_seq_cst);
+  for (uint32_t i = p->n; i-- > 0;)
+    if (p->longest[i] == HAK_UNITS - 1 && p->ss[i]->free_units == UINT32_MAX) pool_disown(p, i);
+  atomic_signal_fence(memory_order_seq_cst);
+  p->busy = was;
 }
 
 /* malloc_trim for p's SuperSlabs: the runs given back to them come in, the
