@@ -217,18 +217,18 @@ struct hak_slab {
     hak_link_t link;     /* first: heap's partial or spare list, abandoned list, or remote list */
     hak_sample_t sample; /* a one-block run's, while its block is out: HAKMEM_PROFILE's record */
   };
-  _Atomic uint32_t owner;  /* holder's key (without HAK_KEY_CHECK); see above */
-  uint8_t cls;             /* size class */
-  uint8_t units;           /* units spanned; 0: the unit is in no slab */
-  uint8_t listed;          /* on its class's abandoned list */
-  uint8_t where;           /* in its holder: HAK_IN_CUR, _PARTIAL, _ROTATED, _SPARE */
-  uint8_t head;            /* the unit its slab starts at: its own for a slab's first unit, a free unit */
-  uint16_t used;           /* blocks out: with the program or in the holder's list */
-  uint16_t carved;         /* blocks carved so far (lazily, a page at a time) */
-  uint16_t capacity;       /* blocks that fit; of a free unit, 1 if it began a one-block run */
-  uint32_t start;          /* offset of its first block in the SuperSlab (fixed by its unit) */
-  uint32_t block_size;     /* bytes per block */
-  hak_block_t *local_free; /* blocks freed by the holder */
+  _Atomic uint32_t owner;        /* holder's key (without HAK_KEY_CHECK); see above */
+  uint8_t cls;                   /* size class */
+  uint8_t units;                 /* units spanned; 0: the unit is in no slab */
+  uint8_t listed;                /* on its class's abandoned list */
+  uint8_t where;                 /* in its holder: HAK_IN_CUR, _PARTIAL, _ROTATED, _SPARE */
+  uint8_t head;                  /* the unit its slab starts at (a free unit's: see hak_slab_of) */
+  uint16_t used;                 /* blocks out: with the program or in the holder's list */
+  uint16_t carved;               /* blocks carved so far (lazily, a page at a time) */
+  uint16_t capacity;             /* blocks that fit; of a free unit, 1 if it began a one-block run */
+  uint32_t start;                /* offset of its first block in the SuperSlab (fixed by its unit) */
+  uint32_t block_size;           /* bytes per block */
+  hak_block_t *local_free;       /* blocks freed by the holder */
   _Atomic uintptr_t thread_free; /* blocks freed by other threads | HAK_DETACHED */
   uintptr_t mark;                /* the mark of its free blocks: its holder's (or last holder's) address */
 };
@@ -275,18 +275,22 @@ _Static_assert(HAK_UNITS == 32, "unit bitmaps are 32 bits");
 static inline hak_superslab_t *hak_superslab_of(const void *p) {
   return (hak_superslab_t *)(((uintptr_t)p - 1) & ~(HAK_SS_SIZE - 1));
 }
-/* The slab holding address a (inside ss); a unit in no slab gives its own
- * descriptor, whose `units` is 0. The descriptor of a's unit answers: a
- * one-unit slab is the slab (one cache line for the free path), any other
- * unit names the unit its slab starts at (`head`: its own for a first unit
- * or a free one). The branch goes by the slab's size, which a class fixes,
+/* The slab holding address a (inside ss), if a lies in one. The
+ * descriptor of a's unit answers: a one-unit slab is the slab (one cache
+ * line for the free path), any other unit names the unit its slab starts
+ * at (`head`, which _hak_units_take sets for every unit of a slab). A free
+ * unit's head is its own or that of the slab it was last part of: the
+ * descriptor it leads to has no block (units 0, carved 0) or is a slab
+ * that does not hold a, so every caller proves a block with
+ * hak_slab_has_block (false outside the slab) or asks the SuperSlab's
+ * free-unit bits first. The branch goes by the slab's size, which a class fixes,
  * not by where in its slab the block lies: a program that frees blocks of
  * one class at random does not mispredict it (fixed_size/8192, whose
  * blocks lie in the first or the second unit of their slabs at random,
  * ran at 0.56 of the speed when the branch asked whether the unit was its
- * slab's first). A unit's `head` is set before its units change from 0
- * and reset before they go back to 0 (superslab.c), so a free in another
- * thread reading them unlocked sees one state or the other. */
+ * slab's first). A unit's `head` is set before its slab's units change
+ * from 0 (superslab.c), so a free in another thread reading them unlocked
+ * sees one state or the other. */
 static inline hak_slab_t *hak_slab_of(const hak_superslab_t *ss, uintptr_t a) {
   hak_slab_t *d = (hak_slab_t *)&ss->slab[(a >> HAK_UNIT_SHIFT) & (HAK_UNITS - 1)];
   if (HAK_LIKELY(__atomic_load_n(&d->units, __ATOMIC_ACQUIRE) == 1)) return d;

@@ -2,8 +2,9 @@
  * taking free units as a slab and giving a slab's units back, the shared
  * SuperSlabs (those not owned by a pool: Tiny and Mid slabs of every heap
  * come from them, under _hak_ss_lock) and the search for a run among them,
- * and the mechanics of purging (which units, in which order; budget.c
- * decides when). Unit bitmap arithmetic is in units.h.
+ * the pages of wholly free ones moved to Large blocks, and the mechanics
+ * of purging (which units, in which order; budget.c decides when). Unit
+ * bitmap arithmetic is in units.h.
  *
  * A free unit is dirty until purged: it may still be resident, and counts
  * as empty memory. Committed memory changes only when clean units are
