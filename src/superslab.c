@@ -54,6 +54,19 @@ static size_t units_clean(hak_superslab_t *ss, uint32_t bits) {
   return counted;
 }
 
+/* The dirty units among `bits` lose their pages (purged, or moved to a
+ * Large block): purged, evidence for HAKMEM_ACE if `early` (the budget
+ * purged them, not malloc_trim or a move), and out of the empty and the
+ * committed memory. Returns their bytes. */
+static size_t units_unbacked(hak_superslab_t *ss, uint32_t bits, bool early) {
+  ss->purged_units |= bits;
+  ss->purged_early = early ? ss->purged_early | bits : ss->purged_early & ~bits;
+  size_t bytes = units_clean(ss, bits);
+  hak_mem_move(bytes, HAK_MEM_EMPTY, HAK_MEM_NONE);
+  _hak_committed_add(-(ptrdiff_t)bytes);
+  return bytes;
+}
+
 /* The secure build's guard pages: the last page of every slab's units has
  * no access, so a write that runs off the end of its last block (towards
  * the next slab, or the next SuperSlab's header) faults. Slab geometry
@@ -305,13 +318,7 @@ unsigned _hak_ss_donate(char *to, unsigned chunks) {
       break;
     }
     header_restore(ss, &header);
-    uint32_t gone = ss->dirty_units;
-    size_t bytes = units_clean(ss, gone);
-    ss->purged_units |= gone;
-    ss->purged_early &= ~gone; /* reused, not lost: no evidence for HAKMEM_ACE */
-    hak_mem_move(bytes, HAK_MEM_EMPTY, HAK_MEM_NONE);
-    hak_mem_reused(bytes);
-    _hak_committed_add(-(ptrdiff_t)bytes);
+    hak_mem_reused(units_unbacked(ss, ss->dirty_units, false)); /* reused, not lost: no evidence for ACE */
     n++;
   }
   _hak_unlock(&_hak_ss_lock);
@@ -333,14 +340,9 @@ size_t _hak_purge_units(hak_superslab_t *ss, uint32_t d, bool all) {
     unsigned u = (unsigned)__builtin_ctz(d);
     unsigned n = (unsigned)__builtin_ctzll(~((uint64_t)d >> u)); /* run length: d has 32 bits */
     uint32_t bits = hak_unit_bits(u, n);
-    size_t bytes = hak_units_bytes(bits);
-    _hak_os_purge(unit_addr(ss, u), bytes, lazy);
-    ss->purged_units |= bits;
-    ss->purged_early = all ? ss->purged_early & ~bits : ss->purged_early | bits;
-    hak_mem_move(units_clean(ss, bits), HAK_MEM_EMPTY, HAK_MEM_NONE);
+    _hak_os_purge(unit_addr(ss, u), hak_units_bytes(bits), lazy);
+    purged += units_unbacked(ss, bits, !all);
     d &= ~bits;
-    _hak_committed_add(-(ptrdiff_t)bytes);
-    purged += bytes;
   }
   atomic_fetch_add_explicit(&purged_total, purged, memory_order_relaxed);
   return purged;
