@@ -21,6 +21,9 @@ typedef struct hak_mem_totals {
   _Atomic hak_tick_t refaulted_at;   /* ... as of then: the figure halves every REFAULT_KEEP_MS since */
   _Atomic hak_tick_t trimmed_at;     /* the last malloc_trim: memory freed before it proves nothing */
   _Atomic hak_tick_t refault_last;   /* the last refault (to within 1/16 of the room's lapse), 0: none */
+  _Atomic bool ace_yields;           /* HAKMEM_ACE: fresh memory went past what it keeps (budget.c) */
+  _Atomic size_t fresh;              /* HAKMEM_ACE: committed since the empty memory passed the budget */
+  _Atomic uint64_t ace_yielded;      /* HAKMEM_ACE: how many times it yielded */
   _Alignas(64) _Atomic size_t committed, peak;
   _Atomic uint64_t taken; /* bytes taken into use so far, as the heaps added them (HAKMEM_ELO's volume) */
   _Atomic uint64_t reuse[HAK_AGE_BUCKETS]; /* HAKMEM_ACE: KiB of empty memory reused, by age, as added */
@@ -123,22 +126,29 @@ static inline size_t hak_room_in_force(hak_budget_local_t *b, size_t used, hak_t
   return (size_t)room < used ? (size_t)room : used;
 }
 
-/* HAKMEM_ACE: the memory kept for refaults as of `now` (budget.c). */
+/* HAKMEM_ACE: whether it yields, its keep and purge delay off (budget.c). */
+static inline bool hak_ace_yields(void) {
+  return atomic_load_explicit(&_hak_mem.ace_yields, memory_order_relaxed);
+}
+
+/* HAKMEM_ACE: the memory kept for refaults as of `now` (budget.c); none
+ * while it yields. */
 static inline size_t hak_refault_keep(hak_tick_t now) {
   size_t r = atomic_load_explicit(&_hak_mem.refaulted, memory_order_relaxed);
-  if (!r) return 0;
+  if (!r || hak_ace_yields()) return 0;
   hak_tick_t since = now - atomic_load_explicit(&_hak_mem.refaulted_at, memory_order_relaxed);
   uint64_t halves = since / _hak_os_ms_ticks((uint64_t)hak_opt(HAK_OPT_REFAULT_KEEP_MS));
   return halves >= 64 ? 0 : r >> halves;
 }
 
-/* The budget as of `now`, as the policy in force scales it (elo.c). */
-static inline size_t hak_budget(hak_budget_local_t *b, hak_tick_t now) {
+/* The budget as of `now`, as the policy in force scales it (elo.c); with
+ * HAKMEM_ACE's keep if `ace`. */
+static inline size_t hak_budget_of(hak_budget_local_t *b, hak_tick_t now, bool ace) {
   const hak_policy_t *pol = hak_policy();
   size_t min = (size_t)hak_opt(HAK_OPT_RETAIN_KB) << 10, used = hak_mem_total(b, HAK_MEM_USED);
   long share = hak_opt(HAK_OPT_RETAIN_SHARE);
   size_t dyn = share ? used / (size_t)share : 0, room = hak_room_in_force(b, used, now);
-  size_t budget = (dyn > min ? dyn : min) * pol->budget_x4 / 4, keep = hak_refault_keep(now);
+  size_t budget = (dyn > min ? dyn : min) * pol->budget_x4 / 4, keep = ace ? hak_refault_keep(now) : 0;
   if (keep > budget) budget = keep;
   if (pol->to_peak) {
     size_t peak = atomic_load_explicit(&_hak_mem.peak, memory_order_relaxed);
@@ -146,6 +156,8 @@ static inline size_t hak_budget(hak_budget_local_t *b, hak_tick_t now) {
   }
   return room > budget ? room : budget;
 }
+
+static inline size_t hak_budget(hak_budget_local_t *b, hak_tick_t now) { return hak_budget_of(b, now, true); }
 
 /* Where the empty memory stands against the budget (past twice it, it is
  * purged at once, however young). A heap looks at the shared totals again
@@ -178,12 +190,13 @@ static inline bool hak_budget_above_target(void) {
 }
 
 /* PURGE_DELAY_MS in ticks, or longer if the reuse ages ask for it
- * (HAKMEM_ACE, budget.c), as the policy in force scales it: memory empty
- * for less is not purged (unless far over the budget). */
+ * (HAKMEM_ACE, budget.c, unless it yields), as the policy in force scales
+ * it: memory empty for less is not purged (unless far over the budget). */
 static inline hak_tick_t hak_purge_delay(void) {
   hak_tick_t d = _hak_os_ms_ticks((uint64_t)hak_opt(HAK_OPT_PURGE_DELAY_MS)),
              reuse = atomic_load_explicit(&_hak_mem.reuse_delay, memory_order_relaxed);
-  return (reuse > d ? reuse : d) * hak_policy()->delay_x4 / 4;
+  if (reuse > d && !hak_ace_yields()) d = reuse;
+  return d * hak_policy()->delay_x4 / 4;
 }
 
 #endif

@@ -451,6 +451,7 @@ static hak_slab_t *heap_sample_run(hak_heap_t *h, size_t cls) {
  * its free always takes the slow path. */
 static hak_block_t *heap_alloc_single(hak_heap_t *h, size_t cls, bool sampled) {
   if (!sampled) heap_age_spares(h);
+  if (hak_ace_yields()) _hak_purge_over_budget(&h->pool); /* what HAKMEM_ACE kept goes first */
   hak_slab_t *s = sampled ? heap_sample_run(h, cls) : _hak_pool_alloc(&h->pool, cls, 0);
   if (!s) return NULL;
   hak_count(&h->counters, HAK_STAT_slabs_taken);

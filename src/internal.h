@@ -811,8 +811,9 @@ void _hak_ss_share(hak_superslab_t *ss); /* back on the shared list, with what i
  * each SuperSlab stays, its units purged): how many moved. */
 unsigned _hak_ss_donors(unsigned chunks);
 unsigned _hak_ss_donate(char *to, unsigned chunks);
-void _hak_ss_purge_pass(hak_tick_t now, bool far); /* the shared ones' pass, if due (lock held) */
-bool _hak_ss_purge_due(hak_tick_t now);            /* read unlocked: whether to take the lock for it */
+/* The shared ones' pass, if due or HAKMEM_ACE yields (lock held). */
+void _hak_ss_purge_pass(hak_tick_t now, bool far);
+bool _hak_ss_purge_due(hak_tick_t now); /* read unlocked: whether to take the lock for it */
 /* A pass over the SuperSlabs of `walk` (a pool's, or the shared ones with
  * NULL): units empty for the purge delay (or, far over, the oldest), down
  * to 3/4 of the budget; *next: when the next may look. */
@@ -932,6 +933,8 @@ hak_sample_t *_hak_large_sample(void *p);
 typedef struct hak_learned {
   size_t keep;
   uint64_t purge_delay_us; /* the purge delay reuse ages ask for (0: the option's) */
+  uint64_t yielded;        /* times it yielded (budget.c) */
+  bool yields;             /* and whether it does now: no keep, the option's purge delay */
   size_t bigcache_budget, bigcache_learned;
   uint64_t bigcache_grew, bigcache_shrank;
 } hak_learned_t;

@@ -524,6 +524,8 @@ void *_hak_large_alloc(size_t size, size_t align, bool zero, uint32_t site) {
     if (zeroed && zero && hak_opt(HAK_OPT_THP) == 0) _hak_os_hugepage(base, got, 2);
   }
   if (!base) { /* fresh pages are zero (but the donors'): calloc skips the memset */
+    hak_pool_t *pool = hak_tls_pool();
+    if (pool && hak_ace_yields()) _hak_purge_over_budget(pool); /* what HAKMEM_ACE kept goes first */
     base = map_fresh(need, align);
     cache_splice(base, d, donors);
     if (!base) return NULL;

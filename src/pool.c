@@ -122,21 +122,34 @@ void _hak_pool_trim(hak_pool_t *p) {
 }
 
 /* Over budget, p's pass over its own SuperSlabs, then the shared ones',
- * each if due. */
-void _hak_purge_over_budget(hak_pool_t *p) {
+ * each if due, or at once while HAKMEM_ACE yields (the delay that set
+ * when they are due no longer holds: budget.c). */
+static void purge_over_budget(hak_pool_t *p) {
   hak_tick_t now = _hak_os_ticks();
   int excess = hak_budget_excess(now);
   if (excess == HAK_MEM_WITHIN) return;
-  if (excess == HAK_MEM_FAR_OVER || now >= p->purge_at) {
+  bool yields = hak_ace_yields();
+  if (excess == HAK_MEM_FAR_OVER || now >= p->purge_at || yields) {
     hak_ss_walk_t mine = {p->ss, p->n};
     _hak_purge_walk(&mine, excess == HAK_MEM_FAR_OVER, now, &p->purge_at);
     if ((excess = hak_budget_excess(now)) == HAK_MEM_WITHIN) return;
   }
-  if (excess != HAK_MEM_FAR_OVER && !_hak_ss_purge_due(now)) return;
+  if (excess != HAK_MEM_FAR_OVER && !yields && !_hak_ss_purge_due(now)) return;
   _hak_lock(&_hak_ss_lock);
   _hak_ss_purge_pass(now, excess == HAK_MEM_FAR_OVER);
   _hak_unmap_idle(false);
   _hak_unlock(&_hak_ss_lock);
+}
+
+/* p's unit maps change: a fork child does not trust them meanwhile (as
+ * give_back; the Large path calls this outside any other slow path). */
+void _hak_purge_over_budget(hak_pool_t *p) {
+  uint32_t was = p->busy;
+  p->busy = 1;
+  atomic_signal_fence(memory_order_seq_cst);
+  purge_over_budget(p);
+  atomic_signal_fence(memory_order_seq_cst);
+  p->busy = was;
 }
 
 /* The runs other threads gave back to p's SuperSlabs (purging if that

@@ -106,6 +106,8 @@ static void take(snapshot_t *s, bool classes) {
   _hak_large_learned(&s->learned);
   s->sites = _hak_site_stats();
   s->learned.keep = hak_refault_keep(_hak_os_ticks());
+  s->learned.yielded = atomic_load_explicit(&_hak_mem.ace_yielded, memory_order_relaxed);
+  s->learned.yields = hak_ace_yields();
   s->learned.purge_delay_us =
       atomic_load_explicit(&_hak_mem.reuse_delay, memory_order_relaxed) * 1000 / _hak_os_ms_ticks(1);
   size_t used, empty;
@@ -387,8 +389,8 @@ static void put_sites_text(hak_buf_t *b, const snapshot_t *s) {
   _hak_buf_str(b, "\n");
 }
 
-/* What HAKMEM_ACE learned: the memory kept for refaults and the purge
- * delay the reuse ages ask for (budget.c), BigCache's budget (large.c),
+/* What HAKMEM_ACE learned: the memory kept for refaults, the purge delay
+ * the reuse ages ask for and its yields (budget.c), BigCache's budget (large.c),
  * and the carve batches of the calling thread's classes (heap.c). */
 static void put_learned_text(hak_buf_t *b, const snapshot_t *s) {
   const hak_learned_t *l = &s->learned;
@@ -399,6 +401,9 @@ static void put_learned_text(hak_buf_t *b, const snapshot_t *s) {
   _hak_buf_str(b, ", purge delay ");
   _hak_buf_dec(b, l->purge_delay_us);
   _hak_buf_str(b, l->purge_delay_us ? " us" : " (the option's)");
+  _hak_buf_str(b, ", yielded ");
+  _hak_buf_dec(b, l->yielded);
+  _hak_buf_str(b, l->yields ? " times (yields now: no keep, the option's delay)" : " times");
   _hak_buf_str(b, ", BigCache budget ");
   _hak_buf_dec(b, l->bigcache_budget);
   _hak_buf_str(b, " (learned ");
@@ -520,6 +525,8 @@ static void put_json(hak_buf_t *b, const snapshot_t *s) {
   json_key(b, "", "on", (uint64_t)hak_opt(HAK_OPT_ACE));
   json_key(b, ",", "keep", s->learned.keep);
   json_key(b, ",", "purge_delay_us", s->learned.purge_delay_us);
+  json_key(b, ",", "yielded", s->learned.yielded);
+  json_key(b, ",", "yields", (uint64_t)s->learned.yields);
   json_key(b, ",", "bigcache_budget", s->learned.bigcache_budget);
   json_key(b, ",", "bigcache_learned", s->learned.bigcache_learned);
   json_key(b, ",", "bigcache_grew", s->learned.bigcache_grew);

@@ -32,6 +32,15 @@
  *          after the second round (20 halvings), the keep is below 64 KiB
  *          and a refill (a class not used before) purges the empty memory
  *          down to the budget: at most 8 MiB empty
+ *   yield  HAKMEM_RETAIN_SHARE=0, HAKMEM_ROOM_MB=0, HAKMEM_ACE=1: the
+ *          second of two rounds of 1 KiB blocks takes purged memory back,
+ *          and its free (one block in 1024 stays, so that no SuperSlab is
+ *          wholly free) keeps at least 16 MiB empty; then 40 MiB of 36 KB
+ *          blocks commit fresh runs: ACE yields once (the report's
+ *          `yielded`), and what it kept is purged (at most 8 MiB empty);
+ *          a third round of small blocks refaults, and it stands again
+ *          (`yields` 0, a keep). `yield0` (HAKMEM_ACE=0): never yields,
+ *          and the static budget purges the same
  *   reuse  HAKMEM_ACE=1: the purge delay follows the reuse ages; `reuse0`
  *          without (mode_reuse says how)
  *   epoch  HAKMEM_ACE=1 and HAKMEM_ELO=1: the epochs last that delay;
@@ -62,6 +71,9 @@
  *          remote), every page of a block is written, and each block's
  *          words are checked when it is freed. A line with the figures (and
  *          hakmem's own, at the sample closest to the bound) is printed.
+ *          Run again with HAKMEM_ACE=1: what it keeps must hold the same
+ *          bound (it yields when the load grows past it: 27 of 60 samples
+ *          were over before it did).
  * Needs hakmem as the process malloc (-lhakmem, or LD_PRELOAD): the plain
  * glibc binary run without it only prints that it skips, unless
  * RSS_ANY_MALLOC=1, which runs the cases under whatever malloc the process
@@ -237,6 +249,71 @@ static int mode_refault(const char *mode) {
   else
     CHECKV("HAKMEM_ACE=0: the third round faults it all in again", third >= second / 2,
            "%.1f MiB, then %.1f MiB", (double)second / MiB, (double)third / MiB);
+  return th_done();
+}
+
+/* HAKMEM_ACE's yield: its keep, and whether it yields (-1: no report). */
+static void ace_look(long long *keep, long long *yields, long long *yielded) {
+  stats_json(json, sizeof json, NULL);
+  const char *a = strstr(json, "\"ace\":{");
+  *keep = a ? json_field(a, "keep") : -1;
+  *yields = a ? json_field(a, "yields") : -1;
+  *yielded = a ? json_field(a, "yielded") : -1;
+}
+
+static int mode_yield(int ace) {
+  enum { N = 24 * 1024, POOL_N = 1200, POOL_SIZE = 36000, PIN = 1024 };
+  static char *p[N], *q[POOL_N], *r[N];
+  if (!CHECK("hak_stats is available", hak.stats != NULL)) return th_done();
+  refault_round(p, N);
+  /* The second round faults the purged units in again (ACE keeps them),
+   * and leaves one block in 1024 live: no SuperSlab is wholly free, so
+   * neither a pool nor a Large block can take one whole. */
+  size_t back = 0;
+  hak_stats_t s0, s1;
+  hak.stats(&s0);
+  for (size_t i = 0; i < N; i++) {
+    p[i] = malloc(LAUNDER(1000));
+    if (p[i]) memset(p[i], 0x3D, 1000);
+  }
+  hak.stats(&s1);
+  back = (size_t)(s1.purged_reused - s0.purged_reused);
+  for (size_t i = 0; i < N; i++)
+    if (i % PIN) free(p[i]);
+  long long keep, yields, yielded;
+  ace_look(&keep, &yields, &yielded);
+  hak.stats(&s0);
+  CHECKV("the second round takes back at least 12 MiB of purged memory", back >= 12 * MiB, "%.1f MiB",
+         (double)back / MiB);
+  if (ace)
+    CHECKV("HAKMEM_ACE keeps it: at least 16 MiB empty, not yielding",
+           s0.empty >= 16 * MiB && keep > 0 && yields == 0 && yielded == 0,
+           "empty %.1f MiB, keep %lld, yields %lld, yielded %lld", (double)s0.empty / MiB, keep, yields,
+           yielded);
+  /* Blocks of a pool class commit fresh runs, as much as is kept and
+   * more: ACE yields, and the next refills purge what it kept. */
+  for (size_t i = 0; i < POOL_N; i++) {
+    q[i] = malloc(LAUNDER(POOL_SIZE));
+    if (q[i]) memset(q[i], 0x5A, POOL_SIZE);
+  }
+  ace_look(&keep, &yields, &yielded);
+  hak.stats(&s1);
+  if (ace)
+    CHECKV("after 40 MiB committed fresh, HAKMEM_ACE has yielded once", yielded == 1, "yielded %lld",
+           yielded);
+  else
+    CHECKV("HAKMEM_ACE=0: never yields", yields == 0 && yielded == 0, "yields %lld, yielded %lld", yields,
+           yielded);
+  CHECKV("what was kept is purged: at most 8 MiB empty", s1.empty <= 8 * MiB, "empty %.1f MiB",
+         (double)s1.empty / MiB);
+  /* Small blocks again: purged units fault in, a refault: ACE stands again. */
+  refault_round(r, N);
+  ace_look(&keep, &yields, &yielded);
+  if (ace)
+    CHECKV("a refault: it stands again, keeping what came back", yields == 0 && yielded == 1 && keep > 0,
+           "yields %lld, yielded %lld, keep %lld", yields, yielded, keep);
+  for (size_t i = 0; i < POOL_N; i++) free(q[i]);
+  for (size_t i = 0; i < N; i += PIN) free(p[i]);
   return th_done();
 }
 
@@ -940,6 +1017,8 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "spares") == 0) return mode_spares();
     if (strncmp(argv[1], "refault", 7) == 0) return mode_refault(argv[1]);
     if (strcmp(argv[1], "elo") == 0) return mode_elo();
+    if (strcmp(argv[1], "yield") == 0) return mode_yield(1);
+    if (strcmp(argv[1], "yield0") == 0) return mode_yield(0);
     if (strcmp(argv[1], "reuse") == 0) return mode_reuse(1);
     if (strcmp(argv[1], "reuse0") == 0) return mode_reuse(0);
     if (strcmp(argv[1], "epoch") == 0) return mode_epoch(1);
@@ -973,6 +1052,11 @@ int main(int argc, char **argv) {
   static const char *const lapse[] = {"HAKMEM_RETAIN_SHARE=0", "HAKMEM_ACE=1", "HAKMEM_REFAULT_KEEP_MS=20",
                                       NULL};
   child_merge("refault-lapse", run_self("refault-lapse", lapse, &c, 120), &c);
+  static const char *const yield[] = {"HAKMEM_RETAIN_SHARE=0", "HAKMEM_ROOM_MB=0", "HAKMEM_ACE=1",
+                                      "HAKMEM_REFAULT_KEEP_MS=5000", NULL};
+  child_merge("yield", run_self("yield", yield, &c, 120), &c);
+  static const char *const yield0[] = {"HAKMEM_RETAIN_SHARE=0", "HAKMEM_ROOM_MB=0", "HAKMEM_ACE=0", NULL};
+  child_merge("yield0", run_self("yield0", yield0, &c, 120), &c);
   static const char *const elo[] = {"HAKMEM_RETAIN_SHARE=0",  "HAKMEM_RETAIN_KB=1024", "HAKMEM_ELO=1",
                                     "HAKMEM_ELO_EPOCH_MS=20", "HAKMEM_ELO_SEED=5",     NULL};
   if (secs > 0) child_merge("elo", run_self("elo", elo, &c, 150), &c);
@@ -1003,7 +1087,12 @@ int main(int argc, char **argv) {
   child_merge("room-unpurged", run_self("room-unpurged", unpurged, &c, 120), &c);
   child_merge("remote", run_self("remote", NULL, &c, 120), &c);
   child_merge("many", run_self("many", NULL, &c, 120), &c);
-  if (secs > 0) child_merge("mixed", run_self("mixed", NULL, &c, (unsigned)secs + 120), &c);
-  else printf("skip: mixed workload (RSS_SECONDS=0)\n");
+  static const char *const ace_on[] = {"HAKMEM_ACE=1", NULL};
+  if (secs > 0) {
+    child_merge("mixed", run_self("mixed", NULL, &c, (unsigned)secs + 120), &c);
+    child_merge("mixed (HAKMEM_ACE=1)", run_self("mixed", ace_on, &c, (unsigned)secs + 120), &c);
+  } else {
+    printf("skip: mixed workload (RSS_SECONDS=0)\n");
+  }
   return th_done();
 }
