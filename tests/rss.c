@@ -195,9 +195,10 @@ static int trim_then_alloc(char **p, int n, size_t sz, const char *what) {
   return 1;
 }
 
-/* 24 MiB of 1 KiB blocks allocated (every page written) and freed; the
- * bytes of purged memory the allocations took back. */
-static size_t refault_round(char **p, size_t n) {
+/* n blocks of 1 KiB allocated (every page written) and freed, but for
+ * every pin-th (none with pin 0); the bytes of purged memory the
+ * allocations took back. */
+static size_t refault_round_pinned(char **p, size_t n, size_t pin) {
   hak_stats_t s0, s1;
   hak.stats(&s0);
   for (size_t i = 0; i < n; i++) {
@@ -205,9 +206,12 @@ static size_t refault_round(char **p, size_t n) {
     if (p[i]) memset(p[i], 0x3D, 1000);
   }
   hak.stats(&s1);
-  for (size_t i = 0; i < n; i++) free(p[i]);
+  for (size_t i = 0; i < n; i++)
+    if (!pin || i % pin) free(p[i]);
   return (size_t)(s1.purged_reused - s0.purged_reused);
 }
+
+static size_t refault_round(char **p, size_t n) { return refault_round_pinned(p, n, 0); }
 
 static char json[1 << 17];
 
@@ -269,17 +273,8 @@ static int mode_yield(int ace) {
   /* The second round faults the purged units in again (ACE keeps them),
    * and leaves one block in 1024 live: no SuperSlab is wholly free, so
    * neither a pool nor a Large block can take one whole. */
-  size_t back = 0;
+  size_t back = refault_round_pinned(p, N, PIN);
   hak_stats_t s0, s1;
-  hak.stats(&s0);
-  for (size_t i = 0; i < N; i++) {
-    p[i] = malloc(LAUNDER(1000));
-    if (p[i]) memset(p[i], 0x3D, 1000);
-  }
-  hak.stats(&s1);
-  back = (size_t)(s1.purged_reused - s0.purged_reused);
-  for (size_t i = 0; i < N; i++)
-    if (i % PIN) free(p[i]);
   long long keep, yields, yielded;
   ace_look(&keep, &yields, &yielded);
   hak.stats(&s0);
