@@ -56,8 +56,8 @@
  * next takes others): once the bytes committed since the empty memory
  * passed the static budget pass the excess, HAKMEM_ACE yields (ace_fresh):
  * no keep, the option's purge delay, and the purge passes that the long
- * delay had put off run at the next slow path (pool.c, superslab.c), as
- * does a Large block about to map fresh pages (large.c). So what ACE keeps
+ * delay had put off run at the next slow path (hak_purge_due), before a
+ * Large block or a one-block run maps fresh pages too (large.c, heap.c). So what ACE keeps
  * never adds to the peak a phase of other shapes reaches (mem_efficiency:
  * 241 -> 226 MiB, the static policy's; tests/rss's mixed load: RSS within
  * its bound at every sample, 27 of 60 over before). It stands again at the

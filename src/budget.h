@@ -199,4 +199,12 @@ static inline hak_tick_t hak_purge_delay(void) {
   return d * hak_policy()->delay_x4 / 4;
 }
 
+/* Whether a purge pass that set `at` for its next look (_hak_purge_next:
+ * at most the purge delay ahead) is due: at or past it, or if `at` lies
+ * further ahead than the delay in force, which a longer one set
+ * (HAKMEM_ACE yielded, or HAKMEM_ELO's policy changed). */
+static inline bool hak_purge_due(hak_tick_t now, hak_tick_t at) {
+  return now >= at || at - now > hak_purge_delay();
+}
+
 #endif

@@ -811,9 +811,8 @@ void _hak_ss_share(hak_superslab_t *ss); /* back on the shared list, with what i
  * each SuperSlab stays, its units purged): how many moved. */
 unsigned _hak_ss_donors(unsigned chunks);
 unsigned _hak_ss_donate(char *to, unsigned chunks);
-/* The shared ones' pass, if due or HAKMEM_ACE yields (lock held). */
-void _hak_ss_purge_pass(hak_tick_t now, bool far);
-bool _hak_ss_purge_due(hak_tick_t now); /* read unlocked: whether to take the lock for it */
+void _hak_ss_purge_pass(hak_tick_t now, bool far); /* the shared ones' pass, if due (lock held) */
+bool _hak_ss_purge_due(hak_tick_t now);            /* read unlocked: whether to take the lock for it */
 /* A pass over the SuperSlabs of `walk` (a pool's, or the shared ones with
  * NULL): units empty for the purge delay (or, far over, the oldest), down
  * to 3/4 of the budget; *next: when the next may look. */

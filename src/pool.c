@@ -99,14 +99,24 @@ void _hak_pool_disown_all(hak_pool_t *p) {
   while (p->n) pool_disown(p, p->n - 1);
 }
 
-void _hak_pool_share_free(hak_pool_t *p) {
+/* While p's unit maps change, p is busy: a fork child does not trust
+ * the maps of a pool that was changing them. Sections nest. */
+static uint32_t pool_enter(hak_pool_t *p) {
   uint32_t was = p->busy;
   p->busy = 1;
   atomic_signal_fence(memory_order_seq_cst);
-  for (uint32_t i = p->n; i-- > 0;)
-    if (p->longest[i] == HAK_UNITS - 1 && p->ss[i]->free_units == UINT32_MAX) pool_disown(p, i);
+  return was;
+}
+static void pool_leave(hak_pool_t *p, uint32_t was) {
   atomic_signal_fence(memory_order_seq_cst);
   p->busy = was;
+}
+
+void _hak_pool_share_free(hak_pool_t *p) {
+  uint32_t was = pool_enter(p);
+  for (uint32_t i = p->n; i-- > 0;)
+    if (p->longest[i] == HAK_UNITS - 1 && p->ss[i]->free_units == UINT32_MAX) pool_disown(p, i);
+  pool_leave(p, was);
 }
 
 /* malloc_trim for p's SuperSlabs: the runs given back to them come in, the
@@ -122,34 +132,28 @@ void _hak_pool_trim(hak_pool_t *p) {
 }
 
 /* Over budget, p's pass over its own SuperSlabs, then the shared ones',
- * each if due, or at once while HAKMEM_ACE yields (the delay that set
- * when they are due no longer holds: budget.c). */
+ * each if due (hak_purge_due). */
 static void purge_over_budget(hak_pool_t *p) {
   hak_tick_t now = _hak_os_ticks();
   int excess = hak_budget_excess(now);
   if (excess == HAK_MEM_WITHIN) return;
-  bool yields = hak_ace_yields();
-  if (excess == HAK_MEM_FAR_OVER || now >= p->purge_at || yields) {
+  if (excess == HAK_MEM_FAR_OVER || hak_purge_due(now, p->purge_at)) {
     hak_ss_walk_t mine = {p->ss, p->n};
     _hak_purge_walk(&mine, excess == HAK_MEM_FAR_OVER, now, &p->purge_at);
     if ((excess = hak_budget_excess(now)) == HAK_MEM_WITHIN) return;
   }
-  if (excess != HAK_MEM_FAR_OVER && !yields && !_hak_ss_purge_due(now)) return;
+  if (excess != HAK_MEM_FAR_OVER && !_hak_ss_purge_due(now)) return;
   _hak_lock(&_hak_ss_lock);
   _hak_ss_purge_pass(now, excess == HAK_MEM_FAR_OVER);
   _hak_unmap_idle(false);
   _hak_unlock(&_hak_ss_lock);
 }
 
-/* p's unit maps change: a fork child does not trust them meanwhile (as
- * give_back; the Large path calls this outside any other slow path). */
+/* Busy itself: the Large path calls it outside any other slow path. */
 void _hak_purge_over_budget(hak_pool_t *p) {
-  uint32_t was = p->busy;
-  p->busy = 1;
-  atomic_signal_fence(memory_order_seq_cst);
+  uint32_t was = pool_enter(p);
   purge_over_budget(p);
-  atomic_signal_fence(memory_order_seq_cst);
-  p->busy = was;
+  pool_leave(p, was);
 }
 
 /* The runs other threads gave back to p's SuperSlabs (purging if that
@@ -214,20 +218,16 @@ hak_slab_t *_hak_pool_take_run(hak_pool_t *p, unsigned n, uint32_t owner) {
  * `since` (with first 0, s stops being a slab): by the owner of its
  * SuperSlab with no lock, by another thread through the remote list while
  * it is owned, else under _hak_ss_lock. Past the budget, the giver purges.
- * The owner marks its pool busy meanwhile: a fork child does not trust the
- * maps of a pool that was changing them. */
+ * The owner marks its pool busy meanwhile (pool_enter). */
 static void give_back(hak_slab_t *s, unsigned first, hak_tick_t since) {
   hak_superslab_t *ss = hak_superslab_of((char *)s + 1);
   hak_pool_t *owner = atomic_load_explicit(&ss->pool, memory_order_relaxed), *mine = hak_tls_pool();
   if (owner && owner == mine) {
-    uint32_t was = mine->busy;
-    mine->busy = 1;
-    atomic_signal_fence(memory_order_seq_cst);
+    uint32_t was = pool_enter(mine);
     _hak_units_give(ss, s, first, since);
     note_longest(mine, ss);
     _hak_purge_over_budget(mine);
-    atomic_signal_fence(memory_order_seq_cst);
-    mine->busy = was;
+    pool_leave(mine, was);
     return;
   }
   /* An owned SuperSlab holds only its owner's runs (pool_own), which are

@@ -397,11 +397,13 @@ void _hak_purge_walk(const hak_ss_walk_t *w, bool far, hak_tick_t now, hak_tick_
 }
 
 void _hak_ss_purge_pass(hak_tick_t now, bool far) {
-  if (!far && !hak_ace_yields() && now < __atomic_load_n(&shared_purge_at, __ATOMIC_RELAXED)) return;
+  if (!far && !hak_purge_due(now, __atomic_load_n(&shared_purge_at, __ATOMIC_RELAXED))) return;
   _hak_purge_walk(NULL, far, now, &shared_purge_at);
 }
 
-bool _hak_ss_purge_due(hak_tick_t now) { return now >= __atomic_load_n(&shared_purge_at, __ATOMIC_RELAXED); }
+bool _hak_ss_purge_due(hak_tick_t now) {
+  return hak_purge_due(now, __atomic_load_n(&shared_purge_at, __ATOMIC_RELAXED));
+}
 
 size_t _hak_unmap_idle(bool now_all) {
   size_t n = 0;
