@@ -49,7 +49,8 @@ static __attribute__((noinline, cold)) void *aligned_fail(const char *who, size_
 
 /* An alignment above 16 (hak_alloc_aligned_inline takes the rest, and the
  * Tiny and Mid requests it can). Alignments up to 64 KiB with sizes up to
- * 1 MiB come from a class whose block size is a multiple of the alignment:
+ * HAK_POOL_MAX come from a class whose block size is a multiple of the
+ * alignment, or whose run holds one block (the secure build's last):
  * slabs start 64 KiB aligned (4 KiB in unit 0, which only holds blocks up
  * to 4 KiB), so every block of such a class is aligned. The rest are
  * Large. */
@@ -66,7 +67,7 @@ void *_hak_alloc_aligned(size_t align, size_t size, const char *who) {
        * step of its doubling, rounded is a class size itself; if less, every
        * class size of that doubling is a multiple of align. */
       size_t cls = hak_class_of(rounded);
-      HAK_DEBUG_ASSERT((hak_class_size(cls) & (align - 1)) == 0);
+      HAK_DEBUG_ASSERT((hak_class_size(cls) & (align - 1)) == 0 || _hak_pool_single(cls));
       return hak_alloc_class(cls, size, who);
     }
   }

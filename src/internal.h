@@ -72,10 +72,8 @@
 static const bool hak_cfg_debug = HAK_DEBUG;
 /* The secure build (libhakmem-secure): encoded free-list links, a canary
  * after every block's requested size, freed blocks zeroed and held back
- * (the quarantine), guard pages, randomized carving (secure.c). */
-#ifndef HAK_SECURE
-#define HAK_SECURE 0
-#endif
+ * (the quarantine), guard pages, randomized carving (secure.c); HAK_SECURE
+ * is 0 unless the Makefile sets it (size_class.h). */
 static const bool hak_cfg_secure = HAK_SECURE;
 /* The stats build (libhakmem-stats): the fast paths count every
  * allocation and free per size class (a few instructions more each). */

@@ -21,10 +21,11 @@ _Static_assert(sizeof _hak_mid_class == 256, "one entry per 128 bytes up to 32 K
  * own inverse modulo 8, and each step doubles the bits that are right:
  * 3, 6, 12, 24, 48, 96). Class 0 holds no blocks. */
 #define DOUBLING(c) (10 + ((c)-HAK_CLASS_TINY_LAST - 1) / 8)
-#define SIZE(c)                         \
-  ((c) <= HAK_CLASS_TINY_LAST           \
-       ? (uint64_t)(c) << 4             \
-       : ((uint64_t)1 << DOUBLING(c)) + \
+#define SIZE(c)                                    \
+  ((c) <= HAK_CLASS_TINY_LAST ? (uint64_t)(c) << 4 \
+   : HAK_SECURE && (c) == HAK_CLASS_LAST           \
+       ? (uint64_t)HAK_POOL_MAX                    \
+       : ((uint64_t)1 << DOUBLING(c)) +            \
              ((uint64_t)(((c)-HAK_CLASS_TINY_LAST - 1) % 8 + 1) << (DOUBLING(c) - 3)))
 #define ODD(c) (SIZE(c) >> __builtin_ctzll(SIZE(c)))
 #define STEP(m, x) ((x) * (2 - (m) * (x)))

@@ -6,24 +6,37 @@
  * Above 1 KiB each doubling (2^b, 2^(b+1)] has 8 classes of step 2^(b-3), so
  * a block wastes at most 1/9 of its size: Mid up to 32 KiB (classes 65..104),
  * the L2.5 pool up to 1 MiB (classes 105..144). Every block size is a multiple
- * of 16, and every power of two from 16 to 1 MiB is a block size. */
+ * of 16, and every power of two from 16 to 1 MiB is a block size; except
+ * that the secure build's last class is larger (HAK_POOL_MAX). */
 #ifndef HAK_SIZE_CLASS_H
 #define HAK_SIZE_CLASS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define HAK_TINY_MAX ((size_t)1024)    /* largest Tiny block */
-#define HAK_MID_MAX ((size_t)32 << 10) /* largest Mid block: the inline path's limit */
-#define HAK_POOL_MAX ((size_t)1 << 20) /* largest pool block; above it, Large */
+#ifndef HAK_SECURE
+#define HAK_SECURE 0 /* the secure build (internal.h) */
+#endif
+
+#define HAK_TINY_MAX ((size_t)1024)      /* largest Tiny block */
+#define HAK_MID_MAX ((size_t)32 << 10)   /* largest Mid block: the inline path's limit */
+#define HAK_LADDER_MAX ((size_t)1 << 20) /* the last class of the ladder above */
+/* The largest pool block; above it, Large. The secure build's last class
+ * is the run its 1 MiB block took anyway, 17 units (1 MiB and the guard
+ * page, superslab.c), less the guard page: 1 MiB + 60 KiB, so that a
+ * request of 1 MiB, with its canary and size record (secure.c), is a pool
+ * block and not a Large one, whose pages that build purges and protects
+ * at every free (mid_large_mt: 40 times slower). */
+#define HAK_POOL_MAX (HAK_SECURE ? ((size_t)17 << 16) - 4096 : HAK_LADDER_MAX)
 #define HAK_CLASS_TINY_LAST 64
 #define HAK_CLASS_MID_LAST 104
 #define HAK_CLASS_LAST 144
 #define HAK_CLASSES (HAK_CLASS_LAST + 1)
 
-/* Class of a request of 1 .. 1 MiB bytes (and 0 for 0). */
+/* Class of a request of 1 .. HAK_POOL_MAX bytes (and 0 for 0). */
 static inline size_t hak_class_of(size_t size) {
   if (size <= HAK_TINY_MAX) return (size + 15) >> 4;
+  if (HAK_SECURE && size > HAK_LADDER_MAX) return HAK_CLASS_LAST;
   size_t m = size - 1;
   unsigned b = 63u - (unsigned)__builtin_clzl(m); /* 10 .. 19 */
   return HAK_CLASS_TINY_LAST + 1 + ((size_t)(b - 10) << 3) + ((m >> (b - 3)) & 7);
@@ -32,6 +45,7 @@ static inline size_t hak_class_of(size_t size) {
 /* Block size of class c (1 .. HAK_CLASS_LAST). */
 static inline size_t hak_class_size(size_t c) {
   if (c <= HAK_CLASS_TINY_LAST) return c << 4;
+  if (HAK_SECURE && c == HAK_CLASS_LAST) return HAK_POOL_MAX;
   size_t k = c - (HAK_CLASS_TINY_LAST + 1), b = 10 + (k >> 3);
   return ((size_t)1 << b) + (((k & 7) + 1) << (b - 3));
 }

@@ -332,6 +332,7 @@ OVERFLOW(mid_1m, 4096, MiB, 4608, 0)
 OVERFLOW(pool_1, 256 * KiB, 1, 288 * KiB, 0)
 OVERFLOW(pool_32, 256 * KiB, 32, 288 * KiB, 0)
 OVERFLOW(pool_1m_memcpy, 256 * KiB, MiB, 288 * KiB, 1)
+OVERFLOW(pool_top_1, MiB, 1, MiB + 60 * KiB, 0)
 OVERFLOW(large_1_memcpy, 4 * MiB, 1, 4 * MiB + 4096, 1)
 OVERFLOW(large_32, 4 * MiB, 32, 4 * MiB + 4096, 0)
 OVERFLOW(large_1m, 4 * MiB, MiB, 4 * MiB + 4096, 0)
@@ -511,6 +512,7 @@ static const misuse_case_t cases[] = {
     {"overflow by 1 byte, 256 KiB", overflow, &pool_1, GOES_ON, ABORTS, 1},
     {"overflow by 32 bytes, 256 KiB", overflow, &pool_32, UNDEFINED, ABORTS, 1},
     {"overflow by 1 MiB by memcpy, 256 KiB", overflow, &pool_1m_memcpy, UNDEFINED, FAULTS, 1},
+    {"overflow by 1 byte, 1 MiB", overflow, &pool_top_1, UNDEFINED, ABORTS, 1},
     {"overflow by 1 byte by memcpy, 4 MiB", overflow, &large_1_memcpy, GOES_ON, ABORTS, 1},
     {"overflow by 32 bytes, 4 MiB", overflow, &large_32, GOES_ON, ABORTS, 1},
     {"overflow by 1 MiB, 4 MiB", overflow, &large_1m, UNDEFINED, FAULTS, 1},
@@ -597,6 +599,20 @@ static int realloc_moves(void *arg) {
   return q == p || r == q || !r;
 }
 
+/* A request of 1 MiB is a pool block, not a Large one (whose pages go at
+ * every free), though its canary and size record make it larger; its
+ * usable size is what was asked. */
+static int top_pool(void *arg) {
+  (void)arg;
+  char *p = malloc(MiB);
+  hak_stats_t st;
+  hak.stats(&st);
+  memset(p, 1, MiB);
+  int large = st.large_blocks != 0 || malloc_usable_size(p) != MiB;
+  free(p);
+  return large;
+}
+
 /* 64 blocks carved from a fresh slab do not lie in address order. */
 static int random_order(void *arg) {
   (void)arg;
@@ -619,6 +635,7 @@ static const property_t properties[] = {
     {"a freed Large mapping is not handed out again at once", large_not_reused},
     {"realloc always moves the block", realloc_moves},
     {"blocks are carved in a random order", random_order},
+    {"a request of 1 MiB is a pool block", top_pool},
 };
 
 /* The child ended as the build promises for m, whose line (after the
