@@ -3,7 +3,7 @@
 #   make bench-build   build the benchmark programs
 #   make bench         build the library and the programs, run bench/run.sh
 #   make bench-instr   build the library and the probe, count callgrind instructions per free+malloc
-#   make bench-programs  real programs (sqlite3, python3, g++, xz) under each allocator: peak RSS, time
+#   make bench-programs  real programs (sqlite3, python3, g++, xz, redis) under each allocator: peak RSS, time
 #   make bench-clean   remove bench/bin and temporary results
 # Runner settings come from the environment or the command line, e.g.
 #   make bench BENCH_QUICK=1   make bench BENCH_RUNS=9 BENCH_THREADS=4

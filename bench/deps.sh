@@ -20,6 +20,8 @@ elif [ "$what" = programs ]; then
   command -v python3 >/dev/null 2>&1 || missing="$missing python3"
   command -v g++ >/dev/null 2>&1 || missing="$missing g++"
   command -v xz >/dev/null 2>&1 || missing="$missing xz-utils"
+  command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+  command -v redis-cli >/dev/null 2>&1 || missing="$missing redis-tools"
 else
   command -v gnuplot >/dev/null 2>&1 || missing="$missing gnuplot-nox"
 fi

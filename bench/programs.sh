@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Real programs under each allocator: peak RSS and wall time of Debian's own
-# binaries (sqlite3, python3, g++, xz) running a fixed workload, with the
+# binaries (sqlite3, python3, g++, xz, redis-server) running a fixed workload, with the
 # allocator swapped in by LD_PRELOAD, allocators alternated run by run as in
 # run.sh. Writes bench/results/programs.md. The workloads are generated here
 # (nothing is downloaded); a program that is not installed is skipped with a
@@ -99,13 +99,40 @@ done | { printf '#include <%s>\n' algorithm functional map ranges regex sstream 
 # thread (a few large buffers: the Large tier).
 seq 1 2000000 >"$work/text"
 
-# name | program | arguments (@W: the work directory) | files removed before each run
+# redis-server: 181,000 keys of 100 bytes set through redis-cli --pipe (the
+# redis protocol, generated here), then shut down; redis.sh prints the
+# number of keys. Debian's redis-server links jemalloc, which serves it
+# unless an allocator is preloaded: for the glibc column the server gets
+# libc.so.6 preloaded, so that glibc's malloc comes first.
+awk 'BEGIN { v = sprintf("%100s", ""); gsub(/ /, "x", v)
+  for (i = 0; i < 181000; i++) { k = "key:" i; printf "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$100\r\n%s\r\n", length(k), k, v } }' \
+  >"$work/redis.txt"
+cat >"$work/redis.sh" <<'EOF'
+w=$1
+sock=$w/redis.sock
+LD_PRELOAD=${LD_PRELOAD:-libc.so.6} redis-server --port 0 --unixsocket "$sock" --save "" --appendonly no \
+  --dir "$w" --daemonize no >"$w/redis.log" 2>&1 &
+server=$!
+tries=0
+until redis-cli -s "$sock" ping >/dev/null 2>&1; do
+  tries=$((tries + 1))
+  [ $tries -lt 100 ] || { kill $server; exit 1; }
+  sleep 0.1
+done
+redis-cli -s "$sock" --pipe <"$w/redis.txt" >/dev/null || { kill $server; exit 1; }
+redis-cli -s "$sock" dbsize
+redis-cli -s "$sock" shutdown nosave >/dev/null 2>&1
+wait $server
+EOF
+
+# name | program | arguments (@W: the work directory) | files removed before each run | programs it needs besides
 specs=(
-  "sqlite3/cache256|sqlite3|-bail -init @W/cache256.sql @W/cache256.db .quit|@W/cache256.db"
-  "sqlite3/default|sqlite3|-bail -init @W/default.sql @W/default.db .quit|@W/default.db"
-  "python3/objects|python3|@W/objects.py|"
-  "g++/templates|g++|-std=c++20 -O2 -c @W/templates.cc -o @W/templates.o|@W/templates.o"
-  "xz/compress|xz|-6 -T1 -k -f @W/text|@W/text.xz"
+  "sqlite3/cache256|sqlite3|-bail -init @W/cache256.sql @W/cache256.db .quit|@W/cache256.db|"
+  "sqlite3/default|sqlite3|-bail -init @W/default.sql @W/default.db .quit|@W/default.db|"
+  "python3/objects|python3|@W/objects.py||"
+  "g++/templates|g++|-std=c++20 -O2 -c @W/templates.cc -o @W/templates.o|@W/templates.o|"
+  "xz/compress|xz|-6 -T1 -k -f @W/text|@W/text.xz|"
+  "redis/set|sh|@W/redis.sh @W|@W/redis.sock|redis-server redis-cli"
 )
 
 # ---- run ---------------------------------------------------------------------
@@ -120,14 +147,16 @@ field() { # key line -> value of key=value in line
   for kv in $2; do [[ ${kv%%=*} == "$1" ]] && { echo "${kv#*=}"; return; }; done
 }
 for spec in "${specs[@]}"; do
-  IFS='|' read -r name prog args clean <<<"$spec"
+  IFS='|' read -r name prog args clean needs <<<"$spec"
   if [[ -n ${BENCH_ONLY:-} ]]; then
     match=0
     for g in $BENCH_ONLY; do [[ $name == $g ]] && match=1; done
     ((match)) || continue
   fi
-  if ! command -v "$prog" >/dev/null 2>&1; then
-    echo "skipped: $name ($prog not installed)"
+  absent=""
+  for p in $prog $needs; do command -v "$p" >/dev/null 2>&1 || absent="$absent $p"; done
+  if [[ -n $absent ]]; then
+    echo "skipped: $name (not installed:$absent)"
     continue
   fi
   args=${args//@W/$work}
