@@ -32,7 +32,13 @@
  * purge ever disturbed (a program whose frees the budget and the purge
  * delay already cover) proves nothing, and earned a room the size of the
  * memory in use for nothing (CPython: 18 MiB more peak RSS); a churn past
- * the budget pays its first purges and refaults, then keeps its room.
+ * the budget pays its first purges and refaults, then keeps its room. The
+ * room in force is at most HAK_ROOM_EVIDENCE times the bytes refaulted
+ * since it started (since the last lapse): a churn whose room falls short
+ * refaults more and so earns more, and a few hundred KiB faulted in again
+ * do not prove a room of ROOM_MB (CPython: three refaults of 1.1 MiB in
+ * all earned one of 30-46 MiB, which kept the 17 MiB its pool freed as a
+ * 16 MiB string mapped fresh pages: 10 MiB more peak RSS).
  *
  * With HAKMEM_ACE, memory that the budget purged (not malloc_trim), freed
  * since the last malloc_trim, and that is taken back (its pages fault in
@@ -120,9 +126,15 @@ void _hak_room_reused(void) {
  * an estimate, and the next refault corrects it. */
 void _hak_mem_refaulted(size_t bytes) {
   if (!bytes) return;
-  hak_tick_t now = _hak_os_ticks(), lapse = _hak_os_ms_ticks(HAK_ROOM_LAPSE_MS);
-  if (now - atomic_load_explicit(&_hak_mem.refault_last, memory_order_relaxed) > lapse / 16)
-    atomic_store_explicit(&_hak_mem.refault_last, now, memory_order_relaxed);
+  hak_tick_t now = _hak_os_ticks(), lapse = _hak_os_ms_ticks(HAK_ROOM_LAPSE_MS),
+             last = atomic_load_explicit(&_hak_mem.refault_last, memory_order_relaxed);
+  /* The evidence starts afresh once the room has lapsed and no refault
+   * came within the lapse (the last is recorded to within 1/16 of it). */
+  if (now >= atomic_load_explicit(&_hak_mem.room_until, memory_order_relaxed) &&
+      (!last || now - last > lapse))
+    atomic_store_explicit(&_hak_mem.room_evidence, bytes, memory_order_relaxed);
+  else atomic_fetch_add_explicit(&_hak_mem.room_evidence, bytes, memory_order_relaxed);
+  if (now - last > lapse / 16) atomic_store_explicit(&_hak_mem.refault_last, now, memory_order_relaxed);
   if (!hak_opt(HAK_OPT_ACE)) return;
   if (hak_ace_yields()) { /* new evidence: it stands again */
     atomic_store_explicit(&_hak_mem.fresh, 0, memory_order_relaxed);
@@ -136,6 +148,7 @@ void _hak_mem_refaulted(size_t bytes) {
 
 void _hak_mem_refaulted_forget(void) {
   atomic_store_explicit(&_hak_mem.refaulted, 0, memory_order_relaxed);
+  atomic_store_explicit(&_hak_mem.room_evidence, 0, memory_order_relaxed);
   atomic_store_explicit(&_hak_mem.refault_last, 0, memory_order_relaxed);
   atomic_store_explicit(&_hak_mem.trimmed_at, _hak_os_ticks(), memory_order_relaxed);
 }

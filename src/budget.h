@@ -8,6 +8,7 @@
 #define HAK_MEM_BATCH ((int64_t)4 << 20) /* a heap adds its changes in once one passes this */
 #define HAK_ROOM_DRAIN 4                 /* the room shrinks by 1/4 of what becomes empty */
 #define HAK_ROOM_LAPSE_MS 1000           /* the room lapses after this without reuse */
+#define HAK_ROOM_EVIDENCE 4              /* the room is at most this times the refaults that started it */
 
 typedef struct hak_mem_totals {
   /* Changed by every thread's flush: */
@@ -16,6 +17,7 @@ typedef struct hak_mem_totals {
   _Alignas(64) _Atomic int64_t room; /* the heaps' working rooms, as they added them */
   _Atomic hak_tick_t room_until;     /* when the room lapses: HAK_ROOM_LAPSE_MS after the last reuse */
   _Atomic uint32_t earners;          /* heaps with a room */
+  _Atomic size_t room_evidence;      /* bytes the budget purged and refaulted since the room last lapsed */
   _Atomic hak_tick_t reuse_delay;    /* HAKMEM_ACE: the purge delay the reuse ages ask for (budget.c) */
   _Atomic size_t refaulted;          /* HAKMEM_ACE: bytes purged and taken back (budget.c) ... */
   _Atomic hak_tick_t refaulted_at;   /* ... as of then: the figure halves every REFAULT_KEEP_MS since */
@@ -112,9 +114,10 @@ static inline size_t hak_mem_total(hak_budget_local_t *b, int w) {
   return v < 0 ? 0 : (size_t)v;
 }
 
-/* The working room in force: earned, not lapsed, and at most the memory
- * in use (so a small program does not keep ROOM_MB for a few MiB of
- * blocks); none under a policy without it (elo.c). */
+/* The working room in force: earned, not lapsed, at most the memory in
+ * use (so a small program does not keep ROOM_MB for a few MiB of blocks)
+ * and HAK_ROOM_EVIDENCE times the refaults since it started (budget.c);
+ * none under a policy without it (elo.c). */
 static inline size_t hak_room_in_force(hak_budget_local_t *b, size_t used, hak_tick_t now) {
   if (!hak_policy()->room || now >= atomic_load_explicit(&_hak_mem.room_until, memory_order_relaxed))
     return 0;
@@ -122,6 +125,9 @@ static inline size_t hak_room_in_force(hak_budget_local_t *b, size_t used, hak_t
   if (b) room += b->room - b->room_added; /* with this thread's own room as it is */
   uint32_t earners = atomic_load_explicit(&_hak_mem.earners, memory_order_relaxed);
   int64_t one = (int64_t)hak_opt(HAK_OPT_ROOM_MB) << 20, cap = earners > 2 ? one / 2 * earners : one;
+  int64_t proven =
+      (int64_t)atomic_load_explicit(&_hak_mem.room_evidence, memory_order_relaxed) * HAK_ROOM_EVIDENCE;
+  if (cap > proven) cap = proven;
   room = room < 0 ? 0 : room > cap ? cap : room;
   return (size_t)room < used ? (size_t)room : used;
 }

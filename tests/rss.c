@@ -572,6 +572,61 @@ static int room_round(int r, hak_stats_t *mid) {
   return 1;
 }
 
+/* A room is as large as its evidence. 40 blocks of 1 MiB live; 9 of them
+ * freed (a quarter of the memory in use is the budget: past it, what they
+ * leave empty is purged) and allocated again, which faults a few MiB the
+ * budget purged in again; then 12 rounds that free 8 and allocate them
+ * again, all within the budget, so each reuses 8 MiB and faults nothing
+ * in. The room that reuse grows is at most 4 times the memory faulted in
+ * again (the three refaults of CPython's JSON step, 1.1 MiB in all, once
+ * let it grow to 46 MiB, which kept 17 MiB its pool freed while a large
+ * block mapped fresh pages); so 20 blocks freed at the end are purged
+ * past it. Run with HAKMEM_PURGE_DELAY_MS=0. */
+static int mode_room_proof(void) {
+  enum { SEED = 9, CHURN = 8, ROUNDS = 12, BURST = 20 };
+  hak_stats_t s0, s;
+  if (!CHECK("hak_stats is available", hak.stats != NULL)) return th_done();
+  if (!trim_then_alloc(room_p, ROOM_N, MiB, "40 blocks of 1 MiB allocated")) return th_done();
+  hak.stats(&s0);
+  for (int i = 0; i < SEED; i++) free(room_p[i]);
+  for (int i = 0; i < SEED; i++) {
+    if ((room_p[i] = malloc(LAUNDER(MiB))) == NULL)
+      return CHECK("1 MiB blocks allocated again", 0), th_done();
+    memset(room_p[i], i, MiB);
+  }
+  hak.stats(&s);
+  size_t seed = (size_t)(s.purged_reused - s0.purged_reused), room_most = 0, refaulted = seed;
+  CHECKV("9 MiB freed and allocated again fault purged memory in again", seed >= MiB, "%.1f MiB",
+         (double)seed / MiB);
+  int proven = 1;
+  for (int r = 0; r < ROUNDS; r++) {
+    for (int k = 0; k < CHURN; k++) free(room_p[SEED + k]);
+    for (int k = 0; k < CHURN; k++) {
+      char *q = room_p[SEED + k] = malloc(LAUNDER(MiB));
+      if (!q) return CHECK("1 MiB blocks allocated again", 0), th_done();
+      memset(q, r, MiB);
+    }
+    hak.stats(&s);
+    refaulted = (size_t)(s.purged_reused - s0.purged_reused);
+    if (s.room > room_most) room_most = s.room;
+    proven &= s.room <= 4 * refaulted;
+  }
+  for (int i = 0; i < BURST; i++) free(room_p[ROOM_N - 1 - i]);
+  hak.stats(&s);
+  printf("room-proof: %.1f MiB faulted in again, room at most %.1f MiB; %d MiB freed: %.1f MiB empty kept\n",
+         (double)refaulted / MiB, (double)room_most / MiB, BURST, (double)s.empty / MiB);
+  CHECKV("the room is at most 4 times the memory faulted in again, at every round", proven,
+         "room at most %.1f MiB, %.1f MiB faulted in again", (double)room_most / MiB,
+         (double)refaulted / MiB);
+  size_t budget = 4 * refaulted > s.in_use / 4 ? 4 * refaulted : s.in_use / 4;
+  if (budget < 4 * MiB) budget = 4 * MiB;
+  CHECKV("20 MiB freed: what is past that room (and a quarter of the memory in use) is purged",
+         s.empty <= budget + MiB, "%.1f MiB empty, %.1f MiB in use", (double)s.empty / MiB,
+         (double)s.in_use / MiB);
+  for (int i = 0; i < ROOM_N - BURST; i++) free(room_p[i]);
+  return th_done();
+}
+
 static int mode_room(int with_room) {
   enum { ROUNDS = 24, WARM = 12 };
   hak_stats_t s;
@@ -1021,6 +1076,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "room") == 0) return mode_room(1);
     if (strcmp(argv[1], "room0") == 0) return mode_room(0);
     if (strcmp(argv[1], "room-unpurged") == 0) return mode_room_unpurged();
+    if (strcmp(argv[1], "room-proof") == 0) return mode_room_proof();
     if (strcmp(argv[1], "remote") == 0) return mode_remote();
     if (strcmp(argv[1], "many") == 0) return mode_many();
     if (strcmp(argv[1], "mixed") == 0) return mode_mixed(secs);
@@ -1078,6 +1134,7 @@ int main(int argc, char **argv) {
   child_merge("room", run_self("room", no_delay, &c, 120), &c);
   static const char *const no_room[] = {"HAKMEM_ROOM_MB=0", "HAKMEM_PURGE_DELAY_MS=0", NULL};
   child_merge("room0", run_self("room0", no_room, &c, 120), &c);
+  child_merge("room-proof", run_self("room-proof", no_delay, &c, 120), &c);
   static const char *const unpurged[] = {"HAKMEM_PURGE_DELAY_MS=1000", "HAKMEM_RETAIN_KB=16384", NULL};
   child_merge("room-unpurged", run_self("room-unpurged", unpurged, &c, 120), &c);
   child_merge("remote", run_self("remote", NULL, &c, 120), &c);
