@@ -37,6 +37,8 @@ _Static_assert(sizeof _hak_mid_class == 256, "one entry per 128 bytes up to 32 K
 const uint64_t _hak_block_mul[HAK_CLASS_LAST + 1] = {M16(0) M16(16) M16(32) M16(48) M16(64) M16(80) M16(96)
                                                          M16(112) M16(128) MUL(144)};
 _Static_assert(sizeof _hak_block_mul == 145 * sizeof(uint64_t), "one multiplier per class");
+_Static_assert(!HAK_SECURE || HAK_POOL_MAX == 17 * HAK_UNIT_SIZE - HAK_SLAB_GUARD,
+               "the secure build's last class fills the 17 units a 1 MiB block and its guard page take");
 
 /* Bytes for blocks in a slab of u units (not counting unit 0's header). */
 static size_t room(size_t u) { return (u << HAK_UNIT_SHIFT) - HAK_SLAB_GUARD; }
