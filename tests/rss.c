@@ -582,30 +582,31 @@ static int room_round(int r, hak_stats_t *mid) {
  * let it grow to 46 MiB, which kept 17 MiB its pool freed while a large
  * block mapped fresh pages); so 20 blocks freed at the end are purged
  * past it. Run with HAKMEM_PURGE_DELAY_MS=0. */
+/* p[0..n) freed, then allocated again and written whole with `fill`; 0
+ * if malloc failed. */
+static int replace_blocks(char **p, int n, int fill) {
+  for (int i = 0; i < n; i++) free(p[i]);
+  for (int i = 0; i < n; i++) {
+    if ((p[i] = malloc(LAUNDER(MiB))) == NULL) return 0;
+    memset(p[i], fill, MiB);
+  }
+  return 1;
+}
+
 static int mode_room_proof(void) {
   enum { SEED = 9, CHURN = 8, ROUNDS = 12, BURST = 20 };
   hak_stats_t s0, s;
   if (!CHECK("hak_stats is available", hak.stats != NULL)) return th_done();
   if (!trim_then_alloc(room_p, ROOM_N, MiB, "40 blocks of 1 MiB allocated")) return th_done();
   hak.stats(&s0);
-  for (int i = 0; i < SEED; i++) free(room_p[i]);
-  for (int i = 0; i < SEED; i++) {
-    if ((room_p[i] = malloc(LAUNDER(MiB))) == NULL)
-      return CHECK("1 MiB blocks allocated again", 0), th_done();
-    memset(room_p[i], i, MiB);
-  }
+  if (!replace_blocks(room_p, SEED, 0)) return CHECK("1 MiB blocks allocated again", 0), th_done();
   hak.stats(&s);
-  size_t seed = (size_t)(s.purged_reused - s0.purged_reused), room_most = 0, refaulted = seed;
+  size_t seed = (size_t)(s.purged_reused - s0.purged_reused), room_most = 0, refaulted = 0;
   CHECKV("9 MiB freed and allocated again fault purged memory in again", seed >= MiB, "%.1f MiB",
          (double)seed / MiB);
   int proven = 1;
   for (int r = 0; r < ROUNDS; r++) {
-    for (int k = 0; k < CHURN; k++) free(room_p[SEED + k]);
-    for (int k = 0; k < CHURN; k++) {
-      char *q = room_p[SEED + k] = malloc(LAUNDER(MiB));
-      if (!q) return CHECK("1 MiB blocks allocated again", 0), th_done();
-      memset(q, r, MiB);
-    }
+    if (!replace_blocks(room_p + SEED, CHURN, r)) return CHECK("1 MiB blocks allocated again", 0), th_done();
     hak.stats(&s);
     refaulted = (size_t)(s.purged_reused - s0.purged_reused);
     if (s.room > room_most) room_most = s.room;
