@@ -65,10 +65,10 @@ static inline __attribute__((always_inline)) void *hak_alloc_inline(size_t size,
 }
 
 /* A block aligned to `align` (a power of two). Up to a unit's alignment and
- * Mid sizes, the request rounded up to the alignment names a class whose
- * block size is a multiple of it (api.c), so every block of the class is
- * aligned: the inline path pops one. The rest, and the failures, take
- * _hak_alloc_aligned. (`size <= rounded` fails only when the rounding
+ * Mid sizes, the first class that holds the request rounded up to the
+ * alignment and whose block size is a multiple of it (size_class.h) has
+ * every block aligned (api.c): the inline path pops one. The rest, and the
+ * failures, take _hak_alloc_aligned. (`size <= rounded` fails only when the rounding
  * wraps; `rounded` is a nonzero multiple of align, so align is at most
  * HAK_MID_MAX here.) */
 static inline __attribute__((always_inline)) void *hak_alloc_aligned_inline(size_t align, size_t size,
@@ -78,7 +78,7 @@ static inline __attribute__((always_inline)) void *hak_alloc_aligned_inline(size
   if (HAK_UNLIKELY(rounded - 1 >= HAK_MID_MAX || size > rounded)) return _hak_alloc_aligned(align, size, who);
   if (rounded <= HAK_TINY_MAX)
     return hak_alloc_slot(rounded, size, who); /* the Tiny class of size `rounded` */
-  size_t cls = _hak_mid_class[(rounded - 1) >> HAK_MID_SHIFT];
+  size_t cls = hak_mid_class_aligned(_hak_mid_class[(rounded - 1) >> HAK_MID_SHIFT], align);
   HAK_DEBUG_ASSERT((hak_class_size(cls) & (align - 1)) == 0);
   return hak_alloc_class(cls, size, who);
 }

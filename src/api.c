@@ -49,8 +49,8 @@ static __attribute__((noinline, cold)) void *aligned_fail(const char *who, size_
 
 /* An alignment above 16 (hak_alloc_aligned_inline takes the rest, and the
  * Tiny and Mid requests it can). Alignments up to 64 KiB with sizes up to
- * HAK_POOL_MAX come from a class whose block size is a multiple of the
- * alignment, or whose run holds one block (the secure build's last):
+ * HAK_POOL_MAX come from the first class that fits whose block size is a
+ * multiple of the alignment, or whose run holds one block (the secure build's last):
  * slabs start 64 KiB aligned (4 KiB in unit 0, which only holds blocks up
  * to 4 KiB), so every block of such a class is aligned. The rest are
  * Large. */
@@ -63,10 +63,12 @@ void *_hak_alloc_aligned(size_t align, size_t size, const char *who) {
     if (rounded <= HAK_TINY_MAX)
       return hak_alloc_slot(rounded, size, who); /* Tiny: the class size is `rounded` */
     if (rounded <= HAK_POOL_MAX) {
-      /* rounded is a multiple of align: if align is at least the class
-       * step of its doubling, rounded is a class size itself; if less, every
-       * class size of that doubling is a multiple of align. */
+      /* rounded is a multiple of align: a Mid doubling ends with a power
+       * of two that align divides; in the pool's, if align is at least the
+       * class step, rounded is a class size itself; if less, every class
+       * size of that doubling is a multiple of align. */
       size_t cls = hak_class_of(rounded);
+      if (cls <= HAK_CLASS_MID_LAST) cls = hak_mid_class_aligned(cls, align);
       HAK_DEBUG_ASSERT((hak_class_size(cls) & (align - 1)) == 0 || _hak_pool_single(cls));
       return hak_alloc_class(cls, size, who);
     }

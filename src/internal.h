@@ -121,9 +121,9 @@ static const bool hak_cfg_profile = HAK_PROFILE_BUILD;
 #define HAK_ZEROED_MAX ((size_t)1024)
 /* Blocks a Mid slab holds at least. With 8, a class whose live blocks
  * span two slabs refills on about every other slow path (the 1-32 KiB
- * probe, with heap.c's refill policy: 103.1 instructions per round); 10
- * takes that to 93.4 with no measurable change in the benchmarks' peak
- * RSS. */
+ * probe, with heap.c's refill policy: 103.1 instructions per round, and
+ * 104.6 again with the slab-share classes); 10 takes that to 93.4 with no
+ * measurable change in the benchmarks' peak RSS. */
 #define HAK_MID_SLAB_BLOCKS 10
 #define HAK_CARVE_MIN 4 /* fresh blocks carved at once, at least */
 /* HAKMEM_ACE: a class that carves on HAK_CARVE_RUN refills in a row

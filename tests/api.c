@@ -701,6 +701,25 @@ static void test_alignment_sweep(void) {
     for (int i = 0; i < n; i++) free(p[i]);
     CHECKV("alignment sweep", ok, "alignment %zu", a);
   }
+  /* Mid sizes with every alignment up to 32 KiB: Mid block sizes are
+   * multiples of 16 (of 64 but the first class of each doubling), so such
+   * a request takes the first class that fits whose size the alignment
+   * divides; every block of it is aligned, not only a slab's first. */
+  int ok_mid = 1;
+  for (size_t a = 32; a <= 32 * KiB; a *= 2)
+    for (size_t s = 1025; s <= 32 * KiB; s += 48) {
+      void *q[3];
+      for (int i = 0; i < 3; i++) {
+        if (posix_memalign(&q[i], a, LAUNDER(s)) != 0) q[i] = NULL;
+        if (!q[i] || (uintptr_t)q[i] % a || malloc_usable_size(q[i]) < s) {
+          if (ok_mid)
+            CHECKV("Mid sizes with every alignment", 0, "posix_memalign(%zu, %zu) = %p", a, s, q[i]);
+          ok_mid = 0;
+        }
+      }
+      for (int i = 0; i < 3; i++) free(q[i]);
+    }
+  CHECK("Mid sizes 1025 .. 32 KiB with alignments 32 .. 32 KiB: aligned, usable >= request", ok_mid);
   /* Many aligned blocks of slab sizes at once. */
   for (size_t a = 16; a <= 4096; a *= 2) {
     enum { N = 100 };

@@ -5,16 +5,18 @@
  * arithmetic is checked as the library's own inline functions see it).
  * The promises of size_class.h and DESIGN.md section 1: a class's block fits
  * the request; Tiny classes (up to 1 KiB) step by 16 bytes, so a block wastes
- * less than 16 bytes; above that a block wastes at most 1/9 of itself; the
- * class of a size is the smallest that fits, classes grow with the size, and
- * every power of two from 16 to 1 MiB is a block size; the Mid table
- * _hak_mid_class that the inline malloc path uses agrees with hak_class_of
- * for every size 1025 .. 32 KiB. */
+ * less than 16 bytes; Mid classes (up to 32 KiB) are shares of their slab
+ * (class j of doubling b is 2^(b+4) / (16 - j) bytes rounded down to 16 for
+ * j = 1 and to 64 for the others, and its slab holds at least 16 - j of them, 4 or 2
+ * times as many below 4 KiB, leaving less than 64 bytes a block), so a
+ * block wastes at most 1/8 of itself; pool blocks at most 1/9; the class of a size is the smallest that
+ * fits, classes grow with the size, and every power of two from 16 to 1 MiB
+ * is a block size. */
 #include <stdio.h>
 #include <string.h>
 
 #include "harness.h"
-#include "size_class.h"
+#include "internal.h"
 
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
@@ -24,7 +26,8 @@ int main(void) {
   th_prop_t tightest = PROP("hak_class_of(s) is the smallest class that fits s");
   th_prop_t in_range = PROP("hak_class_of(s) is a class, 1 .. HAK_CLASS_LAST");
   th_prop_t tiny_waste = PROP("up to 1 KiB a block wastes less than 16 bytes");
-  th_prop_t ninth = PROP("above 1 KiB a block wastes at most 1/9 of its size");
+  th_prop_t eighth = PROP("a Mid block wastes at most 1/8 of its size");
+  th_prop_t ninth = PROP("a pool block wastes at most 1/9 of its size");
   th_prop_t mono = PROP("classes are monotonic in the size");
   th_prop_t mult16 = PROP("every block size is a multiple of 16");
   th_prop_t tier = PROP("tier limits: Tiny <= 1 KiB < Mid <= 32 KiB < pool <= 1 MiB");
@@ -32,7 +35,12 @@ int main(void) {
   th_prop_t round = PROP("hak_class_of(hak_class_size(c)) == c");
   th_prop_t pow2 = PROP("every power of two 16 .. 1 MiB is a block size");
   th_prop_t per_doubling = PROP("8 classes per doubling above 1 KiB");
-  th_prop_t table = PROP("_hak_mid_class[(s - 1) >> 7] == hak_class_of(s) for 1025 .. 32 KiB");
+  th_prop_t share =
+      PROP("Mid class j of doubling b is 2^(b+4) / (16 - j) bytes, rounded down to 16 (j = 1) or 64");
+  th_prop_t aligned =
+      PROP("hak_mid_class_aligned: the first Mid class that fits whose size the alignment divides");
+  th_prop_t slab =
+      PROP("a Mid slab holds at least 16 - j blocks (x4, x2 below 4 KiB), less than 64 bytes a block left");
 
   size_t prev = 0;
   for (size_t s = 1; s <= MiB; s++) {
@@ -44,6 +52,7 @@ int main(void) {
             "size %zu -> class %zu (%zu bytes), but class %zu has %zu bytes", s, c, b, c - 1,
             hak_class_size(c - 1));
     if (s <= 1024) th_prop(&tiny_waste, b >= s && b - s < 16, "size %zu -> %zu bytes", s, b);
+    else if (s <= 32 * KiB) th_prop(&eighth, b >= s && 8 * (b - s) <= b, "size %zu -> %zu bytes", s, b);
     else th_prop(&ninth, b >= s && 9 * (b - s) <= b, "size %zu -> %zu bytes, waste %zu", s, b, b - s);
     th_prop(&mono, c >= prev, "size %zu -> class %zu, size %zu -> class %zu", s - 1, prev, s, c);
     th_prop(&mult16, b % 16 == 0, "class %zu: %zu bytes", c, b);
@@ -77,16 +86,32 @@ int main(void) {
   for (size_t d = KiB; d < MiB; d <<= 1)
     th_prop(&per_doubling, hak_class_of(2 * d) - hak_class_of(d) == 8, "(%zu, %zu] has %zu classes", d, 2 * d,
             hak_class_of(2 * d) - hak_class_of(d));
-  CHECKV("the Mid table has an entry for every 128 bytes up to 32 KiB",
-         sizeof _hak_mid_class == HAK_MID_MAX >> HAK_MID_SHIFT && HAK_MID_SHIFT == 7, "%zu entries, shift %d",
-         sizeof _hak_mid_class, HAK_MID_SHIFT);
-  for (size_t s = HAK_TINY_MAX + 1; s <= HAK_MID_MAX; s++)
-    th_prop(&table, _hak_mid_class[(s - 1) >> HAK_MID_SHIFT] == hak_class_of(s),
-            "size %zu: table entry %zu is %u, hak_class_of gives %zu", s, (s - 1) >> HAK_MID_SHIFT,
-            (unsigned)_hak_mid_class[(s - 1) >> HAK_MID_SHIFT], hak_class_of(s));
+  for (size_t c = HAK_CLASS_TINY_LAST + 1; c <= HAK_CLASS_MID_LAST; c++) {
+    size_t k = c - HAK_CLASS_TINY_LAST - 1, doubling = 10 + k / 8, j = k % 8 + 1, size = hak_class_size(c);
+    size_t grain = j == 1 ? 16 : 64, want = ((size_t)1 << (doubling + 4)) / (16 - j) / grain * grain;
+    th_prop(&share, size == want, "class %zu (j %zu of 2^%zu): %zu bytes, want %zu", c, j, doubling, size,
+            want);
+    size_t bytes = _hak_slab_units(c) << HAK_UNIT_SHIFT, blocks = bytes / size;
+    size_t shares = (16 - j) * (doubling == 10 ? 4 : doubling == 11 ? 2 : 1);
+    th_prop(&slab, blocks >= shares && bytes - blocks * size < 64 * blocks,
+            "class %zu of %zu bytes: %zu units hold %zu blocks (want %zu), %zu bytes left", c, size,
+            _hak_slab_units(c), blocks, shares, bytes - blocks * size);
+  }
 
-  th_prop_t *all[] = {&fits, &tightest, &in_range, &tiny_waste, &ninth,        &mono, &mult16,
-                      &tier, &grow,     &round,    &pow2,       &per_doubling, &table};
+  for (size_t align = 32; align <= HAK_MID_MAX; align <<= 1)
+    for (size_t rounded = align; rounded <= HAK_MID_MAX; rounded += align) {
+      if (rounded <= HAK_TINY_MAX) continue;
+      size_t want =
+          HAK_CLASS_TINY_LAST + 1; /* the smallest Mid block of at least rounded that align divides */
+      while (want < HAK_CLASS_MID_LAST && (hak_class_size(want) < rounded || hak_class_size(want) % align))
+        want++;
+      size_t c = hak_mid_class_aligned(hak_class_of(rounded), align);
+      th_prop(&aligned, c == want && hak_class_size(c) >= rounded && hak_class_size(c) % align == 0,
+              "%zu bytes aligned to %zu: class %zu of %zu bytes, want class %zu", rounded, align, c,
+              hak_class_size(c), want);
+    }
+  th_prop_t *all[] = {&fits, &tightest, &in_range, &tiny_waste, &eighth,       &ninth, &mono,    &mult16,
+                      &tier, &grow,     &round,    &pow2,       &per_doubling, &share, &aligned, &slab};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) PROP_DONE(all[i]);
   return th_done();
 }

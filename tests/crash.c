@@ -72,17 +72,18 @@ static int child(const char *mode) {
     expect("hakmem: SIGSEGV at %p: not hakmem's memory", (void *)far);
     poke(far);
   } else if (strcmp(mode, "live") == 0 || strcmp(mode, "free") == 0) {
-    /* Of 8 blocks of a slab of 4 units, the highest: its middle lies in
-     * another unit than the slab's first, whose descriptor the report
-     * finds through the unit's (hak_slab_of). The others stay live. */
+    /* Of 8 blocks of 32 KiB (a slab of 8 units; the secure build's size
+     * record fits too), the highest: its middle lies in another unit than
+     * the slab's first, whose descriptor the report finds through the
+     * unit's (hak_slab_of). The others stay live. */
     char *b[8], *p = NULL, *lo = NULL;
     for (int i = 0; i < 8; i++) {
-      b[i] = malloc(LAUNDER((size_t)20000));
+      b[i] = malloc(LAUNDER((size_t)30000));
       if (!p || b[i] > p) p = b[i];
       if (!lo || b[i] < lo) lo = b[i];
     }
     if (((uintptr_t)p + 8192) >> 16 == (uintptr_t)lo >> 16) _exit(3); /* not the case this mode is for */
-    memset(p, 1, 20000);
+    memset(p, 1, 30000);
     size_t usable = malloc_usable_size(p);
     if (strcmp(mode, "free") == 0) free(p);
     char *a = no_access(p, 8192);

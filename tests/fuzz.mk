@@ -67,6 +67,6 @@ tests/bin/fuzz/hakmem-secure.o: $(FUZZ_SEC_OBJ) src/exports.map
 	$(hak_private_object)
 
 tests/bin/fuzz/alloc tests/bin/fuzz/alloc-secure: tests/bin/fuzz/alloc%: tests/fuzz/alloc.c tests/bin/fuzz/hakmem%.o \
-                                                  include/hakmem.h tests/fuzz.mk
+                                                  tests/bound.h include/hakmem.h tests/fuzz.mk
 	$(FUZZ_CC) -std=gnu11 -D_GNU_SOURCE -O2 -g $(WARN) -Iinclude -fsanitize=fuzzer $(UBSAN_FLAGS) \
 	  tests/fuzz/alloc.c tests/bin/fuzz/hakmem$*.o -o $@ -pthread

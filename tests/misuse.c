@@ -243,7 +243,7 @@ static int inside(size_t size, size_t off, size_t secure_size) {
 }
 static int invalid_unaligned(void *arg) { return (void)arg, inside(48, 1, 64); }
 static int invalid_interior(void *arg) { return (void)arg, inside(200, 64, 224); }
-static int invalid_interior_mid(void *arg) { return (void)arg, inside(5000, 4096, 5120); }
+static int invalid_interior_mid(void *arg) { return (void)arg, inside(5000, 4096, 5440); }
 static int invalid_interior_large(void *arg) { return (void)arg, inside(3 * MiB, 4096, 3 * MiB + 4096); }
 /* In a later 64 KiB unit of a pool block's run. */
 static int invalid_interior_run(void *arg) { return (void)arg, inside(256 * KiB, 200 * KiB, 288 * KiB); }
@@ -326,9 +326,9 @@ OVERFLOW(small_1_memcpy, 48, 1, 64, 1)
 OVERFLOW(small_32, 48, 32, 64, 0)
 OVERFLOW(small_32_memcpy, 48, 32, 64, 1)
 OVERFLOW(small_1m, 48, MiB, 64, 0)
-OVERFLOW(mid_1, 4096, 1, 4608, 0)
-OVERFLOW(mid_32_memcpy, 4096, 32, 4608, 1)
-OVERFLOW(mid_1m, 4096, MiB, 4608, 0)
+OVERFLOW(mid_1, 4096, 1, 4368, 0)
+OVERFLOW(mid_32_memcpy, 4096, 32, 4368, 1)
+OVERFLOW(mid_1m, 4096, MiB, 4368, 0)
 OVERFLOW(pool_1, 256 * KiB, 1, 288 * KiB, 0)
 OVERFLOW(pool_32, 256 * KiB, 32, 288 * KiB, 0)
 OVERFLOW(pool_1m_memcpy, 256 * KiB, MiB, 288 * KiB, 1)

@@ -31,7 +31,7 @@ TEST_LINK_DBG := -Ldebug -Wl,--no-as-needed -lhakmem \
 # their own there.
 TEST_SUITE    := api cxx stress fork churn transfer foreign misuse tdtor options tiers bigcache sites trace crash telemetry profile
 TEST_C_NAMES  := $(filter-out cxx,$(TEST_SUITE)) rss
-TEST_DEPS     := tests/harness.h tests/util.h include/hakmem.h tests/tests.mk tests/bin/exports.h
+TEST_DEPS     := tests/harness.h tests/util.h tests/bound.h include/hakmem.h tests/tests.mk tests/bin/exports.h
 
 TEST_REL_C    := $(TEST_C_NAMES:%=tests/bin/%) tests/bin/soak
 TEST_DBG_C    := $(TEST_C_NAMES:%=tests/bin/debug/%)
@@ -118,7 +118,7 @@ tests/bin/api-static: tests/api.c $(TEST_DEPS) libhakmem.a
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -DTEST_STATIC $< -o $@ -static -L. -lhakmem
 
-tests/bin/classes: tests/classes.c src/size_class.c src/size_class.h tests/harness.h tests/tests.mk
+tests/bin/classes: tests/classes.c src/size_class.c $(HDR) tests/harness.h tests/tests.mk
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -Isrc tests/classes.c src/size_class.c -o $@
 

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "bound.h"
 #include "harness.h"
 #include "util.h"
 
@@ -67,20 +68,6 @@ static void make_sizes(void) {
   const size_t extra[] = {1,           2,       2 * MiB - 1, 2 * MiB,     2 * MiB + 1, 3 * MiB,
                           4 * MiB - 1, 4 * MiB, 4 * MiB + 1, 8 * MiB - 1, 8 * MiB + 1, 33 * MiB};
   for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++) add_size(extra[i]);
-}
-
-/* The most malloc_usable_size may honestly report for a request of n bytes
- * at alignment a (16 for malloc and calloc). A class block wastes at most
- * 1/9 of itself (1/8 of the request), or under 16 bytes up to 1 KiB, and an
- * aligned request is first rounded up to a multiple of its alignment. A
- * Large block (over 1 MiB, or aligned above 64 KiB) may come from a BigCache
- * mapping it uses at least 7/8 of, the block starting up to min(a, 2 MiB)
- * into the mapping, rounded to pages: (n + offset) / 7 more, plus slack. */
-static size_t usable_max(size_t n, size_t a) {
-  if (n <= MiB && a <= 64 * KiB) return n + n / 8 + (a > 16 ? a : 16);
-  size_t off = a < 2 * MiB ? a : 2 * MiB;
-  if (off < 4096) off = 4096;
-  return n + (n + off) / 7 + 64 * KiB;
 }
 
 /* ---- properties -------------------------------------------------------- */

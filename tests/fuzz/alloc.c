@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../bound.h"
 #include "hakmem.h"
 
 #define KiB ((size_t)1 << 10)
@@ -143,16 +144,6 @@ static void check_block(int i, bool full) {
 }
 
 /* ---- a fresh block: the checks every allocation passes ------------------ */
-
-/* The most usable bytes an honest allocator gives for n bytes at alignment
- * a (tests/tiers.c's bound): a class wastes at most 1/9, and a Large block
- * may come from a BigCache mapping it uses 7/8 of. */
-static size_t usable_max(size_t n, size_t a) {
-  if (n <= MiB && a <= 64 * KiB) return n + n / 8 + (a > 16 ? a : 16);
-  size_t off = a < 2 * MiB ? a : 2 * MiB;
-  if (off < 4096) off = 4096;
-  return n + (n + off) / 7 + 64 * KiB;
-}
 
 /* Checks p as the new block of slot i (n bytes at alignment a) and enters
  * it in the model; bounded says whether usable_max applies (not after a
