@@ -123,10 +123,14 @@ void *_hak_realloc(void *p, size_t size) {
   } else if (size <= old && (size > old / 2 || hak_class_size(hak_class_of(size)) >= old)) {
     return p; /* a smaller block would not save half */
   }
-  /* A block that grows is likely to grow again: leave it room to, within
-   * the pool (a Large block grows with mremap instead). */
+  /* A block that grows by less than a quarter (appends) is likely to grow
+   * so again: leave it room, half its size, within the pool (a Large block
+   * grows with mremap instead). One that grows by more grows
+   * geometrically by itself: room on top of that kept memory and saved few
+   * copies (comprehensive/realloc's 1.5x chains: 14 % more bytes held for
+   * 3 % fewer copied). */
   size_t want = size;
-  if (size > old && old + old / 2 > size && old + old / 2 <= HAK_POOL_MAX) want = old + old / 2;
+  if (size > old && size < old + old / 4 && old + old / 2 <= HAK_POOL_MAX) want = old + old / 2;
   void *q = hak_alloc_inline(want, "realloc");
   if (!q) return NULL;
   memcpy(q, p, size < old ? size : old);

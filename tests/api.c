@@ -499,6 +499,27 @@ static void test_realloc_basic(void) {
          before.uordblks, after.uordblks);
 }
 
+/* A block that grows by less than a quarter of its usable size gets room
+ * to grow again (half its usable size on top); one that grows by more
+ * gets the block its size asks for, as malloc would give. (Not the secure
+ * build's realloc, which always moves to a block of the size asked.) */
+static void test_realloc_room(void) {
+  char *p = malloc(2000), *q = malloc(2600);
+  size_t old = malloc_usable_size(p), fresh = malloc_usable_size(q);
+  free(q);
+  p = realloc(p, LAUNDER(old + old / 8));
+  CHECKV("realloc by an eighth leaves room: usable >= 1.5x the old usable size",
+         p && malloc_usable_size(p) >= old + old / 2, "old usable %zu, now %zu", old,
+         p ? malloc_usable_size(p) : 0);
+  free(p);
+  p = malloc(2000);
+  p = realloc(p, LAUNDER((size_t)2600));
+  CHECKV("realloc by more than a quarter: the block malloc gives for the size",
+         p && malloc_usable_size(p) == fresh, "usable %zu, malloc(2600)'s %zu", p ? malloc_usable_size(p) : 0,
+         fresh);
+  free(p);
+}
+
 /* realloc keeps contents across every size class and tier boundary, up and
  * down, and across far jumps. */
 static void test_realloc_boundaries(void) {
@@ -1144,6 +1165,7 @@ int main(void) {
   test_alloc_errno();
   test_calloc();
   test_realloc_basic();
+  if (!secure) test_realloc_room();
   test_realloc_boundaries();
   test_reallocarray();
   test_posix_memalign_errors();
