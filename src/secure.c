@@ -255,8 +255,7 @@ void *_hak_secure_alloc(size_t size, size_t align, bool zero, int form, const ch
   char *p;
   if (HAK_LIKELY(align <= 16 && inner <= HAK_MID_MAX)) { /* the class's size, as hak_alloc_inline picks it */
     p = hak_alloc_inline(inner, NULL);
-    room = inner <= HAK_TINY_MAX ? (inner + 15) & ~(size_t)15
-                                 : hak_class_size(_hak_mid_class[(inner - 1) >> HAK_MID_SHIFT]);
+    room = hak_class_size(hak_class_of(inner));
   } else {
     p = hak_alloc_aligned_inline(align, inner, NULL);
     room = p ? room_of(p, "malloc") : 0;

@@ -87,12 +87,13 @@ _Static_assert(HAK_CLASS_TINY_LAST + 1 == 65 && HAK_MID_ALIGNS == 11,
 static size_t room(size_t u) { return (u << HAK_UNIT_SHIFT) - HAK_SLAB_GUARD; }
 
 /* Tiny slabs are one unit; a Mid slab of doubling b is 2^(b+4) bytes, at
- * least a unit: max(1, 2^(b-12)) units, of which class j's blocks take 16 -
- * j shares (size_class.h); twice that where it would hold fewer than
- * HAK_MID_SLAB_BLOCKS blocks (j = 7 and 8 from 4 KiB on). A pool run is the size, from the fewest units
- * that hold one block up to 4 units (256 KiB), that wastes the least of its
- * bytes (the first such, comparing waste/bytes as cross products). The
- * secure build's guard page comes off each. */
+ * least a unit: max(1, 2^(b-12)) units, of which class j's blocks take
+ * 16 - j shares (size_class.h); twice that where it would hold fewer than
+ * HAK_MID_SLAB_BLOCKS blocks (j = 7 and 8 from 4 KiB on). A pool run is
+ * the size, from the fewest units that hold one block up to 4 units (256
+ * KiB), that wastes the least of its bytes (the first such, comparing
+ * waste/bytes as cross products). The secure build's guard page comes off
+ * each. */
 static size_t slab_units(size_t cls) {
   if (cls <= HAK_CLASS_TINY_LAST) return 1;
   size_t size = hak_class_size(cls);

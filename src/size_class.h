@@ -14,9 +14,9 @@
  * request aligned to 64 finds each of them (hak_mid_class_aligned). So a
  * slab wastes less than 64 bytes a block, and a block at most 1/8 of its
  * size. The L2.5 pool's (up to 1 MiB, classes 105..144) step by 2^(b-3),
- * so a block wastes at most 1/9 of its size. Every block size is a multiple of 16, and every power of two from 16
- * to 1 MiB is a block size; except that the secure build's last class is
- * larger (HAK_POOL_MAX). */
+ * so a block wastes at most 1/9 of its size. Every block size is a
+ * multiple of 16, and every power of two from 16 to 1 MiB is a block size;
+ * except that the secure build's last class is larger (HAK_POOL_MAX). */
 #ifndef HAK_SIZE_CLASS_H
 #define HAK_SIZE_CLASS_H
 
