@@ -60,7 +60,7 @@ static inline void *hak_alloc_class(size_t cls, size_t size, const char *who) {
 static inline __attribute__((always_inline)) void *hak_alloc_inline(size_t size, const char *who) {
   if (HAK_LIKELY(size <= HAK_TINY_MAX)) /* (size + 15) / 16 slots of 16 bytes */
     return hak_alloc_slot((size + 15) & ~(size_t)15, size, who);
-  if (size <= HAK_MID_MAX) return hak_alloc_class(_hak_mid_class[(size - 1) >> HAK_MID_SHIFT], size, who);
+  if (size <= HAK_MID_MAX) return hak_alloc_class(hak_mid_class(size), size, who);
   return _hak_alloc_slow(size, who, (uintptr_t)__builtin_return_address(0));
 }
 
@@ -68,9 +68,9 @@ static inline __attribute__((always_inline)) void *hak_alloc_inline(size_t size,
  * Mid sizes, the first class that holds the request rounded up to the
  * alignment and whose block size is a multiple of it (size_class.h) has
  * every block aligned (api.c): the inline path pops one. The rest, and the
- * failures, take _hak_alloc_aligned. (`size <= rounded` fails only when the rounding
- * wraps; `rounded` is a nonzero multiple of align, so align is at most
- * HAK_MID_MAX here.) */
+ * failures, take _hak_alloc_aligned. (`size <= rounded` fails only when
+ * the rounding wraps; `rounded` is a nonzero multiple of align, so align
+ * is at most HAK_MID_MAX here.) */
 static inline __attribute__((always_inline)) void *hak_alloc_aligned_inline(size_t align, size_t size,
                                                                             const char *who) {
   if (align <= 16) return hak_alloc_inline(size, who);
@@ -78,7 +78,7 @@ static inline __attribute__((always_inline)) void *hak_alloc_aligned_inline(size
   if (HAK_UNLIKELY(rounded - 1 >= HAK_MID_MAX || size > rounded)) return _hak_alloc_aligned(align, size, who);
   if (rounded <= HAK_TINY_MAX)
     return hak_alloc_slot(rounded, size, who); /* the Tiny class of size `rounded` */
-  size_t cls = hak_mid_class_aligned(_hak_mid_class[(rounded - 1) >> HAK_MID_SHIFT], align);
+  size_t cls = hak_mid_class_aligned(hak_mid_class(rounded), align);
   HAK_DEBUG_ASSERT((hak_class_size(cls) & (align - 1)) == 0);
   return hak_alloc_class(cls, size, who);
 }

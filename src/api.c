@@ -50,10 +50,10 @@ static __attribute__((noinline, cold)) void *aligned_fail(const char *who, size_
 /* An alignment above 16 (hak_alloc_aligned_inline takes the rest, and the
  * Tiny and Mid requests it can). Alignments up to 64 KiB with sizes up to
  * HAK_POOL_MAX come from the first class that fits whose block size is a
- * multiple of the alignment, or whose run holds one block (the secure build's last):
- * slabs start 64 KiB aligned (4 KiB in unit 0, which only holds blocks up
- * to 4 KiB), so every block of such a class is aligned. The rest are
- * Large. */
+ * multiple of the alignment, or whose run holds one block (the secure
+ * build's last): slabs start 64 KiB aligned (4 KiB in unit 0, which only
+ * holds blocks up to 4 KiB), so every block of such a class is aligned.
+ * The rest are Large. */
 void *_hak_alloc_aligned(size_t align, size_t size, const char *who) {
   HAK_DEBUG_ASSERT(align > 16);
   if (size > PTRDIFF_MAX) return aligned_fail(who, size, align, HAK_FAIL_SIZE);

@@ -50,10 +50,13 @@
 extern const uint8_t _hak_mid_class[HAK_MID_MAX >> HAK_MID_SHIFT];
 extern const uint16_t _hak_mid_size[HAK_CLASS_MID_LAST - HAK_CLASS_TINY_LAST];
 
+/* Class of a request of 1025 .. HAK_MID_MAX bytes. */
+static inline size_t hak_mid_class(size_t size) { return _hak_mid_class[(size - 1) >> HAK_MID_SHIFT]; }
+
 /* Class of a request of 1 .. HAK_POOL_MAX bytes (and 0 for 0). */
 static inline size_t hak_class_of(size_t size) {
   if (size <= HAK_TINY_MAX) return (size + 15) >> 4;
-  if (size <= HAK_MID_MAX) return _hak_mid_class[(size - 1) >> HAK_MID_SHIFT];
+  if (size <= HAK_MID_MAX) return hak_mid_class(size);
   if (HAK_SECURE && size > HAK_LADDER_MAX) return HAK_CLASS_LAST;
   size_t m = size - 1;
   unsigned b = 63u - (unsigned)__builtin_clzl(m); /* 15 .. 19 */

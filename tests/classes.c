@@ -6,12 +6,13 @@
  * The promises of size_class.h and DESIGN.md section 1: a class's block fits
  * the request; Tiny classes (up to 1 KiB) step by 16 bytes, so a block wastes
  * less than 16 bytes; Mid classes (up to 32 KiB) are shares of their slab
- * (class j of doubling b is 2^(b+4) / (16 - j) bytes rounded down to 16 for
- * j = 1 and to 64 for the others, and its slab holds at least 16 - j of them, 4 or 2
- * times as many below 4 KiB, leaving less than 64 bytes a block), so a
- * block wastes at most 1/8 of itself; pool blocks at most 1/9; the class of a size is the smallest that
- * fits, classes grow with the size, and every power of two from 16 to 1 MiB
- * is a block size. */
+ * (class j of doubling b is 2^(b+4) / (16 - j) bytes rounded down to 16
+ * for j = 1 and to 64 for the others, and its slab holds at least 16 - j
+ * of them, 4 or 2 times as many below 4 KiB, leaving less than 64 bytes a
+ * block), so a block wastes at most 1/8 of itself; pool blocks at most
+ * 1/9; the class of a size is the smallest that fits (hak_class_of reads
+ * the Mid table the inline malloc path uses), classes grow with the size,
+ * and every power of two from 16 to 1 MiB is a block size. */
 #include <stdio.h>
 #include <string.h>
 
