@@ -18,6 +18,7 @@ typedef struct hak_mem_totals {
   _Atomic hak_tick_t room_until;     /* when the room lapses: HAK_ROOM_LAPSE_MS after the last reuse */
   _Atomic uint32_t earners;          /* heaps with a room */
   _Atomic size_t room_evidence;      /* bytes the budget purged and refaulted since the room last lapsed */
+  _Atomic size_t room_used;          /* the most memory in use at a reuse since then (the room's bound) */
   _Atomic hak_tick_t reuse_delay;    /* HAKMEM_ACE: the purge delay the reuse ages ask for (budget.c) */
   _Atomic size_t refaulted;          /* HAKMEM_ACE: bytes purged and taken back (budget.c) ... */
   _Atomic hak_tick_t refaulted_at;   /* ... as of then: the figure halves every REFAULT_KEEP_MS since */
@@ -114,10 +115,11 @@ static inline size_t hak_mem_total(hak_budget_local_t *b, int w) {
   return v < 0 ? 0 : (size_t)v;
 }
 
-/* The working room in force: earned, not lapsed, at most the memory in
- * use (so a small program does not keep ROOM_MB for a few MiB of blocks)
- * and HAK_ROOM_EVIDENCE times the refaults since it started (budget.c);
- * none under a policy without it (elo.c). */
+/* The working room in force: earned, not lapsed, at most the most memory
+ * in use at a reuse since it started, or now (so a small program does not
+ * keep ROOM_MB for a few MiB of blocks), and HAK_ROOM_EVIDENCE times the
+ * refaults since it started (budget.c); none under a policy without it
+ * (elo.c). */
 static inline size_t hak_room_in_force(hak_budget_local_t *b, size_t used, hak_tick_t now) {
   if (!hak_policy()->room || now >= atomic_load_explicit(&_hak_mem.room_until, memory_order_relaxed))
     return 0;
@@ -128,8 +130,10 @@ static inline size_t hak_room_in_force(hak_budget_local_t *b, size_t used, hak_t
   int64_t proven =
       (int64_t)atomic_load_explicit(&_hak_mem.room_evidence, memory_order_relaxed) * HAK_ROOM_EVIDENCE;
   if (cap > proven) cap = proven;
+  size_t lately = atomic_load_explicit(&_hak_mem.room_used, memory_order_relaxed);
+  if (lately < used) lately = used;
   room = room < 0 ? 0 : room > cap ? cap : room;
-  return (size_t)room < used ? (size_t)room : used;
+  return (size_t)room < lately ? (size_t)room : lately;
 }
 
 /* HAKMEM_ACE: whether it yields, its keep and purge delay off (budget.c). */

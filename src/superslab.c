@@ -111,6 +111,7 @@ hak_slab_t *_hak_units_take(hak_superslab_t *ss, unsigned u, unsigned n, uint32_
     for (uint32_t e = early; e; e &= e - 1)
       if (!hak_refault_counts(ss->unit_freed[__builtin_ctz(e)])) early &= ~(e & -e);
     _hak_mem_refaulted(hak_units_bytes(early));
+    hak_mem_reused(hak_units_bytes(early)); /* evidence for the room too: it grows as by reuse */
     ss->purged_units &= ~bits;
     ss->purged_early &= ~bits;
   }

@@ -26,12 +26,20 @@
  *          the budget); the second round takes them back, faulting 12 MiB
  *          and more in again, which the report's "keep" then says; so the
  *          second free keeps them, and the third round faults in at most a
- *          quarter of what the second did. `refault0` (HAKMEM_ACE=0): the
- *          third round faults in at least half as much as the second,
- *          keep 0. `refault-lapse` (HAKMEM_REFAULT_KEEP_MS=20): 400 ms
- *          after the second round (20 halvings), the keep is below 64 KiB
- *          and a refill (a class not used before) purges the empty memory
- *          down to the budget: at most 8 MiB empty
+ *          quarter of what the second did. `refault0` (HAKMEM_ACE=0 and
+ *          HAKMEM_ROOM_MB=0): the third round faults in at least half as
+ *          much as the second, keep 0. `refault-lapse`
+ *          (HAKMEM_REFAULT_KEEP_MS=20): 400 ms after the second round (20
+ *          halvings), the keep is below 64 KiB and a refill (a class not
+ *          used before) purges the empty memory down to the budget: at
+ *          most 8 MiB empty
+ *   burst  the same rounds six times with HAKMEM_ACE=0: the second
+ *          round's refaults grow the static budget's working room as
+ *          reuse does, and the room counts up to the memory in use at its
+ *          reuses (24 MiB), not at the free (none), so rounds 4-6 fault in
+ *          at most a quarter of what the second did; 3 s later the room
+ *          has lapsed and a refill purges the empty memory down to the
+ *          budget (at most 8 MiB empty)
  *   yield  HAKMEM_RETAIN_SHARE=0, HAKMEM_ROOM_MB=0, HAKMEM_ACE=1: the
  *          second of two rounds of 1 KiB blocks takes purged memory back,
  *          and its free (one block in 1024 stays, so that no SuperSlab is
@@ -251,8 +259,39 @@ static int mode_refault(const char *mode) {
     CHECKV("HAKMEM_ACE: the third round faults in at most a quarter of what the second did",
            third <= second / 4, "%.1f MiB, then %.1f MiB", (double)second / MiB, (double)third / MiB);
   else
-    CHECKV("HAKMEM_ACE=0: the third round faults it all in again", third >= second / 2,
+    CHECKV("HAKMEM_ACE=0, no room: the third round faults it all in again", third >= second / 2,
            "%.1f MiB, then %.1f MiB", (double)second / MiB, (double)third / MiB);
+  return th_done();
+}
+
+/* burst (see the top): a repeated burst earns the static budget's room. */
+static int mode_burst(void) {
+  enum { N = 24 * 1024, ROUNDS = 6 };
+  static char *p[N];
+  size_t fault[ROUNDS];
+  if (!CHECK("hak_stats is available", hak.stats != NULL)) return th_done();
+  for (int r = 0; r < ROUNDS; r++) fault[r] = refault_round(p, N);
+  hak_stats_t s;
+  hak.stats(&s);
+  printf("burst: 24 MiB allocated and freed %d times, MiB faulted in again:", ROUNDS);
+  for (int r = 1; r < ROUNDS; r++) printf(" %.1f", (double)fault[r] / MiB);
+  printf("; then %.1f MiB empty, room %.1f MiB\n", (double)s.empty / MiB, (double)s.room / MiB);
+  CHECKV("the second round takes back at least 12 MiB of purged memory", fault[1] >= 12 * MiB, "%.1f MiB",
+         (double)fault[1] / MiB);
+  size_t later = 0;
+  for (int r = 3; r < ROUNDS; r++) later += fault[r];
+  CHECKV("the room keeps the burst: rounds 4-6 fault in at most a quarter of what the second did",
+         later <= fault[1] / 4, "%.1f MiB, then %.1f MiB in rounds 4-6", (double)fault[1] / MiB,
+         (double)later / MiB);
+  CHECKV("everything freed, the room keeps up to the memory lately in use", s.room >= 12 * MiB,
+         "room %.1f MiB", (double)s.room / MiB);
+  /* As in `room`: 3 s without reuse lapse the room (2^31 TSC ticks). */
+  sleep_s(3);
+  free(malloc(LAUNDER(24 * 1024))); /* a refill: the budget is checked */
+  hak.stats(&s);
+  CHECKV("3 s later the room has lapsed", s.room == 0, "room %.1f MiB", (double)s.room / MiB);
+  CHECKV("and a refill purges the empty memory down to the budget", s.empty <= 8 * MiB, "empty %.1f MiB",
+         (double)s.empty / MiB);
   return th_done();
 }
 
@@ -341,7 +380,9 @@ static elo_seen_t elo_look(void) {
  * allocated, written and freed, again and again. That is past twice even
  * keep's budget (4 MiB): every policy but hoard purges it at once and
  * faults it in again (3072 faults a burst, about 27 ms here against 3 for
- * the burst without them), hoard keeps it (the budget is the peak). A
+ * the burst without them), hoard keeps it (the budget is the peak). With
+ * HAKMEM_ROOM_MB=0: the refaults would earn static and keep a working
+ * room that keeps the burst as hoard does (`burst`). A
  * burst is shorter than an epoch, so a policy's trial sees what it does to
  * the next burst. (With 40 MiB bursts, longer than the epochs, no trial
  * saw it and hoard did not lead; with 24 MiB and the default budget, keep
@@ -734,7 +775,9 @@ static int mode_room_unpurged(void) {
  * committed. Round 3: after the frees the thread only allocates small
  * blocks; its next slow path takes the runs back all the same, and the
  * 16 MiB, past the budget, are purged. Then it exits holding a last 32
- * (its SuperSlabs become shared), and the main thread frees them too. */
+ * (its SuperSlabs become shared), and the main thread frees them too.
+ * Run with HAKMEM_ROOM_MB=0: the same 16 MiB allocated again after a
+ * purge earn a working room, which would keep them (`burst`). */
 enum { RN = 32, RSMALL = 64 };
 static char *remote_blocks[RN];
 static void *remote_small[RSMALL];
@@ -1074,6 +1117,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "reuse0") == 0) return mode_reuse(0);
     if (strcmp(argv[1], "epoch") == 0) return mode_epoch(1);
     if (strcmp(argv[1], "epoch0") == 0) return mode_epoch(0);
+    if (strcmp(argv[1], "burst") == 0) return mode_burst();
     if (strcmp(argv[1], "room") == 0) return mode_room(1);
     if (strcmp(argv[1], "room0") == 0) return mode_room(0);
     if (strcmp(argv[1], "room-unpurged") == 0) return mode_room_unpurged();
@@ -1099,8 +1143,10 @@ int main(int argc, char **argv) {
   static const char *const refault[] = {"HAKMEM_RETAIN_SHARE=0", "HAKMEM_ACE=1",
                                         "HAKMEM_REFAULT_KEEP_MS=5000", NULL};
   child_merge("refault", run_self("refault", refault, &c, 120), &c);
-  static const char *const refault0[] = {"HAKMEM_RETAIN_SHARE=0", "HAKMEM_ACE=0", NULL};
+  static const char *const refault0[] = {"HAKMEM_RETAIN_SHARE=0", "HAKMEM_ACE=0", "HAKMEM_ROOM_MB=0", NULL};
   child_merge("refault0", run_self("refault0", refault0, &c, 120), &c);
+  static const char *const burst[] = {"HAKMEM_RETAIN_SHARE=0", "HAKMEM_ACE=0", NULL};
+  child_merge("burst", run_self("burst", burst, &c, 120), &c);
   static const char *const lapse[] = {"HAKMEM_RETAIN_SHARE=0", "HAKMEM_ACE=1", "HAKMEM_REFAULT_KEEP_MS=20",
                                       NULL};
   child_merge("refault-lapse", run_self("refault-lapse", lapse, &c, 120), &c);
@@ -1109,8 +1155,13 @@ int main(int argc, char **argv) {
   child_merge("yield", run_self("yield", yield, &c, 120), &c);
   static const char *const yield0[] = {"HAKMEM_RETAIN_SHARE=0", "HAKMEM_ROOM_MB=0", "HAKMEM_ACE=0", NULL};
   child_merge("yield0", run_self("yield0", yield0, &c, 120), &c);
-  static const char *const elo[] = {"HAKMEM_RETAIN_SHARE=0",  "HAKMEM_RETAIN_KB=1024", "HAKMEM_ELO=1",
-                                    "HAKMEM_ELO_EPOCH_MS=20", "HAKMEM_ELO_SEED=5",     NULL};
+  static const char *const elo[] = {"HAKMEM_RETAIN_SHARE=0",
+                                    "HAKMEM_RETAIN_KB=1024",
+                                    "HAKMEM_ROOM_MB=0",
+                                    "HAKMEM_ELO=1",
+                                    "HAKMEM_ELO_EPOCH_MS=20",
+                                    "HAKMEM_ELO_SEED=5",
+                                    NULL};
   if (secs > 0) child_merge("elo", run_self("elo", elo, &c, 150), &c);
   else printf("skip: elo (RSS_SECONDS=0: it takes up to 90 s)\n");
   static const char *const reuse[] = {"HAKMEM_RETAIN_SHARE=0", "HAKMEM_ROOM_MB=0", "HAKMEM_REFAULT_KEEP_MS=1",
@@ -1138,7 +1189,8 @@ int main(int argc, char **argv) {
   child_merge("room-proof", run_self("room-proof", no_delay, &c, 120), &c);
   static const char *const unpurged[] = {"HAKMEM_PURGE_DELAY_MS=1000", "HAKMEM_RETAIN_KB=16384", NULL};
   child_merge("room-unpurged", run_self("room-unpurged", unpurged, &c, 120), &c);
-  child_merge("remote", run_self("remote", NULL, &c, 120), &c);
+  static const char *const no_room_only[] = {"HAKMEM_ROOM_MB=0", NULL};
+  child_merge("remote", run_self("remote", no_room_only, &c, 120), &c);
   child_merge("many", run_self("many", NULL, &c, 120), &c);
   static const char *const ace_on[] = {"HAKMEM_ACE=1", NULL};
   if (secs > 0) {
