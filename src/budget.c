@@ -17,21 +17,26 @@
  * dirty unit, a spare slab, a resident BigCache mapping; and units the
  * budget purged, whose refault shows that keeping them would have paid)
  * and shrinks by a quarter of each byte its thread makes empty, within
- * 0 .. ROOM_MB. A
- * thread that keeps reusing its empty memory (at least a quarter of what
- * it frees comes back before it is purged) keeps up to ROOM_MB of it
- * resident and pays neither purges nor refaults; N such threads keep up to
- * ROOM_MB or N/2 times it, whichever is more (each has holes of its own to
- * refill, and two share what one would keep); a thread that only
- * allocates fresh memory and frees it (a burst) earns none, and what it
- * frees past the budget is purged; one that repeats the burst faults the
- * purged memory in again, which earns the room (phases: bursts of 64 MiB
- * freed whole, 1.3x faster). The room also lapses once no heap has taken
- * empty memory back for HAK_ROOM_LAPSE_MS, counts for no more than the
- * most memory in use at a reuse since it started (a small program does not
- * keep ROOM_MB for a few MiB of blocks; a burst freed whole keeps its room,
- * where the memory in use at the free, none, would drop it), and leaves
- * with its thread; a thread's malloc_trim empties its own. Threads without a heap earn none. A room starts only on
+ * 0..ROOM_MB. A thread that keeps reusing its empty memory (at least a
+ * quarter of what it frees comes back before it is purged) keeps up to
+ * ROOM_MB of it resident and pays neither purges nor refaults; N such
+ * threads keep up to ROOM_MB or N/2 times it, whichever is more (each has
+ * holes of its own to refill, and two share what one would keep); a thread
+ * that only allocates fresh memory and frees it (a burst) earns none, and
+ * what it frees past the budget is purged; one that repeats the burst
+ * faults the purged memory in again, which earns the room. The room also
+ * lapses once no heap has taken empty memory back for HAK_ROOM_LAPSE_MS,
+ * counts for no more than the most memory in use at a reuse in the last
+ * HAK_ROOM_PEAK_MS (to twice that), or now: a small program does not keep
+ * ROOM_MB for a few MiB of blocks; a burst freed whole keeps its room for
+ * its repetition, where the memory in use at the free, none, would drop it
+ * (phases: bursts of 64 MiB, 1.3x faster); a program that shrinks for good
+ * has its room follow it down within 200 ms (bounded by the most memory in
+ * use since the room started instead, fragment/pool kept 30.0 MiB after
+ * its drop against 11.6, with the window 14.2), but what it frees within
+ * them stays as long (mem_efficiency's RSS right after its last free:
+ * 35-49 -> 56-61 MiB). It leaves with its thread; a thread's malloc_trim
+ * empties its own. Threads without a heap earn none. A room starts only on
  * evidence that purging costs: while a heap has none, its reuse earns one
  * only if memory the budget purged was faulted in again, by any thread,
  * within the last HAK_ROOM_LAPSE_MS (hak_refaulted_lately). Reuse that no
@@ -122,10 +127,20 @@ void _hak_committed_add(ptrdiff_t bytes) {
 
 /* A reuse keeps the room from lapsing (to within 1/16 of the lapse: a
  * shared line written rarely), and the memory in use now bounds the room
- * until it starts afresh. */
+ * for the next HAK_ROOM_PEAK_MS to twice that (hak_room_used_lately). */
 void _hak_room_reused(void) {
-  hak_atomic_max(&_hak_mem.room_used, hak_mem_total(hak_tls_budget(), HAK_MEM_USED));
-  hak_tick_t lapse = _hak_os_ms_ticks(HAK_ROOM_LAPSE_MS), until = _hak_os_ticks() + lapse;
+  hak_tick_t now = _hak_os_ticks(), w = _hak_os_ms_ticks(HAK_ROOM_PEAK_MS),
+             since = now - atomic_load_explicit(&_hak_mem.room_window, memory_order_relaxed);
+  size_t used = hak_mem_total(hak_tls_budget(), HAK_MEM_USED);
+  if (since >= w) { /* a window starts; the one that ended counts if it ended within one's length */
+    size_t ended = since < 2 * w ? atomic_load_explicit(&_hak_mem.room_used[0], memory_order_relaxed) : 0;
+    atomic_store_explicit(&_hak_mem.room_used[1], ended, memory_order_relaxed);
+    atomic_store_explicit(&_hak_mem.room_used[0], used, memory_order_relaxed);
+    atomic_store_explicit(&_hak_mem.room_window, now, memory_order_relaxed);
+  } else if (used > atomic_load_explicit(&_hak_mem.room_used[0], memory_order_relaxed) / 8 * 9) {
+    hak_atomic_max(&_hak_mem.room_used[0], used); /* to within 1/8: a line every budget check reads */
+  }
+  hak_tick_t lapse = _hak_os_ms_ticks(HAK_ROOM_LAPSE_MS), until = now + lapse;
   if (until - atomic_load_explicit(&_hak_mem.room_until, memory_order_relaxed) > lapse / 16)
     atomic_store_explicit(&_hak_mem.room_until, until, memory_order_relaxed);
 }
@@ -139,10 +154,9 @@ void _hak_mem_refaulted(size_t bytes) {
   /* The evidence starts afresh once the room has lapsed and no refault
    * came within the lapse (the last is recorded to within 1/16 of it). */
   if (now >= atomic_load_explicit(&_hak_mem.room_until, memory_order_relaxed) &&
-      (!last || now - last > lapse)) {
+      (!last || now - last > lapse))
     atomic_store_explicit(&_hak_mem.room_evidence, bytes, memory_order_relaxed);
-    atomic_store_explicit(&_hak_mem.room_used, 0, memory_order_relaxed);
-  } else atomic_fetch_add_explicit(&_hak_mem.room_evidence, bytes, memory_order_relaxed);
+  else atomic_fetch_add_explicit(&_hak_mem.room_evidence, bytes, memory_order_relaxed);
   if (now - last > lapse / 16) atomic_store_explicit(&_hak_mem.refault_last, now, memory_order_relaxed);
   if (!hak_opt(HAK_OPT_ACE)) return;
   if (hak_ace_yields()) { /* new evidence: it stands again */
@@ -158,7 +172,7 @@ void _hak_mem_refaulted(size_t bytes) {
 void _hak_mem_refaulted_forget(void) {
   atomic_store_explicit(&_hak_mem.refaulted, 0, memory_order_relaxed);
   atomic_store_explicit(&_hak_mem.room_evidence, 0, memory_order_relaxed);
-  atomic_store_explicit(&_hak_mem.room_used, 0, memory_order_relaxed);
+  for (int i = 0; i < 2; i++) atomic_store_explicit(&_hak_mem.room_used[i], 0, memory_order_relaxed);
   atomic_store_explicit(&_hak_mem.refault_last, 0, memory_order_relaxed);
   atomic_store_explicit(&_hak_mem.trimmed_at, _hak_os_ticks(), memory_order_relaxed);
 }

@@ -9,6 +9,7 @@
 #define HAK_ROOM_DRAIN 4                 /* the room shrinks by 1/4 of what becomes empty */
 #define HAK_ROOM_LAPSE_MS 1000           /* the room lapses after this without reuse */
 #define HAK_ROOM_EVIDENCE 4              /* the room is at most this times the refaults that started it */
+#define HAK_ROOM_PEAK_MS 100             /* and the memory in use at reuses as recent as this (budget.c) */
 
 typedef struct hak_mem_totals {
   /* Changed by every thread's flush: */
@@ -18,7 +19,8 @@ typedef struct hak_mem_totals {
   _Atomic hak_tick_t room_until;     /* when the room lapses: HAK_ROOM_LAPSE_MS after the last reuse */
   _Atomic uint32_t earners;          /* heaps with a room */
   _Atomic size_t room_evidence;      /* bytes the budget purged and refaulted since the room last lapsed */
-  _Atomic size_t room_used;          /* the most memory in use at a reuse since then (the room's bound) */
+  _Atomic size_t room_used[2];       /* the most memory in use at a reuse: this window, the one before */
+  _Atomic hak_tick_t room_window;    /* when this window of HAK_ROOM_PEAK_MS started */
   _Atomic hak_tick_t reuse_delay;    /* HAKMEM_ACE: the purge delay the reuse ages ask for (budget.c) */
   _Atomic size_t refaulted;          /* HAKMEM_ACE: bytes purged and taken back (budget.c) ... */
   _Atomic hak_tick_t refaulted_at;   /* ... as of then: the figure halves every REFAULT_KEEP_MS since */
@@ -115,9 +117,23 @@ static inline size_t hak_mem_total(hak_budget_local_t *b, int w) {
   return v < 0 ? 0 : (size_t)v;
 }
 
+/* The most memory in use at a reuse within the last HAK_ROOM_PEAK_MS (to
+ * twice that): the window that started at room_window counts until a
+ * window's length after its end, the one before until its end. */
+static inline size_t hak_room_used_lately(hak_tick_t now) {
+  hak_tick_t w = _hak_os_ms_ticks(HAK_ROOM_PEAK_MS),
+             since = now - atomic_load_explicit(&_hak_mem.room_window, memory_order_relaxed);
+  size_t lately = since < 2 * w ? atomic_load_explicit(&_hak_mem.room_used[0], memory_order_relaxed) : 0;
+  if (since < w) {
+    size_t before = atomic_load_explicit(&_hak_mem.room_used[1], memory_order_relaxed);
+    if (before > lately) lately = before;
+  }
+  return lately;
+}
+
 /* The working room in force: earned, not lapsed, at most the most memory
- * in use at a reuse since it started, or now (so a small program does not
- * keep ROOM_MB for a few MiB of blocks), and HAK_ROOM_EVIDENCE times the
+ * in use at a reuse lately, or now (so a small program does not keep
+ * ROOM_MB for a few MiB of blocks), and HAK_ROOM_EVIDENCE times the
  * refaults since it started (budget.c); none under a policy without it
  * (elo.c). */
 static inline size_t hak_room_in_force(hak_budget_local_t *b, size_t used, hak_tick_t now) {
@@ -130,7 +146,7 @@ static inline size_t hak_room_in_force(hak_budget_local_t *b, size_t used, hak_t
   int64_t proven =
       (int64_t)atomic_load_explicit(&_hak_mem.room_evidence, memory_order_relaxed) * HAK_ROOM_EVIDENCE;
   if (cap > proven) cap = proven;
-  size_t lately = atomic_load_explicit(&_hak_mem.room_used, memory_order_relaxed);
+  size_t lately = hak_room_used_lately(now);
   if (lately < used) lately = used;
   room = room < 0 ? 0 : room > cap ? cap : room;
   return (size_t)room < lately ? (size_t)room : lately;
