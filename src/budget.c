@@ -32,24 +32,24 @@
  * its repetition, where the memory in use at the free, none, would drop it
  * (phases: bursts of 64 MiB, 1.3x faster); a program that shrinks for good
  * has its room follow it down within 200 ms (bounded by the most memory in
- * use since the room started instead, fragment/pool kept 30.0 MiB after
- * its drop against 11.6, with the window 14.2), but what it frees within
- * them stays as long (mem_efficiency's RSS right after its last free:
- * 35-49 -> 56-61 MiB). It leaves with its thread; a thread's malloc_trim
- * empties its own. Threads without a heap earn none. A room starts only on
- * evidence that purging costs: while a heap has none, its reuse earns one
- * only if memory the budget purged was faulted in again, by any thread,
- * within the last HAK_ROOM_LAPSE_MS (hak_refaulted_lately). Reuse that no
- * purge ever disturbed (a program whose frees the budget and the purge
- * delay already cover) proves nothing, and earned a room the size of the
- * memory in use for nothing (CPython: 18 MiB more peak RSS); a churn past
- * the budget pays its first purges and refaults, then keeps its room. The
- * room in force is at most HAK_ROOM_EVIDENCE times the bytes refaulted
- * since it started (since the last lapse): a churn whose room falls short
- * refaults more and so earns more, and a few hundred KiB faulted in again
- * do not prove a room of ROOM_MB (CPython: three refaults of 1.1 MiB in
- * all earned one of 30-46 MiB, which kept the 17 MiB its pool freed as a
- * 16 MiB string mapped fresh pages: 10 MiB more peak RSS).
+ * use since the room started instead, fragment/pool kept 29-30 MiB after
+ * its drop against 11.6, with the window 11.6-12.8), but what it frees
+ * within them stays as long (mem_efficiency's RSS right after its last
+ * free: 35-37 -> 58-63 MiB). It leaves with its thread; a thread's
+ * malloc_trim empties its own. Threads without a heap earn none. A room
+ * starts only on evidence that purging costs: while a heap has none, its
+ * reuse earns one only if memory the budget purged was faulted in again,
+ * by any thread, within the last HAK_ROOM_LAPSE_MS (hak_refaulted_lately).
+ * Reuse that no purge ever disturbed (a program whose frees the budget and
+ * the purge delay already cover) proves nothing, and earned a room the
+ * size of the memory in use for nothing (CPython: 18 MiB more peak RSS); a
+ * churn past the budget pays its first purges and refaults, then keeps its
+ * room. The room in force is at most HAK_ROOM_EVIDENCE times the bytes
+ * refaulted since it started (since the last lapse): a churn whose room
+ * falls short refaults more and so earns more, and a few hundred KiB
+ * faulted in again do not prove a room of ROOM_MB (CPython: three refaults
+ * of 1.1 MiB in all earned one of 30-46 MiB, which kept the 17 MiB its
+ * pool freed as a 16 MiB string mapped fresh pages: 10 MiB more peak RSS).
  *
  * With HAKMEM_ACE, memory that the budget purged (not malloc_trim), freed
  * since the last malloc_trim, and that is taken back (its pages fault in
